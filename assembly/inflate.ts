@@ -402,7 +402,7 @@ function needHeaderBytes(have: usize): i32 {
 
 // ---- slow bit reader (bounds-checked) ----
 @inline function pull(): void {
-  while (gBC <= 56 && gIP < gIE) {
+  while (gBC <= 55 && gIP < gIE) {
     gBB |= <u64>load<u8>(gIP) << <u64>gBC;
     gIP++;
     gBC += 8;
@@ -588,7 +588,7 @@ function huffman(): i32 {
     if (gOP >= lim) return ST_LIMIT;
     if (outCapEnd - gOP < SLOW_OUT) return ST_OUTPUT_FULL;
     const r = slowSymbol();
-    if (r == 1) {
+    if (r == SYM_END_OF_BLOCK) {
       endOfBlock();
       return 0;
     }
@@ -596,8 +596,10 @@ function huffman(): i32 {
   }
 }
 
+const SYM_END_OF_BLOCK: i32 = 64; // distinct from every ST_* status
+
 // Decodes one symbol with full bounds checks; commits nothing unless the symbol is complete.
-// Returns 0 (symbol done), 1 (end of block), ST_NEED_INPUT, or an error (already recorded).
+// Returns 0 (symbol done), SYM_END_OF_BLOCK, ST_NEED_INPUT, or an error (already recorded).
 function slowSymbol(): i32 {
   pull();
   let bb = gBB;
@@ -605,7 +607,7 @@ function slowSymbol(): i32 {
   let e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
   if (e & F_SUB) {
     if (bc < LIT_BITS) return shortage();
-    e = load<u32>(LIT_TABLE + ((e >>> 16) + (<u32>(bb >> <u64>LIT_BITS) & ((1 << ((e >>> 8) & 31)) - 1))) << 2);
+    e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
   }
   let cl = e & 31;
   if (cl > bc) return shortage();
@@ -620,7 +622,7 @@ function slowSymbol(): i32 {
     if (e & F_EOB) {
       gBB = bb >> <u64>cl;
       gBC = bc - cl;
-      return 1;
+      return SYM_END_OF_BLOCK;
     }
     return fail(E_BAD_LITLEN);
   }
@@ -632,7 +634,7 @@ function slowSymbol(): i32 {
   let d = load<u32>(DIST_TABLE + ((<u32>bb & 0xff) << 2));
   if (d & F_SUB) {
     if (bc < DIST_BITS) return shortage();
-    d = load<u32>(DIST_TABLE + ((d >>> 16) + (<u32>(bb >> <u64>DIST_BITS) & ((1 << ((d >>> 8) & 31)) - 1))) << 2);
+    d = subEntry(DIST_TABLE, d, <u32>(bb >> <u64>DIST_BITS));
   }
   cl = d & 31;
   if (cl > bc) return shortage();
@@ -657,6 +659,12 @@ function slowSymbol(): i32 {
   return 0;
 }
 
+// Second-level lookup: `e` is a SUBTABLE entry, `rest` the input bits after the main-table bits.
+@inline function subEntry(table: usize, e: u32, rest: u32): u32 {
+  const idx = (e >>> 16) + (rest & ((<u32>1 << ((e >>> 8) & 31)) - 1));
+  return load<u32>(table + (<usize>idx << 2));
+}
+
 // The hot loop: no bounds checks inside, guarded by opEnd / input slack. Returns 0 when a bound
 // is reached, 1 at end of block, or a negative error. Leaves the reader at an exact bit position.
 function fastLoop(opEnd: usize): i32 {
@@ -672,21 +680,21 @@ function fastLoop(opEnd: usize): i32 {
     ip += <usize>((63 - bc) >> 3);
     bc |= 56;
     let e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
-    if (e & F_SUB) e = load<u32>(LIT_TABLE + ((e >>> 16) + (<u32>(bb >> 11) & ((1 << ((e >>> 8) & 31)) - 1))) << 2);
+    if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> 11));
     if (<i32>e < 0) {
       store<u8>(op, <u8>(e >>> 16));
       op++;
       bb >>= <u64>(e & 31);
       bc -= <u64>(e & 31);
       e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
-      if (e & F_SUB) e = load<u32>(LIT_TABLE + ((e >>> 16) + (<u32>(bb >> 11) & ((1 << ((e >>> 8) & 31)) - 1))) << 2);
+      if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> 11));
       if (<i32>e < 0) {
         store<u8>(op, <u8>(e >>> 16));
         op++;
         bb >>= <u64>(e & 31);
         bc -= <u64>(e & 31);
         e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
-        if (e & F_SUB) e = load<u32>(LIT_TABLE + ((e >>> 16) + (<u32>(bb >> 11) & ((1 << ((e >>> 8) & 31)) - 1))) << 2);
+        if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> 11));
         if (<i32>e < 0) {
           store<u8>(op, <u8>(e >>> 16));
           op++;
@@ -718,7 +726,7 @@ function fastLoop(opEnd: usize): i32 {
       bc |= 56;
     }
     let d = load<u32>(DIST_TABLE + ((<u32>bb & 0xff) << 2));
-    if (d & F_SUB) d = load<u32>(DIST_TABLE + ((d >>> 16) + (<u32>(bb >> 8) & ((1 << ((d >>> 8) & 31)) - 1))) << 2);
+    if (d & F_SUB) d = subEntry(DIST_TABLE, d, <u32>(bb >> 8));
     if (d & F_EXCEPTIONAL) {
       r = E_BAD_DISTANCE;
       break;
