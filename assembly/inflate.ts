@@ -518,8 +518,7 @@ function dynamicHeader(): i32 {
 // ---- stored block ----
 function stored(): i32 {
   while (storedLeft > 0) {
-    const lim = limitAddr();
-    if (gOP >= lim) return ST_LIMIT;
+    if (limitReached()) return ST_LIMIT;
     const room = outCapEnd - gOP;
     if (room == 0) return ST_OUTPUT_FULL;
     const avail = gIE - gIP;
@@ -546,11 +545,8 @@ function stored(): i32 {
   boundaryDone = false;
 }
 
-function limitAddr(): usize {
-  const room = limitTot - tot(gOP);
-  if (room <= 0) return gOP;
-  if (room >= <i64>(outCapEnd - gOP)) return outCapEnd;
-  return gOP + <usize>room;
+@inline function limitReached(): bool {
+  return tot(gOP) >= limitTot;
 }
 
 // ---- member trailer ----
@@ -573,8 +569,13 @@ function trailer(): i32 {
 // ---- Huffman-coded block data ----
 function huffman(): i32 {
   while (true) {
-    const lim = limitAddr();
-    const opEnd = lim < outCapEnd - FAST_OUT ? lim : outCapEnd - FAST_OUT;
+    if (limitReached()) return ST_LIMIT;
+    // The fast loop stops at the output limit (it may overshoot by one match) or near the end.
+    let opEnd = outCapEnd - FAST_OUT;
+    if (gOP < opEnd) {
+      const room = limitTot - tot(gOP); // > 0 here
+      if (room < <i64>(opEnd - gOP)) opEnd = gOP + <usize>room;
+    }
     if (gIP + FAST_IN < gIE && gOP < opEnd) {
       // (each call makes progress: both loop guards hold on entry)
       const r = fastLoop(opEnd);
@@ -585,7 +586,6 @@ function huffman(): i32 {
       if (r < 0) return fail(r);
       continue;
     }
-    if (gOP >= lim) return ST_LIMIT;
     if (outCapEnd - gOP < SLOW_OUT) return ST_OUTPUT_FULL;
     const r = slowSymbol();
     if (r == SYM_END_OF_BLOCK) {

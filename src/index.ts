@@ -7,3 +7,4 @@ export {
 } from "./wasm/checkpoints.js";
 export { InflateError } from "./wasm/codes.js";
 export { WINDOW_SIZE } from "./wasm/inflater.js";
+export { InflatePool, type PoolOptions, type PoolBuildOptions } from "./wasm/pool.js";

@@ -10,7 +10,7 @@ export function gunzip(bytes: Uint8Array, opts: GunzipOptions = {}): Uint8Array 
   const max = opts.maxOutput ?? Number.MAX_SAFE_INTEGER;
   // ISIZE of the last member sizes the result exactly for the common single-member case.
   const hint = bytes.length >= 18 ? new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0, true) : 0;
-  let out = new Uint8Array(Math.min(hint, max));
+  let out: Uint8Array = Buffer.allocUnsafeSlow(Math.min(hint, max));
   let used = 0;
   const inf = Inflater.gzip(null);
   try {

@@ -1,0 +1,129 @@
+// A piscina pool of inflate workers, sized from the core count.
+import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MessageChannel, type Transferable } from "node:worker_threads";
+import { Piscina } from "piscina";
+import type { Checkpoint, CheckpointResult } from "./checkpoints.js";
+import type { CheckpointState } from "./extract.js";
+import { InflateError } from "./codes.js";
+import type { BuildMessage, ChunkMessage, WorkerResult, WorkerTask } from "./worker.js";
+
+/** The compiled worker (tests and tsx run from src/, the worker always from dist/). */
+export function workerPath(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "wasm", "worker.js");
+}
+
+export interface PoolOptions {
+  /** Worker threads (default: the number of cores). */
+  threads?: number;
+  /** Idle workers exit after this many ms (default 30 s). */
+  idleTimeout?: number;
+}
+
+export interface PoolBuildOptions {
+  verifyCrc?: boolean;
+  onCheckpoint?(cp: Checkpoint): void;
+  /** Chunks sent but not yet processed by the worker (backpressure; default 4). */
+  inFlight?: number;
+  signal?: AbortSignal;
+}
+
+const MAX_IN_FLIGHT = 4;
+
+export class InflatePool {
+  private readonly pool: Piscina;
+
+  constructor(opts: PoolOptions = {}) {
+    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    this.pool = new Piscina({
+      filename: workerPath(),
+      minThreads: 0,
+      maxThreads: threads,
+      idleTimeout: opts.idleTimeout ?? 30_000,
+      concurrentTasksPerWorker: 1,
+    });
+  }
+
+  get threads(): number {
+    return this.pool.options.maxThreads;
+  }
+
+  gunzip(bytes: Uint8Array, maxOutput?: number): Promise<Uint8Array> {
+    return this.run({ op: "gunzip", bytes, maxOutput });
+  }
+
+  extract(spanBytes: Uint8Array, checkpoint: CheckpointState, offset: number, length: number): Promise<Uint8Array> {
+    const { out, bits, window } = checkpoint;
+    return this.run({ op: "extract", spanBytes, checkpoint: { out, bits, window }, offset, length });
+  }
+
+  /**
+   * Inflates a gzip stream on a worker, recording checkpoints. Chunks are copied to the worker
+   * (the caller keeps its buffers); at most `inFlight` chunks wait there at once.
+   */
+  async buildCheckpoints(
+    stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+    spanSize: number,
+    opts: PoolBuildOptions = {},
+  ): Promise<CheckpointResult> {
+    const { port1, port2 } = new MessageChannel();
+    const checkpoints: Checkpoint[] = [];
+    const limit = Math.max(1, opts.inFlight ?? MAX_IN_FLIGHT);
+    let sent = 0;
+    let acked = 0;
+    let wake: (() => void) | undefined;
+    let failed = false;
+    let finished: (sizes: Omit<CheckpointResult, "checkpoints">) => void = () => {};
+    const done = new Promise<Omit<CheckpointResult, "checkpoints">>((r) => (finished = r));
+    port1.on("message", (msg: BuildMessage) => {
+      if ("ack" in msg) {
+        acked = msg.ack;
+        wake?.();
+      } else if ("checkpoint" in msg) {
+        checkpoints.push(msg.checkpoint);
+        opts.onCheckpoint?.(msg.checkpoint);
+      } else {
+        finished(msg.done);
+      }
+    });
+    const task = this.run<Omit<CheckpointResult, "checkpoints">>(
+      { op: "checkpoints", port: port2, spanSize, verifyCrc: opts.verifyCrc },
+      [port2],
+      opts.signal,
+    );
+    task.catch(() => {
+      failed = true;
+      wake?.();
+    });
+    try {
+      const chunks = stream instanceof Uint8Array ? [stream] : stream;
+      for await (const chunk of chunks as AsyncIterable<Uint8Array>) {
+        if (failed) break;
+        const copy = new Uint8Array(chunk); // detached from the caller's buffer
+        port1.postMessage({ chunk: copy } satisfies ChunkMessage, [copy.buffer]);
+        sent++;
+        while (!failed && sent - acked >= limit) await new Promise<void>((r) => (wake = r));
+      }
+      if (!failed) port1.postMessage({ end: true } satisfies ChunkMessage);
+      await task; // rethrows the worker's error
+      return { checkpoints, ...(await done) };
+    } finally {
+      port1.close();
+    }
+  }
+
+  private async run<T>(task: WorkerTask, transferList?: Transferable[], signal?: AbortSignal): Promise<T> {
+    const r = (await this.pool.run(task, { transferList, signal })) as WorkerResult<T>;
+    if ("ok" in r) return r.ok;
+    const { name, message, code } = r.err;
+    if (name === "InflateError" && code !== undefined) throw new InflateError(code, message);
+    const err = name === "RangeError" ? new RangeError(message) : new Error(message);
+    if (name !== err.name) err.name = name;
+    throw err;
+  }
+
+  async destroy(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
