@@ -8,3 +8,6 @@ export {
 export { InflateError } from "./wasm/codes.js";
 export { WINDOW_SIZE } from "./wasm/inflater.js";
 export { InflatePool, type PoolOptions, type PoolBuildOptions } from "./wasm/pool.js";
+export { GzipZinfo, ZinfoError, PACKED_CHECKPOINT_SIZE, ZINFO_HEADER_SIZE } from "./formats/gzip-zinfo.js";
+export { TarZinfo } from "./formats/tar-zinfo.js";
+export { spanRanges, type Zinfo, type SpanRange } from "./formats/zinfo.js";
