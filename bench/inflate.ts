@@ -127,7 +127,7 @@ async function main(): Promise<void> {
         return extractAll(gz, spans);
       },
       get note() {
-        return `${spans.length} spans of ${SPAN >> 20} MiB`;
+        return spans.length ? `${spans.length} spans of ${SPAN >> 20} MiB` : undefined;
       },
     },
   ];

@@ -1,0 +1,63 @@
+// `soci`: the SOCI command line (command names and flags follow the reference CLI).
+import { Command } from "commander";
+import { packageVersion } from "./version.js";
+import { NotImplementedError, reportAndExit } from "./errors.js";
+import { runDemo } from "./demo.js";
+
+const program = new Command("soci")
+  .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")
+  .version(`soci version ${packageVersion()}`, "-v, --version")
+  .option("-a, --address <path>", "containerd socket", process.env.CONTAINERD_ADDRESS ?? "/run/containerd/containerd.sock")
+  .option("-n, --namespace <ns>", "containerd namespace", process.env.CONTAINERD_NAMESPACE ?? "default")
+  .option("--content-store <store>", "content store: soci or containerd", "containerd")
+  .option("--root <dir>", "root directory", "/var/lib/soci-snapshotter-grpc/")
+  .option("--debug", "debug output")
+  .showHelpAfterError();
+
+// Commands delivered by later work: present so scripts and --help see the real surface.
+function pending(name: string, description: string, args = ""): Command {
+  const cmd = new Command(name).description(description).action(() => {
+    throw new NotImplementedError(`soci ${name}`);
+  });
+  if (args) cmd.arguments(args);
+  return cmd;
+}
+
+program.addCommand(pending("create", "create a SOCI index (v1) for an image", "<image_ref>"));
+program.addCommand(pending("convert", "convert an image into a SOCI-enabled image (SOCI index v2)", "<image_ref> <dest_ref>"));
+program.addCommand(pending("push", "push SOCI index v1 artifacts to a registry", "<ref>"));
+program.addCommand(pending("rebuild-db", "rebuild the artifacts database from the content store"));
+program.addCommand(
+  new Command("index")
+    .description("manage SOCI indexes")
+    .addCommand(pending("list", "list SOCI indexes").alias("ls"))
+    .addCommand(pending("info", "show a SOCI index", "<digest>"))
+    .addCommand(pending("remove", "remove SOCI indexes", "[digests...]").alias("rm")),
+);
+program.addCommand(
+  new Command("ztoc")
+    .description("inspect ztocs")
+    .addCommand(pending("list", "list ztocs").alias("ls"))
+    .addCommand(pending("info", "show a ztoc", "<digest>"))
+    .addCommand(pending("get-file", "extract a file through a ztoc", "<digest> <file>")),
+);
+program.addCommand(
+  new Command("prefetch")
+    .description("inspect prefetch artifacts")
+    .addCommand(pending("list", "list prefetch artifacts").alias("ls"))
+    .addCommand(pending("info", "show a prefetch artifact", "<digest>")),
+);
+program.addCommand(pending("mount", "lazily mount an image from its SOCI index", "<ref> <mountpoint>"));
+program.addCommand(pending("unmount", "unmount a soci mount", "<mountpoint>"));
+program.addCommand(
+  new Command("demo")
+    .description("build a sample gzip layer, index it and read it lazily span by span")
+    .option("--size-mb <n>", "uncompressed size of the sample layer", "64")
+    .option("--span-size <bytes>", "span size", String(1 << 20))
+    .option("--reads <n>", "random 4 KiB reads to serve lazily", "20")
+    .action(async (opts: { sizeMb: string; spanSize: string; reads: string }) => {
+      await runDemo({ sizeMB: Number(opts.sizeMb), spanSize: Number(opts.spanSize), reads: Number(opts.reads) });
+    }),
+);
+
+program.parseAsync(process.argv).catch((err) => reportAndExit("soci", err));
