@@ -270,6 +270,9 @@ export function run(): i32 {
     primeBits = 0;
   }
   while (true) {
+    // An extraction ends as soon as it has its bytes, before reading any further headers: the
+    // span's compressed range may end exactly at the next block or member boundary.
+    if (limitReached() && mode != M_DONE && mode != M_ERROR) return ST_LIMIT;
     switch (mode) {
       case M_GZHEAD: {
         const r = gzipHeader();
