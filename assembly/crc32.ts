@@ -1,7 +1,8 @@
-// CRC-32 (IEEE 802.3, reflected, as gzip uses), slice-by-8.
-// Eight 256-entry tables let the loop fold 8 input bytes per iteration.
+// CRC-32 (IEEE 802.3, reflected, as gzip uses), slice-by-16.
+// Sixteen 256-entry tables let the loop fold 16 input bytes per iteration: the serial
+// dependency through `c` is paid once per 16 bytes instead of once per byte.
 
-const CRC_TABLES: usize = memory.data(8 * 256 * 4, 64);
+const CRC_TABLES: usize = memory.data(16 * 256 * 4, 64);
 
 export function crcInitTables(): void {
   for (let n: u32 = 0; n < 256; n++) {
@@ -11,7 +12,7 @@ export function crcInitTables(): void {
   }
   for (let n: u32 = 0; n < 256; n++) {
     let c = load<u32>(CRC_TABLES + (n << 2));
-    for (let t: u32 = 1; t < 8; t++) {
+    for (let t: u32 = 1; t < 16; t++) {
       c = load<u32>(CRC_TABLES + ((c & 0xff) << 2)) ^ (c >>> 8);
       store<u32>(CRC_TABLES + (t << 10) + (n << 2), c);
     }
@@ -26,18 +27,22 @@ export function crcInitTables(): void {
 export function crc32Update(crc: u32, ptr: usize, len: usize): u32 {
   let c = ~crc;
   const end = ptr + len;
-  while (ptr < end && (ptr & 7) != 0) {
+  while (ptr < end && (ptr & 15) != 0) {
     c = tab(0, c ^ load<u8>(ptr)) ^ (c >>> 8);
     ptr++;
   }
-  const end8 = end - ((end - ptr) & 7);
-  while (ptr < end8) {
-    const lo = load<u32>(ptr) ^ c;
-    const hi = load<u32>(ptr, 4);
+  const end16 = end - ((end - ptr) & 15);
+  while (ptr < end16) {
+    const a = load<u32>(ptr) ^ c;
+    const b = load<u32>(ptr, 4);
+    const d = load<u32>(ptr, 8);
+    const e = load<u32>(ptr, 12);
     c =
-      tab(7, lo) ^ tab(6, lo >>> 8) ^ tab(5, lo >>> 16) ^ tab(4, lo >>> 24) ^
-      tab(3, hi) ^ tab(2, hi >>> 8) ^ tab(1, hi >>> 16) ^ tab(0, hi >>> 24);
-    ptr += 8;
+      tab(15, a) ^ tab(14, a >>> 8) ^ tab(13, a >>> 16) ^ tab(12, a >>> 24) ^
+      tab(11, b) ^ tab(10, b >>> 8) ^ tab(9, b >>> 16) ^ tab(8, b >>> 24) ^
+      tab(7, d) ^ tab(6, d >>> 8) ^ tab(5, d >>> 16) ^ tab(4, d >>> 24) ^
+      tab(3, e) ^ tab(2, e >>> 8) ^ tab(1, e >>> 16) ^ tab(0, e >>> 24);
+    ptr += 16;
   }
   while (ptr < end) {
     c = tab(0, c ^ load<u8>(ptr)) ^ (c >>> 8);
