@@ -98,6 +98,8 @@ let crc: u32 = 0;
 let crcPos: usize = 0;
 let memberStart: i64 = 0; // stream output offset where the current member began
 let members: i32 = 0;
+let nameScanned: usize = 0; // header bytes already searched for FNAME's terminator
+let commentScanned: usize = 0; // the same for FCOMMENT
 let primeBits: u32 = 0; // extraction: bits of the first input byte that belong to the first block
 
 // ---- checkpoints ----
@@ -158,6 +160,8 @@ function resetCommon(): void {
   members = 0;
   lastCk = 0;
   primeBits = 0;
+  nameScanned = 0;
+  commentScanned = 0;
 }
 
 /** Starts a gzip stream from its first byte. span < 0 disables checkpoint capture. */
@@ -364,14 +368,24 @@ function gzipHeader(): i32 {
     if (gIE - p < xlen) return headerShort();
     p += xlen;
   }
+  // FNAME and FCOMMENT are unbounded: remember how far a short scan got so that a long name
+  // arriving in small chunks is scanned once, not once per chunk.
   if (flg & 8) {
+    if (p < start + nameScanned) p = start + nameScanned;
     while (p < gIE && load<u8>(p) != 0) p++;
-    if (p >= gIE) return headerShort();
+    if (p >= gIE) {
+      nameScanned = p - start;
+      return headerShort();
+    }
     p++;
   }
   if (flg & 16) {
+    if (p < start + commentScanned) p = start + commentScanned;
     while (p < gIE && load<u8>(p) != 0) p++;
-    if (p >= gIE) return headerShort();
+    if (p >= gIE) {
+      commentScanned = p - start;
+      return headerShort();
+    }
     p++;
   }
   if (flg & 2) {
@@ -381,6 +395,8 @@ function gzipHeader(): i32 {
     p += 2;
   }
   gIP = p;
+  nameScanned = 0;
+  commentScanned = 0;
   members++;
   memberStart = tot(gOP);
   histLow = gOP; // a new member cannot refer to the previous one's output

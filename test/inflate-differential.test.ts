@@ -1,19 +1,26 @@
 // Differential tests of the WebAssembly inflate core against node:zlib, pigz, pako and fflate output,
 // and of its checkpoints against the zran rule applied to an independent reference decoder.
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { constants, deflateRawSync, gunzipSync, gzipSync, type ZlibOptions } from "node:zlib";
+import { constants, deflateRawSync, gunzipSync, gzipSync, inflateRawSync, type ZlibOptions } from "node:zlib";
 import * as pako from "pako";
 import * as fflate from "fflate";
 import {
   buildCheckpoints, buildCheckpointsSync, CheckpointBuilder, extract, gunzip, type CheckpointResult,
 } from "../src/index.js";
-import { crc32, refGunzip, zranCheckpoints, type RefResult } from "./helpers/ref-inflate.js";
+import { BitWriter, crc32, refGunzip, zranCheckpoints, type RefResult } from "./helpers/ref-inflate.js";
 import {
   chunked, concat, gzipHeader, gzipMember, mixed, pigz, repeating, Rng, sameBytes, spanCompressedRanges,
   spanUncompressedRanges, textLike, u8,
 } from "./helpers/inflate-util.js";
 import { key, verifyAllSpans, verifyCheckpoints } from "./helpers/verify-checkpoints.js";
+import { Watchdog } from "./helpers/watchdog.js";
+import { fixedMatch, randomDeflate } from "./helpers/deflate-gen.js";
+
+// a decoder stuck in a loop would block this thread forever: fail loudly instead
+const dog = new Watchdog("inflate-differential.test.ts", 90_000);
+beforeEach((ctx) => dog.step(ctx.task.name));
+afterAll(() => dog.stop());
 
 const rng = new Rng(20240601);
 
@@ -151,6 +158,53 @@ describe("overlapping copies (distance 1..20, long matches, across output buffer
     const gz = u8(gzipSync(data, { level: 9 }));
     expectGunzip(gz, data);
     verifyCheckpoints(gz, data, 1 << 20, buildCheckpointsSync(gz, 1 << 20));
+  });
+});
+
+describe("generated streams: every length and distance code, distance 32768, blocks of every type", () => {
+  for (const [seed, size, opts] of [[1, 150_000, {}], [2, 400_000, { farMatches: 0.3 }], [3, 50_000, { longMatches: 1 }]] as const) {
+    it(`seed ${seed}, ${size} bytes`, () => {
+      const { raw, data } = randomDeflate(new Rng(seed), size, opts);
+      expect(sameBytes(u8(inflateRawSync(raw)), data)).toBe("equal"); // zlib agrees
+      const gz = gzipMember(gzipHeader(), raw, data);
+      expectGunzip(gz, data);
+      verifyAllSpans(gz, data, [0, 10000, 1 << 20]);
+    });
+  }
+
+  it("3 MiB of far (up to 32768) and long matches across output buffer refills", () => {
+    const { raw, data } = randomDeflate(new Rng(4), 3 << 20, { farMatches: 0.6, longMatches: 0.5 });
+    const gz = gzipMember(gzipHeader(), raw, data);
+    expectGunzip(gz, data);
+    verifyCheckpoints(gz, data, 1 << 18, buildCheckpointsSync(gz, 1 << 18));
+  });
+
+  it("a 32 KiB block repeated at distance exactly 32768 for 3 MiB", () => {
+    const r = new Rng(5);
+    const block = r.bytes(32768);
+    const w = new BitWriter().bits(0, 1).bits(0, 2).raw([0, 0x80, 0xff, 0x7f]).raw(block); // stored, LEN 32768
+    const total = 3 << 20;
+    let n = 32768;
+    w.bits(1, 1).bits(1, 2);
+    while (n < total) {
+      const len = Math.min(258, Math.max(3, total - n));
+      fixedMatch(w, len, 32768);
+      n += len;
+    }
+    w.fixedLit(256);
+    const raw = w.finish();
+    const data = new Uint8Array(n);
+    for (let i = 0; i < n; i++) data[i] = block[i % 32768]!;
+    expect(sameBytes(u8(inflateRawSync(raw)), data)).toBe("equal");
+    const gz = gzipMember(gzipHeader(), raw, data);
+    expectGunzip(gz, data);
+    const res = buildCheckpointsSync(gz, 0);
+    verifyCheckpoints(gz, data, 0, res);
+    // extraction from the checkpoint after the stored block runs through the whole far-copy block
+    const cp = res.checkpoints[1]!;
+    expect(cp.out).toBe(32768);
+    const off = 2_000_000;
+    expect(sameBytes(extract(gz.subarray(cp.in - (cp.bits ? 1 : 0)), cp, off, 100_000), data.subarray(off, off + 100_000))).toBe("equal");
   });
 });
 
@@ -438,6 +492,24 @@ describe("chunked input gives the same checkpoints and data as one-shot", () => 
       expect(summary(await buildCheckpoints(gen(), span))).toEqual(want);
     });
   }
+
+  it("interleaved builders and decoders do not share state", () => {
+    const a = u8(gzipSync(TEXT.subarray(0, 200000), { level: 9 }));
+    const b = concat([u8(gzipSync(MIXED.subarray(0, 150000), { level: 1 })), u8(gzipSync(TEXT.subarray(0, 1000)))]);
+    const wantA = summary(buildCheckpointsSync(a, 5000));
+    const wantB = summary(buildCheckpointsSync(b, 5000));
+    const builders = [new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000)];
+    const inputs = [a, b, a, b, a, b];
+    const step = 3001;
+    for (let p = 0; p < Math.max(a.length, b.length); p += step) {
+      builders.forEach((bl, i) => {
+        if (p < inputs[i]!.length) bl.push(inputs[i]!.subarray(p, p + step));
+      });
+      // other work on the same thread in between
+      if ((p / step) % 5 === 0) expect(gunzip(a).length).toBe(200000);
+    }
+    builders.forEach((bl, i) => expect(summary(bl.finish())).toEqual(i % 2 ? wantB : wantA));
+  });
 
   it("splitting a small stream in two at every offset", () => {
     const parts = [TEXT.subarray(0, 3000), TEXT.subarray(3000, 3500)];

@@ -271,6 +271,30 @@ for (const c of CASES) {
   });
 }
 
+describe("incremental input split at every offset", () => {
+  for (const [name, gz] of [["layer-a.tar.gz", layerA], ["layer-b.tar.gz", layerB]] as const) {
+    it(`${name}: two pieces, cut anywhere, give the golden checkpoints and all the data`, () => {
+      const want = buildCheckpointsSync(gz, 4096).checkpoints.map((c) => `${c.in}/${c.out}/${c.bits}/${sha256(c.window)}`);
+      const bad: string[] = [];
+      for (let k = 0; k <= gz.length; k++) {
+        const data: Uint8Array[] = [];
+        try {
+          const b = new CheckpointBuilder(4096, { onData: (v) => data.push(v.slice()) });
+          b.push(gz.subarray(0, k));
+          b.push(gz.subarray(k));
+          const r = b.finish();
+          const got = r.checkpoints.map((c) => `${c.in}/${c.out}/${c.bits}/${sha256(c.window)}`);
+          if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`cut at ${k}: checkpoints differ`);
+          else if (sameBytes(Buffer.concat(data), tar) !== "equal") bad.push(`cut at ${k}: data ${sameBytes(Buffer.concat(data), tar)}`);
+        } catch (e) {
+          bad.push(`cut at ${k}: ${(e as Error).message}`);
+        }
+      }
+      expect(bad.slice(0, 10), `${bad.length} of ${gz.length + 1} cuts fail`).toEqual([]);
+    });
+  }
+});
+
 describe("layer-b specifics", () => {
   it("has a checkpoint right after the second member's header (bits 0)", () => {
     const r = buildCheckpointsSync(layerB, 4096);

@@ -1,6 +1,6 @@
 // Shared helpers for the inflate test files: deterministic data, gzip framing, pigz, span maths.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { crc32 } from "./ref-inflate.js";
@@ -208,7 +208,7 @@ export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
 }
 
 // ---- pigz ----
-export const PIGZ = "/usr/bin/pigz";
+export const PIGZ = existsSync("/usr/bin/pigz") ? "/usr/bin/pigz" : "pigz";
 
 /** Runs `pigz <args>` with `input` on stdin and resolves with its stdout. */
 export function pigz(args: string[], input: Uint8Array): Promise<Uint8Array> {
