@@ -7,7 +7,8 @@ import { Piscina } from "piscina";
 import type { Checkpoint, CheckpointResult } from "./checkpoints.js";
 import type { CheckpointState } from "./extract.js";
 import { InflateError } from "./codes.js";
-import type { BuildMessage, ChunkMessage, WorkerResult, WorkerTask } from "./worker.js";
+import type { BuildMessage, WorkerResult, WorkerTask } from "./worker.js";
+import { isAck, portSender, type AckMessage } from "./port-stream.js";
 
 /** The compiled worker (tests and tsx run from src/, the worker always from dist/). */
 export function workerPath(): string {
@@ -69,43 +70,24 @@ export class InflatePool {
   ): Promise<CheckpointResult> {
     const { port1, port2 } = new MessageChannel();
     const checkpoints: Checkpoint[] = [];
-    const limit = Math.max(1, opts.inFlight ?? MAX_IN_FLIGHT);
-    let sent = 0;
-    let acked = 0;
-    let wake: (() => void) | undefined;
-    let failed = false;
+    const sender = portSender(port1, Math.max(1, opts.inFlight ?? MAX_IN_FLIGHT));
     let finished: (sizes: Omit<CheckpointResult, "checkpoints">) => void = () => {};
     const done = new Promise<Omit<CheckpointResult, "checkpoints">>((r) => (finished = r));
-    port1.on("message", (msg: BuildMessage) => {
-      if ("ack" in msg) {
-        acked = msg.ack;
-        wake?.();
-      } else if ("checkpoint" in msg) {
+    port1.on("message", (msg: BuildMessage | AckMessage) => {
+      if (isAck(msg)) sender.onAck(msg);
+      else if ("checkpoint" in msg) {
         checkpoints.push(msg.checkpoint);
         opts.onCheckpoint?.(msg.checkpoint);
-      } else {
-        finished(msg.done);
-      }
+      } else finished(msg.done);
     });
     const task = this.run<Omit<CheckpointResult, "checkpoints">>(
       { op: "checkpoints", port: port2, spanSize, verifyCrc: opts.verifyCrc },
       [port2],
       opts.signal,
     );
-    task.catch(() => {
-      failed = true;
-      wake?.();
-    });
+    task.catch(() => sender.stop());
     try {
-      const chunks = stream instanceof Uint8Array ? [stream] : stream;
-      for await (const chunk of chunks as AsyncIterable<Uint8Array>) {
-        if (failed) break;
-        const copy = new Uint8Array(chunk); // detached from the caller's buffer
-        port1.postMessage({ chunk: copy } satisfies ChunkMessage, [copy.buffer]);
-        sent++;
-        while (!failed && sent - acked >= limit) await new Promise<void>((r) => (wake = r));
-      }
-      if (!failed) port1.postMessage({ end: true } satisfies ChunkMessage);
+      await sender.send(stream);
       await task; // rethrows the worker's error
       return { checkpoints, ...(await done) };
     } finally {

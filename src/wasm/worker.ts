@@ -4,17 +4,15 @@ import type { MessagePort } from "node:worker_threads";
 import { gunzip } from "./gunzip.js";
 import { extract, type CheckpointState } from "./extract.js";
 import { CheckpointBuilder } from "./checkpoints.js";
+import { consumePort } from "./port-stream.js";
 
 export type WorkerTask =
   | { op: "gunzip"; bytes: Uint8Array; maxOutput?: number }
   | { op: "extract"; spanBytes: Uint8Array; checkpoint: CheckpointState; offset: number; length: number }
   | { op: "checkpoints"; port: MessagePort; spanSize: number; verifyCrc?: boolean };
 
-/** Messages on a checkpoints port, main → worker. */
-export type ChunkMessage = { chunk: Uint8Array } | { end: true };
-/** Messages on a checkpoints port, worker → main. */
+/** Messages on a checkpoints port, worker → main (besides chunk acks). */
 export type BuildMessage =
-  | { ack: number }
   | { checkpoint: { in: number; out: number; bits: number; window: Uint8Array } }
   | { done: { compressedSize: number; uncompressedSize: number; members: number } };
 
@@ -50,43 +48,24 @@ function moved(out: Uint8Array) {
   return Piscina.move(wrapped as never) as unknown as WorkerResult<Uint8Array>;
 }
 
-// Streams a layer in over a MessagePort; acknowledges each chunk so the sender can apply backpressure.
+// Streams a layer in over a MessagePort; checkpoints go back on the same port as they are found.
 function buildFromPort(port: MessagePort, spanSize: number, verifyCrc: boolean) {
-  return new Promise((resolve, reject) => {
-    let builder: CheckpointBuilder | undefined;
-    try {
-      builder = new CheckpointBuilder(spanSize, {
-        verifyCrc,
-        onCheckpoint(cp) {
-          const msg: BuildMessage = { checkpoint: cp };
-          port.postMessage(msg, [cp.window.buffer as ArrayBuffer]);
-        },
-      });
-    } catch (err) {
-      port.close();
-      reject(err);
-      return;
-    }
-    const b = builder;
-    let seq = 0;
-    port.on("message", (msg: ChunkMessage) => {
-      try {
-        if ("chunk" in msg) {
-          b.push(msg.chunk);
-          port.postMessage({ ack: ++seq } satisfies BuildMessage);
-          return;
-        }
-        const r = b.finish();
-        const done = { compressedSize: r.compressedSize, uncompressedSize: r.uncompressedSize, members: r.members };
-        // sent on the port, after every checkpoint, so the receiver has them all when it sees it
-        port.postMessage({ done } satisfies BuildMessage);
-        port.close();
-        resolve(done);
-      } catch (err) {
-        b.close();
-        port.close();
-        reject(err);
-      }
-    });
+  const builder = new CheckpointBuilder(spanSize, {
+    verifyCrc,
+    onCheckpoint(cp) {
+      port.postMessage({ checkpoint: cp } satisfies BuildMessage, [cp.window.buffer as ArrayBuffer]);
+    },
   });
+  return consumePort(
+    port,
+    (chunk) => builder.push(chunk),
+    () => {
+      const r = builder.finish();
+      const done = { compressedSize: r.compressedSize, uncompressedSize: r.uncompressedSize, members: r.members };
+      // after every checkpoint on the port, so the receiver has them all when it sees this
+      port.postMessage({ done } satisfies BuildMessage);
+      return done;
+    },
+    () => builder.close(),
+  );
 }
