@@ -52,6 +52,11 @@ export class CheckpointBuilder {
     },
   };
 
+  /** Compressed bytes fully decoded so far: no later checkpoint can have a smaller `in`. */
+  get consumed(): number {
+    return this.inf.totalIn;
+  }
+
   push(chunk: Uint8Array): void {
     if (this.ended) throw new Error("CheckpointBuilder: push after finish");
     this.compressed += chunk.length;

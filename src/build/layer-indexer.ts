@@ -1,0 +1,121 @@
+// One pass over a layer blob → its ztoc (FORMATS.md §1.2): inflate with checkpoint capture, walk
+// the tar as the bytes come out, and digest each span's compressed bytes, all while streaming.
+// Only the current span's undecided bytes and the checkpoints are held, never the layer.
+import { createHash } from "node:crypto";
+import { CheckpointBuilder } from "../wasm/checkpoints.js";
+import { GzipZinfo } from "../formats/gzip-zinfo.js";
+import { TarZinfo } from "../formats/tar-zinfo.js";
+import { TarReader, type TarEntry } from "../formats/tar.js";
+import { encodeZtoc, BUILD_TOOL_IDENTIFIER, ZTOC_VERSION, type Ztoc } from "../formats/ztoc.js";
+import { formatTarTime } from "../formats/go-time.js";
+import type { FileMetadata } from "../formats/toc.js";
+import type { Zinfo } from "../formats/zinfo.js";
+import { SpanDigester } from "./span-digester.js";
+
+/** How the layer blob is compressed ("unknown" layers are read as plain tar, like the reference). */
+export type LayerCompression = "gzip" | "uncompressed";
+
+export interface LayerIndexOptions {
+  spanSize: number;
+  compression: LayerCompression;
+  buildToolIdentifier?: string;
+}
+
+export interface IndexedLayer {
+  ztoc: Ztoc;
+  /** The serialized ztoc (its sha256 is the ztoc digest). */
+  bytes: Uint8Array;
+  digest: string;
+  zinfo: Zinfo;
+}
+
+export function toFileMetadata(e: TarEntry): FileMetadata {
+  return {
+    name: e.name,
+    type: e.type,
+    uncompressedOffset: e.dataOffset,
+    uncompressedSize: e.size,
+    linkname: e.linkname,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    uname: e.uname,
+    gname: e.gname,
+    modTime: formatTarTime(e.mtimeSec, e.mtimeNsec),
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    xattrs: e.pax,
+    tarHeaderOffset: e.headerOffset,
+  };
+}
+
+export class LayerIndexer {
+  private readonly toc: FileMetadata[] = [];
+  private readonly tar = new TarReader((e) => this.toc.push(toFileMetadata(e)));
+  private readonly digester = new SpanDigester();
+  private readonly gzip: CheckpointBuilder | undefined;
+  private size = 0;
+
+  constructor(private readonly opts: LayerIndexOptions) {
+    if (!Number.isInteger(opts.spanSize) || opts.spanSize < 0) throw new RangeError(`invalid span size ${opts.spanSize}`);
+    if (opts.compression === "gzip") {
+      this.gzip = new CheckpointBuilder(opts.spanSize, {
+        // the tar reader keeps partial headers, so it gets its own copy of each output view
+        onData: (view) => this.tar.push(view.slice()),
+        onCheckpoint: (cp) => this.digester.startSpan(cp.in - (cp.bits !== 0 ? 1 : 0), cp.in),
+      });
+    } else if (opts.spanSize === 0) {
+      throw new RangeError("span size must be positive for an uncompressed layer");
+    }
+  }
+
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    const start = this.size;
+    this.size += chunk.length;
+    this.digester.add(chunk);
+    if (this.gzip) {
+      this.gzip.push(chunk);
+      this.digester.advance(this.gzip.consumed);
+      return;
+    }
+    // uncompressed: spans are fixed slices of the file
+    const span = this.opts.spanSize;
+    for (let s = Math.ceil(start / span) * span; s < this.size; s += span) this.digester.startSpan(s, s);
+    this.digester.advance(this.size);
+    this.tar.push(chunk);
+  }
+
+  finish(): IndexedLayer {
+    let zinfo: Zinfo;
+    let algorithm: string;
+    if (this.gzip) {
+      const r = this.gzip.finish();
+      zinfo = new GzipZinfo(r.checkpoints, this.opts.spanSize);
+      algorithm = "gzip";
+    } else {
+      zinfo = new TarZinfo(this.opts.spanSize, this.size);
+      algorithm = "uncompressed";
+    }
+    const uncompressedArchiveSize = this.tar.end();
+    const spanDigests = this.digester.finish(this.size);
+    const ztoc: Ztoc = {
+      version: ZTOC_VERSION,
+      buildToolIdentifier: this.opts.buildToolIdentifier ?? BUILD_TOOL_IDENTIFIER,
+      compressedArchiveSize: this.size,
+      uncompressedArchiveSize,
+      toc: this.toc,
+      compressionAlgorithm: algorithm,
+      maxSpanId: zinfo.maxSpanId,
+      spanDigests,
+      checkpoints: zinfo.toBlob(),
+    };
+    const bytes = encodeZtoc(ztoc);
+    return { ztoc, bytes, digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`, zinfo };
+  }
+
+  /** Abandons the build. */
+  close(): void {
+    this.gzip?.close();
+  }
+}

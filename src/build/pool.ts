@@ -1,0 +1,66 @@
+// Builds ztocs for many layers in parallel, one layer per worker thread.
+import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MessageChannel } from "node:worker_threads";
+import { Piscina } from "piscina";
+import { InflateError } from "../wasm/codes.js";
+import { isAck, portSender, type AckMessage } from "../wasm/port-stream.js";
+import type { LayerIndexOptions } from "./layer-indexer.js";
+import type { BuildWorkerResult, ZtocTask, ZtocTaskResult } from "./worker.js";
+
+export function buildWorkerPath(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "build", "worker.js");
+}
+
+export class BuildPool {
+  private readonly pool: Piscina;
+
+  constructor(opts: { threads?: number } = {}) {
+    this.pool = new Piscina({
+      filename: buildWorkerPath(),
+      minThreads: 0,
+      maxThreads: Math.max(1, opts.threads ?? availableParallelism()),
+      idleTimeout: 30_000,
+      concurrentTasksPerWorker: 1,
+    });
+  }
+
+  get threads(): number {
+    return this.pool.options.maxThreads;
+  }
+
+  /** Streams one layer blob to a worker; resolves with the serialized ztoc and its digest. */
+  async buildZtoc(
+    stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+    options: LayerIndexOptions,
+    signal?: AbortSignal,
+  ): Promise<ZtocTaskResult> {
+    const { port1, port2 } = new MessageChannel();
+    const sender = portSender(port1, 4);
+    port1.on("message", (msg: AckMessage) => {
+      if (isAck(msg)) sender.onAck(msg);
+    });
+    const task = this.pool
+      .run({ port: port2, options } satisfies ZtocTask, { transferList: [port2], signal })
+      .then((r: BuildWorkerResult) => {
+        if ("ok" in r) return r.ok;
+        const { name, message, code } = r.err;
+        if (name === "InflateError" && code !== undefined) throw new InflateError(code, message);
+        const err = new Error(message);
+        err.name = name;
+        throw err;
+      });
+    task.catch(() => sender.stop());
+    try {
+      await sender.send(stream);
+      return await task;
+    } finally {
+      port1.close();
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
