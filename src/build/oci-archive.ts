@@ -1,0 +1,46 @@
+// OCI image layouts on disk as directories or tar archives (`soci convert --standalone`, §4.2).
+// GNU tar does the archive I/O: it refuses members that would escape the target directory
+// (`..`, absolute names) and streams without holding blobs in memory.
+import { execFile } from "node:child_process";
+import { cp, mkdir, mkdtemp, readFile, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export type LayoutFormat = "oci-archive" | "oci-dir";
+
+/** Copies a layout directory, or extracts a layout archive, into a fresh temp dir. */
+export async function stageLayout(input: string, parent = tmpdir()): Promise<string> {
+  const dir = await mkdtemp(join(parent, "soci-oci-"));
+  const st = await stat(input).catch(() => {
+    throw new Error(`${input}: no such file or directory`);
+  });
+  if (st.isDirectory()) {
+    await cp(input, dir, { recursive: true });
+  } else {
+    try {
+      await run("tar", ["-xf", input, "-C", dir, "--no-same-owner", "--no-same-permissions"]);
+    } catch (err) {
+      throw new Error(`${input}: not a readable OCI archive: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+    }
+  }
+  try {
+    const layout = JSON.parse(await readFile(join(dir, "oci-layout"), "utf8")) as { imageLayoutVersion?: string };
+    if (!layout.imageLayoutVersion) throw new Error("missing imageLayoutVersion");
+  } catch (err) {
+    throw new Error(`${input}: not an OCI image layout (oci-layout: ${(err as Error).message})`);
+  }
+  return dir;
+}
+
+/** Writes `dir` (an OCI layout holding only what should ship) to `output` as a dir or archive. */
+export async function writeLayout(dir: string, output: string, format: LayoutFormat): Promise<void> {
+  if (format === "oci-dir") {
+    await mkdir(output, { recursive: true });
+    await cp(dir, output, { recursive: true });
+    return;
+  }
+  await run("tar", ["-cf", output, "-C", dir, "--owner=0", "--group=0", "--numeric-owner", "oci-layout", "index.json", "blobs"]);
+}
