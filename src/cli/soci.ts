@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { packageVersion } from "./version.js";
 import { NotImplementedError, reportAndExit } from "./errors.js";
 import { runDemo } from "./demo.js";
+import { convertCommand } from "./commands/convert.js";
 
 const program = new Command("soci")
   .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")
@@ -24,7 +25,7 @@ function pending(name: string, description: string, args = ""): Command {
 }
 
 program.addCommand(pending("create", "create a SOCI index (v1) for an image", "<image_ref>"));
-program.addCommand(pending("convert", "convert an image into a SOCI-enabled image (SOCI index v2)", "<image_ref> <dest_ref>"));
+program.addCommand(convertCommand());
 program.addCommand(pending("push", "push SOCI index v1 artifacts to a registry", "<ref>"));
 program.addCommand(pending("rebuild-db", "rebuild the artifacts database from the content store"));
 program.addCommand(
