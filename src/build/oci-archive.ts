@@ -2,7 +2,7 @@
 // GNU tar does the archive I/O: it refuses members that would escape the target directory
 // (`..`, absolute names) and streams without holding blobs in memory.
 import { execFile } from "node:child_process";
-import { cp, mkdir, mkdtemp, readFile, stat } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -13,26 +13,36 @@ export type LayoutFormat = "oci-archive" | "oci-dir";
 
 /** Copies a layout directory, or extracts a layout archive, into a fresh temp dir. */
 export async function stageLayout(input: string, parent = tmpdir()): Promise<string> {
-  const dir = await mkdtemp(join(parent, "soci-oci-"));
   const st = await stat(input).catch(() => {
     throw new Error(`${input}: no such file or directory`);
   });
-  if (st.isDirectory()) {
-    await cp(input, dir, { recursive: true });
-  } else {
-    try {
-      await run("tar", ["-xf", input, "-C", dir, "--no-same-owner", "--no-same-permissions"]);
-    } catch (err) {
-      throw new Error(`${input}: not a readable OCI archive: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
-    }
-  }
+  if (st.isDirectory()) await checkLayout(input, input);
+  const dir = await mkdtemp(join(parent, "soci-oci-"));
   try {
-    const layout = JSON.parse(await readFile(join(dir, "oci-layout"), "utf8")) as { imageLayoutVersion?: string };
-    if (!layout.imageLayoutVersion) throw new Error("missing imageLayoutVersion");
+    if (st.isDirectory()) {
+      await cp(input, dir, { recursive: true });
+    } else {
+      await run("tar", ["-xf", input, "-C", dir, "--no-same-owner", "--no-same-permissions"]).catch((err: { stderr?: string; message: string }) => {
+        throw new Error(`${input}: not a readable OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
+      });
+    }
+    await checkLayout(dir, input);
   } catch (err) {
-    throw new Error(`${input}: not an OCI image layout (oci-layout: ${(err as Error).message})`);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   }
   return dir;
+}
+
+async function checkLayout(dir: string, name: string): Promise<void> {
+  let layout: { imageLayoutVersion?: unknown };
+  try {
+    layout = JSON.parse(await readFile(join(dir, "oci-layout"), "utf8")) as typeof layout;
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no oci-layout file" : (err as Error).message;
+    throw new Error(`${name}: not an OCI image layout (${why})`);
+  }
+  if (typeof layout.imageLayoutVersion !== "string") throw new Error(`${name}: not an OCI image layout (oci-layout has no imageLayoutVersion)`);
 }
 
 /** Writes `dir` (an OCI layout holding only what should ship) to `output` as a dir or archive. */

@@ -4,13 +4,14 @@ import { packageVersion } from "./version.js";
 import { NotImplementedError, reportAndExit } from "./errors.js";
 import { runDemo } from "./demo.js";
 import { convertCommand } from "./commands/convert.js";
+import { createCommand } from "./commands/create.js";
 
 const program = new Command("soci")
   .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")
   .version(`soci version ${packageVersion()}`, "-v, --version")
   .option("-a, --address <path>", "containerd socket", process.env.CONTAINERD_ADDRESS ?? "/run/containerd/containerd.sock")
   .option("-n, --namespace <ns>", "containerd namespace", process.env.CONTAINERD_NAMESPACE ?? "default")
-  .option("--content-store <store>", "content store: soci or containerd", "containerd")
+  .option("--content-store <store>", "content store: soci (<root>/content) or containerd", "soci")
   .option("--root <dir>", "root directory", "/var/lib/soci-snapshotter-grpc/")
   .option("--debug", "debug output")
   .showHelpAfterError();
@@ -24,7 +25,7 @@ function pending(name: string, description: string, args = ""): Command {
   return cmd;
 }
 
-program.addCommand(pending("create", "create a SOCI index (v1) for an image", "<image_ref>"));
+program.addCommand(createCommand());
 program.addCommand(convertCommand());
 program.addCommand(pending("push", "push SOCI index v1 artifacts to a registry", "<ref>"));
 program.addCommand(pending("rebuild-db", "rebuild the artifacts database from the content store"));

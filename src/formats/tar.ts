@@ -91,9 +91,14 @@ enum Format { Unknown, V7, USTAR, GNU, STAR }
 
 function binStr(b: Uint8Array): string {
   let s = "";
-  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode.apply(null, b.subarray(i, i + 8192) as unknown as number[]);
   return s;
 }
+
+const bytesAt = (b: Uint8Array, off: number, s: string) => {
+  for (let i = 0; i < s.length; i++) if (b[off + i] !== s.charCodeAt(i)) return false;
+  return true;
+};
 
 function strBytes(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
@@ -202,16 +207,18 @@ function parsePAXTime(s: string): [number, number] {
 function getFormat(blk: Uint8Array): Format {
   const p: Parser = { err: false };
   const value = parseOctal(blk.subarray(148, 156), p);
-  let unsigned = 0, signed = 0;
+  // The checksum field itself counts as spaces; the signed sum differs by 256 per byte >= 0x80.
+  let unsigned = 8 * 0x20, high = 0;
   for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : blk[i]!;
+    if (i === 148) i = 156;
+    const c = blk[i]!;
     unsigned += c;
-    signed += c < 0x80 ? c : c - 0x100;
+    high += c >> 7;
   }
+  const signed = unsigned - 256 * high;
   if (p.err || (value !== unsigned && value !== signed)) return Format.Unknown;
-  const magic = binStr(blk.subarray(257, 263));
-  if (magic === "ustar\0") return binStr(blk.subarray(508, 512)) === "tar\0" ? Format.STAR : Format.USTAR;
-  if (magic === "ustar " && blk[263] === 0x20 && blk[264] === 0) return Format.GNU;
+  if (bytesAt(blk, 257, "ustar\0")) return bytesAt(blk, 508, "tar\0") ? Format.STAR : Format.USTAR;
+  if (bytesAt(blk, 257, "ustar  \0")) return Format.GNU;
   return Format.V7;
 }
 
