@@ -11,3 +11,14 @@ export { InflatePool, type PoolOptions, type PoolBuildOptions } from "./wasm/poo
 export { GzipZinfo, ZinfoError, PACKED_CHECKPOINT_SIZE, ZINFO_HEADER_SIZE } from "./formats/gzip-zinfo.js";
 export { TarZinfo } from "./formats/tar-zinfo.js";
 export { spanRanges, type Zinfo, type SpanRange } from "./formats/zinfo.js";
+export { TarReader, TarError, readTarEntries, type TarEntry } from "./formats/tar.js";
+export { encodeZtoc, decodeZtoc, ztocInfoJson, ZtocError, type Ztoc } from "./formats/ztoc.js";
+export type { FileMetadata, PaxRecord, EntryType } from "./formats/toc.js";
+export { buildSociIndex, parseSociIndex, type SociIndex } from "./formats/soci-index.js";
+export { ContentStore } from "./store/content-store.js";
+export { ArtifactsDb } from "./store/artifacts-db.js";
+export { LayerIndexer, type LayerIndexOptions, type IndexedLayer } from "./build/layer-indexer.js";
+export { BuildPool } from "./build/pool.js";
+export { buildIndexForManifest, convertImage, type BuildContext, type BuildOptions } from "./build/index-builder.js";
+export { convertStandalone } from "./build/standalone.js";
+export { extractFile, findEntry } from "./build/extract-file.js";

@@ -1,0 +1,77 @@
+// Index build throughput: ztocs for a multi-layer image built from /usr files, with one worker and
+// with every core, against node:zlib streaming gunzip of the same layers in the same run.
+//
+//   npm run bench:index          (npm run build && tsx bench/index.ts)
+//   SOCI_BENCH_LAYERS=100,50 npx tsx bench/index.ts     # smaller layers (MB of tar each)
+//
+// Layers are streamed from disk in 1 MiB reads, as a registry download would arrive; nothing is
+// held whole. Peak RSS is the process's (all worker threads included).
+import { createReadStream } from "node:fs";
+import { availableParallelism } from "node:os";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { BuildPool } from "../src/build/pool.js";
+import { ensureCorpus, type Corpus } from "./lib/corpus.js";
+import { commandLine, fmt, machineInfo, mb, table, writeResults } from "./lib/report.js";
+
+const CHUNK = 1 << 20;
+const SPAN = 4 << 20;
+const layerMBs = (process.env.SOCI_BENCH_LAYERS ?? "400,300,150").split(",").map(Number);
+
+const read = (path: string) => createReadStream(path, { highWaterMark: CHUNK });
+const rssMB = () => process.resourceUsage().maxRSS / 1024;
+
+async function zlibGunzip(layers: Corpus[]): Promise<number> {
+  const t = performance.now();
+  for (const l of layers) {
+    await pipeline(read(l.gzPath), createGunzip({ chunkSize: CHUNK }), async function* (src) {
+      for await (const _ of src) void _;
+    });
+  }
+  return (performance.now() - t) / 1000;
+}
+
+async function index(layers: Corpus[], threads: number): Promise<{ seconds: number; digests: string[] }> {
+  const pool = new BuildPool({ threads });
+  try {
+    const t = performance.now();
+    const r = await Promise.all(layers.map((l) => pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip" })));
+    return { seconds: (performance.now() - t) / 1000, digests: r.map((x) => x.digest) };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const layers: Corpus[] = [];
+  for (const m of layerMBs) layers.push(await ensureCorpus(m));
+  const gz = layers.reduce((s, l) => s + l.gzSize, 0);
+  const tar = layers.reduce((s, l) => s + l.tarSize, 0);
+  const cores = availableParallelism();
+  console.log(`machine: ${JSON.stringify(machineInfo())}`);
+  console.log(`command: ${commandLine()}`);
+  console.log(`image:   ${layers.length} layers, ${mb(gz)} gzip -6 → ${mb(tar)} tar (${layers.map((l) => mb(l.gzSize)).join(", ")})`);
+
+  const zlibS = await zlibGunzip(layers);
+  const one = await index(layers, 1);
+  const rssOne = rssMB();
+  const all = await index(layers, cores);
+  const rssAll = rssMB();
+  if (one.digests.join() !== all.digests.join()) throw new Error("ztoc digests differ between runs");
+
+  const row = (name: string, s: number, note = "") => [name, fmt(s, 2), fmt(gz / 1e6 / s), fmt(tar / 1e6 / s), fmt(zlibS / s, 2) + "x", note];
+  console.log("");
+  console.log(table(["method", "wall s", "in MB/s", "out MB/s", "vs zlib", "notes"], [
+    row("node:zlib gunzip stream (anchor)", zlibS, "decompress only, 1 thread"),
+    row("soci index build, 1 worker", one.seconds, `peak RSS ${fmt(rssOne, 0)} MB`),
+    row(`soci index build, ${cores} workers`, all.seconds, `peak RSS ${fmt(rssAll, 0)} MB`),
+  ]));
+  const ratio = zlibS / one.seconds;
+  console.log(`\ntarget: 1 worker ≥ 0.9× node:zlib gunzip → ${fmt(ratio, 2)}× ${ratio >= 0.9 ? "PASS" : "MISS"}; peak RSS < 300 MB → ${fmt(rssAll, 0)} MB ${rssAll < 300 ? "PASS" : "MISS"}`);
+  writeResults("index", { layers: layers.map((l) => ({ gz: l.gzSize, tar: l.tarSize })), zlibS, oneWorkerS: one.seconds, allWorkersS: all.seconds, cores, rssOne, rssAll, ztocs: one.digests });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
