@@ -35,7 +35,7 @@ async function index(layers: Corpus[], threads: number): Promise<{ seconds: numb
   const pool = new BuildPool({ threads });
   try {
     const t = performance.now();
-    const r = await Promise.all(layers.map((l) => pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip" })));
+    const r = await Promise.all(layers.map((l) => pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip" }, { transfer: true })));
     return { seconds: (performance.now() - t) / 1000, digests: r.map((x) => x.digest) };
   } finally {
     await pool.destroy();

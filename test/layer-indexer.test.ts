@@ -133,3 +133,39 @@ describe("ztoc builder on real layers", () => {
     await walk(join(dir, "extracted"), "");
   });
 });
+
+describe("ztoc builder on bad layers", () => {
+  it("reports the reference's errors for corrupt gzip and tar, and PAX global headers", async () => {
+    const gz = vec("layer-a.tar.gz");
+    expect(() => index(gz.subarray(0, 500), "gzip", 4096)).toThrow(/unexpected end of compressed data/);
+    const flipped = Buffer.from(gz);
+    flipped[300] ^= 0x55;
+    expect(() => index(flipped, "gzip", 4096)).toThrow();
+    const tar = Buffer.from(vec("layer.tar"));
+    tar[600] ^= 0xff; // inside the second header: checksum no longer matches
+    expect(() => index(tar, "uncompressed", 4096)).toThrow("error while reading tar header: archive/tar: invalid tar header");
+    // a PAX global header ('g') in front of the archive
+    const g = Buffer.alloc(1024);
+    g.write("pax_global_header", 0);
+    g.write("0000644\0", 100);
+    g.write("00000000024\0", 124); // 20 bytes of records
+    g[156] = "g".charCodeAt(0);
+    g.write("ustar\x0000", 257);
+    g.write("        ", 148);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += g[i]!;
+    g.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
+    g.write("20 comment=hi there\n", 512);
+    const withGlobal = Buffer.concat([g, vec("layer.tar")]);
+    expect(() => index(withGlobal, "uncompressed", 4096)).toThrow("unsupported input tar entry 'g'");
+    // hostile names are recorded as-is, never interpreted
+    const evil = Buffer.from(vec("layer.tar"));
+    evil.write("../../etc/x\0", 0);
+    let s2 = 0;
+    evil.write("        ", 148);
+    for (let i = 0; i < 512; i++) s2 += evil[i]!;
+    evil.write(s2.toString(8).padStart(6, "0") + "\0 ", 148);
+    const z = decodeZtoc(index(evil, "uncompressed", 4096).bytes);
+    expect(Buffer.from(z.toc[0]!.name).toString()).toBe("../../etc/x");
+  });
+});

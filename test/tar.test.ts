@@ -475,6 +475,7 @@ describe("hand-built headers", () => {
       expect(mtime("-1.5")).toEqual([-2, 500000000]);
       expect(mtime("-0.25")).toEqual([-1, 750000000]);
       expect(mtime("-7")).toEqual([-7, 0]);
+      expect(mtime("-0")).toEqual([0, 0]);
       for (const bad of [".5", "1.5x", "1.-5", "x", "1e3", "9223372036854775808"]) {
         expect(fail(archive(pax([["mtime", bad]]), header({})))).toBe(INVALID);
       }
@@ -685,5 +686,44 @@ describe("hand-built headers", () => {
         ["after", 0, 512 + size + 512],
       ]);
     });
+  });
+});
+
+/** Rewrites the checksum of the 512-byte block at off as if it were a header. */
+function resign(bytes: Uint8Array, off: number) {
+  const blk = bytes.subarray(off, off + 512);
+  if (blk.length < 512) return;
+  blk.fill(0x20, 148, 156);
+  const sum = blk.reduce((n, c) => n + c, 0);
+  blk.set(b(`${sum.toString(8).padStart(6, "0")}\0 `), 148);
+}
+
+describe("corrupted input", () => {
+  it("fails only with TarErrors, identically for any chunking", () => {
+    const base = [
+      new Uint8Array(readFileSync(new URL("layer.tar", V))),
+      archive(pax([["path", "p"], ["mtime", "1.5"], ["GNU.sparse.major", "1"], ["GNU.sparse.minor", "0"], ["GNU.sparse.realsize", "9"]]), entry({}, concat(b("1\n0\n3\n"), zeros(506), b("abc"))), gnuLong("L", "long"), entry({}, "x")),
+    ];
+    const r = rng(7);
+    const outcome = (f: () => { entries: TarEntry[]; consumed: number }) => {
+      try {
+        return f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(TarError);
+        return (e as TarError).message;
+      }
+    };
+    for (let i = 0; i < 2000; i++) {
+      const bytes = base[i % base.length]!.slice();
+      for (let k = 1 + Math.floor(r() * 4); k > 0; k--) {
+        // aim at header blocks most of the time
+        const at = r() < 0.8 ? Math.floor(r() * (bytes.length / 512)) * 512 + Math.floor(r() * 512) : Math.floor(r() * bytes.length);
+        bytes[at] = Math.floor(r() * 256);
+        if (r() < 0.5) resign(bytes, at - (at % 512));
+      }
+      const cut = r() < 0.3 ? bytes.subarray(0, Math.floor(r() * bytes.length)) : bytes;
+      const whole = outcome(() => readTarEntries(cut));
+      expect(outcome(() => readChunked(cut, () => 1 + Math.floor(r() * 700)))).toEqual(whole);
+    }
   });
 });

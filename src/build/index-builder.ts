@@ -80,7 +80,7 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
     spanSize: opts.spanSize,
     compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
     buildToolIdentifier: opts.buildTool,
-  });
+  }, { transfer: true }); // file stream chunks are fresh buffers nobody else holds
   await ctx.target.put(built.bytes, { digest: built.digest, size: built.bytes.length });
   ctx.db.put({
     digest: built.digest,

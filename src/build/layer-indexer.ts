@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { CheckpointBuilder } from "../wasm/checkpoints.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
 import { TarZinfo } from "../formats/tar-zinfo.js";
-import { TarReader, type TarEntry } from "../formats/tar.js";
+import { TarError, TarReader, type TarEntry } from "../formats/tar.js";
 import { encodeZtoc, BUILD_TOOL_IDENTIFIER, ZTOC_VERSION, type Ztoc } from "../formats/ztoc.js";
 import { formatTarTime } from "../formats/go-time.js";
 import type { FileMetadata } from "../formats/toc.js";
@@ -49,6 +49,14 @@ export function toFileMetadata(e: TarEntry): FileMetadata {
   };
 }
 
+// The reference reports tar reader failures as `error while reading tar header: <err>`.
+function asBuildError(err: unknown): unknown {
+  if (err instanceof TarError && err.kind === "header") {
+    return new TarError(`error while reading tar header: ${err.message}`, err.kind);
+  }
+  return err;
+}
+
 export class LayerIndexer {
   private readonly toc: FileMetadata[] = [];
   private readonly tar = new TarReader((e) => this.toc.push(toFileMetadata(e)));
@@ -60,8 +68,8 @@ export class LayerIndexer {
     if (!Number.isInteger(opts.spanSize) || opts.spanSize < 0) throw new RangeError(`invalid span size ${opts.spanSize}`);
     if (opts.compression === "gzip") {
       this.gzip = new CheckpointBuilder(opts.spanSize, {
-        // the tar reader keeps partial headers, so it gets its own copy of each output view
-        onData: (view) => this.tar.push(view.slice()),
+        // the tar reader copies what it keeps (header blocks), so the decoder's view is enough
+        onData: (view) => this.tar.push(view),
         onCheckpoint: (cp) => this.digester.startSpan(cp.in - (cp.bits !== 0 ? 1 : 0), cp.in),
       });
     } else if (opts.spanSize === 0) {
@@ -70,6 +78,14 @@ export class LayerIndexer {
   }
 
   push(chunk: Uint8Array): void {
+    try {
+      this.pushChunk(chunk);
+    } catch (err) {
+      throw asBuildError(err);
+    }
+  }
+
+  private pushChunk(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     const start = this.size;
     this.size += chunk.length;
@@ -87,6 +103,14 @@ export class LayerIndexer {
   }
 
   finish(): IndexedLayer {
+    try {
+      return this.finishBuild();
+    } catch (err) {
+      throw asBuildError(err);
+    }
+  }
+
+  private finishBuild(): IndexedLayer {
     let zinfo: Zinfo;
     let algorithm: string;
     if (this.gzip) {

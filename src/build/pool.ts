@@ -34,7 +34,7 @@ export class BuildPool {
   async buildZtoc(
     stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
     options: LayerIndexOptions,
-    signal?: AbortSignal,
+    opts: { signal?: AbortSignal; /** hand chunk buffers over to the worker (the caller must not reuse them) */ transfer?: boolean } = {},
   ): Promise<ZtocTaskResult> {
     const { port1, port2 } = new MessageChannel();
     const sender = portSender(port1, 4);
@@ -42,7 +42,7 @@ export class BuildPool {
       if (isAck(msg)) sender.onAck(msg);
     });
     const task = this.pool
-      .run({ port: port2, options } satisfies ZtocTask, { transferList: [port2], signal })
+      .run({ port: port2, options } satisfies ZtocTask, { transferList: [port2], signal: opts.signal })
       .then((r: BuildWorkerResult) => {
         if ("ok" in r) return r.ok;
         const { name, message, code } = r.err;
@@ -53,7 +53,7 @@ export class BuildPool {
       });
     task.catch(() => sender.stop());
     try {
-      await sender.send(stream);
+      await sender.send(stream, opts.transfer);
       return await task;
     } finally {
       port1.close();

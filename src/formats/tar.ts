@@ -89,11 +89,8 @@ enum Format { Unknown, V7, USTAR, GNU, STAR }
 
 // ---- byte/string helpers ------------------------------------------------------------------------
 
-function binStr(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode.apply(null, b.subarray(i, i + 8192) as unknown as number[]);
-  return s;
-}
+const binStr = (b: Uint8Array, start = 0, end = b.length) =>
+  Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1", start, end);
 
 const bytesAt = (b: Uint8Array, off: number, s: string) => {
   for (let i = 0; i < s.length; i++) if (b[off + i] !== s.charCodeAt(i)) return false;
@@ -106,11 +103,10 @@ function strBytes(s: string): Uint8Array {
   return out;
 }
 
-/** Go parser.parseString: the bytes up to the first NUL. */
-function cstr(b: Uint8Array, off: number, len: number): string {
-  const f = b.subarray(off, off + len);
-  const nul = f.indexOf(0);
-  return binStr(nul < 0 ? f : f.subarray(0, nul));
+/** Go parser.parseString of a header field: the bytes up to the first NUL. */
+function cstr(blk: Buffer, off: number, len: number): string {
+  const nul = blk.indexOf(0, off);
+  return blk.toString("latin1", off, nul < 0 || nul > off + len ? off + len : nul);
 }
 
 /** Go strconv.ParseInt(s, 10, 64); null on any error. */
@@ -118,6 +114,23 @@ function parseInt64(s: string): bigint | null {
   if (!/^[+-]?[0-9]+$/.test(s)) return null;
   const v = BigInt(s);
   return v < MIN_INT64 || v > MAX_INT64 ? null : v;
+}
+
+/** parseInt64 as a number, exact below 2^53 (no BigInt for the usual short values). */
+function parseInt64Num(s: string): number | null {
+  if (s.length <= 15) return /^[+-]?[0-9]+$/.test(s) ? Number(s) || 0 : null; // no -0
+  const v = parseInt64(s);
+  return v === null ? null : Number(v);
+}
+
+/** uint32 of a parsed int64. */
+function lowUint32(s: string): number | null {
+  if (s.length <= 15) {
+    const v = parseInt64Num(s);
+    return v === null ? null : v >>> 0;
+  }
+  const v = parseInt64(s);
+  return v === null ? null : Number(BigInt.asUintN(32, v));
 }
 
 /** Go %q of a byte: a quoted Go character literal. */
@@ -136,13 +149,13 @@ interface Parser {
   err: boolean;
 }
 
-function parseOctal(b: Uint8Array, p: Parser): number {
-  let lo = 0, hi = b.length;
+function parseOctal(b: Uint8Array, off: number, len: number, p: Parser): number {
+  let lo = off, hi = off + len;
   while (lo < hi && (b[lo] === 0x20 || b[lo] === 0)) lo++;
   while (hi > lo && (b[hi - 1] === 0x20 || b[hi - 1] === 0)) hi--;
   if (lo === hi) return 0;
-  const nul = b.subarray(lo, hi).indexOf(0);
-  if (nul >= 0) hi = lo + nul;
+  const nul = b.indexOf(0, lo);
+  if (nul >= 0 && nul < hi) hi = nul;
   // Fields are at most 12 bytes, so the value is exact in a double.
   let x = 0;
   for (let i = lo; i < hi; i++) {
@@ -157,13 +170,13 @@ function parseOctal(b: Uint8Array, p: Parser): number {
 }
 
 /** Base-256 (first byte has bit 0x80, two's complement) or octal, exactly. */
-function parseNumericBig(b: Uint8Array, p: Parser): bigint {
-  if (b.length === 0 || (b[0]! & 0x80) === 0) return BigInt(parseOctal(b, p));
-  const inv = b[0]! & 0x40 ? 0xff : 0;
+function parseNumericBig(b: Uint8Array, off: number, len: number, p: Parser): bigint {
+  if ((b[off]! & 0x80) === 0) return BigInt(parseOctal(b, off, len, p));
+  const inv = b[off]! & 0x40 ? 0xff : 0;
   let x = 0n;
-  for (let i = 0; i < b.length; i++) {
+  for (let i = off; i < off + len; i++) {
     let c = b[i]! ^ inv;
-    if (i === 0) c &= 0x7f;
+    if (i === off) c &= 0x7f;
     if (x >> 56n > 0n) {
       p.err = true;
       return 0n;
@@ -178,13 +191,13 @@ function parseNumericBig(b: Uint8Array, p: Parser): bigint {
 }
 
 /** As a number: exact unless a base-256 value exceeds 2^53 in magnitude. */
-function parseNumeric(b: Uint8Array, p: Parser): number {
-  return b.length > 0 && b[0]! & 0x80 ? Number(parseNumericBig(b, p)) : parseOctal(b, p);
+function parseNumeric(b: Uint8Array, off: number, len: number, p: Parser): number {
+  return b[off]! & 0x80 ? Number(parseNumericBig(b, off, len, p)) : parseOctal(b, off, len, p);
 }
 
 /** uint32(int(parseNumeric(b))). */
-function parseUint32(b: Uint8Array, p: Parser): number {
-  return Number(BigInt.asUintN(32, parseNumericBig(b, p)));
+function parseUint32(b: Uint8Array, off: number, len: number, p: Parser): number {
+  return b[off]! & 0x80 ? Number(BigInt.asUintN(32, parseNumericBig(b, off, len, p))) : parseOctal(b, off, len, p) >>> 0;
 }
 
 /** Go parsePAXTime → [sec, nsec] of time.Unix(secs, ±nsecs), nsec normalised to [0, 1e9). */
@@ -192,28 +205,32 @@ function parsePAXTime(s: string): [number, number] {
   const dot = s.indexOf(".");
   const ss = dot < 0 ? s : s.slice(0, dot);
   const sn = dot < 0 ? "" : s.slice(dot + 1);
-  const secs = parseInt64(ss);
+  const secs = parseInt64Num(ss);
   if (secs === null) throw errHeader();
-  if (sn.length === 0) return [Number(secs), 0];
+  if (sn.length === 0) return [secs, 0];
   if (!/^[0-9]+$/.test(sn)) throw errHeader();
   const nsecs = Number((sn + "00000000").slice(0, 9));
   // A negative time counts its fraction backwards too ("-1.5" is 1.5 s before the epoch).
-  if (ss.startsWith("-") && nsecs > 0) return [Number(secs - 1n), 1e9 - nsecs];
-  return [Number(secs), nsecs];
+  if (ss.startsWith("-") && nsecs > 0) return [secs - 1, 1e9 - nsecs];
+  return [secs, nsecs];
 }
 
 // ---- header block ------------------------------------------------------------------------------
 
 function getFormat(blk: Uint8Array): Format {
   const p: Parser = { err: false };
-  const value = parseOctal(blk.subarray(148, 156), p);
+  const value = parseOctal(blk, 148, 8, p);
   // The checksum field itself counts as spaces; the signed sum differs by 256 per byte >= 0x80.
-  let unsigned = 8 * 0x20, high = 0;
+  let unsigned = 0, high = 0;
   for (let i = 0; i < BLOCK; i++) {
-    if (i === 148) i = 156;
     const c = blk[i]!;
     unsigned += c;
     high += c >> 7;
+  }
+  for (let i = 148; i < 156; i++) {
+    const c = blk[i]!;
+    unsigned += 0x20 - c;
+    high -= c >> 7;
   }
   const signed = unsigned - 256 * high;
   if (p.err || (value !== unsigned && value !== signed)) return Format.Unknown;
@@ -240,19 +257,19 @@ interface Header {
 }
 
 /** Go Reader.readHeader after the end-of-archive checks. */
-function parseHeader(blk: Uint8Array): Header {
+function parseHeader(blk: Buffer): Header {
   const format = getFormat(blk);
   if (format === Format.Unknown) throw errHeader();
   const p: Parser = { err: false };
-  const num = (off: number, len: number, q = p) => parseNumeric(blk.subarray(off, off + len), q);
+  const num = (off: number, len: number, q = p) => parseNumeric(blk, off, len, q);
   const h: Header = {
     typeflag: blk[156]!,
     name: cstr(blk, 0, 100),
     linkname: cstr(blk, 157, 100),
     size: num(124, 12),
     mode: num(100, 8),
-    uid: parseUint32(blk.subarray(108, 116), p),
-    gid: parseUint32(blk.subarray(116, 124), p),
+    uid: parseUint32(blk, 108, 8, p),
+    gid: parseUint32(blk, 116, 8, p),
     mtimeSec: num(136, 12),
     mtimeNsec: 0,
     uname: "",
@@ -301,9 +318,9 @@ function parsePAX(body: Uint8Array): Map<string, string> {
     const sp = s.indexOf(" ", i);
     if (sp < 0) throw errHeader();
     const nStr = s.slice(i, sp);
-    const n = parseInt64(nStr);
-    if (n === null || n < 5n || n > BigInt(s.length - i)) throw errHeader();
-    const end = i + Number(n); // index just past the record's newline
+    const n = parseInt64Num(nStr);
+    if (n === null || n < 5 || n > s.length - i) throw errHeader();
+    const end = i + n; // index just past the record's newline
     if (end - 1 <= sp || s[end - 1] !== "\n") throw errHeader();
     const rec = s.slice(sp + 1, end - 1);
     const eq = rec.indexOf("=");
@@ -340,18 +357,18 @@ function mergePAX(h: Header, pax: Map<string, string> | null): void {
       case "gname": h.gname = v; break;
       case "uid":
       case "gid": {
-        const id = parseInt64(v);
+        const id = lowUint32(v);
         if (id === null) throw errHeader();
-        h[k] = Number(BigInt.asUintN(32, id));
+        h[k] = id;
         break;
       }
       case "mtime": [h.mtimeSec, h.mtimeNsec] = parsePAXTime(v); break;
       case "atime":
       case "ctime": parsePAXTime(v); break; // only their errors matter here
       case "size": {
-        const size = parseInt64(v);
+        const size = parseInt64Num(v);
         if (size === null) throw errHeader();
-        h.size = Number(size);
+        h.size = size;
         break;
       }
     }
@@ -401,8 +418,8 @@ interface Request {
 /** READ resumes with the bytes (shorter only at end of stream); SKIP with the count skipped. */
 type Walk<T> = Generator<Request, T, Uint8Array | number>;
 
-function* read(n: number): Walk<Uint8Array> {
-  return (yield { op: READ, n }) as Uint8Array;
+function* read(n: number): Walk<Buffer> {
+  return (yield { op: READ, n }) as Buffer;
 }
 function* skip(n: number): Walk<number> {
   return (yield { op: SKIP, n }) as number;
@@ -413,7 +430,7 @@ const align512 = (o: number) => (o % BLOCK > 0 ? o + BLOCK - (o % BLOCK) : o);
 export class TarReader {
   private readonly walk: Walk<void>;
   private req: Request | undefined; // undefined once the walk has finished
-  private acc = new Uint8Array(0);
+  private acc = Buffer.alloc(0);
   private have = 0;
   private skipped = 0;
   private pos = 0;
@@ -476,7 +493,7 @@ export class TarReader {
     }
     this.req = r.done ? undefined : r.value;
     if (this.req?.op === READ) {
-      this.acc = new Uint8Array(this.req.n);
+      this.acc = Buffer.allocUnsafe(this.req.n);
       this.have = 0;
     } else {
       this.skipped = 0;
@@ -552,7 +569,7 @@ export class TarReader {
         case T_LONGLINK: {
           const body = yield* this.readSpecialFile();
           const nul = body.indexOf(0);
-          const s = binStr(nul < 0 ? body : body.subarray(0, nul));
+          const s = binStr(body, 0, nul < 0 ? body.length : nul);
           if (h.typeflag === T_LONGNAME) longName = s;
           else longLink = s;
           continue;
@@ -578,22 +595,21 @@ export class TarReader {
   }
 
   /** Go readSpecialFile: the whole body of a meta entry, at most 1 MiB. */
-  private *readSpecialFile(): Walk<Uint8Array> {
+  private *readSpecialFile(): Walk<Buffer> {
     const n = this.remaining;
     if (n > MAX_SPECIAL_FILE_SIZE) {
       // Go reads 1 MiB + 1 bytes before giving up; nothing of it needs keeping.
       const got = yield* skip(MAX_SPECIAL_FILE_SIZE + 1);
-      this.remaining -= got;
       throw got <= MAX_SPECIAL_FILE_SIZE ? errUnexpectedEOF() : errFieldTooLong();
     }
-    const body = n > 0 ? yield* read(n) : new Uint8Array(0);
+    const body = n > 0 ? yield* read(n) : Buffer.alloc(0);
     if (body.length < n) throw errUnexpectedEOF();
     this.remaining = 0;
     return body;
   }
 
   /** Go mustReadFull on the current entry's data. */
-  private *readData(n: number): Walk<Uint8Array> {
+  private *readData(n: number): Walk<Buffer> {
     if (this.remaining < n) throw errUnexpectedEOF();
     const b = yield* read(n);
     if (b.length < n) throw errUnexpectedEOF();
@@ -606,10 +622,10 @@ export class TarReader {
    * and validates it before returning the entry, which the TOC builder then rejects; this decides
    * which of the two errors the reference reports.
    */
-  private *readOldGNUSparseMap(h: Header, blk: Uint8Array): Walk<void> {
+  private *readOldGNUSparseMap(h: Header, blk: Buffer): Walk<void> {
     if (getFormat(blk) !== Format.GNU) throw errHeader();
     const p: Parser = { err: false };
-    const realSize = parseNumericBig(blk.subarray(483, 495), p);
+    const realSize = parseNumericBig(blk, 483, 12, p);
     if (p.err) throw errHeader();
     h.size = Number(realSize);
     const check = new SparseCheck(realSize);
@@ -618,8 +634,8 @@ export class TarReader {
       for (let i = 0; i < count; i++) {
         const at = start + i * 24;
         if (b[at] === 0) break;
-        const offset = parseNumericBig(b.subarray(at, at + 12), p);
-        const length = parseNumericBig(b.subarray(at + 12, at + 24), p);
+        const offset = parseNumericBig(b, at, 12, p);
+        const length = parseNumericBig(b, at + 12, 12, p);
         if (p.err) throw errHeader();
         check.add(offset, length);
       }

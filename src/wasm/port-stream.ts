@@ -30,12 +30,14 @@ export function portSender(port: MessagePort, inFlight: number) {
       stopped = true;
       wake?.();
     },
-    async send(stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+    /** With `transfer`, chunks that own their whole ArrayBuffer move to the worker without a copy. */
+    async send(stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>, transfer = false): Promise<void> {
       const chunks = stream instanceof Uint8Array ? [stream] : stream;
       for await (const chunk of chunks as AsyncIterable<Uint8Array>) {
         if (stopped) return;
-        const copy = new Uint8Array(chunk);
-        port.postMessage({ chunk: copy } satisfies ChunkMessage, [copy.buffer]);
+        const owned = transfer && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
+        const copy = owned ? chunk : new Uint8Array(chunk);
+        port.postMessage({ chunk: copy } satisfies ChunkMessage, [copy.buffer as ArrayBuffer]);
         sent++;
         while (!stopped && sent - acked >= inFlight) await new Promise<void>((r) => (wake = r));
       }
