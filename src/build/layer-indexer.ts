@@ -7,7 +7,7 @@ import { GzipZinfo } from "../formats/gzip-zinfo.js";
 import { TarZinfo } from "../formats/tar-zinfo.js";
 import { TarError, TarReader, type TarEntry } from "../formats/tar.js";
 import { encodeZtoc, BUILD_TOOL_IDENTIFIER, ZTOC_VERSION, type Ztoc } from "../formats/ztoc.js";
-import { formatTarTime } from "../formats/go-time.js";
+import { formatUtcTime } from "../formats/go-time.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { Zinfo } from "../formats/zinfo.js";
 import { SpanDigester } from "./span-digester.js";
@@ -41,7 +41,9 @@ export function toFileMetadata(e: TarEntry): FileMetadata {
     gid: e.gid,
     uname: e.uname,
     gname: e.gname,
-    modTime: formatTarTime(e.mtimeSec, e.mtimeNsec),
+    // UTC whatever the host's zone: the reference renders local time, which makes ztoc digests
+    // depend on TZ; UTC gives the bytes the reference produces in its usual (UTC) containers.
+    modTime: formatUtcTime(e.mtimeSec, e.mtimeNsec),
     devmajor: e.devmajor,
     devminor: e.devminor,
     xattrs: e.pax,
