@@ -32,6 +32,13 @@ export interface BuildContext {
   pool: BuildPool;
   /** Progress lines, as the reference prints them. */
   log(line: string): void;
+  /** Live progress of layer builds (compressed bytes processed of the layer's size). */
+  progress?: LayerProgress;
+}
+
+export interface LayerProgress {
+  update(layerDigest: string, done: number, total: number): void;
+  finish(layerDigest: string): void;
 }
 
 export interface BuildOptions {
@@ -80,7 +87,11 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
     spanSize: opts.spanSize,
     compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
     buildToolIdentifier: opts.buildTool,
-  }, { transfer: true }); // file stream chunks are fresh buffers nobody else holds
+  }, {
+    transfer: true, // file stream chunks are fresh buffers nobody else holds
+    onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size),
+  });
+  ctx.progress?.finish(layer.digest);
   await ctx.target.put(built.bytes, { digest: built.digest, size: built.bytes.length });
   ctx.db.put({
     digest: built.digest,

@@ -34,10 +34,16 @@ export class BuildPool {
   async buildZtoc(
     stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
     options: LayerIndexOptions,
-    opts: { signal?: AbortSignal; /** hand chunk buffers over to the worker (the caller must not reuse them) */ transfer?: boolean } = {},
+    opts: {
+      signal?: AbortSignal;
+      /** Hand chunk buffers over to the worker (the caller must not reuse them). */
+      transfer?: boolean;
+      /** Compressed bytes the worker has processed so far. */
+      onProgress?: (bytes: number) => void;
+    } = {},
   ): Promise<ZtocTaskResult> {
     const { port1, port2 } = new MessageChannel();
-    const sender = portSender(port1, 4);
+    const sender = portSender(port1, 4, opts.onProgress);
     port1.on("message", (msg: AckMessage) => {
       if (isAck(msg)) sender.onAck(msg);
     });

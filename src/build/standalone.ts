@@ -9,7 +9,7 @@ import { ContentStore } from "../store/content-store.js";
 import { ArtifactsDb } from "../store/artifacts-db.js";
 import { readIndexJson } from "../store/oci-layout.js";
 import { BuildPool } from "./pool.js";
-import { convertImage, type BuildOptions, type PlatformChoice } from "./index-builder.js";
+import { convertImage, type BuildOptions, type LayerProgress, type PlatformChoice } from "./index-builder.js";
 import { stageLayout, writeLayout, type LayoutFormat } from "./oci-archive.js";
 
 /** The image a layout holds, per §4.2: one entry ⇒ it; several ⇒ index.json itself is the list. */
@@ -36,6 +36,7 @@ async function rootDescriptor(store: ContentStore, dir: string): Promise<Descrip
 export interface StandaloneOptions extends BuildOptions, PlatformChoice {
   format: LayoutFormat;
   log(line: string): void;
+  progress?: LayerProgress;
 }
 
 export async function convertStandalone(input: string, output: string, opts: StandaloneOptions): Promise<Descriptor> {
@@ -50,7 +51,7 @@ export async function convertStandalone(input: string, output: string, opts: Sta
   try {
     const store = await ContentStore.open(work);
     const root = await rootDescriptor(store, work);
-    const converted = await convertImage({ source: store, target: store, db, pool, log: opts.log }, root, opts, opts);
+    const converted = await convertImage({ source: store, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
     const index = { schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: [converted] } satisfies Index;
     await writeFile(join(work, "index.json"), marshalIndex(index));
     await rm(join(work, "ingest"), { recursive: true, force: true });

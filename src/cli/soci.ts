@@ -5,6 +5,7 @@ import { NotImplementedError, reportAndExit } from "./errors.js";
 import { runDemo } from "./demo.js";
 import { convertCommand } from "./commands/convert.js";
 import { createCommand } from "./commands/create.js";
+import { indexCommand, prefetchCommand, rebuildDbCommand, ztocCommand } from "./commands/inspect.js";
 
 const program = new Command("soci")
   .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")
@@ -28,27 +29,10 @@ function pending(name: string, description: string, args = ""): Command {
 program.addCommand(createCommand());
 program.addCommand(convertCommand());
 program.addCommand(pending("push", "push SOCI index v1 artifacts to a registry", "<ref>"));
-program.addCommand(pending("rebuild-db", "rebuild the artifacts database from the content store"));
-program.addCommand(
-  new Command("index")
-    .description("manage SOCI indexes")
-    .addCommand(pending("list", "list SOCI indexes").alias("ls"))
-    .addCommand(pending("info", "show a SOCI index", "<digest>"))
-    .addCommand(pending("remove", "remove SOCI indexes", "[digests...]").alias("rm")),
-);
-program.addCommand(
-  new Command("ztoc")
-    .description("inspect ztocs")
-    .addCommand(pending("list", "list ztocs").alias("ls"))
-    .addCommand(pending("info", "show a ztoc", "<digest>"))
-    .addCommand(pending("get-file", "extract a file through a ztoc", "<digest> <file>")),
-);
-program.addCommand(
-  new Command("prefetch")
-    .description("inspect prefetch artifacts")
-    .addCommand(pending("list", "list prefetch artifacts").alias("ls"))
-    .addCommand(pending("info", "show a prefetch artifact", "<digest>")),
-);
+program.addCommand(rebuildDbCommand());
+program.addCommand(indexCommand());
+program.addCommand(ztocCommand());
+program.addCommand(prefetchCommand());
 program.addCommand(pending("mount", "lazily mount an image from its SOCI index", "<ref> <mountpoint>"));
 program.addCommand(pending("unmount", "unmount a soci mount", "<mountpoint>"));
 program.addCommand(

@@ -16,14 +16,20 @@ export function isAck(msg: unknown): msg is AckMessage {
  * `inFlight` chunks unacknowledged, then an end marker. Stops early once `failed()` is true.
  * The caller routes acks here through the returned `onAck`.
  */
-export function portSender(port: MessagePort, inFlight: number) {
+export function portSender(port: MessagePort, inFlight: number, onProgress?: (bytesProcessed: number) => void) {
   let sent = 0;
   let acked = 0;
+  const sizes: number[] = []; // sizes of sent, unacknowledged chunks
+  let processed = 0;
   let wake: (() => void) | undefined;
   let stopped = false;
   return {
     onAck(msg: AckMessage) {
-      acked = msg.ack;
+      while (acked < msg.ack) {
+        processed += sizes.shift() ?? 0;
+        acked++;
+      }
+      onProgress?.(processed);
       wake?.();
     },
     stop() {
@@ -37,6 +43,7 @@ export function portSender(port: MessagePort, inFlight: number) {
         if (stopped) return;
         const owned = transfer && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
         const copy = owned ? chunk : new Uint8Array(chunk);
+        sizes.push(copy.length);
         port.postMessage({ chunk: copy } satisfies ChunkMessage, [copy.buffer as ArrayBuffer]);
         sent++;
         while (!stopped && sent - acked >= inFlight) await new Promise<void>((r) => (wake = r));

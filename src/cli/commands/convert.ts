@@ -1,5 +1,6 @@
 // `soci convert`: make a SOCI-enabled image (SOCI index v2).
 import { Command } from "commander";
+import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
 import { NotImplementedError } from "../errors.js";
 import { convertStandalone } from "../../build/standalone.js";
@@ -18,8 +19,8 @@ export function convertCommand(): Command {
     }
     if (!flags.standalone) throw new NotImplementedError("soci convert without --standalone");
     const opts = await buildOptionsFrom(flags);
-    const log = (line: string) => process.stdout.write(`${line}\n`);
-    const desc = await convertStandalone(src, dst, { ...opts, format: flags.format as LayoutFormat, log });
+    const { log, progress } = terminalProgress();
+    const desc = await convertStandalone(src, dst, { ...opts, format: flags.format as LayoutFormat, log, progress });
     log(`converted image index: ${desc.digest}`);
   });
 }

@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { mkdir, stat } from "node:fs/promises";
 
+import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
 import { NotImplementedError } from "../errors.js";
 import { ContentStore } from "../../store/content-store.js";
@@ -43,12 +44,12 @@ export function createCommand(): Command {
     const target = await ContentStore.open(contentStorePath(globals.root));
     const db = ArtifactsDb.open(artifactsDbPath(globals.root));
     const pool = new BuildPool();
-    const log = (line: string) => process.stdout.write(`${line}\n`);
+    const { log, progress } = terminalProgress();
     try {
       const { platforms, target: image } = await platformsFor(source, root, opts);
       for (const platform of platforms) {
         const manifest = await manifestForPlatform(source, image, platform);
-        await buildIndexForManifest({ source, target, db, pool, log }, manifest, 1, platform, opts, root.digest);
+        await buildIndexForManifest({ source, target, db, pool, log, progress }, manifest, 1, platform, opts, root.digest);
       }
     } finally {
       db.close();
