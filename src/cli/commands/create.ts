@@ -39,8 +39,8 @@ export function createCommand(): Command {
     const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
     if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
     const opts = await buildOptionsFrom(flags);
-    await mkdir(globals.root, { recursive: true, mode: 0o700 });
     const { store: source, root } = await openLayoutRef(ref);
+    await mkdir(globals.root, { recursive: true, mode: 0o700 });
     const target = await ContentStore.open(contentStorePath(globals.root));
     const db = ArtifactsDb.open(artifactsDbPath(globals.root));
     const pool = new BuildPool();
