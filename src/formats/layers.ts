@@ -8,6 +8,7 @@ import {
   MediaTypeImageLayerNonDistributable,
 } from "./oci.js";
 import { PrefetchArtifactMediaType } from "./prefetch.js";
+import { splitN } from "./platform.js";
 /** containerd's (pre-standard) EROFS layer media type, accepted by `IsLayerType` (optional `+zstd`). */
 export const MediaTypeErofsLayer = "application/vnd.erofs.layer.v1";
 
@@ -54,18 +55,6 @@ export function parseMediaType(mt: string): { base: string; suffixes: string[] }
   return { base: mt.slice(0, i), suffixes: parts };
 }
 
-function splitN(s: string, sep: string, n: number): string[] {
-  const out: string[] = [];
-  let rest = s;
-  while (out.length < n - 1) {
-    const i = rest.indexOf(sep);
-    if (i < 0) break;
-    out.push(rest.slice(0, i));
-    rest = rest.slice(i + 1);
-  }
-  out.push(rest);
-  return out;
-}
 
 /**
  * containerd `images.IsLayerType`: any `application/vnd.oci.image.layer.` prefix, or (suffixes

@@ -240,7 +240,8 @@ export function parsePlatform(specifier: string, host?: HostInfo): Platform {
   return bad(`${JSON.stringify(specifier)}: cannot parse platform specifier`);
 }
 
-function splitN(s: string, sep: string, n: number): string[] {
+/** Go `strings.SplitN`. */
+export function splitN(s: string, sep: string, n: number): string[] {
   const out: string[] = [];
   let rest = s;
   while (out.length < n - 1) {

@@ -5,6 +5,7 @@
 // absent fields ⇒ defaults, absent TOC / CompressionInfo tables ⇒ failure) but bounds-checks every read
 // and turns any failure into a ZtocError instead of crashing.
 import * as flatbuffers from "flatbuffers";
+import { goString } from "./go-json.js";
 import type { EntryType, FileMetadata, PaxRecord } from "./toc.js";
 import { canonicalGoTimeText } from "./go-time.js";
 
@@ -661,98 +662,8 @@ function reverseRange(swap: Swap, a: number, b: number): void {
 // ---------------------------------------------------------------------------------------------------
 // `soci ztoc info`
 
-/** Go `encoding/json` string encoding (HTML-escaping on) of raw bytes (FORMATS.md §3.8). */
-export function goJsonString(s: Uint8Array | string): string {
-  const b = typeof s === "string" ? textEncoder.encode(s) : s;
-  const hex = "0123456789abcdef";
-  let out = '"';
-  let start = 0;
-  const flush = (i: number) => {
-    if (i > start) out += utf8.decode(b.subarray(start, i));
-  };
-  let i = 0;
-  while (i < b.length) {
-    const c = b[i]!;
-    if (c < 0x80) {
-      if (c >= 0x20 && c !== 0x22 && c !== 0x5c && c !== 0x3c && c !== 0x3e && c !== 0x26) {
-        i++;
-        continue;
-      }
-      flush(i);
-      switch (c) {
-        case 0x22:
-          out += '\\"';
-          break;
-        case 0x5c:
-          out += "\\\\";
-          break;
-        case 0x08:
-          out += "\\b";
-          break;
-        case 0x0c:
-          out += "\\f";
-          break;
-        case 0x0a:
-          out += "\\n";
-          break;
-        case 0x0d:
-          out += "\\r";
-          break;
-        case 0x09:
-          out += "\\t";
-          break;
-        default:
-          out += "\\u00" + hex[c >> 4] + hex[c & 0xf];
-      }
-      i++;
-      start = i;
-      continue;
-    }
-    const [cp, size] = decodeRune(b, i);
-    if (cp < 0) {
-      flush(i);
-      out += "\\ufffd";
-      i += 1;
-      start = i;
-      continue;
-    }
-    if (cp === 0x2028 || cp === 0x2029) {
-      flush(i);
-      out += "\\u202" + hex[cp & 0xf];
-      i += size;
-      start = i;
-      continue;
-    }
-    i += size;
-  }
-  flush(b.length);
-  return out + '"';
-}
-
-/** Go utf8.DecodeRune: [codepoint, size], or [-1, 1] for an invalid encoding. */
-function decodeRune(b: Uint8Array, i: number): [number, number] {
-  const c0 = b[i]!;
-  const cont = (k: number, lo = 0x80, hi = 0xbf) => i + k < b.length && b[i + k]! >= lo && b[i + k]! <= hi;
-  if (c0 >= 0xc2 && c0 <= 0xdf) {
-    return cont(1) ? [((c0 & 0x1f) << 6) | (b[i + 1]! & 0x3f), 2] : [-1, 1];
-  }
-  if (c0 >= 0xe0 && c0 <= 0xef) {
-    const lo = c0 === 0xe0 ? 0xa0 : 0x80;
-    const hi = c0 === 0xed ? 0x9f : 0xbf;
-    if (!cont(1, lo, hi) || !cont(2)) return [-1, 1];
-    return [((c0 & 0x0f) << 12) | ((b[i + 1]! & 0x3f) << 6) | (b[i + 2]! & 0x3f), 3];
-  }
-  if (c0 >= 0xf0 && c0 <= 0xf4) {
-    const lo = c0 === 0xf0 ? 0x90 : 0x80;
-    const hi = c0 === 0xf4 ? 0x8f : 0xbf;
-    if (!cont(1, lo, hi) || !cont(2) || !cont(3)) return [-1, 1];
-    return [
-      ((c0 & 0x07) << 18) | ((b[i + 1]! & 0x3f) << 12) | ((b[i + 2]! & 0x3f) << 6) | (b[i + 3]! & 0x3f),
-      4,
-    ];
-  }
-  return [-1, 1];
-}
+/** Go `encoding/json` string encoding of raw bytes (FORMATS.md §3.8). */
+export const goJsonString = goString;
 
 /** What `soci ztoc info` needs from the zinfo (GzipZinfo / TarZinfo both fit). */
 export interface SpanMath {
