@@ -21,4 +21,4 @@ export { LayerIndexer, type LayerIndexOptions, type IndexedLayer } from "./build
 export { BuildPool } from "./build/pool.js";
 export { buildIndexForManifest, convertImage, type BuildContext, type BuildOptions } from "./build/index-builder.js";
 export { convertStandalone } from "./build/standalone.js";
-export { extractFile, findEntry } from "./build/extract-file.js";
+export { extractFile, metadataEntry } from "./build/extract-file.js";

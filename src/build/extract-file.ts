@@ -14,16 +14,21 @@ export function zinfoOf(ztoc: Ztoc): Zinfo {
   return ztoc.compressionAlgorithm === "gzip" ? GzipZinfo.fromBlob(ztoc.checkpoints) : TarZinfo.fromBlob(ztoc.checkpoints);
 }
 
-const textEq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+const text = new TextDecoder();
 
-/** The TOC entry named exactly `name`, following hardlinks (by exact linkname match) to the data. */
-export function findEntry(ztoc: Ztoc, name: Uint8Array): FileMetadata | undefined {
-  let e = ztoc.toc.find((m) => textEq(m.name, name));
-  for (let hops = 0; e && e.type === "hardlink" && hops < 64; hops++) {
-    const target = e.linkname;
-    e = ztoc.toc.find((m) => textEq(m.name, target));
+/**
+ * `TOC.GetMetadataEntry`: the first entry named exactly `name`; any entry with a link name (hard
+ * or symbolic) is followed by it, as the reference does (FORMATS.md §1.6).
+ */
+export function metadataEntry(ztoc: Ztoc, name: Uint8Array): FileMetadata {
+  for (let hops = 0; hops <= 255; hops++) {
+    const e = ztoc.toc.find((m) => bytesEqual(m.name, name));
+    if (!e) throw new Error(`file ${text.decode(name)} does not exist in metadata`);
+    if (e.linkname.length === 0) return e;
+    name = e.linkname;
   }
-  return e;
+  throw new Error(`file ${text.decode(name)}: too many levels of links`);
 }
 
 export async function extractFile(ztoc: Ztoc, entry: FileMetadata, read: ReadRange, zinfo = zinfoOf(ztoc)): Promise<Uint8Array> {

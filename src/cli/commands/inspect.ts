@@ -23,9 +23,8 @@ import { formatSociTable } from "../tables.js";
 import type { ArtifactEntry } from "../../store/artifacts-db.js";
 import type { ContentStore } from "../../store/content-store.js";
 import { isZeroTimestamp, timestampToNs } from "../../store/timestamp.js";
-import { decodeZtoc, ztocInfoJson, type Ztoc } from "../../formats/ztoc.js";
-import type { FileMetadata } from "../../formats/toc.js";
-import { extractFile, zinfoOf } from "../../build/extract-file.js";
+import { decodeZtoc, ztocInfoJson } from "../../formats/ztoc.js";
+import { extractFile, metadataEntry, zinfoOf } from "../../build/extract-file.js";
 import {
   IndexAnnotationImageLayerDigest, IndexAnnotationSpanSize, parseSociIndex, SociIndexArtifactTypeV1,
   SociIndexArtifactTypeV2, SociLayerMediaType, type SociIndex,
@@ -37,7 +36,6 @@ import { formatPlatform, parsePlatform, platformFromImageConfig } from "../../fo
 import { formatGoTime, localOffsetSeconds } from "../../formats/go-time.js";
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
 
 /** urfave/cli slice flags: repeatable, and each value split on commas. */
 const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(",")];
@@ -350,19 +348,6 @@ function ztocInfoCommand(): Command {
       const ztoc = decodeZtoc(await fetchBlob(await s.contentStore(), digest));
       out.print(ztocInfoJson(ztoc, entry.size, zinfoOf(ztoc)));
     }));
-}
-
-const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
-
-/** `TOC.GetMetadataEntry`: the first entry named exactly `name`; any link (hard or symbolic) is followed by its linkname. */
-export function metadataEntry(ztoc: Ztoc, name: Uint8Array): FileMetadata {
-  for (let hops = 0; hops <= 255; hops++) {
-    const e = ztoc.toc.find((m) => bytesEqual(m.name, name));
-    if (!e) throw new Error(`file ${textDecoder.decode(name)} does not exist in metadata`);
-    if (e.linkname.length === 0) return e;
-    name = e.linkname;
-  }
-  throw new Error(`file ${textDecoder.decode(name)}: too many levels of links`);
 }
 
 async function readLayerRange(cs: ContentStore, layer: string, start: number, end: number): Promise<Uint8Array> {
