@@ -5,7 +5,8 @@ import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
 import { parsePlatform } from "../formats/platform.js";
 import type { BuildOptions, PlatformChoice } from "../build/index-builder.js";
 
-const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(",")];
+/** urfave/cli slice flags: repeatable, and each value split on commas. */
+export const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(",")];
 
 function int64(name: string) {
   return (v: string) => {

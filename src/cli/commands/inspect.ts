@@ -24,6 +24,7 @@ import type { ArtifactEntry } from "../../store/artifacts-db.js";
 import type { ContentStore } from "../../store/content-store.js";
 import { isZeroTimestamp, timestampToNs } from "../../store/timestamp.js";
 import { decodeZtoc, ztocInfoJson } from "../../formats/ztoc.js";
+import { collect } from "../build-flags.js";
 import { extractFile, metadataEntry, zinfoOf } from "../../build/extract-file.js";
 import {
   IndexAnnotationImageLayerDigest, IndexAnnotationSpanSize, parseSociIndex, SociIndexArtifactTypeV1,
@@ -37,8 +38,6 @@ import { formatGoTime, localOffsetSeconds } from "../../formats/go-time.js";
 
 const textEncoder = new TextEncoder();
 
-/** urfave/cli slice flags: repeatable, and each value split on commas. */
-const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(",")];
 
 /** Everything a command prints, written to stdout in one piece when it succeeds. */
 class Output {
