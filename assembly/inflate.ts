@@ -64,6 +64,8 @@ const SLOW_OUT: usize = 274;
 
 const PRE_ORDER: StaticArray<u8> = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 const LENS: usize = memory.data(320, 16);
+const LIT_MASK: u32 = (1 << LIT_BITS) - 1;
+const DIST_MASK: u32 = (1 << DIST_BITS) - 1;
 
 // ---- buffers ----
 let outBuf: usize = 0; // start of the 32 KiB history
@@ -623,7 +625,7 @@ function slowSymbol(): i32 {
   pull();
   let bb = gBB;
   let bc = gBC;
-  let e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
+  let e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
   if (e & F_SUB) {
     if (bc < LIT_BITS) return shortage();
     e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
@@ -650,7 +652,7 @@ function slowSymbol(): i32 {
   const len = (e >>> 16) + (<u32>(bb >> <u64>cl) & ((1 << ex) - 1));
   bb >>= <u64>(cl + ex);
   bc -= cl + ex;
-  let d = load<u32>(DIST_TABLE + ((<u32>bb & 0xff) << 2));
+  let d = load<u32>(DIST_TABLE + ((<u32>bb & DIST_MASK) << 2));
   if (d & F_SUB) {
     if (bc < DIST_BITS) return shortage();
     d = subEntry(DIST_TABLE, d, <u32>(bb >> <u64>DIST_BITS));
@@ -698,22 +700,22 @@ function fastLoop(opEnd: usize): i32 {
     bb |= load<u64>(ip) << bc;
     ip += <usize>((63 - bc) >> 3);
     bc |= 56;
-    let e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
-    if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> 11));
+    let e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
+    if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
     if (<i32>e < 0) {
       store<u8>(op, <u8>(e >>> 16));
       op++;
       bb >>= <u64>(e & 31);
       bc -= <u64>(e & 31);
-      e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
-      if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> 11));
+      e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
+      if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
       if (<i32>e < 0) {
         store<u8>(op, <u8>(e >>> 16));
         op++;
         bb >>= <u64>(e & 31);
         bc -= <u64>(e & 31);
-        e = load<u32>(LIT_TABLE + ((<u32>bb & 0x7ff) << 2));
-        if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> 11));
+        e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
+        if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
         if (<i32>e < 0) {
           store<u8>(op, <u8>(e >>> 16));
           op++;
@@ -744,8 +746,8 @@ function fastLoop(opEnd: usize): i32 {
       ip += <usize>((63 - bc) >> 3);
       bc |= 56;
     }
-    let d = load<u32>(DIST_TABLE + ((<u32>bb & 0xff) << 2));
-    if (d & F_SUB) d = subEntry(DIST_TABLE, d, <u32>(bb >> 8));
+    let d = load<u32>(DIST_TABLE + ((<u32>bb & DIST_MASK) << 2));
+    if (d & F_SUB) d = subEntry(DIST_TABLE, d, <u32>(bb >> <u64>DIST_BITS));
     if (d & F_EXCEPTIONAL) {
       r = E_BAD_DISTANCE;
       break;
