@@ -178,3 +178,30 @@ describe("soci create", () => {
     expect(again.stdout.match(/\(already exists\)$/gm)).toHaveLength(2);
   });
 });
+
+describe("tampered images", () => {
+  it("a layer blob that does not match its digest fails the build clearly", async () => {
+    const bad = join(dir, "tampered");
+    await cp(layout, bad, { recursive: true });
+    const image = parseIndex(await readFile(join(bad, "index.json"))).manifests![0]!;
+    const layer = parseManifest(await blob(bad, image.digest)).layers![0]!;
+    const path = join(bad, "blobs", ...layer.digest.split(":"));
+    const bytes = await readFile(path);
+    bytes[bytes.length - 100] ^= 0xff; // still the right size; the trailer CRC may even pass
+    await rm(path, { force: true });
+    await writeFile(path, bytes);
+    const r = await cli(["convert", "--standalone", "--min-layer-size", "0", bad, join(dir, "t.tar")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^soci: /);
+    expect(r.stderr).toMatch(/does not match its descriptor|incorrect data check|invalid/);
+    // a change that still decodes (the gzip header's MTIME): only the digest check can catch it
+    const fine = Buffer.from(bytes);
+    fine[bytes.length - 100] ^= 0xff; // undo
+    fine[4] ^= 0x01;
+    await rm(path, { force: true });
+    await writeFile(path, fine);
+    const r2 = await cli(["convert", "--standalone", "--min-layer-size", "0", bad, join(dir, "t2.tar")]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toMatch(new RegExp(`^soci: layer ${layer.digest}: content does not match its descriptor`));
+  });
+});

@@ -1,6 +1,7 @@
 // Builds SOCI indexes for images in an OCI content store: ztocs per layer (§3.3), the index
 // document (v1 `create` §3.4, v2 `convert` §3.5), prefetch artifacts (§3.7), and the artifacts DB
 // records (§4.3). Layers are indexed in parallel on the build pool, each streamed once.
+import { createHash } from "node:crypto";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { selectLayer } from "../formats/layers.js";
 import {
@@ -82,7 +83,7 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
       return { layer, ztoc: { digest: known.digest, size: known.size, toc } };
     }
   }
-  const stream = await ctx.source.createReadStream(layer.digest);
+  const stream = verified(await ctx.source.createReadStream(layer.digest), layer);
   const built = await ctx.pool.buildZtoc(stream, {
     spanSize: opts.spanSize,
     compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
@@ -104,6 +105,24 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
   });
   ctx.log(`layer ${layer.digest} -> ztoc ${built.digest}`);
   return { layer, ztoc: { digest: built.digest, size: built.bytes.length, toc: decodeZtoc(built.bytes) } };
+}
+
+/**
+ * Passes a layer's bytes through while hashing them; at the end the digest and size must be the
+ * descriptor's, so a tampered or mislabelled blob fails the build instead of being indexed.
+ */
+async function* verified(chunks: AsyncIterable<Uint8Array>, layer: Descriptor): AsyncGenerator<Uint8Array> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const c of chunks) {
+    hash.update(c);
+    size += c.length;
+    yield c;
+  }
+  const digest = `sha256:${hash.digest("hex")}`;
+  if (digest !== layer.digest || size !== layer.size) {
+    throw new Error(`layer ${layer.digest}: content does not match its descriptor (got ${digest}, ${size} bytes; want ${layer.size} bytes)`);
+  }
 }
 
 /** Prefetch artifacts for the requested files (§3.7): top layer first, first matching name wins. */

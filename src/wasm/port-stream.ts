@@ -60,6 +60,14 @@ export function portSender(port: MessagePort, inFlight: number, onProgress?: (by
 export function consumePort<T>(port: MessagePort, onChunk: (c: Uint8Array) => void, onEnd: () => T, onError: () => void): Promise<T> {
   return new Promise((resolve, reject) => {
     let seq = 0;
+    let settled = false;
+    // the sender gave up (its source failed): abandon the work instead of waiting forever
+    port.on("close", () => {
+      if (settled) return;
+      settled = true;
+      onError();
+      reject(new Error("input stream aborted"));
+    });
     port.on("message", (msg: ChunkMessage) => {
       try {
         if ("chunk" in msg) {
@@ -68,9 +76,11 @@ export function consumePort<T>(port: MessagePort, onChunk: (c: Uint8Array) => vo
           return;
         }
         const r = onEnd();
+        settled = true;
         port.close();
         resolve(r);
       } catch (err) {
+        settled = true;
         onError();
         port.close();
         reject(err);
