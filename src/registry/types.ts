@@ -1,0 +1,50 @@
+// Shared shapes of the registry client (OCI distribution API), its auth and its host config.
+
+/** A parsed image reference: registry host, repository, and tag and/or digest. */
+export interface ImageRef {
+  /** e.g. "docker.io", "127.0.0.1:5000" */
+  host: string;
+  /** e.g. "library/busybox" */
+  repository: string;
+  tag?: string;
+  digest?: string;
+}
+
+/** What a request needs permission for (Bearer scopes: `repository:<repo>:<actions>`). */
+export interface AuthScope {
+  host: string;
+  repository: string;
+  actions: ("pull" | "push")[];
+}
+
+/**
+ * Supplies Authorization headers. The client asks before each request, and on a 401 passes the
+ * `WWW-Authenticate` challenge so the authorizer can fetch/refresh a token, then retries once.
+ */
+export interface Authorizer {
+  /** Header value for this scope if credentials/tokens are known (undefined = anonymous). */
+  authorization(scope: AuthScope): Promise<string | undefined>;
+  /** A 401 arrived with this challenge: returns true if a retry with new credentials is worth it. */
+  challenged(scope: AuthScope, wwwAuthenticate: string): Promise<boolean>;
+}
+
+/** One endpoint to try for a host, in order (mirrors first, then the host itself). */
+export interface RegistryEndpoint {
+  /** scheme://host[:port], no trailing slash */
+  url: string;
+  /** Capabilities from hosts.toml: "pull", "resolve", "push". */
+  capabilities: ("pull" | "resolve" | "push")[];
+  /** Path prefix used instead of "/v2" (hosts.toml `override_path`). */
+  overridePath?: boolean;
+  /** TLS: skip verification / CA bundle / client cert. */
+  skipVerify?: boolean;
+  caFile?: string;
+  clientCert?: { cert: string; key: string };
+  /** Extra headers (hosts.toml `[header]`). */
+  headers?: Record<string, string>;
+}
+
+/** Resolves a registry host to the endpoints to use for it. */
+export interface HostResolver {
+  endpoints(host: string): Promise<RegistryEndpoint[]>;
+}
