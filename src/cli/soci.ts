@@ -37,10 +37,10 @@ program.addCommand(pending("mount", "lazily mount an image from its SOCI index",
 program.addCommand(pending("unmount", "unmount a soci mount", "<mountpoint>"));
 program.addCommand(
   new Command("demo")
-    .description("build a sample gzip layer, index it and read it lazily span by span")
+    .description("build a sample image, convert it to a SOCI-enabled image, and read files lazily through its ztoc")
     .option("--size-mb <n>", "uncompressed size of the sample layer", "64")
     .option("--span-size <bytes>", "span size", String(1 << 20))
-    .option("--reads <n>", "random 4 KiB reads to serve lazily", "20")
+    .option("--reads <n>", "random files to read lazily", "20")
     .action(async (opts: { sizeMb: string; spanSize: string; reads: string }) => {
       await runDemo({ sizeMB: Number(opts.sizeMb), spanSize: Number(opts.spanSize), reads: Number(opts.reads) });
     }),
