@@ -126,6 +126,18 @@ export function parseOciErrors(body: Uint8Array | string | undefined): OciErrorE
   }
 }
 
+const STATUS_WORDS: Record<number, string> = {
+  401: "unauthorized",
+  403: "denied",
+  404: "not found",
+  405: "unsupported",
+  429: "too many requests",
+  500: "registry error",
+  502: "bad gateway",
+  503: "unavailable",
+  504: "gateway timeout",
+};
+
 const NOT_FOUND_CODES = new Set(["BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"]);
 
 /** Maps an HTTP error response to a typed error. `what` names the operation ("GET manifest …"). */
@@ -136,7 +148,7 @@ export function errorFromResponse(what: string, status: number, url: string, bod
     ? ": " + ociErrors.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join("; ")
     : "";
   const d: RegistryErrorDetails = { status, ociErrors, url: redactUrl(url) };
-  const msg = `${what}: ${redactUrl(url)}: HTTP ${status}${detail}`;
+  const msg = `${what}: ${redactUrl(url)}: ${STATUS_WORDS[status] ?? "HTTP"} (${status})${detail}`;
   if (codes.includes("UNAUTHORIZED") || status === 401) return new UnauthorizedError(msg, d);
   if (codes.includes("DENIED") || status === 403) return new DeniedError(msg, d);
   if (status === 404 || codes.some((c) => NOT_FOUND_CODES.has(c))) return new NotFoundError(msg, d);
