@@ -81,3 +81,38 @@ describe("soci convert between registry repositories", () => {
     expect((untagged as { stderr: string }).stderr).toContain("the destination image must be a tagged ref");
   });
 });
+
+describe("soci create + soci push (SOCI index v1)", () => {
+  it("builds v1 from the registry image, pushes it, and it is found again through the referrers fallback tag", async () => {
+    const root = join(dir, "root");
+    const ref = `${registry.host}/src/app:latest`;
+    const created = await run("node", [soci, "--root", root, "create", "--plain-http", "--min-layer-size", "0", ref]);
+    expect(created.stdout).toMatch(/^layer sha256:\w+ -> ztoc sha256:\w+$/m);
+    const pushed = await run("node", [soci, "--root", root, "push", "--plain-http", ref]);
+    const indexDigest = /pushing soci index with digest: (sha256:\w+)/.exec(pushed.stdout)?.[1];
+    expect(indexDigest).toBeDefined();
+    expect(pushed.stdout).toMatch(/successfully pushed artifact with digest: sha256:/);
+
+    const client = new RegistryClient({ plainHttp: true });
+    try {
+      const image = await client.resolve(ref);
+      const found = await client.referrers(ref, image.digest, "application/vnd.amazon.soci.index.v1+json");
+      expect(found.map((d) => d.digest)).toEqual([indexDigest]);
+      const index = parseSociIndex((await client.getManifest(`${registry.host}/src/app@${indexDigest}`)).bytes);
+      expect(index.version).toBe(1);
+      expect(index.subject?.digest).toBe(image.digest);
+      // the fallback tag holds a Go-JSON OCI index
+      const tag = await raw(`${registry.host}/src/app:${image.digest.replace(":", "-")}`);
+      expect(tag.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    } finally {
+      await client.close();
+    }
+
+    const skip = await run("node", [soci, "--root", root, "push", "--plain-http", "--existing-index", "skip", ref]);
+    expect(skip.stdout).toMatch(/soci index found in remote repository with digest: sha256:\w+: skipping pushing artifacts for image manifest: sha256:/);
+    const warn = await run("node", [soci, "--root", root, "push", "--plain-http", ref]);
+    expect(warn.stdout).toMatch(/^\[WARN\] soci index found in remote repository with digest: sha256:\w+: pushing index anyway$/m);
+    const bad = await run("node", [soci, "--root", root, "push", "--plain-http", "--existing-index", "maybe", ref]).catch((e: { stderr: string }) => e);
+    expect((bad as { stderr: string }).stderr).toMatch(/--existing-index/);
+  });
+});

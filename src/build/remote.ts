@@ -4,16 +4,18 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isIndexType, parseIndex, parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
+import { isIndexType, MediaTypeImageManifest, parseIndex, parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
 import { matchPlatformStrict } from "../formats/platform.js";
-import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
+import { SociIndexArtifactTypeV1, SociIndexArtifactTypeV2, type BuiltSociIndex } from "../formats/soci-index.js";
 import { ContentStore } from "../store/content-store.js";
 import { ArtifactsDb } from "../store/artifacts-db.js";
-import type { RegistryClient } from "../registry/client.js";
+import { referrerDescriptor, type RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
 import { BuildPool } from "./pool.js";
-import { convertImage, type BuildOptions, type LayerProgress, type PlatformChoice } from "./index-builder.js";
+import {
+  buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BuildOptions, type LayerProgress, type PlatformChoice,
+} from "./index-builder.js";
 
 /** Copies a manifest's config and layers into the store (streamed, digest-verified). */
 async function pullManifest(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<void> {
@@ -98,4 +100,98 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
     await pool.destroy();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * `soci create <ref>` for an image in a registry: pulls the platform manifests' blobs into a temp
+ * layout, builds SOCI index v1 per platform into the local store (`target`, `db`).
+ */
+export async function createRemote(
+  client: RegistryClient,
+  src: string,
+  target: ContentStore,
+  db: ArtifactsDb,
+  opts: RemoteConvertOptions,
+): Promise<BuiltSociIndex[]> {
+  const ref = parseReference(src);
+  const work = await mkdtemp(join(tmpdir(), "soci-create-"));
+  const pool = new BuildPool();
+  try {
+    const source = await ContentStore.open(join(work, "layout"));
+    // all platforms are pulled unless some were named; the builder then picks the default one
+    const root = await pullImage(client, ref, source, opts.allPlatforms ? [] : opts.platforms ?? []);
+    const { platforms, target: image } = await platformsFor(source, root, opts);
+    const built: BuiltSociIndex[] = [];
+    for (const platform of platforms) {
+      const manifest = await manifestForPlatform(source, image, platform);
+      built.push(await buildIndexForManifest({ source, target, db, pool, log: opts.log, progress: opts.progress }, manifest, 1, platform, opts, root.digest));
+    }
+    return built;
+  } finally {
+    await pool.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export type ExistingIndexPolicy = "warn" | "skip" | "allow";
+
+/**
+ * `soci push <ref>` (v1 only): for each platform manifest of the image, the newest v1 SOCI index
+ * built for it is pushed with its blobs, and listed as a referrer of the manifest (the referrers
+ * fallback tag when the registry does not track subjects itself).
+ */
+export async function pushSociIndexes(
+  client: RegistryClient,
+  dst: string,
+  store: ContentStore,
+  db: ArtifactsDb,
+  opts: { existingIndex: ExistingIndexPolicy; platforms: Platform[]; log(line: string): void; quiet?: boolean },
+): Promise<number> {
+  const ref = parseReference(dst);
+  const root = await client.resolve(ref);
+  const manifests: Descriptor[] = [];
+  if (isIndexType(root.mediaType)) {
+    const index = parseIndex((await client.getManifest(ref, root)).bytes);
+    for (const m of index.manifests ?? []) {
+      if (isIndexType(m.mediaType) || m.artifactType) continue;
+      if (opts.platforms.length && !(m.platform && opts.platforms.some((p) => matchPlatformStrict(p, m.platform!)))) continue;
+      manifests.push(m);
+    }
+  } else {
+    manifests.push(root);
+  }
+  let pushed = 0;
+  for (const m of manifests) {
+    const entries = db.indexesForManifest(m.digest);
+    if (entries.some((e) => e.artifactType === SociIndexArtifactTypeV2)) {
+      opts.log("[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.");
+    }
+    const entry = entries.find((e) => e.artifactType === SociIndexArtifactTypeV1);
+    if (!entry) {
+      if (manifests.length === 1 || opts.platforms.length) throw new Error(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
+      continue;
+    }
+    if (opts.existingIndex !== "allow") {
+      const existing = await client.referrers(ref, m.digest, SociIndexArtifactTypeV1);
+      if (existing.length > 0) {
+        const msg = existing.length === 1 ? `soci index found in remote repository with digest: ${existing[0]!.digest}` : "multiple soci indices found in remote repository";
+        if (opts.existingIndex === "skip") {
+          opts.log(`${msg}: skipping pushing artifacts for image manifest: ${m.digest}`);
+          continue;
+        }
+        opts.log(`[WARN] ${msg}: pushing index anyway`);
+      }
+    }
+    const indexBytes = await store.get(entry.digest);
+    const index = parseManifest(indexBytes);
+    opts.log(opts.quiet ? entry.digest : `pushing soci index with digest: ${entry.digest}`);
+    for (const blob of [index.config, ...(index.layers ?? [])]) {
+      const r = await client.pushBlob(ref, await store.createReadStream(blob.digest), { digest: blob.digest, size: blob.size, mediaType: blob.mediaType });
+      if (!opts.quiet) opts.log(r.existed ? `skipped artifact with digest: ${blob.digest}` : `successfully pushed artifact with digest: ${blob.digest}`);
+    }
+    const res = await client.pushManifest(ref, indexBytes, MediaTypeImageManifest, entry.digest);
+    if (!res.ociSubject) await client.addToReferrersFallback(ref, m.digest, referrerDescriptor(indexBytes, MediaTypeImageManifest));
+    pushed++;
+  }
+  return pushed;
 }

@@ -5,6 +5,7 @@ import { NotImplementedError, reportAndExit } from "./errors.js";
 import { runDemo } from "./demo.js";
 import { convertCommand } from "./commands/convert.js";
 import { createCommand } from "./commands/create.js";
+import { pushCommand } from "./commands/push.js";
 import { indexCommand, prefetchCommand, rebuildDbCommand, ztocCommand } from "./commands/inspect.js";
 
 const program = new Command("soci")
@@ -28,7 +29,7 @@ function pending(name: string, description: string, args = ""): Command {
 
 program.addCommand(createCommand());
 program.addCommand(convertCommand());
-program.addCommand(pending("push", "push SOCI index v1 artifacts to a registry", "<ref>"));
+program.addCommand(pushCommand());
 program.addCommand(rebuildDbCommand());
 program.addCommand(indexCommand());
 program.addCommand(ztocCommand());

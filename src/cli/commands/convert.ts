@@ -2,9 +2,7 @@
 import { Command } from "commander";
 import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
-import { RegistryClient } from "../../registry/client.js";
-import { RegistryAuthorizer } from "../../registry/auth.js";
-import { HostsDirResolver } from "../../registry/hosts.js";
+import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
 import { convertRemote } from "../../build/remote.js";
 import { convertStandalone } from "../../build/standalone.js";
 import type { LayoutFormat } from "../../build/oci-archive.js";
@@ -14,12 +12,10 @@ export function convertCommand(): Command {
     .description("convert an image into a SOCI-enabled image (SOCI index manifest v2)")
     .arguments("<image_ref> <dest_ref>")
     .option("--standalone", "convert an OCI layout (directory or archive) without containerd", false)
-    .option("--format <format>", "standalone output: oci-archive or oci-dir", "oci-archive")
-    .option("--plain-http", "talk to registries over http", false)
-    .option("-u, --user <user[:password]>", "registry credentials (else ~/.docker/config.json, else anonymous)")
-    .option("--hosts-dir <dir>", "containerd-style hosts directory (mirrors, TLS) e.g. /etc/containerd/certs.d");
+    .option("--format <format>", "standalone output: oci-archive or oci-dir", "oci-archive");
   addBuildFlags(cmd);
-  return cmd.action(async (src: string, dst: string, flags: BuildFlags & { standalone: boolean; format: string; plainHttp: boolean; user?: string; hostsDir?: string }) => {
+  addRegistryFlags(cmd);
+  return cmd.action(async (src: string, dst: string, flags: BuildFlags & RegistryFlags & { standalone: boolean; format: string }) => {
     if (flags.format !== "oci-archive" && flags.format !== "oci-dir") {
       throw new Error(`invalid format ${flags.format}: expect oci-archive or oci-dir`);
     }
@@ -31,11 +27,7 @@ export function convertCommand(): Command {
       return;
     }
     // registry to registry, no containerd
-    const client = new RegistryClient({
-      plainHttp: flags.plainHttp,
-      authorizer: new RegistryAuthorizer({ user: flags.user }),
-      hosts: flags.hostsDir ? new HostsDirResolver({ hostsDir: flags.hostsDir, plainHttp: flags.plainHttp }) : undefined,
-    });
+    const client = registryClient(flags);
     try {
       const desc = await convertRemote(client, src, dst, { ...opts, log, progress });
       log(`converted image index: ${desc.digest}`);

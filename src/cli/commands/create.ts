@@ -5,6 +5,8 @@ import { mkdir, stat } from "node:fs/promises";
 
 import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
+import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
+import { createRemote } from "../../build/remote.js";
 import { NotImplementedError } from "../errors.js";
 import { ContentStore } from "../../store/content-store.js";
 import { ArtifactsDb } from "../../store/artifacts-db.js";
@@ -12,6 +14,11 @@ import { artifactsDbPath, contentStorePath } from "../../store/paths.js";
 import { BuildPool } from "../../build/pool.js";
 import { buildIndexForManifest, manifestForPlatform, platformsFor } from "../../build/index-builder.js";
 import type { Descriptor } from "../../formats/oci.js";
+
+/** An OCI layout reference: `oci:<dir>[:tag]`, or a path (starts with `/` or `.`). */
+export function isLayoutRef(ref: string): boolean {
+  return ref.startsWith("oci:") || ref.startsWith("/") || ref.startsWith(".");
+}
 
 /** `oci:<dir>[:<tag>]` or a layout directory path; the tag defaults to the layout's only image. */
 export async function openLayoutRef(ref: string): Promise<{ store: ContentStore; root: Descriptor }> {
@@ -23,7 +30,7 @@ export async function openLayoutRef(ref: string): Promise<{ store: ContentStore;
     spec = spec.slice(0, colon);
   }
   if (!(await stat(spec).then((s) => s.isDirectory(), () => false))) {
-    throw new NotImplementedError(`images outside an OCI layout directory (${ref})`);
+    throw new Error(`${ref}: no such OCI layout directory`);
   }
   const store = await ContentStore.open(spec);
   const manifests = store.manifests();
@@ -33,18 +40,34 @@ export async function openLayoutRef(ref: string): Promise<{ store: ContentStore;
 }
 
 export function createCommand(): Command {
-  const cmd = new Command("create").description("create a SOCI index (v1) for an image in an OCI layout").arguments("<image_ref>");
+  const cmd = new Command("create")
+    .description("create a SOCI index (v1) for an image in a registry or an OCI layout (oci:<dir>[:tag])")
+    .arguments("<image_ref>");
   addBuildFlags(cmd);
-  return cmd.action(async (ref: string, flags: BuildFlags, self: Command) => {
+  addRegistryFlags(cmd);
+  return cmd.action(async (ref: string, flags: BuildFlags & RegistryFlags, self: Command) => {
     const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
     if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
     const opts = await buildOptionsFrom(flags);
+    const { log, progress } = terminalProgress();
+    if (!isLayoutRef(ref)) {
+      await mkdir(globals.root, { recursive: true, mode: 0o700 });
+      const target = await ContentStore.open(contentStorePath(globals.root));
+      const db = ArtifactsDb.open(artifactsDbPath(globals.root));
+      const client = registryClient(flags);
+      try {
+        await createRemote(client, ref, target, db, { ...opts, log, progress });
+      } finally {
+        db.close();
+        await client.close();
+      }
+      return;
+    }
     const { store: source, root } = await openLayoutRef(ref);
     await mkdir(globals.root, { recursive: true, mode: 0o700 });
     const target = await ContentStore.open(contentStorePath(globals.root));
     const db = ArtifactsDb.open(artifactsDbPath(globals.root));
     const pool = new BuildPool();
-    const { log, progress } = terminalProgress();
     try {
       const { platforms, target: image } = await platformsFor(source, root, opts);
       for (const platform of platforms) {
