@@ -24,9 +24,17 @@ import type { ArtifactsDb } from "../store/artifacts-db.js";
 import { zinfoOf } from "./extract-file.js";
 import type { BuildPool } from "./pool.js";
 
+/** Where an image's manifests, configs and layers are read from: a local store or a registry. */
+export interface BlobSource {
+  /** `mediaType` tells a registry source whether to ask for a manifest or a blob. */
+  get(digest: string, mediaType?: string): Promise<Uint8Array>;
+  exists(digest: string, mediaType?: string): Promise<boolean>;
+  createReadStream(digest: string): Promise<AsyncIterable<Uint8Array>>;
+}
+
 export interface BuildContext {
   /** Where the image's manifests, configs and layers are read from. */
-  source: ContentStore;
+  source: BlobSource;
   /** Where ztocs, prefetch artifacts, indexes (and converted manifests) are written. */
   target: ContentStore;
   db: ArtifactsDb;
@@ -166,7 +174,7 @@ export async function buildIndexForManifest(
   opts: BuildOptions,
   imageDigest = manifestDesc.digest,
 ): Promise<BuiltSociIndex> {
-  const manifest = parseManifest(await ctx.source.get(manifestDesc.digest));
+  const manifest = parseManifest(await ctx.source.get(manifestDesc.digest, manifestDesc.mediaType));
   const layers = await ztocsFor(ctx, manifest, opts);
   const ztocs: ZtocEntry[] = layers.flatMap(({ layer, ztoc }) =>
     ztoc
@@ -204,14 +212,14 @@ export async function buildIndexForManifest(
 }
 
 /** The platform manifest of an image for `platform` (§3.4 manifest selection). */
-export async function manifestForPlatform(source: ContentStore, root: Descriptor, platform: Platform): Promise<Descriptor> {
+export async function manifestForPlatform(source: BlobSource, root: Descriptor, platform: Platform): Promise<Descriptor> {
   if (!isIndexType(root.mediaType)) {
     if (root.platform && !matchPlatformStrict(platform, root.platform)) {
       throw new Error(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
     }
     return root;
   }
-  const index = imageIndexFromBytes(await source.get(root.digest));
+  const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
   for (const m of index.manifests ?? []) {
     if (m.artifactType === SociIndexArtifactTypeV2) continue;
     if (!m.platform) throw new Error(`manifest ${m.digest} in image index has no platform`);
@@ -226,18 +234,18 @@ export interface PlatformChoice {
 }
 
 /** Platforms to index: explicit ones, all of the image's, or the image's / host's default. */
-export async function platformsFor(source: ContentStore, root: Descriptor, choice: PlatformChoice): Promise<{ platforms: Platform[]; target: Descriptor }> {
+export async function platformsFor(source: BlobSource, root: Descriptor, choice: PlatformChoice): Promise<{ platforms: Platform[]; target: Descriptor }> {
   let target = root;
   let fallback = defaultPlatform();
   if (isManifestType(root.mediaType)) {
-    const m = parseManifest(await source.get(root.digest));
-    const p = platformFromImageConfig(await source.get(m.config.digest));
+    const m = parseManifest(await source.get(root.digest, root.mediaType));
+    const p = platformFromImageConfig(await source.get(m.config.digest, m.config.mediaType));
     target = { ...root, platform: p };
     fallback = p;
   }
   if (choice.allPlatforms) {
     if (!isIndexType(root.mediaType)) return { platforms: [fallback], target };
-    const index = imageIndexFromBytes(await source.get(root.digest));
+    const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
     const all = (index.manifests ?? [])
       .filter((m) => m.artifactType !== SociIndexArtifactTypeV2 && m.platform && m.platform.os !== "unknown" && m.platform.architecture !== "unknown")
       .map((m) => m.platform!);
@@ -253,7 +261,7 @@ export async function platformsFor(source: ContentStore, root: Descriptor, choic
 export async function convertImage(ctx: BuildContext, root: Descriptor, choice: PlatformChoice, opts: BuildOptions): Promise<Descriptor> {
   const { platforms, target } = await platformsFor(ctx.source, root, choice);
   let index: Index = isIndexType(root.mediaType)
-    ? imageIndexFromBytes(await ctx.source.get(root.digest), root.mediaType)
+    ? imageIndexFromBytes(await ctx.source.get(root.digest, root.mediaType), root.mediaType)
     : newImageIndex(target);
 
   const built: { platform: Platform; manifest: Descriptor; sociIndex: BuiltSociIndex }[] = [];
@@ -275,11 +283,11 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
     const entry = manifests[i]!;
     if (entry.artifactType === SociIndexArtifactTypeV2 || !isManifestType(entry.mediaType)) continue;
     const forIt = built.find((b) => b.manifest.digest === entry.digest);
-    if (!(await ctx.source.exists(entry.digest))) {
+    if (!(await ctx.source.exists(entry.digest, entry.mediaType))) {
       if (forIt) throw new Error(`manifest ${entry.digest} is indexed but not present`);
       continue;
     }
-    const re = reencodeManifest(await ctx.source.get(entry.digest), forIt?.sociIndex.digest, entry.mediaType);
+    const re = reencodeManifest(await ctx.source.get(entry.digest, entry.mediaType), forIt?.sociIndex.digest, entry.mediaType);
     await ctx.target.put(re.bytes, { digest: re.digest, size: re.size });
     index = setManifestEntry(index, i, re);
     if (forIt) newManifestDigest.set(forIt.sociIndex.digest, re.digest);

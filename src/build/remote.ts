@@ -1,10 +1,11 @@
-// Images between a registry and a local OCI layout, and `soci convert <src-ref> <dst-ref>`
-// without containerd: pull the image (the selected platforms), convert it like the standalone
-// path, push what the destination lacks (blobs first, manifests children-first, the index last).
+// Images between registries without containerd: `soci convert <src-ref> <dst-ref>` streams each
+// layer from the source registry into the index builder once, keeps only the new artifacts in a
+// temporary layout, and pushes what the destination lacks (blobs first, manifests children-first,
+// the index last; blobs of the same registry are mounted, not copied). `create`/`push` for v1.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isIndexType, MediaTypeImageManifest, parseIndex, parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
+import { isIndexType, isManifestType, MediaTypeImageManifest, parseIndex, parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
 import { matchPlatformStrict } from "../formats/platform.js";
 import { SociIndexArtifactTypeV1, SociIndexArtifactTypeV2, type BuiltSociIndex } from "../formats/soci-index.js";
 import { ContentStore } from "../store/content-store.js";
@@ -14,39 +15,51 @@ import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
 import { BuildPool } from "./pool.js";
 import {
-  buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BuildOptions, type LayerProgress, type PlatformChoice,
+  buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BlobSource, type BuildOptions, type LayerProgress, type PlatformChoice,
 } from "./index-builder.js";
 
-/** Copies a manifest's config and layers into the store (streamed, digest-verified). */
-async function pullManifest(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<void> {
-  const { bytes } = await client.getManifest(ref, desc);
-  const m = parseManifest(bytes);
-  for (const blob of [m.config, ...(m.layers ?? [])]) {
-    if (await store.exists(blob.digest)) continue;
-    await store.put(client.blobStream(ref, blob.digest, { size: blob.size }), { digest: blob.digest, size: blob.size });
-  }
-  await store.putDescriptor(desc, bytes);
-}
-
 /**
- * Pulls `ref` into `store`: a single manifest whole, or an index with the children that match
- * `platforms` (all when empty). Children left out stay listed but absent, as in a partial pull.
+ * An image's blobs read straight from its registry: layers stream from the network into the index
+ * builder once, never staged on disk. Manifests are fetched by digest (size-checked by the client).
  */
-export async function pullImage(client: RegistryClient, ref: ImageRef, store: ContentStore, platforms: Platform[] = []): Promise<Descriptor> {
-  const root = await client.resolve(ref);
-  if (!isIndexType(root.mediaType)) {
-    await pullManifest(client, ref, store, root);
-    return root;
+export class RegistrySource implements BlobSource {
+  private readonly manifests = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly client: RegistryClient,
+    readonly ref: ImageRef,
+  ) {}
+
+  /** Remembers manifest bytes already fetched (they are asked for by digest later). */
+  remember(digest: string, bytes: Uint8Array): void {
+    this.manifests.set(digest, bytes);
   }
-  const { bytes } = await client.getManifest(ref, root);
-  const index = parseIndex(bytes);
-  for (const child of index.manifests ?? []) {
-    if (isIndexType(child.mediaType) || child.artifactType === SociIndexArtifactTypeV2) continue;
-    if (platforms.length > 0 && !(child.platform && platforms.some((p) => matchPlatformStrict(p, child.platform!)))) continue;
-    await pullManifest(client, ref, store, child);
+
+  async get(digest: string, mediaType?: string): Promise<Uint8Array> {
+    const known = this.manifests.get(digest);
+    if (known) return known;
+    if (mediaType && (isManifestType(mediaType) || isIndexType(mediaType))) {
+      const { bytes } = await this.client.getManifest({ ...this.ref, tag: undefined, digest });
+      this.manifests.set(digest, bytes);
+      return bytes;
+    }
+    return this.client.getBlob(this.ref, digest);
   }
-  await store.putDescriptor(root, bytes);
-  return root;
+
+  async exists(digest: string, mediaType?: string): Promise<boolean> {
+    if (this.manifests.has(digest)) return true;
+    try {
+      await this.get(digest, mediaType);
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === "NotFound") return false;
+      throw err;
+    }
+  }
+
+  async createReadStream(digest: string): Promise<AsyncIterable<Uint8Array>> {
+    return this.client.blobStream(this.ref, digest);
+  }
 }
 
 /** Pushes the graph under `root` from `store` to `ref` (tagged), skipping blobs already there. */
@@ -55,19 +68,25 @@ export async function pushImage(
   store: ContentStore,
   root: Descriptor,
   ref: ImageRef,
-  opts: { mountFrom?: ImageRef; log?: (line: string) => void } = {},
+  opts: { from?: { client: RegistryClient; ref: ImageRef; source: RegistrySource }; log?: (line: string) => void } = {},
 ): Promise<void> {
-  const mountFrom = opts.mountFrom && opts.mountFrom.host === ref.host && opts.mountFrom.repository !== ref.repository ? opts.mountFrom.repository : undefined;
+  const src = opts.from?.ref;
+  const mountFrom = src && src.host === ref.host && src.repository !== ref.repository ? src.repository : undefined;
   const pushManifestTree = async (desc: Descriptor, tag?: string): Promise<void> => {
-    if (!(await store.exists(desc.digest))) return; // a platform that was not pulled
-    const bytes = await store.get(desc.digest);
+    let bytes: Uint8Array;
+    if (await store.exists(desc.digest)) bytes = await store.get(desc.digest);
+    else if (opts.from) bytes = await opts.from.source.get(desc.digest, desc.mediaType);
+    else return; // a platform that was not pulled
     if (isIndexType(desc.mediaType)) {
       for (const child of parseIndex(bytes).manifests ?? []) await pushManifestTree(child);
     } else {
       const m = parseManifest(bytes);
       for (const blob of [m.config, ...(m.layers ?? [])]) {
-        const size = await store.size(blob.digest);
-        const pushed = await client.pushBlob(ref, await store.createReadStream(blob.digest), { digest: blob.digest, size, mediaType: blob.mediaType }, { mountFrom });
+        // blobs the conversion did not write are still in the source repository: mount or stream them
+        const local = await store.exists(blob.digest);
+        if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source repository`);
+        const data = local ? await store.createReadStream(blob.digest) : opts.from!.client.blobStream(opts.from!.ref, blob.digest, { size: blob.size });
+        const pushed = await client.pushBlob(ref, data, { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, { mountFrom });
         opts.log?.(`${pushed.existed ? "skipped" : pushed.mounted ? "mounted" : "pushed"} blob ${blob.digest}`);
       }
     }
@@ -90,10 +109,12 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
   const pool = new BuildPool();
   const db = ArtifactsDb.open(join(work, "artifacts.db"));
   try {
+    // layers stream from the source registry into the builder; only new artifacts land on disk
     const store = await ContentStore.open(join(work, "layout"));
-    const root = await pullImage(client, srcRef, store, opts.allPlatforms ? [] : opts.platforms ?? []);
-    const converted = await convertImage({ source: store, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
-    await pushImage(client, store, converted, dstRef, { mountFrom: srcRef });
+    const source = new RegistrySource(client, srcRef);
+    const root = await client.resolve(srcRef);
+    const converted = await convertImage({ source, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
+    await pushImage(client, store, converted, dstRef, { from: { client, ref: srcRef, source } });
     return converted;
   } finally {
     db.close();
@@ -114,12 +135,10 @@ export async function createRemote(
   opts: RemoteConvertOptions,
 ): Promise<BuiltSociIndex[]> {
   const ref = parseReference(src);
-  const work = await mkdtemp(join(tmpdir(), "soci-create-"));
   const pool = new BuildPool();
   try {
-    const source = await ContentStore.open(join(work, "layout"));
-    // all platforms are pulled unless some were named; the builder then picks the default one
-    const root = await pullImage(client, ref, source, opts.allPlatforms ? [] : opts.platforms ?? []);
+    const source = new RegistrySource(client, ref);
+    const root = await client.resolve(ref);
     const { platforms, target: image } = await platformsFor(source, root, opts);
     const built: BuiltSociIndex[] = [];
     for (const platform of platforms) {
@@ -129,7 +148,6 @@ export async function createRemote(
     return built;
   } finally {
     await pool.destroy();
-    await rm(work, { recursive: true, force: true });
   }
 }
 
