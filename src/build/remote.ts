@@ -81,18 +81,34 @@ export async function pushImage(
       for (const child of parseIndex(bytes).manifests ?? []) await pushManifestTree(child);
     } else {
       const m = parseManifest(bytes);
-      for (const blob of [m.config, ...(m.layers ?? [])]) {
-        // blobs the conversion did not write are still in the source repository: mount or stream them
+      // blobs in parallel (the client bounds concurrency); those the conversion did not write are
+      // still in the source repository: mount or stream them across
+      await Promise.all([m.config, ...(m.layers ?? [])].map(async (blob) => {
         const local = await store.exists(blob.digest);
         if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source repository`);
         const data = local ? await store.createReadStream(blob.digest) : opts.from!.client.blobStream(opts.from!.ref, blob.digest, { size: blob.size });
         const pushed = await client.pushBlob(ref, data, { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, { mountFrom });
         opts.log?.(`${pushed.existed ? "skipped" : pushed.mounted ? "mounted" : "pushed"} blob ${blob.digest}`);
-      }
+      }));
     }
     await client.pushManifest(ref, bytes, desc.mediaType, tag ?? desc.digest);
   };
   await pushManifestTree(root, ref.tag ?? root.digest);
+}
+
+/** Pushes every config and layer of the image at `src` to `dst` (mounted on the same registry). */
+async function copyImageBlobs(client: RegistryClient, source: RegistrySource, root: Descriptor, src: ImageRef, dst: ImageRef): Promise<void> {
+  const manifests = isIndexType(root.mediaType)
+    ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) => isManifestType(m.mediaType))
+    : [root];
+  const blobs = new Map<string, Descriptor>();
+  for (const m of manifests) {
+    const body = parseManifest(await source.get(m.digest, m.mediaType));
+    for (const b of [body.config, ...(body.layers ?? [])]) blobs.set(b.digest, b);
+  }
+  const mountFrom = src.host === dst.host && src.repository !== dst.repository ? src.repository : undefined;
+  await Promise.all([...blobs.values()].map((b) =>
+    client.pushBlob(dst, client.blobStream(src, b.digest, { size: b.size }), { digest: b.digest, size: b.size, mediaType: b.mediaType }, { mountFrom })));
 }
 
 export interface RemoteConvertOptions extends BuildOptions, PlatformChoice {
@@ -113,7 +129,11 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
     const store = await ContentStore.open(join(work, "layout"));
     const source = new RegistrySource(client, srcRef);
     const root = await client.resolve(srcRef);
+    // the image's own blobs go to the destination while the builder works (network vs CPU)
+    const copying = copyImageBlobs(client, source, root, srcRef, dstRef);
+    copying.catch(() => {}); // awaited below
     const converted = await convertImage({ source, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
+    await copying;
     await pushImage(client, store, converted, dstRef, { from: { client, ref: srcRef, source } });
     return converted;
   } finally {
