@@ -116,3 +116,59 @@ describe("soci create + soci push (SOCI index v1)", () => {
     expect((bad as { stderr: string }).stderr).toMatch(/--existing-index/);
   });
 });
+
+describe("multi-platform images", () => {
+  it("converts every platform with --all-platforms and only the asked one with --platform", async () => {
+    // an OCI index with linux/amd64 and linux/arm64/v8 images, each with its own gzip layer
+    const { ContentStore } = await import("../src/store/content-store.js");
+    const { marshalManifest, marshalIndex } = await import("../src/formats/oci.js");
+    const zlib = await import("node:zlib");
+    const { createHash } = await import("node:crypto");
+    const layout = join(dir, "multi");
+    const store = await ContentStore.open(layout);
+    const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+    const entries: Descriptor[] = [];
+    for (const [arch, variant] of [["amd64", undefined], ["arm64", "v8"]] as const) {
+      const tar = (await run("tar", ["-C", join(dir, "bundle/rootfs"), "-cf", "-", "hello.txt"], { encoding: "buffer" })).stdout as unknown as Buffer;
+      // the same layer for both: their SOCI indexes are byte-identical, yet each platform keeps its own entry
+      const layer = zlib.gzipSync(tar);
+      const layerBytes = Buffer.concat([layer]);
+      const lInfo = await store.put(layerBytes);
+      const config = Buffer.from(JSON.stringify({ architecture: arch, os: "linux", ...(variant ? { variant } : {}), rootfs: { type: "layers", diff_ids: [sha(tar)] }, config: { Env: [arch] } }));
+      const cInfo = await store.put(config);
+      const manifest = marshalManifest({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...cInfo },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...lInfo }],
+      });
+      const desc = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha(manifest), size: manifest.length, platform: { architecture: arch, os: "linux", ...(variant ? { variant } : {}) } };
+      await store.put(manifest, { digest: desc.digest, size: desc.size });
+      entries.push(desc);
+    }
+    const index = marshalIndex({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries });
+    const idesc = { mediaType: "application/vnd.oci.image.index.v1+json", digest: sha(index), size: index.length };
+    await store.putDescriptor(idesc, index);
+    await store.tag(idesc, "latest");
+    await run("skopeo", ["copy", "--all", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/multi/app:latest`]);
+
+    await run("node", [soci, "convert", "--plain-http", "--all-platforms", "--min-layer-size", "0", `${registry.host}/multi/app:latest`, `${registry.host}/multi/app:soci`]);
+    const all = await raw(`${registry.host}/multi/app:soci`);
+    const socis = all.manifests!.filter((m) => m.artifactType === SociIndexArtifactTypeV2);
+    expect(socis.map((m) => m.platform)).toEqual([{ architecture: "amd64", os: "linux" }, { architecture: "arm64", os: "linux", variant: "v8" }]);
+    const images = all.manifests!.filter((m) => !m.artifactType);
+    expect(images).toHaveLength(2);
+    for (const img of images) {
+      const s = socis.find((x) => x.annotations?.["com.amazon.soci.image-manifest-digest"] === img.digest);
+      expect(s, img.digest).toBeDefined();
+      expect(img.annotations?.["com.amazon.soci.index-digest"]).toBe(s!.digest);
+    }
+
+    await run("node", [soci, "convert", "--plain-http", "--platform", "linux/arm64", "--min-layer-size", "0", `${registry.host}/multi/app:latest`, `${registry.host}/multi/app:arm`]);
+    const arm = await raw(`${registry.host}/multi/app:arm`);
+    const armSoci = arm.manifests!.filter((m) => m.artifactType === SociIndexArtifactTypeV2);
+    expect(armSoci.map((m) => m.platform?.architecture)).toEqual(["arm64"]);
+    // every platform's manifest is still listed (re-encoded), only arm64 gets an index
+    expect(arm.manifests!.filter((m) => !m.artifactType)).toHaveLength(2);
+  });
+});

@@ -264,7 +264,8 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
     ? imageIndexFromBytes(await ctx.source.get(root.digest, root.mediaType), root.mediaType)
     : newImageIndex(target);
 
-  const built: { platform: Platform; manifest: Descriptor; sociIndex: BuiltSociIndex }[] = [];
+  // one entry per platform (two platforms may even get byte-identical SOCI indexes)
+  const built: { platform: Platform; manifest: Descriptor; sociIndex: BuiltSociIndex; newManifest?: string }[] = [];
   for (const platform of platforms) {
     const manifest = await manifestForPlatform(ctx.source, target, platform);
     try {
@@ -277,12 +278,11 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
   if (built.length === 0) throw new EmptyIndexError();
 
   // annotateImages: every locally present image manifest is re-encoded as an OCI manifest.
-  const newManifestDigest = new Map<string, string>(); // SOCI index digest → its new manifest digest
   const manifests = index.manifests ?? [];
   for (let i = 0; i < manifests.length; i++) {
     const entry = manifests[i]!;
     if (entry.artifactType === SociIndexArtifactTypeV2 || !isManifestType(entry.mediaType)) continue;
-    const forIt = built.find((b) => b.manifest.digest === entry.digest);
+    const forIt = built.find((b) => b.manifest.digest === entry.digest && b.newManifest === undefined);
     if (!(await ctx.source.exists(entry.digest, entry.mediaType))) {
       if (forIt) throw new Error(`manifest ${entry.digest} is indexed but not present`);
       continue;
@@ -290,17 +290,16 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
     const re = reencodeManifest(await ctx.source.get(entry.digest, entry.mediaType), forIt?.sociIndex.digest, entry.mediaType);
     await ctx.target.put(re.bytes, { digest: re.digest, size: re.size });
     index = setManifestEntry(index, i, re);
-    if (forIt) newManifestDigest.set(forIt.sociIndex.digest, re.digest);
+    if (forIt) forIt.newManifest = re.digest;
   }
   for (const b of built) {
-    const desc = sociIndexV2Descriptor(b.sociIndex, b.platform, newManifestDigest.get(b.sociIndex.digest));
+    const desc = sociIndexV2Descriptor(b.sociIndex, b.platform, b.newManifest);
     index = addSociIndexDescriptor(index, desc, b.platform);
   }
   const out = serializeImageIndex(index);
   await ctx.target.putDescriptor(out.descriptor, out.bytes);
   for (const b of built) {
-    const ociDigest = newManifestDigest.get(b.sociIndex.digest);
-    if (ociDigest) ctx.db.updateIndexDigests(b.sociIndex.digest, { ociDigest, imageDigest: out.descriptor.digest });
+    if (b.newManifest) ctx.db.updateIndexDigests(b.sociIndex.digest, { ociDigest: b.newManifest, imageDigest: out.descriptor.digest });
   }
   return out.descriptor;
 }
