@@ -4,10 +4,10 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
-import { InflateError } from "../wasm/codes.js";
 import { isAck, portSender, type AckMessage } from "../wasm/port-stream.js";
 import type { LayerIndexOptions } from "./layer-indexer.js";
-import type { BuildWorkerResult, ZtocTask, ZtocTaskResult } from "./worker.js";
+import type { ZtocTask, ZtocTaskResult } from "./worker.js";
+import { unwrap, type WorkerResult } from "../wasm/worker-result.js";
 
 export function buildWorkerPath(): string {
   return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "build", "worker.js");
@@ -49,14 +49,7 @@ export class BuildPool {
     });
     const task = this.pool
       .run({ port: port2, options } satisfies ZtocTask, { transferList: [port2], signal: opts.signal })
-      .then((r: BuildWorkerResult) => {
-        if ("ok" in r) return r.ok;
-        const { name, message, code } = r.err;
-        if (name === "InflateError" && code !== undefined) throw new InflateError(code, message);
-        const err = new Error(message);
-        err.name = name;
-        throw err;
-      });
+      .then((r: WorkerResult<ZtocTaskResult>) => unwrap(r));
     task.catch(() => sender.stop());
     try {
       await sender.send(stream, opts.transfer);

@@ -116,9 +116,7 @@ function fileMetadataToFlatbuffer(b: flatbuffers.Builder, e: FileMetadata): numb
     b.addFieldOffset(1, v, 0);
     xattrOffsets.push(b.endObject());
   }
-  b.startVector(4, xattrOffsets.length, 4);
-  for (let j = xattrOffsets.length - 1; j >= 0; j--) b.addOffset(xattrOffsets[j]!);
-  const xattrs = b.endVector();
+  const xattrs = offsetVector(b, xattrOffsets);
 
   b.startObject(14);
   b.addFieldOffset(0, name, 0);
@@ -138,6 +136,13 @@ function fileMetadataToFlatbuffer(b: flatbuffers.Builder, e: FileMetadata): numb
   return b.endObject();
 }
 
+/** A vector of table/string offsets, prepended last to first as the Go builder does. */
+function offsetVector(b: flatbuffers.Builder, offsets: readonly number[]): number {
+  b.startVector(4, offsets.length, 4);
+  for (let i = offsets.length - 1; i >= 0; i--) b.addOffset(offsets[i]!);
+  return b.endVector();
+}
+
 /** Serialize a ztoc byte-identically to the reference (`ztocToFlatbuffer`, ztoc_marshaler.go:164-294). */
 export function encodeZtoc(z: Ztoc): Uint8Array {
   let algorithm: number | undefined;
@@ -154,9 +159,7 @@ export function encodeZtoc(z: Ztoc): Uint8Array {
   // TOC: entries serialized last to first
   const md: number[] = new Array<number>(z.toc.length);
   for (let i = z.toc.length - 1; i >= 0; i--) md[i] = fileMetadataToFlatbuffer(b, z.toc[i]!);
-  b.startVector(4, md.length, 4);
-  for (let i = md.length - 1; i >= 0; i--) b.addOffset(md[i]!);
-  const mdVec = b.endVector();
+  const mdVec = offsetVector(b, md);
   b.startObject(1);
   b.addFieldOffset(0, mdVec, 0);
   const toc = b.endObject();
@@ -164,9 +167,7 @@ export function encodeZtoc(z: Ztoc): Uint8Array {
   // CompressionInfo
   const checkpoints = b.createByteVector(z.checkpoints);
   const digests = z.spanDigests.map((d) => b.createString(textEncoder.encode(d)));
-  b.startVector(4, digests.length, 4);
-  for (let i = digests.length - 1; i >= 0; i--) b.addOffset(digests[i]!);
-  const digestVec = b.endVector();
+  const digestVec = offsetVector(b, digests);
   b.startObject(4);
   b.addFieldInt32(1, int32(z.maxSpanId, "max span id"), 0);
   b.addFieldOffset(2, digestVec, 0);

@@ -6,8 +6,8 @@ import { MessageChannel, type Transferable } from "node:worker_threads";
 import { Piscina } from "piscina";
 import type { Checkpoint, CheckpointResult } from "./checkpoints.js";
 import type { CheckpointState } from "./extract.js";
-import { InflateError } from "./codes.js";
-import type { BuildMessage, WorkerResult, WorkerTask } from "./worker.js";
+import type { BuildMessage, WorkerTask } from "./worker.js";
+import { unwrap, type WorkerResult } from "./worker-result.js";
 import { isAck, portSender, type AckMessage } from "./port-stream.js";
 
 /** The compiled worker (tests and tsx run from src/, the worker always from dist/). */
@@ -96,13 +96,7 @@ export class InflatePool {
   }
 
   private async run<T>(task: WorkerTask, transferList?: Transferable[], signal?: AbortSignal): Promise<T> {
-    const r = (await this.pool.run(task, { transferList, signal })) as WorkerResult<T>;
-    if ("ok" in r) return r.ok;
-    const { name, message, code } = r.err;
-    if (name === "InflateError" && code !== undefined) throw new InflateError(code, message);
-    const err = name === "RangeError" ? new RangeError(message) : new Error(message);
-    if (name !== err.name) err.name = name;
-    throw err;
+    return unwrap((await this.pool.run(task, { transferList, signal })) as WorkerResult<T>);
   }
 
   async destroy(): Promise<void> {
