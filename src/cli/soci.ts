@@ -1,11 +1,12 @@
 // `soci`: the SOCI command line (command names and flags follow the reference CLI).
 import { Command } from "commander";
 import { packageVersion } from "./version.js";
-import { NotImplementedError, reportAndExit } from "./errors.js";
+import { reportAndExit } from "./errors.js";
 import { runDemo } from "./demo.js";
 import { convertCommand } from "./commands/convert.js";
 import { createCommand } from "./commands/create.js";
 import { pushCommand } from "./commands/push.js";
+import { mountCommand, unmountCommand } from "./commands/mount.js";
 import { indexCommand, prefetchCommand, rebuildDbCommand, ztocCommand } from "./commands/inspect.js";
 
 const program = new Command("soci")
@@ -18,15 +19,6 @@ const program = new Command("soci")
   .option("--debug", "debug output")
   .showHelpAfterError();
 
-// Commands delivered by later work: present so scripts and --help see the real surface.
-function pending(name: string, description: string, args = ""): Command {
-  const cmd = new Command(name).description(description).action(() => {
-    throw new NotImplementedError(`soci ${name}`);
-  });
-  if (args) cmd.arguments(args);
-  return cmd;
-}
-
 program.addCommand(createCommand());
 program.addCommand(convertCommand());
 program.addCommand(pushCommand());
@@ -34,8 +26,8 @@ program.addCommand(rebuildDbCommand());
 program.addCommand(indexCommand());
 program.addCommand(ztocCommand());
 program.addCommand(prefetchCommand());
-program.addCommand(pending("mount", "lazily mount an image from its SOCI index", "<ref> <mountpoint>"));
-program.addCommand(pending("unmount", "unmount a soci mount", "<mountpoint>"));
+program.addCommand(mountCommand());
+program.addCommand(unmountCommand());
 program.addCommand(
   new Command("demo")
     .description("build a sample image, convert it to a SOCI-enabled image, and read files lazily through its ztoc")

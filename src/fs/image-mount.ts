@@ -1,0 +1,255 @@
+// `soci mount`: an image's layers, lazily where a ztoc exists and unpacked locally where not,
+// stacked read-only with overlayfs at one mountpoint. No containerd involved.
+//
+// Layout under `root`:
+//   content/                 SOCI index, ztocs (verified, reused by later mounts)
+//   spancache/               decompressed spans per layer digest (reused across mounts)
+//   layers/<digest hex>/     layers without a ztoc, unpacked once (overlay whiteout form)
+//   mounts/<key>/            one mounted image: `state.json`, FUSE mountpoints `layers/<i>`, `empty/`
+import { createHash } from "node:crypto";
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import type { Descriptor, Platform } from "../formats/oci.js";
+import { isIndexType, MediaTypeDockerSchema2LayerGzip, MediaTypeImageLayerGzip, parseManifest } from "../formats/oci.js";
+import { defaultPlatform } from "../formats/platform.js";
+import { manifestForPlatform } from "../build/index-builder.js";
+import { RegistrySource } from "../build/remote.js";
+import type { RegistryClient } from "../registry/client.js";
+import { parseReference } from "../registry/reference.js";
+import type { ImageRef } from "../registry/types.js";
+import { ContentStore } from "../store/content-store.js";
+import { parseDigest } from "../store/digest.js";
+import type { InflatePool } from "../wasm/pool.js";
+import { fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type LayerZtoc } from "./soci-artifacts.js";
+import { mountLayer, unmountPath } from "./fuse-layer.js";
+import { createLayerReader } from "./layer-reader.js";
+import { RegistryBlobFetcher } from "./blob-fetcher.js";
+import { unpackLayer } from "./unpack-layer.js";
+
+const run = promisify(execFile);
+
+export interface MountImageOptions {
+  client: RegistryClient;
+  /** Image reference (`host/repo:tag` or `@digest`). */
+  ref: string;
+  mountpoint: string;
+  /** State root (content, span cache, unpacked layers, mount state). */
+  root: string;
+  platform?: Platform;
+  discovery?: DiscoveryOptions;
+  pool: InflatePool;
+  log?(line: string): void;
+}
+
+export interface MountedLayerInfo {
+  digest: string;
+  /** "lazy" = FUSE over its ztoc; "local" = unpacked into the layer cache. */
+  mode: "lazy" | "local";
+  dir: string;
+}
+
+export interface MountedImage {
+  mountpoint: string;
+  manifest: Descriptor;
+  sociIndex?: Descriptor;
+  layers: MountedLayerInfo[];
+  /** Unmounts the overlay and every lazy layer; idempotent. */
+  unmount(): Promise<void>;
+}
+
+/** Where a mount's state lives, derived from the (absolute) mountpoint. */
+export function mountStateDir(root: string, mountpoint: string): string {
+  const key = createHash("sha256").update(resolve(mountpoint)).digest("hex").slice(0, 16);
+  return join(root, "mounts", key);
+}
+
+/** What `soci unmount` reads to find the serving process. */
+export interface MountStateFile {
+  pid: number;
+  mountpoint: string;
+  ref: string;
+  layers: MountedLayerInfo[];
+}
+
+export async function mountImage(opts: MountImageOptions): Promise<MountedImage> {
+  const log = opts.log ?? (() => undefined);
+  const mountpoint = resolve(opts.mountpoint);
+  const ref = parseReference(opts.ref);
+  const store = await ContentStore.open(join(opts.root, "content"));
+  const source = new RegistrySource(opts.client, ref);
+
+  const root = await opts.client.resolve(ref);
+  const manifestDesc = isIndexType(root.mediaType) ? await manifestForPlatform(source, root, opts.platform ?? defaultPlatform()) : root;
+  const manifestBytes = await source.get(manifestDesc.digest, manifestDesc.mediaType);
+  const manifest = parseManifest(manifestBytes);
+  const diffIds = await configDiffIds(source, manifest.config);
+  if (diffIds.length !== manifest.layers!.length) throw new Error(`image config lists ${diffIds.length} diff IDs for ${manifest.layers!.length} layers`);
+
+  // A missing index still mounts the image (every layer local), as the snapshotter would defer.
+  let ztocs = new Map<string, Descriptor>();
+  let sociIndex: Descriptor | undefined;
+  try {
+    const found = await findSociIndex(opts.client, ref, manifestDesc, opts.discovery, manifestBytes);
+    const resolved = await fetchSociIndex(opts.client, ref, store, found);
+    sociIndex = resolved.descriptor;
+    ztocs = resolved.ztocs;
+    log(`SOCI index ${sociIndex.digest}: ${ztocs.size} of ${manifest.layers!.length} layers indexed`);
+  } catch (e) {
+    if (!(e instanceof NoIndexError)) throw e;
+    log(`${e.message}: every layer is fetched and unpacked`);
+  }
+
+  const state = mountStateDir(opts.root, mountpoint);
+  await rm(state, { recursive: true, force: true });
+  await mkdir(join(state, "empty"), { recursive: true });
+  const lazy: { unmount(): Promise<void> }[] = [];
+  const layers: MountedLayerInfo[] = [];
+  let overlayMounted = false;
+  const unmountAll = async () => {
+    if (overlayMounted) {
+      await unmountPath(mountpoint).catch(() => undefined);
+      overlayMounted = false;
+    }
+    await Promise.all(lazy.splice(0).map((l) => l.unmount().catch(() => undefined)));
+    await rm(state, { recursive: true, force: true }).catch(() => undefined);
+  };
+
+  try {
+    const layerDescs = manifest.layers!;
+    // Lazy layers mount immediately; local layers download in parallel with them.
+    await Promise.all(layerDescs.map(async (layer, i) => {
+      const ztocDesc = ztocs.get(layer.digest);
+      let z: LayerZtoc | undefined;
+      if (ztocDesc) {
+        try {
+          z = await fetchZtoc(opts.client, ref, store, ztocDesc, layer);
+        } catch (e) {
+          log(`layer ${layer.digest}: ztoc ${ztocDesc.digest} unusable (${(e as Error).message}); unpacking locally`);
+        }
+      }
+      if (z) {
+        const dir = join(state, "layers", String(i));
+        await mkdir(dir, { recursive: true });
+        const reader = createLayerReader({
+          ztoc: z.ztoc,
+          digest: layer.digest,
+          fetcher: new RegistryBlobFetcher(opts.client, ref, layer.digest, layer.size),
+          cacheRoot: join(opts.root, "spancache"),
+          pool: opts.pool,
+        });
+        const m = await mountLayer({ mountpoint: dir, ztoc: z.ztoc, digest: layer.digest, reader, disableXattrs: z.disableXattrs, statfsDir: opts.root });
+        lazy.push(m);
+        layers[i] = { digest: layer.digest, mode: "lazy", dir };
+      } else {
+        const dir = join(opts.root, "layers", parseDigest(layer.digest).hex);
+        if (!(await exists(dir))) {
+          await mkdir(join(opts.root, "layers"), { recursive: true });
+          await unpackLayer(opts.client.blobStream(ref, layer.digest, { size: layer.size }), dir, {
+            compression: isGzipLayer(layer.mediaType) ? "gzip" : "auto",
+            digest: layer.digest,
+            diffId: diffIds[i]!,
+          });
+        }
+        layers[i] = { digest: layer.digest, mode: "local", dir };
+      }
+    }));
+
+    // overlayfs: first lowerdir is the top layer; an empty bottom dir allows a one-layer image.
+    const lower = [...layers].reverse().map((l) => l.dir).concat(join(state, "empty"));
+    await mkdir(mountpoint, { recursive: true });
+    await run("mount", ["-t", "overlay", "overlay", "-o", `ro,lowerdir=${lower.map(escapeLowerdir).join(":")}`, mountpoint]);
+    overlayMounted = true;
+    const file: MountStateFile = { pid: process.pid, mountpoint, ref: opts.ref, layers };
+    await writeFile(join(state, "state.json"), JSON.stringify(file) + "\n");
+  } catch (e) {
+    await unmountAll();
+    throw e;
+  }
+  let done: Promise<void> | undefined;
+  return {
+    mountpoint,
+    manifest: manifestDesc,
+    sociIndex,
+    layers,
+    unmount: () => (done ??= unmountAll()),
+  };
+}
+
+/** Reads a mount's state file (for `soci unmount`), or undefined when there is none. */
+export async function readMountState(root: string, mountpoint: string): Promise<MountStateFile | undefined> {
+  try {
+    return JSON.parse(await readFile(join(mountStateDir(root, mountpoint), "state.json"), "utf8")) as MountStateFile;
+  } catch {
+    return undefined;
+  }
+}
+
+async function configDiffIds(source: RegistrySource, config: Descriptor): Promise<string[]> {
+  const bytes = await source.get(config.digest, config.mediaType);
+  const parsed = JSON.parse(Buffer.from(bytes).toString("utf8")) as { rootfs?: { diff_ids?: string[] } };
+  return parsed.rootfs?.diff_ids ?? [];
+}
+
+function isGzipLayer(mt: string): boolean {
+  return mt === MediaTypeImageLayerGzip || mt === MediaTypeDockerSchema2LayerGzip || mt.endsWith("+gzip");
+}
+
+/** overlayfs separates lowerdirs with ':' and treats ',' as an option separator. */
+function escapeLowerdir(dir: string): string {
+  if (/[:,\\]/.test(dir)) throw new Error(`path ${dir} cannot be an overlay lowerdir (contains ':' ',' or '\\')`);
+  return dir;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
+}
+
+export type { ImageRef };
+
+/**
+ * `soci unmount`: asks the serving `soci mount` process to stop (SIGTERM) and waits for it; when
+ * that process is gone, removes whatever it left mounted.
+ */
+export async function unmountImage(root: string, mountpoint: string, timeoutMs = 30_000): Promise<void> {
+  const mp = resolve(mountpoint);
+  const state = await readMountState(root, mp);
+  if (state && isAlive(state.pid)) {
+    process.kill(state.pid, "SIGTERM");
+    const deadline = Date.now() + timeoutMs;
+    while (isAlive(state.pid)) {
+      if (Date.now() > deadline) throw new Error(`soci mount process ${state.pid} did not stop within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return;
+  }
+  // No live server: clean up by hand (a SIGKILLed `soci mount` leaves dead FUSE mounts behind).
+  const mounted = await mountsUnder(mp);
+  if (!state && mounted.length === 0) throw new Error(`${mp}: not a soci mount`);
+  await unmountPath(mp).catch(() => undefined);
+  for (const l of state?.layers ?? []) if (l.mode === "lazy") await unmountPath(l.dir).catch(() => undefined);
+  await rm(mountStateDir(root, mp), { recursive: true, force: true });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Mount points at or below `dir`, from /proc/self/mountinfo. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  const out: string[] = [];
+  for (const line of info.split("\n")) {
+    const mp = line.split(" ")[4];
+    if (mp === undefined) continue;
+    const p = mp.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (p === dir || p.startsWith(dir + "/")) out.push(p);
+  }
+  return out;
+}

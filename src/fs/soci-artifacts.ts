@@ -1,0 +1,124 @@
+// Finding an image's SOCI index and fetching its ztocs (SNAPSHOTTER.md §3.2–3.3): an explicit
+// index digest first, then the v2 link (manifest annotation), then — when enabled — v1 referrers
+// (referrers API or the `sha256-<hex>` fallback tag). Artifacts land in the local content store
+// (digest-verified on the way in) so later mounts of the same image need no network.
+import type { Descriptor } from "../formats/oci.js";
+import { parseManifest } from "../formats/oci.js";
+import {
+  ImageAnnotationSociIndexDigest, IndexAnnotationDisableXAttrs, IndexAnnotationSpanSize, goParseBool, parseSociIndex,
+  prefetchesByLayer, SociIndexArtifactTypeV1, ztocsByLayer, type SociIndex,
+} from "../formats/soci-index.js";
+import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
+import { parsePrefetchArtifact, type PrefetchArtifact } from "../formats/prefetch.js";
+import type { RegistryClient } from "../registry/client.js";
+import { NotFoundError } from "../registry/errors.js";
+import type { ImageRef } from "../registry/types.js";
+import type { ContentStore } from "../store/content-store.js";
+import { isValidDigest } from "../store/digest.js";
+
+/** The image has no usable SOCI index: the snapshotter defers it to containerd (§2.4). */
+export class NoIndexError extends Error {
+  override name = "NoIndexError";
+}
+
+export interface DiscoveryOptions {
+  /** `soci.index.digest` label / `--index-digest`: use this index, skip discovery. */
+  indexDigest?: string;
+  /** `pull_modes.soci_v1.enable` (default false). */
+  v1?: boolean;
+  /** `pull_modes.soci_v2.enable` (default true). */
+  v2?: boolean;
+}
+
+/** An index together with its ztoc/prefetch descriptors keyed by layer digest. */
+export interface ResolvedIndex {
+  descriptor: Descriptor;
+  index: SociIndex;
+  ztocs: Map<string, Descriptor>;
+  prefetches: Map<string, Descriptor>;
+}
+
+/** §3.2: which SOCI index serves `manifest` (descriptor of the image manifest, bytes if already fetched). */
+export async function findSociIndex(
+  client: RegistryClient,
+  ref: ImageRef,
+  manifest: Descriptor,
+  opts: DiscoveryOptions = {},
+  manifestBytes?: Uint8Array,
+): Promise<Descriptor> {
+  if (opts.indexDigest) {
+    if (!isValidDigest(opts.indexDigest)) throw new NoIndexError(`invalid SOCI index digest ${JSON.stringify(opts.indexDigest)}`);
+    return { mediaType: "", digest: opts.indexDigest, size: 0 };
+  }
+  const v1 = opts.v1 ?? false;
+  const v2 = opts.v2 ?? true;
+  if (!v1 && !v2) throw new NoIndexError("all lazy pull modes are disabled");
+  if (v2) {
+    const bytes = manifestBytes ?? (await client.getManifest(ref, manifest)).bytes;
+    const digest = parseManifest(bytes).annotations?.[ImageAnnotationSociIndexDigest];
+    if (digest !== undefined) {
+      if (!isValidDigest(digest)) throw new NoIndexError(`image manifest ${manifest.digest} names an invalid SOCI index digest ${JSON.stringify(digest)}`);
+      return { mediaType: "", digest, size: 0 };
+    }
+  }
+  if (v1) {
+    const found = await client.referrers(ref, manifest.digest, SociIndexArtifactTypeV1);
+    if (found[0]) return found[0];
+  }
+  throw new NoIndexError(`no SOCI index found for image manifest ${manifest.digest}`);
+}
+
+/** Local copy first, else from the registry into the store (verified). */
+async function fetchArtifact(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor, manifest: boolean): Promise<Uint8Array> {
+  if (await store.exists(desc.digest)) return store.get(desc.digest);
+  const bytes = manifest
+    ? (await client.getManifest({ ...ref, tag: undefined, digest: desc.digest }, desc.size > 0 ? desc : undefined)).bytes
+    : await client.getBlob(ref, desc.digest, { size: desc.size > 0 ? desc.size : undefined, verify: true });
+  await store.put(bytes, { digest: desc.digest, size: bytes.length });
+  return bytes;
+}
+
+/** §3.3: the SOCI index document (stored locally), with its ztocs keyed by layer. */
+export async function fetchSociIndex(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<ResolvedIndex> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fetchArtifact(client, ref, store, desc, true);
+  } catch (e) {
+    if (e instanceof NotFoundError) throw new NoIndexError(`SOCI index ${desc.digest} not found in ${ref.host}/${ref.repository}`, { cause: e });
+    throw e;
+  }
+  const index = parseSociIndex(bytes);
+  return { descriptor: { ...desc, size: bytes.length }, index, ztocs: ztocsByLayer(index), prefetches: prefetchesByLayer(index) };
+}
+
+/** A layer's ztoc, decoded and checked against the layer it claims to index. */
+export interface LayerZtoc {
+  descriptor: Descriptor;
+  ztoc: Ztoc;
+  disableXattrs: boolean;
+  spanSize?: number;
+}
+
+export async function fetchZtoc(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor, layer: Descriptor): Promise<LayerZtoc> {
+  const ztoc = decodeZtoc(await fetchArtifact(client, ref, store, desc, false));
+  if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
+    throw new Error(`ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`);
+  }
+  const flag = desc.annotations?.[IndexAnnotationDisableXAttrs];
+  const span = desc.annotations?.[IndexAnnotationSpanSize];
+  const out: LayerZtoc = { descriptor: desc, ztoc, disableXattrs: flag !== undefined && safeBool(flag) };
+  if (span !== undefined && /^\d+$/.test(span)) out.spanSize = Number(span);
+  return out;
+}
+
+export async function fetchPrefetch(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<PrefetchArtifact> {
+  return parsePrefetchArtifact(await fetchArtifact(client, ref, store, desc, false));
+}
+
+function safeBool(s: string): boolean {
+  try {
+    return goParseBool(s);
+  } catch {
+    return false;
+  }
+}
