@@ -278,7 +278,7 @@ export class RegistryAuthorizer implements Authorizer {
   }
 
   private async fetchToken(scope: AuthScope, st: BearerChallenge): Promise<CachedToken> {
-    const scopes = mergeScopes([scopeString(scope), ...(st.scope ? [st.scope] : [])]);
+    const scopes = mergeScopes([...scopeStrings(scope), ...(st.scope ? [st.scope] : [])]);
     const creds = await this.credentials(scope.host);
     const refresh = this.refreshTokens.get(hostKey(scope.host)) ?? creds?.identityToken;
     const started = this.now();
@@ -418,6 +418,11 @@ function sameHost(a: string, b: string): boolean {
   return hostKey(a) === hostKey(b);
 }
 
+/** The scope strings one request needs: its repository, then any others (`also`), merged. */
+export function scopeStrings(scope: AuthScope): string[] {
+  return mergeScopes([scopeString(scope), ...(scope.also ?? []).map(scopeString)]);
+}
+
 function tokenKey(scope: AuthScope): string {
-  return `${hostKey(scope.host)} ${scopeString(scope)}`;
+  return `${hostKey(scope.host)} ${scopeStrings(scope).join(" ")}`;
 }

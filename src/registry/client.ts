@@ -81,6 +81,8 @@ interface Target {
   ref: ImageRef;
   ep: RegistryEndpoint;
   actions: Action[];
+  /** Other repositories the request needs access to (a mount's source repository). */
+  also?: AuthScope["also"];
 }
 
 interface RequestSpec {
@@ -549,7 +551,9 @@ export class RegistryClient {
       let location: string;
       if (opts.mountFrom !== undefined) {
         const q = new URLSearchParams({ mount: desc.digest, from: opts.mountFrom });
-        const r = await this.call(t, "POST blob mount", { method: "POST", url: `${uploads}?${q}` }, [201, 202], async (res) => {
+        // Bearer tokens are per repository: the mount also needs pull on the source repository
+        const mt: Target = { ...t, also: [{ repository: opts.mountFrom, actions: ["pull"] }] };
+        const r = await this.call(mt, "POST blob mount", { method: "POST", url: `${uploads}?${q}` }, [201, 202], async (res) => {
           await discard(res.body);
           return { status: res.status, location: locationOf(res) };
         });
@@ -792,8 +796,9 @@ export class RegistryClient {
 
   /** One HTTP exchange with auth (one retry after a 401 challenge) and manual redirects. */
   private async send(t: Target, spec: RequestSpec): Promise<Response> {
-    const scope: AuthScope = { host: t.ref.host, repository: t.ref.repository, actions: t.actions };
     const origin = new URL(t.ep.url).origin;
+    // credentials and tokens belong to the host answering (a mirror is not the upstream registry)
+    const scope: AuthScope = { host: new URL(t.ep.url).host, repository: t.ref.repository, actions: t.actions, ...(t.also ? { also: t.also } : {}) };
     const az = this.opts.authorizer;
     let method = spec.method;
     let url = spec.url;
@@ -818,7 +823,7 @@ export class RegistryClient {
         const www = header(res.headers, "www-authenticate");
         await discard(res.body);
         challenged = true;
-        if (www && (await az.challenged(scope, www))) continue;
+        if (www && (await this.answerChallenge(az, scope, www, spec.method, url))) continue;
         // No retry worth it: report the 401 as it came.
         return res;
       }
@@ -834,6 +839,20 @@ export class RegistryClient {
         continue;
       }
       return res;
+    }
+  }
+
+  /** Lets the authorizer answer a 401; its failures (token service refused) name the registry too. */
+  private async answerChallenge(az: Authorizer, scope: AuthScope, www: string, method: string, url: string): Promise<boolean> {
+    try {
+      return await az.challenged(scope, www);
+    } catch (e) {
+      if (e instanceof RegistryError || !(e instanceof Error)) throw e;
+      // AuthError / CredentialsError: their messages are already free of secrets
+      const status = (e as { status?: unknown }).status;
+      throw new UnauthorizedError(`${method} ${redactUrl(url)}: unauthorized: ${e.message}`, {
+        url: redactUrl(url), cause: e, ...(typeof status === "number" ? { status } : {}),
+      });
     }
   }
 

@@ -15,6 +15,11 @@ export interface AuthScope {
   host: string;
   repository: string;
   actions: ("pull" | "push")[];
+  /**
+   * More repositories the same request needs (Bearer scopes are per repository): a cross-repository
+   * mount also needs `pull` on the repository it mounts from.
+   */
+  also?: { repository: string; actions: ("pull" | "push")[] }[];
 }
 
 /**

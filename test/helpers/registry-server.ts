@@ -1,11 +1,14 @@
 // Starts Debian's `docker-registry` (distribution 2.8) on 127.0.0.1:<free port> with filesystem
 // storage in a temp dir and deletes enabled. Needs the apt package `docker-registry`.
+// Options: `auth: token` (a token service's realm and signing certificate) or htpasswd (bcrypt
+// file), TLS (`http.tls`), and an access log of the requests it served (to prove who served what).
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Agent, fetch as undiciFetch } from "undici";
 
 export const REGISTRY_BIN = process.env.DOCKER_REGISTRY_BIN ?? "/usr/bin/docker-registry";
 
@@ -14,8 +17,32 @@ export interface RegistryServer {
   host: string;
   url: string;
   dir: string;
+  /** "METHOD /path" of every request served, in order (only with `accessLog: true`). */
+  requests: string[];
   stop(): Promise<void>;
 }
+
+export interface RegistryOptions {
+  /** Distribution `auth.token`: the token service realm, service, issuer and trusted certificate. */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** Distribution `auth.htpasswd`: a file of bcrypt `user:hash` lines. */
+  htpasswd?: { path: string; realm?: string };
+  /** Serve HTTPS with this certificate and key. */
+  tls?: { certFile: string; keyFile: string };
+  /** Record the requests served (Distribution's access log on stdout). */
+  accessLog?: boolean;
+}
+
+function authConfig(opts: RegistryOptions): string[] {
+  if (opts.token) {
+    return ["auth:", "  token:", `    realm: ${opts.token.realm}`, `    service: ${opts.token.service}`,
+      `    issuer: ${opts.token.issuer}`, `    rootcertbundle: ${opts.token.rootCertBundle}`];
+  }
+  if (opts.htpasswd) return ["auth:", "  htpasswd:", `    realm: ${opts.htpasswd.realm ?? "soci-test"}`, `    path: ${opts.htpasswd.path}`];
+  return [];
+}
+
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+"/;
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -30,7 +57,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(): Promise<RegistryServer> {
+export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryServer> {
   if (!existsSync(REGISTRY_BIN)) {
     throw new Error(`${REGISTRY_BIN} not found: install the Debian package docker-registry (apt-get install -y docker-registry)`);
   }
@@ -44,7 +71,7 @@ export async function startRegistry(): Promise<RegistryServer> {
       "log:",
       "  level: error",
       "  accesslog:",
-      "    disabled: true",
+      `    disabled: ${opts.accessLog ? "false" : "true"}`,
       "storage:",
       "  filesystem:",
       `    rootdirectory: ${join(dir, "data")}`,
@@ -52,17 +79,30 @@ export async function startRegistry(): Promise<RegistryServer> {
       "    enabled: true",
       "http:",
       `  addr: ${host}`,
+      ...(opts.tls ? ["  tls:", `    certificate: ${opts.tls.certFile}`, `    key: ${opts.tls.keyFile}`] : []),
+      ...authConfig(opts),
       "",
     ].join("\n"));
-    const child = spawn(REGISTRY_BIN, ["serve", config], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(REGISTRY_BIN, ["serve", config], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    const requests: string[] = [];
+    let partial = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      const lines = (partial + d.toString()).split("\n");
+      partial = lines.pop()!;
+      for (const l of lines) {
+        const m = ACCESS_LINE.exec(l);
+        if (m) requests.push(`${m[1]} ${m[2]}`);
+      }
+    });
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    const url = `http://${host}`;
+    const url = `${opts.tls ? "https" : "http"}://${host}`;
     const ok = await waitReady(url, exited);
     if (ok) {
+      requests.length = 0; // readiness probes are not the test's traffic
       return {
-        host, url, dir,
+        host, url, dir, requests,
         stop: async () => {
           await stopChild(child, exited);
           rmSync(dir, { recursive: true, force: true });
@@ -81,17 +121,23 @@ async function waitReady(url: string, exited: Promise<number | null>): Promise<b
   let dead = false;
   void exited.then(() => { dead = true; });
   const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline && !dead) {
-    try {
-      const r = await fetch(`${url}/v2/`);
-      await r.arrayBuffer();
-      if (r.status === 200) return true;
-    } catch {
-      /* not yet */
+  // the probe only asks "is it serving": TLS unverified, 401 (auth configured) counts as up
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  try {
+    while (Date.now() < deadline && !dead) {
+      try {
+        const r = await undiciFetch(`${url}/v2/`, { dispatcher });
+        await r.arrayBuffer();
+        if (r.status === 200 || r.status === 401) return true;
+      } catch {
+        /* not yet */
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
+    return false;
+  } finally {
+    await dispatcher.close();
   }
-  return false;
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
