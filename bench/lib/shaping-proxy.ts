@@ -1,0 +1,79 @@
+// A loopback TCP proxy that models a WAN link: every chunk waits half the round-trip time in each
+// direction, and the downstream direction (server → client) shares one bandwidth budget across all
+// connections. This kernel has no netem, so latency has to be modelled here (TOOLCHAIN.md).
+import { createServer, connect, type AddressInfo, type Socket } from "node:net";
+
+export interface ShapingProxy {
+  /** host:port to connect to instead of the upstream. */
+  host: string;
+  /** Bytes sent server → client since start (or the last reset). */
+  downstreamBytes(): number;
+  resetCounters(): void;
+  stop(): Promise<void>;
+}
+
+export interface ShapingOptions {
+  /** Round-trip time added to every exchange, ms. */
+  rttMs: number;
+  /** Downstream bandwidth, bits per second, shared by all connections. */
+  bitsPerSecond: number;
+}
+
+export async function startShapingProxy(upstream: string, opts: ShapingOptions): Promise<ShapingProxy> {
+  const [uhost, uport] = [upstream.slice(0, upstream.lastIndexOf(":")), Number(upstream.slice(upstream.lastIndexOf(":") + 1))];
+  const bytesPerMs = opts.bitsPerSecond / 8 / 1000;
+  const half = opts.rttMs / 2;
+  let linkFreeAt = 0;
+  let down = 0;
+  const sockets = new Set<Socket>();
+
+  // Delivers `chunk` to `to` after `delay` ms, in order, optionally paced by the shared link.
+  const pipe = (from: Socket, to: Socket, paced: boolean) => {
+    let queued = 0;
+    let lastDue = 0;
+    from.on("data", (chunk: Buffer) => {
+      const now = performance.now();
+      let due = now + half;
+      if (paced) {
+        const start = Math.max(now, linkFreeAt);
+        linkFreeAt = start + chunk.length / bytesPerMs;
+        due = Math.max(due, linkFreeAt);
+      }
+      due = Math.max(due, lastDue); // keep order
+      lastDue = due;
+      queued += chunk.length;
+      if (queued > 4 << 20) from.pause();
+      setTimeout(() => {
+        if (paced) down += chunk.length;
+        queued -= chunk.length;
+        if (!to.destroyed) to.write(chunk);
+        if (queued <= 1 << 20 && from.isPaused()) from.resume();
+      }, Math.max(0, due - now));
+    });
+    from.on("end", () => setTimeout(() => to.end(), Math.max(0, lastDue - performance.now()) + 1));
+    from.on("error", () => to.destroy());
+    from.on("close", () => setTimeout(() => to.destroy(), Math.max(0, lastDue - performance.now()) + 5));
+  };
+
+  const server = createServer((client) => {
+    const up = connect(uport, uhost);
+    sockets.add(client).add(up);
+    client.on("close", () => sockets.delete(client));
+    up.on("close", () => sockets.delete(up));
+    pipe(client, up, false);
+    pipe(up, client, true);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    downstreamBytes: () => down,
+    resetCounters: () => {
+      down = 0;
+    },
+    stop: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
