@@ -1,0 +1,111 @@
+// File contents of one lazily loaded layer: the LayerFileReader the FUSE layer calls. A read is
+// clamped to the file, checked once per file against its tar header (§4.4), and served from the
+// span manager — straight from memory when its spans are hot.
+import type { Ztoc } from "../formats/ztoc.js";
+import type { FileMetadata } from "../formats/toc.js";
+import type { Zinfo } from "../formats/zinfo.js";
+import type { BlobFetcher } from "./blob-fetcher.js";
+import { FileVerificationError, FileVerifier } from "./file-verifier.js";
+import type { SpanCache } from "./span-cache.js";
+import { SpanManager, type ReadActivity, type SpanCounters, type SpanInflater } from "./span-manager.js";
+import type { LayerFileReader, LayerState } from "./types.js";
+
+export interface LayerReaderOptions {
+  ztoc: Ztoc;
+  /** Parsed zinfo of the ztoc (parsed here when absent). */
+  zinfo?: Zinfo;
+  /** Digest of the (compressed) layer blob. */
+  digest: string;
+  fetcher: BlobFetcher;
+  /** The daemon's span cache (this layer uses its `<digest>` directory). */
+  cache: SpanCache;
+  /** Inflates spans: the InflatePool. */
+  inflater: SpanInflater;
+  /** `blob.max_span_verification_retries` (default 0; negative ⇒ 3). */
+  maxSpanVerificationRetries?: number;
+  /** Longest a read may wait for the network (default 60 s); keep it below the FUSE timeout. */
+  fetchTimeoutMs?: number;
+  /** `fuse.disable_verification`: skip the per-file tar header check. */
+  disableVerification?: boolean;
+  /** Daemon-wide count of waiting on-demand reads (the background fetcher pauses on it). */
+  activity?: ReadActivity;
+}
+
+export class LayerReader implements LayerFileReader {
+  private readonly verifier: FileVerifier;
+  private lastError: string | undefined;
+
+  constructor(readonly spans: SpanManager, disableVerification = false) {
+    this.verifier = new FileVerifier((a, b) => spans.read(a, b), disableVerification);
+  }
+
+  read(entry: FileMetadata, offset: number, length: number): Promise<Uint8Array> {
+    const size = entry.uncompressedSize;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      return Promise.reject(this.fail(new RangeError(`invalid read of ${length} bytes at offset ${offset}`)));
+    }
+    if (offset >= size || length === 0) return Promise.resolve(new Uint8Array(0));
+    const start = entry.uncompressedOffset + offset;
+    const end = entry.uncompressedOffset + Math.min(size, offset + length);
+    if (this.verifier.isVerified(entry)) {
+      const hot = this.spans.readHot(start, end);
+      if (hot) return Promise.resolve(hot);
+      return this.spans.read(start, end).catch((e: unknown) => Promise.reject(this.fail(e)));
+    }
+    return this.verifier.verify(entry).then(
+      () => this.spans.read(start, end),
+      (e: unknown) => {
+        // span read failures were counted by the span manager; a mismatch is counted here
+        if (e instanceof FileVerificationError) this.spans.counters.readErrors++;
+        throw e;
+      },
+    ).catch((e: unknown) => Promise.reject(this.fail(e)));
+  }
+
+  state(): LayerState {
+    const s: LayerState = { digest: this.spans.digest, size: this.spans.ztoc.compressedArchiveSize, fetchedSize: this.spans.fetchedSize };
+    const err = this.lastError ?? this.spans.lastError?.message;
+    if (err !== undefined) s.error = err;
+    return s;
+  }
+
+  noteError(err: unknown): void {
+    this.fail(err);
+  }
+
+  get counters(): Readonly<SpanCounters> {
+    return this.spans.counters;
+  }
+
+  /** True once every span of the layer is in the local cache. */
+  get fullyLocal(): boolean {
+    return this.spans.fullyLocal;
+  }
+
+  /** Stops network fetches for this layer; its cache stays for the next mount. */
+  close(): void {
+    this.spans.close();
+  }
+
+  private fail(e: unknown): Error {
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.lastError = err.message;
+    return err;
+  }
+}
+
+/** Opens a layer's span machinery (cache scan, gzip header check) and its file reader. */
+export async function createLayerReader(opts: LayerReaderOptions): Promise<LayerReader> {
+  const spans = await SpanManager.open({
+    ztoc: opts.ztoc,
+    zinfo: opts.zinfo,
+    digest: opts.digest,
+    fetcher: opts.fetcher,
+    cache: opts.cache.layer(opts.digest),
+    inflater: opts.inflater,
+    maxSpanVerificationRetries: opts.maxSpanVerificationRetries,
+    fetchTimeoutMs: opts.fetchTimeoutMs,
+    activity: opts.activity,
+  });
+  return new LayerReader(spans, opts.disableVerification);
+}

@@ -1,0 +1,237 @@
+// The span cache: spans of a layer on disk under `<root>/<layer digest hex>/`, shared by every
+// mount of that layer (and kept across mounts), plus a daemon-wide in-memory LRU of hot
+// uncompressed spans bounded in bytes.
+//
+// On disk a span is `<id>` (uncompressed) or `<id>.z` (compressed, as fetched), the gzip header
+// bytes are `header`. Each file is the data followed by a 40-byte trailer: magic + sha256(data).
+// Files are written under `wip/` and renamed into place, so a crash leaves either no file or a
+// whole one; a torn, truncated or altered file fails its trailer check and is never served.
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readFile, readdir, rename, rm, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+const MAGIC = Buffer.from("SOCISPN1");
+const TRAILER = MAGIC.length + 32;
+export const DEFAULT_MEMORY_BYTES = 256 << 20;
+
+export interface SpanCacheOptions {
+  /** Directory holding one subdirectory per layer. */
+  root: string;
+  /** Bound of the in-memory LRU of uncompressed spans (default 256 MiB; 0 disables it). */
+  memoryBytes?: number;
+}
+
+/** What a layer's cache directory holds (found when a layer is opened). */
+export interface CachedSpans {
+  uncompressed: Set<number>;
+  compressed: Set<number>;
+  header: boolean;
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
+
+function withTrailer(data: Uint8Array): Buffer {
+  return Buffer.concat([data, MAGIC, sha256(data)]);
+}
+
+/** The data of a cache file, or undefined when the file is torn or altered. */
+function checkTrailer(file: Buffer): Uint8Array | undefined {
+  if (file.length < TRAILER) return undefined;
+  const n = file.length - TRAILER;
+  if (!file.subarray(n, n + MAGIC.length).equals(MAGIC)) return undefined;
+  const data = file.subarray(0, n);
+  return sha256(data).equals(file.subarray(n + MAGIC.length)) ? data : undefined;
+}
+
+async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+/** Least-recently-used map of byte arrays bounded by their total length. */
+class ByteLru {
+  private readonly map = new Map<string, Uint8Array>();
+  private bytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  get(key: string): Uint8Array | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, value: Uint8Array): void {
+    this.delete(key);
+    if (value.length > this.limit) return;
+    this.map.set(key, value);
+    this.bytes += value.length;
+    for (const [k, v] of this.map) {
+      if (this.bytes <= this.limit) break;
+      this.map.delete(k);
+      this.bytes -= v.length;
+    }
+  }
+
+  delete(key: string): void {
+    const v = this.map.get(key);
+    if (v === undefined) return;
+    this.map.delete(key);
+    this.bytes -= v.length;
+  }
+
+  deletePrefix(prefix: string): void {
+    for (const k of [...this.map.keys()]) if (k.startsWith(prefix)) this.delete(k);
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+}
+
+export class SpanCache {
+  readonly root: string;
+  private readonly lru: ByteLru;
+
+  constructor(opts: SpanCacheOptions) {
+    this.root = opts.root;
+    this.lru = new ByteLru(Math.max(0, opts.memoryBytes ?? DEFAULT_MEMORY_BYTES));
+  }
+
+  /** The cache of one layer, by its digest ("sha256:<hex>"). */
+  layer(digest: string): LayerSpanCache {
+    const m = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(digest);
+    if (!m) throw new Error(`invalid layer digest ${JSON.stringify(digest)}`);
+    return new LayerSpanCache(join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`), `${digest}/`, this.lru);
+  }
+
+  /** Bytes held in memory. */
+  get memoryBytes(): number {
+    return this.lru.size;
+  }
+}
+
+export class LayerSpanCache {
+  private ready: Promise<void> | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly key: string,
+    private readonly lru: ByteLru,
+  ) {}
+
+  /** The uncompressed span if it is hot in memory (synchronous: the warm read path). */
+  hot(span: number): Uint8Array | undefined {
+    return this.lru.get(this.key + span);
+  }
+
+  /** Keeps an uncompressed span in memory only. */
+  remember(span: number, bytes: Uint8Array): void {
+    this.lru.set(this.key + span, bytes);
+  }
+
+  /** Which spans the directory holds (an absent directory holds none). */
+  async list(): Promise<CachedSpans> {
+    const found: CachedSpans = { uncompressed: new Set(), compressed: new Set(), header: false };
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return found;
+      throw e;
+    }
+    for (const n of names) {
+      const m = /^(\d+)(\.z)?$/.exec(n);
+      if (m) (m[2] ? found.compressed : found.uncompressed).add(Number(m[1]));
+      else if (n === "header") found.header = true;
+    }
+    return found;
+  }
+
+  /** An uncompressed span of `length` bytes from memory or disk; undefined when absent or damaged. */
+  async loadUncompressed(span: number, length: number): Promise<Uint8Array | undefined> {
+    const h = this.hot(span);
+    if (h) return h;
+    const data = await this.load(String(span));
+    if (data === undefined || data.length !== length) return this.discard(String(span));
+    this.remember(span, data);
+    return data;
+  }
+
+  /** Stores an uncompressed span (memory and disk) and drops its compressed form. */
+  async storeUncompressed(span: number, bytes: Uint8Array): Promise<void> {
+    this.remember(span, bytes);
+    await this.store(String(span), bytes);
+    await unlink(join(this.dir, `${span}.z`)).catch(() => undefined);
+  }
+
+  /** A compressed span whose sha256 equals `digest` ("sha256:<hex>"); undefined otherwise. */
+  async loadCompressed(span: number, digest: string): Promise<Uint8Array | undefined> {
+    const data = await this.load(`${span}.z`);
+    if (data === undefined || `sha256:${sha256(data).toString("hex")}` !== digest) return this.discard(`${span}.z`);
+    return data;
+  }
+
+  async storeCompressed(span: number, bytes: Uint8Array): Promise<void> {
+    await this.store(`${span}.z`, bytes);
+  }
+
+  async loadHeader(): Promise<Uint8Array | undefined> {
+    return this.load("header");
+  }
+
+  async storeHeader(bytes: Uint8Array): Promise<void> {
+    await this.store("header", bytes);
+  }
+
+  /** Forgets a span (memory and disk, both forms). */
+  async remove(span: number): Promise<void> {
+    this.lru.delete(this.key + span);
+    await Promise.all([this.discard(String(span)), this.discard(`${span}.z`)]);
+  }
+
+  /** Deletes the layer's whole cache. */
+  async clear(): Promise<void> {
+    this.lru.deletePrefix(this.key);
+    this.ready = undefined;
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private async load(name: string): Promise<Uint8Array | undefined> {
+    const file = await readIfExists(join(this.dir, name));
+    if (file === undefined) return undefined;
+    const data = checkTrailer(file);
+    if (data === undefined) await this.discard(name);
+    return data;
+  }
+
+  private async discard(name: string): Promise<undefined> {
+    await unlink(join(this.dir, name)).catch(() => undefined);
+    return undefined;
+  }
+
+  private async store(name: string, data: Uint8Array): Promise<void> {
+    this.ready ??= mkdir(join(this.dir, "wip"), { recursive: true }).then(() => undefined);
+    try {
+      await this.ready;
+    } catch (e) {
+      this.ready = undefined;
+      throw e;
+    }
+    const tmp = join(this.dir, "wip", `${name}-${randomBytes(6).toString("hex")}`);
+    try {
+      await writeFile(tmp, withTrailer(data));
+      await rename(tmp, join(this.dir, name));
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+  }
+}
