@@ -1,0 +1,270 @@
+// The containerd client against a real private containerd: content (write with containerd
+// verifying digest and size, ranged reads, labels, list, delete), images, leases (content kept
+// from GC), namespaces, and the snapshots service with the overlayfs snapshotter.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash, randomBytes } from "node:crypto";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { ContainerdClient } from "../src/containerd/client.js";
+import {
+  AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError,
+} from "../src/containerd/errors.js";
+
+const run = promisify(execFile);
+const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+
+let ctd: Containerd;
+let client: ContainerdClient;
+
+beforeAll(async () => {
+  ctd = await startContainerd();
+  client = ContainerdClient.connect({ address: ctd.address, namespace: "soci-test" });
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  await ctd?.stop();
+});
+
+describe("content", () => {
+  it("writes a blob in several messages, verified by containerd, and reads it back whole and by range", async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 123);
+    const digest = sha256(data);
+    const r = await client.content.write(data, { digest, size: data.length }, { labels: { "test/kind": "random" }, chunkSize: 1 << 20 });
+    expect(r).toEqual({ digest, size: data.length, existed: false });
+
+    const info = await client.content.info(digest);
+    expect(info.size).toBe(data.length);
+    expect(info.labels).toEqual({ "test/kind": "random" });
+    expect(Buffer.from(await client.content.readAll(digest)).equals(data)).toBe(true);
+    const part = await client.content.readAll(digest, { offset: 1_500_000, size: 70_000 });
+    expect(Buffer.from(part).equals(data.subarray(1_500_000, 1_570_000))).toBe(true);
+    // containerd's own copy on disk
+    const onDisk = await readFile(join(ctd.root, "io.containerd.content.v1.content", "blobs", "sha256", digest.slice(7)));
+    expect(onDisk.equals(data)).toBe(true);
+  });
+
+  it("writes streamed chunks of any size and a blob without an expected digest", async () => {
+    const parts = [randomBytes(10), randomBytes(700_000), randomBytes(1), randomBytes(2_000_000)];
+    const all = Buffer.concat(parts);
+    async function* gen() {
+      for (const p of parts) yield p;
+    }
+    const r = await client.content.write(gen(), { digest: sha256(all), size: all.length });
+    expect(r.digest).toBe(sha256(all));
+    const small = Buffer.from("no expected digest\n");
+    const r2 = await client.content.write(small);
+    expect(r2).toEqual({ digest: sha256(small), size: small.length, existed: false });
+  });
+
+  it("rejects a wrong digest or size with a clear error and stores nothing", async () => {
+    const data = Buffer.from("the real content\n");
+    const wrong = sha256(Buffer.from("something else\n"));
+    const err = await client.content.write(data, { digest: wrong, size: data.length }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect((err as Error).message).toMatch(/^containerd content\.Write: .*unexpected commit digest sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/);
+    expect(await client.content.exists(wrong)).toBe(false);
+    expect(await client.content.exists(sha256(data))).toBe(false);
+
+    const sizeErr = await client.content.write(data, { digest: sha256(data), size: data.length + 5 }).catch((e: Error) => e);
+    expect(sizeErr).toBeInstanceOf(FailedPreconditionError);
+    expect((sizeErr as Error).message).toMatch(/^containerd content\.Write: .*failed size validation: 17 != 22/);
+    expect(await client.content.exists(sha256(data))).toBe(false);
+    // no ingest left behind
+    const { stdout } = await ctd.ctr(["content", "active"], { namespace: "soci-test" });
+    expect(stdout.trim().split("\n").slice(1).filter(Boolean)).toEqual([]);
+  });
+
+  it("treats an existing blob as written and merges labels; labels can be set and removed", async () => {
+    const data = Buffer.from("twice\n");
+    const d = { digest: sha256(data), size: data.length };
+    await client.content.write(data, d, { labels: { a: "1" } });
+    const again = await client.content.write(data, d, { labels: { b: "2" } });
+    expect(again.existed).toBe(true);
+    expect((await client.content.info(d.digest)).labels).toEqual({ a: "1", b: "2" });
+    await client.content.setLabels(d.digest, { a: "", c: "3" });
+    expect((await client.content.info(d.digest)).labels).toEqual({ b: "2", c: "3" });
+  });
+
+  it("lists with filters, deletes, and reports a missing blob as NotFound", async () => {
+    const data = Buffer.from("listed\n");
+    const digest = sha256(data);
+    await client.content.write(data, { digest, size: data.length }, { labels: { "test/list": "yes" } });
+    const listed = await client.content.list([`labels."test/list"==yes`]);
+    expect(listed.map((i) => i.digest)).toEqual([digest]);
+    expect((await client.content.list()).length).toBeGreaterThan(3);
+
+    await client.content.delete(digest);
+    const err = await client.content.info(digest).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect((err as Error).message).toBe(`containerd content.Info: content digest ${digest}: not found`);
+    const readErr = await client.content.readAll(digest, { size: 3 }).catch((e: Error) => e);
+    expect(readErr).toBeInstanceOf(NotFoundError);
+    expect(await client.content.exists(digest)).toBe(false);
+  });
+
+  it("keeps content in its own namespace", async () => {
+    const data = Buffer.from("namespaced\n");
+    const digest = sha256(data);
+    await client.content.write(data, { digest, size: data.length });
+    expect(await client.withNamespace("other-ns").content.exists(digest)).toBe(false);
+  });
+});
+
+describe("images", () => {
+  it("creates, gets, lists with filters, updates labels and target, and deletes", async () => {
+    const a = Buffer.from('{"schemaVersion":2}');
+    const target = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha256(a), size: a.length };
+    const img = await client.images.create({ name: "example.com/test/a:1", target, labels: { x: "y" } });
+    expect(img.target).toEqual(target);
+    expect(img.createdAt).toBeInstanceOf(Date);
+
+    const dup = await client.images.create({ name: "example.com/test/a:1", target }).catch((e: Error) => e);
+    expect(dup).toBeInstanceOf(AlreadyExistsError);
+    expect((dup as Error).message).toMatch(/image "example.com\/test\/a:1": already exists/);
+
+    await client.images.create({ name: "example.com/test/b:1", target });
+    expect((await client.images.get("example.com/test/a:1")).labels).toEqual({ x: "y" });
+    expect((await client.images.list()).map((i) => i.name).sort()).toEqual(["example.com/test/a:1", "example.com/test/b:1"]);
+    expect((await client.images.list([`name=="example.com/test/b:1"`])).map((i) => i.name)).toEqual(["example.com/test/b:1"]);
+    expect((await client.images.list([`target.digest==${target.digest}`])).length).toBe(2);
+
+    const up = await client.images.setLabels("example.com/test/a:1", { z: "w" });
+    expect(up.labels).toEqual({ x: "y", z: "w" });
+    const other = { ...target, digest: sha256(Buffer.from("x")), size: 1 };
+    const put = await client.images.put({ name: "example.com/test/a:1", target: other });
+    expect(put.target.digest).toBe(other.digest);
+    expect(put.labels).toEqual({ x: "y", z: "w" });
+
+    await client.images.delete("example.com/test/a:1");
+    const gone = await client.images.get("example.com/test/a:1").catch((e: Error) => e);
+    expect(gone).toBeInstanceOf(NotFoundError);
+    expect((gone as Error).message).toBe(`containerd images.Get: image "example.com/test/a:1": not found`);
+    await client.images.delete("example.com/test/b:1");
+  });
+});
+
+describe("leases", () => {
+  it("creates a lease with an expiry, holds content across GC, lists resources, and releases it", async () => {
+    const lease = await client.leases.create({ expiresInMs: 3600_000, labels: { purpose: "test" } });
+    expect(lease.labels["containerd.io/gc.expire"]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(lease.labels.purpose).toBe("test");
+    expect((await client.leases.list()).map((l) => l.id)).toContain(lease.id);
+
+    const leased = client.withLease(lease.id);
+    const data = randomBytes(4096);
+    const digest = sha256(data);
+    await leased.content.write(data, { digest, size: data.length });
+    expect(await client.leases.listResources(lease.id)).toContainEqual({ id: digest, type: "content" });
+
+    // unreferenced content without a lease: a synchronous GC (triggered by a sync image delete) removes it
+    const loose = randomBytes(4096);
+    await client.content.write(loose, { digest: sha256(loose), size: loose.length });
+    const t = { mediaType: "application/octet-stream", digest: sha256(loose), size: loose.length };
+    await client.images.create({ name: "gc-trigger", target: t });
+    await client.images.delete("gc-trigger", { sync: true });
+    expect(await client.content.exists(sha256(loose))).toBe(false);
+    expect(await client.content.exists(digest)).toBe(true);
+
+    // resources can be added and removed by hand
+    const extra = { id: sha256(Buffer.from("extra")), type: "content" };
+    await client.leases.addResource(lease.id, extra);
+    expect(await client.leases.listResources(lease.id)).toContainEqual(extra);
+    await client.leases.deleteResource(lease.id, extra);
+    expect(await client.leases.listResources(lease.id)).not.toContainEqual(extra);
+
+    await client.leases.delete(lease.id, { sync: true });
+    expect(await client.content.exists(digest)).toBe(false);
+    const err = await client.leases.delete(lease.id).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+  });
+});
+
+describe("namespaces", () => {
+  it("lists and creates namespaces, with labels", async () => {
+    await client.namespaces.create("made-here", { team: "soci" });
+    const all = await client.namespaces.list();
+    expect(all.map((n) => n.name)).toEqual(expect.arrayContaining(["made-here", "soci-test"]));
+    expect((await client.namespaces.get("made-here")).labels).toEqual({ team: "soci" });
+    await client.namespaces.setLabels("made-here", { team: "", env: "ci" });
+    expect((await client.namespaces.get("made-here")).labels).toEqual({ env: "ci" });
+    const dup = await client.namespaces.create("made-here").catch((e: Error) => e);
+    expect(dup).toBeInstanceOf(AlreadyExistsError);
+    await client.namespaces.delete("made-here");
+    expect((await client.namespaces.list()).map((n) => n.name)).not.toContain("made-here");
+    expect(() => client.withNamespace("bad namespace!")).toThrow(/invalid namespace name/);
+  });
+});
+
+describe("snapshots (overlayfs)", () => {
+  it("prepares, mounts, commits, stats, views, lists, updates, measures and removes", async () => {
+    const sn = client.snapshots("overlayfs");
+    const mounts = await sn.prepare("layer-1-active", "", { "containerd.io/snapshot/test": "1" });
+    expect(mounts).toHaveLength(1);
+    expect(mounts[0]!.type).toBe("bind");
+    // write a file into the active snapshot through its mount
+    const mnt = await mkdtemp(join(tmpdir(), "ctd-mnt-"));
+    try {
+      await run("mount", ["-t", mounts[0]!.type, mounts[0]!.source, mnt, "-o", mounts[0]!.options.join(",")]);
+      await writeFile(join(mnt, "hello.txt"), "hello from layer 1\n");
+      await run("umount", [mnt]);
+    } finally {
+      await rm(mnt, { recursive: true, force: true });
+    }
+    expect((await sn.mounts("layer-1-active"))).toEqual(mounts);
+    expect((await sn.stat("layer-1-active")).kind).toBe("ACTIVE");
+
+    await sn.commit("layer-1", "layer-1-active", { "containerd.io/snapshot/test": "committed" });
+    const st = await sn.stat("layer-1");
+    expect(st).toMatchObject({ name: "layer-1", parent: "", kind: "COMMITTED", labels: { "containerd.io/snapshot/test": "committed" } });
+    expect((await sn.usage("layer-1")).size).toBeGreaterThan(0);
+    const gone = await sn.stat("layer-1-active").catch((e: Error) => e);
+    expect(gone).toBeInstanceOf(NotFoundError);
+
+    // a child sees the parent's file through an overlay mount
+    const child = await sn.prepare("layer-2-active", "layer-1");
+    expect(child[0]!.type).toBe("overlay");
+    expect(child[0]!.options.some((o) => o.startsWith("lowerdir="))).toBe(true);
+    const view = await sn.view("layer-1-view", "layer-1");
+    expect(view[0]!.options).toContain("ro");
+    expect((await sn.stat("layer-1-view")).kind).toBe("VIEW");
+
+    const names = (await sn.list()).map((i) => i.name).sort();
+    expect(names).toEqual(["layer-1", "layer-1-view", "layer-2-active"]);
+    expect((await sn.list(["parent==layer-1"])).map((i) => i.name).sort()).toEqual(["layer-1-view", "layer-2-active"]);
+
+    const up = await sn.setLabels("layer-1", { "containerd.io/snapshot/extra": "x" });
+    expect(up.labels).toEqual({ "containerd.io/snapshot/test": "committed", "containerd.io/snapshot/extra": "x" });
+
+    const busy = await sn.remove("layer-1").catch((e: Error) => e);
+    expect(busy).toBeInstanceOf(FailedPreconditionError);
+    expect((busy as Error).message).toMatch(/^containerd snapshots\.Remove: .*child/);
+    const exists = await sn.prepare("layer-2-active", "layer-1").catch((e: Error) => e);
+    expect(exists).toBeInstanceOf(AlreadyExistsError);
+
+    await sn.remove("layer-2-active");
+    await sn.remove("layer-1-view");
+    await sn.remove("layer-1");
+    expect(await sn.list()).toEqual([]);
+    // overlayfs in containerd 1.6 has no Cleanup: a typed NotImplemented error
+    const cleanup = await sn.cleanup().catch((e: Error) => e);
+    expect(cleanup).toMatchObject({ code: "NotImplemented", message: expect.stringMatching(/does not implement Cleanup/) });
+  });
+});
+
+describe("connection failures", () => {
+  it("reports an address where nothing listens as Unavailable, naming the socket", async () => {
+    const c = ContainerdClient.connect({ address: "unix:///tmp/no-such-containerd.sock", timeoutMs: 5000 });
+    try {
+      const err = await c.images.list().catch((e: Error) => e);
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toMatch(/^containerd at \/tmp\/no-such-containerd\.sock is not reachable \(images\.List\)/);
+    } finally {
+      c.close();
+    }
+  });
+});
