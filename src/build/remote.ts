@@ -48,6 +48,8 @@ export class RegistrySource implements BlobSource {
 
   async exists(digest: string, mediaType?: string): Promise<boolean> {
     if (this.manifests.has(digest)) return true;
+    // blobs: a HEAD, never the download
+    if (!mediaType || !(isManifestType(mediaType) || isIndexType(mediaType))) return (await this.client.blobExists(this.ref, digest)) !== undefined;
     try {
       await this.get(digest, mediaType);
       return true;
@@ -62,31 +64,35 @@ export class RegistrySource implements BlobSource {
   }
 }
 
-/** Pushes the graph under `root` from `store` to `ref` (tagged), skipping blobs already there. */
+/**
+ * Pushes the graph under `root` from `store` to `ref` (tagged), skipping blobs already there. What
+ * `store` lacks comes from `from` (the original image); blobs are mounted when `fromRef` is another
+ * repository of the same registry.
+ */
 export async function pushImage(
   client: RegistryClient,
   store: ContentStore,
   root: Descriptor,
   ref: ImageRef,
-  opts: { from?: { client: RegistryClient; ref: ImageRef; source: RegistrySource }; log?: (line: string) => void } = {},
+  opts: { from?: BlobSource; fromRef?: ImageRef; log?: (line: string) => void } = {},
 ): Promise<void> {
-  const src = opts.from?.ref;
+  const src = opts.fromRef;
   const mountFrom = src && src.host === ref.host && src.repository !== ref.repository ? src.repository : undefined;
   const pushManifestTree = async (desc: Descriptor, tag?: string): Promise<void> => {
     let bytes: Uint8Array;
     if (await store.exists(desc.digest)) bytes = await store.get(desc.digest);
-    else if (opts.from) bytes = await opts.from.source.get(desc.digest, desc.mediaType);
+    else if (opts.from && (await opts.from.exists(desc.digest, desc.mediaType))) bytes = await opts.from.get(desc.digest, desc.mediaType);
     else return; // a platform that was not pulled
     if (isIndexType(desc.mediaType)) {
       for (const child of parseIndex(bytes).manifests ?? []) await pushManifestTree(child);
     } else {
       const m = parseManifest(bytes);
       // blobs in parallel (the client bounds concurrency); those the conversion did not write are
-      // still in the source repository: mount or stream them across
+      // still in the source: mount or stream them across
       await Promise.all([m.config, ...(m.layers ?? [])].map(async (blob) => {
         const local = await store.exists(blob.digest);
-        if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source repository`);
-        const data = local ? await store.createReadStream(blob.digest) : opts.from!.client.blobStream(opts.from!.ref, blob.digest, { size: blob.size });
+        if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source image`);
+        const data = local ? await store.createReadStream(blob.digest) : await opts.from!.createReadStream(blob.digest);
         const pushed = await client.pushBlob(ref, data, { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, { mountFrom });
         opts.log?.(`${pushed.existed ? "skipped" : pushed.mounted ? "mounted" : "pushed"} blob ${blob.digest}`);
       }));
@@ -134,7 +140,7 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
     copying.catch(() => {}); // awaited below
     const converted = await convertImage({ source, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
     await copying;
-    await pushImage(client, store, converted, dstRef, { from: { client, ref: srcRef, source } });
+    await pushImage(client, store, converted, dstRef, { from: source, fromRef: srcRef });
     return converted;
   } finally {
     db.close();

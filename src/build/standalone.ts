@@ -13,7 +13,7 @@ import { convertImage, type BuildOptions, type LayerProgress, type PlatformChoic
 import { stageLayout, writeLayout, type LayoutFormat } from "./oci-archive.js";
 
 /** The image a layout holds, per §4.2: one entry ⇒ it; several ⇒ index.json itself is the list. */
-async function rootDescriptor(store: ContentStore, dir: string): Promise<Descriptor> {
+export async function layoutRootDescriptor(store: ContentStore, dir: string): Promise<Descriptor> {
   const index = await readIndexJson(dir);
   const entries = (index?.manifests ?? []) as Descriptor[];
   if (entries.length === 0) throw new Error(`${dir}: index.json lists no image`);
@@ -50,7 +50,7 @@ export async function convertStandalone(input: string, output: string, opts: Sta
   const db = ArtifactsDb.open(join(dbDir, "artifacts.db"));
   try {
     const store = await ContentStore.open(work);
-    const root = await rootDescriptor(store, work);
+    const root = await layoutRootDescriptor(store, work);
     const converted = await convertImage({ source: store, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
     const index = { schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: [converted] } satisfies Index;
     await writeFile(join(work, "index.json"), marshalIndex(index));

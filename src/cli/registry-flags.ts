@@ -24,3 +24,14 @@ export function registryClient(flags: RegistryFlags): RegistryClient {
     hosts: flags.hostsDir ? new HostsDirResolver({ hostsDir: flags.hostsDir, plainHttp: flags.plainHttp }) : undefined,
   });
 }
+
+/** A client made on first use (commands over OCI layouts never need one); close() if it was. */
+export function lazyRegistryClient(flags: RegistryFlags): { get: () => RegistryClient; close(): Promise<void> } {
+  let client: RegistryClient | undefined;
+  return {
+    get: () => (client ??= registryClient(flags)),
+    close: async () => {
+      await client?.close();
+    },
+  };
+}

@@ -166,6 +166,11 @@ export class RegistryAuthorizer implements Authorizer {
 
   private readonly hosts = new Map<string, HostState>();
   private readonly tokens = new Map<string, CachedToken>();
+  /**
+   * The same tokens by the scope set actually requested (request scopes merged with the challenge's):
+   * two request scopes that end up asking the same set share one token.
+   */
+  private readonly byScopes = new Map<string, CachedToken>();
   private readonly inflight = new Map<string, Promise<CachedToken>>();
   /** Every secret seen, to scrub from error messages. */
   private readonly secrets = new Set<string>();
@@ -224,7 +229,9 @@ export class RegistryAuthorizer implements Authorizer {
         await pending; // a concurrent challenge is already fetching: share its token
         return true;
       }
+      const rejected = this.tokens.get(key);
       this.tokens.delete(key);
+      if (rejected) for (const [k, t] of this.byScopes) if (t.header === rejected.header) this.byScopes.delete(k);
       await this.fetchTokenCoalesced(key, scope, st);
       return true;
     }
@@ -247,11 +254,13 @@ export class RegistryAuthorizer implements Authorizer {
     if (host === undefined) {
       this.hosts.clear();
       this.tokens.clear();
+      this.byScopes.clear();
       return;
     }
     const h = hostKey(host);
     this.hosts.delete(h);
     for (const k of [...this.tokens.keys()]) if (k.startsWith(`${h} `)) this.tokens.delete(k);
+    for (const k of [...this.byScopes.keys()]) if (k.startsWith(`${h} `)) this.byScopes.delete(k);
   }
 
   private valid(t: CachedToken): boolean {
@@ -279,6 +288,15 @@ export class RegistryAuthorizer implements Authorizer {
 
   private async fetchToken(scope: AuthScope, st: BearerChallenge): Promise<CachedToken> {
     const scopes = mergeScopes([...scopeStrings(scope), ...(st.scope ? [st.scope] : [])]);
+    const setKey = `${hostKey(scope.host)} ${st.realm} ${[...scopes].sort().join(" ")}`;
+    const shared = this.byScopes.get(setKey);
+    if (shared && this.valid(shared)) return shared;
+    const token = await this.requestScopes(scope, st, scopes);
+    this.byScopes.set(setKey, token);
+    return token;
+  }
+
+  private async requestScopes(scope: AuthScope, st: BearerChallenge, scopes: string[]): Promise<CachedToken> {
     const creds = await this.credentials(scope.host);
     const refresh = this.refreshTokens.get(hostKey(scope.host)) ?? creds?.identityToken;
     const started = this.now();

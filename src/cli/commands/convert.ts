@@ -2,14 +2,14 @@
 import { Command } from "commander";
 import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
-import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
-import { convertRemote } from "../../build/remote.js";
+import { addRegistryFlags, lazyRegistryClient, type RegistryFlags } from "../registry-flags.js";
+import { convertLocations } from "../../build/image-location.js";
 import { convertStandalone } from "../../build/standalone.js";
 import type { LayoutFormat } from "../../build/oci-archive.js";
 
 export function convertCommand(): Command {
   const cmd = new Command("convert")
-    .description("convert an image into a SOCI-enabled image (SOCI index manifest v2)")
+    .description("convert an image into a SOCI-enabled image (SOCI index manifest v2); images are registry refs, oci:<dir>[:tag] or oci-archive:<file>[:tag]")
     .arguments("<image_ref> <dest_ref>")
     .option("--standalone", "convert an OCI layout (directory or archive) without containerd", false)
     .option("--format <format>", "standalone output: oci-archive or oci-dir", "oci-archive");
@@ -26,10 +26,10 @@ export function convertCommand(): Command {
       log(`converted image index: ${desc.digest}`);
       return;
     }
-    // registry to registry, no containerd
-    const client = registryClient(flags);
+    // registry refs and OCI layouts in any combination, no containerd
+    const client = lazyRegistryClient(flags);
     try {
-      const desc = await convertRemote(client, src, dst, { ...opts, log, progress });
+      const desc = await convertLocations(src, dst, client.get, { ...opts, log, progress });
       log(`converted image index: ${desc.digest}`);
     } finally {
       await client.close();
