@@ -1,17 +1,20 @@
-// The CLI's local state (FORMATS.md §4.1): `<root>/artifacts.db` and the SOCI content store at
-// `<root>/content`, chosen by the global `--root` / `--content-store` flags, plus the containerd
-// lookups the reference's inspection commands make, answered from the content store instead.
+// The CLI's local state (FORMATS.md §4.1): `<root>/artifacts.db` and the content store chosen by
+// the global `--content-store` flag — the SOCI content store at `<root>/content`, or containerd's
+// (reached at `--address`, in `--namespace`) — plus the containerd lookups the reference's
+// inspection commands make.
 //
-// There is no containerd integration yet:
-// * `--content-store containerd` fails with NotImplementedError wherever a command needs content;
-// * an image reference (`index list --ref`, `index rm --ref`, `ztoc list --image-ref`) resolves
-//   only to content already in the SOCI content store: a digest (`sha256:…`, or `name@sha256:…`)
-//   of a manifest or index blob there, or a name recorded in its `index.json`
+// An image reference (`index list --ref`, `index rm --ref`, `ztoc list --image-ref`) resolves
+// * with the containerd store, through containerd's image service (`image "<ref>": not found` for
+//   an unknown name), and content is read from containerd's content service;
+// * with the SOCI store, only to content already there: a digest (`sha256:…`, or `name@sha256:…`)
+//   of a manifest or index blob, or a name recorded in its `index.json`
 //   (`org.opencontainers.image.ref.name`). Anything else is `image "<ref>": not found`, the error
 //   containerd's image service gives for an unknown image.
 import { mkdir } from "node:fs/promises";
 import type { Command } from "commander";
-import { NotImplementedError } from "./errors.js";
+import { ContainerdClient } from "../containerd/client.js";
+import { ContainerdContentSource } from "../containerd/content-source.js";
+import { NotFoundError as ContainerdNotFoundError } from "../containerd/errors.js";
 import { ArtifactsDb, type ArtifactEntry } from "../store/artifacts-db.js";
 import { ContentStore } from "../store/content-store.js";
 import { ArtifactNotFoundError, BlobNotFoundError } from "../store/errors.js";
@@ -23,6 +26,9 @@ import {
   type Descriptor, type Platform,
 } from "../formats/oci.js";
 import { matchPlatformStrict, platformFromImageConfig } from "../formats/platform.js";
+import { BuildPool } from "../build/pool.js";
+import type { BuildOptions, LayerProgress, PlatformChoice } from "../build/index-builder.js";
+import { convertInContainerd, createInContainerd } from "../containerd/soci-build.js";
 
 export const CONTENT_STORE_SOCI = "soci";
 export const CONTENT_STORE_CONTAINERD = "containerd";
@@ -31,13 +37,47 @@ export const CONTENT_STORE_CONTAINERD = "containerd";
 export interface GlobalFlags {
   root: string;
   contentStore: string;
+  /** containerd socket (`--address`, `unix://` optional). */
+  address: string;
+  /** containerd namespace (`--namespace`). */
+  namespace: string;
 }
 
-/** `--root` and `--content-store` as given to `soci` (commander's `optsWithGlobals`). */
+export const DEFAULT_CONTAINERD_ADDRESS = "/run/containerd/containerd.sock";
+
+/** The global flags as given to `soci` (commander's `optsWithGlobals`). */
 export function globalFlags(cmd: Command): GlobalFlags {
-  const o = cmd.optsWithGlobals() as { root?: string; contentStore?: string };
-  return { root: o.root || DEFAULT_SOCI_ROOT, contentStore: o.contentStore ?? CONTENT_STORE_CONTAINERD };
+  const o = cmd.optsWithGlobals() as { root?: string; contentStore?: string; address?: string; namespace?: string };
+  return {
+    root: o.root || DEFAULT_SOCI_ROOT,
+    contentStore: o.contentStore ?? CONTENT_STORE_CONTAINERD,
+    address: o.address || DEFAULT_CONTAINERD_ADDRESS,
+    namespace: o.namespace || "default",
+  };
 }
+
+/** `--content-store` checked: `soci` or `containerd` ("" means the reference's default, containerd). */
+export function contentStoreType(flags: GlobalFlags): typeof CONTENT_STORE_SOCI | typeof CONTENT_STORE_CONTAINERD {
+  const t = flags.contentStore === "" ? CONTENT_STORE_CONTAINERD : flags.contentStore;
+  if (t !== CONTENT_STORE_SOCI && t !== CONTENT_STORE_CONTAINERD) {
+    throw new Error(`unknown content store type: ${t}; must be one of [${CONTENT_STORE_SOCI} ${CONTENT_STORE_CONTAINERD}]`);
+  }
+  return t;
+}
+
+/** A containerd client for `--address` / `--namespace` (the caller closes it). */
+export function containerdClient(flags: GlobalFlags): ContainerdClient {
+  return ContainerdClient.connect({ address: flags.address, namespace: flags.namespace });
+}
+
+/**
+ * What the inspection commands read from a content store. The SOCI store (ContentStore) and
+ * containerd's (ContainerdContentSource) both provide it.
+ */
+export type CliContentStore = ContentStore | ContainerdContentSource;
+
+/** containerd's content store, at the path the reference hard-codes (rebuild-db walks it). */
+export const CONTAINERD_CONTENT_STORE_PATH = "/var/lib/containerd/io.containerd.content.v1.content";
 
 /** A failure that containerd would report as `errdefs.ErrNotFound` (message `… not found`). */
 export class NotFoundError extends Error {
@@ -72,6 +112,7 @@ export function parseGoDigest(s: string): string {
 export class LocalStore {
   private dbHandle: ArtifactsDb | undefined;
   private content: ContentStore | undefined;
+  private containerd: ContainerdClient | undefined;
 
   private constructor(readonly flags: GlobalFlags) {}
 
@@ -92,28 +133,64 @@ export class LocalStore {
     return this.dbHandle;
   }
 
-  /** Path of the content store's top directory (`<root>/content`). */
-  contentStorePath(): string {
-    this.checkContentStoreType();
-    return contentStorePath(this.flags.root);
+  /** Which content store `--content-store` selects. */
+  get storeType(): typeof CONTENT_STORE_SOCI | typeof CONTENT_STORE_CONTAINERD {
+    return contentStoreType(this.flags);
   }
 
-  /** The content store selected by `--content-store` (`store.NewContentStore`). */
+  /**
+   * Path of the content store's top directory: `<root>/content`, or containerd's hard-coded
+   * content path (as the reference, whatever containerd's configured root).
+   */
+  contentStorePath(): string {
+    return this.storeType === CONTENT_STORE_CONTAINERD ? CONTAINERD_CONTENT_STORE_PATH : contentStorePath(this.flags.root);
+  }
+
+  /** The containerd client (connected on first use; closed by close()). */
+  get client(): ContainerdClient {
+    this.containerd ??= containerdClient(this.flags);
+    return this.containerd;
+  }
+
+  /**
+   * The content store selected by `--content-store` (`store.NewContentStore`).
+   *
+   * With containerd this is a ContainerdContentSource; it is typed as ContentStore until the
+   * inspection commands take CliContentStore, and provides what they call (get, exists, size,
+   * createReadStream; image lookups go through resolveImage below).
+   */
   async contentStore(): Promise<ContentStore> {
+    if (this.storeType === CONTENT_STORE_CONTAINERD) return (await this.cliContentStore()) as unknown as ContentStore;
     if (!this.content) this.content = await ContentStore.open(this.contentStorePath());
     return this.content;
   }
 
-  close(): void {
-    this.dbHandle?.close();
+  /** The content store selected by `--content-store`, honestly typed. */
+  async cliContentStore(): Promise<CliContentStore> {
+    if (this.storeType === CONTENT_STORE_CONTAINERD) return new ContainerdContentSource(this.client);
+    return this.contentStore();
   }
 
-  private checkContentStoreType(): void {
-    const t = this.flags.contentStore === "" ? CONTENT_STORE_CONTAINERD : this.flags.contentStore;
-    if (t === CONTENT_STORE_CONTAINERD) throw new NotImplementedError("the containerd content store (use --content-store soci)");
-    if (t !== CONTENT_STORE_SOCI) {
-      throw new Error(`unknown content store type: ${t}; must be one of [${CONTENT_STORE_SOCI} ${CONTENT_STORE_CONTAINERD}]`);
-    }
+  /**
+   * Removes a blob from the content store: containerd deletes it (a missing blob is fine); the
+   * SOCI store does not delete (a no-op in the reference too).
+   */
+  async deleteBlob(digest: string): Promise<void> {
+    if (this.storeType !== CONTENT_STORE_CONTAINERD) return;
+    await this.client.content.delete(digest).catch((err: unknown) => {
+      if (!(err instanceof ContainerdNotFoundError)) throw err;
+    });
+  }
+
+  /** The names of containerd images whose target is `digest` (none with the SOCI store). */
+  async imageNamesFor(digest: string): Promise<string[]> {
+    if (this.storeType !== CONTENT_STORE_CONTAINERD || digest === "") return [];
+    return new ContainerdContentSource(this.client).imageNamesFor(digest);
+  }
+
+  close(): void {
+    this.dbHandle?.close();
+    this.containerd?.close();
   }
 }
 
@@ -147,7 +224,7 @@ export function walkArtifacts(db: ArtifactsDb): ArtifactEntry[] {
 // Content
 
 /** oras-go `oci.Store.Fetch`: the blob, or `<digest>: <mediaType>: not found`. */
-export async function fetchBlob(cs: ContentStore, digest: string, mediaType = ""): Promise<Uint8Array> {
+export async function fetchBlob(cs: CliContentStore, digest: string, mediaType = ""): Promise<Uint8Array> {
   try {
     return await cs.get(digest);
   } catch (err) {
@@ -177,7 +254,15 @@ function sniffMediaType(bytes: Uint8Array): string {
  * the content store: a digest of a manifest/index blob there (bare or after `name@`), or a name in
  * its index.json.
  */
-export async function resolveImage(cs: ContentStore, ref: string): Promise<Descriptor> {
+export async function resolveImage(cs: CliContentStore, ref: string): Promise<Descriptor> {
+  if (cs instanceof ContainerdContentSource) {
+    try {
+      return await cs.resolveImage(ref);
+    } catch (err) {
+      if (err instanceof ContainerdNotFoundError) throw new NotFoundError(err.message, { cause: err });
+      throw err;
+    }
+  }
   const notFound = () => new NotFoundError(`image ${JSON.stringify(ref)}: not found`);
   let desc = cs.resolve(ref);
   if (!desc) {
@@ -197,7 +282,7 @@ export async function resolveImage(cs: ContentStore, ref: string): Promise<Descr
 }
 
 /** containerd content errors for a missing blob. */
-async function readContent(cs: ContentStore, digest: string): Promise<Uint8Array> {
+async function readContent(cs: CliContentStore, digest: string): Promise<Uint8Array> {
   try {
     return await cs.get(digest);
   } catch (err) {
@@ -211,7 +296,7 @@ async function readContent(cs: ContentStore, digest: string): Promise<Uint8Array
  * descriptors, `unknown` OS/architecture skipped; children without one are walked), or of a
  * manifest's config.
  */
-export async function imagePlatforms(cs: ContentStore, target: Descriptor): Promise<Platform[]> {
+export async function imagePlatforms(cs: CliContentStore, target: Descriptor): Promise<Platform[]> {
   const out: Platform[] = [];
   const walk = async (desc: Descriptor): Promise<void> => {
     if (desc.platform) {
@@ -235,7 +320,7 @@ export async function imagePlatforms(cs: ContentStore, target: Descriptor): Prom
  * SOCI `GetImageManifestDescriptor(target, platforms.OnlyStrict(platform))`: the first child of an
  * index whose platform matches (every child must have one), or the manifest itself.
  */
-export async function imageManifestFor(cs: ContentStore, target: Descriptor, platform: Platform): Promise<Descriptor | undefined> {
+export async function imageManifestFor(cs: CliContentStore, target: Descriptor, platform: Platform): Promise<Descriptor | undefined> {
   if (isIndexType(target.mediaType)) {
     for (const m of parseIndex(await readContent(cs, target.digest)).manifests ?? []) {
       if (!m.platform) throw new Error("manifest should have proper platform");
@@ -248,4 +333,34 @@ export async function imageManifestFor(cs: ContentStore, target: Descriptor, pla
     return target;
   }
   return undefined;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Builds over images in containerd (`--content-store containerd`)
+
+export interface CliBuildOptions extends BuildOptions, PlatformChoice {
+  log(line: string): void;
+  progress?: LayerProgress;
+}
+
+/** Runs a containerd build with the local store's DB, its containerd client and a build pool. */
+async function withContainerdBuild<T>(cmd: Command, f: (s: LocalStore, pool: BuildPool) => Promise<T>): Promise<T> {
+  return withLocalStore(cmd, async (s) => {
+    const pool = new BuildPool();
+    try {
+      return await f(s, pool);
+    } finally {
+      await pool.destroy();
+    }
+  });
+}
+
+/** `soci --content-store containerd create <image>`: v1 indexes into containerd (containerd/soci-build.ts). */
+export async function createWithContainerd(cmd: Command, image: string, opts: CliBuildOptions): Promise<void> {
+  await withContainerdBuild(cmd, (s, pool) => createInContainerd(s.client, image, { ...opts, db: s.db, pool }));
+}
+
+/** `soci --content-store containerd convert <src> <dst>`: a SOCI-enabled image `dst` in containerd. */
+export async function convertWithContainerd(cmd: Command, src: string, dst: string, opts: CliBuildOptions): Promise<Descriptor> {
+  return withContainerdBuild(cmd, (s, pool) => convertInContainerd(s.client, src, dst, { ...opts, db: s.db, pool }));
 }

@@ -9,6 +9,7 @@ import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags
 import { addRegistryFlags, lazyRegistryClient, type RegistryFlags } from "../registry-flags.js";
 import { createIndexes, openImage, parseImageLocation } from "../../build/image-location.js";
 import { NotImplementedError } from "../errors.js";
+import { CONTENT_STORE_CONTAINERD, createWithContainerd } from "../local-store.js";
 import { ContentStore } from "../../store/content-store.js";
 import { ArtifactsDb } from "../../store/artifacts-db.js";
 import { artifactsDbPath, contentStorePath } from "../../store/paths.js";
@@ -21,6 +22,11 @@ export function createCommand(): Command {
   addRegistryFlags(cmd);
   return cmd.action(async (ref: string, flags: BuildFlags & RegistryFlags, self: Command) => {
     const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
+    if (globals.contentStore === CONTENT_STORE_CONTAINERD) {
+      // the image is one in containerd's image store; artifacts go to its content store
+      await createWithContainerd(self, ref, { ...(await buildOptionsFrom(flags)), ...terminalProgress() });
+      return;
+    }
     if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
     const opts = await buildOptionsFrom(flags);
     const { log, progress } = terminalProgress();

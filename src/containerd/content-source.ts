@@ -1,0 +1,107 @@
+// containerd's content and image stores in the shapes the SOCI code reads and writes:
+// * ContainerdContentSource — the index builder's BlobSource (manifests, configs, layer streams)
+//   plus the lookups the CLI needs (image name → target, ranged reads, sizes);
+// * ContainerdBlobTarget — where a build puts ztocs, prefetch artifacts, SOCI indexes and
+//   converted manifests, each committed with its GC reference labels (gc-labels.ts).
+// Writes should run under a lease (ContainerdClient.withLease) until the image that references
+// them is labelled or created, or containerd's GC may collect them in between.
+import type { Descriptor } from "../formats/oci.js";
+import type { BlobSource } from "../build/index-builder.js";
+import { BlobNotFoundError } from "../store/errors.js";
+import type { ContainerdClient } from "./client.js";
+import { NotFoundError } from "./errors.js";
+import { gcLabelsFor } from "./gc-labels.js";
+import type { WriteContent } from "./content.js";
+
+/** containerd's "not found" as the store's BlobNotFoundError (what the CLI's messages expect). */
+async function blobCall<T>(digest: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new BlobNotFoundError(digest);
+    throw err;
+  }
+}
+
+export class ContainerdContentSource implements BlobSource {
+  constructor(readonly client: ContainerdClient) {}
+
+  async get(digest: string): Promise<Uint8Array> {
+    return blobCall(digest, () => this.client.content.readAll(digest));
+  }
+
+  async exists(digest: string): Promise<boolean> {
+    return this.client.content.exists(digest);
+  }
+
+  async size(digest: string): Promise<number> {
+    return blobCall(digest, async () => (await this.client.content.info(digest)).size);
+  }
+
+  /** Bytes `[start, end)` of a blob (`end` defaults to its end), streamed. */
+  async createReadStream(digest: string, start = 0, end?: number): Promise<AsyncIterable<Uint8Array>> {
+    if (start < 0 || !Number.isSafeInteger(start) || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
+      throw new RangeError(`invalid range [${start}, ${end}) for ${digest}`);
+    }
+    const size = await this.size(digest); // also: NotFound now rather than on first read
+    const stop = Math.min(end ?? size, size);
+    if (start >= stop) return (async function* () {})();
+    return this.client.content.read(digest, { offset: start, size: stop - start });
+  }
+
+  /**
+   * The target of containerd image `name` (`ImageService().Get(name).Target`), without
+   * annotations. A missing image is `image "<name>": not found`, containerd's message.
+   */
+  async resolveImage(name: string): Promise<Descriptor> {
+    try {
+      const img = await this.client.images.get(name);
+      return { mediaType: img.target.mediaType, digest: img.target.digest, size: img.target.size };
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new NotFoundError(`image ${JSON.stringify(name)}: not found`, undefined, { cause: err });
+      throw err;
+    }
+  }
+
+  /** Names of the images whose target is `digest`. */
+  async imageNamesFor(digest: string): Promise<string[]> {
+    return (await this.client.images.list([`target.digest==${digest}`])).map((i) => i.name);
+  }
+}
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+}
+
+/**
+ * The write side of a build into containerd. Method shapes follow the SOCI content store's
+ * (`put`, `putDescriptor`, `exists`, `get`) so the index builder can use either.
+ */
+export class ContainerdBlobTarget {
+  private readonly source: ContainerdContentSource;
+
+  constructor(readonly client: ContainerdClient) {
+    this.source = new ContainerdContentSource(client);
+  }
+
+  /** Commits a blob (containerd verifies `expected`), labelled with the GC references its content makes. */
+  async put(content: WriteContent, expected?: { digest: string; size?: number }): Promise<BlobInfo> {
+    const labels = content instanceof Uint8Array ? gcLabelsFor(content) : {};
+    const r = await this.client.content.write(content, expected, { labels });
+    return { digest: r.digest, size: r.size };
+  }
+
+  async putDescriptor(desc: Descriptor, content: WriteContent): Promise<Descriptor> {
+    await this.put(content, { digest: desc.digest, size: desc.size });
+    return desc;
+  }
+
+  exists(digest: string): Promise<boolean> {
+    return this.source.exists(digest);
+  }
+
+  get(digest: string): Promise<Uint8Array> {
+    return this.source.get(digest);
+  }
+}

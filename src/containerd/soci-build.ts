@@ -1,0 +1,98 @@
+// SOCI builds over images in containerd's store (FORMATS.md §3.4–3.5, the reference CLI with
+// `--content-store containerd`): the image is read through containerd's content service, and
+// ztocs, prefetch artifacts and indexes are committed to it with their GC reference labels, all
+// under a lease until the image that keeps them alive is labelled (`create`) or created (`convert`).
+// The artifacts DB records them as with the SOCI store.
+import type { Descriptor } from "../formats/oci.js";
+import type { BuiltSociIndex } from "../formats/soci-index.js";
+import type { ArtifactsDb } from "../store/artifacts-db.js";
+import type { ContentStore } from "../store/content-store.js";
+import type { BuildPool } from "../build/pool.js";
+import { parseReference } from "../registry/reference.js";
+import {
+  buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BuildContext, type BuildOptions, type LayerProgress, type PlatformChoice,
+} from "../build/index-builder.js";
+import type { ContainerdClient } from "./client.js";
+import { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
+import { SOCI_INDEX_IMAGE_LABEL } from "./gc-labels.js";
+
+/** How long a build's lease lives if we die before deleting it (containerd's client default). */
+const LEASE_TTL_MS = 24 * 3600_000;
+
+export interface ContainerdBuildOptions extends BuildOptions, PlatformChoice {
+  db: ArtifactsDb;
+  pool: BuildPool;
+  log(line: string): void;
+  progress?: LayerProgress;
+}
+
+/** Runs `f` with a client whose writes are held by a fresh lease, deleted afterwards. */
+export async function withLease<T>(client: ContainerdClient, f: (leased: ContainerdClient) => Promise<T>): Promise<T> {
+  const lease = await client.leases.create({ expiresInMs: LEASE_TTL_MS });
+  try {
+    return await f(client.withLease(lease.id));
+  } finally {
+    await client.leases.delete(lease.id).catch(() => undefined);
+  }
+}
+
+function buildContext(leased: ContainerdClient, opts: ContainerdBuildOptions): BuildContext {
+  return {
+    source: new ContainerdContentSource(leased),
+    // The builder's target is typed as the SOCI content store; it only calls put, putDescriptor,
+    // exists and get, which ContainerdBlobTarget provides with the same shapes.
+    target: new ContainerdBlobTarget(leased) as unknown as ContentStore,
+    db: opts.db,
+    pool: opts.pool,
+    log: opts.log,
+    progress: opts.progress,
+  };
+}
+
+/**
+ * `soci create` for containerd image `name`: a v1 SOCI index per platform. The image is labelled
+ * `containerd.io/gc.ref.content.soci-index=<index>` (one key, so the last platform's index wins,
+ * as in the reference). Returns the indexes built.
+ */
+export async function createInContainerd(client: ContainerdClient, name: string, opts: ContainerdBuildOptions): Promise<BuiltSociIndex[]> {
+  const root = await new ContainerdContentSource(client).resolveImage(name);
+  return withLease(client, async (leased) => {
+    const ctx = buildContext(leased, opts);
+    const { platforms, target } = await platformsFor(ctx.source, root, opts);
+    const built: BuiltSociIndex[] = [];
+    for (const platform of platforms) {
+      const manifest = await manifestForPlatform(ctx.source, target, platform);
+      const index = await buildIndexForManifest(ctx, manifest, 1, platform, opts, root.digest);
+      await client.images.setLabels(name, { [SOCI_INDEX_IMAGE_LABEL]: index.digest });
+      built.push(index);
+    }
+    return built;
+  });
+}
+
+/** `soci convert`'s destination rule: a tagged reference without a digest. */
+export function checkConvertDestination(dst: string): void {
+  let ok = false;
+  try {
+    const r = parseReference(dst);
+    ok = r.tag !== undefined && r.digest === undefined;
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new Error(`the destination image must be a tagged ref of the form "registry/repository:tag"`);
+}
+
+/**
+ * `soci convert <src> <dst>` inside containerd: SOCI index v2 per platform, re-encoded manifests
+ * and a new OCI image index committed to containerd, and image `dst` created (or repointed) at
+ * that index. Returns the index's descriptor.
+ */
+export async function convertInContainerd(client: ContainerdClient, src: string, dst: string, opts: ContainerdBuildOptions): Promise<Descriptor> {
+  checkConvertDestination(dst);
+  const root = await new ContainerdContentSource(client).resolveImage(src);
+  return withLease(client, async (leased) => {
+    const desc = await convertImage(buildContext(leased, opts), root, opts, opts);
+    await client.images.put({ name: dst, target: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size } });
+    return desc;
+  });
+}
