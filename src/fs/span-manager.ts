@@ -332,19 +332,22 @@ export class SpanManager {
     return Promise.all(out);
   }
 
-  /** Starts one fetch per run of adjacent spans that nobody has and nobody is fetching. */
+  /**
+   * Fetches the spans of first..last that nobody has and nobody is fetching, in one request:
+   * each run of adjacent spans is one range (several runs make a multi-range request).
+   */
   private planFetches(first: number, last: number): void {
+    const runs: [number, number][] = [];
     let runStart = -1;
-    const flush = (endSpan: number) => {
-      if (runStart >= 0) this.startFetch(runStart, endSpan);
-      runStart = -1;
-    };
-    for (let i = first; i <= last; i++) {
-      const need = this.states[i] === "unrequested" && !this.fetching.has(i) && !this.loading.has(i) && !this.cache.hot(i);
+    for (let i = first; i <= last + 1; i++) {
+      const need = i <= last && this.states[i] === "unrequested" && !this.fetching.has(i) && !this.loading.has(i) && !this.cache.hot(i);
       if (need && runStart < 0) runStart = i;
-      if (!need) flush(i - 1);
+      if (!need && runStart >= 0) {
+        runs.push([runStart, i - 1]);
+        runStart = -1;
+      }
     }
-    flush(last);
+    if (runs.length) this.startFetch(runs);
   }
 
   /** Resolves span i into the cache as uncompressed bytes (prefetch; on-demand reads). */
@@ -419,33 +422,37 @@ export class SpanManager {
   private compressed(i: number): Promise<Uint8Array> {
     const p = this.fetching.get(i);
     if (p) return p;
-    this.startFetch(i, i);
+    this.startFetch([[i, i]]);
     return this.fetching.get(i)!;
   }
 
-  /** One request for spans a..b; each span gets its own verified promise. */
-  private startFetch(a: number, b: number): void {
-    const range = { start: this.cStart[a]!, end: this.cEnd[b]! };
-    const batch = this.fetchNetwork([range], a === b ? `span ${a}` : `spans ${a}-${b}`).then(([bytes]) => bytes!);
+  /** One request for runs of adjacent spans; each span gets its own verified promise. */
+  private startFetch(runs: [number, number][]): void {
+    const ranges = runs.map(([a, b]) => ({ start: this.cStart[a]!, end: this.cEnd[b]! }));
+    const what = runs.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(",");
+    const batch = this.fetchNetwork(ranges, `span${what.includes(",") || what.includes("-") ? "s" : ""} ${what}`);
     batch.catch(noop);
-    for (let i = a; i <= b; i++) {
-      this.states[i] = "requested";
-      const p = batch
-        .then((bytes) => this.verified(i, bytes.subarray(this.cStart[i]! - range.start, this.cEnd[i]! - range.start)))
-        .then(
-          (bytes) => {
-            this.fetching.delete(i);
-            return bytes;
-          },
-          (e: unknown) => {
-            this.fetching.delete(i);
-            if (this.states[i] === "requested") this.states[i] = "unrequested";
-            throw e;
-          },
-        );
-      p.catch(noop);
-      this.fetching.set(i, p);
-    }
+    runs.forEach(([a, b], k) => {
+      const base = ranges[k]!.start;
+      for (let i = a; i <= b; i++) {
+        this.states[i] = "requested";
+        const p = batch
+          .then((got) => this.verified(i, got[k]!.subarray(this.cStart[i]! - base, this.cEnd[i]! - base)))
+          .then(
+            (bytes) => {
+              this.fetching.delete(i);
+              return bytes;
+            },
+            (e: unknown) => {
+              this.fetching.delete(i);
+              if (this.states[i] === "requested") this.states[i] = "unrequested";
+              throw e;
+            },
+          );
+        p.catch(noop);
+        this.fetching.set(i, p);
+      }
+    });
   }
 
   /** Checks span i's digest, refetching it up to `retries` times on a mismatch. */
@@ -496,7 +503,10 @@ export class SpanManager {
         throw new SpanError(`inflating span ${i} of layer ${this.digest}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
       }
     } else {
-      data = comp.slice(); // uncompressed layer: the span is its own data (copied off the response)
+      // uncompressed layer: the span is its own data (copied off the response); the last span's
+      // compressed range runs to the end of the file, past the end-of-archive the TOC counts
+      if (comp.length < len) throw new SpanError(`span ${i} of layer ${this.digest}: ${comp.length} bytes, want ${len}`);
+      data = comp.slice(0, len);
     }
     if (data.length !== len) throw new SpanError(`span ${i} of layer ${this.digest}: ${data.length} bytes inflated, want ${len}`);
     return data;
