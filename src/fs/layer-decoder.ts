@@ -1,0 +1,133 @@
+// A layer blob as it streams in: hashes the compressed bytes (the layer digest), gunzips them with
+// the WASM inflater (multi-member, CRC and ISIZE checked), and hashes the tar that comes out (the
+// diff ID). Each uncompressed chunk handed out is a fresh buffer the caller may keep.
+import { createHash, type Hash } from "node:crypto";
+import { Inflater } from "../wasm/inflater.js";
+import { InflateError } from "../wasm/codes.js";
+
+export type Compression = "gzip" | "uncompressed" | "auto";
+
+// Input is fed in slices so one call never produces more than ~1032 × this (deflate's limit).
+const FEED_SLICE = 32 * 1024;
+
+export class LayerDecodeError extends Error {
+  override name = "LayerDecodeError";
+}
+
+export class LayerDecoder {
+  private readonly digestHash: Hash;
+  private readonly diffHash: Hash;
+  private mode: "gzip" | "uncompressed" | undefined;
+  private inflater: Inflater | undefined;
+  private head: Uint8Array[] = []; // "auto": bytes held until the magic number is known
+  private compressedBytes = 0;
+  private tarBytes = 0;
+
+  constructor(compression: Compression, private readonly digestAlgorithm = "sha256", private readonly diffIdAlgorithm = "sha256") {
+    this.digestHash = createHash(digestAlgorithm);
+    this.diffHash = createHash(diffIdAlgorithm);
+    if (compression !== "auto") this.start(compression);
+  }
+
+  get size(): number {
+    return this.compressedBytes;
+  }
+  get uncompressedSize(): number {
+    return this.tarBytes;
+  }
+
+  /** Feeds the next compressed bytes; returns the uncompressed bytes they produced. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    this.compressedBytes += chunk.length;
+    this.digestHash.update(chunk);
+    if (!this.mode) {
+      this.head.push(chunk);
+      const held = Buffer.concat(this.head);
+      if (held.length < 4) return [];
+      this.head = [];
+      this.start(sniff(held));
+      return this.decode(held, false);
+    }
+    return this.decode(chunk, false);
+  }
+
+  /** The blob ended: returns the last uncompressed bytes, or throws if the gzip stream is cut short. */
+  end(): Uint8Array[] {
+    if (!this.mode) {
+      const held = Buffer.concat(this.head);
+      this.head = [];
+      this.start(held.length >= 2 ? sniff(held) : "uncompressed");
+      return this.decode(held, true);
+    }
+    return this.decode(new Uint8Array(0), true);
+  }
+
+  /** "sha256:<hex>" of the compressed blob; call after end(). */
+  digest(): string {
+    return `${this.digestAlgorithm}:${this.digestHash.digest("hex")}`;
+  }
+
+  /** "sha256:<hex>" of the uncompressed tar; call after end(). */
+  diffId(): string {
+    return `${this.diffIdAlgorithm}:${this.diffHash.digest("hex")}`;
+  }
+
+  /** Returns the inflater's WebAssembly instance for reuse; safe to call more than once. */
+  release(): void {
+    this.inflater?.release();
+    this.inflater = undefined;
+  }
+
+  private start(mode: "gzip" | "uncompressed"): void {
+    this.mode = mode;
+    if (mode === "gzip") this.inflater = Inflater.gzip(null, true);
+  }
+
+  private decode(chunk: Uint8Array, last: boolean): Uint8Array[] {
+    if (this.mode === "uncompressed") {
+      if (chunk.length === 0) return [];
+      this.diffHash.update(chunk);
+      this.tarBytes += chunk.length;
+      return [chunk];
+    }
+    const inf = this.inflater;
+    if (!inf) throw new LayerDecodeError("gzip stream continues after its end");
+    const out: Uint8Array[] = [];
+    const sink = {
+      data: (view: Uint8Array) => {
+        const copy = Buffer.allocUnsafe(view.length);
+        copy.set(view);
+        this.diffHash.update(copy);
+        this.tarBytes += copy.length;
+        out.push(copy);
+      },
+    };
+    try {
+      let pos = 0;
+      do {
+        const end = Math.min(chunk.length, pos + FEED_SLICE);
+        const isLast = last && end === chunk.length;
+        const st = inf.feed(chunk.subarray(pos, end), isLast, sink);
+        pos = end;
+        if (st === "done" && (pos < chunk.length || !isLast)) throw new LayerDecodeError("unexpected data after the end of the gzip stream");
+        if (st !== "done" && isLast) throw new LayerDecodeError("gzip stream is truncated: unexpected end of compressed data");
+      } while (pos < chunk.length);
+    } catch (e) {
+      this.release();
+      if (e instanceof InflateError) {
+        throw new LayerDecodeError(e.code === -15 ? "gzip stream is truncated: unexpected end of compressed data" : `corrupt gzip stream: ${e.message}`);
+      }
+      throw e;
+    }
+    if (last) this.release();
+    return out;
+  }
+}
+
+function sniff(head: Uint8Array): "gzip" | "uncompressed" {
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
+    throw new LayerDecodeError("zstd-compressed layers are not supported");
+  }
+  return "uncompressed";
+}
