@@ -144,7 +144,8 @@ export class LayerSpanCache {
     try {
       names = await readdir(this.dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return found;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return found;
       throw e;
     }
     for (const n of names) {
