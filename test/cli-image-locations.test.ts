@@ -1,0 +1,175 @@
+// `soci convert` / `soci create` between registry refs, OCI layout directories (oci:<dir>[:tag]) and
+// OCI layout archives (oci-archive:<file>[:tag]), through the real CLI against a real registry.
+// skopeo reads every result (ground truth), our decoders check the ztocs, and converting the same
+// image from any location gives the same converted index digest.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
+import { parseIndex, parseManifest, type Descriptor } from "../src/formats/oci.js";
+import { parseSociIndex, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
+import { decodeZtoc } from "../src/formats/ztoc.js";
+import { ContentStore } from "../src/store/content-store.js";
+import { parseImageLocation } from "../src/build/image-location.js";
+
+const run = promisify(execFile);
+// SOCI_BIN: run another build of the CLI (default: this checkout's bin/soci.js)
+const soci = process.env.SOCI_BIN ?? new URL("../bin/soci.js", import.meta.url).pathname;
+let registry: RegistryServer;
+let dir = "";
+let layout = "";
+let archive = "";
+
+type Raw = { manifests?: Descriptor[]; mediaType?: string; layers?: Descriptor[] };
+const skopeoRaw = async (ref: string): Promise<Raw> =>
+  JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", ref])).stdout) as Raw;
+
+async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  return run("node", [soci, ...args]).then(
+    (r) => ({ stdout: r.stdout, stderr: r.stderr, code: 0 }),
+    (e: { stdout: string; stderr: string; code: number }) => ({ stdout: e.stdout, stderr: e.stderr, code: e.code }),
+  );
+}
+
+async function convert(src: string, dst: string): Promise<string> {
+  const r = await cli("convert", "--plain-http", "--min-layer-size", "0", src, dst);
+  expect(r.stderr).toBe("");
+  const digest = /^converted image index: (sha256:\w+)$/m.exec(r.stdout)?.[1];
+  expect(digest).toBeDefined();
+  return digest!;
+}
+
+/** The ztoc TOC names of the converted index's SOCI index, read with our decoders from a layout. */
+async function ztocNames(store: ContentStore, indexDigest: string): Promise<string[]> {
+  const idx = parseIndex(await store.get(indexDigest));
+  const sociDesc = idx.manifests!.find((m) => m.artifactType === SociIndexArtifactTypeV2)!;
+  const soci = parseSociIndex(await store.get(sociDesc.digest));
+  const names: string[] = [];
+  for (const b of soci.blobs ?? []) names.push(...decodeZtoc(await store.get(b.digest)).toc.map((e) => Buffer.from(e.name).toString()));
+  return names;
+}
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  dir = await mkdtemp(join(tmpdir(), "soci-locations-"));
+  layout = join(dir, "image");
+  // two layers: a random blob, then a small text file
+  await run("umoci", ["init", "--layout", layout]);
+  await run("umoci", ["new", "--image", `${layout}:latest`]);
+  await run("umoci", ["unpack", "--rootless", "--image", `${layout}:latest`, join(dir, "bundle")]);
+  await writeFile(join(dir, "bundle/rootfs/data.bin"), randomBytes(512 << 10));
+  await run("umoci", ["repack", "--image", `${layout}:latest`, join(dir, "bundle")]);
+  await run("umoci", ["unpack", "--rootless", "--image", `${layout}:latest`, join(dir, "bundle2")]);
+  await writeFile(join(dir, "bundle2/rootfs/hello.txt"), "hello\n");
+  await run("umoci", ["repack", "--image", `${layout}:latest`, join(dir, "bundle2")]);
+  archive = join(dir, "image.tar");
+  await run("skopeo", ["copy", `oci:${layout}:latest`, `oci-archive:${archive}:latest`]);
+  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/src/app:latest`]);
+}, 120_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("image location syntax", () => {
+  it("parses oci:, oci-archive: (optional tag after the last colon) and registry refs", () => {
+    expect(parseImageLocation("oci:/a/b:v1")).toEqual({ kind: "oci", path: "/a/b", tag: "v1" });
+    expect(parseImageLocation("oci:./rel")).toEqual({ kind: "oci", path: "./rel" });
+    expect(parseImageLocation("oci-archive:/x/y.tar")).toEqual({ kind: "oci-archive", path: "/x/y.tar" });
+    expect(parseImageLocation("oci-archive:/x:1/y.tar:tag")).toEqual({ kind: "oci-archive", path: "/x:1/y.tar", tag: "tag" });
+    expect(parseImageLocation("127.0.0.1:5000/a/b:c")).toEqual({ kind: "registry", ref: "127.0.0.1:5000/a/b:c" });
+    expect(parseImageLocation("/layout", { pathsAreLayouts: true })).toEqual({ kind: "oci", path: "/layout" });
+    expect(() => parseImageLocation("oci:")).toThrow(/missing path/);
+    expect(() => parseImageLocation("oci:/a:")).toThrow(/empty tag/);
+  });
+});
+
+describe("soci convert between disk and registry", () => {
+  const digests: Record<string, string> = {};
+
+  it("registry → oci-archive: skopeo reads the archive, our decoders read its ztocs", async () => {
+    const out = join(dir, "out.tar");
+    digests.reg = await convert(`${registry.host}/src/app:latest`, `oci-archive:${out}:soci`);
+    const index = await skopeoRaw(`oci-archive:${out}:soci`);
+    expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(index.manifests!.map((m) => m.artifactType ?? "image")).toEqual(["image", SociIndexArtifactTypeV2]);
+    // every blob of the image is inside: skopeo copies the whole thing out again
+    await run("skopeo", ["copy", "--all", `oci-archive:${out}:soci`, `oci:${join(dir, "copied")}:x`]);
+    // the archive itself, unpacked by tar and read with our decoders
+    const unpacked = join(dir, "unpacked");
+    await mkdir(unpacked);
+    await run("tar", ["-xf", out, "-C", unpacked]);
+    const store = await ContentStore.open(unpacked);
+    expect(store.resolve("soci")?.digest).toBe(digests.reg);
+    expect(await ztocNames(store, digests.reg)).toEqual(expect.arrayContaining(["data.bin", "hello.txt"]));
+  });
+
+  it("oci → registry and oci-archive → registry give the same converted image", async () => {
+    digests.dir = await convert(`oci:${layout}:latest`, `${registry.host}/fromdir/app:soci`);
+    digests.archive = await convert(`oci-archive:${archive}`, `${registry.host}/fromarchive/app:soci`);
+    expect(digests.dir).toBe(digests.reg);
+    expect(digests.archive).toBe(digests.reg);
+    for (const repo of ["fromdir", "fromarchive"]) {
+      const index = await skopeoRaw(`docker://${registry.host}/${repo}/app:soci`);
+      const [image, sociDesc] = index.manifests as [Descriptor, Descriptor];
+      expect(sociDesc.artifactType).toBe(SociIndexArtifactTypeV2);
+      expect(image.annotations?.["com.amazon.soci.index-digest"]).toBe(sociDesc.digest);
+      // all blobs (image layers from disk, ztocs) were pushed: skopeo copies the image out whole
+      const copy = join(dir, `copy-${repo}`);
+      await run("skopeo", ["copy", "--all", "--src-tls-verify=false", `docker://${registry.host}/${repo}/app:soci`, `oci:${copy}:x`]);
+      const m = parseManifest(await (await ContentStore.open(copy)).get(image.digest));
+      expect(m.layers).toHaveLength(2);
+    }
+  });
+
+  it("oci → oci: a layout directory gains the converted image under its tag, keeping what it had", async () => {
+    const out = join(dir, "outdir");
+    await run("skopeo", ["copy", `oci:${layout}:latest`, `oci:${out}:original`]);
+    const d = await convert(`oci:${layout}:latest`, `oci:${out}:soci`);
+    expect(d).toBe(digests.reg);
+    expect((await skopeoRaw(`oci:${out}:soci`)).manifests).toHaveLength(2);
+    expect((await skopeoRaw(`oci:${out}:original`)).layers).toHaveLength(2);
+    const store = await ContentStore.open(out);
+    expect(await ztocNames(store, d)).toContain("hello.txt");
+    await expect(stat(join(out, "ingest"))).rejects.toThrow();
+  });
+
+  it("fails clearly for missing layouts, untagged multi-image layouts and untagged registry destinations", async () => {
+    const missing = await cli("convert", `oci:${join(dir, "nope")}`, `oci-archive:${join(dir, "x.tar")}`);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^soci: oci:.*nope: no OCI layout/m);
+    const noArchive = await cli("convert", `oci-archive:${join(dir, "nope.tar")}`, `oci:${join(dir, "y")}`);
+    expect(noArchive.stderr).toMatch(/nope\.tar: no such file or directory/);
+    const notag = await cli("convert", `oci:${join(dir, "outdir")}`, `oci-archive:${join(dir, "z.tar")}`);
+    expect(notag.stderr).toMatch(/holds 2 images; name one as oci:<dir>:<tag>/);
+    const badTag = await cli("convert", `oci:${layout}:nosuch`, `oci-archive:${join(dir, "z.tar")}`);
+    expect(badTag.stderr).toMatch(/no image tagged nosuch/);
+    const untagged = await cli("convert", "--plain-http", `oci:${layout}:latest`, `${registry.host}/x/app@sha256:${"0".repeat(64)}`);
+    expect(untagged.stderr).toContain("the destination image must be a tagged ref");
+    for (const f of ["x.tar", "y", "z.tar"]) await expect(stat(join(dir, f))).rejects.toThrow();
+  });
+});
+
+describe("soci create from an OCI archive", () => {
+  it("builds SOCI index v1 for the archive's image into the local store", async () => {
+    const root = join(dir, "root");
+    await mkdir(root);
+    const r = await cli("--root", root, "create", "--min-layer-size", "0", `oci-archive:${archive}:latest`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.match(/^layer sha256:\w+ -> ztoc sha256:\w+$/gm)).toHaveLength(2);
+    const list = await cli("--root", root, "index", "list");
+    const row = list.stdout.split("\n").find((l) => /\sv1\s/.test(l));
+    const indexDigest = /^(sha256:\w+)\s/.exec(row ?? "")?.[1];
+    expect(indexDigest).toBeDefined();
+    const info = await cli("--root", root, "index", "info", indexDigest!);
+    const index = parseSociIndex(info.stdout);
+    const manifestDigest = parseIndex(await readFile(join(layout, "index.json"))).manifests![0]!.digest;
+    expect(index.subject?.digest).toBe(manifestDigest);
+    expect(index.blobs).toHaveLength(2);
+  });
+});
