@@ -6,6 +6,7 @@ import { addRegistryFlags, lazyRegistryClient, type RegistryFlags } from "../reg
 import { convertLocations } from "../../build/image-location.js";
 import { convertStandalone } from "../../build/standalone.js";
 import type { LayoutFormat } from "../../build/oci-archive.js";
+import { CONTENT_STORE_CONTAINERD, convertWithContainerd } from "../local-store.js";
 
 export function convertCommand(): Command {
   const cmd = new Command("convert")
@@ -15,7 +16,7 @@ export function convertCommand(): Command {
     .option("--format <format>", "standalone output: oci-archive or oci-dir", "oci-archive");
   addBuildFlags(cmd);
   addRegistryFlags(cmd);
-  return cmd.action(async (src: string, dst: string, flags: BuildFlags & RegistryFlags & { standalone: boolean; format: string }) => {
+  return cmd.action(async (src: string, dst: string, flags: BuildFlags & RegistryFlags & { standalone: boolean; format: string }, self: Command) => {
     if (flags.format !== "oci-archive" && flags.format !== "oci-dir") {
       throw new Error(`invalid format ${flags.format}: expect oci-archive or oci-dir`);
     }
@@ -23,6 +24,12 @@ export function convertCommand(): Command {
     const { log, progress } = terminalProgress();
     if (flags.standalone) {
       const desc = await convertStandalone(src, dst, { ...opts, format: flags.format as LayoutFormat, log, progress });
+      log(`converted image index: ${desc.digest}`);
+      return;
+    }
+    if (self.optsWithGlobals<{ contentStore: string }>().contentStore === CONTENT_STORE_CONTAINERD) {
+      // images in containerd's image store; the result is created there as <dest_ref>
+      const desc = await convertWithContainerd(self, src, dst, { ...opts, log, progress });
       log(`converted image index: ${desc.digest}`);
       return;
     }
