@@ -1,0 +1,100 @@
+// Serves the snapshots service on a unix socket (SNAPSHOTTER.md §1.4, §5.1): opens the
+// snapshotter under `root`, removes a stale socket, binds, and closes everything on request.
+import * as grpc from "@grpc/grpc-js";
+import { lstat, mkdir, rm } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { silentLogger, type SnapshotterLogger } from "./logger.js";
+import { snapshotsService } from "./proto.js";
+import type { RemotePreparer } from "./remote.js";
+import { snapshotsServiceImpl } from "./service.js";
+import { Snapshotter } from "./snapshotter.js";
+
+export interface SnapshotterServerOptions {
+  /** unix socket path, e.g. /run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock */
+  address: string;
+  /** the snapshotter's directory (the daemon passes `<root>/snapshotter`): metadata.db, snapshots/ */
+  root: string;
+  logger?: SnapshotterLogger;
+  /** lazy layers; without it this is a plain overlay snapshotter */
+  remote?: RemotePreparer;
+  /** start even if a remote snapshot cannot be re-mounted */
+  allowInvalidMountsOnRestart?: boolean;
+  /** force `userxattr` on or off (default: only inside a user namespace) */
+  userxattr?: boolean;
+}
+
+export interface SnapshotterServer {
+  readonly address: string;
+  readonly snapshotter: Snapshotter;
+  /**
+   * Stops serving (in-flight calls finish), removes the socket and closes the store. `unmount`
+   * (default true, the daemon's SIGINT) takes down mounts on snapshot directories first.
+   */
+  close(opts?: { unmount?: boolean }): Promise<void>;
+}
+
+// Messages as large as containerd allows (16 MiB), e.g. a List of many labelled snapshots.
+const MAX_MESSAGE = 16 << 20;
+
+export async function startSnapshotterServer(opts: SnapshotterServerOptions): Promise<SnapshotterServer> {
+  const logger = opts.logger ?? silentLogger;
+  const address = resolve(opts.address);
+  const snapshotter = await Snapshotter.open({
+    root: opts.root,
+    remote: opts.remote,
+    logger,
+    userxattr: opts.userxattr,
+    allowInvalidMountsOnRestart: opts.allowInvalidMountsOnRestart,
+  });
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE,
+    "grpc.max_send_message_length": MAX_MESSAGE,
+  });
+  server.addService(snapshotsService().service, snapshotsServiceImpl(snapshotter, logger));
+  try {
+    await mkdir(dirname(address), { recursive: true, mode: 0o711 });
+    await removeStaleSocket(address);
+    await new Promise<void>((ok, fail) =>
+      server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? fail(err) : ok())),
+    );
+  } catch (err) {
+    server.forceShutdown();
+    await snapshotter.close({ unmount: false });
+    throw new Error(`cannot listen on ${address}: ${(err as Error).message}`, { cause: err });
+  }
+  logger.info("snapshotter serving", { address, root: snapshotter.root });
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    snapshotter,
+    close(closeOpts = {}) {
+      closing ??= (async () => {
+        await new Promise<void>((done) => {
+          // A stuck stream must not keep the daemon alive: give calls 5 s, then cut them.
+          const timer = setTimeout(() => server.forceShutdown(), 5000);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            done();
+          });
+        });
+        await rm(address, { force: true });
+        await snapshotter.close(closeOpts);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** A socket left by a previous run blocks bind; anything that is not a socket is an error. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  await rm(path, { force: true });
+}
