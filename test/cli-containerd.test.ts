@@ -206,3 +206,85 @@ describe("soci --content-store containerd create", () => {
     expect(gone.stderr).toMatch(/^soci: containerd at \/tmp\/no-containerd-here\.sock is not reachable \(images\.Get\)/);
   });
 });
+
+describe("soci --content-store containerd convert", () => {
+  it("creates a SOCI-enabled image in containerd whose index, manifests and ztocs are GC-linked", async () => {
+    const root = join(dir, "root-convert");
+    const DEST = "example.com/soci/test:soci";
+    const src = (await client.images.get(IMAGE)).target;
+    const r = await ctdCli(root, ["convert", ...BUILD, IMAGE, DEST]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const printed = r.stdout.match(/^converted image index: (sha256:[0-9a-f]{64})$/m)?.[1];
+
+    const img = await client.images.get(DEST);
+    expect(img.target.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(img.target.digest).toBe(printed);
+    const top = parseIndex(await client.content.readAll(img.target.digest));
+    const [manifestDesc, sociDesc] = top.manifests!;
+    expect(top.manifests).toHaveLength(2);
+    expect(sociDesc!.artifactType).toBe(SociIndexArtifactTypeV2);
+    expect(sociDesc!.annotations?.["com.amazon.soci.image-manifest-digest"]).toBe(manifestDesc!.digest);
+
+    const manifest = parseManifest(await client.content.readAll(manifestDesc!.digest));
+    expect(manifest.annotations?.["com.amazon.soci.index-digest"]).toBe(sociDesc!.digest);
+    const sociIndex = parseSociIndex(await client.content.readAll(sociDesc!.digest));
+    const ztocs = sociIndex.blobs!.map((b) => b.digest);
+    expect(ztocs).toHaveLength(2);
+
+    // GC references: index → manifests, manifest → config and layers, SOCI index → config and ztocs
+    expect((await client.content.info(img.target.digest)).labels).toEqual({
+      "containerd.io/gc.ref.content.m.0": manifestDesc!.digest,
+      "containerd.io/gc.ref.content.m.1": sociDesc!.digest,
+    });
+    expect((await client.content.info(manifestDesc!.digest)).labels).toEqual({
+      "containerd.io/gc.ref.content.config": manifest.config.digest,
+      "containerd.io/gc.ref.content.l.0": manifest.layers![0]!.digest,
+      "containerd.io/gc.ref.content.l.1": manifest.layers![1]!.digest,
+    });
+    expect((await client.content.info(sociDesc!.digest)).labels).toEqual({
+      "containerd.io/gc.ref.content.config": sociIndex.config.digest,
+      "containerd.io/gc.ref.content.ztoc.0": ztocs[0],
+      "containerd.io/gc.ref.content.ztoc.1": ztocs[1],
+    });
+
+    // with only the converted image left, GC keeps everything it references
+    await client.images.delete(IMAGE, { sync: true });
+    try {
+      for (const d of [img.target.digest, manifestDesc!.digest, sociDesc!.digest, sociIndex.config.digest, ...ztocs, ...manifest.layers!.map((l) => l.digest)]) {
+        expect(await client.content.exists(d)).toBe(true);
+      }
+      // the original manifest is referenced by nothing now
+      expect(await client.content.exists(src.digest)).toBe(false);
+    } finally {
+      await ctd.ctr(["images", "import", "--no-unpack", "--base-name", "example.com/soci/test", join(dir, "image.tar")]);
+    }
+
+    // same SOCI index and ztocs as a standalone convert of the OCI layout
+    const out = join(dir, "standalone-out");
+    const sa = await cli(["convert", "--standalone", "--format", "oci-dir", ...BUILD, layout, out]);
+    expect(sa.code).toBe(0);
+    for (const d of [sociDesc!.digest, ...ztocs, manifestDesc!.digest]) {
+      expect(Buffer.from(await client.content.readAll(d)).equals(await readFile(join(out, "blobs", ...d.split(":"))))).toBe(true);
+    }
+
+    // the artifacts DB points the v2 index at the new manifest and image index
+    const db = ArtifactsDb.open(join(root, "artifacts.db"));
+    try {
+      expect(db.find(sociDesc!.digest)).toMatchObject({ type: "soci_index", ociDigest: manifestDesc!.digest, imageDigest: img.target.digest });
+    } finally {
+      db.close();
+    }
+    expect(await client.leases.list()).toEqual([]);
+  });
+
+  it("requires a tagged destination and an existing source", async () => {
+    const root = join(dir, "root-convert-bad");
+    const untagged = await ctdCli(root, ["convert", ...BUILD, IMAGE, "example.com/soci/test"]);
+    expect(untagged.code).toBe(1);
+    expect(untagged.stderr).toBe(`soci: the destination image must be a tagged ref of the form "registry/repository:tag"\n`);
+    const missing = await ctdCli(root, ["convert", ...BUILD, "example.com/nope:1", "example.com/nope:soci"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`soci: image "example.com/nope:1": not found\n`);
+  });
+});

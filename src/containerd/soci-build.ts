@@ -72,12 +72,15 @@ export async function createInContainerd(client: ContainerdClient, name: string,
 
 /** `soci convert`'s destination rule: a tagged reference without a digest. */
 export function checkConvertDestination(dst: string): void {
-  let ok = false;
-  try {
-    const r = parseReference(dst);
-    ok = r.tag !== undefined && r.digest === undefined;
-  } catch {
-    ok = false;
+  // an explicit tag (parseReference would default it to `latest`) and no digest
+  const lastPart = dst.slice(dst.lastIndexOf("/") + 1);
+  let ok = !dst.includes("@") && lastPart.includes(":");
+  if (ok) {
+    try {
+      parseReference(dst);
+    } catch {
+      ok = false;
+    }
   }
   if (!ok) throw new Error(`the destination image must be a tagged ref of the form "registry/repository:tag"`);
 }
