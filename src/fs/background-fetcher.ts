@@ -131,7 +131,14 @@ export class BackgroundFetcher {
   async stop(): Promise<void> {
     if (!this.abort.signal.aborted) this.abort.abort(new Error("background fetcher stopped"));
     this.wake?.();
-    await this.loop;
+    if (this.loop) await this.loop;
+    else this.drain();
+  }
+
+  /** Ends every layer still waiting as "stopped". */
+  private drain(): void {
+    for (const w of [...this.queue, ...this.busy]) w.finish("stopped");
+    this.queue.length = 0;
   }
 
   private enqueue(w: Work): void {
@@ -164,8 +171,7 @@ export class BackgroundFetcher {
     } catch (e) {
       if (!signal.aborted) throw e;
     } finally {
-      for (const w of [...this.queue, ...this.busy]) w.finish("stopped");
-      this.queue.length = 0;
+      this.drain();
     }
   }
 
