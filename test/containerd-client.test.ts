@@ -8,6 +8,9 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
+import { mkdir } from "node:fs/promises";
+import { chainIds, unpackImage } from "../src/containerd/unpack.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";
 import {
@@ -253,6 +256,99 @@ describe("snapshots (overlayfs)", () => {
     // overlayfs in containerd 1.6 has no Cleanup: a typed NotImplemented error
     const cleanup = await sn.cleanup().catch((e: Error) => e);
     expect(cleanup).toMatchObject({ code: "NotImplemented", message: expect.stringMatching(/does not implement Cleanup/) });
+  });
+});
+
+describe("image import and unpack (content + images + diff + snapshots)", () => {
+  /** A gzip layer of the files in `files` (path → content), as `tar` writes it. */
+  async function layer(files: Record<string, string>): Promise<{ blob: Buffer; diffId: string }> {
+    const src = await mkdtemp(join(tmpdir(), "ctd-layer-"));
+    try {
+      for (const [path, content] of Object.entries(files)) {
+        await mkdir(join(src, path, ".."), { recursive: true });
+        await writeFile(join(src, path), content);
+      }
+      const { stdout } = await run("tar", ["-C", src, "--sort=name", "-cf", "-", "."], { encoding: "buffer", maxBuffer: 64 << 20 });
+      const tar = stdout as unknown as Buffer;
+      return { blob: gzipSync(tar), diffId: sha256(tar) };
+    } finally {
+      await rm(src, { recursive: true, force: true });
+    }
+  }
+
+  /** Writes layers, config and manifest through our client and names the image. */
+  async function importImage(name: string, layers: { blob: Buffer; diffId: string }[], diffIds = layers.map((l) => l.diffId)) {
+    const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+    const lease = await client.leases.create({ expiresInMs: 600_000 });
+    const leased = client.withLease(lease.id);
+    try {
+      const layerDescs = [];
+      for (const l of layers) {
+        const d = { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha256(l.blob), size: l.blob.length };
+        await leased.content.write(l.blob, d);
+        layerDescs.push(d);
+      }
+      const config = json({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: diffIds }, config: {} });
+      const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: sha256(config), size: config.length };
+      await leased.content.write(config, configDesc);
+      const manifest = json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers: layerDescs });
+      const mDesc = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha256(manifest), size: manifest.length };
+      const labels: Record<string, string> = { "containerd.io/gc.ref.content.config": configDesc.digest };
+      layerDescs.forEach((d, i) => (labels[`containerd.io/gc.ref.content.l.${i}`] = d.digest));
+      await leased.content.write(manifest, mDesc, { labels });
+      await client.images.create({ name, target: mDesc });
+      return { manifest: mDesc, config: configDesc };
+    } finally {
+      await client.leases.delete(lease.id);
+    }
+  }
+
+  it("unpacks an image into overlayfs snapshots named by chain ID; a second unpack finds them; GC drops them with the image", async () => {
+    const l1 = await layer({ "etc/hello.txt": "hello\n", "app/a.txt": "first\n" });
+    const l2 = await layer({ "app/a.txt": "overwritten\n", "app/b.txt": "second\n" });
+    const name = "example.com/unpack/test:1";
+    const { config } = await importImage(name, [l1, l2]);
+    const chains = chainIds([l1.diffId, l2.diffId]);
+    expect(chains[0]).toBe(l1.diffId);
+
+    const first = await unpackImage(client, name, "overlayfs");
+    expect(first).toEqual({ chainId: chains[1], layers: [{ chainId: chains[0], outcome: "applied" }, { chainId: chains[1], outcome: "applied" }] });
+    const sn = client.snapshots("overlayfs");
+    expect(await sn.stat(chains[1]!)).toMatchObject({ kind: "COMMITTED", parent: chains[0], labels: { "containerd.io/snapshot.ref": chains[1] } });
+    expect((await client.content.info(config.digest)).labels["containerd.io/gc.ref.snapshot.overlayfs"]).toBe(chains[1]);
+
+    // the merged view shows both layers
+    const mounts = await sn.view("unpack-view", chains[1]);
+    const mnt = await mkdtemp(join(tmpdir(), "ctd-mnt-"));
+    try {
+      await run("mount", ["-t", mounts[0]!.type, mounts[0]!.source, mnt, "-o", mounts[0]!.options.join(",")]);
+      try {
+        expect(await readFile(join(mnt, "etc/hello.txt"), "utf8")).toBe("hello\n");
+        expect(await readFile(join(mnt, "app/a.txt"), "utf8")).toBe("overwritten\n");
+        expect(await readFile(join(mnt, "app/b.txt"), "utf8")).toBe("second\n");
+      } finally {
+        await run("umount", [mnt]);
+      }
+    } finally {
+      await rm(mnt, { recursive: true, force: true });
+    }
+    await sn.remove("unpack-view");
+
+    const again = await unpackImage(client, name, "overlayfs");
+    expect(again.layers.map((l) => l.outcome)).toEqual(["existing", "existing"]);
+
+    await client.images.delete(name, { sync: true });
+    expect(await sn.list()).toEqual([]);
+  });
+
+  it("refuses a layer whose content does not match the config's diff ID and leaves no snapshot behind", async () => {
+    const l1 = await layer({ "x.txt": "x\n" });
+    const name = "example.com/unpack/bad:1";
+    await importImage(name, [l1], [sha256(Buffer.from("not the layer"))]);
+    const err = await unpackImage(client, name, "overlayfs").catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/wrong diff id calculated on extraction: sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/);
+    expect(await client.snapshots("overlayfs").list()).toEqual([]);
+    await client.images.delete(name, { sync: true });
   });
 });
 

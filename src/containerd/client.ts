@@ -6,6 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { containerdProtos, type ContainerdServices } from "./proto.js";
 import { fromGrpcError } from "./errors.js";
 import { ContentService } from "./content.js";
+import { DiffService } from "./diff.js";
 import { ImagesService } from "./images.js";
 import { LeasesService } from "./leases.js";
 import { NamespacesService } from "./namespaces.js";
@@ -58,6 +59,7 @@ class Connection {
       new ctor(target, grpc.credentials.createInsecure(), { ...options, channelOverride: this.channel }) as unknown as AnyClient;
     this.stubs = {
       content: stub(services.content),
+      diff: stub(services.diff),
       images: stub(services.images),
       leases: stub(services.leases),
       namespaces: stub(services.namespaces),
@@ -144,6 +146,7 @@ function onAbort(signal: AbortSignal | undefined, f: () => void): () => void {
 
 export class ContainerdClient {
   readonly content: ContentService;
+  readonly diff: DiffService;
   readonly images: ImagesService;
   readonly leases: LeasesService;
   readonly namespaces: NamespacesService;
@@ -158,6 +161,7 @@ export class ContainerdClient {
   ) {
     this.rpc = new Rpc(conn, namespace, lease, timeoutMs);
     this.content = new ContentService(this.rpc);
+    this.diff = new DiffService(this.rpc);
     this.images = new ImagesService(this.rpc);
     this.leases = new LeasesService(this.rpc);
     this.namespaces = new NamespacesService(this.rpc);

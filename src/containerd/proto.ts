@@ -10,6 +10,7 @@ import { loadSync, type Options } from "@grpc/proto-loader";
 /** The .proto files, relative to the proto directory. */
 export const PROTO_FILES = [
   "containerd/services/content/v1/content.proto",
+  "containerd/services/diff/v1/diff.proto",
   "containerd/services/images/v1/images.proto",
   "containerd/services/leases/v1/leases.proto",
   "containerd/services/namespaces/v1/namespace.proto",
@@ -36,6 +37,7 @@ export function protoDir(): string {
 /** Constructors for each service client, keyed by full service name. */
 export interface ContainerdServices {
   content: grpc.ServiceClientConstructor;
+  diff: grpc.ServiceClientConstructor;
   images: grpc.ServiceClientConstructor;
   leases: grpc.ServiceClientConstructor;
   namespaces: grpc.ServiceClientConstructor;
@@ -60,6 +62,7 @@ export function containerdProtos(): { definition: grpc.GrpcObject; services: Con
     definition,
     services: {
       content: svc("containerd.services.content.v1.Content"),
+      diff: svc("containerd.services.diff.v1.Diff"),
       images: svc("containerd.services.images.v1.Images"),
       leases: svc("containerd.services.leases.v1.Leases"),
       namespaces: svc("containerd.services.namespaces.v1.Namespaces"),
