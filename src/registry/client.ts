@@ -9,6 +9,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
+import { rootCertificates } from "node:tls";
 import { Agent, type Dispatcher } from "undici";
 import {
   MediaTypeDockerSchema2Manifest, MediaTypeDockerSchema2ManifestList, MediaTypeImageIndex, MediaTypeImageManifest,
@@ -83,6 +84,8 @@ interface Target {
   actions: Action[];
   /** Other repositories the request needs access to (a mount's source repository). */
   also?: AuthScope["also"];
+  /** More endpoints follow: an unreachable one is given up at once instead of retried. */
+  failFast?: boolean;
 }
 
 interface RequestSpec {
@@ -247,6 +250,8 @@ export class RegistryClient {
   private readonly timeoutMs: number;
   private readonly chunkSize: number;
   private readonly multiRangeUnsupported = new Set<string>();
+  /** Mirror URLs found unreachable → until when they are skipped. */
+  private readonly downUntil = new Map<string, number>();
   private closed = false;
 
   constructor(opts: RegistryClientOptions = {}) {
@@ -399,9 +404,12 @@ export class RegistryClient {
   async *blobStream(refLike: RefLike, digest: string, opts: { size?: number } = {}): AsyncGenerator<Uint8Array, void, undefined> {
     const ref = toRef(refLike);
     const { hash, algorithm } = digester(digest);
-    const eps = await this.endpointsFor(ref.host, "pull");
-    const t: Target = { ref, ep: eps[0]!, actions: ["pull"] };
-    const url = this.repoUrl(t, `/blobs/${digest}`);
+    const eps = this.liveEndpoints(await this.endpointsFor(ref.host, "pull"));
+    // mirrors first: until the first byte arrives, a missing blob or an unreachable/failing mirror
+    // moves on to the next endpoint; once bytes flow, resumes stay with the endpoint serving them
+    let epIndex = 0;
+    let t: Target = { ref, ep: eps[0]!, actions: ["pull"] };
+    let url = this.repoUrl(t, `/blobs/${digest}`);
     const retries = this.opts.retries ?? 4;
     let received = 0;
     let pending: Uint8Array | undefined;
@@ -439,9 +447,20 @@ export class RegistryClient {
         break;
       } catch (e) {
         if (res) res.body.destroy();
+        if (received === 0 && epIndex + 1 < eps.length) {
+          const err = e instanceof RetryableError ? e.final : e;
+          if (err instanceof NotFoundError || err instanceof UnavailableError || isRetryableNetworkError(err) || tlsProblem(err)) {
+            if (isUnreachable(err)) this.markDown(eps[epIndex]!);
+            epIndex++;
+            t = { ref, ep: eps[epIndex]!, actions: ["pull"] };
+            url = this.repoUrl(t, `/blobs/${digest}`);
+            failures = 0;
+            continue;
+          }
+        }
         const retryAfter = e instanceof RetryableError ? e.retryAfterMs : undefined;
         const retryable = e instanceof RetryableError || isRetryableNetworkError(e);
-        if (!retryable || failures >= retries) throw e instanceof RetryableError ? e.final : e;
+        if (!retryable || failures >= retries) throw this.networkError("GET blob", url, e instanceof RetryableError ? e.final : e);
         failures++;
         await sleep(backoffDelay(failures, this.opts, retryAfter));
       } finally {
@@ -550,10 +569,10 @@ export class RegistryClient {
       const uploads = this.repoUrl(t, "/blobs/uploads/");
       let location: string;
       if (opts.mountFrom !== undefined) {
-        const q = new URLSearchParams({ mount: desc.digest, from: opts.mountFrom });
+        const mountUrl = withQuery(uploads, { mount: desc.digest, from: opts.mountFrom });
         // Bearer tokens are per repository: the mount also needs pull on the source repository
         const mt: Target = { ...t, also: [{ repository: opts.mountFrom, actions: ["pull"] }] };
-        const r = await this.call(mt, "POST blob mount", { method: "POST", url: `${uploads}?${q}` }, [201, 202], async (res) => {
+        const r = await this.call(mt, "POST blob mount", { method: "POST", url: mountUrl }, [201, 202], async (res) => {
           await discard(res.body);
           return { status: res.status, location: locationOf(res) };
         });
@@ -646,7 +665,7 @@ export class RegistryClient {
     const ref = toRef(refLike);
     return this.withEndpoints(ref, "pull", ["pull"], async (t) => {
       const tags: string[] = [];
-      let url: string | undefined = `${this.repoUrl(t, "/tags/list")}${opts.pageSize ? `?n=${opts.pageSize}` : ""}`;
+      let url: string | undefined = opts.pageSize ? withQuery(this.repoUrl(t, "/tags/list"), { n: String(opts.pageSize) }) : this.repoUrl(t, "/tags/list");
       for (let pages = 0; url && pages < 10_000; pages++) {
         const page: { tags: string[]; next: string | undefined } = await this.call(t, "GET tags", { method: "GET", url }, [200], async (res) => {
           const body = JSON.parse(new TextDecoder().decode(await readAll(res.body, 64 << 20))) as { tags?: unknown };
@@ -671,7 +690,7 @@ export class RegistryClient {
     const filter = (ds: Descriptor[]) => (artifactType === undefined ? ds : ds.filter((d) => d.artifactType === artifactType));
     const api = await this.withEndpoints(ref, "pull", ["pull"], async (t) => {
       const out: Descriptor[] = [];
-      let url: string | undefined = this.repoUrl(t, `/referrers/${subject}`) + (artifactType !== undefined ? `?${new URLSearchParams({ artifactType })}` : "");
+      let url: string | undefined = artifactType !== undefined ? withQuery(this.repoUrl(t, `/referrers/${subject}`), { artifactType }) : this.repoUrl(t, `/referrers/${subject}`);
       for (let pages = 0; url && pages < 10_000; pages++) {
         let page: { ds: Descriptor[]; next: string | undefined } | undefined;
         try {
@@ -736,8 +755,10 @@ export class RegistryClient {
   // ----------------------------------------------------------------------------------------------
   // Plumbing
 
-  private retryOpts() {
-    return { retries: this.opts.retries ?? 4, baseDelayMs: this.opts.baseDelayMs ?? 200, maxDelayMs: this.opts.maxDelayMs ?? 10_000 };
+  private retryOpts(t?: Target) {
+    const o = { retries: this.opts.retries ?? 4, baseDelayMs: this.opts.baseDelayMs ?? 200, maxDelayMs: this.opts.maxDelayMs ?? 10_000 };
+    // a mirror that cannot be reached is left for the next endpoint, not waited for
+    return t?.failFast ? { ...o, giveUp: isUnreachable } : o;
   }
 
   private async endpointsFor(host: string, cap: Capability): Promise<RegistryEndpoint[]> {
@@ -752,31 +773,53 @@ export class RegistryClient {
     return [{ url: `${plain ? "http" : "https"}://${h}`, capabilities: ["pull", "resolve", "push"] }];
   }
 
-  /** Tries endpoints in order (mirrors first); NotFound/Unavailable/network errors move on. */
+  /**
+   * Tries endpoints in order (mirrors first); NotFound/Unavailable/network/TLS errors move on. An
+   * endpoint that is not the last is not retried when unreachable, and is skipped for a while after.
+   */
   private async withEndpoints<T>(ref: ImageRef, cap: Capability, actions: Action[], fn: (t: Target) => Promise<T>): Promise<T> {
     if (this.closed) throw new UnavailableError("registry client is closed");
-    const eps = await this.endpointsFor(ref.host, cap);
+    const eps = this.liveEndpoints(await this.endpointsFor(ref.host, cap));
     let last: unknown;
     for (let i = 0; i < eps.length; i++) {
+      const hasNext = i + 1 < eps.length;
       try {
-        return await fn({ ref, ep: eps[i]!, actions });
+        return await fn({ ref, ep: eps[i]!, actions, ...(hasNext ? { failFast: true } : {}) });
       } catch (e) {
         last = e;
-        const next = i + 1 < eps.length && (e instanceof NotFoundError || e instanceof UnavailableError || isRetryableNetworkError(e));
+        if (hasNext && isUnreachable(e)) this.markDown(eps[i]!);
+        const next = hasNext && (e instanceof NotFoundError || e instanceof UnavailableError || isRetryableNetworkError(e));
         if (!next) throw e;
       }
     }
     throw last;
   }
 
+  /** Endpoints not recently found unreachable (all of them if that would leave none). */
+  private liveEndpoints(eps: RegistryEndpoint[]): RegistryEndpoint[] {
+    const now = Date.now();
+    const live = eps.filter((e) => (this.downUntil.get(e.url) ?? 0) <= now);
+    return live.length ? live : eps;
+  }
+
+  private markDown(ep: RegistryEndpoint): void {
+    this.downUntil.set(ep.url, Date.now() + DOWN_FOR_MS);
+  }
+
+  /**
+   * `<endpoint>/v2/<repository><suffix>`; a mirror (an endpoint on another host than the image's
+   * registry) also gets containerd's `?ns=<registry host>` so it knows which upstream is meant.
+   */
   private repoUrl(t: Target, suffix: string): string {
     const base = t.ep.overridePath ? t.ep.url.replace(/\/+$/, "") : `${t.ep.url.replace(/\/+$/, "")}/v2`;
-    return `${base}/${t.ref.repository}${suffix}`;
+    const url = `${base}/${t.ref.repository}${suffix}`;
+    return new URL(t.ep.url).host === t.ref.host ? url : withQuery(url, { ns: t.ref.host });
   }
 
   private agentFor(ep: RegistryEndpoint | undefined): Agent {
-    const tls = ep && (ep.skipVerify || ep.caFile || ep.clientCert)
-      ? { skipVerify: !!ep.skipVerify, caFile: ep.caFile, cert: ep.clientCert?.cert, key: ep.clientCert?.key }
+    const caFiles = ep?.caFiles ?? (ep?.caFile ? [ep.caFile] : undefined);
+    const tls = ep && (ep.skipVerify || caFiles || ep.clientCert)
+      ? { skipVerify: !!ep.skipVerify, caFiles, cert: ep.clientCert?.cert, key: ep.clientCert?.key }
       : undefined;
     const key = tls ? JSON.stringify(tls) : "";
     let a = this.agents.get(key);
@@ -784,7 +827,8 @@ export class RegistryClient {
       const connect: Record<string, unknown> = { timeout: this.opts.connectTimeoutMs ?? 10_000 };
       if (tls) {
         if (tls.skipVerify) connect.rejectUnauthorized = false;
-        if (tls.caFile) connect.ca = readFileSync(tls.caFile);
+        // the system roots stay trusted too (containerd appends `ca` files to the system pool)
+        if (tls.caFiles) connect.ca = [...rootCertificates, ...tls.caFiles.map((f) => readFileSync(f, "utf8"))];
         if (tls.cert) connect.cert = readFileSync(tls.cert);
         if (tls.key) connect.key = readFileSync(tls.key);
       }
@@ -888,14 +932,65 @@ export class RegistryClient {
         res.body.destroy();
         throw e;
       }
-    }), this.retryOpts()).catch((e: unknown) => {
-      if (e instanceof RegistryError) throw e;
-      if (isRetryableNetworkError(e)) {
-        throw new UnavailableError(`${what}: ${redactUrl(spec.url)}: ${(e as Error).message}`, { cause: e, url: redactUrl(spec.url) });
-      }
-      throw e;
+    }), this.retryOpts(t)).catch((e: unknown) => {
+      throw this.networkError(what, spec.url, e);
     });
   }
+
+  /** Network and TLS failures as typed errors naming the request (others pass through). */
+  private networkError(what: string, url: string, e: unknown): unknown {
+    if (e instanceof RegistryError) return e;
+    const tls = tlsProblem(e);
+    if (tls) {
+      return new UnavailableError(`${what}: ${redactUrl(url)}: TLS: ${tls} (trust the registry's CA with \`ca\` in hosts.toml, or set skip_verify = true)`, {
+        cause: e, url: redactUrl(url),
+      });
+    }
+    if (isRetryableNetworkError(e)) {
+      const code = networkCode(e);
+      return new UnavailableError(`${what}: ${redactUrl(url)}: ${code ? `${code}: ` : ""}${(e as Error).message}`, { cause: e, url: redactUrl(url) });
+    }
+    return e;
+  }
+}
+
+/** How long an unreachable mirror is skipped. */
+const DOWN_FOR_MS = 30_000;
+
+const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT", "ENOTFOUND", "EAI_AGAIN"]);
+
+function networkCode(e: unknown): string | undefined {
+  for (let x: unknown = e, depth = 0; x && typeof x === "object" && depth < 5; depth++) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    x = (x as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Nothing answered at all (refused, unroutable, connect timeout, no such host). */
+function isUnreachable(e: unknown): boolean {
+  for (let x: unknown = e, depth = 0; x && typeof x === "object" && depth < 5; depth++) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === "string" && UNREACHABLE_CODES.has(code)) return true;
+    x = (x as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** A certificate/handshake failure, described; undefined for anything else. */
+function tlsProblem(e: unknown): string | undefined {
+  for (let x: unknown = e, depth = 0; x && typeof x === "object" && depth < 5; depth++) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === "string" && /^(CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|ERR_TLS_|ERR_SSL_|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME)/.test(code)) {
+      const why = code === "SELF_SIGNED_CERT_IN_CHAIN" || code === "DEPTH_ZERO_SELF_SIGNED_CERT" || code.startsWith("UNABLE_TO_")
+        ? "certificate signed by an unknown authority"
+        : "handshake failed";
+      return `${why} (${code}: ${(x as Error).message})`;
+    }
+    x = (x as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 function toRef(r: RefLike): ImageRef {

@@ -85,14 +85,19 @@ export class RetryableError extends Error {
  */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
-  opts: RetryOptions & { signal?: AbortSignal; onRetry?: (err: unknown, attempt: number, delayMs: number) => void } = {},
+  opts: RetryOptions & {
+    signal?: AbortSignal;
+    onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+    /** Failures not worth retrying here after all (e.g. an unreachable mirror with a fallback). */
+    giveUp?: (err: unknown) => boolean;
+  } = {},
 ): Promise<T> {
   const retries = opts.retries ?? 4;
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      const retryable = err instanceof RetryableError || isRetryableNetworkError(err);
+      const retryable = (err instanceof RetryableError || isRetryableNetworkError(err)) && !opts.giveUp?.(err);
       if (!retryable || attempt >= retries || opts.signal?.aborted) {
         throw err instanceof RetryableError ? err.final : err;
       }

@@ -44,6 +44,8 @@ export interface RegistryEndpoint {
   /** TLS: skip verification / CA bundle / client cert. */
   skipVerify?: boolean;
   caFile?: string;
+  /** Every CA file (hosts.toml `ca` may list several); `caFile` is the first. */
+  caFiles?: string[];
   clientCert?: { cert: string; key: string };
   /** Extra headers (hosts.toml `[header]`). */
   headers?: Record<string, string>;

@@ -17,7 +17,7 @@ export interface RegistryServer {
   host: string;
   url: string;
   dir: string;
-  /** "METHOD /path" of every request served, in order (only with `accessLog: true`). */
+  /** "METHOD /path?query STATUS" of every request served, in order (only with `accessLog: true`). */
   requests: string[];
   stop(): Promise<void>;
 }
@@ -42,7 +42,7 @@ function authConfig(opts: RegistryOptions): string[] {
   return [];
 }
 
-const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+"/;
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3})/;
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -93,7 +93,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       partial = lines.pop()!;
       for (const l of lines) {
         const m = ACCESS_LINE.exec(l);
-        if (m) requests.push(`${m[1]} ${m[2]}`);
+        if (m) requests.push(`${m[1]} ${m[2]} ${m[3]}`);
       }
     });
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
