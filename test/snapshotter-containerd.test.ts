@@ -3,13 +3,17 @@
 // layers, a whiteout) imported and unpacked into our snapshotter, containers run with runc over
 // the overlay mounts we hand out, snapshot inspection with ctr, restart of our server, and image
 // removal driving containerd's GC (Remove leaves first, then Cleanup).
-import { execFile } from "node:child_process";
-import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import * as grpc from "@grpc/grpc-js";
+import { execFile, execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountPointsUnder } from "../src/snapshotter/mountinfo.js";
+import { snapshotsService } from "../src/snapshotter/proto.js";
+import type { RemotePreparer, RemotePrepareRequest } from "../src/snapshotter/remote.js";
 import { startSnapshotterServer, type SnapshotterServer } from "../src/snapshotter/server.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 
@@ -32,8 +36,27 @@ const logger = {
   error: (msg: string, f?: object) => calls.push(`ERROR ${msg} ${JSON.stringify(f)}`),
 };
 
+/**
+ * Stands in for the FUSE layer: a Prepare carrying a layer digest label is "mounted remotely" as
+ * a tmpfs holding one file named after the layer. Everything else is left to containerd.
+ */
+const remoteRequests: RemotePrepareRequest[] = [];
+const remote: RemotePreparer = {
+  async prepare(req) {
+    const digest = req.labels["containerd.io/snapshot/cri.layer-digest"];
+    if (!digest) return { outcome: "defer", reason: "no layer digest" };
+    remoteRequests.push(req);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "soci-test", req.mountpoint]);
+    writeFileSync(join(req.mountpoint, digest.replace(":", "-")), `${digest}\n`);
+    return { outcome: "remote" };
+  },
+  async unmount(mountpoint) {
+    execFileSync("umount", [mountpoint]);
+  },
+};
+
 const startServer = async () => {
-  server = await startSnapshotterServer({ address: sock, root: snapRoot, logger });
+  server = await startSnapshotterServer({ address: sock, root: snapRoot, logger, remote, allowInvalidMountsOnRestart: true });
 };
 
 /** Builds a two-layer OCI image: busybox + /etc/x + /etc/gone, then /etc/y and /etc/gone deleted. */
@@ -173,6 +196,52 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
     expect(await runContainer("c3", "echo again; cat /etc/y")).toBe("again\ny from the second layer\n");
   });
 
+  it("takes remote snapshots through containerd's AlreadyExists handshake", async () => {
+    // containerd's own snapshots API, called the way its client unpacker calls it (namespace
+    // header to containerd; containerd itself sends none to us)
+    const Ctor = snapshotsService();
+    const c = new Ctor(`unix:${ctd!.socket}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const md = new grpc.Metadata();
+    md.set("containerd-namespace", "lazy");
+    const call = (rpc: string, req: object) =>
+      new Promise<any>((ok, fail) => c[rpc]!.call(c, { snapshotter: "soci", ...req }, md, (e: Error | null, r: unknown) => (e ? fail(e) : ok(r))));
+    const layer = (chain: string, digest: string) => ({
+      "containerd.io/snapshot.ref": chain,
+      "containerd.io/snapshot/cri.layer-digest": digest,
+      "containerd.io/snapshot/cri.image-ref": "example.com/lazy:1",
+    });
+    try {
+      const e1 = await call("Prepare", { key: "extract-1 sha256:ch1", parent: "", labels: layer("sha256:ch1", "sha256:d1") }).catch((e) => e);
+      expect(e1.code).toBe(grpc.status.ALREADY_EXISTS);
+      const e2 = await call("Prepare", { key: "extract-2 sha256:ch2", parent: "sha256:ch1", labels: layer("sha256:ch2", "sha256:d2") }).catch((e) => e);
+      expect(e2.code).toBe(grpc.status.ALREADY_EXISTS);
+      // the namespace came from the backend key's prefix
+      expect(remoteRequests.map((r) => [r.namespace, r.target, r.parent])).toEqual([
+        ["lazy", "sha256:ch1", ""],
+        ["lazy", "sha256:ch2", "sha256:ch1"],
+      ]);
+      // containerd found our commits by List and recorded them under the chain IDs
+      expect((await call("Stat", { key: "sha256:ch2" })).info).toMatchObject({ name: "sha256:ch2", parent: "sha256:ch1", kind: "COMMITTED" });
+
+      // a container snapshot on the remote layers: containerd hands out our overlay of both
+      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "prepare", "lazy-ctr", "sha256:ch2"], { namespace: "lazy" });
+      const cmd = (await ctd!.ctr(["snapshots", "--snapshotter", "soci", "mounts", join(dir, "lazy-mnt"), "lazy-ctr"], { namespace: "lazy" })).stdout;
+      await mkdir(join(dir, "lazy-mnt"));
+      execFileSync("sh", ["-c", cmd]);
+      try {
+        expect((await readdir(join(dir, "lazy-mnt"))).sort()).toEqual(["sha256-d1", "sha256-d2"]);
+        expect(await readFile(join(dir, "lazy-mnt", "sha256-d1"), "utf8")).toBe("sha256:d1\n");
+      } finally {
+        execFileSync("umount", [join(dir, "lazy-mnt")]);
+      }
+      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "rm", "lazy-ctr", "sha256:ch2", "sha256:ch1"], { namespace: "lazy" });
+    } finally {
+      c.close();
+    }
+    // until containerd's next GC the backend still holds (and mounts) them
+    expect(await mountPointsUnder(join(snapRoot, "snapshots"))).toHaveLength(2);
+  });
+
   it("removes the snapshots and their directories when the image is removed", async () => {
     const before = await readdir(join(snapRoot, "snapshots"));
     expect(before.length).toBeGreaterThanOrEqual(2);
@@ -181,6 +250,8 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
     expect(server!.snapshotter.list([])).toEqual([]);
     // containerd's GC ends with Cleanup, which deleted the directories
     expect(await readdir(join(snapRoot, "snapshots"))).toEqual([]);
+    // the remote layers were unmounted by Cleanup
+    expect(await mountPointsUnder(join(snapRoot, "snapshots"))).toEqual([]);
     expect(calls.filter((c) => c.startsWith("ERROR"))).toEqual([]);
   });
 });
