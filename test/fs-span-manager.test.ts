@@ -2,7 +2,7 @@
 // states, verification and refetch limits, gzip header checks, ztoc consistency checks, cache
 // file formats and damage, the memory bound, and reads when the disk cache cannot be written.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -174,6 +174,21 @@ describe("span states and the cache", () => {
       const ok = m.uncompressedRange(s + 2);
       expect(Buffer.from(await m.read(ok.start, ok.end)).equals(tarBytes.subarray(ok.start, ok.end))).toBe(true);
     }
+  });
+
+  it("temp files a crashed writer left behind are swept when the layer is opened again", async () => {
+    const l = layer("tar");
+    const root = join(dir, "sweep");
+    const m = await open(l, { root });
+    const u = m.uncompressedRange(1);
+    await m.read(u.start, u.end);
+    const wip = join(root, l.digest.slice(7), "wip");
+    await writeFile(join(wip, "1-deadbeef"), "half a span");
+    await writeFile(join(wip, "2-cafe"), "a live writer's file");
+    const old = new Date(Date.now() - 3600_000);
+    await utimes(join(wip, "1-deadbeef"), old, old);
+    await open(l, { root });
+    expect(await readdir(wip)).toEqual(["2-cafe"]);
   });
 
   it("the memory LRU stays within its bound", async () => {

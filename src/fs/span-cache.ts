@@ -7,12 +7,14 @@
 // Files are written under `wip/` and renamed into place, so a crash leaves either no file or a
 // whole one; a torn, truncated or altered file fails its trailer check and is never served.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, readdir, rename, rm, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 const MAGIC = Buffer.from("SOCISPN1");
 const TRAILER = MAGIC.length + 32;
 export const DEFAULT_MEMORY_BYTES = 256 << 20;
+/** Temp files older than this are a crashed writer's leftovers. */
+const WIP_MAX_AGE_MS = 10 * 60_000;
 
 export interface SpanCacheOptions {
   /** Directory holding one subdirectory per layer. */
@@ -148,12 +150,24 @@ export class LayerSpanCache {
       if (code === "ENOENT" || code === "ENOTDIR") return found;
       throw e;
     }
+    if (names.includes("wip")) await this.sweepWip();
     for (const n of names) {
       const m = /^(\d+)(\.z)?$/.exec(n);
       if (m) (m[2] ? found.compressed : found.uncompressed).add(Number(m[1]));
       else if (n === "header") found.header = true;
     }
     return found;
+  }
+
+  /** Removes temp files a crashed writer left (old enough that no live writer owns them). */
+  private async sweepWip(): Promise<void> {
+    const wip = join(this.dir, "wip");
+    const names = await readdir(wip).catch(() => [] as string[]);
+    const cutoff = Date.now() - WIP_MAX_AGE_MS;
+    await Promise.all(names.map(async (n) => {
+      const st = await stat(join(wip, n)).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await unlink(join(wip, n)).catch(() => undefined);
+    }));
   }
 
   /** An uncompressed span of `length` bytes from memory or disk; undefined when absent or damaged. */

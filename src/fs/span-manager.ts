@@ -275,14 +275,14 @@ export class SpanManager {
    * Uncompressed layer bytes [start, end) if every span holding them is hot in memory, else
    * undefined. Synchronous: the warm read path is a lookup and (at most) a copy.
    */
-  readHot(start: number, end: number): Uint8Array | undefined {
+  readHot(start: number, end: number, served = true): Uint8Array | undefined {
     if (end <= start) return new Uint8Array(0);
     const first = this.zinfo.spanForOffset(start);
     const last = this.zinfo.spanForOffset(end - 1);
     if (first === last) {
       const h = this.cache.hot(first);
       if (!h) return undefined;
-      this.counters.bytesServed += end - start;
+      if (served) this.counters.bytesServed += end - start;
       return h.subarray(start - this.uStart[first]!, end - this.uStart[first]!);
     }
     const parts: Uint8Array[] = [];
@@ -291,33 +291,34 @@ export class SpanManager {
       if (!h) return undefined;
       parts.push(h);
     }
-    this.counters.bytesServed += end - start;
+    if (served) this.counters.bytesServed += end - start;
     return this.assemble(parts, first, start, end);
   }
 
   /**
    * Uncompressed layer bytes [start, end): hot spans straight from memory, others from the disk
    * cache or the registry. The returned array may be a view of a cached span: do not modify it.
+   * `served` = false keeps internal reads (tar header checks) out of `bytesServed` and `readErrors`.
    */
-  read(start: number, end: number): Promise<Uint8Array> {
+  read(start: number, end: number, served = true): Promise<Uint8Array> {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.ztoc.uncompressedArchiveSize) {
       return Promise.reject(new SpanError(`invalid read [${start}, ${end}) of layer ${this.digest} (${this.ztoc.uncompressedArchiveSize} bytes uncompressed)`));
     }
-    const hot = this.readHot(start, end);
-    return hot ? Promise.resolve(hot) : this.readSlow(start, end);
+    const hot = this.readHot(start, end, served);
+    return hot ? Promise.resolve(hot) : this.readSlow(start, end, served);
   }
 
-  private async readSlow(start: number, end: number): Promise<Uint8Array> {
+  private async readSlow(start: number, end: number, served: boolean): Promise<Uint8Array> {
     const first = this.zinfo.spanForOffset(start);
     const last = this.zinfo.spanForOffset(end - 1);
     this.activity?.begin();
     try {
       const parts = await this.withDeadline(this.spans(first, last), `reading spans ${first}-${last}`);
       const out = this.assemble(parts, first, start, end);
-      this.counters.bytesServed += end - start;
+      if (served) this.counters.bytesServed += end - start;
       return out;
     } catch (e) {
-      this.counters.readErrors++;
+      if (served) this.counters.readErrors++;
       throw this.noteError(e);
     } finally {
       this.activity?.end();
