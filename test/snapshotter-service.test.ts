@@ -361,6 +361,11 @@ describe("snapshots service: remote snapshot hook", () => {
     });
     expect(await client.usage("sha256:c1")).toEqual({ size: 0, inodes: 0 });
 
+    // the same layer again (another namespace): answered from the store, not mounted twice
+    expect((await failure(client.prepare("ns2/1/extract-9 sha256:c1", "", labels))).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(remote.calls).toHaveLength(1);
+    expect(readdirSync(join(root, "snapshots"))).toEqual(["1"]);
+
     // the next layer: namespace from the header wins; parents' dirs passed along
     const md = new grpc.Metadata();
     md.set("containerd-namespace", "hdr");

@@ -32,9 +32,9 @@ const GRPC_CODE: Record<SnapshotErrorClass, Status> = {
 
 export class SnapshotError extends Error {
   override name = "SnapshotError";
-  /** @param context what failed, e.g. `snapshot "foo"`; the class text is appended */
-  constructor(readonly errorClass: SnapshotErrorClass, context: string, options?: ErrorOptions) {
-    super(`${context}: ${CLASS_TEXT[errorClass]}`, options);
+  /** @param context what failed, e.g. `snapshot foo`; the class text is appended */
+  constructor(readonly errorClass: SnapshotErrorClass, context: string, options?: ErrorOptions & { classTextIncluded?: boolean }) {
+    super(options?.classTextIncluded ? context : `${context}: ${CLASS_TEXT[errorClass]}`, options);
   }
 
   get grpcCode(): Status {
@@ -43,9 +43,7 @@ export class SnapshotError extends Error {
 
   /** The same class with more context in front, like Go's fmt.Errorf("…: %w"). */
   wrap(context: string): SnapshotError {
-    const e = new SnapshotError(this.errorClass, "x", { cause: this });
-    e.message = `${context}: ${this.message}`;
-    return e;
+    return new SnapshotError(this.errorClass, `${context}: ${this.message}`, { cause: this, classTextIncluded: true });
   }
 }
 

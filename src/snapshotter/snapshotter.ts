@@ -72,9 +72,15 @@ export class Snapshotter {
    * name and AlreadyExists tells containerd it needs nothing else.
    */
   async prepare(key: string, parent: string, labels: Labels, namespace: string): Promise<Mount[]> {
+    const target = labels[LABEL_TARGET_SNAPSHOT_REF] ?? "";
+    const wantsLayer = target !== "" && this.remote !== undefined;
+    if (wantsLayer && this.isCommittedLayer(target, parent)) {
+      // Already provided (e.g. the same image pulled in another namespace): containerd's List
+      // lookup finds it; mounting the layer a second time would only leave a mount to clean up.
+      throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
+    }
     const s = await this.createSnapshot("active", key, parent, labels);
-    const target = labels[LABEL_TARGET_SNAPSHOT_REF];
-    if (target === undefined || target === "" || !this.remote) return this.mountsFor(s, parent);
+    if (!wantsLayer || !this.remote) return this.mountsFor(s, parent);
 
     const remoteLabels: Labels = { ...labels, [LABEL_REMOTE_NAMESPACE]: namespace };
     const mountpoint = fsDir(this.snapshotsDir, s.id);
@@ -94,6 +100,7 @@ export class Snapshotter {
       this.log.warn("failed to prepare remote snapshot; deferring to container runtime", {
         key,
         parent,
+        "remote-snapshot-prepared": "false",
         "defer-snapshot-runtime": "true",
         error: (err as Error).message,
       });
@@ -123,6 +130,17 @@ export class Snapshotter {
       this.log.info("local snapshot successfully prepared", { key, parent, "local-snapshot-prepared": "true" });
     }
     throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
+  }
+
+  /** Whether `target` is a committed snapshot on `parent` made from the same layer label. */
+  private isCommittedLayer(target: string, parent: string): boolean {
+    try {
+      const { info } = this.store.getInfo(target);
+      return info.kind === "committed" && info.parent === parent && info.labels[LABEL_TARGET_SNAPSHOT_REF] === target;
+    } catch (err) {
+      if (isSnapshotError(err, "NotFound")) return false;
+      throw err;
+    }
   }
 
   /** View: a read-only snapshot of `parent`. */
