@@ -82,6 +82,36 @@ describe("content", () => {
     expect(stdout.trim().split("\n").slice(1).filter(Boolean)).toEqual([]);
   });
 
+  it("passes a failing input's error through, stops on abort, and leaves no ingest either way", async () => {
+    async function* failing() {
+      yield randomBytes(1 << 20);
+      throw new Error("source went away");
+    }
+    const err = await client.content.write(failing(), { digest: sha256(Buffer.from("x")), size: 2 << 20 }).catch((e: Error) => e);
+    expect((err as Error).message).toBe("source went away");
+
+    const ac = new AbortController();
+    async function* slow() {
+      yield randomBytes(1 << 20);
+      ac.abort();
+      await new Promise((r) => setTimeout(r, 50));
+      yield randomBytes(1 << 20);
+    }
+    const aborted = await client.content.write(slow(), { digest: sha256(Buffer.from("y")), size: 2 << 20 }, { signal: ac.signal }).catch((e: Error) => e);
+    expect(aborted).toMatchObject({ code: "Canceled" });
+    const { stdout } = await ctd.ctr(["content", "active"], { namespace: "soci-test" });
+    expect(stdout.trim().split("\n").slice(1).filter(Boolean)).toEqual([]);
+  });
+
+  it("lets concurrent writers of the same blob both succeed", async () => {
+    const data = randomBytes(2 << 20);
+    const d = { digest: sha256(data), size: data.length };
+    const rs = await Promise.all([client.content.write(data, d), client.content.write(data, d), client.content.write(data, d)]);
+    expect(rs.map((r) => r.digest)).toEqual([d.digest, d.digest, d.digest]);
+    expect(rs.filter((r) => !r.existed).length).toBeGreaterThanOrEqual(1);
+    expect(Buffer.from(await client.content.readAll(d.digest)).equals(data)).toBe(true);
+  });
+
   it("treats an existing blob as written and merges labels; labels can be set and removed", async () => {
     const data = Buffer.from("twice\n");
     const d = { digest: sha256(data), size: data.length };
@@ -317,8 +347,9 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
     expect(await sn.stat(chains[1]!)).toMatchObject({ kind: "COMMITTED", parent: chains[0], labels: { "containerd.io/snapshot.ref": chains[1] } });
     expect((await client.content.info(config.digest)).labels["containerd.io/gc.ref.snapshot.overlayfs"]).toBe(chains[1]);
 
-    // the merged view shows both layers
-    const mounts = await sn.view("unpack-view", chains[1]);
+    // the merged view shows both layers (a lease keeps the view from GC while we look)
+    const lease = await client.leases.create({ expiresInMs: 600_000 });
+    const mounts = await client.withLease(lease.id).snapshots("overlayfs").view("unpack-view", chains[1]);
     const mnt = await mkdtemp(join(tmpdir(), "ctd-mnt-"));
     try {
       await run("mount", ["-t", mounts[0]!.type, mounts[0]!.source, mnt, "-o", mounts[0]!.options.join(",")]);
@@ -333,6 +364,7 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
       await rm(mnt, { recursive: true, force: true });
     }
     await sn.remove("unpack-view");
+    await client.leases.delete(lease.id);
 
     const again = await unpackImage(client, name, "overlayfs");
     expect(again.layers.map((l) => l.outcome)).toEqual(["existing", "existing"]);

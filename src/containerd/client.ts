@@ -129,7 +129,8 @@ export class Rpc {
   duplex<Req, Res>(service: ServiceName, method: string, opts: CallOptions = {}): grpc.ClientDuplexStream<Req, Res> {
     const stub = this.conn.stubs[service];
     const call = stub[method]!(this.metadata(), opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {}) as grpc.ClientDuplexStream<Req, Res>;
-    onAbort(opts.signal, () => call.cancel());
+    const off = onAbort(opts.signal, () => call.cancel());
+    call.once("status", off);
     return call;
   }
 }

@@ -169,8 +169,10 @@ export class ContentService {
     const ref = opts.ref ?? `soci-${randomBytes(12).toString("hex")}`;
     const call = this.rpc.duplex<WriteRequest, WriteResponse>("content", "Write", opts);
     const responses = call[Symbol.asyncIterator]() as AsyncIterator<WriteResponse>;
+    // lock-step: containerd answers every message, so the answer is also the flow control
     const send = async (req: WriteRequest): Promise<WriteResponse> => {
-      await new Promise<void>((resolve, reject) => call.write(req, (err: Error | null | undefined) => (err ? reject(err) : resolve())));
+      if (opts.signal?.aborted) throw new ContainerdError("Canceled", `containerd content.Write ${ref}: canceled`);
+      call.write(req);
       const r = await responses.next();
       if (r.done) throw new Error(`containerd content.Write ${ref}: stream ended without an answer`);
       return r.value;

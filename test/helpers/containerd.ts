@@ -98,6 +98,10 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // if the test process ends without stop() (a timed-out hook), do not leave containerd running
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  void exited.then(() => process.off("exit", killOnExit));
 
   const ctr = async (args: string[], o: { namespace?: string } = {}) => {
     const ns = o.namespace ? ["--namespace", o.namespace] : [];
