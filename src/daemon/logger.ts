@@ -78,7 +78,7 @@ export class Logger {
   ) {}
 
   static create(opts: { sink: LogSink; level?: LogLevel; now?: () => number }): Logger {
-    return new Logger({ sink: opts.sink, level: opts.level ?? "info", now: opts.now ?? Date.now }, {});
+    return new Logger({ sink: opts.sink, level: opts.level ?? "info", now: opts.now ?? preciseNow }, {});
   }
 
   get level(): LogLevel {
@@ -148,4 +148,9 @@ export class Logger {
 /** The daemon's logger: JSON lines on stderr. */
 export function stderrLogger(level: LogLevel = "info"): Logger {
   return Logger.create({ sink: process.stderr, level });
+}
+
+/** Epoch milliseconds with sub-millisecond digits (the log's nanosecond field is not all zeros). */
+function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
 }

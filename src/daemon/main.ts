@@ -1,29 +1,80 @@
-// `soci-snapshotter-grpc`: the containerd proxy snapshotter daemon.
-import { Command } from "commander";
+// `soci-snapshotter-grpc`: the containerd proxy snapshotter daemon. A thin shell: flags and
+// environment, configuration, logger and metrics, then `runDaemon`.
+import { Command, Option } from "commander";
 import { packageVersion } from "../cli/version.js";
-import { NotImplementedError, reportAndExit } from "../cli/errors.js";
+import { reportAndExit } from "../cli/errors.js";
+import { DEFAULT_ADDRESS, DEFAULT_CONFIG_PATH, DEFAULT_ROOT_PATH, defaultConfigText, dumpConfig, loadConfig } from "./config/index.js";
+import { parseLogLevel, stderrLogger } from "./logger.js";
+import { SociMetrics } from "./metrics.js";
+import { runDaemon } from "./run.js";
 
-const program = new Command("soci-snapshotter-grpc")
+const PROGRAM = "soci-snapshotter-grpc";
+
+interface GlobalOptions {
+  address: string;
+  config: string;
+  logLevel: string;
+  root: string;
+}
+
+const program = new Command(PROGRAM)
   .description("containerd remote snapshotter that lazily loads SOCI-indexed images over FUSE")
-  .version(`soci-snapshotter-grpc version ${packageVersion()}`, "-v, --version")
-  .option("--address <path>", "gRPC socket", process.env.SOCI_SNAPSHOTTER_ADDRESS ?? "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock")
-  .option("--config <path>", "TOML config file", process.env.SOCI_SNAPSHOTTER_CONFIG ?? "/etc/soci-snapshotter-grpc/config.toml")
-  .option("--log-level <level>", "log level", process.env.SOCI_SNAPSHOTTER_LOG_LEVEL ?? "info")
-  .option("--root <dir>", "state directory", process.env.SOCI_SNAPSHOTTER_ROOT ?? "/var/lib/soci-snapshotter-grpc")
-  .action(() => {
-    throw new NotImplementedError("soci-snapshotter-grpc daemon");
+  .version(`${PROGRAM} version ${packageVersion()}`, "-v, --version")
+  .addOption(new Option("--address <path>", "address for the snapshotter's gRPC server").env("SOCI_SNAPSHOTTER_ADDRESS").default(DEFAULT_ADDRESS))
+  .addOption(new Option("--config <path>", "path to the configuration file").env("SOCI_SNAPSHOTTER_CONFIG").default(DEFAULT_CONFIG_PATH))
+  .addOption(
+    new Option("--log-level <level>", "set the logging level [trace, debug, info, warn, error, fatal, panic]")
+      .env("SOCI_SNAPSHOTTER_LOG_LEVEL")
+      .default("info"),
+  )
+  .addOption(new Option("--root <dir>", "path to the root directory for this snapshotter").env("SOCI_SNAPSHOTTER_ROOT").default(DEFAULT_ROOT_PATH))
+  .action(async (opts: GlobalOptions) => {
+    let level;
+    try {
+      level = parseLogLevel(opts.logLevel);
+    } catch (e) {
+      throw new Error(`failed to prepare logger: ${(e as Error).message}`);
+    }
+    const logger = stderrLogger(level);
+    logger.info("starting soci-snapshotter-grpc", { version: packageVersion(), revision: "" });
+    let cfg;
+    try {
+      cfg = await loadConfig(opts.config);
+    } catch (e) {
+      logger.withError(e).fatal((e as Error).message);
+      process.exit(1);
+    }
+    try {
+      await runDaemon(cfg, { address: opts.address, root: opts.root }, logger, new SociMetrics());
+    } catch {
+      process.exit(1); // runDaemon has logged why at fatal level
+    }
+    process.exit(0);
   })
   .showHelpAfterError();
 
 program.addCommand(
   new Command("config")
-    .description("print configuration")
-    .addCommand(new Command("default").description("print the default config").action(() => {
-      throw new NotImplementedError("config default");
-    }))
-    .addCommand(new Command("dump").description("print the effective config").action(() => {
-      throw new NotImplementedError("config dump");
-    })),
+    .description("Manage configuration")
+    .addCommand(
+      new Command("default").description("Print default configuration").action(() => {
+        process.stdout.write(defaultConfigText());
+      }),
+    )
+    .addCommand(
+      new Command("dump")
+        .description("Dump configuration")
+        .option("--config <path>", "path to the configuration file (overrides the global flag)")
+        .action(async (local: { config?: string }, cmd: Command) => {
+          const path = local.config ?? (cmd.optsWithGlobals() as GlobalOptions).config;
+          try {
+            process.stdout.write(dumpConfig(await loadConfig(path)));
+          } catch (e) {
+            stderrLogger().withError(e).fatal((e as Error).message);
+            process.exit(1);
+          }
+        }),
+    ),
 );
 
-program.parseAsync(process.argv).catch((err) => reportAndExit("soci-snapshotter-grpc", err));
+program.parseAsync(process.argv).catch((err) => reportAndExit(PROGRAM, err));
