@@ -384,6 +384,20 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
   });
 });
 
+describe("test helper", () => {
+  it("registers proxy snapshotter plugins in a second private containerd and cleans up after it", async () => {
+    const other = await startContainerd({ proxyPlugins: { soci: { address: "/tmp/soci-helper-test-nothing.sock" } } });
+    try {
+      const { stdout } = await other.ctr(["plugins", "ls"]);
+      expect(stdout).toMatch(/^io\.containerd\.snapshotter\.v1\s+soci\s/m);
+      expect(await readFile(other.configPath, "utf8")).toContain(`[proxy_plugins."soci"]`);
+    } finally {
+      await other.stop();
+    }
+    await expect(readFile(other.configPath)).rejects.toThrow(/ENOENT/);
+  });
+});
+
 describe("connection failures", () => {
   it("reports an address where nothing listens as Unavailable, naming the socket", async () => {
     const c = ContainerdClient.connect({ address: "unix:///tmp/no-such-containerd.sock", timeoutMs: 5000 });
