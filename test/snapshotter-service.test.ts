@@ -117,7 +117,8 @@ beforeEach(() => {
 });
 afterEach(async () => {
   await stop();
-  for (const mp of await mountPointsUnder(tmpdir())) if (mp.includes("snap-")) execFileSync("umount", ["-l", mp]);
+  // a failed test may leave mounts in our own temp dirs (never anyone else's)
+  for (const d of tmpRoots) for (const mp of await mountPointsUnder(d)) execFileSync("umount", ["-l", mp]);
 });
 afterAll(() => {
   for (const d of tmpRoots) rmSync(d, { recursive: true, force: true });
