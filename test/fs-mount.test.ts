@@ -26,6 +26,10 @@ import { cleanEntryName, resolvePath, stateJson, type LayerTree } from "../src/f
 import type { FileMetadata } from "../src/formats/toc.js";
 import type { LayerFileReader } from "../src/fs/types.js";
 import { FileLayerReader } from "./helpers/file-layer-reader.js";
+import { createLayerReader } from "../src/fs/layer-reader.js";
+import { FileBlobFetcher } from "../src/fs/blob-fetcher.js";
+import { SpanCache } from "../src/fs/span-cache.js";
+import { InflatePool } from "../src/wasm/pool.js";
 import {
   buildLayerFixture,
   buildLowerDir,
@@ -142,6 +146,7 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
   let extraction: TreeDump;
   let expected: TreeDump;
   const cleanups: (() => Promise<unknown>)[] = [];
+  const ztocs = new Map<LayerVariantName, Ztoc>();
 
   beforeAll(async () => {
     fx = await buildLayerFixture();
@@ -154,9 +159,18 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
     await fx?.cleanup();
   }, 120_000);
 
+  async function ztocFor(name: LayerVariantName): Promise<Ztoc> {
+    let z = ztocs.get(name);
+    if (!z) {
+      const v = fx.variants[name];
+      ztocs.set(name, (z = indexLayer(await readFile(v.path), v.compression, SPAN_SIZES[name])));
+    }
+    return z;
+  }
+
   async function mountVariant(name: LayerVariantName, extra: Partial<Parameters<typeof mountLayer>[0]> = {}, wrap?: (r: FileLayerReader) => LayerFileReader) {
     const v = fx.variants[name];
-    const ztoc = indexLayer(await readFile(v.path), v.compression, SPAN_SIZES[name]);
+    const ztoc = await ztocFor(name);
     const reader = await FileLayerReader.open(v.path, ztoc, v.digest);
     cleanups.push(() => reader.close());
     const mountpoint = join(fx.workDir, `mnt-${name}-${cleanups.length}`);
@@ -375,6 +389,69 @@ print(json.dumps({
     });
   });
 
+  it.runIf(canMount)("honours disabled xattrs, the user.overlay.opaque flavour, and statfs without a directory", async () => {
+    const plain = await mountVariant("gzip", { disableXattrs: true });
+    const user = await mountVariant("gzip", { opaqueXattr: "user.overlay.opaque" });
+    const script = String.raw`
+import os, sys, json
+a, b = sys.argv[1], sys.argv[2]
+def err(fn):
+    try:
+        return fn()
+    except OSError as e:
+        return e.errno
+s = os.statvfs(b)
+print(json.dumps({
+  "disabled_list": err(lambda: os.listxattr(a + "/usr/bin/ping")),
+  "disabled_get": err(lambda: os.getxattr(a + "/opt/app", "trusted.overlay.opaque")),
+  "disabled_set": err(lambda: os.setxattr(a + "/usr/bin/ping", "user.x", b"1")),
+  "user_get": err(lambda: os.getxattr(b + "/opt/app", "user.overlay.opaque").decode()),
+  "user_trusted": err(lambda: os.getxattr(b + "/opt/app", "trusted.overlay.opaque")),
+  "user_list": os.listxattr(b + "/opt/app"),
+  "statfs": [s.f_bsize, s.f_frsize, s.f_blocks, s.f_bfree, s.f_files, s.f_namemax],
+}))`;
+    const got = await py<Record<string, unknown>>(script, plain.mountpoint, user.mountpoint);
+    // ENOSYS from the filesystem: the kernel stops asking and reports EOPNOTSUPP
+    expect(got).toEqual({
+      disabled_list: 95,
+      disabled_get: 95,
+      disabled_set: 95,
+      user_get: "y",
+      user_trusted: 61,
+      user_list: ["user.overlay.opaque"],
+      statfs: [4096, 4096, 0, 0, 0, 255],
+    });
+  }, 60_000);
+
+  it.runIf(canMount)("refuses a ztoc whose tree cannot be built, leaving nothing mounted", async () => {
+    const v = fx.variants.gzip;
+    const good = await ztocFor("gzip");
+    const bad: Ztoc = { ...good, toc: [...good.toc, { ...good.toc[good.toc.length - 1]!, type: "hardlink", name: new TextEncoder().encode("x"), linkname: new TextEncoder().encode("no/such/file") }] };
+    const reader = await FileLayerReader.open(v.path, good, v.digest);
+    cleanups.push(() => reader.close());
+    const mountpoint = join(fx.workDir, "mnt-bad");
+    await mkdir(mountpoint, { recursive: true });
+    await expect(mountLayer({ mountpoint, ztoc: bad, digest: v.digest, reader })).rejects.toThrow(/"x" is a hardlink but cannot get link destination "no\/such\/file"/);
+    expect(await mountsAt(mountpoint)).toEqual([]);
+  });
+
+  it.runIf(canMount)("serves the same tree through the daemon's span manager (LayerReader over the blob file)", async () => {
+    const v = fx.variants.pigz;
+    const ztoc = await ztocFor("pigz");
+    const pool = new InflatePool({ threads: 2 });
+    cleanups.push(() => pool.destroy());
+    const fetcher = new FileBlobFetcher(v.path, v.digest, v.size);
+    cleanups.push(() => fetcher.close());
+    const reader = await createLayerReader({ ztoc, digest: v.digest, fetcher, cache: new SpanCache({ root: join(fx.workDir, "spancache") }), inflater: pool });
+    const mountpoint = join(fx.workDir, "mnt-span-manager");
+    await mkdir(mountpoint, { recursive: true });
+    const mounted = await mountLayer({ mountpoint, ztoc, digest: v.digest, reader });
+    cleanups.push(() => mounted.unmount());
+    expect(diffTrees(expected, await walkTree(mountpoint))).toEqual([]);
+    const text = (await runCommand("cat", [join(mountpoint, ".soci-snapshotter", `${v.digest}.json`)])).stdout;
+    expect(text).toBe(stateJson(reader.state()));
+  }, 120_000);
+
   it.runIf(canMount)("answers EIO (never a hang or wrong bytes) when the reader fails or stalls, and records it in the state file", async () => {
     const failing = "usr/bin/perl";
     const stalling = "usr/bin/sudo";
@@ -476,7 +553,7 @@ print(json.dumps({
 
     // mounting a layer there recovers the mountpoint
     const v = fx.variants.tar;
-    const ztoc = indexLayer(await readFile(v.path), "uncompressed", SPAN_SIZES.tar);
+    const ztoc = await ztocFor("tar");
     const reader = await FileLayerReader.open(v.path, ztoc, v.digest);
     cleanups.push(() => reader.close());
     const mounted: MountedLayer = await mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader });

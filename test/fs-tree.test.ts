@@ -33,7 +33,7 @@ import { GO_ZERO_TIME_UNIX } from "../src/formats/go-time.js";
 const enc = new TextEncoder();
 const bytes = (s: string | Uint8Array) => (typeof s === "string" ? enc.encode(s) : s);
 
-function fm(name: string | Uint8Array, type: EntryType, extra: Partial<Omit<FileMetadata, "name" | "linkname">> & { linkname?: string; xattrs?: { key: string; value: string | Uint8Array }[] } = {}): FileMetadata {
+function fm(name: string | Uint8Array, type: EntryType, extra: Partial<Omit<FileMetadata, "name" | "linkname" | "xattrs">> & { linkname?: string; xattrs?: { key: string; value: string | Uint8Array }[] } = {}): FileMetadata {
   const { linkname, xattrs, ...rest } = extra;
   return {
     name: bytes(name),

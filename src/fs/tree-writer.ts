@@ -11,7 +11,7 @@
 //
 // Times are set through Node, whose libuv truncates to microseconds: sub-microsecond digits of an
 // mtime are dropped (Docker and BuildKit layers carry whole seconds).
-import { chmod, link, lchown, lutimes, mkdir, open, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
+import { chmod, link, lchown, lutimes, mkdir, open, readFile, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
 import { Semaphore } from "../registry/semaphore.js";
 import type { TarEntry } from "../formats/tar.js";
 import { cleanComponents, resolveParent, show, UnsafePathError, type NodeKind, type TreeIndex } from "./safe-path.js";
@@ -65,6 +65,7 @@ export class TreeWriter implements TreeIndex {
   private readonly opaqueName: string;
   private readonly euid = process.geteuid?.() ?? 0;
   private readonly egid = process.getegid?.() ?? 0;
+  private readonly umask: Promise<number | undefined> = readUmask();
   private failure: { error: unknown } | undefined;
   private specialSeq = 0;
 
@@ -109,10 +110,11 @@ export class TreeWriter implements TreeIndex {
         this.nodes.set(rel, { kind: "other" });
         this.noteXattrs(rel, e, false);
         await this.task(rel, name, async () => {
-          const fh = await open(full, "wx", 0o600);
+          const created = await this.createMode(e);
+          const fh = await open(full, "wx", created);
           try {
             await writeAll(fh, body);
-            await this.finishFile(fh, e);
+            await this.finishFile(fh, e, created);
           } finally {
             await fh.close();
           }
@@ -161,7 +163,8 @@ export class TreeWriter implements TreeIndex {
     const { rel } = at;
     this.nodes.set(rel, { kind: "other" });
     this.noteXattrs(rel, e, false);
-    const fh = await this.guard(name, open(this.full(rel), "wx", 0o600));
+    const created = await this.createMode(e);
+    const fh = await this.guard(name, open(this.full(rel), "wx", created));
     let written = 0;
     let closed = false;
     return {
@@ -173,7 +176,7 @@ export class TreeWriter implements TreeIndex {
         closed = true;
         try {
           if (written !== e.size) throw new LayerEntryError(name, `entry ${show(name)}: got ${written} of ${e.size} bytes`);
-          await this.guard(name, this.finishFile(fh, e));
+          await this.guard(name, this.finishFile(fh, e, created));
         } finally {
           await fh.close();
         }
@@ -329,9 +332,19 @@ export class TreeWriter implements TreeIndex {
 
   // ---- leaves ------------------------------------------------------------------------------
 
-  private async finishFile(fh: FileHandle, e: TarEntry): Promise<void> {
-    if (e.uid !== this.euid || e.gid !== this.egid) await fh.chown(e.uid, e.gid);
-    await fh.chmod(e.mode & 0o7777); // after chown, which clears setuid/setgid
+  // The mode a new file is opened with: the final one when the umask leaves it intact (saving a
+  // chmod per file), else owner-only until finishFile sets it.
+  private async createMode(e: TarEntry): Promise<number> {
+    const mode = e.mode & 0o7777;
+    const umask = await this.umask;
+    return umask !== undefined && mode <= 0o777 && (mode & umask) === 0 ? mode : 0o600;
+  }
+
+  private async finishFile(fh: FileHandle, e: TarEntry, created: number): Promise<void> {
+    const chown = e.uid !== this.euid || e.gid !== this.egid;
+    if (chown) await fh.chown(e.uid, e.gid);
+    // After chown, which clears setuid/setgid (and a mode the umask would have cut).
+    if (chown || created !== (e.mode & 0o7777)) await fh.chmod(e.mode & 0o7777);
     await fh.utimes(...times(e));
   }
 
@@ -404,6 +417,16 @@ export class TreeWriter implements TreeIndex {
 
   private full(rel: string): Buffer {
     return rel === "" ? this.rootBytes : Buffer.concat([this.rootBytes, Buffer.from("/" + rel, "latin1")]);
+  }
+}
+
+// The process umask without changing it (process.umask() to read it is deprecated).
+async function readUmask(): Promise<number | undefined> {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(await readFile("/proc/self/status", "latin1"));
+    return m ? parseInt(m[1]!, 8) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
