@@ -5,8 +5,6 @@ import { packageVersion } from "../cli/version.js";
 import { reportAndExit } from "../cli/errors.js";
 import { DEFAULT_ADDRESS, DEFAULT_CONFIG_PATH, DEFAULT_ROOT_PATH, defaultConfigText, dumpConfig, loadConfig } from "./config/index.js";
 import { parseLogLevel, stderrLogger } from "./logger.js";
-import { SociMetrics } from "./metrics.js";
-import { runDaemon } from "./run.js";
 
 const PROGRAM = "soci-snapshotter-grpc";
 
@@ -44,6 +42,8 @@ const program = new Command(PROGRAM)
       logger.withError(e).fatal((e as Error).message);
       process.exit(1);
     }
+    // Loaded only now: the service pulls in gRPC and SQLite, and a bad config must fail fast.
+    const [{ runDaemon }, { SociMetrics }] = await Promise.all([import("./run.js"), import("./metrics.js")]);
     try {
       await runDaemon(cfg, { address: opts.address, root: opts.root }, logger, new SociMetrics());
     } catch {
