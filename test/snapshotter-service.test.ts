@@ -266,11 +266,17 @@ describe("snapshots service: plain overlay snapshots", () => {
     await client.prepare("b", "base");
     await client.prepare("c");
     mkdirSync(join(root, "snapshots", "new-leftover"));
-    mkdirSync(join(root, "snapshots", "999"));
+    // an orphan with something still mounted on it: unmounted, never deleted through
+    const outside = tmp("snap-outside-");
+    writeFileSync(join(outside, "keep"), "must survive");
+    mkdirSync(join(root, "snapshots", "999", "fs"), { recursive: true });
+    execFileSync("mount", ["--bind", outside, join(root, "snapshots", "999", "fs")]);
     await client.remove("b");
     expect(existsSync(join(root, "snapshots", "2"))).toBe(true); // Remove only forgets
     await client.cleanup();
     expect(readdirSync(join(root, "snapshots")).sort()).toEqual(["1", "3"]);
+    expect(readFileSync(join(outside, "keep"), "utf8")).toBe("must survive");
+    expect(await mountPointsUnder(join(root, "snapshots"))).toEqual([]);
     await client.remove("base");
     await client.remove("c");
     await client.cleanup();

@@ -24,10 +24,10 @@ export async function removeOrphans(
   const live = liveIds();
   const orphans = names.filter((n) => !live.has(directoryId(n))).map((n) => join(snapshotsDir, n));
   if (orphans.length === 0) return [];
-  const mounted = new Set(await mountPoints());
+  // Deepest first; rm -r would otherwise descend into a mounted layer and delete its files.
+  const mounted = (await mountPoints()).reverse();
   for (const dir of orphans) {
-    const mp = join(dir, "fs");
-    if (mounted.has(mp)) await unmount(mp);
+    for (const mp of mounted.filter((m) => m === dir || m.startsWith(dir + "/"))) await unmount(mp);
     await rm(dir, { recursive: true, force: true });
   }
   return orphans;

@@ -62,6 +62,8 @@ export function snapshotsServiceImpl(snapshotter: Snapshotter, logger: Snapshott
   const unary =
     <R>(rpc: string, fn: (call: Call<R>) => Promise<unknown> | unknown) =>
     (call: Call<R>, callback: Callback) => {
+      const { key, parent, name } = call.request as { key?: string; parent?: string; name?: string };
+      logger.debug(rpc, { key, parent, name });
       Promise.resolve()
         .then(() => fn(call))
         .then(
