@@ -67,6 +67,14 @@ function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === "number" && "details" in err;
 }
 
+/** grpc-js's connection failure text without its boilerplate: `connect ENOENT /run/….sock`. */
+function connectionDetails(details: string): string {
+  return details
+    .replace(/\s*Resolution note:.*$/s, "")
+    .replace(/^No connection established\. Last error: (?:Error: )?/, "")
+    .replace(/\.$/, "");
+}
+
 /**
  * The typed error for a failed call `op` (e.g. `content.Info`). `address` goes into the message
  * when containerd cannot be reached at all.
@@ -87,7 +95,7 @@ export function fromGrpcError(err: unknown, op: string, address: string): Error 
     case Status.OUT_OF_RANGE:
       return new InvalidArgumentError(msg, err.code, opts);
     case Status.UNAVAILABLE:
-      return new UnavailableError(`containerd at ${address} is not reachable (${op}): ${details}`, err.code, opts);
+      return new UnavailableError(`containerd at ${address} is not reachable (${op}): ${connectionDetails(details)}`, err.code, opts);
     case Status.UNIMPLEMENTED:
       return new ContainerdError("NotImplemented", msg, err.code, opts);
     case Status.CANCELLED:
