@@ -151,6 +151,9 @@ describe("no secrets in the output", () => {
     );
     expect(redactUrl("https://bob:pw@r.io/v2/")).toBe("https://bob:xxxxx@r.io/v2/");
     expect(redactUrl("http://r.io/v2/?flag")).toBe("http://r.io/v2/?flag");
+    expect(redact("GET https://r.io/x?sig=ab,cd, retrying (see https://r.io/y?q=1).")).toBe(
+      "GET https://r.io/x?sig=redacted, retrying (see https://r.io/y?q=redacted).",
+    );
   });
 
   it("leaves the messages and keys the tests match untouched", () => {

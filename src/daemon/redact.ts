@@ -51,7 +51,11 @@ export function redact(text: string): string {
   if (text === "") return text;
   return text
     .replace(PEM_BLOCK, "[redacted PEM block]")
-    .replace(URL_RE, redactUrl)
+    .replace(URL_RE, (url) => {
+      // sentence punctuation after a URL is not part of it
+      const tail = /[.,;:!?)\]]*$/.exec(url)![0];
+      return redactUrl(url.slice(0, url.length - tail.length)) + tail;
+    })
     .replace(AUTH_HEADER, (_m, name: string, sep: string) => `${name}${sep}${MASK}`)
     .replace(SCHEME_VALUE, MASK)
     .replace(SECRET_QUOTED, (_m, q: string, key: string, sep: string) => `${q}${key}${q}${sep}${MASK}`)
