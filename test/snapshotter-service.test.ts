@@ -298,6 +298,22 @@ describe("snapshots service: plain overlay snapshots", () => {
     await second.close();
   });
 
+  it("refuses to start where overlayfs cannot work (unless told to skip the check)", async () => {
+    // overlayfs cannot be the upper layer of another overlay
+    const d = tmp("snap-ovl-");
+    for (const x of ["l", "u", "w", "m"]) mkdirSync(join(d, x));
+    execFileSync("mount", ["-t", "overlay", "overlay", join(d, "m"), "-o", `lowerdir=${join(d, "l")},upperdir=${join(d, "u")},workdir=${join(d, "w")}`]);
+    try {
+      const opts = { address: join(d, "s.sock"), root: join(d, "m", "root") };
+      await expect(startSnapshotterServer(opts)).rejects.toThrow(`overlayfs is not usable on ${opts.root}`);
+      expect(readdirSync(opts.root)).toEqual(["snapshots"]); // scratch removed
+      const s2 = await startSnapshotterServer({ ...opts, skipOverlayCheck: true });
+      await s2.close();
+    } finally {
+      execFileSync("umount", [join(d, "m")]);
+    }
+  });
+
   it("refuses a socket path that is not a socket", async () => {
     const p = join(tmp("snap-sock-"), "file");
     writeFileSync(p, "");

@@ -21,6 +21,8 @@ export interface SnapshotterServerOptions {
   allowInvalidMountsOnRestart?: boolean;
   /** force `userxattr` on or off (default: only inside a user namespace) */
   userxattr?: boolean;
+  /** skip the startup check that overlayfs works under `root` */
+  skipOverlayCheck?: boolean;
 }
 
 export interface SnapshotterServer {
@@ -45,6 +47,7 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
     logger,
     userxattr: opts.userxattr,
     allowInvalidMountsOnRestart: opts.allowInvalidMountsOnRestart,
+    skipOverlayCheck: opts.skipOverlayCheck,
   });
 
   const server = new grpc.Server({

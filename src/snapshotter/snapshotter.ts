@@ -10,6 +10,7 @@ import { SnapshotError, isSnapshotError, unavailable } from "./errors.js";
 import { silentLogger, type SnapshotterLogger } from "./logger.js";
 import { forceUnmount, mountPoints, mountPointsUnder } from "./mountinfo.js";
 import { fsDir, needsUserxattr, snapshotMounts, type Mount } from "./overlay-mounts.js";
+import { checkOverlaySupported } from "./overlay-support.js";
 import {
   LABEL_HAS_SOCI_INDEX_DIGEST,
   LABEL_REMOTE,
@@ -29,6 +30,8 @@ export interface SnapshotterOptions {
   userxattr?: boolean;
   /** start even if a remote snapshot cannot be re-mounted (it then reports Unavailable) */
   allowInvalidMountsOnRestart?: boolean;
+  /** skip the startup check that overlayfs works under `root` (config skip_check_snapshotter_supported) */
+  skipOverlayCheck?: boolean;
 }
 
 export class Snapshotter {
@@ -56,6 +59,7 @@ export class Snapshotter {
     const root = resolve(opts.root);
     await mkdir(root, { recursive: true, mode: 0o700 });
     await mkdir(join(root, "snapshots"), { recursive: true, mode: 0o700 });
+    if (!opts.skipOverlayCheck) await checkOverlaySupported(root, opts.userxattr ?? needsUserxattr());
     const s = new Snapshotter(opts, SnapshotStore.open(join(root, "metadata.db")));
     try {
       await s.restore(opts.allowInvalidMountsOnRestart ?? false);
