@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { mkdir } from "node:fs/promises";
 import { chainIds, unpackImage } from "../src/containerd/unpack.js";
+import { parseManifest } from "../src/formats/oci.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";
 import {
@@ -371,6 +372,27 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
 
     await client.images.delete(name, { sync: true });
     expect(await sn.list()).toEqual([]);
+  });
+
+  it("fetches a missing layer blob through the caller's hook only when it must be extracted", async () => {
+    const l1 = await layer({ "lazy/one.txt": "one\n" });
+    const l2 = await layer({ "lazy/two.txt": "two\n" });
+    const name = "example.com/unpack/lazy:1";
+    const { manifest } = await importImage(name, [l1, l2]);
+    // drop the second layer's blob (the manifest's GC label is the only thing naming it)
+    const layers = parseManifest(await client.content.readAll(manifest.digest)).layers!;
+    await client.content.delete(layers[1]!.digest);
+    const fetched: string[] = [];
+    const res = await unpackImage(client, name, "overlayfs", {
+      fetchBlob: async (l, leased) => {
+        fetched.push(l.blob.digest);
+        await leased.content.write(l2.blob, { digest: l.blob.digest, size: l.blob.size });
+      },
+    });
+    expect(res.layers.map((l) => l.outcome)).toEqual(["applied", "applied"]);
+    expect(fetched).toEqual([layers[1]!.digest]);
+    await client.images.delete(name, { sync: true });
+    expect(await client.snapshots("overlayfs").list()).toEqual([]);
   });
 
   it("refuses a layer whose content does not match the config's diff ID and leaves no snapshot behind", async () => {

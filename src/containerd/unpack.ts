@@ -46,6 +46,12 @@ export interface UnpackResult {
 export interface UnpackOptions {
   /** Extra Prepare labels per layer (e.g. the soci remote-snapshot labels). */
   labels?: (layer: UnpackLayer, index: number, chainId: string) => Labels;
+  /**
+   * Called before a layer is extracted when its blob is not in containerd's content store: a
+   * lazy pull fetches it here (into the content store, under the client's lease), so layers a
+   * remote snapshotter provides are never downloaded.
+   */
+  fetchBlob?: (layer: UnpackLayer, client: ContainerdClient) => Promise<void>;
 }
 
 /** Unpacks `layers` (bottom first) into `snapshotter`. */
@@ -90,6 +96,7 @@ async function unpackOne(
       continue;
     }
     try {
+      if (opts.fetchBlob && !(await client.content.exists(layer.blob.digest))) await opts.fetchBlob(layer, client);
       const { mediaType, digest, size } = layer.blob;
       const applied = await client.diff.apply({ mediaType, digest, size }, mounts);
       if (applied.digest !== layer.diffId) {
