@@ -35,7 +35,13 @@ export function socketPath(address: string): string {
  * snapshotter. `metrics` is the handle the filesystem and the preparer should record into.
  */
 export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logger: Logger, metrics: SociMetrics): Promise<void> {
-  const address = socketPath(flags.address);
+  let address: string;
+  try {
+    address = socketPath(flags.address);
+  } catch (e) {
+    logger.withError(e).fatal("failed to serve snapshotter");
+    throw e;
+  }
   let server: SnapshotterServer | undefined;
   let metricsServer: MetricsServer | null = null;
   try {
