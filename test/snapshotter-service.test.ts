@@ -436,12 +436,13 @@ describe("snapshots service: remote snapshot hook", () => {
 
   it("defers to containerd when the preparer declines or fails", async () => {
     let n = 0;
-    await start(
-      new TmpfsPreparer(() => {
-        if (n++ === 0) return { outcome: "defer", reason: "no valid SOCI index found; deferring to container runtime" };
-        throw new Error("index fetch failed");
-      }),
-    );
+    const remote = new TmpfsPreparer((req) => {
+      if (n++ === 0) return { outcome: "defer", reason: "no valid SOCI index found; deferring to container runtime" };
+      // a failure after the layer got mounted: the mount must not stay in containerd's way
+      remote.mountLayer(req.mountpoint, req.target);
+      throw new Error("index fetch failed");
+    });
+    await start(remote);
     for (const key of ["default/1/extract-a sha256:a", "default/2/extract-b sha256:b"]) {
       const m = await client.prepare(key, "", { [ref]: key.split(" ")[1]! });
       expect(m[0]).toMatchObject({ type: "bind", options: ["rw", "rbind"] });
@@ -449,6 +450,8 @@ describe("snapshots service: remote snapshot hook", () => {
       await client.commit(key.replace("extract", "c"), key);
     }
     expect((await client.list()).map((i) => i.name)).toEqual(["default/1/c-a sha256:a", "default/2/c-b sha256:b"]);
+    expect(remote.unmounted).toEqual([join(root, "snapshots", "2", "fs")]);
+    expect(await mountPointsUnder(join(root, "snapshots"))).toEqual([]);
     // no label: the preparer is never asked
     await client.prepare("default/3/plain");
   });

@@ -51,7 +51,11 @@ export interface RemoteRestoreRequest {
 }
 
 export interface RemotePreparer {
-  /** Fill the new snapshot's directory for a labelled Prepare. A throw is treated as "defer". */
+  /**
+   * Fill the new snapshot's directory for a labelled Prepare. A throw is treated as "defer"; on
+   * "defer" or a throw the directory should be left empty and unmounted (a leftover mount is
+   * taken down before containerd gets the directory).
+   */
   prepare(req: RemotePrepareRequest): Promise<RemotePrepareResult>;
   /** Availability check of a remote snapshot before its mounts are handed out; throw if unusable. */
   check?(mountpoint: string, labels: Labels): Promise<void>;

@@ -108,6 +108,7 @@ export class Snapshotter {
         "defer-snapshot-runtime": "true",
         error: (err as Error).message,
       });
+      await this.clearMountpoint(mountpoint);
       return this.mountsFor(s, parent);
     }
     if (result.outcome === "defer") {
@@ -116,6 +117,7 @@ export class Snapshotter {
         parent,
         "defer-snapshot-runtime": "true",
       });
+      await this.clearMountpoint(mountpoint);
       return this.mountsFor(s, parent);
     }
 
@@ -134,6 +136,16 @@ export class Snapshotter {
       this.log.info("local snapshot successfully prepared", { key, parent, "local-snapshot-prepared": "true" });
     }
     throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
+  }
+
+  /**
+   * containerd will write the layer into this directory itself: a mount the preparer left
+   * behind (a half-done FUSE mount) must not stay in the way.
+   */
+  private async clearMountpoint(mountpoint: string): Promise<void> {
+    if (!(await mountPoints()).includes(mountpoint)) return;
+    this.log.warn("remote preparer left a mount on a deferred snapshot; unmounting", { mountpoint });
+    await this.unmount(mountpoint);
   }
 
   /** Whether `target` is a committed snapshot on `parent` made from the same layer label. */
