@@ -25,6 +25,7 @@ import type { InflatePool } from "../wasm/pool.js";
 import { fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type LayerZtoc } from "./soci-artifacts.js";
 import { mountLayer, unmountPath } from "./fuse-layer.js";
 import { createLayerReader } from "./layer-reader.js";
+import { SpanCache } from "./span-cache.js";
 import { RegistryBlobFetcher } from "./blob-fetcher.js";
 import { unpackLayer } from "./unpack-layer.js";
 
@@ -101,6 +102,7 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     log(`${e.message}: every layer is fetched and unpacked`);
   }
 
+  const spanCache = new SpanCache({ root: join(opts.root, "spancache") });
   const state = mountStateDir(opts.root, mountpoint);
   await rm(state, { recursive: true, force: true });
   await mkdir(join(state, "empty"), { recursive: true });
@@ -132,15 +134,20 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
       if (z) {
         const dir = join(state, "layers", String(i));
         await mkdir(dir, { recursive: true });
-        const reader = createLayerReader({
+        const reader = await createLayerReader({
           ztoc: z.ztoc,
           digest: layer.digest,
           fetcher: new RegistryBlobFetcher(opts.client, ref, layer.digest, layer.size),
-          cacheRoot: join(opts.root, "spancache"),
-          pool: opts.pool,
+          cache: spanCache,
+          inflater: opts.pool,
         });
-        const m = await mountLayer({ mountpoint: dir, ztoc: z.ztoc, digest: layer.digest, reader, disableXattrs: z.disableXattrs, statfsDir: opts.root });
-        lazy.push(m);
+        try {
+          const m = await mountLayer({ mountpoint: dir, ztoc: z.ztoc, digest: layer.digest, reader, disableXattrs: z.disableXattrs, statfsDir: opts.root });
+          lazy.push({ unmount: () => m.unmount().finally(() => reader.close()) });
+        } catch (e) {
+          reader.close();
+          throw e;
+        }
         layers[i] = { digest: layer.digest, mode: "lazy", dir };
       } else {
         const dir = join(opts.root, "layers", parseDigest(layer.digest).hex);
