@@ -120,6 +120,9 @@ describe("content", () => {
     const again = await client.content.write(data, d, { labels: { b: "2" } });
     expect(again.existed).toBe(true);
     expect((await client.content.info(d.digest)).labels).toEqual({ a: "1", b: "2" });
+    const wrongSize = await client.content.write(data, { digest: d.digest, size: d.size + 1 }).catch((e: Error) => e);
+    expect(wrongSize).toBeInstanceOf(FailedPreconditionError);
+    expect((wrongSize as Error).message).toBe(`containerd content.Write: ${d.digest} is stored with 6 bytes, expected 7`);
     await client.content.setLabels(d.digest, { a: "", c: "3" });
     expect((await client.content.info(d.digest)).labels).toEqual({ b: "2", c: "3" });
   });

@@ -82,7 +82,8 @@ export class Rpc {
     private readonly conn: Connection,
     readonly namespace: string,
     readonly lease: string | undefined,
-    private readonly timeoutMs: number,
+    /** The deadline for unary calls. */
+    readonly timeoutMs: number,
   ) {}
 
   get address(): string {

@@ -3,7 +3,7 @@
 // containerd verifies), plus delete.
 import { randomBytes } from "node:crypto";
 import type { CallOptions, Rpc } from "./client.js";
-import { AlreadyExistsError, ContainerdError } from "./errors.js";
+import { AlreadyExistsError, ContainerdError, FailedPreconditionError } from "./errors.js";
 import { labelPaths, toDate, type Labels, type Timestamp } from "./types.js";
 
 export interface ContentInfo {
@@ -169,23 +169,32 @@ export class ContentService {
     const ref = opts.ref ?? `soci-${randomBytes(12).toString("hex")}`;
     const call = this.rpc.duplex<WriteRequest, WriteResponse>("content", "Write", opts);
     const responses = call[Symbol.asyncIterator]() as AsyncIterator<WriteResponse>;
+    // each answer must come within the unary deadline (the stream as a whole may take long)
+    const answerMs = opts.timeoutMs ?? this.rpc.timeoutMs;
+    let timedOut = false;
     // lock-step: containerd answers every message, so the answer is also the flow control
     const send = async (req: WriteRequest): Promise<WriteResponse> => {
       if (opts.signal?.aborted) throw new ContainerdError("Canceled", `containerd content.Write ${ref}: canceled`);
       call.write(req);
-      const r = await responses.next();
-      if (r.done) throw new Error(`containerd content.Write ${ref}: stream ended without an answer`);
-      return r.value;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        call.cancel();
+      }, answerMs);
+      try {
+        const r = await responses.next();
+        if (r.done) throw new Error(`containerd content.Write ${ref}: stream ended without an answer`);
+        return r.value;
+      } finally {
+        clearTimeout(timer);
+      }
     };
     const base = { ref, total: expected?.size ?? 0, expected: expected?.digest ?? "" };
     let committed = false;
     try {
-      const stat = await send({ action: "STAT", ...base });
-      let offset = stat.offset;
-      if (offset !== 0) {
-        // someone left data under this ref: start over from 0 (every writer must support that)
-        offset = 0;
-      }
+      await send({ action: "STAT", ...base });
+      // a caller-chosen ref may hold data from an earlier attempt: it is rewritten from 0 (which
+      // every containerd writer supports)
+      let offset = 0;
       for await (const data of rechunk(content, opts.chunkSize ?? DEFAULT_CHUNK)) {
         const r = await send({ action: "WRITE", ref, offset, data });
         offset += data.length;
@@ -200,10 +209,16 @@ export class ContentService {
       return { digest: done.digest, size: offset, existed: false };
     } catch (e) {
       call.cancel();
-      const err = e instanceof ContainerdError ? e : this.rpc.error(e, "content", "Write");
+      const err = timedOut
+        ? new ContainerdError("DeadlineExceeded", `containerd content.Write ${ref}: no answer in ${answerMs} ms`)
+        : e instanceof ContainerdError ? e : this.rpc.error(e, "content", "Write");
       if (err instanceof AlreadyExistsError && expected) {
-        if (opts.labels && Object.keys(opts.labels).length > 0) await this.setLabels(expected.digest, opts.labels, opts);
+        // already stored (before we started, or by a concurrent writer): same digest, so same bytes
         const size = (await this.info(expected.digest, opts)).size;
+        if (expected.size !== undefined && expected.size !== size) {
+          throw new FailedPreconditionError(`containerd content.Write: ${expected.digest} is stored with ${size} bytes, expected ${expected.size}`);
+        }
+        if (opts.labels && Object.keys(opts.labels).length > 0) await this.setLabels(expected.digest, opts.labels, opts);
         return { digest: expected.digest, size, existed: true };
       }
       if (!committed) await this.abort(ref).catch(() => undefined);
