@@ -171,6 +171,9 @@ describe("SnapshotStore", () => {
     expect(names("name~=^l.*2$")).toEqual(["layer2"]);
     expect(names("name~=|e$|")).toEqual(["base"]);
     expect(names("parent==layer2")).toEqual(["ctr"]);
+    // RE2-style escaped punctuation and a leading flag group
+    expect(names("labels.\"containerd.io/snapshot.ref\"~=^sha256\\:a")).toEqual(["layer2"]);
+    expect(names("name~=(?i)^BASE$")).toEqual(["base"]);
     expect(failure(() => store.walk(["name=="])).cls).toBe("InvalidArgument");
     expect(failure(() => store.walk(["name~=("]))).toMatchObject({ cls: "InvalidArgument" });
   });

@@ -259,7 +259,8 @@ export function unquote(text: string): string {
  * `(?i)` becomes a JS flag.
  */
 function compileRegexp(source: string, fail: (msg: string) => Error): RegExp {
-  let flags = "u";
+  // No `u` flag: RE2 accepts escaped punctuation such as `\:` or `\-`, which `u` would reject.
+  let flags = "";
   const m = /^\(\?([imsU]+)\)/.exec(source);
   if (m && !m[1]!.includes("U")) {
     flags += m[1]!;
