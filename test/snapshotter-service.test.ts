@@ -283,6 +283,35 @@ describe("snapshots service: plain overlay snapshots", () => {
     expect(readdirSync(join(root, "snapshots"))).toEqual([]);
   });
 
+  it("stays consistent under concurrent Prepare, Commit, Remove and Cleanup", async () => {
+    await client.prepare("a");
+    await client.commit("base", "a");
+    const keys = Array.from({ length: 40 }, (_, i) => `default/${i}/k${i}`);
+    // all at once, Cleanups interleaved with creations and removals
+    await Promise.all([
+      ...keys.map(async (k, i) => {
+        await client.prepare(k, "base");
+        if (i % 2 === 0) await client.commit(`c${i}`, k);
+        if (i % 4 === 0) await client.remove(`c${i}`);
+        if (i % 4 === 1) await client.remove(k);
+      }),
+      ...Array.from({ length: 5 }, () => client.cleanup()),
+    ]);
+    await client.cleanup();
+    const live = await client.list();
+    expect(live).toHaveLength(1 + 40 - 10 - 10);
+    // exactly one directory per live snapshot, each with its fs/
+    const ids = readdirSync(join(root, "snapshots")).sort((x, y) => Number(x) - Number(y));
+    expect(ids).toHaveLength(live.length);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(existsSync(join(root, "snapshots", id, "fs"))).toBe(true);
+    // and every live active snapshot's mounts point at an existing directory
+    for (const info of live.filter((i) => i.kind === "ACTIVE")) {
+      const upper = (await client.mounts(info.name))[0]!.options.find((o) => o.startsWith("upperdir="))!.slice(9);
+      expect(existsSync(upper)).toBe(true);
+    }
+  });
+
   it("keeps its store across a restart and replaces a stale socket", async () => {
     await client.prepare("a", "", { l: "1" });
     await client.commit("base", "a");
