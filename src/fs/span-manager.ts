@@ -220,6 +220,11 @@ export class SpanManager {
     this.headerBytes = end;
   }
 
+  /** Spans being fetched or produced right now. */
+  get pending(): number {
+    return new Set([...this.fetching.keys(), ...this.loading.keys()]).size;
+  }
+
   get spanCount(): number {
     return this.states.length;
   }
