@@ -325,6 +325,30 @@ describe("faults", () => {
     expect(Buffer.from(await r0.read(e, 0, 200_000)).equals(src.subarray(0, 200_000))).toBe(true);
   });
 
+  it("transient HTTP faults (500, 429, a cut body, a server ignoring Range) are absorbed; bytes stay exact", async () => {
+    const l = layer("pigz");
+    const e = entryOf(l.ztoc, "big/mixed.bin");
+    const src = await want(e);
+    const r = await open(l, { disableVerification: true });
+    const actions = [
+      { kind: "status", status: 500 },
+      { kind: "status", status: 429, retryAfter: "0" },
+      { kind: "drop", afterBytes: 1000 },
+      { kind: "ignoreRange" },
+    ] as const;
+    let off = 0;
+    for (const action of actions) {
+      faults.setRules([{ method: "GET", path: /\/blobs\//, times: 1, action }]);
+      const mark = faults.log.length;
+      expect(Buffer.from(await r.read(e, off, 300_000)).equals(src.subarray(off, off + 300_000)), action.kind).toBe(true);
+      expect(faults.log.slice(mark).some((x) => x.fault === action.kind), action.kind).toBe(true);
+      off += 400_000;
+    }
+    faults.setRules([]);
+    expect(r.counters.readErrors).toBe(0);
+    expect(r.counters.verificationFailures).toBe(0);
+  });
+
   it("a layer whose gzip header arrives corrupted does not open", async () => {
     const l = layer("gzip");
     faults.setRules([{ method: "GET", path: /\/blobs\//, times: 1, action: { kind: "corrupt", offset: 0 } }]);
