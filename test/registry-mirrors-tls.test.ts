@@ -205,3 +205,72 @@ describe("TLS with a private CA", () => {
     expect(index.manifests).toHaveLength(2);
   });
 });
+
+describe("registry → registry convert across registries", () => {
+  it("downloads each layer once: the builder and the upload share the download", async () => {
+    upstream.requests.length = 0;
+    mirror.requests.length = 0;
+    // upstream → mirror (another registry: no mount possible)
+    const r = await run("node", [soci, "convert", "--plain-http", "--min-layer-size", "0", `${upstream.host}/src/app:latest`, `${mirror.host}/copied/app:soci`]);
+    expect(r.stderr).toBe("");
+    await logsSettled(upstream, mirror);
+    const m = parseManifest(Buffer.from((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${upstream.host}/src/app:latest`])).stdout));
+    const layer = m.layers![0]!.digest;
+    expect(blobGets(upstream).filter((l) => l.includes(layer))).toHaveLength(1);
+    // the destination has the whole image: skopeo copies it out
+    await run("skopeo", ["copy", "--all", "--src-tls-verify=false", `docker://${mirror.host}/copied/app:soci`, `oci:${join(dir, "copied-out")}:x`]);
+  });
+});
+
+describe("tee of one download into two readers", () => {
+  const chunks = (n: number, size: number) => (async function* () {
+    for (let i = 0; i < n; i++) yield new Uint8Array(size).fill(i);
+  })();
+  const drain = async (s: AsyncIterable<Uint8Array>) => {
+    let n = 0;
+    for await (const c of s) n += c.length;
+    return n;
+  };
+
+  it("both readers see every byte; the side gets copies; the source is read as the slower allows", async () => {
+    const { teeStream } = await import("../src/registry/tee-stream.js");
+    let pulled = 0;
+    const src = (async function* () {
+      for await (const c of chunks(64, 1024)) {
+        pulled++;
+        yield c;
+      }
+    })();
+    const tee = teeStream(src, { maxQueuedBytes: 8 * 1024 });
+    const it = tee.main[Symbol.asyncIterator]();
+    for (let i = 0; i < 8; i++) await it.next();
+    // main may run ahead of the idle side only by 8 KiB: the 9th chunk waits for the side to read
+    let ninth = false;
+    const pending = it.next().then((r) => { ninth = true; return r; });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ninth).toBe(false);
+    expect(pulled).toBe(8);
+    const rest = (async () => {
+      let n = ((await pending).value as Uint8Array).length;
+      for (let r = await it.next(); !r.done; r = await it.next()) n += r.value.length;
+      return n;
+    })();
+    const [side, main] = await Promise.all([drain(tee.side), rest]);
+    expect(side).toBe(64 * 1024);
+    expect(main).toBe(56 * 1024);
+    expect(pulled).toBe(64);
+  });
+
+  it("a cancelled side no longer holds the main reader back; source errors reach both", async () => {
+    const { teeStream } = await import("../src/registry/tee-stream.js");
+    const tee = teeStream(chunks(100, 1024), { maxQueuedBytes: 4 * 1024 });
+    tee.cancelSide();
+    expect(await drain(tee.main)).toBe(100 * 1024);
+    const failing = teeStream((async function* () {
+      yield new Uint8Array(10);
+      throw new Error("connection reset");
+    })());
+    await expect(drain(failing.main)).rejects.toThrow("connection reset");
+    await expect(drain(failing.side)).rejects.toThrow("connection reset");
+  });
+});

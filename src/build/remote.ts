@@ -1,7 +1,8 @@
 // Images between registries without containerd: `soci convert <src-ref> <dst-ref>` streams each
-// layer from the source registry into the index builder once, keeps only the new artifacts in a
-// temporary layout, and pushes what the destination lacks (blobs first, manifests children-first,
-// the index last; blobs of the same registry are mounted, not copied). `create`/`push` for v1.
+// layer from the source registry into the index builder once (and, for another registry, uploads
+// it from that same download), keeps only the new artifacts in a temporary layout, and pushes what
+// the destination lacks (blobs first, manifests children-first, the index last; blobs of the same
+// registry are mounted, not copied). `create`/`push` for v1.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import { ContentStore } from "../store/content-store.js";
 import { ArtifactsDb } from "../store/artifacts-db.js";
 import { referrerDescriptor, type RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
+import { teeStream } from "../registry/tee-stream.js";
 import type { ImageRef } from "../registry/types.js";
 import { BuildPool } from "./pool.js";
 import {
@@ -102,8 +104,8 @@ export async function pushImage(
   await pushManifestTree(root, ref.tag ?? root.digest);
 }
 
-/** Pushes every config and layer of the image at `src` to `dst` (mounted on the same registry). */
-async function copyImageBlobs(client: RegistryClient, source: RegistrySource, root: Descriptor, src: ImageRef, dst: ImageRef): Promise<void> {
+/** Every config and layer of the image's manifests (all platforms), by digest. */
+async function imageBlobs(source: RegistrySource, root: Descriptor): Promise<Map<string, Descriptor>> {
   const manifests = isIndexType(root.mediaType)
     ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) => isManifestType(m.mediaType))
     : [root];
@@ -112,9 +114,58 @@ async function copyImageBlobs(client: RegistryClient, source: RegistrySource, ro
     const body = parseManifest(await source.get(m.digest, m.mediaType));
     for (const b of [body.config, ...(body.layers ?? [])]) blobs.set(b.digest, b);
   }
+  return blobs;
+}
+
+/** Pushes blobs of the image at `src` to `dst` (mounted on the same registry, else streamed). */
+async function copyBlobs(client: RegistryClient, blobs: Descriptor[], src: ImageRef, dst: ImageRef): Promise<void> {
   const mountFrom = src.host === dst.host && src.repository !== dst.repository ? src.repository : undefined;
-  await Promise.all([...blobs.values()].map((b) =>
+  await Promise.all(blobs.map((b) =>
     client.pushBlob(dst, client.blobStream(src, b.digest, { size: b.size }), { digest: b.digest, size: b.size, mediaType: b.mediaType }, { mountFrom })));
+}
+
+/**
+ * The source image for the builder, where every layer it reads is also uploaded to the destination
+ * from the same download (a tee), so each layer crosses the network once.
+ */
+class TeeingSource implements BlobSource {
+  private readonly uploads = new Map<string, Promise<boolean>>();
+
+  constructor(
+    private readonly source: RegistrySource,
+    private readonly client: RegistryClient,
+    private readonly dst: ImageRef,
+    private readonly blobs: Map<string, Descriptor>,
+  ) {}
+
+  get(digest: string, mediaType?: string): Promise<Uint8Array> {
+    return this.source.get(digest, mediaType);
+  }
+
+  exists(digest: string, mediaType?: string): Promise<boolean> {
+    return this.source.exists(digest, mediaType);
+  }
+
+  async createReadStream(digest: string): Promise<AsyncIterable<Uint8Array>> {
+    const stream = await this.source.createReadStream(digest);
+    const desc = this.blobs.get(digest);
+    if (!desc || this.uploads.has(digest)) return stream;
+    const tee = teeStream(stream);
+    // an upload that fails here is simply done again afterwards, from its own download
+    this.uploads.set(digest, this.client.pushBlob(this.dst, tee.side, { digest, size: desc.size, mediaType: desc.mediaType })
+      .then(() => true, () => false)
+      .finally(() => tee.cancelSide()));
+    return tee.main;
+  }
+
+  /** Digests whose upload completed while the builder read them. */
+  async uploaded(): Promise<Set<string>> {
+    const done = new Set<string>();
+    await Promise.all([...this.uploads].map(async ([d, p]) => {
+      if (await p) done.add(d);
+    }));
+    return done;
+  }
 }
 
 export interface RemoteConvertOptions extends BuildOptions, PlatformChoice {
@@ -135,11 +186,23 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
     const store = await ContentStore.open(join(work, "layout"));
     const source = new RegistrySource(client, srcRef);
     const root = await client.resolve(srcRef);
-    // the image's own blobs go to the destination while the builder works (network vs CPU)
-    const copying = copyImageBlobs(client, source, root, srcRef, dstRef);
-    copying.catch(() => {}); // awaited below
-    const converted = await convertImage({ source, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
-    await copying;
+    const blobs = await imageBlobs(source, root);
+    const ctx = { target: store, db, pool, log: opts.log, progress: opts.progress };
+    let converted: Descriptor;
+    if (srcRef.host === dstRef.host) {
+      // same registry: the image's blobs are mounted while the builder works (no bytes move)
+      const copying = copyBlobs(client, [...blobs.values()], srcRef, dstRef);
+      copying.catch(() => {}); // awaited below
+      converted = await convertImage({ ...ctx, source }, root, opts, opts);
+      await copying;
+    } else {
+      // another registry: each layer the builder reads is uploaded from the same download; the
+      // rest (configs, layers too small to index, other platforms) is copied afterwards
+      const teeing = new TeeingSource(source, client, dstRef, blobs);
+      converted = await convertImage({ ...ctx, source: teeing }, root, opts, opts);
+      const sent = await teeing.uploaded();
+      await copyBlobs(client, [...blobs.values()].filter((b) => !sent.has(b.digest)), srcRef, dstRef);
+    }
     await pushImage(client, store, converted, dstRef, { from: source, fromRef: srcRef });
     return converted;
   } finally {
