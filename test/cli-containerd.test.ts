@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";
+import { createHash } from "node:crypto";
 import { parseSociIndex, SociIndexArtifactTypeV1, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
 import { parseIndex, parseManifest } from "../src/formats/oci.js";
 import { ArtifactsDb } from "../src/store/artifacts-db.js";
@@ -286,5 +287,80 @@ describe("soci --content-store containerd convert", () => {
     const missing = await ctdCli(root, ["convert", ...BUILD, "example.com/nope:1", "example.com/nope:soci"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(`soci: image "example.com/nope:1": not found\n`);
+  });
+});
+
+describe("namespaces and multi-platform images", () => {
+  const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+
+  it("works in the namespace given by --namespace only", async () => {
+    await ctd.ctr(["images", "import", "--no-unpack", "--base-name", "example.com/soci/team", join(dir, "image.tar")], { namespace: "team" });
+    const root = join(dir, "root-team");
+    const wrongNs = await ctdCli(root, ["create", ...BUILD, "example.com/soci/team:latest"]);
+    expect(wrongNs.stderr).toBe(`soci: image "example.com/soci/team:latest": not found\n`);
+    const r = await cli(["--content-store", "containerd", "--address", ctd.address, "--namespace", "team", "--root", root, "create", ...BUILD, "example.com/soci/team:latest"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const team = client.withNamespace("team");
+    const index = (await team.images.get("example.com/soci/team:latest")).labels["containerd.io/gc.ref.content.soci-index"]!;
+    expect(await team.content.exists(index)).toBe(true);
+    expect(await client.content.exists(index)).toBe(false);
+  });
+
+  it("indexes every platform of an image index in containerd, selected by --platform or --all-platforms", async () => {
+    // an OCI index of the amd64 image and an arm64 twin (same layers, its own config)
+    const amd = (await client.images.get(IMAGE)).target;
+    const amdManifest = parseManifest(await client.content.readAll(amd.digest));
+    const amdConfig = JSON.parse(Buffer.from(await client.content.readAll(amdManifest.config.digest)).toString()) as Record<string, unknown>;
+    const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+    const armConfig = json({ ...amdConfig, architecture: "arm64", variant: "v8" });
+    const armConfigDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: sha256(armConfig), size: armConfig.length };
+    const armManifest = json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: armConfigDesc, layers: amdManifest.layers });
+    const armDesc = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha256(armManifest), size: armManifest.length };
+    const index = json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [
+      { ...amd, platform: { architecture: "amd64", os: "linux" } },
+      { ...armDesc, platform: { architecture: "arm64", os: "linux", variant: "v8" } },
+    ] });
+    const indexDesc = { mediaType: "application/vnd.oci.image.index.v1+json", digest: sha256(index), size: index.length };
+    const lease = await client.leases.create({ expiresInMs: 600_000 });
+    const leased = client.withLease(lease.id);
+    await leased.content.write(armConfig, armConfigDesc);
+    await leased.content.write(armManifest, armDesc, { labels: { "containerd.io/gc.ref.content.config": armConfigDesc.digest } });
+    await leased.content.write(index, indexDesc, { labels: { "containerd.io/gc.ref.content.m.0": amd.digest, "containerd.io/gc.ref.content.m.1": armDesc.digest } });
+    const MULTI = "example.com/soci/multi:1";
+    await client.images.create({ name: MULTI, target: indexDesc });
+    await client.leases.delete(lease.id);
+
+    const root = join(dir, "root-multi");
+    const arm = await ctdCli(root, ["create", ...BUILD, "--platform", "linux/arm64", MULTI]);
+    expect(arm.stderr).toBe("");
+    const armOnly = await ctdCli(root, ["index", "list", "-q", "--ref", MULTI]);
+    expect(armOnly.stdout.trim().split("\n")).toHaveLength(1);
+    const armIndex = armOnly.stdout.trim();
+    expect(parseSociIndex(await client.content.readAll(armIndex)).subject?.digest).toBe(armDesc.digest);
+
+    const all = await ctdCli(root, ["create", ...BUILD, "--all-platforms", MULTI]);
+    expect(all.stderr).toBe("");
+    // the layers are shared, so the ztocs are reused; both platforms now have an index
+    expect(all.stdout).toMatch(/\(already exists\)/);
+    const both = (await ctdCli(root, ["index", "list", "-q", "--ref", MULTI])).stdout.trim().split("\n");
+    expect(both).toHaveLength(2);
+    const amdOnly = (await ctdCli(root, ["index", "list", "-q", "--ref", MULTI, "-p", "linux/amd64"])).stdout.trim();
+    expect(parseSociIndex(await client.content.readAll(amdOnly)).subject?.digest).toBe(amd.digest);
+    // the reference's label names the last platform's index; one label per platform keeps each alive
+    expect((await client.images.get(MULTI)).labels).toEqual({
+      "containerd.io/gc.ref.content.soci-index": armIndex,
+      "containerd.io/gc.ref.content.soci-index.linux.amd64": amdOnly,
+      "containerd.io/gc.ref.content.soci-index.linux.arm64": armIndex, // normalized: arm64/v8 is arm64
+    });
+    const t = (await client.images.get(MULTI)).target;
+    await client.images.create({ name: "gc-trigger-2", target: t });
+    await client.images.delete("gc-trigger-2", { sync: true });
+    expect(await client.content.exists(amdOnly)).toBe(true);
+    expect(await client.content.exists(armIndex)).toBe(true);
+
+    const zt = await ctdCli(root, ["ztoc", "list", "-q", "--image-ref", MULTI]);
+    expect(new Set(zt.stdout.trim().split("\n")).size).toBe(2);
+    await client.images.delete(MULTI);
   });
 });

@@ -14,7 +14,7 @@ export type { Namespace } from "./namespaces.js";
 export type { SnapshotInfo, SnapshotKind, SnapshotUsage } from "./snapshots.js";
 export type { Labels, Mount, ProtoDescriptor } from "./types.js";
 export { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
-export { GC_REF_CONTENT, GC_ROOT, SOCI_INDEX_IMAGE_LABEL, gcLabelsFor } from "./gc-labels.js";
+export { GC_REF_CONTENT, GC_ROOT, SOCI_INDEX_IMAGE_LABEL, gcLabelsFor, sociIndexPlatformLabel } from "./gc-labels.js";
 export { chainIds, unpackImage, unpackLayers, GC_REF_SNAPSHOT, SNAPSHOT_REF_LABEL } from "./unpack.js";
 export type { LayerOutcome, UnpackLayer, UnpackOptions, UnpackResult } from "./unpack.js";
 export { checkConvertDestination, convertInContainerd, createInContainerd, withLease } from "./soci-build.js";

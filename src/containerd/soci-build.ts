@@ -9,12 +9,13 @@ import type { ArtifactsDb } from "../store/artifacts-db.js";
 import type { ContentStore } from "../store/content-store.js";
 import type { BuildPool } from "../build/pool.js";
 import { parseReference } from "../registry/reference.js";
+import { normalizePlatform } from "../formats/platform.js";
 import {
   buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BuildContext, type BuildOptions, type LayerProgress, type PlatformChoice,
 } from "../build/index-builder.js";
 import type { ContainerdClient } from "./client.js";
 import { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
-import { SOCI_INDEX_IMAGE_LABEL } from "./gc-labels.js";
+import { SOCI_INDEX_IMAGE_LABEL, sociIndexPlatformLabel } from "./gc-labels.js";
 
 /** How long a build's lease lives if we die before deleting it (containerd's client default). */
 const LEASE_TTL_MS = 24 * 3600_000;
@@ -52,7 +53,8 @@ function buildContext(leased: ContainerdClient, opts: ContainerdBuildOptions): B
 /**
  * `soci create` for containerd image `name`: a v1 SOCI index per platform. The image is labelled
  * `containerd.io/gc.ref.content.soci-index=<index>` (one key, so the last platform's index wins,
- * as in the reference). Returns the indexes built.
+ * as in the reference) and `….soci-index.<os>.<arch>[.<variant>]=<index>` per platform, so every
+ * platform's index lives as long as the image. Returns the indexes built.
  */
 export async function createInContainerd(client: ContainerdClient, name: string, opts: ContainerdBuildOptions): Promise<BuiltSociIndex[]> {
   const root = await new ContainerdContentSource(client).resolveImage(name);
@@ -63,7 +65,7 @@ export async function createInContainerd(client: ContainerdClient, name: string,
     for (const platform of platforms) {
       const manifest = await manifestForPlatform(ctx.source, target, platform);
       const index = await buildIndexForManifest(ctx, manifest, 1, platform, opts, root.digest);
-      await client.images.setLabels(name, { [SOCI_INDEX_IMAGE_LABEL]: index.digest });
+      await client.images.setLabels(name, { [SOCI_INDEX_IMAGE_LABEL]: index.digest, [sociIndexPlatformLabel(normalizePlatform(platform))]: index.digest });
       built.push(index);
     }
     return built;
