@@ -13,11 +13,10 @@ export const GC_ROOT = "containerd.io/gc.root";
 export const SOCI_INDEX_IMAGE_LABEL = `${GC_REF_CONTENT}.soci-index`;
 
 /**
- * The per-platform twin of SOCI_INDEX_IMAGE_LABEL (`….soci-index.linux.arm_v7`-style keys, from
- * the normalized platform: `linux.arm64`, `linux.arm.v7`). The reference
- * sets only the one key, overwritten per platform, so with several platforms the earlier indexes
- * are left to the garbage collector; this label keeps each platform's index (a deliberate
- * difference that only adds labels).
+ * The per-platform twin of SOCI_INDEX_IMAGE_LABEL, keyed by the normalized platform
+ * (`….soci-index.linux.amd64`, `….soci-index.linux.arm.v7`). The reference sets only the one key,
+ * overwritten per platform, so with several platforms the earlier indexes are left to the garbage
+ * collector; these labels keep each platform's index (a deliberate difference that only adds labels).
  */
 export function sociIndexPlatformLabel(platform: { os: string; architecture: string; variant?: string }): string {
   const parts = [platform.os, platform.architecture, ...(platform.variant ? [platform.variant] : [])];
