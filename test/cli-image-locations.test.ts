@@ -54,7 +54,7 @@ async function ztocNames(store: ContentStore, indexDigest: string): Promise<stri
 }
 
 beforeAll(async () => {
-  registry = await startRegistry();
+  registry = await startRegistry({ accessLog: true });
   dir = await mkdtemp(join(tmpdir(), "soci-locations-"));
   layout = join(dir, "image");
   // two layers: a random blob, then a small text file
@@ -94,7 +94,12 @@ describe("soci convert between disk and registry", () => {
 
   it("registry → oci-archive: skopeo reads the archive, our decoders read its ztocs", async () => {
     const out = join(dir, "out.tar");
+    registry.requests.length = 0;
     digests.reg = await convert(`${registry.host}/src/app:latest`, `oci-archive:${out}:soci`);
+    // each layer was downloaded once: the builder's stream also filled the archive
+    const m = parseManifest(Buffer.from((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/src/app:latest`])).stdout));
+    await new Promise((r) => setTimeout(r, 200)); // access log lines land just after responses
+    for (const l of m.layers!) expect(registry.requests.filter((r) => r.startsWith(`GET /v2/src/app/blobs/${l.digest} 200`))).toHaveLength(1);
     const index = await skopeoRaw(`oci-archive:${out}:soci`);
     expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
     expect(index.manifests!.map((m) => m.artifactType ?? "image")).toEqual(["image", SociIndexArtifactTypeV2]);

@@ -16,7 +16,7 @@ import { parseReference } from "../registry/reference.js";
 import { BuildPool } from "./pool.js";
 import { buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BlobSource } from "./index-builder.js";
 import { stageLayout, writeLayout } from "./oci-archive.js";
-import { convertRemote, pushImage, RegistrySource, type RemoteConvertOptions } from "./remote.js";
+import { convertRemote, imageBlobs, pushImage, RegistrySource, TeeingSource, type RemoteConvertOptions } from "./remote.js";
 import { layoutRootDescriptor } from "./standalone.js";
 
 export type ImageLocation =
@@ -158,25 +158,24 @@ async function copyGraph(out: ContentStore, root: Descriptor, from: BlobSource[]
   await Promise.all(copies);
 }
 
-/**
- * Writes the converted image to a layout directory (added under `tag`, other images kept) or a new
- * archive. Blobs come from the new artifacts (`target`) or the original image (`source`).
- */
-async function writeToLayout(dst: Extract<ImageLocation, { kind: "oci" | "oci-archive" }>, converted: Descriptor, from: BlobSource[]): Promise<void> {
+/** A layout being written: the destination directory itself, or a temp dir for an archive. */
+async function openOutputLayout(dst: LayoutLocation): Promise<{ out: ContentStore; finish(converted: Descriptor): Promise<void>; close(): Promise<void> }> {
   const dir = dst.kind === "oci" ? dst.path : await mkdtemp(join(tmpdir(), "soci-out-"));
-  try {
-    const out = await ContentStore.open(dir);
-    await copyGraph(out, converted, from);
-    await out.tag(converted, dst.tag ?? converted.digest);
-    if (dst.kind === "oci") {
+  const out = await ContentStore.open(dir);
+  return {
+    out,
+    async finish(converted) {
+      await out.tag(converted, dst.tag ?? converted.digest);
       await rm(join(dir, "ingest"), { recursive: true, force: true });
-      return;
-    }
-    await writeLayout(dir, dst.path, "oci-archive");
-  } finally {
-    if (dst.kind === "oci-archive") await rm(dir, { recursive: true, force: true });
-  }
+      if (dst.kind === "oci-archive") await writeLayout(dir, dst.path, "oci-archive");
+    },
+    async close() {
+      if (dst.kind === "oci-archive") await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
+
+type LayoutLocation = Extract<ImageLocation, { kind: "oci" | "oci-archive" }>;
 
 /**
  * `soci convert <src> <dst>` for any pair of locations. Registry to registry keeps its own path
@@ -194,19 +193,32 @@ export async function convertLocations(src: string, dst: string, client: () => R
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));
   const pool = new BuildPool();
   const db = ArtifactsDb.open(join(work, "artifacts.db"));
+  let output: Awaited<ReturnType<typeof openOutputLayout>> | undefined;
   try {
+    if (to.kind !== "registry") output = await openOutputLayout(to);
     const target = await ContentStore.open(join(work, "layout"));
-    const converted = await convertImage({ source: image.source, target, db, pool, log: opts.log, progress: opts.progress }, image.root, opts, opts);
+    let source: BlobSource = image.source;
+    let teeing: TeeingSource | undefined;
+    if (image.registry && output) {
+      // registry → layout: each layer the builder downloads is written to the layout as it streams
+      const out = output.out;
+      teeing = new TeeingSource(image.source, await imageBlobs(image.source, image.root), (d, data) => out.put(data, { digest: d.digest, size: d.size }));
+      source = teeing;
+    }
+    const converted = await convertImage({ source, target, db, pool, log: opts.log, progress: opts.progress }, image.root, opts, opts);
     if (to.kind === "registry") {
       await pushImage(client(), target, converted, parseReference(to.ref), { from: image.source, ...(image.registry ? { fromRef: image.registry.source.ref } : {}) });
     } else {
-      await writeToLayout(to, converted, [target, image.source]);
+      await teeing?.delivered();
+      await copyGraph(output!.out, converted, [target, image.source]);
+      await output!.finish(converted);
     }
     return converted;
   } finally {
     db.close();
     await pool.destroy();
     await rm(work, { recursive: true, force: true });
+    await output?.close();
     await image.close();
   }
 }

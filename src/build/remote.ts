@@ -105,7 +105,7 @@ export async function pushImage(
 }
 
 /** Every config and layer of the image's manifests (all platforms), by digest. */
-async function imageBlobs(source: RegistrySource, root: Descriptor): Promise<Map<string, Descriptor>> {
+export async function imageBlobs(source: BlobSource, root: Descriptor): Promise<Map<string, Descriptor>> {
   const manifests = isIndexType(root.mediaType)
     ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) => isManifestType(m.mediaType))
     : [root];
@@ -124,18 +124,20 @@ async function copyBlobs(client: RegistryClient, blobs: Descriptor[], src: Image
     client.pushBlob(dst, client.blobStream(src, b.digest, { size: b.size }), { digest: b.digest, size: b.size, mediaType: b.mediaType }, { mountFrom })));
 }
 
+/** Where a teed blob goes; resolves true once it is stored there. */
+export type BlobSink = (desc: Descriptor, data: AsyncIterable<Uint8Array>) => Promise<unknown>;
+
 /**
- * The source image for the builder, where every layer it reads is also uploaded to the destination
- * from the same download (a tee), so each layer crosses the network once.
+ * The source image for the builder, where every layer it reads is also written to the destination
+ * (a registry upload, a layout) from the same download (a tee), so each layer is fetched once.
  */
-class TeeingSource implements BlobSource {
-  private readonly uploads = new Map<string, Promise<boolean>>();
+export class TeeingSource implements BlobSource {
+  private readonly sent = new Map<string, Promise<boolean>>();
 
   constructor(
-    private readonly source: RegistrySource,
-    private readonly client: RegistryClient,
-    private readonly dst: ImageRef,
+    private readonly source: BlobSource,
     private readonly blobs: Map<string, Descriptor>,
+    private readonly sink: BlobSink,
   ) {}
 
   get(digest: string, mediaType?: string): Promise<Uint8Array> {
@@ -149,19 +151,19 @@ class TeeingSource implements BlobSource {
   async createReadStream(digest: string): Promise<AsyncIterable<Uint8Array>> {
     const stream = await this.source.createReadStream(digest);
     const desc = this.blobs.get(digest);
-    if (!desc || this.uploads.has(digest)) return stream;
+    if (!desc || this.sent.has(digest)) return stream;
     const tee = teeStream(stream);
-    // an upload that fails here is simply done again afterwards, from its own download
-    this.uploads.set(digest, this.client.pushBlob(this.dst, tee.side, { digest, size: desc.size, mediaType: desc.mediaType })
+    // a copy that fails here is simply done again afterwards, from its own download
+    this.sent.set(digest, this.sink(desc, tee.side)
       .then(() => true, () => false)
       .finally(() => tee.cancelSide()));
     return tee.main;
   }
 
-  /** Digests whose upload completed while the builder read them. */
-  async uploaded(): Promise<Set<string>> {
+  /** Digests stored at the destination while the builder read them. */
+  async delivered(): Promise<Set<string>> {
     const done = new Set<string>();
-    await Promise.all([...this.uploads].map(async ([d, p]) => {
+    await Promise.all([...this.sent].map(async ([d, p]) => {
       if (await p) done.add(d);
     }));
     return done;
@@ -198,9 +200,10 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
     } else {
       // another registry: each layer the builder reads is uploaded from the same download; the
       // rest (configs, layers too small to index, other platforms) is copied afterwards
-      const teeing = new TeeingSource(source, client, dstRef, blobs);
+      const teeing = new TeeingSource(source, blobs, (desc, data) =>
+        client.pushBlob(dstRef, data, { digest: desc.digest, size: desc.size, mediaType: desc.mediaType }));
       converted = await convertImage({ ...ctx, source: teeing }, root, opts, opts);
-      const sent = await teeing.uploaded();
+      const sent = await teeing.delivered();
       await copyBlobs(client, [...blobs.values()].filter((b) => !sent.has(b.digest)), srcRef, dstRef);
     }
     await pushImage(client, store, converted, dstRef, { from: source, fromRef: srcRef });
