@@ -416,10 +416,14 @@ describe("test helper", () => {
       const { stdout } = await other.ctr(["plugins", "ls"]);
       expect(stdout).toMatch(/^io\.containerd\.snapshotter\.v1\s+soci\s/m);
       expect(await readFile(other.configPath, "utf8")).toContain(`[proxy_plugins."soci"]`);
+      // something left mounted under its directories (as a crashed test might leave)
+      await mkdir(join(other.state, "leftover"), { recursive: true });
+      await run("mount", ["-t", "tmpfs", "tmpfs", join(other.state, "leftover")]);
     } finally {
       await other.stop();
     }
     await expect(readFile(other.configPath)).rejects.toThrow(/ENOENT/);
+    expect(await readFile("/proc/self/mounts", "utf8")).not.toContain(other.dir);
   });
 });
 
