@@ -183,6 +183,10 @@ describe("unpackLayer: overlay semantics", () => {
       entry({ name: "ldir/through" }, "via a relative symlink inside the layer"),
       entry({ name: "z/q" }, "q"),
       entry({ name: "z/.wh.q", uid: 3, gid: 4 }),
+      pax([["SCHILY.xattr.user.kept", "by the other name"]]),
+      entry({ name: "orig" }, "inode with an attribute"),
+      entry({ name: "other-name", typeflag: "1", linkname: "orig" }),
+      entry({ name: "orig" }, "a new inode"),
       entry({ name: "./", typeflag: "5", mode: 0o700 }),
     );
     const dir = join(work, "out", "replace");
@@ -203,6 +207,8 @@ describe("unpackLayer: overlay semantics", () => {
     expect(get("ldir").type).toBe("symlink");
     expect(get("z/q")).toMatchObject({ type: "char", rdev: "0:0", mode: 0, uid: 3, gid: 4 });
     expect((await stat(dir)).mode & 0o7777).toBe(0o755); // "./" leaves the root alone
+    expect(get("other-name").xattrs).toEqual({ "user.kept": Buffer.from("by the other name").toString("hex") });
+    expect(get("orig").xattrs).toEqual({});
   });
 });
 
@@ -347,6 +353,15 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
     await expectFailure(bytes(bad, 65536), "bad-tar", {}, /corrupt tar: archive\/tar: invalid tar header/);
   });
 
+  test("zstd is refused by name; an empty blob is an empty layer", async () => {
+    const zstd = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]);
+    await expectFailure(bytes(zstd), "zstd", {}, /zstd-compressed layers are not supported/);
+    const dir = join(work, "out", "empty-blob");
+    const r = await unpackLayer(bytes(Buffer.alloc(0)), dir);
+    expect(r).toMatchObject({ size: 0, uncompressedSize: 0, diffId: sha256(Buffer.alloc(0)) });
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   test("a target that is not empty is refused; an empty one is used (owner and mode kept)", async () => {
     const parent = join(work, "targets");
     await mkdir(join(parent, "full"), { recursive: true });
@@ -376,6 +391,14 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
     const err = await unpackLayer(slow(), join(parent, "b"), { signal: ac.signal }).catch((e: Error) => e);
     expect((err as Error).name).toBe("AbortError");
     expect(n).toBeLessThan(110);
+    // A source that stalls: the abort does not wait for its next chunk.
+    const stalled = async function* () {
+      yield gzBytes.subarray(0, 100_000);
+      await new Promise(() => {});
+    };
+    const ac2 = new AbortController();
+    setTimeout(() => ac2.abort(), 200);
+    await expect(unpackLayer(stalled(), join(parent, "c"), { signal: ac2.signal })).rejects.toThrow(/aborted/);
     expect(await readdir(parent)).toEqual([]);
   });
 });

@@ -1,14 +1,15 @@
 // A layer blob as it streams in: hashes the compressed bytes (the layer digest), gunzips them with
 // the WASM inflater (multi-member, CRC and ISIZE checked), and hashes the tar that comes out (the
-// diff ID). Each uncompressed chunk handed out is a fresh buffer the caller may keep.
+// diff ID). Each uncompressed chunk handed out is a fresh buffer the caller may keep; they come
+// from generators, so a highly compressed chunk is never inflated whole before the caller sees it.
 import { createHash, type Hash } from "node:crypto";
 import { Inflater } from "../wasm/inflater.js";
 import { InflateError } from "../wasm/codes.js";
 
 export type Compression = "gzip" | "uncompressed" | "auto";
 
-// Input is fed in slices so one call never produces more than ~1032 × this (deflate's limit).
-const FEED_SLICE = 32 * 1024;
+// Input is fed in slices so that at most ~1032 × this (deflate's limit) is held between yields.
+const FEED_SLICE = 16 * 1024;
 
 export class LayerDecodeError extends Error {
   override name = "LayerDecodeError";
@@ -36,30 +37,32 @@ export class LayerDecoder {
     return this.tarBytes;
   }
 
-  /** Feeds the next compressed bytes; returns the uncompressed bytes they produced. */
-  push(chunk: Uint8Array): Uint8Array[] {
+  /** Feeds the next compressed bytes; yields the uncompressed bytes they produce. */
+  *push(chunk: Uint8Array): Generator<Uint8Array> {
     this.compressedBytes += chunk.length;
     this.digestHash.update(chunk);
     if (!this.mode) {
       this.head.push(chunk);
       const held = Buffer.concat(this.head);
-      if (held.length < 4) return [];
+      if (held.length < 4) return;
       this.head = [];
       this.start(sniff(held));
-      return this.decode(held, false);
+      yield* this.decode(held, false);
+      return;
     }
-    return this.decode(chunk, false);
+    yield* this.decode(chunk, false);
   }
 
-  /** The blob ended: returns the last uncompressed bytes, or throws if the gzip stream is cut short. */
-  end(): Uint8Array[] {
+  /** The blob ended: yields the last uncompressed bytes, or throws if the gzip stream is cut short. */
+  *end(): Generator<Uint8Array> {
     if (!this.mode) {
       const held = Buffer.concat(this.head);
       this.head = [];
       this.start(held.length >= 2 ? sniff(held) : "uncompressed");
-      return this.decode(held, true);
+      yield* this.decode(held, true);
+      return;
     }
-    return this.decode(new Uint8Array(0), true);
+    yield* this.decode(new Uint8Array(0), true);
   }
 
   /** "sha256:<hex>" of the compressed blob; call after end(). */
@@ -83,16 +86,17 @@ export class LayerDecoder {
     if (mode === "gzip") this.inflater = Inflater.gzip(null, true);
   }
 
-  private decode(chunk: Uint8Array, last: boolean): Uint8Array[] {
+  private *decode(chunk: Uint8Array, last: boolean): Generator<Uint8Array> {
     if (this.mode === "uncompressed") {
-      if (chunk.length === 0) return [];
+      if (chunk.length === 0) return;
       this.diffHash.update(chunk);
       this.tarBytes += chunk.length;
-      return [chunk];
+      yield chunk;
+      return;
     }
     const inf = this.inflater;
     if (!inf) throw new LayerDecodeError("gzip stream continues after its end");
-    const out: Uint8Array[] = [];
+    let out: Uint8Array[] = [];
     const sink = {
       data: (view: Uint8Array) => {
         const copy = Buffer.allocUnsafe(view.length);
@@ -102,25 +106,27 @@ export class LayerDecoder {
         out.push(copy);
       },
     };
-    try {
-      let pos = 0;
-      do {
-        const end = Math.min(chunk.length, pos + FEED_SLICE);
-        const isLast = last && end === chunk.length;
+    let pos = 0;
+    do {
+      const end = Math.min(chunk.length, pos + FEED_SLICE);
+      const isLast = last && end === chunk.length;
+      try {
+        // The inflater reports "done" only once it has the final input, so nothing can follow it.
         const st = inf.feed(chunk.subarray(pos, end), isLast, sink);
-        pos = end;
-        if (st === "done" && (pos < chunk.length || !isLast)) throw new LayerDecodeError("unexpected data after the end of the gzip stream");
         if (st !== "done" && isLast) throw new LayerDecodeError("gzip stream is truncated: unexpected end of compressed data");
-      } while (pos < chunk.length);
-    } catch (e) {
-      this.release();
-      if (e instanceof InflateError) {
-        throw new LayerDecodeError(e.code === -15 ? "gzip stream is truncated: unexpected end of compressed data" : `corrupt gzip stream: ${e.message}`);
+      } catch (e) {
+        this.release();
+        if (e instanceof InflateError) {
+          throw new LayerDecodeError(e.code === -15 ? "gzip stream is truncated: unexpected end of compressed data" : `corrupt gzip stream: ${e.message}`);
+        }
+        throw e;
       }
-      throw e;
-    }
+      pos = end;
+      const ready = out;
+      out = [];
+      yield* ready;
+    } while (pos < chunk.length);
     if (last) this.release();
-    return out;
   }
 }
 

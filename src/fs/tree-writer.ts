@@ -308,6 +308,9 @@ export class TreeWriter implements TreeIndex {
     this.check();
     await this.guard(name, link(this.full(trel), this.full(rel)));
     this.nodes.set(rel, { ...target });
+    // The inode's attributes are set at the end by path: keep them reachable if `trel` is replaced.
+    const attrs = this.xattrs.get(trel);
+    if (attrs) this.xattrs.set(rel, new Map(attrs));
   }
 
   // Removes what `rel` holds, with everything below it, once no task touches it.

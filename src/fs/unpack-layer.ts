@@ -90,8 +90,7 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
     if (target) await lchown(root, target.uid, target.gid);
     await chmod(root, target ? target.mode & 0o7777 : 0o755);
 
-    for await (const chunk of source) {
-      signal?.throwIfAborted();
+    for await (const chunk of signal ? abortable(source, signal) : source) {
       for (const out of decoder.push(chunk)) await tar.push(out);
     }
     signal?.throwIfAborted();
@@ -125,6 +124,28 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
   }
 }
 
+// Stops waiting for a source that stalls once the signal fires (and closes the source).
+async function* abortable<T>(source: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => {});
+  try {
+    for (;;) {
+      signal.throwIfAborted();
+      const r = await Promise.race([it.next(), aborted]);
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    void Promise.resolve(it.return?.()).catch(() => {}); // not awaited: a stalled source may never answer
+  }
+}
+
 // `dir` must be absent or an empty directory (whose owner and mode are kept).
 async function emptyTarget(dir: string): Promise<{ uid: number; gid: number; mode: number } | null> {
   const st = await lstat(dir).catch((e: NodeJS.ErrnoException) => {
@@ -145,8 +166,9 @@ export interface LayerJob {
 }
 
 /**
- * Unpacks several layers, at most `concurrency` at once (default 2). The first failure aborts the
- * others (their directories are not left behind) and is thrown; results are in job order.
+ * Unpacks several layers, at most `concurrency` at once (default 2); results are in job order. The
+ * first failure is thrown after aborting the layers still in progress (which leave nothing behind)
+ * and starting no more; layers already unpacked stay.
  */
 export async function unpackLayers(jobs: LayerJob[], opts: { concurrency?: number; signal?: AbortSignal } = {}): Promise<UnpackResult[]> {
   const ac = new AbortController();
