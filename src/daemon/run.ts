@@ -8,6 +8,11 @@ import type { SnapshotterConfig } from "./config/index.js";
 import { DEFAULT_ADDRESS } from "./config/index.js";
 import type { Logger } from "./logger.js";
 import { serveMetrics, type MetricsServer, type SociMetrics } from "./metrics.js";
+import { SociPreparer } from "../snapshotter/soci-preparer.js";
+import { RegistryClient } from "../registry/client.js";
+import { RegistryAuthorizer } from "../registry/auth.js";
+import { resolverFromConfig } from "../registry/hosts.js";
+import { InflatePool } from "../wasm/pool.js";
 
 export interface DaemonFlags {
   /** `--address`: a socket path, `unix://<path>` */
@@ -44,15 +49,26 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   }
   let server: SnapshotterServer | undefined;
   let metricsServer: MetricsServer | null = null;
+  const pool = new InflatePool();
+  const client = registryClientFor(cfg);
+  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics });
+  const release = async () => {
+    await remote.close({ unmount: false });
+    await pool.destroy();
+    await client.close();
+  };
   try {
     server = await startSnapshotterServer({
       address,
       root: join(flags.root, "snapshotter"),
       logger,
+      remote,
       allowInvalidMountsOnRestart: cfg.snapshotter.allowInvalidMountsOnRestart,
+      skipOverlayCheck: cfg.skipCheckSnapshotterSupported,
     });
   } catch (e) {
     logger.withError(e).fatal("failed to configure snapshotter");
+    await release();
     throw e;
   }
   try {
@@ -61,6 +77,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   } catch (e) {
     logger.withError(e).fatal("failed to serve snapshotter");
     await server.close({ unmount: false });
+    await release();
     throw e;
   }
   if (cfg.debugAddress !== "") logger.warn("debug_address is set but this daemon has no debug endpoint", { address: cfg.debugAddress });
@@ -80,5 +97,46 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   const unmount = signal === "SIGINT"; // SIGTERM leaves FUSE mounts for the next start to repair
   if (unmount) logger.debug("Closing the snapshotter");
   await server.close({ unmount });
+  await remote.close({ unmount });
+  await pool.destroy();
+  await client.close();
   logger.info("Exiting");
+}
+
+/** The registry client of the daemon: `[resolver]` mirrors, `[http]`/`[blob]` retries and timeouts, docker credentials. */
+export function registryClientFor(cfg: SnapshotterConfig): RegistryClient {
+  const hosts: Record<string, unknown> = {};
+  for (const [host, h] of Object.entries(cfg.resolver.host ?? {})) {
+    hosts[host] = { mirrors: h.mirrors.map((m) => ({ host: m.host, insecure: m.insecure, request_timeout_sec: m.requestTimeoutSec })) };
+  }
+  return new RegistryClient({
+    authorizer: new RegistryAuthorizer({}),
+    hosts: resolverFromConfig({ host: hosts }),
+    timeoutMs: cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
+    connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,
+    retries: cfg.blob.maxRetries >= 0 ? Math.min(cfg.blob.maxRetries, 8) : undefined,
+    baseDelayMs: cfg.blob.minWaitMsec > 0 ? cfg.blob.minWaitMsec : undefined,
+    maxDelayMs: cfg.blob.maxWaitMsec > 0 ? Math.min(cfg.blob.maxWaitMsec, 30_000) : undefined,
+  });
+}
+
+/** The lazy-loading half of the snapshotter, configured from the daemon config. */
+export function sociPreparerFor(
+  cfg: SnapshotterConfig,
+  root: string,
+  deps: { client: RegistryClient; pool: InflatePool; logger: Logger; metrics: SociMetrics },
+): SociPreparer {
+  const bf = cfg.backgroundFetch;
+  return new SociPreparer({
+    root,
+    ...deps,
+    discovery: { v1: cfg.pullModes.sociV1.enable, v2: cfg.pullModes.sociV2.enable },
+    minLayerSize: cfg.snapshotter.minLayerSize,
+    mountTimeoutMs: cfg.mountTimeoutSec * 1000,
+    fuse: { attrTimeout: cfg.fuse.attrTimeout, entryTimeout: cfg.fuse.entryTimeout, negativeTimeout: cfg.fuse.negativeTimeout },
+    maxSpanVerificationRetries: cfg.blob.maxSpanVerificationRetries,
+    fetchTimeoutMs: cfg.blob.fetchingTimeoutSec * 1000,
+    disableVerification: cfg.disableVerification,
+    background: bf.disable ? undefined : { silencePeriodMs: bf.silencePeriodMsec, fetchPeriodMs: bf.fetchPeriodMsec, maxQueueSize: bf.maxQueueSize, dropPolicy: bf.dropPolicy },
+  });
 }

@@ -72,7 +72,9 @@ export function snapshotsServiceImpl(snapshotter: Snapshotter, logger: Snapshott
             const st = toStatus(err);
             // AlreadyExists is the remote-snapshot signal and NotFound answers Stat probes: routine.
             const routine = st.code === Status.ALREADY_EXISTS || st.code === Status.NOT_FOUND;
-            (routine ? logger.debug : logger.warn)(`${rpc} failed`, { request: call.request, error: st.details, code: st.code });
+            const fields = { request: call.request, error: st.details, code: st.code };
+            if (routine) logger.debug(`${rpc} failed`, fields);
+            else logger.warn(`${rpc} failed`, fields);
             callback(st);
           },
         );

@@ -1,0 +1,308 @@
+// The RemotePreparer of the SOCI snapshotter (SNAPSHOTTER.md §2.3–2.4, §3): for a labelled Prepare,
+// find the image's SOCI index, and either mount the layer lazily from its ztoc (remote), unpack it
+// ourselves (local: an indexed image's layer without a usable ztoc, or one below min_layer_size), or
+// hand it back to containerd (defer: no index at all).
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Descriptor } from "../formats/oci.js";
+import { isIndexType, parseIndex, parseManifest } from "../formats/oci.js";
+import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
+import { RegistrySource } from "../build/remote.js";
+import type { RegistryClient } from "../registry/client.js";
+import { parseReference } from "../registry/reference.js";
+import type { ImageRef } from "../registry/types.js";
+import { ContentStore } from "../store/content-store.js";
+import type { InflatePool } from "../wasm/pool.js";
+import { BackgroundFetcher } from "../fs/background-fetcher.js";
+import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
+import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/fuse-layer.js";
+import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
+import { fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
+import { SpanCache } from "../fs/span-cache.js";
+import { unpackLayer } from "../fs/unpack-layer.js";
+import type { Labels } from "./snapshot-store.js";
+import type { SnapshotterLogger } from "./logger.js";
+import type { RemotePreparer, RemotePrepareRequest, RemotePrepareResult, RemoteRestoreRequest } from "./remote.js";
+import { LABEL_HAS_SOCI_INDEX_DIGEST } from "./remote.js";
+
+// §2.1 labels: the CRI/nerdctl dialect and the stargz dialect ctr-remote sends.
+export const LABEL_IMAGE_REF = "containerd.io/snapshot/cri.image-ref";
+export const LABEL_MANIFEST_DIGEST = "containerd.io/snapshot/cri.manifest-digest";
+export const LABEL_LAYER_DIGEST = "containerd.io/snapshot/cri.layer-digest";
+export const LABEL_SOCI_INDEX_DIGEST = "containerd.io/snapshot/remote/soci.index.digest";
+export const LABEL_SOCI_SIZE = "containerd.io/snapshot/remote/soci.size";
+export const LABEL_STARGZ_REFERENCE = "containerd.io/snapshot/remote/stargz.reference";
+export const LABEL_STARGZ_DIGEST = "containerd.io/snapshot/remote/stargz.digest";
+
+/** The metric calls the preparer makes (the daemon's SociMetrics satisfies it). */
+export interface PreparerMetrics {
+  countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count", by?: number): void;
+  observeOperation(layer: string, type: "mount" | "fuse_mount" | "soci_index_fetch" | "ztoc_fetch", ms: number): void;
+  addLayer?(mountpoint: string, layer: { digest: string; size(): number; fetchedSize(): number }): void;
+  removeLayer?(mountpoint: string): void;
+}
+
+export interface SociPreparerOptions {
+  /** The daemon root: `<root>/soci/content` (artifacts), `<root>/soci/spancache`, statfs of `<root>/soci`. */
+  root: string;
+  /** A registry client for an image host (mirrors, credentials, plain HTTP for localhost). */
+  client: RegistryClient;
+  pool: InflatePool;
+  logger: SnapshotterLogger;
+  metrics?: PreparerMetrics;
+  discovery?: DiscoveryOptions;
+  /** `[snapshotter] min_layer_size` */
+  minLayerSize?: number;
+  /** `mount_timeout_sec` × 1000 */
+  mountTimeoutMs?: number;
+  fuse?: { attrTimeout?: number; entryTimeout?: number; negativeTimeout?: number; operationTimeoutMs?: number };
+  /** `blob.max_span_verification_retries` */
+  maxSpanVerificationRetries?: number;
+  /** `blob.fetching_timeout_sec` × 1000 */
+  fetchTimeoutMs?: number;
+  disableVerification?: boolean;
+  /** `[background_fetch]`; undefined or `disable` ⇒ none. */
+  background?: { silencePeriodMs: number; fetchPeriodMs: number; maxQueueSize: number; dropPolicy: "newest" | "oldest" };
+}
+
+interface LayerLabels {
+  ref: ImageRef;
+  imageRef: string;
+  layerDigest: string;
+  manifestDigest?: string;
+  indexDigest?: string;
+  size?: number;
+}
+
+/** An image as the snapshotter knows it: manifest, diff IDs, and its SOCI index (or why none). */
+interface ImageContext {
+  manifest: Descriptor;
+  layers: Descriptor[];
+  diffIds: string[];
+  index: Promise<ResolvedIndex>;
+}
+
+interface Mounted {
+  mount: MountedLayer;
+  reader: LayerReader;
+}
+
+export class SociPreparer implements RemotePreparer {
+  private readonly store: Promise<ContentStore>;
+  private readonly spanCache: SpanCache;
+  private readonly images = new Map<string, Promise<ImageContext>>();
+  private readonly mounted = new Map<string, Mounted>();
+  private readonly background: BackgroundFetcher | undefined;
+
+  constructor(private readonly opts: SociPreparerOptions) {
+    this.store = ContentStore.open(join(opts.root, "soci", "content"));
+    this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache") });
+    if (opts.background) {
+      this.background = new BackgroundFetcher({
+        ...opts.background,
+        onEvent: (e) => {
+          if (e.kind === "span-failed") opts.logger.debug("background fetch of a span failed", { layer: e.layer, span: e.span, error: e.error.message });
+        },
+      });
+    }
+  }
+
+  async prepare(req: RemotePrepareRequest): Promise<RemotePrepareResult> {
+    const log = this.opts.logger;
+    const labels = layerLabels(req.labels);
+    if (!labels) return { outcome: "defer", reason: "unable to get image ref from labels" };
+    const fields = { key: req.key, parent: req.parent, "layer-digest": labels.layerDigest, "image-ref": labels.imageRef };
+
+    let ctx: ImageContext;
+    let index: ResolvedIndex;
+    try {
+      ctx = await this.imageContext(labels);
+      index = await ctx.index;
+    } catch (e) {
+      log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
+      return { outcome: "defer", reason: e instanceof NoIndexError ? e.message : `unable to fetch SOCI artifacts: ${(e as Error).message}` };
+    }
+    const layerIdx = ctx.layers.findIndex((l) => l.digest === labels.layerDigest);
+    if (layerIdx < 0) return { outcome: "defer", reason: `layer ${labels.layerDigest} is not in image manifest ${ctx.manifest.digest}` };
+    const layer = ctx.layers[layerIdx]!;
+    const small = (this.opts.minLayerSize ?? 0) > 0 && (labels.size ?? layer.size) < this.opts.minLayerSize!;
+
+    const ztocDesc = small ? undefined : index.ztocs.get(layer.digest);
+    if (ztocDesc) {
+      try {
+        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc);
+        return { outcome: "remote", labels: { [LABEL_HAS_SOCI_INDEX_DIGEST]: "true" } };
+      } catch (e) {
+        log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
+        this.opts.metrics?.countOperation("", "fuse_mount_failure_count");
+        await unmountPath(req.mountpoint).catch(() => undefined);
+      }
+    }
+    try {
+      await mkdir(req.mountpoint, { recursive: true });
+      await unpackLayer(this.opts.client.blobStream(labels.ref, layer.digest, { size: layer.size }), req.mountpoint, {
+        digest: layer.digest,
+        diffId: ctx.diffIds[layerIdx],
+      });
+      return { outcome: "local", labels: { [LABEL_HAS_SOCI_INDEX_DIGEST]: "true" } };
+    } catch (e) {
+      this.opts.metrics?.countOperation("", "local_mount_failure_count");
+      log.warn("failed to prepare local snapshot", { ...fields, error: (e as Error).message });
+      return { outcome: "defer", reason: (e as Error).message };
+    }
+  }
+
+  async check(mountpoint: string): Promise<void> {
+    const m = this.mounted.get(mountpoint);
+    if (!m) throw new Error(`${mountpoint}: no layer is mounted here`);
+    const status = await mountStatus(mountpoint);
+    if (status !== "alive") throw new Error(`${mountpoint}: layer mount is ${status}`);
+  }
+
+  async restore(req: RemoteRestoreRequest): Promise<void> {
+    const labels = layerLabels(req.labels);
+    if (!labels) throw new Error(`snapshot ${req.name} has no image labels to restore it from`);
+    const ctx = await this.imageContext(labels);
+    const index = await ctx.index;
+    const layer = ctx.layers.find((l) => l.digest === labels.layerDigest);
+    const ztocDesc = layer && index.ztocs.get(layer.digest);
+    if (!layer || !ztocDesc) throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
+    await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc);
+  }
+
+  async unmount(mountpoint: string): Promise<void> {
+    const m = this.mounted.get(mountpoint);
+    this.mounted.delete(mountpoint);
+    this.opts.metrics?.removeLayer?.(mountpoint);
+    if (m) {
+      m.reader.close();
+      await m.mount.unmount();
+    } else {
+      await unmountPath(mountpoint);
+    }
+  }
+
+  /** Unmounts every layer (daemon shutdown with SIGINT). */
+  async close(opts: { unmount: boolean }): Promise<void> {
+    await this.background?.stop();
+    if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
+  }
+
+  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor): Promise<void> {
+    const started = Date.now();
+    const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
+    const store = await this.store;
+    const resolveLayer = async () => {
+      const t = Date.now();
+      const z = await fetchZtoc(this.opts.client, ref, store, ztocDesc, layer);
+      this.opts.metrics?.observeOperation(layer.digest, "ztoc_fetch", Date.now() - t);
+      const reader = await createLayerReader({
+        ztoc: z.ztoc,
+        digest: layer.digest,
+        fetcher: new RegistryBlobFetcher(this.opts.client, ref, layer.digest, layer.size),
+        cache: this.spanCache,
+        inflater: this.opts.pool,
+        maxSpanVerificationRetries: this.opts.maxSpanVerificationRetries,
+        fetchTimeoutMs: this.opts.fetchTimeoutMs,
+        disableVerification: this.opts.disableVerification,
+      });
+      return { z, reader };
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const { z, reader } = await Promise.race([
+      resolveLayer(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timeout waiting for layer ${layer.digest} to resolve`)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    const t = Date.now();
+    let mount: MountedLayer;
+    try {
+      mount = await mountLayer({
+        mountpoint,
+        ztoc: z.ztoc,
+        digest: layer.digest,
+        reader,
+        disableXattrs: z.disableXattrs,
+        statfsDir: join(this.opts.root, "soci"),
+        ...this.opts.fuse,
+      });
+    } catch (e) {
+      reader.close();
+      throw e;
+    }
+    this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", Date.now() - t);
+    this.opts.metrics?.observeOperation(layer.digest, "mount", Date.now() - started);
+    this.mounted.set(mountpoint, { mount, reader });
+    this.opts.metrics?.addLayer?.(mountpoint, { digest: layer.digest, size: () => layer.size, fetchedSize: () => reader.state().fetchedSize });
+    this.background?.add(reader.spans).catch(() => undefined);
+  }
+
+  /** Per manifest digest, computed once (errors included, as the reference caches them). */
+  private imageContext(labels: LayerLabels): Promise<ImageContext> {
+    const key = `${labels.imageRef}@${labels.manifestDigest ?? labels.layerDigest}`;
+    let p = this.images.get(key);
+    if (!p) {
+      p = this.loadImage(labels);
+      this.images.set(key, p);
+      // a failed manifest lookup (registry down) is retried next time; index errors stay cached
+      p.catch(() => this.images.delete(key));
+    }
+    return p;
+  }
+
+  private async loadImage(labels: LayerLabels): Promise<ImageContext> {
+    const client = this.opts.client;
+    const source = new RegistrySource(client, labels.ref);
+    const manifest = labels.manifestDigest
+      ? (await client.getManifest({ ...labels.ref, tag: undefined, digest: labels.manifestDigest })).descriptor
+      : await manifestHoldingLayer(client, source, labels.ref, labels.layerDigest);
+    const bytes = await source.get(manifest.digest, manifest.mediaType);
+    const m = parseManifest(bytes);
+    const config = JSON.parse(Buffer.from(await source.get(m.config.digest, m.config.mediaType)).toString("utf8")) as { rootfs?: { diff_ids?: string[] } };
+    const discovery: DiscoveryOptions = { ...this.opts.discovery };
+    if (labels.indexDigest) discovery.indexDigest = labels.indexDigest;
+    const index = (async () => {
+      const t = Date.now();
+      const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
+      this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });
+      const resolved = await fetchSociIndex(client, labels.ref, await this.store, desc);
+      this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
+      return resolved;
+    })();
+    index.catch(() => undefined); // observed by prepare
+    return { manifest, layers: m.layers ?? [], diffIds: config.rootfs?.diff_ids ?? [], index };
+  }
+}
+
+/** The image reference, layer digest and the rest from either label dialect, or undefined. */
+export function layerLabels(labels: Labels): LayerLabels | undefined {
+  const imageRef = labels[LABEL_IMAGE_REF] || labels[LABEL_STARGZ_REFERENCE];
+  const layerDigest = labels[LABEL_LAYER_DIGEST] || labels[LABEL_STARGZ_DIGEST];
+  if (!imageRef || !layerDigest) return undefined;
+  let ref: ImageRef;
+  try {
+    ref = parseReference(imageRef);
+  } catch {
+    return undefined;
+  }
+  const out: LayerLabels = { ref, imageRef, layerDigest };
+  if (labels[LABEL_MANIFEST_DIGEST]) out.manifestDigest = labels[LABEL_MANIFEST_DIGEST];
+  if (labels[LABEL_SOCI_INDEX_DIGEST]) out.indexDigest = labels[LABEL_SOCI_INDEX_DIGEST];
+  const size = labels[LABEL_SOCI_SIZE];
+  if (size && /^\d+$/.test(size)) out.size = Number(size);
+  return out;
+}
+
+/** ctr-remote sends no manifest digest: resolve the reference and pick the manifest holding the layer. */
+async function manifestHoldingLayer(client: RegistryClient, source: RegistrySource, ref: ImageRef, layerDigest: string): Promise<Descriptor> {
+  const root = await client.resolve(ref);
+  const candidates = isIndexType(root.mediaType)
+    ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) => m.artifactType !== SociIndexArtifactTypeV2)
+    : [root];
+  for (const c of candidates) {
+    const m = parseManifest(await source.get(c.digest, c.mediaType));
+    if ((m.layers ?? []).some((l) => l.digest === layerDigest)) return c;
+  }
+  throw new NoIndexError(`no manifest of ${ref.host}/${ref.repository} holds layer ${layerDigest}`);
+}
