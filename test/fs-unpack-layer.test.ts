@@ -7,7 +7,7 @@ import { access, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { unpackLayer, unpackLayers, UnpackError } from "../src/fs/unpack-layer.js";
+import { removeStaleUnpacks, unpackLayer, unpackLayers, UnpackError } from "../src/fs/unpack-layer.js";
 import { archive, entry, pax } from "./helpers/tar-build.js";
 import { buildLowerTree, buildRealisticTree, comparable, dumpTree, gnuTar, gnuUntar, overlayConverted, run } from "./helpers/unpack-fixtures.js";
 
@@ -401,6 +401,28 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
     await expect(unpackLayer(stalled(), join(parent, "c"), { signal: ac2.signal })).rejects.toThrow(/aborted/);
     expect(await readdir(parent)).toEqual([]);
   });
+});
+
+test("removeStaleUnpacks: a killed unpack's work directory goes, everything else stays", async () => {
+  const parent = join(work, "stale");
+  await mkdir(parent, { recursive: true });
+  // A real unpack killed mid-way (SIGKILL) leaves its work directory beside the target.
+  const script = `
+    import { unpackLayer } from ${JSON.stringify(join(process.cwd(), "src/fs/unpack-layer.ts"))};
+    async function* src() { yield (await import("node:fs")).readFileSync(${JSON.stringify(gzPath)}).subarray(0, 200000); console.log("started"); await new Promise(() => {}); }
+    unpackLayer(src(), ${JSON.stringify(join(parent, "layer"))});`;
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve) => child.stdout.on("data", (d: Buffer) => d.toString().includes("started") && resolve()));
+  child.kill("SIGKILL");
+  await new Promise((r) => child.on("close", r));
+  await mkdir(join(parent, "layer-done"));
+  await writeFile(join(parent, ".hidden.unpack-notours"), "x");
+  const left = await readdir(parent);
+  expect(left.filter((n) => n.startsWith(".layer.unpack-"))).toHaveLength(1);
+  expect(await removeStaleUnpacks(parent)).toEqual(left.filter((n) => n.startsWith(".layer.unpack-")));
+  expect((await readdir(parent)).sort()).toEqual([".hidden.unpack-notours", "layer-done"]);
+  expect(await removeStaleUnpacks(join(work, "does-not-exist"))).toEqual([]);
 });
 
 describe("unpackLayers", () => {

@@ -49,6 +49,7 @@ export class UnpackError extends Error {
 }
 
 const DIGEST = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
+const WORK_DIR = /^\..+\.unpack-[A-Za-z0-9]{6}$/; // mkdtemp(".<name>.unpack-")
 
 /**
  * Unpacks the layer blob `source` into `dir`, which must not exist or be an empty directory (its
@@ -156,6 +157,20 @@ async function emptyTarget(dir: string): Promise<{ uid: number; gid: number; mod
   if (!st.isDirectory()) throw new Error(`${dir} exists and is not a directory`);
   if ((await readdir(dir)).length > 0) throw new Error(`${dir} exists and is not empty`);
   return { uid: st.uid, gid: st.gid, mode: st.mode };
+}
+
+/**
+ * Removes the work directories unpacks into `parent` left behind when their process was killed.
+ * Call it only while no unpack into `parent` is running (e.g. when a daemon starts).
+ */
+export async function removeStaleUnpacks(parent: string): Promise<string[]> {
+  const names = await readdir(parent).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return [] as string[];
+    throw e;
+  });
+  const stale = names.filter((n) => WORK_DIR.test(n));
+  for (const n of stale) await rm(join(parent, n), { recursive: true, force: true });
+  return stale;
 }
 
 export interface LayerJob {
