@@ -206,6 +206,34 @@ describe("TLS with a private CA", () => {
   });
 });
 
+describe("localhost without hosts.toml (containerd's defaults)", () => {
+  it("tries HTTPS first (unverified), and plain HTTP only when the registry speaks it", async () => {
+    const empty = join(dir, "hosts-empty");
+    await mkdir(empty, { recursive: true });
+    const c = new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: empty }), retries: 1 });
+    try {
+      expect((await pullAll(c, `${upstream.host}/src/app:latest`)).blobs).toBe(2); // plain HTTP registry
+      expect((await pullAll(c, `${secure.host}/src/app:latest`)).blobs).toBe(2); // TLS registry, private CA
+    } finally {
+      await c.close();
+    }
+    const r = await run("node", [soci, "convert", "--hosts-dir", empty, "--min-layer-size", "0", `${upstream.host}/src/app:latest`, `oci-archive:${join(dir, "localhost.tar")}`]);
+    expect(r.stderr).toBe("");
+  });
+
+  it("an https-first failure other than plain HTTP is reported, not hidden by the plain attempt", async () => {
+    // the TLS registry's certificate is not trusted here: the plain-HTTP twin must not be tried
+    const hosts = await hostsDir("tls-first-strict", secure.host, `server = "http://${secure.host}"\nskip_verify = false\n`);
+    const c = new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: hosts }), retries: 1 });
+    try {
+      const err = await c.resolve(`${secure.host}/src/app:latest`).catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(/^HEAD manifest: https:.*TLS: certificate signed by an unknown authority/);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe("registry → registry convert across registries", () => {
   it("downloads each layer once: the builder and the upload share the download", async () => {
     upstream.requests.length = 0;

@@ -447,11 +447,16 @@ export class RegistryClient {
         break;
       } catch (e) {
         if (res) res.body.destroy();
-        if (received === 0 && epIndex + 1 < eps.length) {
-          const err = e instanceof RetryableError ? e.final : e;
-          if (err instanceof NotFoundError || err instanceof UnavailableError || isRetryableNetworkError(err) || tlsProblem(err)) {
+        const plainTwin = eps[epIndex]!.plainFallback === true;
+        const err0 = e instanceof RetryableError ? e.final : e;
+        // an https-first attempt that failed for another reason than plain HTTP skips its twin
+        const skip = plainTwin && !speaksPlainHttp(err0) ? 2 : 1;
+        if (plainTwin && skip === 1) this.markDown(eps[epIndex]!);
+        if (received === 0 && epIndex + skip < eps.length) {
+          const err = err0;
+          if (fallsThrough(err) || tlsProblem(err) || speaksPlainHttp(err)) {
             if (isUnreachable(err)) this.markDown(eps[epIndex]!);
-            epIndex++;
+            epIndex += skip;
             t = { ref, ep: eps[epIndex]!, actions: ["pull"] };
             url = this.repoUrl(t, `/blobs/${digest}`);
             failures = 0;
@@ -765,7 +770,10 @@ export class RegistryClient {
     if (this.opts.hosts) {
       const eps = (await this.opts.hosts.endpoints(host)).filter((e) => e.capabilities.includes(cap));
       if (eps.length === 0) throw new UnsupportedError(`no endpoint of ${host} has the ${cap} capability`);
-      return eps;
+      // https-first endpoints become an HTTPS attempt followed by their plain-HTTP twin
+      return eps.flatMap((e) => e.httpsFirst && e.url.startsWith("http://")
+        ? [{ ...e, url: `https://${e.url.slice(7)}`, httpsFirst: false, plainFallback: true }, { ...e, httpsFirst: false }]
+        : [e]);
     }
     const p = this.opts.plainHttp;
     const plain = typeof p === "function" ? p(host) : p === true;
@@ -782,14 +790,30 @@ export class RegistryClient {
     const eps = this.liveEndpoints(await this.endpointsFor(ref.host, cap));
     let last: unknown;
     for (let i = 0; i < eps.length; i++) {
+      const ep = eps[i]!;
+      if (ep.plainFallback) {
+        // HTTPS attempt of an https-first host: only "this server speaks plain HTTP" goes on to the
+        // plain twin (remembered); any other failure skips the twin, so a TLS problem stays visible
+        try {
+          return await fn({ ref, ep, actions, failFast: true });
+        } catch (e) {
+          last = e;
+          if (speaksPlainHttp(e)) {
+            this.markDown(ep);
+            continue;
+          }
+          i++;
+          if (!(i + 1 < eps.length && fallsThrough(e))) throw e;
+          continue;
+        }
+      }
       const hasNext = i + 1 < eps.length;
       try {
-        return await fn({ ref, ep: eps[i]!, actions, ...(hasNext ? { failFast: true } : {}) });
+        return await fn({ ref, ep, actions, ...(hasNext ? { failFast: true } : {}) });
       } catch (e) {
         last = e;
-        if (hasNext && isUnreachable(e)) this.markDown(eps[i]!);
-        const next = hasNext && (e instanceof NotFoundError || e instanceof UnavailableError || isRetryableNetworkError(e));
-        if (!next) throw e;
+        if (hasNext && isUnreachable(e)) this.markDown(ep);
+        if (!(hasNext && fallsThrough(e))) throw e;
       }
     }
     throw last;
@@ -966,6 +990,26 @@ function networkCode(e: unknown): string | undefined {
     x = (x as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** Errors after which the next endpoint (mirror → upstream) is tried. */
+function fallsThrough(e: unknown): boolean {
+  return e instanceof NotFoundError || e instanceof UnavailableError || isRetryableNetworkError(e);
+}
+
+/** A TLS client hello answered with plain HTTP: the endpoint is an http:// one. */
+function speaksPlainHttp(e: unknown): boolean {
+  return networkCodes(e).includes("ERR_SSL_WRONG_VERSION_NUMBER");
+}
+
+function networkCodes(e: unknown): string[] {
+  const out: string[] = [];
+  for (let x: unknown = e, depth = 0; x && typeof x === "object" && depth < 5; depth++) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === "string") out.push(code);
+    x = (x as { cause?: unknown }).cause;
+  }
+  return out;
 }
 
 /** Nothing answered at all (refused, unroutable, connect timeout, no such host). */

@@ -47,6 +47,13 @@ export interface RegistryEndpoint {
   /** Every CA file (hosts.toml `ca` may list several); `caFile` is the first. */
   caFiles?: string[];
   clientCert?: { cert: string; key: string };
+  /**
+   * An http:// endpoint to try over HTTPS first, falling back to plain HTTP only when the server
+   * answers TLS with plain HTTP (containerd's rule for localhost and http hosts with TLS settings).
+   */
+  httpsFirst?: boolean;
+  /** Set by the client on the HTTPS attempt of an `httpsFirst` endpoint (its plain twin follows). */
+  plainFallback?: boolean;
   /** Extra headers (hosts.toml `[header]`). */
   headers?: Record<string, string>;
 }
