@@ -19,6 +19,7 @@ import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/f
 import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
 import { fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
 import { SpanCache } from "../fs/span-cache.js";
+import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
 import type { Labels } from "./snapshot-store.js";
 import type { SnapshotterLogger } from "./logger.js";
@@ -93,6 +94,10 @@ export class SociPreparer implements RemotePreparer {
   private readonly images = new Map<string, Promise<ImageContext>>();
   private readonly mounted = new Map<string, Mounted>();
   private readonly background: BackgroundFetcher | undefined;
+  /** On-demand reads waiting, daemon-wide: the background fetcher yields to them. */
+  private readonly activity = new ReadActivity();
+  /** Images with a mounted layer: the first mount of an image pauses background fetching. */
+  private readonly mountedImages = new Set<string>();
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.store = ContentStore.open(join(opts.root, "soci", "content"));
@@ -100,10 +105,12 @@ export class SociPreparer implements RemotePreparer {
     if (opts.background) {
       this.background = new BackgroundFetcher({
         ...opts.background,
+        activity: this.activity,
         onEvent: (e) => {
           if (e.kind === "span-failed") opts.logger.debug("background fetch of a span failed", { layer: e.layer, span: e.span, error: e.error.message });
         },
       });
+      this.background.start().catch((e: Error) => opts.logger.error("background fetcher stopped", { error: e.message }));
     }
   }
 
@@ -131,6 +138,10 @@ export class SociPreparer implements RemotePreparer {
     if (ztocDesc) {
       try {
         await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc);
+        if (!this.mountedImages.has(ctx.manifest.digest)) {
+          this.mountedImages.add(ctx.manifest.digest);
+          this.background?.pause();
+        }
         return { outcome: "remote", labels: { [LABEL_HAS_SOCI_INDEX_DIGEST]: "true" } };
       } catch (e) {
         log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
@@ -205,6 +216,7 @@ export class SociPreparer implements RemotePreparer {
         maxSpanVerificationRetries: this.opts.maxSpanVerificationRetries,
         fetchTimeoutMs: this.opts.fetchTimeoutMs,
         disableVerification: this.opts.disableVerification,
+        activity: this.activity,
       });
       return { z, reader };
     };
