@@ -366,7 +366,10 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
     const parent = join(work, "targets");
     await mkdir(join(parent, "full"), { recursive: true });
     await writeFile(join(parent, "full/x"), "x");
-    await expect(unpackLayer(bytes(archive(entry({ name: "f" }, "y"))), join(parent, "full"))).rejects.toThrow(/full exists and is not empty/);
+    const unread = fileStream(tarPath);
+    await expect(unpackLayer(unread, join(parent, "full"))).rejects.toThrow(/full exists and is not empty/);
+    await new Promise((r) => setImmediate(r));
+    expect(unread.destroyed).toBe(true); // the source it will not read is released
     await mkdir(join(parent, "empty"), { mode: 0o750 });
     await run("chown", ["12:34", join(parent, "empty")]);
     await unpackLayer(bytes(archive(entry({ name: "f" }, "y"))), join(parent, "empty"));

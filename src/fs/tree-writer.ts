@@ -157,8 +157,8 @@ export class TreeWriter implements TreeIndex {
   async openFile(e: TarEntry): Promise<FileSink> {
     this.check();
     const name = latin1(e.name);
-    const at = await this.place(name, e);
     if (e.type !== "reg") throw new Error(`openFile: ${show(name)} is not a regular file entry`);
+    const at = await this.place(name, e);
     if (!at) return { write: async () => {}, close: async () => {}, abort: async () => {} }; // a whiteout with data
     const { rel } = at;
     this.nodes.set(rel, { kind: "other" });

@@ -59,18 +59,23 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
   const what = opts.digest ?? dir;
   const fail = (msg: string, entry?: string, cause?: unknown) =>
     new UnpackError(`unpacking layer ${what}: ${msg}`, entry, cause === undefined ? undefined : { cause });
-  for (const [k, v] of [["digest", opts.digest], ["diffId", opts.diffId]] as const) {
-    if (v !== undefined && !DIGEST.test(v)) throw fail(`invalid expected ${k} ${JSON.stringify(v)}`);
-  }
   const signal = opts.signal;
-  signal?.throwIfAborted();
   dir = resolve(dir);
-  const target = await emptyTarget(dir).catch((e: Error) => {
-    throw fail(e.message);
-  });
-
-  await mkdir(dirname(dir), { recursive: true });
-  const work = await mkdtemp(join(dirname(dir), `.${basename(dir)}.unpack-`));
+  let target: Awaited<ReturnType<typeof emptyTarget>>;
+  let work: string;
+  try {
+    for (const [k, v] of [["digest", opts.digest], ["diffId", opts.diffId]] as const) {
+      if (v !== undefined && !DIGEST.test(v)) throw new Error(`invalid expected ${k} ${JSON.stringify(v)}`);
+    }
+    signal?.throwIfAborted();
+    target = await emptyTarget(dir);
+    await mkdir(dirname(dir), { recursive: true });
+    work = await mkdtemp(join(dirname(dir), `.${basename(dir)}.unpack-`));
+  } catch (e) {
+    void closeSource(source); // not awaited: a source already stalled may never answer
+    if (signal?.aborted) throw signal.reason;
+    throw fail((e as Error).message, undefined, e);
+  }
   const root = join(work, "root");
   const scratch = join(work, "scratch");
   const decoder = new LayerDecoder(
@@ -111,6 +116,7 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
     await rm(work, { recursive: true, force: true });
     return { diffId, digest, size: decoder.size, uncompressedSize: decoder.uncompressedSize, warnings };
   } catch (e) {
+    void closeSource(source);
     await tar.abort().catch(() => {});
     await writer.settle();
     await rm(work, { recursive: true, force: true });
@@ -122,6 +128,18 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
     throw fail((e as Error).message ?? String(e), undefined, e);
   } finally {
     decoder.release();
+  }
+}
+
+// Lets a source that will not be read release what it holds (an open file, a connection). A
+// stream is destroyed (an unstarted iterator's return() would not reach it); a generator is returned.
+async function closeSource(source: AsyncIterable<Uint8Array>): Promise<void> {
+  try {
+    const stream = source as { destroy?: () => void };
+    if (typeof stream.destroy === "function") stream.destroy();
+    else await source[Symbol.asyncIterator]().return?.();
+  } catch {
+    // it was going to be discarded anyway
   }
 }
 
