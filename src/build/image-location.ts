@@ -148,8 +148,9 @@ async function* graph(root: Descriptor, from: BlobSource[]): AsyncGenerator<{ de
 /** Copies the graph under `root` into the layout store `out` (present blobs are not read again). */
 async function copyGraph(out: ContentStore, root: Descriptor, from: BlobSource[]): Promise<void> {
   const copies: Promise<unknown>[] = [];
-  for await (const { desc, source } of graph(root, from)) {
-    if (await out.exists(desc.digest)) continue;
+  // `out` first: what it already holds (teed layers, earlier images) is neither looked up nor copied
+  for await (const { desc, source } of graph(root, [out, ...from])) {
+    if (source === out) continue;
     const small = isManifestType(desc.mediaType) || isIndexType(desc.mediaType);
     copies.push(small
       ? out.put(await source.get(desc.digest, desc.mediaType), { digest: desc.digest, size: desc.size })
@@ -179,7 +180,7 @@ type LayoutLocation = Extract<ImageLocation, { kind: "oci" | "oci-archive" }>;
 
 /**
  * `soci convert <src> <dst>` for any pair of locations. Registry to registry keeps its own path
- * (blobs copied in parallel with indexing, mounted within a registry).
+ * (./remote.ts: blobs mounted within a registry, teed to another one).
  */
 export async function convertLocations(src: string, dst: string, client: () => RegistryClient, opts: RemoteConvertOptions): Promise<Descriptor> {
   const from = parseImageLocation(src);
