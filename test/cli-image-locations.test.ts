@@ -17,8 +17,7 @@ import { ContentStore } from "../src/store/content-store.js";
 import { parseImageLocation } from "../src/build/image-location.js";
 
 const run = promisify(execFile);
-// SOCI_BIN: run another build of the CLI (default: this checkout's bin/soci.js)
-const soci = process.env.SOCI_BIN ?? new URL("../bin/soci.js", import.meta.url).pathname;
+const soci = new URL("../bin/soci.js", import.meta.url).pathname;
 let registry: RegistryServer;
 let dir = "";
 let layout = "";

@@ -20,8 +20,7 @@ import { parseManifest, type Descriptor } from "../src/formats/oci.js";
 import { SociIndexArtifactTypeV1, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
 
 const run = promisify(execFile);
-// SOCI_BIN: run another build of the CLI (default: this checkout's bin/soci.js)
-const soci = process.env.SOCI_BIN ?? new URL("../bin/soci.js", import.meta.url).pathname;
+const soci = new URL("../bin/soci.js", import.meta.url).pathname;
 const USER = "alice";
 const PASS = `pw-${randomBytes(8).toString("hex")}`;
 const WRONG = `wrong-${randomBytes(8).toString("hex")}`;
