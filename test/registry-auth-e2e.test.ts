@@ -25,6 +25,7 @@ const USER = "alice";
 const PASS = `pw-${randomBytes(8).toString("hex")}`;
 const WRONG = `wrong-${randomBytes(8).toString("hex")}`;
 const HELPER_SECRET = `helper-${randomBytes(8).toString("hex")}`;
+const IDENTITY_TOKEN = `rt-${randomBytes(12).toString("hex")}`;
 const SERVICE = "soci-test-registry";
 const ISSUER = "soci-test-issuer";
 
@@ -59,7 +60,7 @@ beforeAll(async () => {
   emptyDockerConfig = join(dir, "docker-empty");
   await mkdir(emptyDockerConfig);
   const cert = await makeSigningCert(dir);
-  tokens = await startTokenServer({ users: { [USER]: PASS }, keyPem: cert.keyPem, certDerBase64: cert.certDerBase64, issuer: ISSUER, service: SERVICE });
+  tokens = await startTokenServer({ users: { [USER]: PASS }, refreshTokens: { [IDENTITY_TOKEN]: USER }, keyPem: cert.keyPem, certDerBase64: cert.certDerBase64, issuer: ISSUER, service: SERVICE });
   registry = await startRegistry({ token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile } });
   const htpasswd = join(dir, "htpasswd");
   await writeFile(htpasswd, `${await htpasswdLine(USER, PASS)}\n`);
@@ -199,6 +200,26 @@ describe("token auth through the CLI", () => {
     }
   });
 
+  it("docker config.json identitytoken: OAuth2 refresh-token grant (POST); an unknown one is refused", async () => {
+    const write = async (name: string, token: string) => {
+      const cfg = join(dir, `docker-${name}`);
+      await mkdir(cfg, { recursive: true });
+      await writeFile(join(cfg, "config.json"), JSON.stringify({ auths: { [registry.host]: { identitytoken: token } } }));
+      return cfg;
+    };
+    const before = tokens.requests.length;
+    const r = await cli(["convert", "--plain-http", "--min-layer-size", "0", `${registry.host}/src/app:latest`, `${registry.host}/oauth/app:soci`],
+      { DOCKER_CONFIG: await write("identity", IDENTITY_TOKEN) });
+    expect(r.stderr).toBe("");
+    const mine = tokens.requests.slice(before);
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.every((t) => t.method === "POST" && t.outcome === "granted" && t.user === USER)).toBe(true);
+    const bad = await cli(["convert", "--plain-http", `${registry.host}/src/app:latest`, `${registry.host}/oauth/app:x`],
+      { DOCKER_CONFIG: await write("identity-bad", `${IDENTITY_TOKEN}-revoked`) });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^soci: .*unauthorized: authentication failed: POST .*\/token: 401/m);
+  });
+
   it("credHelpers and credsStore: docker-credential-<name> executables on PATH", async () => {
     const bin = join(dir, "bin");
     await mkdir(bin, { recursive: true });
@@ -271,7 +292,7 @@ describe("secrets", () => {
   it("no secret appeared in any CLI output", () => {
     expect(outputs.length).toBeGreaterThan(0);
     const all = outputs.join("\n");
-    for (const secret of [PASS, WRONG, HELPER_SECRET, Buffer.from(creds).toString("base64"), Buffer.from(`${USER}:${WRONG}`).toString("base64")]) {
+    for (const secret of [PASS, WRONG, HELPER_SECRET, IDENTITY_TOKEN, Buffer.from(creds).toString("base64"), Buffer.from(`${USER}:${WRONG}`).toString("base64")]) {
       expect(all).not.toContain(secret);
     }
     expect(all).not.toMatch(/Bearer \S{20,}/);

@@ -2,10 +2,11 @@
 // &scope=…&account=… with Basic credentials answers a JWT (RS256, `x5c` = the signing certificate,
 // which the registry trusts through `rootcertbundle`) granting every requested repository scope.
 // Wrong credentials get a 401 with a Distribution error body; anonymous requests get a token with no
-// access (the registry then refuses, as Docker Hub does for private repositories). Every request is
-// logged (account, scopes, outcome) so tests can count token fetches and check requested scopes.
+// access (the registry then refuses, as Docker Hub does for private repositories). OAuth2 POSTs
+// (`grant_type=refresh_token`, docker's identity tokens) are granted for the known refresh tokens.
+// Every request is logged (account, scopes, outcome) so tests can count token fetches and scopes.
 import { createPrivateKey, randomBytes, sign, type KeyObject } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export interface TokenRequest {
@@ -13,7 +14,7 @@ export interface TokenRequest {
   service: string | undefined;
   /** Requested scopes (every `scope` parameter, space-separated lists split). */
   scopes: string[];
-  /** Basic user, if credentials were sent. */
+  /** Basic user (or the refresh token's user), if credentials were sent. */
   user: string | undefined;
   outcome: "granted" | "anonymous" | "rejected";
 }
@@ -21,6 +22,8 @@ export interface TokenRequest {
 export interface TokenServerOptions {
   /** user → password */
   users: Record<string, string>;
+  /** OAuth2 refresh token (docker `identitytoken`) → user */
+  refreshTokens?: Record<string, string>;
   keyPem: string;
   certDerBase64: string;
   issuer: string;
@@ -56,31 +59,47 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const key = createPrivateKey(opts.keyPem);
   const requests: TokenRequest[] = [];
   const server: Server = createServer((req, res) => {
-    const u = new URL(req.url ?? "/", "http://x");
-    const scopes = u.searchParams.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
-    const auth = req.headers.authorization;
+    const body: Buffer[] = [];
+    req.on("data", (c: Buffer) => body.push(c));
+    req.on("end", () => answer(req.method ?? "GET", req.url ?? "/", req.headers.authorization, Buffer.concat(body).toString("utf8"), res));
+  });
+  const answer = (method: string, url: string, auth: string | undefined, form: string, res: ServerResponse): void => {
+    const u = new URL(url, "http://x");
+    // OAuth2 POST: the form carries service, scope (space-separated) and the grant
+    const params = method === "POST" ? new URLSearchParams(form) : u.searchParams;
+    const scopes = params.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
     let user: string | undefined;
     let ok = false;
-    if (auth?.startsWith("Basic ")) {
+    if (method === "POST") {
+      const rt = params.get("grant_type") === "refresh_token" ? params.get("refresh_token") ?? "" : "";
+      user = opts.refreshTokens && Object.hasOwn(opts.refreshTokens, rt) ? opts.refreshTokens[rt] : undefined;
+      ok = user !== undefined;
+      if (!ok) {
+        requests.push({ method, service: params.get("service") ?? undefined, scopes, user, outcome: "rejected" });
+        res.writeHead(401, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: "invalid_grant", details: "unknown refresh token" }));
+        return;
+      }
+    } else if (auth?.startsWith("Basic ")) {
       const dec = Buffer.from(auth.slice(6), "base64").toString("utf8");
       const i = dec.indexOf(":");
       user = i < 0 ? dec : dec.slice(0, i);
       const pass = i < 0 ? "" : dec.slice(i + 1);
       ok = Object.hasOwn(opts.users, user) && opts.users[user] === pass;
       if (!ok) {
-        requests.push({ method: req.method ?? "", service: u.searchParams.get("service") ?? undefined, scopes, user, outcome: "rejected" });
+        requests.push({ method, service: params.get("service") ?? undefined, scopes, user, outcome: "rejected" });
         res.writeHead(401, { "content-type": "application/json", "www-authenticate": 'Basic realm="soci-test-token"' });
         res.end(JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: "invalid username or password" }] }));
         return;
       }
     }
-    requests.push({ method: req.method ?? "", service: u.searchParams.get("service") ?? undefined, scopes, user, outcome: ok ? "granted" : "anonymous" });
+    requests.push({ method, service: params.get("service") ?? undefined, scopes, user, outcome: ok ? "granted" : "anonymous" });
     const now = Math.floor(Date.now() / 1000);
     const expires = opts.expiresInSec ?? 300;
     const token = jwt(key, opts.certDerBase64, {
       iss: opts.issuer,
       sub: user ?? "",
-      aud: u.searchParams.get("service") ?? "",
+      aud: params.get("service") ?? "",
       exp: now + expires,
       nbf: now - 5,
       iat: now,
@@ -89,7 +108,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     });
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ token, access_token: token, expires_in: expires, issued_at: new Date(now * 1000).toISOString() }));
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
