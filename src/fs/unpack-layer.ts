@@ -123,7 +123,7 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
     if (signal?.aborted) throw signal.reason; // whatever broke on the way, the caller asked to stop
     if (e instanceof UnpackError) throw e;
     if (e instanceof LayerEntryError) throw fail(e.message, e.entry, e);
-    if (e instanceof TarError) throw fail(`corrupt tar: ${e.message}`, undefined, e);
+    if (e instanceof TarError) throw fail(e.kind === "unsupported" ? e.message : `corrupt tar: ${e.message}`, undefined, e);
     if (e instanceof LayerDecodeError) throw fail(e.message, undefined, e);
     throw fail((e as Error).message ?? String(e), undefined, e);
   } finally {
