@@ -90,6 +90,19 @@ function logLines(key: string): Array<Record<string, string>> {
   return daemonLog.split("\n").filter((l) => l.includes(key)).map((l) => JSON.parse(l) as Record<string, string>);
 }
 
+/** containerd redials a restarted proxy plugin with backoff: wait until it answers through containerd. */
+async function waitForSnapshotter(): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
+      return;
+    } catch (e) {
+      if (i >= 100) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 async function runContainer(id: string, script: string): Promise<string> {
   const r = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, id, "/bin/sh", "-c", script]);
   return r.stdout;
@@ -157,6 +170,7 @@ describe("lazy pull through containerd", () => {
     await stopDaemon("SIGTERM");
     await startDaemon();
     expect(await fuseMounts()).toHaveLength(2);
+    await waitForSnapshotter();
     const out = await runContainer("lazy-2", "cat /data/f3.txt").catch((e: Error) => {
       throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(-6000)}`);
     });
@@ -171,4 +185,20 @@ describe("lazy pull through containerd", () => {
     await stopDaemon("SIGINT");
     expect(await fuseMounts()).toHaveLength(0);
   }, 60_000);
+
+  it("soci image rpull (cri.* labels) pulls lazily too, and the container runs", async () => {
+    await startDaemon();
+    await waitForSnapshotter();
+    const r = await run("node", [soci, "--address", ctd!.socket, "image", "rpull", "--plain-http", image]);
+    expect(r.stdout).toMatch(/: 3 of 3 layers provided by soci\n$/); // two lazily, one unpacked by the snapshotter
+    expect(logLines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true")).toHaveLength(2);
+    expect(logLines("local-snapshot-prepared").filter((l) => l["local-snapshot-prepared"] === "true")).toHaveLength(1);
+    expect(await fuseMounts()).toHaveLength(2);
+    expect(await runContainer("lazy-3", "cat /etc/hello /data/f9.txt")).toBe("hello from a small layer\nfile 9\n");
+    // the lazily provided layers were never downloaded into containerd's content store
+    const { stdout } = await ctd!.ctr(["content", "ls", "-q"]);
+    const sizes = await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${image}`]);
+    expect(sizes.stdout.length).toBeGreaterThan(0);
+    expect(stdout.split("\n").filter(Boolean).length).toBeLessThanOrEqual(5); // index, manifest, config, the small layer (+ nothing big)
+  }, 120_000);
 });

@@ -7,6 +7,7 @@ import { convertCommand } from "./commands/convert.js";
 import { createCommand } from "./commands/create.js";
 import { pushCommand } from "./commands/push.js";
 import { mountCommand, unmountCommand } from "./commands/mount.js";
+import { imageCommand } from "./commands/image.js";
 import { indexCommand, prefetchCommand, rebuildDbCommand, ztocCommand } from "./commands/inspect.js";
 
 const program = new Command("soci")
@@ -26,6 +27,7 @@ program.addCommand(rebuildDbCommand());
 program.addCommand(indexCommand());
 program.addCommand(ztocCommand());
 program.addCommand(prefetchCommand());
+program.addCommand(imageCommand());
 program.addCommand(mountCommand());
 program.addCommand(unmountCommand());
 program.addCommand(
