@@ -353,6 +353,14 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
     await expectFailure(bytes(bad, 65536), "bad-tar", {}, /corrupt tar: archive\/tar: invalid tar header/);
   });
 
+  test("GNU sparse files (tar --sparse) are refused by name", async () => {
+    const src = join(work, "sparse-src");
+    await mkdir(src, { recursive: true });
+    await run("sh", ["-c", `printf start > '${src}/holes' && truncate -s 8M '${src}/holes' && printf end >> '${src}/holes'`]);
+    await run("tar", ["--sparse", "--format=posix", "-cf", join(work, "sparse.tar"), "-C", src, "holes"]);
+    await expectFailure(fileStream(join(work, "sparse.tar")), "sparse", {}, /entry "holes": GNU sparse files are not supported/);
+  });
+
   test("zstd is refused by name; an empty blob is an empty layer", async () => {
     const zstd = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]);
     await expectFailure(bytes(zstd), "zstd", {}, /zstd-compressed layers are not supported/);
