@@ -424,7 +424,10 @@ test("removeStaleUnpacks: a killed unpack's work directory goes, everything else
     unpackLayer(src(), ${JSON.stringify(join(parent, "layer"))});`;
   const { spawn } = await import("node:child_process");
   const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve) => child.stdout.on("data", (d: Buffer) => d.toString().includes("started") && resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (d: Buffer) => d.toString().includes("started") && resolve());
+    child.on("close", (code) => reject(new Error(`child exited (${code}) before the unpack started`)));
+  });
   child.kill("SIGKILL");
   await new Promise((r) => child.on("close", r));
   await mkdir(join(parent, "layer-done"));
