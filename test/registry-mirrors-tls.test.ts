@@ -216,6 +216,18 @@ describe("localhost without hosts.toml (containerd's defaults)", () => {
     } finally {
       await c.close();
     }
+    // a blob stream as the first request takes the same way (HTTPS refused by plain HTTP → HTTP)
+    const fresh = new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: empty }), retries: 1 });
+    const plain = new RegistryClient({ plainHttp: true });
+    try {
+      const m = parseManifest((await plain.getManifest(`${upstream.host}/src/app:latest`)).bytes);
+      let n = 0;
+      for await (const c of fresh.blobStream(`${upstream.host}/src/app:latest`, m.layers![0]!.digest)) n += c.length;
+      expect(n).toBe(m.layers![0]!.size);
+    } finally {
+      await fresh.close();
+      await plain.close();
+    }
     const r = await run("node", [soci, "convert", "--hosts-dir", empty, "--min-layer-size", "0", `${upstream.host}/src/app:latest`, `oci-archive:${join(dir, "localhost.tar")}`]);
     expect(r.stderr).toBe("");
   });

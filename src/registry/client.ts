@@ -447,14 +447,13 @@ export class RegistryClient {
         break;
       } catch (e) {
         if (res) res.body.destroy();
+        const err = e instanceof RetryableError ? e.final : e;
         const plainTwin = eps[epIndex]!.plainFallback === true;
-        const err0 = e instanceof RetryableError ? e.final : e;
         // an https-first attempt that failed for another reason than plain HTTP skips its twin
-        const skip = plainTwin && !speaksPlainHttp(err0) ? 2 : 1;
+        const skip = plainTwin && !speaksPlainHttp(err) ? 2 : 1;
         if (plainTwin && skip === 1) this.markDown(eps[epIndex]!);
         if (received === 0 && epIndex + skip < eps.length) {
-          const err = err0;
-          if (fallsThrough(err) || tlsProblem(err) || speaksPlainHttp(err)) {
+          if (fallsThrough(err) || tlsProblem(err) !== undefined) {
             if (isUnreachable(err)) this.markDown(eps[epIndex]!);
             epIndex += skip;
             t = { ref, ep: eps[epIndex]!, actions: ["pull"] };
