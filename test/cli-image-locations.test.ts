@@ -156,6 +156,9 @@ describe("soci convert between disk and registry", () => {
     const untagged = await cli("convert", "--plain-http", `oci:${layout}:latest`, `${registry.host}/x/app@sha256:${"0".repeat(64)}`);
     expect(untagged.stderr).toContain("the destination image must be a tagged ref");
     for (const f of ["x.tar", "y", "z.tar"]) await expect(stat(join(dir, f))).rejects.toThrow();
+    const unwritable = await cli("convert", "--min-layer-size", "0", `oci:${layout}:latest`, `oci-archive:${join(dir, "no/such/dir/out.tar")}`);
+    expect(unwritable.code).toBe(1);
+    expect(unwritable.stderr).toMatch(/^soci: .*no\/such\/dir\/out\.tar: cannot write the OCI archive: tar: .*No such file or directory/m);
   });
 });
 

@@ -52,5 +52,8 @@ export async function writeLayout(dir: string, output: string, format: LayoutFor
     await cp(dir, output, { recursive: true });
     return;
   }
-  await run("tar", ["-cf", output, "-C", dir, "--owner=0", "--group=0", "--numeric-owner", "oci-layout", "index.json", "blobs"]);
+  await run("tar", ["-cf", output, "-C", dir, "--owner=0", "--group=0", "--numeric-owner", "oci-layout", "index.json", "blobs"]).catch(async (err: { stderr?: string; message: string }) => {
+    await rm(output, { force: true }); // no half-written archive left behind
+    throw new Error(`${output}: cannot write the OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
+  });
 }
