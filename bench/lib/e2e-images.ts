@@ -1,0 +1,127 @@
+// The three images of `bench/e2e.ts`, built offline and cached as OCI layouts under
+// <bench dir>/e2e/<name> (a `ready.json` beside the layout marks a finished build):
+//   small  busybox-static, `sh -c 'echo ready'`
+//   numpy  python3 + NumPy (+ SciPy, as a data-science image would carry) from Debian packages
+//          (`apt-get download`, `dpkg -x`, .pyc compiled in a chroot), busybox for /bin/sh;
+//          workload `python3 -c "import numpy; print('ready')"`; three layers (libraries,
+//          the Python standard library, dist-packages)
+//   data   busybox layer + one layer of 3 × N MB files; workload reads 4 KiB of each
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdir, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { sampleData, writeBusyboxRootfs, writeImageLayout, writeLayer, type ImageConfig, type LayerFile, type LayerSource } from "../../src/cli/demo/image.js";
+import { benchDir } from "./env.js";
+
+const run = promisify(execFile);
+
+export interface BenchImage {
+  name: string;
+  layout: string;
+  tag: string;
+  command: string[];
+  layers: LayerFile[];
+  /** `soci convert --min-layer-size` for this image (undefined: the default, 10 MiB). */
+  minLayerSize?: number;
+  description: string;
+}
+
+/** Debian bookworm packages of the NumPy image (python3 + numpy + scipy and their run-time libraries). */
+export const NUMPY_DEBS = [
+  "libc6", "libgcc-s1", "gcc-12-base", "libstdc++6", "zlib1g", "libexpat1", "libffi8", "libbz2-1.0", "liblzma5",
+  "libssl3", "libsqlite3-0", "libncursesw6", "libtinfo6", "libreadline8", "libuuid1", "libcrypt1", "libdb5.3",
+  "libgdbm6", "libgdbm-compat4", "libnsl2", "libtirpc3", "libtirpc-common", "media-types",
+  "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "python3.11", "python3-minimal", "python3",
+  "libpython3-stdlib", "python3-numpy", "python3-scipy", "libopenblas0", "libopenblas0-pthread", "libgfortran5",
+  "libquadmath0", "libgomp1",
+];
+
+async function cached(name: string, build: (dir: string) => Promise<Omit<BenchImage, "layout" | "tag" | "name">>, log: (l: string) => void): Promise<BenchImage> {
+  const dir = join(benchDir(), "e2e", name);
+  const marker = join(dir, "ready.json");
+  if (existsSync(marker)) return JSON.parse(readFileSync(marker, "utf8")) as BenchImage;
+  log(`e2e: building the ${name} image in ${dir} (cached for later runs)…`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const img: BenchImage = { name, layout: join(dir, "layout"), tag: "latest", ...(await build(dir)) };
+  writeFileSync(marker, JSON.stringify(img, null, 2) + "\n");
+  return img;
+}
+
+async function layoutOf(dir: string, sources: LayerSource[], cfg: ImageConfig): Promise<LayerFile[]> {
+  const layers: LayerFile[] = [];
+  for (let i = 0; i < sources.length; i++) layers.push(await writeLayer(sources[i]!, join(dir, `layer${i}.tar.gz`)));
+  await writeImageLayout(join(dir, "layout"), layers, cfg);
+  for (const l of layers) await rm(l.gzPath, { force: true }); // the layout holds them now
+  return layers;
+}
+
+export function smallImage(log: (l: string) => void): Promise<BenchImage> {
+  return cached("small", async (dir) => {
+    const rootfs = join(dir, "rootfs");
+    await writeBusyboxRootfs(rootfs);
+    const command = ["/bin/sh", "-c", "echo ready"];
+    const layers = await layoutOf(dir, [{ dir: rootfs }], { cmd: command });
+    await rm(rootfs, { recursive: true, force: true });
+    return { command, layers, minLayerSize: 0, description: "busybox-static, `sh -c 'echo ready'`" };
+  }, log);
+}
+
+export function numpyImage(log: (l: string) => void): Promise<BenchImage> {
+  return cached("numpy", async (dir) => {
+    const debs = join(benchDir(), "e2e-debs");
+    await mkdir(debs, { recursive: true });
+    const have = new Set((await readdir(debs)).map((f) => f.split("_")[0]!));
+    const missing = NUMPY_DEBS.filter((p) => !have.has(p));
+    if (missing.length) {
+      log(`e2e: apt-get download ${missing.join(" ")}`);
+      await run("apt-get", ["download", ...missing], { cwd: debs, maxBuffer: 16 << 20 }).catch((e: Error & { stderr?: string }) => {
+        throw new Error(`apt-get download failed (run apt-get update first?): ${e.stderr?.trim() || e.message}`);
+      });
+    }
+    const rootfs = join(dir, "rootfs");
+    await mkdir(rootfs, { recursive: true });
+    for (const f of (await readdir(debs)).filter((f) => f.endsWith(".deb") && NUMPY_DEBS.includes(f.split("_")[0]!))) {
+      await run("dpkg", ["-x", join(debs, f), rootfs]);
+    }
+    // what the packages' maintainer scripts would do: BLAS/LAPACK alternatives, the loader cache
+    const lib = join(rootfs, "usr/lib/x86_64-linux-gnu");
+    for (const so of ["libblas.so.3", "liblapack.so.3", "libopenblas.so.0"]) await symlink(`openblas-pthread/${so}`, join(lib, so));
+    await writeFile(join(rootfs, "etc/ld.so.conf"), "include /etc/ld.so.conf.d/*.conf\n");
+    await run("ldconfig", ["-r", rootfs]);
+    await writeBusyboxRootfs(rootfs, ["sh"]);
+    await run("chroot", [rootfs, "/usr/bin/python3", "-m", "compileall", "-q", "/usr/lib/python3.11", "/usr/lib/python3/dist-packages"], { maxBuffer: 64 << 20 })
+      .catch(() => undefined); // a few test modules do not compile; the rest is written
+    const check = await run("chroot", [rootfs, "/usr/bin/python3", "-c", "import numpy; print('ready')"]);
+    if (check.stdout.trim() !== "ready") throw new Error(`numpy rootfs: ${check.stdout}${check.stderr}`);
+    const command = ["/usr/bin/python3", "-c", "import numpy; print('ready')"];
+    const parents = ["--no-recursion", "./usr", "./usr/lib", "--recursion"];
+    const layers = await layoutOf(dir, [
+      { dir: rootfs, exclude: ["./usr/lib/python3.11", "./usr/lib/python3"] },
+      { dir: rootfs, paths: [...parents, "./usr/lib/python3.11"] },
+      { dir: rootfs, paths: [...parents, "./usr/lib/python3"] },
+    ], { cmd: command });
+    await rm(rootfs, { recursive: true, force: true });
+    return { command, layers, description: "Debian python3.11 + NumPy 1.24 + SciPy 1.10, `python3 -c \"import numpy; print('ready')\"`" };
+  }, log);
+}
+
+export function dataImage(fileMB: number, log: (l: string) => void): Promise<BenchImage> {
+  return cached(`data-${fileMB}`, async (dir) => {
+    const base = join(dir, "base");
+    await writeBusyboxRootfs(base);
+    const rootfs = join(dir, "rootfs");
+    await mkdir(join(rootfs, "data"), { recursive: true });
+    for (let i = 0; i < 3; i++) {
+      await writeFile(join(rootfs, "data", `notes-${i}.txt`), `file ${i}\n`);
+      await writeFile(join(rootfs, "data", `big-${i}.bin`), sampleData(fileMB << 20));
+    }
+    const script = "for f in /data/big-0.bin /data/big-1.bin /data/big-2.bin; do head -c 4096 \"$f\" > /dev/null || exit 1; done; echo ready";
+    const command = ["/bin/sh", "-c", script];
+    const layers = await layoutOf(dir, [{ dir: base }, { dir: rootfs }], { cmd: command });
+    await rm(base, { recursive: true, force: true });
+    await rm(rootfs, { recursive: true, force: true });
+    return { command, layers, description: `3 × ${fileMB} MiB files (≈2:1 gzip), the workload reads 4 KiB of each` };
+  }, log);
+}

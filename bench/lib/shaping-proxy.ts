@@ -1,0 +1,3 @@
+// The link-shaping proxy lives with the demo (src/cli/demo/shaping-proxy.ts, shipped) so that
+// `soci demo` and the benchmarks model the same link; re-exported here for the benchmarks.
+export { startShapingProxy, type ShapingOptions, type ShapingProxy } from "../../src/cli/demo/shaping-proxy.js";

@@ -1,0 +1,76 @@
+// Undo steps for everything the demo starts (processes, mounts, temp dirs), run last-in first-out
+// on success, on failure and on Ctrl-C / SIGTERM.
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export class Cleanup {
+  private steps: Array<{ what: string; fn: () => Promise<void> | void }> = [];
+  private running: Promise<void> | undefined;
+
+  /** Registers an undo step; returns a function that runs (and forgets) just that step. */
+  add(what: string, fn: () => Promise<void> | void): () => Promise<void> {
+    const step = { what, fn };
+    this.steps.push(step);
+    return async () => {
+      const i = this.steps.indexOf(step);
+      if (i < 0) return;
+      this.steps.splice(i, 1);
+      await step.fn();
+    };
+  }
+
+  /** Runs every step, newest first; a failing step is reported and the rest still run. */
+  run(report: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<void> {
+    this.running ??= (async () => {
+      while (this.steps.length) {
+        const step = this.steps.pop()!;
+        try {
+          await step.fn();
+        } catch (e) {
+          report(`cleanup: ${step.what}: ${(e as Error).message}`);
+        }
+      }
+      this.running = undefined;
+    })();
+    return this.running;
+  }
+
+  /**
+   * Runs the steps when the process is interrupted (SIGINT, SIGTERM, SIGHUP), then exits with
+   * 128 + the signal number. Returns a function that removes the handlers.
+   */
+  onSignals(report?: (line: string) => void): () => void {
+    const codes: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+    const handlers = Object.entries(codes).map(([sig, n]) => {
+      const h = () => {
+        report?.(`\n${sig}: cleaning up…`);
+        void this.run(report).finally(() => process.exit(128 + n));
+      };
+      process.on(sig, h);
+      return [sig, h] as const;
+    });
+    return () => {
+      for (const [sig, h] of handlers) process.off(sig, h);
+    };
+  }
+}
+
+/** Mount points at or below `dir`, deepest first (octal escapes of /proc/mounts decoded). */
+export function mountsUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
+    const raw = line.split(" ")[1];
+    if (!raw) continue;
+    const target = raw.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (target === dir || target.startsWith(dir + "/")) out.push(target);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** Lazily unmounts everything at or below `dir`. */
+export async function unmountUnder(dir: string): Promise<void> {
+  for (const m of mountsUnder(dir)) await run("umount", ["-l", m]).catch(() => undefined);
+}
