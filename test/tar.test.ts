@@ -593,6 +593,12 @@ describe("hand-built headers", () => {
       expect([err.message, err.kind]).toEqual(["unsupported input tar entry 'g'", "unsupported"]);
       expect(fail(archive(entry({ typeflag: "g" }, "garbage"), entry({})))).toBe(INVALID);
       expect(fail(concat(header({ typeflag: "g", size: 100 }), zeros(10)))).toBe(EOF);
+      // an unpacker asks for global headers to be dropped (containerd ignores them)
+      const seen: TarEntry[] = [];
+      const r = new TarReader((e) => seen.push(e), { skipGlobalHeaders: true });
+      r.push(archive(pax([["comment", "global"]], "g"), entry({ name: "after" }, "data"), pax([["comment", "again"]], "g")));
+      r.end();
+      expect(seen.map((e) => text(e.name))).toEqual(["after"]);
     });
 
     it("reject old GNU sparse files once their map is read", () => {

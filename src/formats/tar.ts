@@ -440,7 +440,14 @@ export class TarReader {
   private remaining = 0;
   private pad = 0;
 
-  constructor(private readonly onEntry: (e: TarEntry) => void) {
+  /**
+   * `skipGlobalHeaders`: PAX global headers ('g') are dropped instead of rejected — what an
+   * unpacker wants (containerd ignores them); the index builder keeps the reference's error.
+   */
+  constructor(
+    private readonly onEntry: (e: TarEntry) => void,
+    private readonly opts: { skipGlobalHeaders?: boolean } = {},
+  ) {
     this.walk = this.run();
     this.resume(undefined);
   }
@@ -505,6 +512,10 @@ export class TarReader {
     for (;;) {
       const h = yield* this.next();
       if (!h) return;
+      if (h.typeflag === T_G && this.opts.skipGlobalHeaders) {
+        headerOffset = align512(this.pos + this.remaining);
+        continue;
+      }
       const type = TYPES[h.typeflag];
       if (!type) throw new TarError(`unsupported input tar entry ${goQuoteByte(h.typeflag)}`, "unsupported");
       const pax = [...(h.pax ?? [])]

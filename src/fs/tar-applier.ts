@@ -12,7 +12,7 @@ export class TarApplier {
   private open: { sink: FileSink; end: number } | undefined;
 
   constructor(private readonly writer: TreeWriter) {
-    this.reader = new TarReader((e) => this.fresh.push(e));
+    this.reader = new TarReader((e) => this.fresh.push(e), { skipGlobalHeaders: true });
   }
 
   /** Applies the next bytes of the tar (the chunk is kept by pending writes: do not reuse it). */
