@@ -35,6 +35,10 @@ export const LABEL_SOCI_SIZE = "containerd.io/snapshot/remote/soci.size";
 export const LABEL_STARGZ_REFERENCE = "containerd.io/snapshot/remote/stargz.reference";
 export const LABEL_STARGZ_DIGEST = "containerd.io/snapshot/remote/stargz.digest";
 
+/** The reference's messages for the `defer-snapshot-runtime=true` line (snapshot/snapshot.go). */
+export const DEFER_NO_INDEX = "no valid SOCI index found; deferring to container runtime";
+export const DEFER_LOCAL_FAILED = "failed to prepare local snapshot; deferring to container runtime";
+
 /** The metric calls the preparer makes (the daemon's SociMetrics satisfies it). */
 export interface PreparerMetrics {
   countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count", by?: number): void;
@@ -44,7 +48,7 @@ export interface PreparerMetrics {
 }
 
 export interface SociPreparerOptions {
-  /** The daemon root: `<root>/soci/content` (artifacts), `<root>/soci/spancache`, statfs of `<root>/soci`. */
+  /** The daemon root: `<root>/content` (artifacts: the store `soci create` writes, FORMATS §4.1), `<root>/soci/spancache`, statfs of `<root>/soci`. */
   root: string;
   /** A registry client for an image host (mirrors, credentials, plain HTTP for localhost). */
   client: RegistryClient;
@@ -100,7 +104,7 @@ export class SociPreparer implements RemotePreparer {
   private readonly mountedImages = new Set<string>();
 
   constructor(private readonly opts: SociPreparerOptions) {
-    this.store = ContentStore.open(join(opts.root, "soci", "content"));
+    this.store = ContentStore.open(join(opts.root, "content"));
     this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache") });
     if (opts.background) {
       this.background = new BackgroundFetcher({
@@ -127,7 +131,8 @@ export class SociPreparer implements RemotePreparer {
       index = await ctx.index;
     } catch (e) {
       log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
-      return { outcome: "defer", reason: e instanceof NoIndexError ? e.message : `unable to fetch SOCI artifacts: ${(e as Error).message}` };
+      // §2.3: every discovery/fetch failure is ErrNoIndex in the reference; the error is in the line above
+      return { outcome: "defer", reason: DEFER_NO_INDEX };
     }
     const layerIdx = ctx.layers.findIndex((l) => l.digest === labels.layerDigest);
     if (layerIdx < 0) return { outcome: "defer", reason: `layer ${labels.layerDigest} is not in image manifest ${ctx.manifest.digest}` };
@@ -159,7 +164,7 @@ export class SociPreparer implements RemotePreparer {
     } catch (e) {
       this.opts.metrics?.countOperation("", "local_mount_failure_count");
       log.warn("failed to prepare local snapshot", { ...fields, error: (e as Error).message });
-      return { outcome: "defer", reason: (e as Error).message };
+      return { outcome: "defer", reason: DEFER_LOCAL_FAILED };
     }
   }
 
