@@ -155,7 +155,7 @@ describe("CRI ImageService pulls through the soci snapshotter", () => {
   it("a container of the CRI-pulled image runs in the k8s.io namespace", async () => {
     const sha = createHash("sha256").update(big).digest("hex");
     const r = await ctd!
-      .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, "cri-lazy-1", "/bin/sh", "-c",
+      .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, `cri-lazy-${randomBytes(3).toString("hex")}`, "/bin/sh", "-c",
         "cat /etc/hello /data/f13.txt; sha256sum /data/big.bin"], { namespace: K8S })
       .catch((e: Error) => {
         throw new Error(`${e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);

@@ -52,9 +52,13 @@ async function startDaemon(cfg = "config.toml"): Promise<SociDaemon> {
 
 const fuseMounts = () => fuseMountsUnder(daemonRoot());
 
+// container ids get a per-run suffix: runc's cgroups are shared with other containerds on the host
+const suffix = randomBytes(3).toString("hex");
+const cid = (name: string) => `${name}-${suffix}`;
+
 function runContainer(image: string, id: string, script: string): Promise<string> {
   return ctd!
-    .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, id, "/bin/sh", "-c", script])
+    .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, cid(id), "/bin/sh", "-c", script])
     .then((r) => r.stdout)
     .catch((e: Error) => {
       throw new Error(`${e.message}\ndaemon log:\n${daemon?.log().slice(-4000)}`);
@@ -187,14 +191,14 @@ describe("daemon restart and recovery", () => {
     expect(await fuseMounts()).toHaveLength(0);
     await waitForSnapshotter((args) => ctd!.ctr(args));
     await expect(
-      ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, "unavailable-a", "/bin/true"]),
+      ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, cid("unavailable-a"), "/bin/true"]),
     ).rejects.toThrow(/unavailable/i);
 
     // as in the reference, a snapshot that failed to restore stays Unavailable (even with the
     // registry back) until the daemon restarts or the image is removed
     await proxy.up();
     await expect(
-      ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, "unavailable-a2", "/bin/true"]),
+      ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, cid("unavailable-a2"), "/bin/true"]),
     ).rejects.toThrow(/unavailable/i);
 
     // a restart with the registry back: everything is mounted again and runs
