@@ -41,10 +41,12 @@ export const DEFER_LOCAL_FAILED = "failed to prepare local snapshot; deferring t
 
 /** The metric calls the preparer makes (the daemon's SociMetrics satisfies it). */
 export interface PreparerMetrics {
-  countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count", by?: number): void;
+  countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count" | "fuse_failure_state", by?: number): void;
   observeOperation(layer: string, type: "mount" | "fuse_mount" | "soci_index_fetch" | "ztoc_fetch", ms: number): void;
   addLayer?(mountpoint: string, layer: { digest: string; size(): number; fetchedSize(): number }): void;
   removeLayer?(mountpoint: string): void;
+  /** A FUSE operation of `layer` answered EIO (`fuse_<op>_failure_count`, layer = digest). */
+  countFuseFailure?(layer: string, fuseOperation: string): void;
 }
 
 export interface SociPreparerOptions {
@@ -96,6 +98,10 @@ export class SociPreparer implements RemotePreparer {
   private readonly store: Promise<ContentStore>;
   private readonly spanCache: SpanCache;
   private readonly images = new Map<string, Promise<ImageContext>>();
+  /** stargz labels: (ref, layer) → the manifest holding the layer */
+  private readonly manifests = new Map<string, Promise<Descriptor>>();
+  /** Layers that have had a FUSE operation fail (`fuse_failure_state`). */
+  private readonly failedLayers = new Set<string>();
   private readonly mounted = new Map<string, Mounted>();
   private readonly background: BackgroundFetcher | undefined;
   /** On-demand reads waiting, daemon-wide: the background fetcher yields to them. */
@@ -242,6 +248,7 @@ export class SociPreparer implements RemotePreparer {
         reader,
         disableXattrs: z.disableXattrs,
         statfsDir: join(this.opts.root, "soci"),
+        onError: (op, path, err) => this.fuseFailed(layer.digest, op, path, err),
         ...this.opts.fuse,
       });
     } catch (e) {
@@ -255,12 +262,35 @@ export class SociPreparer implements RemotePreparer {
     this.background?.add(reader.spans).catch(() => undefined);
   }
 
-  /** Per manifest digest, computed once (errors included, as the reference caches them). */
-  private imageContext(labels: LayerLabels): Promise<ImageContext> {
-    const key = `${labels.imageRef}@${labels.manifestDigest ?? labels.layerDigest}`;
+  /**
+   * A failed FUSE operation (EIO to the kernel): its `fuse_*_failure_count`, `fuse_failure_state`
+   * once per layer, and a warning for the layer's first failure (debug after that).
+   */
+  private fuseFailed(digest: string, op: string, path: string, err: unknown): void {
+    const metrics = this.opts.metrics;
+    metrics?.countFuseFailure?.(digest, op);
+    const first = !this.failedLayers.has(digest);
+    const fields = { layer: digest, operation: op, path, error: err instanceof Error ? err.message : String(err) };
+    if (first) {
+      this.failedLayers.add(digest);
+      metrics?.countOperation(digest, "fuse_failure_state");
+      this.opts.logger.warn("FUSE operation failed", fields);
+    } else {
+      this.opts.logger.debug("FUSE operation failed", fields);
+    }
+  }
+
+  /**
+   * Per image manifest, computed once (errors included, as the reference caches them). Stargz labels
+   * name no manifest: it is resolved once per (ref, layer), and the layers of one manifest share
+   * one context (one index lookup per image, as with cri.* labels).
+   */
+  private async imageContext(labels: LayerLabels): Promise<ImageContext> {
+    const manifest = labels.manifestDigest ? undefined : await this.manifestHolding(labels);
+    const key = `${labels.imageRef}@${labels.manifestDigest ?? manifest!.digest}`;
     let p = this.images.get(key);
     if (!p) {
-      p = this.loadImage(labels);
+      p = this.loadImage(labels, manifest);
       this.images.set(key, p);
       // a failed manifest lookup (registry down) is retried next time; index errors stay cached
       p.catch(() => this.images.delete(key));
@@ -268,12 +298,23 @@ export class SociPreparer implements RemotePreparer {
     return p;
   }
 
-  private async loadImage(labels: LayerLabels): Promise<ImageContext> {
+  /** The platform manifest of `imageRef` holding the layer (stargz labels), cached per (ref, layer). */
+  private manifestHolding(labels: LayerLabels): Promise<Descriptor> {
+    const key = `${labels.imageRef}@${labels.layerDigest}`;
+    let p = this.manifests.get(key);
+    if (!p) {
+      const client = this.opts.client;
+      p = manifestHoldingLayer(client, new RegistrySource(client, labels.ref), labels.ref, labels.layerDigest);
+      this.manifests.set(key, p);
+      p.catch(() => this.manifests.delete(key));
+    }
+    return p;
+  }
+
+  private async loadImage(labels: LayerLabels, resolved?: Descriptor): Promise<ImageContext> {
     const client = this.opts.client;
     const source = new RegistrySource(client, labels.ref);
-    const manifest = labels.manifestDigest
-      ? (await client.getManifest({ ...labels.ref, tag: undefined, digest: labels.manifestDigest })).descriptor
-      : await manifestHoldingLayer(client, source, labels.ref, labels.layerDigest);
+    const manifest = resolved ?? (await client.getManifest({ ...labels.ref, tag: undefined, digest: labels.manifestDigest })).descriptor;
     const bytes = await source.get(manifest.digest, manifest.mediaType);
     const m = parseManifest(bytes);
     const config = JSON.parse(Buffer.from(await source.get(m.config.digest, m.config.mediaType)).toString("utf8")) as { rootfs?: { diff_ids?: string[] } };
