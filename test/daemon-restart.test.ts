@@ -134,11 +134,14 @@ afterAll(async () => {
 
 describe("daemon restart and recovery", () => {
   it("several containers at once, from one image and from two images sharing layers, share the FUSE mounts", async () => {
-    for (const image of [imageA, imageB]) {
-      await run("ctr-remote", ["--address", ctd!.socket, "images", "rpull", "--plain-http", "--snapshotter", "soci", image]).catch((e: Error) => {
-        throw new Error(`${e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
-      });
-    }
+    // both at once: their shared layers are prepared concurrently
+    await Promise.all(
+      [imageA, imageB].map((image) =>
+        run("ctr-remote", ["--address", ctd!.socket, "images", "rpull", "--plain-http", "--snapshotter", "soci", image]).catch((e: Error) => {
+          throw new Error(`${e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
+        }),
+      ),
+    );
     // busybox + shared (once) + a + b: the shared layers are neither mounted twice nor unpacked
     expect(daemon!.lines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true")).toHaveLength(4);
     expect(daemon!.lines("local-snapshot-prepared")).toHaveLength(0);

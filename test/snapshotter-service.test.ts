@@ -485,6 +485,38 @@ describe("snapshots service: remote snapshot hook", () => {
     await client.prepare("default/3/plain");
   });
 
+  it("provides a layer once when two pulls ask for it at the same time", async () => {
+    // two images sharing a layer, pulled at once: containerd sends both Prepares before either
+    // has committed the target
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const remote = new TmpfsPreparer(async () => {
+      await gate;
+      return { outcome: "remote" };
+    });
+    await start(remote);
+    const labels = { [ref]: "sha256:shared" };
+    const first = failure(client.prepare("default/1/extract-1 sha256:shared", "", labels));
+    const second = failure(client.prepare("default/2/extract-2 sha256:shared", "", labels));
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    expect((await first).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect((await second).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(remote.calls).toHaveLength(1);
+    expect(await mountPointsUnder(join(root, "snapshots"))).toEqual([join(root, "snapshots", "1", "fs")]);
+    expect((await client.list()).map((i) => [i.name, i.kind])).toEqual([["sha256:shared", "COMMITTED"]]);
+
+    // a Prepare whose target name is taken by a snapshot on another parent: the layer it mounted
+    // cannot be committed, so it is taken down at once instead of waiting for containerd's GC
+    expect((await failure(client.prepare("default/3/extract-3 sha256:shared", "sha256:shared", labels))).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(remote.calls).toHaveLength(2);
+    expect(remote.unmounted).toEqual([join(root, "snapshots", "2", "fs")]);
+    expect(await mountPointsUnder(join(root, "snapshots"))).toEqual([join(root, "snapshots", "1", "fs")]);
+    expect((await client.list()).map((i) => i.name)).toEqual(["sha256:shared"]);
+    await client.cleanup();
+    expect(readdirSync(join(root, "snapshots"))).toEqual(["1"]);
+  });
+
   it("re-mounts remote snapshots at restart after clearing leftover mounts", async () => {
     const first = new TmpfsPreparer(() => ({ outcome: "remote" }));
     await start(first);

@@ -41,6 +41,8 @@ export class Snapshotter {
   private readonly remote: RemotePreparer | undefined;
   private readonly log: SnapshotterLogger;
   private readonly userxattr: boolean;
+  /** Labelled Prepares in progress, by target: one layer is provided once, not once per puller. */
+  private readonly preparing = new Map<string, Promise<Mount[]>>();
 
   private constructor(opts: SnapshotterOptions, store: SnapshotStore) {
     this.root = resolve(opts.root);
@@ -77,20 +79,35 @@ export class Snapshotter {
    */
   async prepare(key: string, parent: string, labels: Labels, namespace: string): Promise<Mount[]> {
     const target = labels[LABEL_TARGET_SNAPSHOT_REF] ?? "";
-    const wantsLayer = target !== "" && this.remote !== undefined;
-    if (wantsLayer && this.isCommittedLayer(target, parent)) {
+    if (target === "" || this.remote === undefined) {
+      const s = await this.createSnapshot("active", key, parent, labels);
+      return this.mountsFor(s, parent);
+    }
+    // Two images sharing a layer, pulled at the same time, both ask for it: the second waits for
+    // the first and then finds it committed, instead of mounting the layer a second time on a
+    // snapshot nobody will use.
+    for (let p = this.preparing.get(target); p; p = this.preparing.get(target)) await p.catch(() => undefined);
+    const work = this.prepareLayer(key, parent, labels, namespace, target, this.remote);
+    this.preparing.set(target, work);
+    try {
+      return await work;
+    } finally {
+      if (this.preparing.get(target) === work) this.preparing.delete(target);
+    }
+  }
+
+  private async prepareLayer(key: string, parent: string, labels: Labels, namespace: string, target: string, remote: RemotePreparer): Promise<Mount[]> {
+    if (this.isCommittedLayer(target, parent)) {
       // Already provided (e.g. the same image pulled in another namespace): containerd's List
       // lookup finds it; mounting the layer a second time would only leave a mount to clean up.
       throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
     }
     const s = await this.createSnapshot("active", key, parent, labels);
-    if (!wantsLayer || !this.remote) return this.mountsFor(s, parent);
-
     const remoteLabels: Labels = { ...labels, [LABEL_REMOTE_NAMESPACE]: namespace };
     const mountpoint = fsDir(this.snapshotsDir, s.id);
     let result;
     try {
-      result = await this.remote.prepare({
+      result = await remote.prepare({
         key,
         target,
         parent,
@@ -129,6 +146,12 @@ export class Snapshotter {
       this.store.commitActive(key, target, usage, commitLabels);
     } catch (err) {
       if (!isSnapshotError(err, "AlreadyExists")) throw err;
+      // The target was committed meanwhile (another parent's chain cannot share a chain ID, so
+      // this is the same layer): ours is a duplicate containerd will never reference. Take it
+      // down now rather than leave a mounted layer until containerd's next GC.
+      this.log.debug("target committed meanwhile; dropping the duplicate", { key, target });
+      if (isRemote) await this.unmount(mountpoint).catch(() => undefined);
+      this.store.remove(key);
     }
     if (isRemote) {
       this.log.info("remote snapshot successfully prepared.", { key, parent, "remote-snapshot-prepared": "true" });
