@@ -146,12 +146,13 @@ export class Snapshotter {
       this.store.commitActive(key, target, usage, commitLabels);
     } catch (err) {
       if (!isSnapshotError(err, "AlreadyExists")) throw err;
-      // The target was committed meanwhile (another parent's chain cannot share a chain ID, so
-      // this is the same layer): ours is a duplicate containerd will never reference. Take it
-      // down now rather than leave a mounted layer until containerd's next GC.
-      this.log.debug("target committed meanwhile; dropping the duplicate", { key, target });
+      // The target name is taken (by a snapshot on another parent: the same layer on the same
+      // parent was answered above). Ours can never be committed and containerd will never
+      // reference it: take it down now rather than leave a mounted layer until containerd's GC.
+      this.log.warn("target snapshot exists on another parent; dropping the prepared layer", { key, parent, target });
       if (isRemote) await this.unmount(mountpoint).catch(() => undefined);
       this.store.remove(key);
+      throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
     }
     if (isRemote) {
       this.log.info("remote snapshot successfully prepared.", { key, parent, "remote-snapshot-prepared": "true" });
