@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   const cleanup = new Cleanup();
   const offSignals = cleanup.onSignals(log);
   const work = await mkdtemp("/tmp/sbe-"); // short: containerd's socket path lives below it
-  cleanup.add("work dir", () => rm(work, { recursive: true, force: true }));
+  cleanup.final("work dir", () => rm(work, { recursive: true, force: true }));
   try {
     const registry = await startRegistry(join(work, "registry"), cleanup);
     const proxy = await startShapingProxy(registry.host, LINK);
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       for (const [i, img] of images.entries()) {
         for (const mode of r % 2 ? [...MODES].reverse() : MODES) {
           const ref = `${proxy.host}/bench/${img.name}:${mode === "soci" ? "soci" : "latest"}`;
-          const res = await pullToReady({ mode, ref, proxy, dir: join(work, `r${n++}`), command: img.command });
+          const res = await pullToReady({ mode, ref, proxy, dir: join(work, `r${n++}`), command: img.command, cleanup });
           log(`  ${img.name} ${mode} run ${r + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
             (res.daemonPeakRssBytes ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS, ${fmt(res.daemonCpuSeconds!, 2)} s CPU` : "") +
             (res.pullSummary ? ` — ${res.pullSummary}` : ""));

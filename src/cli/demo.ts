@@ -1,158 +1,162 @@
-// `soci demo`: what exists so far, end to end on one machine (no registry or containerd yet).
-// Builds a sample OCI image, converts it into a SOCI-enabled image with the same code as
-// `soci convert --standalone`, then reads files lazily through the layer's ztoc: only the spans
-// holding each file are read (their digests checked) and inflated from their checkpoints, and every
-// byte is compared with the file on disk.
-import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+// `soci demo`: a lazy pull end to end on this machine, next to a normal one.
+//  1. installs what it needs when missing (apt: docker-registry, containerd, runc, busybox-static,
+//     libfuse2, fuse3), as root;
+//  2. builds a sample image: a busybox layer and a data layer of --size-mb MiB in three files;
+//  3. starts a registry in a temporary root, pushes the image and converts it with this library
+//     (SOCI index v2, as `soci convert` does);
+//  4. puts a proxy modelling a WAN link (100 Mbit/s, 20 ms RTT by default) in front of the registry;
+//  5. for each of overlayfs (containerd's default: `ctr images pull` + `ctr run`) and soci (our
+//     daemon as containerd's proxy snapshotter: `soci image rpull` + `ctr run --snapshotter soci`),
+//     starts a fresh containerd (and daemon) and times pull start → the container's "ready" line;
+//  6. prints the two side by side and removes everything it started (also on Ctrl-C or failure).
+import { mkdtemp, rm, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
-import zlib from "node:zlib";
-import { ContentStore } from "../store/content-store.js";
-import { convertStandalone } from "../build/standalone.js";
-import { extractFile, zinfoOf } from "../build/extract-file.js";
-import { decodeZtoc } from "../formats/ztoc.js";
-import { parseSociIndex, SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
-import { marshalManifest, MediaTypeImageConfig, MediaTypeImageLayerGzip, MediaTypeImageManifest, parseIndex, parseManifest } from "../formats/oci.js";
-
-const run = promisify(execFile);
+import { Cleanup, mountsUnder, unmountUnder } from "./demo/cleanup.js";
+import { ensureDemoPrerequisites } from "./demo/setup.js";
+import { pushLayout, sampleData, writeBusyboxRootfs, writeImageLayout, writeLayer } from "./demo/image.js";
+import { startRegistry } from "./demo/services.js";
+import { startShapingProxy } from "./demo/shaping-proxy.js";
+import { pullToReady, type PullToReadyResult } from "./demo/pull-to-ready.js";
+import { convertLocations } from "../build/image-location.js";
+import { RegistryClient } from "../registry/client.js";
+import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
+import { Command } from "commander";
 
 export interface DemoOptions {
+  /** Size of the data layer, MiB (split over three files). */
   sizeMB: number;
   spanSize: number;
-  reads: number;
+  /** Link model between containerd and the registry. */
+  mbit: number;
+  rttMs: number;
+  /** Install missing packages with apt (default true). */
+  install: boolean;
 }
 
-const WORDS = "layer span checkpoint window inflate registry snapshot container image lazy fetch verify".split(" ");
-
-// Files that compress like a real rootfs: text, structured binary, and incompressible blobs.
-async function writeSampleTree(root: string, totalBytes: number): Promise<number> {
-  let written = 0;
-  let n = 0;
-  while (written < totalBytes) {
-    const dir = join(root, `usr/share/demo/d${n % 16}`);
-    await mkdir(dir, { recursive: true });
-    const kind = n % 3;
-    const size = Math.min(totalBytes - written, 64 * 1024 + ((n * 7919) % (2 << 20)));
-    let data: Buffer;
-    if (kind === 0) {
-      const parts: string[] = [];
-      let len = 0;
-      for (let i = 0; len < size; i++) {
-        const w = `${WORDS[(i * 31 + n) % WORDS.length]}${i % 17 === 0 ? "\n" : " "}`;
-        parts.push(w);
-        len += w.length;
-      }
-      data = Buffer.from(parts.join("")).subarray(0, size);
-    } else if (kind === 1) {
-      data = Buffer.alloc(size);
-      for (let i = 0; i + 4 <= size; i += 4) data.writeUInt32LE(((i * 2654435761) >>> 8) & 0xffff, i);
-    } else {
-      data = randomBytes(size);
-    }
-    await writeFile(join(dir, `file${n}.bin`), data);
-    written += size;
-    n++;
-  }
-  return n;
-}
-
-const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
-
-/** A one-layer OCI image layout around `layerPath`. */
-async function writeImage(dir: string, layerPath: string, diffId: string): Promise<void> {
-  const store = await ContentStore.open(dir);
-  const layer = await store.put(createReadStream(layerPath));
-  const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [diffId] }, config: {} }));
-  const cfg = await store.put(config);
-  const manifest = marshalManifest({
-    schemaVersion: 2,
-    mediaType: MediaTypeImageManifest,
-    config: { mediaType: MediaTypeImageConfig, digest: cfg.digest, size: cfg.size },
-    layers: [{ mediaType: MediaTypeImageLayerGzip, digest: layer.digest, size: layer.size }],
-  });
-  await store.putDescriptor({ mediaType: MediaTypeImageManifest, digest: sha256(manifest), size: manifest.length }, manifest);
-}
+const mbText = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const sec = (s: number) => `${s.toFixed(2)} s`;
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
-  const work = await mkdtemp(join(tmpdir(), "soci-demo-"));
+  if (!(opts.sizeMB > 0)) throw new Error(`--size-mb must be a positive number, got ${opts.sizeMB}`);
   const log = (s: string) => process.stdout.write(`${s}\n`);
-  const row = (label: string, value: string) => log(`  ${label.padEnd(44)}: ${value}`);
-  try {
-    // 1. a sample image
-    const rootfs = join(work, "rootfs");
-    const files = await writeSampleTree(rootfs, opts.sizeMB * 1024 * 1024);
-    const tarPath = join(work, "layer.tar");
-    const gzPath = join(work, "layer.tar.gz");
-    await run("tar", ["-C", rootfs, "-cf", tarPath, "."]);
-    await pipeline(createReadStream(tarPath), zlib.createGzip({ level: 6 }), createWriteStream(gzPath));
-    const tarSize = (await stat(tarPath)).size;
-    const gzSize = (await stat(gzPath)).size;
-    await writeImage(join(work, "image"), gzPath, sha256(await readFile(tarPath)));
-    log(`sample image: one layer, ${files} files, tar ${(tarSize / 1e6).toFixed(1)} MB, gzip -6 ${(gzSize / 1e6).toFixed(1)} MB`);
+  log("soci demo: a lazy pull with the SOCI snapshotter, next to containerd's overlayfs");
+  await ensureDemoPrerequisites(log, { install: opts.install });
 
-    // 2. convert it (soci convert --standalone --format oci-dir)
-    let t = performance.now();
-    const out = join(work, "image-soci");
-    const converted = await convertStandalone(join(work, "image"), out, {
-      format: "oci-dir", spanSize: opts.spanSize, minLayerSize: 0, log: (l) => log(`  ${l}`),
-    });
-    const convertMs = performance.now() - t;
-    const blob = (d: string) => readFile(join(out, "blobs", ...d.split(":")));
-    const entries = parseIndex(await blob(converted.digest)).manifests ?? [];
-    const sociDesc = entries.find((m) => m.artifactType === SociIndexArtifactTypeV2)!;
-    const manifest = parseManifest(await blob(entries[0]!.digest));
-    const ztocDesc = parseSociIndex(await blob(sociDesc.digest)).blobs![0]!;
-    const ztoc = decodeZtoc(await blob(ztocDesc.digest));
-    const zinfo = zinfoOf(ztoc);
-    log(`converted: image index ${converted.digest.slice(0, 19)}…, SOCI index v2, ztoc of ${(ztocDesc.size / 1e6).toFixed(1)} MB ` +
-      `(${ztoc.toc.length} entries, ${zinfo.maxSpanId + 1} spans) in ${convertMs.toFixed(0)} ms`);
-
-    // 3. baseline: a normal pull must download and decompress the whole layer before the first read
-    t = performance.now();
-    await pipeline(createReadStream(join(out, "blobs", ...manifest.layers![0]!.digest.split(":"))), zlib.createGunzip(), async function* (src) {
-      for await (const _ of src) void _;
-    });
-    const fullMs = performance.now() - t;
-
-    // 4. lazy reads through the ztoc, with span digests checked like the snapshotter will
-    const layer = await open(join(out, "blobs", ...manifest.layers![0]!.digest.split(":")), "r");
-    const regular = ztoc.toc.filter((e) => e.type === "reg" && e.uncompressedSize > 0);
-    const spansRead = new Set<number>();
-    let needed = 0;
-    t = performance.now();
-    for (let k = 0; k < opts.reads; k++) {
-      const e = regular[Math.floor(Math.random() * regular.length)]!;
-      const read = async (start: number, end: number) => {
-        const bytes = Buffer.alloc(end - start);
-        await layer.read(bytes, 0, bytes.length, start);
-        const first = zinfo.spanForOffset(e.uncompressedOffset);
-        const last = zinfo.spanForOffset(e.uncompressedOffset + e.uncompressedSize - 1);
-        for (let s = first; s <= last; s++) {
-          const a = zinfo.startCompressedOffset(s);
-          const b = zinfo.endCompressedOffset(s, gzSize);
-          if (sha256(bytes.subarray(a - start, b - start)) !== ztoc.spanDigests[s]) throw new Error(`span ${s}: digest mismatch`);
-          if (!spansRead.has(s)) needed += b - a;
-          spansRead.add(s);
-        }
-        return bytes;
-      };
-      const got = await extractFile(ztoc, e, read, zinfo);
-      const want = await readFile(join(rootfs, Buffer.from(e.name).toString("utf8")));
-      if (!Buffer.from(got).equals(want)) throw new Error(`lazy read of ${Buffer.from(e.name)} returned wrong bytes`);
-    }
-    const lazyMs = performance.now() - t;
-    await layer.close();
-    log(`lazy: ${opts.reads} whole files read through the ztoc and verified against the originals`);
-    log("");
-    row("normal pull: gunzip the whole layer first", `${fullMs.toFixed(0)} ms (node:zlib, no network)`);
-    row(`${opts.reads} files served lazily`, `${lazyMs.toFixed(0)} ms (${(lazyMs / opts.reads).toFixed(1)} ms per file)`);
-    row("compressed bytes needed", `${((100 * needed) / gzSize).toFixed(1)}% of the layer (${spansRead.size} of ${zinfo.maxSpanId + 1} spans)`);
-  } finally {
+  const cleanup = new Cleanup();
+  const offSignals = cleanup.onSignals((l) => process.stderr.write(`${l}\n`));
+  const work = await mkdtemp("/tmp/soci-demo-"); // short: containerd's sockets live below it
+  cleanup.final("temporary root", async () => {
+    await unmountUnder(work);
     await rm(work, { recursive: true, force: true });
+  });
+  log(`temporary root: ${work} (removed at the end, also on Ctrl-C)`);
+  try {
+    // 2. the sample image
+    let t = performance.now();
+    const base = join(work, "base");
+    await writeBusyboxRootfs(base);
+    const rootfs = join(work, "rootfs");
+    await mkdir(join(rootfs, "data"), { recursive: true });
+    await mkdir(join(rootfs, "etc"), { recursive: true });
+    await writeFile(join(rootfs, "etc", "demo.txt"), "hello from a lazily pulled image\n");
+    const each = Math.max(1, Math.floor((opts.sizeMB * (1 << 20)) / 3));
+    for (let i = 0; i < 3; i++) await writeFile(join(rootfs, "data", `part-${i}.bin`), sampleData(each));
+    const layers = [await writeLayer({ dir: base }, join(work, "base.tar.gz")), await writeLayer({ dir: rootfs }, join(work, "data.tar.gz"))];
+    const script = "cat /etc/demo.txt; for f in /data/part-0.bin /data/part-1.bin /data/part-2.bin; do head -c 4096 \"$f\" > /dev/null || exit 1; done; echo ready";
+    const command = ["/bin/sh", "-c", script];
+    const layout = join(work, "image");
+    await writeImageLayout(layout, layers, { cmd: command });
+    await rm(base, { recursive: true, force: true });
+    await rm(rootfs, { recursive: true, force: true });
+    for (const l of layers) await rm(l.gzPath, { force: true });
+    log(`sample image: busybox layer (${mbText(layers[0]!.gzSize)} gzip) + data layer of 3 files (${mbText(layers[1]!.tarSize)} tar, ` +
+      `${mbText(layers[1]!.gzSize)} gzip), built in ${sec((performance.now() - t) / 1000)}`);
+
+    // 3. registry, push, convert
+    const registry = await startRegistry(join(work, "registry"), cleanup);
+    const latest = `${registry.host}/demo/app:latest`;
+    const soci = `${registry.host}/demo/app:soci`;
+    t = performance.now();
+    const client = new RegistryClient({ plainHttp: true });
+    try {
+      // layers below the reference's default minimum (the busybox layer) get no ztoc and are
+      // unpacked by the snapshotter; the data layer is mounted lazily
+      const minLayerSize = Math.min(DefaultMinLayerSize, layers[1]!.gzSize);
+      const desc = await convertLocations(`oci:${layout}:latest`, soci, () => client, {
+        spanSize: opts.spanSize, minLayerSize, xattrOptimization: false, force: false, prefetchFiles: [], platforms: [], allPlatforms: false,
+        log: () => undefined,
+      });
+      log(`converted the sample image into demo/app:soci in ${sec((performance.now() - t) / 1000)} (SOCI index v2 ${desc.digest.slice(0, 19)}…, ` +
+        `span size ${opts.spanSize >= 1 << 20 ? `${opts.spanSize / (1 << 20)} MiB` : `${opts.spanSize} bytes`})`);
+    } finally {
+      await client.close();
+    }
+    await pushLayout(layout, "latest", latest); // the same image, unconverted: what overlayfs pulls
+    log(`registry: docker-registry on ${registry.host}, serving demo/app:latest and demo/app:soci`);
+
+    // 4. the link
+    const proxy = await startShapingProxy(registry.host, { bitsPerSecond: opts.mbit * 1e6, rttMs: opts.rttMs });
+    cleanup.add("proxy", () => proxy.stop());
+    log(`link: containerd reaches the registry through a proxy modelling ${opts.mbit} Mbit/s and ${opts.rttMs} ms RTT`);
+
+    // 5. the two cold starts
+    const ref = (tag: string) => `${proxy.host}/demo/app:${tag}`;
+    log("run 1: overlayfs — ctr images pull, then ctr run (a fresh containerd)…");
+    const overlay = await pullToReady({ mode: "overlayfs", ref: ref("latest"), proxy, dir: join(work, "o"), command, cleanup });
+    log("run 2: soci — soci image rpull, then ctr run --snapshotter soci (a fresh containerd + soci-snapshotter-grpc)…");
+    const lazy = await pullToReady({ mode: "soci", ref: ref("soci"), proxy, dir: join(work, "s"), command, cleanup });
+    for (const r of [overlay, lazy]) {
+      if (!r.output.includes("hello from a lazily pulled image")) throw new Error(`${r.mode}: unexpected container output: ${r.output}`);
+    }
+    log(`container output (both runs): ${JSON.stringify(lazy.output)}`);
+    log("");
+    printTable(overlay, lazy, log);
+  } catch (e) {
+    // interrupted: what failed is the interruption; the signal handler cleans up and exits
+    if (cleanup.aborted) await new Promise(() => undefined);
+    throw e;
+  } finally {
+    if (!cleanup.aborted) {
+      await cleanup.run((l) => process.stderr.write(`${l}\n`));
+      offSignals();
+    }
   }
+  const left = mountsUnder(work);
+  if (left.length) throw new Error(`still mounted after cleanup: ${left.join(", ")}`);
+  log(`cleaned up: registry, containerd and daemon stopped, nothing mounted, ${work} removed`);
+}
+
+function printTable(o: PullToReadyResult, s: PullToReadyResult, log: (l: string) => void): void {
+  const rows: Array<[string, string, string]> = [
+    ["", "overlayfs", "soci (lazy)"],
+    ["pull", sec(o.pullSeconds), sec(s.pullSeconds)],
+    ["pull start → \"ready\"", sec(o.seconds), sec(s.seconds)],
+    ["fetched before \"ready\"", mbText(o.bytes), mbText(s.bytes)],
+  ];
+  if (s.daemonPeakRssBytes !== undefined) rows.push(["daemon peak RSS / CPU", "", `${mbText(s.daemonPeakRssBytes)} / ${sec(s.daemonCpuSeconds ?? 0)}`]);
+  for (const [a, b, c] of rows) log(`  ${a.padEnd(24)}${b.padStart(12)}${c.padStart(16)}`);
+  log("");
+  const ratio = o.seconds / s.seconds;
+  const speed = ratio >= 1 ? `${ratio.toFixed(1)}× sooner` : `${(1 / ratio).toFixed(1)}× later (the image is too small for lazy loading to pay: try a larger --size-mb)`;
+  log(`soci: ready ${speed}, after fetching ${((100 * s.bytes) / Math.max(1, o.bytes)).toFixed(1)}% of the bytes` +
+    (s.pullSummary ? ` (${s.pullSummary.replace(/^pulled \S+: /, "")})` : ""));
+}
+
+/** The `soci demo` command. */
+export function demoCommand(): Command {
+  return new Command("demo")
+    .description("as root: install what is missing (apt), build a sample image, convert it, and time a lazy pull + run through containerd and soci-snapshotter-grpc against a normal overlayfs pull, over a modelled slow link; cleans up after itself")
+    .option("--size-mb <n>", "size of the sample image's data layer, MiB", "200")
+    .option("--span-size <bytes>", "span size of the ztoc", String(DefaultSpanSize))
+    .option("--mbit <n>", "modelled link bandwidth, Mbit/s", "100")
+    .option("--rtt-ms <n>", "modelled round-trip time, ms", "20")
+    .option("--no-install", "fail instead of installing missing packages")
+    .action(async (o: { sizeMb: string; spanSize: string; mbit: string; rttMs: string; install: boolean }) => {
+      const num = (name: string, v: string) => {
+        const n = Number(v);
+        if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got "${v}"`);
+        return n;
+      };
+      await runDemo({ sizeMB: num("size-mb", o.sizeMb), spanSize: num("span-size", o.spanSize), mbit: num("mbit", o.mbit), rttMs: num("rtt-ms", o.rttMs), install: o.install });
+    });
 }

@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { packageVersion } from "./version.js";
 import { reportAndExit } from "./errors.js";
-import { runDemo } from "./demo.js";
+import { demoCommand } from "./demo.js";
 import { convertCommand } from "./commands/convert.js";
 import { createCommand } from "./commands/create.js";
 import { pushCommand } from "./commands/push.js";
@@ -30,15 +30,6 @@ program.addCommand(prefetchCommand());
 program.addCommand(imageCommand());
 program.addCommand(mountCommand());
 program.addCommand(unmountCommand());
-program.addCommand(
-  new Command("demo")
-    .description("build a sample image, convert it to a SOCI-enabled image, and read files lazily through its ztoc")
-    .option("--size-mb <n>", "uncompressed size of the sample layer", "64")
-    .option("--span-size <bytes>", "span size", String(1 << 20))
-    .option("--reads <n>", "random files to read lazily", "20")
-    .action(async (opts: { sizeMb: string; spanSize: string; reads: string }) => {
-      await runDemo({ sizeMB: Number(opts.sizeMb), spanSize: Number(opts.spanSize), reads: Number(opts.reads) });
-    }),
-);
+program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((err) => reportAndExit("soci", err));

@@ -10,8 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { PassThrough } from "node:stream";
 import zlib from "node:zlib";
 import { ContentStore } from "../../store/content-store.js";
-import { marshalManifest, MediaTypeImageConfig, MediaTypeImageLayerGzip, MediaTypeImageManifest, type Descriptor } from "../../formats/oci.js";
-import { pushImage } from "../../build/remote.js";
+import { marshalManifest, MediaTypeImageConfig, MediaTypeImageLayerGzip, MediaTypeImageManifest, parseManifest, type Descriptor } from "../../formats/oci.js";
 import { parseReference } from "../../registry/reference.js";
 import { RegistryClient } from "../../registry/client.js";
 
@@ -89,14 +88,21 @@ export async function writeImageLayout(layout: string, layers: LayerFile[], cfg:
   return desc;
 }
 
-/** Pushes the image tagged `tag` in `layout` to `ref` (plain HTTP). */
+/** Pushes the image tagged `tag` in `layout` to `ref` (plain HTTP); blobs the repository has are skipped. */
 export async function pushLayout(layout: string, tag: string, ref: string): Promise<void> {
   const store = await ContentStore.open(layout);
   const root = store.resolve(tag);
   if (!root) throw new Error(`${layout}: no image tagged ${tag}`);
   const client = new RegistryClient({ plainHttp: true });
+  const target = parseReference(ref);
   try {
-    await pushImage(client, store, { mediaType: root.mediaType, digest: root.digest, size: root.size }, parseReference(ref));
+    const bytes = await store.get(root.digest);
+    const m = parseManifest(bytes);
+    await Promise.all([m.config, ...(m.layers ?? [])].map(async (b) => {
+      if ((await client.blobExists(target, b.digest)) !== undefined) return;
+      await client.pushBlob(target, await store.createReadStream(b.digest), { digest: b.digest, size: b.size, mediaType: b.mediaType });
+    }));
+    await client.pushManifest(target, bytes, root.mediaType, target.tag ?? root.digest);
   } finally {
     await client.close();
   }

@@ -30,6 +30,8 @@ export interface PullToReadyOptions {
   daemonConfig?: string;
   /** Gives up after this long (default 10 min). */
   timeoutMs?: number;
+  /** The caller's cleanup: this run's own steps are registered there too while it lasts (Ctrl-C). */
+  cleanup?: Cleanup;
 }
 
 export interface PullToReadyResult {
@@ -75,6 +77,7 @@ function waitForLine(child: ChildProcess, line: string, timeoutMs: number): Prom
 /** One measured cold start; everything it started is stopped and removed before it returns. */
 export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReadyResult> {
   const cleanup = new Cleanup();
+  const detach = opts.cleanup?.add(`${opts.mode} run`, () => cleanup.run());
   const readyLine = opts.readyLine ?? "ready";
   const timeoutMs = opts.timeoutMs ?? 600_000;
   try {
@@ -119,6 +122,6 @@ export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReady
       output: done.out,
     };
   } finally {
-    await cleanup.run();
+    await (detach ? detach() : cleanup.run());
   }
 }
