@@ -321,7 +321,6 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (process.env.PM_DUMP) await writeFile(process.env.PM_DUMP, allDaemonLogs);
   await ctd?.stop().catch(() => undefined);
   await stopDaemon().catch(() => undefined);
   for (const line of await fuseMounts().catch(() => [])) await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
@@ -407,8 +406,16 @@ describe("default pull modes (v2 on, v1 off)", () => {
     await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sleep", "1000"]);
     const exec = async (n: number, script: string) =>
       (await ctd!.ctr(["task", "exec", "--exec-id", `e${n}`, id, "/bin/sh", "-c", script])).stdout;
+    const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
     try {
       expect(await exec(1, "cat /etc/hello /data/f3.txt")).toBe(`${img.files.hello}${img.files.id} file 3\n`);
+      // a short outage is bridged by the retries ([blob] defaults: 8 retries from 30 ms, ~7.6 s in all)
+      await proxy.down();
+      const reading = exec(4, "head -c 262144 /data/big.bin | sha256sum");
+      await new Promise((r) => setTimeout(r, 1000));
+      await proxy.up();
+      expect(await reading).toBe(`${sha(img.files.big.subarray(0, 262144))}  -\n`);
+      // a long one is not: the read fails instead of hanging
       await proxy.down();
       const started = Date.now();
       const failed = await exec(2, "sha256sum /data/big.bin 2>&1; echo rc=$?");
@@ -419,8 +426,7 @@ describe("default pull modes (v2 on, v1 off)", () => {
       expect(await opCount("fuse_failure_state", dataLayer)).toBe(1);
       expect(jsonLines(daemonLog).filter((l) => l.msg === "FUSE operation failed" && l.level === "warning" && l.layer === dataLayer)).toHaveLength(1);
       await proxy.up();
-      const sha = createHash("sha256").update(img.files.big).digest("hex");
-      expect(await exec(3, "sha256sum /data/big.bin 2>&1; echo rc=$?")).toBe(`${sha}  /data/big.bin\nrc=0\n`);
+      expect(await exec(3, "sha256sum /data/big.bin 2>&1; echo rc=$?")).toBe(`${sha(img.files.big)}  /data/big.bin\nrc=0\n`);
     } finally {
       await proxy.up();
       await ctd!.ctr(["task", "delete", "-f", id]).catch(() => undefined);
@@ -438,18 +444,45 @@ describe("default pull modes (v2 on, v1 off)", () => {
   }, 120_000);
 });
 
-describe("[snapshotter] min_layer_size", () => {
+describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
   it("keeps indexed layers below the size local; the larger one is still a FUSE mount", async () => {
     const [l1, l2, l3] = images.minsize!.layers;
     const min = Math.max(l1!.size, l3!.size) + 1;
     expect(l2!.size).toBeGreaterThan(min);
     const mountsBefore = (await fuseMounts()).length;
-    await restartDaemon(configToml(`[snapshotter]\nmin_layer_size = ${min}\n`));
+    // retries off, and a first backoff long enough that a retrying client would outlast the outage below
+    await restartDaemon(configToml(`[snapshotter]\nmin_layer_size = ${min}\n[blob]\nmax_retries = -1\nmin_wait_msec = 1000\n`));
     expect((await fuseMounts()).length).toBe(mountsBefore); // the lazily pulled layers were restored
     const p = await pull(viaProxy("minsize-soci"));
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([1, 2, 0, 1]);
-    expect(await runContainer(viaProxy("minsize-soci"), "pm-minsize", EXPECT_SCRIPT)).toBe(expected(images.minsize!));
+    const img = images.minsize!;
+    expect(await runContainer(viaProxy("minsize-soci"), "pm-minsize", "cat /id /etc/hello /data/f7.txt")).toBe(`${img.files.id}\n${img.files.hello}${img.files.id} file 7\n`);
     expect(await opCount("fuse_mount_failure_count")).toBe(0);
+  }, 120_000);
+
+  it("without retries a read during a short outage fails at once, and succeeds after it", async () => {
+    const ref = viaProxy("minsize-soci");
+    const id = "pm-noretry";
+    const img = images.minsize!;
+    await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sleep", "1000"]);
+    const exec = async (n: number, script: string) =>
+      (await ctd!.ctr(["task", "exec", "--exec-id", `e${n}`, id, "/bin/sh", "-c", script])).stdout;
+    try {
+      await proxy.down();
+      const started = Date.now();
+      const reading = exec(1, "head -c 262144 /data/big.bin 2>&1 >/dev/null; echo rc=$?");
+      const upLater = new Promise((r) => setTimeout(r, 1500)).then(() => proxy.up());
+      const out = await reading;
+      expect(Date.now() - started).toBeLessThan(60_000);
+      expect(out).toMatch(/I\/O error|Input\/output error/);
+      expect(out).toMatch(/rc=1\n$/);
+      await upLater;
+      expect(await exec(2, EXPECT_SCRIPT)).toBe(expected(img));
+    } finally {
+      await proxy.up();
+      await ctd!.ctr(["task", "delete", "-f", id]).catch(() => undefined);
+      await ctd!.ctr(["containers", "rm", id]).catch(() => undefined);
+    }
   }, 120_000);
 });
 

@@ -114,7 +114,8 @@ export function registryClientFor(cfg: SnapshotterConfig): RegistryClient {
     hosts: resolverFromConfig({ host: hosts }),
     timeoutMs: cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
     connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,
-    retries: cfg.blob.maxRetries >= 0 ? Math.min(cfg.blob.maxRetries, 8) : undefined,
+    // `max_retries = -1` disables retries (§5.3); left undefined it fell back to the client's default
+    retries: cfg.blob.maxRetries < 0 ? 0 : Math.min(cfg.blob.maxRetries, 8),
     baseDelayMs: cfg.blob.minWaitMsec > 0 ? cfg.blob.minWaitMsec : undefined,
     maxDelayMs: cfg.blob.maxWaitMsec > 0 ? Math.min(cfg.blob.maxWaitMsec, 30_000) : undefined,
   });
