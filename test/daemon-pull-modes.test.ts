@@ -451,7 +451,7 @@ describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
     expect(l2!.size).toBeGreaterThan(min);
     const mountsBefore = (await fuseMounts()).length;
     // retries off, and a first backoff long enough that a retrying client would outlast the outage below
-    await restartDaemon(configToml(`[snapshotter]\nmin_layer_size = ${min}\n[blob]\nmax_retries = -1\nmin_wait_msec = 1000\n`));
+    await restartDaemon(configToml(`[snapshotter]\nmin_layer_size = ${min}\n[blob]\nmax_retries = -1\nmin_wait_msec = 3000\n`));
     expect((await fuseMounts()).length).toBe(mountsBefore); // the lazily pulled layers were restored
     const p = await pull(viaProxy("minsize-soci"));
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([1, 2, 0, 1]);
@@ -471,12 +471,13 @@ describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
       await proxy.down();
       const started = Date.now();
       const reading = exec(1, "head -c 262144 /data/big.bin 2>&1 >/dev/null; echo rc=$?");
-      const upLater = new Promise((r) => setTimeout(r, 1500)).then(() => proxy.up());
-      const out = await reading;
+      // a retrying client (first retry after 3 s, the next 6 s later) would get through after this
+      const upLater = setTimeout(() => void proxy.up(), 4000);
+      const out = await reading.finally(() => clearTimeout(upLater));
+      await proxy.up();
       expect(Date.now() - started).toBeLessThan(60_000);
       expect(out).toMatch(/I\/O error|Input\/output error/);
       expect(out).toMatch(/rc=1\n$/);
-      await upLater;
       expect(await exec(2, EXPECT_SCRIPT)).toBe(expected(img));
     } finally {
       await proxy.up();
