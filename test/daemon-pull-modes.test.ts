@@ -23,6 +23,7 @@ import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
 import { ImageAnnotationSociIndexDigest, IndexAnnotationImageLayerDigest, IndexAnnotationImageManifestDigest, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
 import type { Descriptor } from "../src/formats/oci.js";
+import { decodeZtoc, encodeZtoc } from "../src/formats/ztoc.js";
 
 const run = promisify(execFile);
 const soci = new URL("../bin/soci.js", import.meta.url).pathname;
@@ -242,17 +243,17 @@ async function convertedEntries(tag: string): Promise<{ index: IndexDoc; image: 
 }
 
 /**
- * A copy of the converted image `tag` whose ztoc for `layerDigest` is random bytes: the garbage blob
- * is pushed, then the SOCI index, the image manifest (its index annotation) and the OCI index are
- * re-pushed with the new digests, under `dest`.
+ * A copy of the converted image `tag` whose ztoc for `layerDigest` is replaced by `mutate(ztoc)`: the
+ * new blob is pushed, then the SOCI index, the image manifest (its index annotation) and the OCI
+ * index are re-pushed with the new digests, under `dest`.
  */
-async function corruptZtoc(tag: string, layerDigest: string, dest: string): Promise<void> {
+async function replaceZtoc(tag: string, layerDigest: string, dest: string, mutate: (ztoc: Uint8Array) => Uint8Array): Promise<void> {
   const ref = direct(tag);
   const { index, image, soci: sociDesc } = await convertedEntries(tag);
   const { json: sociIndex } = await getJson<ManifestDoc>(client, ref, sociDesc);
   const ztoc = sociIndex.layers.find((l) => l.annotations?.[IndexAnnotationImageLayerDigest] === layerDigest);
   if (!ztoc) throw new Error(`no ztoc for ${layerDigest}`);
-  const garbage = randomBytes(ztoc.size);
+  const garbage = mutate(await client.getBlob(ref, ztoc.digest));
   const garbageDigest = `sha256:${createHash("sha256").update(garbage).digest("hex")}`;
   await client.pushBlob(ref, garbage, { digest: garbageDigest, size: garbage.length });
   ztoc.digest = garbageDigest;
@@ -286,7 +287,7 @@ beforeAll(async () => {
   client = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ dockerConfig: false }) });
   authClient = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }) });
 
-  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "outage", "minsize", "dangling-src"];
+  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "badspan-src", "outage", "minsize", "dangling-src"];
   await Promise.all(tags.map(async (t) => (images[t] = await pushTestImage(client, registry.host, REPO, t, 4 << 20))));
   images.auth = await pushTestImage(authClient, authRegistry.host, REPO, "auth", 4 << 20);
 
@@ -296,12 +297,19 @@ beforeAll(async () => {
   await Promise.all([
     convert("sparse", "sparse-soci"),
     convert("corrupt-src", "corrupt-soci"),
+    convert("badspan-src", "badspan-soci"),
     convert("outage", "outage-soci"),
     convert("minsize", "minsize-soci"),
     convert("auth", "auth-soci", authRegistry.host),
   ]);
   sparseIndexDigest = (await convertedEntries("sparse-soci")).soci.digest;
-  await corruptZtoc("corrupt-soci", images["corrupt-src"]!.layers[1]!.digest, "corrupt");
+  // a ztoc that does not decode, and one that decodes but names a wrong digest for span 0
+  await replaceZtoc("corrupt-soci", images["corrupt-src"]!.layers[1]!.digest, "corrupt", (z) => randomBytes(z.length));
+  await replaceZtoc("badspan-soci", images["badspan-src"]!.layers[1]!.digest, "badspan", (z) => {
+    const ztoc = decodeZtoc(z);
+    ztoc.spanDigests[0] = `sha256:${createHash("sha256").update("not span 0").digest("hex")}`;
+    return encodeZtoc(ztoc);
+  });
 
   // SOCI v1 only (soci create + soci push: Distribution 2.8 has no referrers API ⇒ fallback tag)
   await cli(["create", "--plain-http", "--min-layer-size", "0", "--span-size", SPAN, direct("v1")]);
@@ -342,8 +350,11 @@ describe("default pull modes (v2 on, v1 off)", () => {
     expect(await runContainer(viaProxy("sparse-soci"), "pm-sparse", EXPECT_SCRIPT)).toBe(expected(images.sparse!));
     expect(await opCount("fuse_mount_failure_count")).toBe(0);
     expect(await opCount("local_mount_failure_count")).toBe(0);
-    const sizes = (await scrape()).split("\n").filter((l) => l.startsWith("soci_fs_layer_size_bytes{"));
+    const text = await scrape();
+    const sizes = text.split("\n").filter((l) => l.startsWith("soci_fs_layer_size_bytes{"));
     expect(sizes).toHaveLength((await fuseMounts()).length);
+    // valid ztocs: no FUSE operation failed
+    expect(text.split("\n").filter((l) => /operation_type="fuse_(\w+_failure_count|failure_state)"\} [1-9]/.test(l))).toEqual([]);
   }, 120_000);
 
   it("no SOCI index: every layer is deferred to containerd, nothing is mounted, the container runs", async () => {
@@ -392,6 +403,21 @@ describe("default pull modes (v2 on, v1 off)", () => {
     expect(await opCount("local_mount_failure_count")).toBe(0);
     expect(await scrape()).toContain('soci_fs_operation_count{layer="",operation_type="fuse_mount_failure_count"} 1\n');
     expect(await runContainer(viaProxy("corrupt"), "pm-corrupt", EXPECT_SCRIPT)).toBe(expected(images["corrupt-src"]!));
+  }, 120_000);
+
+  it("a ztoc with a wrong span digest mounts, but reading that span fails: fuse_file_read_failure_count, fuse_failure_state", async () => {
+    const ref = viaProxy("badspan");
+    const img = images["badspan-src"]!;
+    const dataLayer = img.layers[1]!.digest;
+    const p = await pull(ref);
+    expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([2, 1, 0, 2]);
+    expect(await opCount("fuse_file_read_failure_count", dataLayer)).toBe(0);
+    const out = await runContainer(ref, "pm-badspan", "cat /etc/hello /data/f5.txt; sha256sum /data/big.bin 2>&1; echo rc=$?");
+    expect(out).toMatch(new RegExp(`^${img.files.hello}${img.files.id} file 5\n.*(I/O error|Input/output error)\nrc=1\n$`));
+    expect(await opCount("fuse_file_read_failure_count", dataLayer)).toBeGreaterThan(0);
+    expect(await opCount("fuse_failure_state", dataLayer)).toBe(1);
+    expect(await opCount("fuse_failure_state", img.layers[0]!.digest)).toBe(0);
+    expect(await opCount("fuse_mount_failure_count")).toBe(1); // still only the corrupt ztoc's
   }, 120_000);
 
   it("registry outage: reading an unfetched file fails with EIO in bounded time, and succeeds once the registry is back", async () => {
