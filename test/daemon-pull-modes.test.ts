@@ -1,10 +1,12 @@
 // Pull modes, fallbacks, metrics and logs of our `soci-snapshotter-grpc` daemon under containerd 1.6
 // (the reference's pull_modes_test, pull_test sparse/wrong-index/invalid-ztoc, metrics_test
-// TestOverlayFallbackMetric, TestNetworkRetry's outage case and log_test): one registry (reached
-// by the daemon through a switchable loopback proxy), one token-auth registry, one containerd, and
-// the daemon restarted only when its config changes. Every scenario checks the outcome per layer
-// through the daemon's log keys (remote-/local-snapshot-prepared, defer-snapshot-runtime), the
-// `fuse.rawBridge` mounts it made, `/metrics`, and that a container of the image runs.
+// TestOverlayFallbackMetric and TestFuseOperationFailureMetrics, TestNetworkRetry, TestMirror and
+// log_test): one registry (reached by the daemon through a switchable loopback proxy, and in the last
+// phase through a second one configured as mirror), one token-auth registry, one containerd, and the
+// daemon restarted only when its config changes (defaults → min_layer_size + no retries → v1 on +
+// mirror). Every scenario checks the outcome per layer through the daemon's log keys
+// (remote-/local-snapshot-prepared, defer-snapshot-runtime), the `fuse.rawBridge` mounts it made,
+// `/metrics`, and what a container of the image reads. Bad configs: test/daemon-cli.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -49,6 +51,8 @@ const SENSITIVE = [
 let dir = "";
 let registry: RegistryServer;
 let proxy: SwitchProxy;
+/** A second way to the same registry, configured as the proxy host's mirror in the v1 phase. */
+let mirrorProxy: SwitchProxy;
 let tokens: TokenServer;
 let authRegistry: RegistryServer;
 let client: RegistryClient;
@@ -277,6 +281,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "soci-pm-"));
   registry = await startRegistry();
   proxy = await startSwitchProxy(registry.host);
+  mirrorProxy = await startSwitchProxy(registry.host);
   const cert = await makeSigningCert(dir);
   tokens = await startTokenServer({ users: { [USER]: PASS }, keyPem: cert.keyPem, certDerBase64: cert.certDerBase64, issuer: ISSUER, service: SERVICE });
   authRegistry = await startRegistry({ token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile } });
@@ -287,7 +292,7 @@ beforeAll(async () => {
   client = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ dockerConfig: false }) });
   authClient = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }) });
 
-  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "badspan-src", "outage", "minsize", "dangling-src"];
+  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "badspan-src", "outage", "mirror", "minsize", "dangling-src"];
   await Promise.all(tags.map(async (t) => (images[t] = await pushTestImage(client, registry.host, REPO, t, 4 << 20))));
   images.auth = await pushTestImage(authClient, authRegistry.host, REPO, "auth", 4 << 20);
 
@@ -300,6 +305,7 @@ beforeAll(async () => {
     convert("badspan-src", "badspan-soci"),
     convert("outage", "outage-soci"),
     convert("minsize", "minsize-soci"),
+    convert("mirror", "mirror-soci"),
     convert("auth", "auth-soci", authRegistry.host),
   ]);
   sparseIndexDigest = (await convertedEntries("sparse-soci")).soci.digest;
@@ -333,6 +339,7 @@ afterAll(async () => {
   await stopDaemon().catch(() => undefined);
   for (const line of await fuseMounts().catch(() => [])) await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
   await proxy?.close();
+  await mirrorProxy?.close();
   await client?.close();
   await authClient?.close();
   await registry?.stop();
@@ -513,9 +520,10 @@ describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
   }, 120_000);
 });
 
-describe("[pull_modes.soci_v1] enable = true", () => {
+describe("[pull_modes.soci_v1] enable = true, and a mirror for the image host", () => {
   it("an image with only a v1 index (found through the fallback tag) is lazily loaded", async () => {
-    await restartDaemon(configToml(`[pull_modes.soci_v1]\nenable = true\n`));
+    await restartDaemon(configToml(`[pull_modes.soci_v1]\nenable = true\n` +
+      `[[resolver.host."${proxy.host}".mirrors]]\nhost = "${mirrorProxy.host}"\ninsecure = true\n`));
     const p = await pull(viaProxy("v1"));
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([3, 0, 0, 3]);
     expect(indexDigestsLogged(p.log)).toEqual([v1IndexDigest]);
@@ -529,6 +537,34 @@ describe("[pull_modes.soci_v1] enable = true", () => {
     expect(p.log.some((l) => l.msg?.includes("no valid SOCI index found"))).toBe(true);
     expect(await runContainer(viaProxy("dangling"), "pm-dangling", EXPECT_SCRIPT)).toBe(expected(images["dangling-src"]!));
     expect(await opCount("fuse_mount_failure_count")).toBe(0);
+  }, 120_000);
+
+  it("layers are read through the mirror while the image host is down, and through the host while the mirror is down", async () => {
+    const ref = viaProxy("mirror-soci");
+    const img = images.mirror!;
+    const p = await pull(ref);
+    expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([2, 1, 0, 2]);
+    const id = "pm-mirror";
+    await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sleep", "1000"]);
+    const exec = async (n: number, script: string) =>
+      (await ctd!.ctr(["task", "exec", "--exec-id", `e${n}`, id, "/bin/sh", "-c", script])).stdout;
+    const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+    try {
+      await proxy.down();
+      const viaMirror = mirrorProxy.bytesDown;
+      expect(await exec(1, "head -c 262144 /data/big.bin | sha256sum")).toBe(`${sha(img.files.big.subarray(0, 262144))}  -\n`);
+      expect(mirrorProxy.bytesDown).toBeGreaterThan(viaMirror);
+      await proxy.up();
+      await mirrorProxy.down();
+      const viaHost = proxy.bytesDown;
+      expect(await exec(2, "sha256sum /data/big.bin 2>&1")).toBe(`${sha(img.files.big)}  /data/big.bin\n`);
+      expect(proxy.bytesDown).toBeGreaterThan(viaHost);
+    } finally {
+      await proxy.up();
+      await mirrorProxy.up();
+      await ctd!.ctr(["task", "delete", "-f", id]).catch(() => undefined);
+      await ctd!.ctr(["containers", "rm", id]).catch(() => undefined);
+    }
   }, 120_000);
 });
 
