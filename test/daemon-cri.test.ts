@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { criImageClient, type CriImageClient } from "./helpers/cri/client.js";
-import { SOCI_BIN, addLayer, busyboxLayer, fuseMountsUnder, initLayout, spawnDaemon, unmountAllUnder, type SociDaemon } from "./helpers/soci-daemon.js";
+import { SOCI_BIN, addLayer, busyboxLayer, fuseMountsUnder, initLayout, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
 
 const run = promisify(execFile);
 const K8S = "k8s.io";
@@ -162,6 +162,23 @@ describe("CRI ImageService pulls through the soci snapshotter", () => {
       });
     expect(r.stdout).toBe(`hello from kubernetes\nfile 13\n${sha}  /data/big.bin\n`);
     expect(await fuseMounts()).toHaveLength(2);
+  }, 120_000);
+
+  it("after a SIGKILL and a restart of the daemon the CRI-pulled layers are mounted again (from their cri.* labels)", async () => {
+    const before = (await fuseMounts()).sort();
+    await daemon!.stop("SIGKILL");
+    daemon = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml") });
+    await daemon.ready;
+    expect((await fuseMounts()).sort()).toEqual(before);
+    expect(daemon.log()).toContain("restored remote snapshot");
+    await waitForSnapshotter((args) => ctd!.ctr(args, { namespace: K8S }));
+    const r = await ctd!.ctr(
+      ["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, `cri-lazy-${randomBytes(3).toString("hex")}`, "/bin/sh", "-c", "cat /data/f4.txt"],
+      { namespace: K8S },
+    );
+    expect(r.stdout).toBe("file 4\n");
+    // the kubelet still sees the image
+    expect(await cri!.imageStatus(image)).not.toBeNull();
   }, 120_000);
 
   it("RemoveImage takes the image away and its FUSE mounts with it", async () => {
