@@ -151,6 +151,7 @@ describe("soci --content-store containerd create", () => {
     expect(all.code).toBe(0);
     const row = all.stdout.split("\n").find((l) => l.startsWith(indexDigest))!;
     expect(row.split(/\s+/)).toEqual(expect.arrayContaining(["linux/amd64", "application/vnd.oci.image.manifest.v1+json", "v1"]));
+    expect(row.split(/\s+/)[2]).toBe(IMAGE); // IMAGE REF: the containerd image whose target the index serves
 
     const byRef = await ctdCli(root, ["index", "list", "-q", "--ref", IMAGE]);
     expect(byRef.stderr).toBe("");
@@ -191,6 +192,8 @@ describe("soci --content-store containerd create", () => {
     expect(rm1.code).toBe(0);
     const left = await ctdCli(root, ["index", "list", "-q"]);
     expect(left.stdout).toBe("");
+    // the index blob left containerd's content store with its entry
+    expect(await client.content.exists(indexDigest)).toBe(false);
   });
 
   it("reports an unknown image and an unreachable containerd clearly", async () => {

@@ -3,9 +3,10 @@
 //
 // Differences from the reference, which talks to containerd (see local-store.ts):
 // * content (indexes, ztocs, prefetch artifacts, and the layers `ztoc get-file` reads) comes from the
-//   SOCI content store `<root>/content`; `--content-store containerd` fails with "not yet implemented";
-// * image references resolve only to manifests/indexes already in that content store, and the
-//   IMAGE REF column of `index list` is always empty (no containerd image service);
+//   SOCI content store `<root>/content`, or containerd's with `--content-store containerd`;
+// * with the SOCI store, image references resolve only to manifests/indexes already in it and the
+//   IMAGE REF column of `index list` is empty (no image service); with containerd both come from
+//   containerd's image service;
 // * `rebuild-db` takes the platform of a rediscovered v1 index from the subject manifest's config
 //   when both are in the content store, and leaves it empty otherwise (the reference requires
 //   containerd to have them);
@@ -202,9 +203,12 @@ function indexListCommand(): Command {
         return;
       }
       const rows = [["DIGEST", "SIZE", "IMAGE REF", "PLATFORM", "MEDIA TYPE", "MANIFEST VERSION", "CREATED"]];
-      // IMAGE REF: the containerd images whose target is the entry's image digest; there are none here
+      // IMAGE REF: one row per containerd image whose target is the entry's image digest (none: one empty row)
       for (const e of entries) {
-        rows.push([e.digest, String(e.size), "", e.platform, e.mediaType, manifestVersion(e.artifactType), createdAgo(e.createdAt)]);
+        const names = await s.imageNamesFor(e.imageDigest);
+        for (const name of names.length > 0 ? names : [""]) {
+          rows.push([e.digest, String(e.size), name, e.platform, e.mediaType, manifestVersion(e.artifactType), createdAgo(e.createdAt)]);
+        }
       }
       out.print(formatSociTable(rows));
     }));
@@ -255,7 +259,8 @@ function indexRemoveCommand(): Command {
       for (const d of toRemove) {
         removeIndexEntry(s, d);
         parseGoDigest(d);
-        // the SOCI content store does not delete blobs (a no-op in the reference too); ztocs are kept
+        // containerd deletes the index blob (its GC then drops the ztocs); the SOCI store keeps blobs, as the reference's does
+        await s.deleteBlob(d);
       }
     }));
 }
