@@ -20,7 +20,7 @@ import { pushLayout } from "../src/cli/demo/image.js";
 import { pullToReady, type Mode, type PullToReadyResult } from "../src/cli/demo/pull-to-ready.js";
 import { SOCI_BIN, startRegistry } from "../src/cli/demo/services.js";
 import { startShapingProxy } from "../src/cli/demo/shaping-proxy.js";
-import { dataImage, numpyImage, smallImage, type BenchImage } from "./lib/e2e-images.js";
+import { dataImage, numpyImage, numpySlimImage, smallImage, type BenchImage } from "./lib/e2e-images.js";
 import { envInt } from "./lib/env.js";
 import { commandLine, fmt, machineInfo, mb, table, writeResults } from "./lib/report.js";
 import { barChartSvg } from "./lib/svg-chart.js";
@@ -30,7 +30,7 @@ const run = promisify(execFile);
 const RUNS = envInt("SOCI_BENCH_RUNS", 3);
 const DATA_MB = envInt("SOCI_BENCH_E2E_DATA_MB", 200);
 const SPAN = envInt("SOCI_BENCH_E2E_SPAN", 4 << 20);
-const WHICH = (process.env.SOCI_BENCH_E2E_IMAGES || "small,numpy,data").split(",");
+const WHICH = (process.env.SOCI_BENCH_E2E_IMAGES || "small,numpy,numpy-slim,data").split(",");
 const LINK = { rttMs: 20, bitsPerSecond: 100e6 };
 const TARGETS: Record<string, number> = { numpy: 4, data: 20 };
 const RSS_TARGET = 150e6;
@@ -52,8 +52,9 @@ async function main(): Promise<void> {
   for (const w of WHICH) {
     if (w === "small") images.push(await smallImage(log));
     else if (w === "numpy") images.push(await numpyImage(log));
+    else if (w === "numpy-slim") images.push(await numpySlimImage(log));
     else if (w === "data") images.push(await dataImage(DATA_MB, log));
-    else throw new Error(`unknown image ${w} (small, numpy, data)`);
+    else throw new Error(`unknown image ${w} (small, numpy, numpy-slim, data)`);
   }
   const cleanup = new Cleanup();
   const offSignals = cleanup.onSignals(log);

@@ -68,42 +68,109 @@ export function smallImage(log: (l: string) => void): Promise<BenchImage> {
   }, log);
 }
 
+/** Debian bookworm's minimal system (Priority: required + apt, dependencies resolved, one alternative each): what `FROM debian:bookworm` brings. */
+export const DEBIAN_BASE_DEBS = [
+  "adduser", "apt", "base-files", "base-passwd", "bash", "bsdutils", "coreutils", "dash", "debconf", "debian-archive-keyring",
+  "debianutils", "diffutils", "dpkg", "e2fsprogs", "findutils", "gcc-12-base", "gpgv", "grep", "gzip", "hostname",
+  "init-system-helpers", "libacl1", "libapt-pkg6.0", "libattr1", "libaudit-common", "libaudit1", "libblkid1", "libbz2-1.0",
+  "libc-bin", "libc6", "libcap-ng0", "libcap2", "libcom-err2", "libcrypt1", "libdb5.3", "libdebconfclient0", "libext2fs2",
+  "libffi8", "libgcc-s1", "libgcrypt20", "libgdbm-compat4", "libgdbm6", "libgmp10", "libgnutls30", "libgpg-error0",
+  "libhogweed6", "libidn2-0", "liblocale-gettext-perl", "liblz4-1", "liblzma5", "libmd0", "libmount1", "libnettle8",
+  "libp11-kit0", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "libpam0g", "libpcre2-8-0", "libseccomp2",
+  "libselinux1", "libsemanage-common", "libsemanage2", "libsepol2", "libsmartcols1", "libss2", "libstdc++6", "libsystemd0",
+  "libtasn1-6", "libtinfo6", "libudev1", "libunistring2", "libuuid1", "libxxhash0", "libzstd1", "login", "logsave", "mawk",
+  "mount", "ncurses-base", "ncurses-bin", "passwd", "perl-base", "sed", "sensible-utils", "sysvinit-utils", "tar", "tzdata",
+  "usr-is-merged", "util-linux", "util-linux-extra", "zlib1g",
+];
+
+async function downloadDebs(pkgs: string[], log: (l: string) => void): Promise<string> {
+  const debs = join(benchDir(), "e2e-debs");
+  await mkdir(debs, { recursive: true });
+  const have = new Set((await readdir(debs)).map((f) => f.split("_")[0]!));
+  const missing = pkgs.filter((p) => !have.has(p));
+  if (missing.length) {
+    log(`e2e: apt-get download ${missing.join(" ")}`);
+    await run("apt-get", ["download", ...missing], { cwd: debs, maxBuffer: 16 << 20 }).catch((e: Error & { stderr?: string }) => {
+      throw new Error(`apt-get download failed (run apt-get update first?): ${e.stderr?.trim() || e.message}`);
+    });
+  }
+  return debs;
+}
+
+async function extractDebs(pkgs: string[], rootfs: string, log: (l: string) => void): Promise<void> {
+  const debs = await downloadDebs(pkgs, log);
+  await mkdir(rootfs, { recursive: true });
+  for (const f of (await readdir(debs)).filter((f) => f.endsWith(".deb") && pkgs.includes(f.split("_")[0]!))) {
+    await run("dpkg", ["-x", join(debs, f), rootfs]);
+  }
+}
+
+/** Every path below `root`, relative, `./`-prefixed, sorted. */
+async function walk(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const visit = async (rel: string) => {
+    for (const e of await readdir(join(root, rel), { withFileTypes: true })) {
+      const p = `${rel}/${e.name}`;
+      out.push(p);
+      if (e.isDirectory()) await visit(p);
+    }
+  };
+  await visit(".");
+  return out.sort();
+}
+
+/** What the packages' maintainer scripts would do for python3 + numpy, then .pyc files (compiled in a chroot). */
+async function finishPythonRootfs(rootfs: string): Promise<void> {
+  const lib = join(rootfs, "usr/lib/x86_64-linux-gnu");
+  for (const so of ["libblas.so.3", "liblapack.so.3", "libopenblas.so.0"]) await symlink(`openblas-pthread/${so}`, join(lib, so));
+  await writeFile(join(rootfs, "etc/ld.so.conf"), "include /etc/ld.so.conf.d/*.conf\n");
+  await run("ldconfig", ["-r", rootfs]);
+  await run("chroot", [rootfs, "/usr/bin/python3", "-m", "compileall", "-q", "/usr/lib/python3.11", "/usr/lib/python3/dist-packages"], { maxBuffer: 64 << 20 })
+    .catch(() => undefined); // a few test modules do not compile; the rest is written
+  const check = await run("chroot", [rootfs, "/usr/bin/python3", "-c", "import numpy; print('ready')"]);
+  if (check.stdout.trim() !== "ready") throw new Error(`numpy rootfs: ${check.stdout}${check.stderr}`);
+}
+
+const NUMPY_COMMAND = ["/usr/bin/python3", "-c", "import numpy; print('ready')"];
+
+/**
+ * The NumPy image as a Dockerfile would make it: `FROM debian:bookworm` (the minimal system, one
+ * layer) + `RUN apt-get install python3-numpy python3-scipy` (one layer: python3, its standard
+ * library, numpy, scipy, OpenBLAS, .pyc files).
+ */
 export function numpyImage(log: (l: string) => void): Promise<BenchImage> {
   return cached("numpy", async (dir) => {
-    const debs = join(benchDir(), "e2e-debs");
-    await mkdir(debs, { recursive: true });
-    const have = new Set((await readdir(debs)).map((f) => f.split("_")[0]!));
-    const missing = NUMPY_DEBS.filter((p) => !have.has(p));
-    if (missing.length) {
-      log(`e2e: apt-get download ${missing.join(" ")}`);
-      await run("apt-get", ["download", ...missing], { cwd: debs, maxBuffer: 16 << 20 }).catch((e: Error & { stderr?: string }) => {
-        throw new Error(`apt-get download failed (run apt-get update first?): ${e.stderr?.trim() || e.message}`);
-      });
-    }
     const rootfs = join(dir, "rootfs");
-    await mkdir(rootfs, { recursive: true });
-    for (const f of (await readdir(debs)).filter((f) => f.endsWith(".deb") && NUMPY_DEBS.includes(f.split("_")[0]!))) {
-      await run("dpkg", ["-x", join(debs, f), rootfs]);
-    }
-    // what the packages' maintainer scripts would do: BLAS/LAPACK alternatives, the loader cache
-    const lib = join(rootfs, "usr/lib/x86_64-linux-gnu");
-    for (const so of ["libblas.so.3", "liblapack.so.3", "libopenblas.so.0"]) await symlink(`openblas-pthread/${so}`, join(lib, so));
-    await writeFile(join(rootfs, "etc/ld.so.conf"), "include /etc/ld.so.conf.d/*.conf\n");
-    await run("ldconfig", ["-r", rootfs]);
+    await extractDebs(DEBIAN_BASE_DEBS, rootfs, log);
+    if (!existsSync(join(rootfs, "bin/sh"))) await symlink("dash", join(rootfs, "bin/sh"));
+    const base = new Set(await walk(rootfs));
+    await extractDebs(NUMPY_DEBS.filter((p) => !DEBIAN_BASE_DEBS.includes(p)), rootfs, log);
+    await finishPythonRootfs(rootfs);
+    const added = (await walk(rootfs)).filter((p) => !base.has(p));
+    const lists = [join(dir, "base-layer.list"), join(dir, "python-layer.list")];
+    await writeFile(lists[0]!, ["."].concat([...base]).join("\n") + "\n");
+    await writeFile(lists[1]!, added.join("\n") + "\n");
+    const layers = await layoutOf(dir, lists.map((l) => ({ dir: rootfs, paths: ["--no-recursion", "--verbatim-files-from", "-T", l] })), { cmd: NUMPY_COMMAND });
+    await rm(rootfs, { recursive: true, force: true });
+    return { command: NUMPY_COMMAND, layers, description: "Debian bookworm minimal system + python3.11, NumPy 1.24, SciPy 1.10 (apt), `python3 -c \"import numpy; print('ready')\"`" };
+  }, log);
+}
+
+/** Python + NumPy + SciPy and their libraries only (no base system), busybox for /bin/sh, in three layers. */
+export function numpySlimImage(log: (l: string) => void): Promise<BenchImage> {
+  return cached("numpy-slim", async (dir) => {
+    const rootfs = join(dir, "rootfs");
+    await extractDebs(NUMPY_DEBS, rootfs, log);
     await writeBusyboxRootfs(rootfs, ["sh"]);
-    await run("chroot", [rootfs, "/usr/bin/python3", "-m", "compileall", "-q", "/usr/lib/python3.11", "/usr/lib/python3/dist-packages"], { maxBuffer: 64 << 20 })
-      .catch(() => undefined); // a few test modules do not compile; the rest is written
-    const check = await run("chroot", [rootfs, "/usr/bin/python3", "-c", "import numpy; print('ready')"]);
-    if (check.stdout.trim() !== "ready") throw new Error(`numpy rootfs: ${check.stdout}${check.stderr}`);
-    const command = ["/usr/bin/python3", "-c", "import numpy; print('ready')"];
+    await finishPythonRootfs(rootfs);
     const parents = ["--no-recursion", "./usr", "./usr/lib", "--recursion"];
     const layers = await layoutOf(dir, [
       { dir: rootfs, exclude: ["./usr/lib/python3.11", "./usr/lib/python3"] },
       { dir: rootfs, paths: [...parents, "./usr/lib/python3.11"] },
       { dir: rootfs, paths: [...parents, "./usr/lib/python3"] },
-    ], { cmd: command });
+    ], { cmd: NUMPY_COMMAND });
     await rm(rootfs, { recursive: true, force: true });
-    return { command, layers, description: "Debian python3.11 + NumPy 1.24 + SciPy 1.10, `python3 -c \"import numpy; print('ready')\"`" };
+    return { command: NUMPY_COMMAND, layers, description: "python3.11 + NumPy + SciPy and their libraries only (Debian packages, no base system), busybox /bin/sh; layers: libraries, stdlib, dist-packages" };
   }, log);
 }
 

@@ -27,10 +27,34 @@ export async function startShapingProxy(upstream: string, opts: ShapingOptions):
   let down = 0;
   const sockets = new Set<Socket>();
 
-  // Delivers `chunk` to `to` after `delay` ms, in order, optionally paced by the shared link.
+  // Delivers each chunk to `to` once its due time has come, strictly in arrival order (one FIFO
+  // and one timer per direction: separate timers per chunk can fire out of order, because Node
+  // schedules them from the event loop's cached clock), optionally paced by the shared link.
   const pipe = (from: Socket, to: Socket, paced: boolean) => {
+    type Item = { due: number; chunk?: Buffer; end?: "end" | "destroy" };
+    const fifo: Item[] = [];
     let queued = 0;
     let lastDue = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const drain = () => {
+      timer = undefined;
+      const now = performance.now();
+      while (fifo.length && fifo[0]!.due <= now + 0.5) {
+        const item = fifo.shift()!;
+        if (item.chunk) {
+          if (paced) down += item.chunk.length;
+          queued -= item.chunk.length;
+          if (!to.destroyed) to.write(item.chunk);
+        } else if (item.end === "end") to.end();
+        else to.destroy();
+      }
+      if (queued <= 1 << 20 && from.isPaused() && !from.destroyed) from.resume();
+      if (fifo.length) timer = setTimeout(drain, Math.max(0, fifo[0]!.due - now));
+    };
+    const enqueue = (item: Item) => {
+      fifo.push(item);
+      if (!timer) timer = setTimeout(drain, Math.max(0, fifo[0]!.due - performance.now()));
+    };
     from.on("data", (chunk: Buffer) => {
       const now = performance.now();
       let due = now + half;
@@ -39,20 +63,15 @@ export async function startShapingProxy(upstream: string, opts: ShapingOptions):
         linkFreeAt = start + chunk.length / bytesPerMs;
         due = Math.max(due, linkFreeAt);
       }
-      due = Math.max(due, lastDue); // keep order
+      due = Math.max(due, lastDue);
       lastDue = due;
       queued += chunk.length;
       if (queued > 4 << 20) from.pause();
-      setTimeout(() => {
-        if (paced) down += chunk.length;
-        queued -= chunk.length;
-        if (!to.destroyed) to.write(chunk);
-        if (queued <= 1 << 20 && from.isPaused()) from.resume();
-      }, Math.max(0, due - now));
+      enqueue({ due, chunk });
     });
-    from.on("end", () => setTimeout(() => to.end(), Math.max(0, lastDue - performance.now()) + 1));
+    from.on("end", () => enqueue({ due: Math.max(lastDue, performance.now()) + 1, end: "end" }));
     from.on("error", () => to.destroy());
-    from.on("close", () => setTimeout(() => to.destroy(), Math.max(0, lastDue - performance.now()) + 5));
+    from.on("close", () => enqueue({ due: Math.max(lastDue, performance.now()) + 5, end: "destroy" }));
   };
 
   const server = createServer((client) => {
