@@ -39,6 +39,9 @@ export const LABEL_STARGZ_DIGEST = "containerd.io/snapshot/remote/stargz.digest"
 export const DEFER_NO_INDEX = "no valid SOCI index found; deferring to container runtime";
 export const DEFER_LOCAL_FAILED = "failed to prepare local snapshot; deferring to container runtime";
 
+/** `fuse_failure_state` counts FUSE failures at most once per this period. */
+const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
+
 /** The metric calls the preparer makes (the daemon's SociMetrics satisfies it). */
 export interface PreparerMetrics {
   countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count" | "fuse_failure_state", by?: number): void;
@@ -100,8 +103,10 @@ export class SociPreparer implements RemotePreparer {
   private readonly images = new Map<string, Promise<ImageContext>>();
   /** stargz labels: (ref, layer) → the manifest holding the layer */
   private readonly manifests = new Map<string, Promise<Descriptor>>();
-  /** Layers that have had a FUSE operation fail (`fuse_failure_state`). */
+  /** Layers that have had a FUSE operation fail (their first failure is logged as a warning). */
   private readonly failedLayers = new Set<string>();
+  /** When `fuse_failure_state` was last incremented. */
+  private lastFuseFailureState = -Infinity;
   private readonly mounted = new Map<string, Mounted>();
   private readonly background: BackgroundFetcher | undefined;
   /** On-demand reads waiting, daemon-wide: the background fetcher yields to them. */
@@ -263,17 +268,22 @@ export class SociPreparer implements RemotePreparer {
   }
 
   /**
-   * A failed FUSE operation (EIO to the kernel): its `fuse_*_failure_count`, `fuse_failure_state`
-   * once per layer, and a warning for the layer's first failure (debug after that).
+   * A failed FUSE operation (EIO to the kernel): its `fuse_*_failure_count` (layer = digest), the
+   * daemon-wide `fuse_failure_state` at most once per 5 minutes (fs/metrics/monitor's global
+   * listener), and a warning for a layer's first failure (debug after that).
    */
   private fuseFailed(digest: string, op: string, path: string, err: unknown): void {
     const metrics = this.opts.metrics;
     metrics?.countFuseFailure?.(digest, op);
+    const now = Date.now();
+    if (now - this.lastFuseFailureState >= FUSE_FAILURE_STATE_PERIOD_MS) {
+      this.lastFuseFailureState = now;
+      metrics?.countOperation("", "fuse_failure_state");
+    }
     const first = !this.failedLayers.has(digest);
     const fields = { layer: digest, operation: op, path, error: err instanceof Error ? err.message : String(err) };
     if (first) {
       this.failedLayers.add(digest);
-      metrics?.countOperation(digest, "fuse_failure_state");
       this.opts.logger.warn("FUSE operation failed", fields);
     } else {
       this.opts.logger.debug("FUSE operation failed", fields);
