@@ -195,6 +195,17 @@ describe("daemon restart and recovery", () => {
     expect(await fuseMounts()).toHaveLength(4);
   }, 120_000);
 
+  it("a second daemon on the same root refuses to start and leaves the first one's layers alone", async () => {
+    const mounts = await fuseMounts();
+    const second = spawnDaemon({ address: join(dir, "second.sock"), root: daemonRoot(), config: config("config.toml") });
+    expect(await second.exited).toMatchObject({ code: 1 });
+    expect(second.log()).toContain(`another snapshotter is already running on ${join(daemonRoot(), "snapshotter")}`);
+    expect(second.log()).not.toContain("unmounting leftover mount");
+    expect(await fuseMounts()).toEqual(mounts);
+    for (const mp of mounts) expect((await listDir(mp)).length).toBeGreaterThan(0);
+    expect(await runContainer(imageB, "beside-second-b", scriptB)).toBe(expectedB());
+  }, 60_000);
+
   it("registry unreachable at restart: refused by default, tolerated with allow_invalid_mounts_on_restart", async () => {
     await daemon!.stop("SIGKILL");
     await proxy.down();

@@ -319,6 +319,14 @@ describe("snapshots service: plain overlay snapshots", () => {
     await start();
     expect(await client.stat("base")).toMatchObject({ kind: "COMMITTED" });
     expect((await client.prepare("b", "base"))[0]!.options).toContain(`upperdir=${join(root, "snapshots", "2", "fs")}`);
+    // a second server on the same root is refused (even through another path to it), and the
+    // first one keeps serving
+    const other = join(root, "..", "other.sock");
+    await expect(startSnapshotterServer({ address: other, root: join(root, "..", ".", "root") })).rejects.toThrow(
+      `another snapshotter is already running on ${root}`,
+    );
+    expect(existsSync(other)).toBe(false);
+    expect(await client.stat("base")).toMatchObject({ kind: "COMMITTED" });
     // a second server on the same socket path takes it over
     const second = await startSnapshotterServer({ address: sock, root: join(root, "..", "root2") });
     const c2 = new Client(sock);

@@ -11,6 +11,7 @@ import { silentLogger, type SnapshotterLogger } from "./logger.js";
 import { forceUnmount, mountPoints, mountPointsUnder } from "./mountinfo.js";
 import { fsDir, needsUserxattr, snapshotMounts, type Mount } from "./overlay-mounts.js";
 import { checkOverlaySupported } from "./overlay-support.js";
+import { lockRoot, type RootLock } from "./root-lock.js";
 import {
   LABEL_HAS_SOCI_INDEX_DIGEST,
   LABEL_REMOTE,
@@ -44,7 +45,11 @@ export class Snapshotter {
   /** Labelled Prepares in progress, by target: one layer is provided once, not once per puller. */
   private readonly preparing = new Map<string, Promise<Mount[]>>();
 
-  private constructor(opts: SnapshotterOptions, store: SnapshotStore) {
+  private constructor(
+    opts: SnapshotterOptions,
+    store: SnapshotStore,
+    private readonly lock: RootLock,
+  ) {
     this.root = resolve(opts.root);
     this.snapshotsDir = join(this.root, "snapshots");
     this.store = store;
@@ -60,16 +65,21 @@ export class Snapshotter {
   static async open(opts: SnapshotterOptions): Promise<Snapshotter> {
     const root = resolve(opts.root);
     await mkdir(root, { recursive: true, mode: 0o700 });
-    await mkdir(join(root, "snapshots"), { recursive: true, mode: 0o700 });
-    if (!opts.skipOverlayCheck) await checkOverlaySupported(root, opts.userxattr ?? needsUserxattr());
-    const s = new Snapshotter(opts, SnapshotStore.open(join(root, "metadata.db")));
+    // before anything touches the directory: restore would unmount another instance's layers
+    const lock = await lockRoot(root);
+    let store: SnapshotStore | undefined;
     try {
+      await mkdir(join(root, "snapshots"), { recursive: true, mode: 0o700 });
+      if (!opts.skipOverlayCheck) await checkOverlaySupported(root, opts.userxattr ?? needsUserxattr());
+      store = SnapshotStore.open(join(root, "metadata.db"));
+      const s = new Snapshotter(opts, store, lock);
       await s.restore(opts.allowInvalidMountsOnRestart ?? false);
+      return s;
     } catch (err) {
-      s.store.close();
+      store?.close();
+      await lock.release();
       throw err;
     }
-    return s;
   }
 
   /**
@@ -259,6 +269,7 @@ export class Snapshotter {
       }
     }
     this.store.close();
+    await this.lock.release();
   }
 
   private async unmount(mountpoint: string): Promise<void> {
