@@ -2,6 +2,7 @@
 // snapshotter under `root`, removes a stale socket, binds, and closes everything on request.
 import * as grpc from "@grpc/grpc-js";
 import { lstat, mkdir, rm } from "node:fs/promises";
+import { createServer, type Server as NetServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { silentLogger, type SnapshotterLogger } from "./logger.js";
 import { snapshotsService } from "./proto.js";
@@ -12,6 +13,11 @@ import { Snapshotter } from "./snapshotter.js";
 export interface SnapshotterServerOptions {
   /** unix socket path, e.g. /run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock */
   address: string;
+  /**
+   * A listening socket passed by systemd (socket activation, see `systemdListenFds`): served
+   * instead of binding `address`, and left alone at close (systemd owns it).
+   */
+  listenFd?: number;
   /** the snapshotter's directory (the daemon passes `<root>/snapshotter`): metadata.db, snapshots/ */
   root: string;
   logger?: SnapshotterLogger;
@@ -55,18 +61,34 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
     "grpc.max_send_message_length": MAX_MESSAGE,
   });
   server.addService(snapshotsService().service, snapshotsServiceImpl(snapshotter, logger));
+  let listener: NetServer | undefined;
+  const where = opts.listenFd === undefined ? address : `fd ${opts.listenFd}`;
   try {
-    await mkdir(dirname(address), { recursive: true, mode: 0o711 });
-    await removeStaleSocket(address);
-    await new Promise<void>((ok, fail) =>
-      server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? fail(err) : ok())),
-    );
+    if (opts.listenFd === undefined) {
+      await mkdir(dirname(address), { recursive: true, mode: 0o711 });
+      await removeStaleSocket(address);
+      await new Promise<void>((ok, fail) =>
+        server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? fail(err) : ok())),
+      );
+    } else {
+      // connections accepted on the inherited socket are handed to the gRPC server
+      const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+      const l = createServer((conn) => injector.injectConnection(conn));
+      await new Promise<void>((ok, fail) => {
+        l.once("error", fail);
+        l.listen({ fd: opts.listenFd }, () => {
+          l.off("error", fail);
+          ok();
+        });
+      });
+      listener = l;
+    }
   } catch (err) {
     server.forceShutdown();
     await snapshotter.close({ unmount: false });
-    throw new Error(`cannot listen on ${address}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
   }
-  logger.info("snapshotter serving", { address, root: snapshotter.root });
+  logger.info("snapshotter serving", { address: where, root: snapshotter.root });
 
   let closing: Promise<void> | undefined;
   return {
@@ -74,6 +96,8 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
     snapshotter,
     close(closeOpts = {}) {
       closing ??= (async () => {
+        // stop accepting on an inherited socket (systemd keeps it open for the next start)
+        listener?.close();
         await new Promise<void>((done) => {
           // A stuck stream must not keep the daemon alive: give calls 5 s, then cut them.
           const timer = setTimeout(() => server.forceShutdown(), 5000);
@@ -82,7 +106,7 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
             done();
           });
         });
-        await rm(address, { force: true });
+        if (!listener) await rm(address, { force: true });
         await snapshotter.close(closeOpts);
       })();
       return closing;
@@ -100,4 +124,15 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
   if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
   await rm(path, { force: true });
+}
+
+/**
+ * The listening sockets systemd passed to this process (sd_listen_fds: `LISTEN_PID` is ours,
+ * `LISTEN_FDS` of them from fd 3 on), or none.
+ */
+export function systemdListenFds(env: NodeJS.ProcessEnv = process.env, pid = process.pid): number[] {
+  if (env.LISTEN_PID !== String(pid)) return [];
+  const n = Number(env.LISTEN_FDS);
+  if (!Number.isInteger(n) || n <= 0) return [];
+  return Array.from({ length: n }, (_, i) => 3 + i);
 }

@@ -1,0 +1,63 @@
+// Socket activation (SNAPSHOTTER.md §5.1, reference startup_test.go TestSnapshotterSystemdStartup):
+// systemd holds the snapshotter's socket and starts the server on the first connection, passing
+// the listening socket as fd 3 (LISTEN_FDS/LISTEN_PID). systemd-socket-activate does exactly what
+// systemd's .socket unit does; containerd is the first client, as after a boot.
+import { afterAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { lstat, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { systemdListenFds } from "../src/snapshotter/server.js";
+
+const driver = new URL("./helpers/socket-activated-snapshotter.mjs", import.meta.url).pathname;
+let dir = "";
+let activator: ChildProcess | undefined;
+let ctd: Containerd | undefined;
+
+afterAll(async () => {
+  await ctd?.stop().catch(() => undefined);
+  if (activator && activator.exitCode === null && activator.signalCode === null) {
+    activator.kill("SIGKILL");
+    await new Promise((r) => activator!.once("exit", r));
+  }
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("socket activation", () => {
+  it("finds the sockets systemd passed, and only its own", () => {
+    expect(systemdListenFds({ LISTEN_PID: "42", LISTEN_FDS: "1" }, 42)).toEqual([3]);
+    expect(systemdListenFds({ LISTEN_PID: "42", LISTEN_FDS: "2" }, 42)).toEqual([3, 4]);
+    expect(systemdListenFds({ LISTEN_PID: "41", LISTEN_FDS: "1" }, 42)).toEqual([]); // inherited from a parent
+    expect(systemdListenFds({}, 42)).toEqual([]);
+    expect(systemdListenFds({ LISTEN_PID: "42", LISTEN_FDS: "x" }, 42)).toEqual([]);
+  });
+
+  it("the first containerd request starts the server on the socket systemd holds", async () => {
+    dir = await mkdtemp(join(tmpdir(), "soci-sockact-"));
+    const sock = join(dir, "soci.sock");
+    let output = "";
+    activator = spawn("systemd-socket-activate", ["-l", sock, process.execPath, driver, join(dir, "root")], { stdio: ["ignore", "pipe", "pipe"] });
+    activator.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+    activator.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+    for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await lstat(sock)).isSocket()).toBe(true);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(output).not.toContain("serving on"); // nothing started before a client came
+
+    ctd = await startContainerd({ proxyPlugins: { soci: { address: sock } } });
+    await ctd.ctr(["--timeout", "10s", "snapshots", "--snapshotter", "soci", "prepare", "activation-probe", ""]);
+    expect(output).toContain("serving on fd 3");
+    const { stdout } = await ctd.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
+    expect(stdout).toMatch(/activation-probe\s+Active/);
+    await ctd.ctr(["snapshots", "--snapshotter", "soci", "rm", "activation-probe"]);
+
+    // stopping the server leaves systemd's socket in place for the next activation
+    const exited = new Promise((r) => activator!.once("exit", r));
+    activator.kill("SIGINT");
+    await exited;
+    expect(output).toContain("closed");
+    expect(existsSync(sock)).toBe(true);
+  }, 60_000);
+});
