@@ -60,9 +60,10 @@ function capture(child: ChildProcess, max = 64 << 10): () => string {
   return () => out.slice(-max);
 }
 
-async function until(what: string, probe: () => Promise<boolean>, died: () => boolean, log: () => string, ms: number): Promise<void> {
+async function until(what: string, probe: () => Promise<boolean>, died: () => boolean, log: () => string, ms: number, cleanup: Cleanup): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
+    if (cleanup.aborted) throw new Error(`interrupted while starting ${what}`);
     if (await probe()) return;
     if (died()) throw new Error(`${what} exited during startup:\n${log()}`);
     if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${ms} ms:\n${log()}`);
@@ -98,7 +99,7 @@ export async function startRegistry(dir: string, cleanup: Cleanup): Promise<Regi
   const log = capture(child);
   const stop = cleanup.add("registry", () => stopProcess(child, "SIGTERM", 3000));
   const dead = () => child.exitCode !== null || child.signalCode !== null;
-  await until("docker-registry", () => fetch(`http://${host}/v2/`).then((r) => r.ok, () => false), dead, log, 15_000);
+  await until("docker-registry", () => fetch(`http://${host}/v2/`).then((r) => r.ok, () => false), dead, log, 15_000, cleanup);
   return { host, stop };
 }
 
@@ -154,7 +155,7 @@ export async function startContainerd(dir: string, cleanup: Cleanup, opts: { soc
   };
   const dead = () => child.exitCode !== null || child.signalCode !== null;
   const probe = () => execFileP(CTR_BIN, ["--address", socket, "--timeout", "2s", "version"]).then(() => true, () => false);
-  await until("containerd", probe, dead, log, 30_000);
+  await until("containerd", probe, dead, log, 30_000, cleanup);
   return {
     socket, dir, ctr, log, stop,
     spawnCtr: (args) => spawn(CTR_BIN, ["--address", socket, ...args], { stdio: ["ignore", "pipe", "pipe"] }),
@@ -210,6 +211,6 @@ export async function startDaemon(dir: string, cleanup: Cleanup, opts: { configT
     await rm(dir, { recursive: true, force: true });
   });
   const dead = () => child.exitCode !== null || child.signalCode !== null;
-  await until("soci-snapshotter-grpc", async () => started, dead, () => out, 30_000);
+  await until("soci-snapshotter-grpc", async () => started, dead, () => out, 30_000, cleanup);
   return { pid: child.pid!, socket, root, log: () => out, usage: () => processUsage(child.pid!), stop };
 }
