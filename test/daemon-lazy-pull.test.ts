@@ -3,25 +3,24 @@
 // (stargz labels) and run with runc. Indexed layers are FUSE mounts, the small unindexed layer is
 // unpacked by the daemon, and the container sees exactly the image's files.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { addLayer, busyboxLayer, fuseMountsUnder, initLayout, SOCI_BIN, spawnDaemon, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
 
 const run = promisify(execFile);
-const soci = new URL("../bin/soci.js", import.meta.url).pathname;
-const daemonBin = new URL("../bin/soci-snapshotter-grpc.js", import.meta.url).pathname;
+const soci = SOCI_BIN;
 
 let dir = "";
 let registry: RegistryServer;
 let ctd: Containerd | undefined;
-let daemon: ChildProcess | undefined;
-let daemonLog = "";
+let daemon: SociDaemon | undefined;
 let image = "";
 let big = Buffer.alloc(0);
 
@@ -30,78 +29,37 @@ const metricsSock = () => join(dir, "metrics.sock");
 const daemonRoot = () => join(dir, "soci-root");
 
 async function buildImage(layout: string): Promise<void> {
-  await run("umoci", ["init", "--layout", layout]);
-  await run("umoci", ["new", "--image", `${layout}:latest`]);
-  const layer = async (fill: (rootfs: string) => Promise<void>) => {
-    const bundle = join(dir, `bundle-${randomBytes(4).toString("hex")}`);
-    await run("umoci", ["unpack", "--image", `${layout}:latest`, bundle]);
-    await fill(join(bundle, "rootfs"));
-    await run("umoci", ["repack", "--image", `${layout}:latest`, bundle]);
-    await rm(bundle, { recursive: true, force: true });
-  };
-  await layer(async (rootfs) => {
-    await mkdir(join(rootfs, "bin"), { recursive: true });
-    await cp("/bin/busybox", join(rootfs, "bin", "busybox"));
-    for (const tool of ["sh", "cat", "sha256sum", "ls", "find", "sort"]) await symlink("busybox", join(rootfs, "bin", tool));
-  });
+  await initLayout(layout);
+  await addLayer(layout, dir, busyboxLayer);
   big = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(3 << 20, "0123456789abcdef")]);
-  await layer(async (rootfs) => {
+  await addLayer(layout, dir, async (rootfs) => {
     await mkdir(join(rootfs, "data"), { recursive: true });
     await writeFile(join(rootfs, "data", "big.bin"), big);
     for (let i = 0; i < 50; i++) await writeFile(join(rootfs, "data", `f${i}.txt`), `file ${i}\n`);
   });
-  await layer(async (rootfs) => {
+  await addLayer(layout, dir, async (rootfs) => {
     await mkdir(join(rootfs, "etc"), { recursive: true });
     await writeFile(join(rootfs, "etc", "hello"), "hello from a small layer\n");
   });
-  await run("umoci", ["config", "--image", `${layout}:latest`, "--config.cmd", "/bin/sh"]);
 }
 
-function startDaemon(): Promise<void> {
-  daemonLog = "";
-  daemon = spawn("node", [daemonBin, "--address", sock(), "--root", daemonRoot(), "--config", join(dir, "config.toml"), "--log-level", "debug"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const proc = daemon;
-  return new Promise((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      daemonLog += d.toString();
-      if (daemonLog.includes("successfully started")) resolve();
-    };
-    proc.stdout!.on("data", onData);
-    proc.stderr!.on("data", onData);
-    proc.once("exit", (code) => reject(new Error(`daemon exited ${code}: ${daemonLog}`)));
-  });
+async function startDaemon(): Promise<void> {
+  daemon = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml") });
+  await daemon.ready;
 }
 
 async function stopDaemon(signal: NodeJS.Signals): Promise<void> {
-  const proc = daemon;
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once("exit", r));
-  proc.kill(signal);
-  await exited;
+  if (!daemon) return;
+  // a daemon that does not stop within 20 s is killed, so a failing run leaves no process behind
+  const timer = setTimeout(() => daemon?.proc.kill("SIGKILL"), 20_000);
+  await daemon.stop(signal);
+  clearTimeout(timer);
 }
 
-async function fuseMounts(): Promise<string[]> {
-  return (await readFile("/proc/mounts", "utf8")).split("\n").filter((l) => l.includes("fuse.rawBridge") && l.includes(daemonRoot()));
-}
-
-function logLines(key: string): Array<Record<string, string>> {
-  return daemonLog.split("\n").filter((l) => l.includes(key)).map((l) => JSON.parse(l) as Record<string, string>);
-}
-
-/** containerd redials a restarted proxy plugin with backoff: wait until it answers through containerd. */
-async function waitForSnapshotter(): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
-      return;
-    } catch (e) {
-      if (i >= 100) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
+const fuseMounts = () => fuseMountsUnder(daemonRoot());
+const logLines = (key: string) => daemon!.lines(key);
+const daemonLog = () => daemon?.log() ?? "";
+const waitForSoci = () => waitForSnapshotter((args) => ctd!.ctr(args));
 
 async function runContainer(id: string, script: string): Promise<string> {
   const r = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, id, "/bin/sh", "-c", script]);
@@ -141,17 +99,17 @@ afterAll(async () => {
   for (const line of await fuseMounts().catch(() => [])) await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
   await registry?.stop();
   await rm(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 describe("lazy pull through containerd", () => {
   it("ctr-remote rpull mounts indexed layers with FUSE and unpacks the unindexed one", async () => {
     await run("ctr-remote", ["--address", ctd!.socket, "images", "rpull", "--plain-http", "--snapshotter", "soci", image]).catch((e: Error) => {
-      throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(-4000)}`);
+      throw new Error(`${e.message}\ndaemon log:\n${daemonLog().slice(-4000)}`);
     });
     expect(logLines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true")).toHaveLength(2);
     expect(logLines("local-snapshot-prepared").filter((l) => l["local-snapshot-prepared"] === "true")).toHaveLength(1);
     expect(await fuseMounts()).toHaveLength(2);
-    expect(daemonLog).toContain("fetching SOCI artifacts using index descriptor");
+    expect(daemonLog()).toContain("fetching SOCI artifacts using index descriptor");
   }, 120_000);
 
   it("a container of the lazily pulled image sees the image's files", async () => {
@@ -170,9 +128,9 @@ describe("lazy pull through containerd", () => {
     await stopDaemon("SIGTERM");
     await startDaemon();
     expect(await fuseMounts()).toHaveLength(2);
-    await waitForSnapshotter();
+    await waitForSoci();
     const out = await runContainer("lazy-2", "cat /data/f3.txt").catch((e: Error) => {
-      throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(-6000)}`);
+      throw new Error(`${e.message}\ndaemon log:\n${daemonLog().slice(-6000)}`);
     });
     expect(out).toBe("file 3\n");
   }, 120_000);
@@ -188,7 +146,7 @@ describe("lazy pull through containerd", () => {
 
   it("soci image rpull (cri.* labels) pulls lazily too, and the container runs", async () => {
     await startDaemon();
-    await waitForSnapshotter();
+    await waitForSoci();
     const r = await run("node", [soci, "--address", ctd!.socket, "image", "rpull", "--plain-http", image]);
     expect(r.stdout).toMatch(/: 3 of 3 layers provided by soci\n$/); // two lazily, one unpacked by the snapshotter
     expect(logLines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true")).toHaveLength(2);
