@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { systemdListenFds } from "../src/snapshotter/server.js";
+import { DAEMON_BIN } from "./helpers/soci-daemon.js";
 
 const driver = new URL("./helpers/socket-activated-snapshotter.mjs", import.meta.url).pathname;
 let dir = "";
@@ -59,5 +60,27 @@ describe("socket activation", () => {
     await exited;
     expect(output).toContain("closed");
     expect(existsSync(sock)).toBe(true);
+  }, 60_000);
+
+  it("soci-snapshotter-grpc --address fd:// serves the socket systemd passed", async () => {
+    await ctd?.stop();
+    const sock = join(dir, "daemon.sock");
+    let output = "";
+    const daemon = spawn("systemd-socket-activate", ["-l", sock, process.execPath, DAEMON_BIN, "--address", "fd://", "--root", join(dir, "daemon-root")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    activator = daemon;
+    daemon.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+    daemon.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+    for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+    ctd = await startContainerd({ proxyPlugins: { soci: { address: sock } } });
+    await ctd.ctr(["--timeout", "20s", "snapshots", "--snapshotter", "soci", "prepare", "fd-probe", ""]);
+    expect(output).toContain("soci-snapshotter-grpc successfully started");
+    const { stdout } = await ctd.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
+    expect(stdout).toMatch(/fd-probe\s+Active/);
+    const exited = new Promise((r) => daemon.once("exit", r));
+    daemon.kill("SIGINT");
+    await exited;
+    expect(existsSync(sock)).toBe(true); // systemd's socket stays for the next activation
   }, 60_000);
 });

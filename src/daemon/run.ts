@@ -4,6 +4,7 @@
 
 import { join } from "node:path";
 import { startSnapshotterServer, type SnapshotterServer } from "../snapshotter/index.js";
+import { systemdListenFds } from "../snapshotter/server.js";
 import type { SnapshotterConfig } from "./config/index.js";
 import { DEFAULT_ADDRESS } from "./config/index.js";
 import type { Logger } from "./logger.js";
@@ -27,17 +28,14 @@ export function socketPath(address: string): string {
   if (i < 0) return address;
   const protocol = address.slice(0, i);
   if (protocol === "unix") return address.slice(i + 3);
-  if (protocol === "fd") return DEFAULT_ADDRESS; // no socket activation here: the reference's fallback
+  if (protocol === "fd") return DEFAULT_ADDRESS; // used when systemd passed no socket: the reference's fallback
   throw new Error(`unknown protocol for address ${address}`);
 }
 
 /**
  * Serves until SIGINT or SIGTERM. Resolves when the daemon has shut down; rejects (after closing
  * what it opened) when it cannot start.
- *
- * WIRING POINT for the lead: lazy layers need a `remote` (RemotePreparer) built from `cfg`
- * (fs/ + registry/) passed to startSnapshotterServer below; without it this serves a plain overlay
- * snapshotter. `metrics` is the handle the filesystem and the preparer should record into.
+ * `--address fd://` serves the socket systemd passed (socket activation) when there is one.
  */
 export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logger: Logger, metrics: SociMetrics): Promise<void> {
   let address: string;
@@ -47,6 +45,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
     logger.withError(e).fatal("failed to serve snapshotter");
     throw e;
   }
+  const activated = flags.address.startsWith("fd://") ? systemdListenFds()[0] : undefined;
   let server: SnapshotterServer | undefined;
   let metricsServer: MetricsServer | null = null;
   const pool = new InflatePool();
@@ -60,6 +59,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   try {
     server = await startSnapshotterServer({
       address,
+      ...(activated !== undefined ? { listenFd: activated } : {}),
       root: join(flags.root, "snapshotter"),
       logger,
       remote,
