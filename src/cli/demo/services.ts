@@ -17,7 +17,8 @@ export const REGISTRY_BIN = process.env.DOCKER_REGISTRY_BIN ?? "/usr/bin/docker-
 export const CONTAINERD_BIN = process.env.CONTAINERD_BIN ?? "/usr/bin/containerd";
 export const CTR_BIN = process.env.CTR_BIN ?? "/usr/bin/ctr";
 /** This checkout's executables (the module sits at src/cli/demo or dist/cli/demo). */
-export const SOCI_BIN = fileURLToPath(new URL("../../../bin/soci.js", import.meta.url));
+/** The `soci` executable (SOCI_CLI_BIN overrides it, e.g. to measure another build). */
+export const SOCI_BIN = process.env.SOCI_CLI_BIN || fileURLToPath(new URL("../../../bin/soci.js", import.meta.url));
 /** The daemon executable (SOCI_DAEMON_BIN overrides it, e.g. to measure another build). */
 export const DAEMON_BIN = process.env.SOCI_DAEMON_BIN || fileURLToPath(new URL("../../../bin/soci-snapshotter-grpc.js", import.meta.url));
 
