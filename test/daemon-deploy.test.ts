@@ -35,7 +35,8 @@ afterAll(async () => {
 });
 
 /** `[Service]` keys of a unit file (last value wins, as systemd reads them). */
-async function serviceKeys(path: string): Promise<Record<string, string>> {
+/** The keys of a unit file's `[Service]` (or another) section. */
+async function serviceKeys(path: string, want = "Service"): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   let section = "";
   for (const raw of (await readFile(path, "utf8")).split("\n")) {
@@ -43,7 +44,7 @@ async function serviceKeys(path: string): Promise<Record<string, string>> {
     if (line === "" || line.startsWith("#")) continue;
     const m = /^\[(.+)\]$/.exec(line);
     if (m) section = m[1]!;
-    else if (section === "Service") {
+    else if (section === want) {
       const i = line.indexOf("=");
       out[line.slice(0, i)] = line.slice(i + 1);
     }
@@ -53,8 +54,10 @@ async function serviceKeys(path: string): Promise<Record<string, string>> {
 
 describe("deploy/", () => {
   it("the systemd unit verifies and starts the installed daemon on the socket containerd is told about", async () => {
-    const { stderr } = await run("systemd-analyze", ["verify", deploy("soci-snapshotter-grpc.service")]);
+    const { stderr } = await run("systemd-analyze", ["verify", deploy("soci-snapshotter-grpc.service"), deploy("soci-snapshotter-grpc.socket")]);
     expect(stderr).toBe(""); // not even an unknown key
+    const socket = await serviceKeys(deploy("soci-snapshotter-grpc.socket"), "Socket");
+    expect(socket.ListenStream).toBe(SOCKET); // systemd holds the socket containerd is told about
     const svc = await serviceKeys(deploy("soci-snapshotter-grpc.service"));
     expect(svc.Restart).toBe("always");
     expect(svc.KillMode ?? "control-group").toBe("control-group"); // SIGTERM: mounts stay for the next start
@@ -63,12 +66,12 @@ describe("deploy/", () => {
     expect(argv[0]).toBe("/usr/bin/node");
     expect(argv[1]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
     const flag = (name: string) => argv[argv.indexOf(name) + 1];
-    expect(flag("--address")).toBe(SOCKET);
+    expect(flag("--address")).toBe("fd://"); // socket activation
     expect(flag("--config")).toBe("/etc/soci-snapshotter-grpc/config.toml");
     expect(flag("--root")).toBe("/var/lib/soci-snapshotter-grpc");
     // the flags the unit spells out are the daemon's defaults
     const { stdout: help } = await run("node", [DAEMON_BIN, "--help"]);
-    for (const v of [SOCKET, "/etc/soci-snapshotter-grpc/config.toml", "/var/lib/soci-snapshotter-grpc"]) expect(help).toContain(v);
+    for (const v of [SOCKET, "/etc/soci-snapshotter-grpc/config.toml", "/var/lib/soci-snapshotter-grpc"]) expect(help).toContain(v); // fd:// falls back to SOCKET
   });
 
   it("the example daemon config is the reference's defaults, spelled out, and the daemon accepts it", async () => {
