@@ -118,6 +118,22 @@ describe("lazy pull through containerd", () => {
     expect(out).toBe(`hello from a small layer\n${sha}  /data/big.bin\nfile 7\n51\n`);
   }, 120_000);
 
+  it("the container's / is the same as the image run on overlayfs (containerd's default snapshotter)", async () => {
+    // every path with its mode, owner and type; file contents and link targets
+    const script = [
+      "cd / && busybox find . -xdev | busybox sort | while read f; do",
+      "busybox stat -c '%n %a %u %g %F' \"$f\";",
+      "if [ -L \"$f\" ]; then busybox readlink \"$f\"; elif [ -f \"$f\" ]; then busybox sha256sum \"$f\"; fi;",
+      "done",
+    ].join(" ");
+    const lazy = await runContainer("tree-soci", script);
+    await ctd!.ctr(["images", "pull", "--plain-http", image]); // downloads the layers, unpacks them into overlayfs
+    const plain = (await ctd!.ctr(["run", "--rm", "--runc-root", join(dir, "runc"), image, "tree-overlayfs", "/bin/sh", "-c", script])).stdout;
+    expect(lazy.split("\n").length).toBeGreaterThan(60);
+    expect(lazy).toContain("./data/big.bin 644 0 0 regular file");
+    expect(lazy).toBe(plain);
+  }, 120_000);
+
   it("serves metrics for the mounted layers", async () => {
     const text = await scrape();
     expect(text).toMatch(/soci_fs_layer_size_bytes\{digest="sha256:[0-9a-f]{64}",mountpoint="[^"]+"\} \d+/);
