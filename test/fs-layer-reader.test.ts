@@ -241,6 +241,37 @@ describe("what a read fetches", () => {
   });
 });
 
+describe("readahead", () => {
+  it("a sequential reader gets the file's next spans fetched ahead; a random read does not", async () => {
+    const l = layer("gzip");
+    const r = await open(l, { disableVerification: true, readAheadSpans: 2 });
+    const e = entryOf(l.ztoc, "big/text.bin");
+    const first = r.spans.spanOf(e.uncompressedOffset);
+    const fileLast = r.spans.spanOf(e.uncompressedOffset + e.uncompressedSize - 1);
+    expect(fileLast - first).toBeGreaterThanOrEqual(4);
+    // a random read: only its own span
+    const mid = r.spans.uncompressedRange(first + 3).start - e.uncompressedOffset + 7;
+    await r.read(e, mid, 100);
+    expect(r.counters.spansFetched).toBe(1);
+    // two sequential reads at the file's start: the second one fetches the next two spans ahead
+    await r.read(e, 0, 4096);
+    await r.read(e, 4096, 4096);
+    for (let i = 0; i < 100 && r.counters.spansFetched < 4; i++) await new Promise((res) => setTimeout(res, 20));
+    expect(r.counters.spansFetched).toBe(4); // span first+3 (random), first, first+1 and first+2 (ahead)
+    expect(r.spans.state(first + 1)).not.toBe("unrequested");
+    expect(r.spans.state(first + 2)).not.toBe("unrequested");
+    // and the bytes are right when the reader gets there
+    const off = r.spans.uncompressedRange(first + 2).start - e.uncompressedOffset;
+    expect(Buffer.from(await r.read(e, off, 1000)).equals((await want(e)).subarray(off, off + 1000))).toBe(true);
+    // off: no fetches beyond the read
+    const r0 = await open(l, { disableVerification: true, readAheadSpans: 0 });
+    await r0.read(e, 0, 4096);
+    await r0.read(e, 4096, 4096);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(r0.counters.spansFetched).toBe(1);
+  });
+});
+
 describe("span cache", () => {
   it("a second reader of the same layer is served from the cache with zero network", async () => {
     const l = layer("pigz");

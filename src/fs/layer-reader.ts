@@ -29,13 +29,24 @@ export interface LayerReaderOptions {
   disableVerification?: boolean;
   /** Daemon-wide count of waiting on-demand reads (the background fetcher pauses on it). */
   activity?: ReadActivity;
+  /**
+   * Spans of a file fetched ahead of a sequential reader (default 2; 0 = off): the next span is on
+   * the wire while the reader consumes this one, instead of one round trip per span.
+   */
+  readAheadSpans?: number;
 }
 
 export class LayerReader implements LayerFileReader {
   private readonly verifier: FileVerifier;
   private lastError: string | undefined;
+  /** Where each file's last read ended: a read starting there is sequential. */
+  private readonly lastEnd = new WeakMap<FileMetadata, number>();
 
-  constructor(readonly spans: SpanManager, disableVerification = false) {
+  constructor(
+    readonly spans: SpanManager,
+    disableVerification = false,
+    private readonly readAheadSpans = 2,
+  ) {
     this.verifier = new FileVerifier((a, b) => spans.read(a, b, false), disableVerification);
   }
 
@@ -47,6 +58,7 @@ export class LayerReader implements LayerFileReader {
     if (offset >= size || length === 0) return Promise.resolve(new Uint8Array(0));
     const start = entry.uncompressedOffset + offset;
     const end = entry.uncompressedOffset + Math.min(size, offset + length);
+    if (this.readAheadSpans > 0) this.readAhead(entry, start, end);
     if (this.verifier.isVerified(entry)) {
       const hot = this.spans.readHot(start, end);
       if (hot) return Promise.resolve(hot);
@@ -65,6 +77,17 @@ export class LayerReader implements LayerFileReader {
         return Promise.reject(this.fail(e));
       },
     );
+  }
+
+  /** A sequential reader of a file gets the file's next spans fetched ahead of it. */
+  private readAhead(entry: FileMetadata, start: number, end: number): void {
+    const sequential = this.lastEnd.get(entry) === start;
+    this.lastEnd.set(entry, end);
+    if (!sequential) return;
+    const fileEnd = entry.uncompressedOffset + entry.uncompressedSize;
+    const last = this.spans.spanOf(end - 1);
+    const fileLast = this.spans.spanOf(fileEnd - 1);
+    if (fileLast > last) this.spans.readAhead(last + 1, Math.min(fileLast, last + this.readAheadSpans));
   }
 
   state(): LayerState {
@@ -112,5 +135,5 @@ export async function createLayerReader(opts: LayerReaderOptions): Promise<Layer
     fetchTimeoutMs: opts.fetchTimeoutMs,
     activity: opts.activity,
   });
-  return new LayerReader(spans, opts.disableVerification);
+  return new LayerReader(spans, opts.disableVerification, opts.readAheadSpans ?? 2);
 }

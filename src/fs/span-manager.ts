@@ -330,6 +330,18 @@ export class SpanManager {
     }
   }
 
+  /**
+   * Readahead: starts fetching spans first..last that are not local yet, without waiting and
+   * without counting as an on-demand read (failures are left to the read that needs the span).
+   */
+  readAhead(first: number, last: number): void {
+    if (this.closed) return;
+    last = Math.min(last, this.states.length - 1);
+    if (first > last) return;
+    this.planFetches(first, last);
+    for (let i = first; i <= last; i++) if (this.fetching.has(i)) this.uncompressed(i).catch(noop);
+  }
+
   /** Uncompressed spans first..last, missing adjacent spans fetched together. */
   private spans(first: number, last: number): Promise<Uint8Array[]> {
     this.planFetches(first, last);
