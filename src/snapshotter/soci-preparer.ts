@@ -116,7 +116,8 @@ export class SociPreparer implements RemotePreparer {
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.store = ContentStore.open(join(opts.root, "content"));
-    this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache") });
+    // a small hot-span LRU: the daemon serves many layers and the disk cache holds the rest
+    this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 64 << 20 });
     if (opts.background) {
       this.background = new BackgroundFetcher({
         ...opts.background,
