@@ -86,7 +86,7 @@ beforeAll(async () => {
   await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/lazy/img:latest`]);
   image = `${registry.host}/lazy/img:soci`;
   // the busybox and data layers get ztocs; the tiny /etc layer stays unindexed (sparse index)
-  await run("node", [soci, "--root", join(dir, "convert-root"), "convert", "--plain-http", "--min-layer-size", "100000", "--span-size", String(256 << 10),
+  await run("node", [soci, "--root", join(dir, "convert-root"), "convert", "--plain-http", "--min-layer-size", "100000", "--span-size", String(256 << 10), "--prefetch-file", "/data/f7.txt",
     `${registry.host}/lazy/img:latest`, image]);
   await writeFile(join(dir, "config.toml"), `metrics_address = "${metricsSock()}"\nmetrics_network = "unix"\n[background_fetch]\ndisable = true\n`);
   await startDaemon();
@@ -174,5 +174,19 @@ describe("lazy pull through containerd", () => {
     const sizes = await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${image}`]);
     expect(sizes.stdout.length).toBeGreaterThan(0);
     expect(stdout.split("\n").filter(Boolean).length).toBeLessThanOrEqual(5); // index, manifest, config, the small layer (+ nothing big)
+  }, 120_000);
+
+  it("with [prefetch] enable = true the layer's prefetch artifact is resolved before the mount completes", async () => {
+    await ctd!.ctr(["images", "rm", "--sync", image]);
+    for (let i = 0; i < 50 && (await fuseMounts()).length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+    await stopDaemon("SIGINT");
+    await rm(join(daemonRoot(), "soci", "spancache"), { recursive: true, force: true }); // cold spans
+    await writeFile(join(dir, "config.toml"), `[background_fetch]\ndisable = true\n[prefetch]\nenable = true\n`);
+    await startDaemon();
+    await waitForSoci();
+    await run("node", [soci, "--address", ctd!.socket, "image", "rpull", "--plain-http", image]);
+    expect(daemonLog()).toContain("Successfully loaded prefetch artifact with 1 span ranges");
+    expect(logLines("spans").filter((l) => l.msg === "prefetched spans").map((l) => Number(l.spans))).toEqual([1]);
+    expect(await runContainer("lazy-4", "cat /data/f7.txt")).toBe("file 7\n");
   }, 120_000);
 });

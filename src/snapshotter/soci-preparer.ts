@@ -13,11 +13,11 @@ import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
 import { ContentStore } from "../store/content-store.js";
 import type { InflatePool } from "../wasm/pool.js";
-import { BackgroundFetcher } from "../fs/background-fetcher.js";
+import { BackgroundFetcher, prefetchSpans } from "../fs/background-fetcher.js";
 import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
 import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/fuse-layer.js";
 import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
-import { fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
+import { fetchPrefetch, fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
 import { SpanCache } from "../fs/span-cache.js";
 import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
@@ -71,6 +71,8 @@ export interface SociPreparerOptions {
   /** `blob.fetching_timeout_sec` × 1000 */
   fetchTimeoutMs?: number;
   disableVerification?: boolean;
+  /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored) and its concurrency. */
+  prefetch?: { concurrency: number };
   /** `[background_fetch]`; undefined or `disable` ⇒ none. */
   background?: { silencePeriodMs: number; fetchPeriodMs: number; maxQueueSize: number; dropPolicy: "newest" | "oldest" };
 }
@@ -154,7 +156,7 @@ export class SociPreparer implements RemotePreparer {
     const ztocDesc = small ? undefined : index.ztocs.get(layer.digest);
     if (ztocDesc) {
       try {
-        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc);
+        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, index.prefetches.get(layer.digest));
         if (!this.mountedImages.has(ctx.manifest.digest)) {
           this.mountedImages.add(ctx.manifest.digest);
           this.background?.pause();
@@ -216,7 +218,7 @@ export class SociPreparer implements RemotePreparer {
     if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
   }
 
-  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor): Promise<void> {
+  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor, prefetch?: Descriptor): Promise<void> {
     const started = Date.now();
     const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
     const store = await this.store;
@@ -235,6 +237,7 @@ export class SociPreparer implements RemotePreparer {
         disableVerification: this.opts.disableVerification,
         activity: this.activity,
       });
+      if (prefetch && this.opts.prefetch) await this.prefetchLayer(ref, store, prefetch, reader);
       return { z, reader };
     };
     let timer: NodeJS.Timeout | undefined;
@@ -273,6 +276,22 @@ export class SociPreparer implements RemotePreparer {
    * daemon-wide `fuse_failure_state` at most once per 5 minutes (fs/metrics/monitor's global
    * listener), and a warning for a layer's first failure (debug after that).
    */
+  /** §4.6: the layer's prefetch artifact, resolved before the mount completes; failures only logged. */
+  private async prefetchLayer(ref: ImageRef, store: ContentStore, desc: Descriptor, reader: LayerReader): Promise<void> {
+    const log = this.opts.logger;
+    const layer = reader.spans.digest;
+    try {
+      log.info(`Loading prefetch artifact ${desc.digest}`, { layer });
+      const spans = (await fetchPrefetch(this.opts.client, ref, store, desc)).prefetchSpans ?? [];
+      log.info(`Successfully loaded prefetch artifact with ${spans.length} span ranges`, { layer });
+      const { resolved, errors } = await prefetchSpans(reader.spans, spans, { concurrency: this.opts.prefetch?.concurrency ?? 4 });
+      log.debug("prefetched spans", { layer, spans: resolved });
+      for (const e of errors) log.warn("failed to prefetch a span", { layer, error: e.message });
+    } catch (e) {
+      log.warn("failed to prefetch layer", { layer, error: (e as Error).message });
+    }
+  }
+
   private fuseFailed(digest: string, op: string, path: string, err: unknown): void {
     const metrics = this.opts.metrics;
     metrics?.countFuseFailure?.(digest, op);
