@@ -48,7 +48,9 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   const activated = flags.address.startsWith("fd://") ? systemdListenFds()[0] : undefined;
   let server: SnapshotterServer | undefined;
   let metricsServer: MetricsServer | null = null;
-  const pool = new InflatePool();
+  // lazy loading is network-bound: one inflate worker keeps up (a span inflates in milliseconds)
+  // and each extra worker thread costs tens of MB of resident memory
+  const pool = new InflatePool({ threads: 1 });
   const client = registryClientFor(cfg);
   const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics });
   const release = async () => {
