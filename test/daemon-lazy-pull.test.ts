@@ -176,17 +176,30 @@ describe("lazy pull through containerd", () => {
     expect(stdout.split("\n").filter(Boolean).length).toBeLessThanOrEqual(5); // index, manifest, config, the small layer (+ nothing big)
   }, 120_000);
 
-  it("with [prefetch] enable = true the layer's prefetch artifact is resolved before the mount completes", async () => {
+  it("with [prefetch] enable = true the layer's prefetch artifact is resolved before the mount completes; FUSE operations are logged and counted per image", async () => {
     await ctd!.ctr(["images", "rm", "--sync", image]);
     for (let i = 0; i < 50 && (await fuseMounts()).length > 0; i++) await new Promise((r) => setTimeout(r, 200));
     await stopDaemon("SIGINT");
     await rm(join(daemonRoot(), "soci", "spancache"), { recursive: true, force: true }); // cold spans
-    await writeFile(join(dir, "config.toml"), `[background_fetch]\ndisable = true\n[prefetch]\nenable = true\n`);
+    await writeFile(join(dir, "config.toml"), [
+      `metrics_address = "${metricsSock()}"`, `metrics_network = "unix"`, "fuse_metrics_emit_wait_duration_sec = 2",
+      "[background_fetch]", "disable = true", "[prefetch]", "enable = true", "[fuse]", "log_fuse_operations = true", "",
+    ].join("\n"));
     await startDaemon();
     await waitForSoci();
     await run("node", [soci, "--address", ctd!.socket, "image", "rpull", "--plain-http", image]);
     expect(daemonLog()).toContain("Successfully loaded prefetch artifact with 1 span ranges");
     expect(logLines("spans").filter((l) => l.msg === "prefetched spans").map((l) => Number(l.spans))).toEqual([1]);
     expect(await runContainer("lazy-4", "cat /data/f7.txt")).toBe("file 7\n");
+    // log_fuse_operations: the container's read of the file went through FUSE
+    expect(logLines("operation").some((l) => l.msg === "FUSE operation" && l.operation === "file.Read" && l.path === "/data/f7.txt")).toBe(true);
+    // per-image operation counts appear once the emit wait has passed
+    let text = "";
+    for (let i = 0; i < 50 && !text.includes("soci_fs_image_operation_count_key"); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      text = await scrape();
+    }
+    expect(text).toMatch(/soci_fs_image_operation_count_key\{image="sha256:[0-9a-f]{64}",operation_type="file\.Read"\} [1-9]\d*/);
+    expect(text).toMatch(/soci_fs_image_operation_count_key\{image="sha256:[0-9a-f]{64}",operation_type="node\.Getattr"\} [1-9]\d*/);
   }, 120_000);
 });

@@ -140,6 +140,8 @@ export function sociPreparerFor(
     maxSpanVerificationRetries: cfg.blob.maxSpanVerificationRetries,
     fetchTimeoutMs: cfg.blob.fetchingTimeoutSec * 1000,
     disableVerification: cfg.disableVerification,
+    fuseMetricsEmitWaitMs: cfg.fuseMetricsEmitWaitDurationSec * 1000,
+    logFuseOperations: cfg.fuse.logFuseOperations,
     prefetch: cfg.prefetch.enable ? { concurrency: cfg.prefetch.maxConcurrency > 0 ? cfg.prefetch.maxConcurrency : 4 } : undefined,
     background: bf.disable ? undefined : { silencePeriodMs: bf.silencePeriodMsec, fetchPeriodMs: bf.fetchPeriodMsec, maxQueueSize: bf.maxQueueSize, dropPolicy: bf.dropPolicy },
   });

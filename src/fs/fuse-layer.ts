@@ -101,6 +101,12 @@ export interface MountLayerOptions {
   tree?: LayerTree;
   /** Told about every internal failure answered with EIO (for logs and metrics). */
   onError?: (operation: string, path: string, err: unknown) => void;
+  /**
+   * Told about every operation the kernel asks for, by the reference's names (`node.Getattr`,
+   * `whiteout.Getattr`, `node.Readdir`, `node.Readlink`, `node.Open`, `file.Read`, `node.Getxattr`,
+   * `node.Listxattr`): per-image operation counts and `log_fuse_operations`.
+   */
+  onOperation?: (operation: string, path: string) => void;
 }
 
 export interface MountedLayer {
@@ -158,6 +164,7 @@ class LayerFs {
   private readonly opaque: OpaqueXattr;
   private readonly readTimeout: number;
   private readonly onError: MountLayerOptions["onError"];
+  private readonly onOp: MountLayerOptions["onOperation"];
   private readonly statfsDir: string | undefined;
   /** Positive path resolutions (the tree is immutable); cleared when it grows too large. */
   private readonly paths = new Map<string, Resolved>();
@@ -175,6 +182,7 @@ class LayerFs {
     this.opaque = opts.opaqueXattr ?? DEFAULT_OPAQUE_XATTR;
     this.readTimeout = opts.operationTimeoutMs ?? 60_000;
     this.onError = opts.onError;
+    this.onOp = opts.onOperation;
     this.statfsDir = opts.statfsDir;
   }
 
@@ -234,6 +242,7 @@ class LayerFs {
     let r: Resolved | null;
     try {
       r = this.resolve(path);
+      this.onOp?.(r?.kind === "whiteout" ? "whiteout.Getattr" : "node.Getattr", path);
       if (!r) return signal(ENOENT, EMPTY_STAT);
       return signal(0, this.stat(r));
     } catch (err) {
@@ -248,6 +257,7 @@ class LayerFs {
   }
 
   readdir(path: string): [number, string[], Uint32Array[]] {
+    this.onOp?.("node.Readdir", path);
     const hit = this.dirCache.get(path);
     if (hit) return [0, hit[0], hit[1]];
     try {
@@ -286,6 +296,7 @@ class LayerFs {
   }
 
   readlink(path: string): [number, string] {
+    this.onOp?.("node.Readlink", path);
     const r = this.resolve(path);
     if (!r) return [ENOENT, ""];
     if (r.kind !== "node" || r.node.kind !== "symlink") return [EINVAL, ""];
@@ -293,6 +304,7 @@ class LayerFs {
   }
 
   open(path: string, flags: number): number {
+    this.onOp?.("node.Open", path);
     try {
       const r = this.resolve(path);
       if (!r) return ENOENT;
@@ -327,6 +339,7 @@ class LayerFs {
         return signal(this.fail("statFile.Read", path, err), 0, buf.buffer);
       }
     }
+    this.onOp?.("file.Read", path);
     const entry = h.entry;
     const size = entry.uncompressedSize;
     if (off >= size || len <= 0) return signal(0, 0, buf.buffer);
@@ -366,6 +379,7 @@ class LayerFs {
   }
 
   getxattr(path: string, name: string): Uint8Array | number {
+    this.onOp?.("node.Getxattr", path);
     const r = this.resolve(path);
     if (!r) return ENOENT;
     if (r.kind !== "node") return ENODATA;
@@ -373,6 +387,7 @@ class LayerFs {
   }
 
   listxattr(path: string): Buffer | number {
+    this.onOp?.("node.Listxattr", path);
     const r = this.resolve(path);
     if (!r) return ENOENT;
     if (r.kind !== "node") return Buffer.alloc(0);

@@ -50,6 +50,8 @@ export interface PreparerMetrics {
   removeLayer?(mountpoint: string): void;
   /** A FUSE operation of `layer` answered EIO (`fuse_<op>_failure_count`, layer = digest). */
   countFuseFailure?(layer: string, fuseOperation: string): void;
+  /** `soci_fs_image_operation_count_key`: an image's FUSE operations, emitted once after the wait. */
+  addImageOperationCount?(image: string, op: string, count: number): void;
 }
 
 export interface SociPreparerOptions {
@@ -71,6 +73,10 @@ export interface SociPreparerOptions {
   /** `blob.fetching_timeout_sec` × 1000 */
   fetchTimeoutMs?: number;
   disableVerification?: boolean;
+  /** `fuse_metrics_emit_wait_duration_sec` × 1000: per-image FUSE operation counts are emitted this long after the image's first mount. */
+  fuseMetricsEmitWaitMs?: number;
+  /** `fuse.log_fuse_operations`: a debug line per FUSE operation. */
+  logFuseOperations?: boolean;
   /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored) and its concurrency. */
   prefetch?: { concurrency: number };
   /** `[background_fetch]`; undefined or `disable` ⇒ none. */
@@ -115,6 +121,8 @@ export class SociPreparer implements RemotePreparer {
   private readonly activity = new ReadActivity();
   /** Images with a mounted layer: the first mount of an image pauses background fetching. */
   private readonly mountedImages = new Set<string>();
+  /** FUSE operations per image (manifest digest) until their counts are emitted. */
+  private readonly imageOps = new Map<string, Map<string, number>>();
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.store = ContentStore.open(join(opts.root, "content"));
@@ -156,7 +164,8 @@ export class SociPreparer implements RemotePreparer {
     const ztocDesc = small ? undefined : index.ztocs.get(layer.digest);
     if (ztocDesc) {
       try {
-        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, index.prefetches.get(layer.digest));
+        if (!this.mountedImages.has(ctx.manifest.digest)) this.countImageOps(ctx.manifest.digest);
+        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, index.prefetches.get(layer.digest), ctx.manifest.digest);
         if (!this.mountedImages.has(ctx.manifest.digest)) {
           this.mountedImages.add(ctx.manifest.digest);
           this.background?.pause();
@@ -197,7 +206,7 @@ export class SociPreparer implements RemotePreparer {
     const layer = ctx.layers.find((l) => l.digest === labels.layerDigest);
     const ztocDesc = layer && index.ztocs.get(layer.digest);
     if (!layer || !ztocDesc) throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
-    await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc);
+    await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, undefined, ctx.manifest.digest);
   }
 
   async unmount(mountpoint: string): Promise<void> {
@@ -218,7 +227,7 @@ export class SociPreparer implements RemotePreparer {
     if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
   }
 
-  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor, prefetch?: Descriptor): Promise<void> {
+  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor, prefetch?: Descriptor, image = ""): Promise<void> {
     const started = Date.now();
     const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
     const store = await this.store;
@@ -258,6 +267,7 @@ export class SociPreparer implements RemotePreparer {
         disableXattrs: z.disableXattrs,
         statfsDir: join(this.opts.root, "soci"),
         onError: (op, path, err) => this.fuseFailed(layer.digest, op, path, err),
+        onOperation: (op, path) => this.fuseOperation(image, op, path),
         ...this.opts.fuse,
       });
     } catch (e) {
@@ -276,6 +286,23 @@ export class SociPreparer implements RemotePreparer {
    * daemon-wide `fuse_failure_state` at most once per 5 minutes (fs/metrics/monitor's global
    * listener), and a warning for a layer's first failure (debug after that).
    */
+  /** Starts counting an image's FUSE operations; they are emitted once, after the configured wait (§4.2). */
+  private countImageOps(image: string): void {
+    if (this.imageOps.has(image) || !this.opts.metrics?.addImageOperationCount) return;
+    const counts = new Map<string, number>();
+    this.imageOps.set(image, counts);
+    setTimeout(() => {
+      this.imageOps.delete(image);
+      for (const [op, n] of counts) this.opts.metrics?.addImageOperationCount?.(image, op, n);
+    }, this.opts.fuseMetricsEmitWaitMs ?? 60_000).unref();
+  }
+
+  private fuseOperation(image: string, op: string, path: string): void {
+    const counts = this.imageOps.get(image);
+    if (counts) counts.set(op, (counts.get(op) ?? 0) + 1);
+    if (this.opts.logFuseOperations) this.opts.logger.debug("FUSE operation", { operation: op, path });
+  }
+
   /** §4.6: the layer's prefetch artifact, resolved before the mount completes; failures only logged. */
   private async prefetchLayer(ref: ImageRef, store: ContentStore, desc: Descriptor, reader: LayerReader): Promise<void> {
     const log = this.opts.logger;
