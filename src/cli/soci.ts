@@ -2,13 +2,6 @@
 import { Command } from "commander";
 import { packageVersion } from "./version.js";
 import { reportAndExit } from "./errors.js";
-import { demoCommand } from "./demo.js";
-import { convertCommand } from "./commands/convert.js";
-import { createCommand } from "./commands/create.js";
-import { pushCommand } from "./commands/push.js";
-import { mountCommand, unmountCommand } from "./commands/mount.js";
-import { imageCommand } from "./commands/image.js";
-import { indexCommand, prefetchCommand, rebuildDbCommand, ztocCommand } from "./commands/inspect.js";
 
 const program = new Command("soci")
   .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")
@@ -20,16 +13,40 @@ const program = new Command("soci")
   .option("--debug", "debug output")
   .showHelpAfterError();
 
-program.addCommand(createCommand());
-program.addCommand(convertCommand());
-program.addCommand(pushCommand());
-program.addCommand(rebuildDbCommand());
-program.addCommand(indexCommand());
-program.addCommand(ztocCommand());
-program.addCommand(prefetchCommand());
-program.addCommand(imageCommand());
-program.addCommand(mountCommand());
-program.addCommand(unmountCommand());
-program.addCommand(demoCommand());
+// Each command's module (and the registry, containerd, FUSE and worker libraries behind it) is
+// loaded only when that command runs: a pull or a mount does not pay for the rest at start-up.
+const commands: [string, () => Promise<Command[]>][] = [
+  ["create", async () => [(await import("./commands/create.js")).createCommand()]],
+  ["convert", async () => [(await import("./commands/convert.js")).convertCommand()]],
+  ["push", async () => [(await import("./commands/push.js")).pushCommand()]],
+  ["rebuild-db", async () => [(await import("./commands/inspect.js")).rebuildDbCommand()]],
+  ["index", async () => [(await import("./commands/inspect.js")).indexCommand()]],
+  ["ztoc", async () => [(await import("./commands/inspect.js")).ztocCommand()]],
+  ["prefetch", async () => [(await import("./commands/inspect.js")).prefetchCommand()]],
+  ["image", async () => [(await import("./commands/image.js")).imageCommand()]],
+  ["mount", async () => [(await import("./commands/mount.js")).mountCommand()]],
+  ["unmount", async () => [(await import("./commands/mount.js")).unmountCommand()]],
+  ["demo", async () => [(await import("./demo.js")).demoCommand()]],
+];
 
-program.parseAsync(process.argv).catch((err) => reportAndExit("soci", err));
+/** Global options that take a value (the command name is the first argument that is neither). */
+const VALUE_OPTIONS = new Set(["-a", "--address", "-n", "--namespace", "--content-store", "--root"]);
+
+function commandName(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (!a.startsWith("-")) return a;
+    if (VALUE_OPTIONS.has(a)) i++;
+  }
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  const name = commandName(process.argv.slice(2));
+  const chosen = commands.filter(([n]) => n === name);
+  // no command, `help`, or an unknown name: register them all, for help and error messages
+  for (const [, load] of chosen.length > 0 ? chosen : commands) for (const c of await load()) program.addCommand(c);
+  await program.parseAsync(process.argv);
+}
+
+main().catch((err) => reportAndExit("soci", err));

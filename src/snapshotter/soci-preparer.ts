@@ -371,23 +371,34 @@ export class SociPreparer implements RemotePreparer {
   private async loadImage(labels: LayerLabels, resolved?: Descriptor): Promise<ImageContext> {
     const client = this.opts.client;
     const source = new RegistrySource(client, labels.ref);
-    const manifest = resolved ?? (await client.getManifest({ ...labels.ref, tag: undefined, digest: labels.manifestDigest })).descriptor;
-    const bytes = await source.get(manifest.digest, manifest.mediaType);
+    let manifest: Descriptor;
+    let bytes: Uint8Array;
+    if (resolved) {
+      manifest = resolved;
+      bytes = await source.get(manifest.digest, manifest.mediaType);
+    } else {
+      const got = await client.getManifest({ ...labels.ref, tag: undefined, digest: labels.manifestDigest });
+      manifest = got.descriptor;
+      bytes = got.bytes;
+      source.remember(manifest.digest, bytes);
+    }
     const m = parseManifest(bytes);
-    const config = JSON.parse(Buffer.from(await source.get(m.config.digest, m.config.mediaType)).toString("utf8")) as { rootfs?: { diff_ids?: string[] } };
     const discovery: DiscoveryOptions = { ...this.opts.discovery };
     if (labels.indexDigest) discovery.indexDigest = labels.indexDigest;
+    // the SOCI index and the image config are fetched at the same time (one round trip saved)
     const index = (async () => {
       const t = Date.now();
       const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
       this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });
-      const resolved = await fetchSociIndex(client, labels.ref, await this.store, desc);
+      const found = await fetchSociIndex(client, labels.ref, await this.store, desc);
       this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
-      return resolved;
+      return found;
     })();
     index.catch(() => undefined); // observed by prepare
+    const config = JSON.parse(Buffer.from(await source.get(m.config.digest, m.config.mediaType)).toString("utf8")) as { rootfs?: { diff_ids?: string[] } };
     return { manifest, layers: m.layers ?? [], diffIds: config.rootfs?.diff_ids ?? [], index };
   }
+
 }
 
 /** The image reference, layer digest and the rest from either label dialect, or undefined. */
