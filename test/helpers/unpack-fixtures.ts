@@ -6,22 +6,10 @@ import { createHash } from "node:crypto";
 import { link, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { prng } from "./span-layers.js";
 
 export const run = promisify(execFile);
 const B = (s: string) => Buffer.from(s, "latin1"); // binary-string paths (any byte)
-
-/** Deterministic pseudo-random bytes (xorshift), compressible only as much as real data. */
-export function prng(seed: number, n: number): Buffer {
-  const out = Buffer.allocUnsafe(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 function textish(seed: number, n: number): Buffer {
   const words = ["lorem", "ipsum", "layer", "overlay", "span", "ztoc", "gzip", "tar", "soci", "digest", "\n"];
