@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
+import { mountsUnder } from "./helpers/soci-daemon.js";
 
 const run = promisify(execFile);
 const soci = new URL("../bin/soci.js", import.meta.url).pathname;
@@ -131,10 +132,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const line of await fuseMounts().catch(() => [])) {
-    await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
-  }
-  await run("umount", ["-l", join(dir, "mnt")]).catch(() => undefined);
+  // whatever a failed run left mounted under the test's directory (deepest first)
+  for (const m of await mountsUnder(dir).catch(() => [])) await run("umount", ["-l", m]).catch(() => undefined);
   await registry?.stop();
   await rm(dir, { recursive: true, force: true });
 });
