@@ -162,6 +162,11 @@ describe("soci mount", () => {
     const mnt = join(dir, "mnt");
     const m = await startMount([`${registry.host}/dst/img:soci`, mnt]);
     expect((await readFile(join(mnt, "etc/app.conf"), "utf8"))).toBe("version=3\n");
+    // a second soci mount on a live mountpoint is refused and leaves the first one intact
+    const twice = await run("node", [soci, "--root", root, "mount", "--plain-http", `${registry.host}/dst/img:soci`, mnt]).catch((e: { code: number; stderr: string }) => e);
+    expect((twice as { code: number }).code).toBe(1);
+    expect((twice as { stderr: string }).stderr).toMatch(/is already mounted by soci mount \(pid \d+\)/);
+    expect((await readFile(join(mnt, "etc/app.conf"), "utf8"))).toBe("version=3\n");
     m.proc.kill("SIGTERM");
     expect(await exited(m.proc)).toBe(0);
     expect(await fuseMounts()).toHaveLength(0);

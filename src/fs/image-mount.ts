@@ -77,6 +77,8 @@ export interface MountStateFile {
 export async function mountImage(opts: MountImageOptions): Promise<MountedImage> {
   const log = opts.log ?? (() => undefined);
   const mountpoint = resolve(opts.mountpoint);
+  const running = await readMountState(opts.root, mountpoint);
+  if (running && isAlive(running.pid)) throw new Error(`${mountpoint} is already mounted by soci mount (pid ${running.pid}); run soci unmount first`);
   const ref = parseReference(opts.ref);
   const store = await ContentStore.open(join(opts.root, "content"));
   const source = new RegistrySource(opts.client, ref);
@@ -85,8 +87,9 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
   const manifestDesc = isIndexType(root.mediaType) ? await manifestForPlatform(source, root, opts.platform ?? defaultPlatform()) : root;
   const manifestBytes = await source.get(manifestDesc.digest, manifestDesc.mediaType);
   const manifest = parseManifest(manifestBytes);
+  const layerDescs = manifest.layers ?? [];
   const diffIds = await configDiffIds(source, manifest.config);
-  if (diffIds.length !== manifest.layers!.length) throw new Error(`image config lists ${diffIds.length} diff IDs for ${manifest.layers!.length} layers`);
+  if (diffIds.length !== layerDescs.length) throw new Error(`image config lists ${diffIds.length} diff IDs for ${layerDescs.length} layers`);
 
   // A missing index still mounts the image (every layer local), as the snapshotter would defer.
   let ztocs = new Map<string, Descriptor>();
@@ -96,7 +99,7 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     const resolved = await fetchSociIndex(opts.client, ref, store, found);
     sociIndex = resolved.descriptor;
     ztocs = resolved.ztocs;
-    log(`SOCI index ${sociIndex.digest}: ${ztocs.size} of ${manifest.layers!.length} layers indexed`);
+    log(`SOCI index ${sociIndex.digest}: ${ztocs.size} of ${layerDescs.length} layers indexed`);
   } catch (e) {
     if (!(e instanceof NoIndexError)) throw e;
     log(`${e.message}: every layer is fetched and unpacked`);
@@ -119,7 +122,6 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
   };
 
   try {
-    const layerDescs = manifest.layers!;
     // Lazy layers mount immediately; local layers download in parallel with them.
     await Promise.all(layerDescs.map(async (layer, i) => {
       const ztocDesc = ztocs.get(layer.digest);
