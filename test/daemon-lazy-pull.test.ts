@@ -6,13 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
-import { addLayer, busyboxLayer, fuseMountsUnder, initLayout, SOCI_BIN, spawnDaemon, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
+import { addLayer, busyboxLayer, fuseMountsUnder, initLayout, scrapeMetrics, SOCI_BIN, spawnDaemon, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
 
 const run = promisify(execFile);
 const soci = SOCI_BIN;
@@ -66,17 +65,7 @@ async function runContainer(id: string, script: string): Promise<string> {
   return r.stdout;
 }
 
-function scrape(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: metricsSock(), path: "/metrics" }, (res) => {
-      let body = "";
-      res.on("data", (d: Buffer) => (body += d.toString()));
-      res.on("end", () => resolve(body));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const scrape = () => scrapeMetrics(metricsSock());
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "soci-lazy-"));

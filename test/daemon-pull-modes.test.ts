@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -23,6 +22,7 @@ import { startFaultProxy, type FaultProxy } from "./helpers/fault-proxy.js";
 import { startTokenServer, type TokenServer } from "./helpers/token-server.js";
 import { makeSigningCert } from "./helpers/tls-certs.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
+import { scrapeMetrics } from "./helpers/soci-daemon.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
 import { ImageAnnotationSociIndexDigest, IndexAnnotationImageLayerDigest, IndexAnnotationImageManifestDigest, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
@@ -200,17 +200,7 @@ function expected(img: PushedImage): string {
   return `${img.files.id}\n${img.files.hello}${img.files.id} file 7\n${sha}  /data/big.bin\n51\n`;
 }
 
-function scrape(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: metricsSock(), path: "/metrics" }, (res) => {
-      let body = "";
-      res.on("data", (d: Buffer) => (body += d.toString()));
-      res.on("end", () => resolve(body));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const scrape = () => scrapeMetrics(metricsSock());
 
 /** `soci_fs_operation_count{layer=<layer>,operation_type=<type>}`, 0 when not exported yet. */
 async function opCount(type: string, layer = ""): Promise<number> {

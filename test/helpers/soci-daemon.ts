@@ -4,6 +4,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cp, mkdir, readFile, rm, symlink } from "node:fs/promises";
+import { request } from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -118,4 +119,17 @@ export async function waitForSnapshotter(ctr: (args: string[]) => Promise<unknow
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/** The daemon's Prometheus exposition from its `/metrics` unix socket. */
+export function scrapeMetrics(socketPath: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: "/metrics" }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
