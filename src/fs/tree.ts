@@ -353,55 +353,24 @@ export function nodeAttr(node: TreeNode, baseInode = 0): Attr {
   };
 }
 
+/** The synthetic nodes below: root-owned, one link, no device. */
+function syntheticAttr(ino: number, mode: number, size: number, mtimeSec: number, mtimeNsec: number, blocks = 0): Attr {
+  return { ino, mode, nlink: 1, uid: 0, gid: 0, rdev: 0, size, blocks, blksize: BLOCK_SIZE, mtimeSec, mtimeNsec };
+}
+
 /** `entryToWhAttr`: a whiteout `X` presented from the node of `.wh.X` — char 0:0, perm 0, root, mtime of the `.wh.` entry. */
 export function whiteoutAttr(wh: TreeNode, baseInode = 0): Attr {
-  return {
-    ino: inodeOf(wh.id, baseInode),
-    mode: S_IFCHR,
-    nlink: 1,
-    uid: 0,
-    gid: 0,
-    rdev: 0,
-    size: 0,
-    blocks: 0,
-    blksize: BLOCK_SIZE,
-    mtimeSec: wh.mtimeSec,
-    mtimeNsec: wh.mtimeNsec,
-  };
+  return syntheticAttr(inodeOf(wh.id, baseInode), S_IFCHR, 0, wh.mtimeSec, wh.mtimeNsec);
 }
 
 /** `stateToAttr`: `dr-x------ root root`, nlink 1, times 0. */
 export function stateDirAttr(baseInode = 0): Attr {
-  return {
-    ino: withBase(STATE_DIR_INO_LOW, baseInode),
-    mode: STATE_DIR_MODE,
-    nlink: 1,
-    uid: 0,
-    gid: 0,
-    rdev: 0,
-    size: 0,
-    blocks: 0,
-    blksize: BLOCK_SIZE,
-    mtimeSec: 0,
-    mtimeNsec: 0,
-  };
+  return syntheticAttr(withBase(STATE_DIR_INO_LOW, baseInode), STATE_DIR_MODE, 0, 0, 0);
 }
 
 /** `statFileToAttr`: `-r-------- root root`, nlink 1, times 0, size = length of the JSON. */
 export function statFileAttr(size: number, baseInode = 0): Attr {
-  return {
-    ino: withBase(STAT_FILE_INO_LOW, baseInode),
-    mode: STAT_FILE_MODE,
-    nlink: 1,
-    uid: 0,
-    gid: 0,
-    rdev: 0,
-    size,
-    blocks: blocksOf(size),
-    blksize: BLOCK_SIZE,
-    mtimeSec: 0,
-    mtimeNsec: 0,
-  };
+  return syntheticAttr(withBase(STAT_FILE_INO_LOW, baseInode), STAT_FILE_MODE, size, 0, 0, blocksOf(size));
 }
 
 // ---------------------------------------------------------------------------------------------------
