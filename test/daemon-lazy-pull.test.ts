@@ -48,11 +48,7 @@ async function startDaemon(): Promise<void> {
 }
 
 async function stopDaemon(signal: NodeJS.Signals): Promise<void> {
-  if (!daemon) return;
-  // a daemon that does not stop within 20 s is killed, so a failing run leaves no process behind
-  const timer = setTimeout(() => daemon?.proc.kill("SIGKILL"), 20_000);
-  await daemon.stop(signal);
-  clearTimeout(timer);
+  await daemon?.stop(signal);
 }
 
 const fuseMounts = () => fuseMountsUnder(daemonRoot());

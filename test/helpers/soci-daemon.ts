@@ -22,7 +22,7 @@ export interface SociDaemon {
   ready: Promise<void>;
   /** resolves with the exit status */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** sends `signal` and waits for the exit (no-op when already gone) */
+  /** sends `signal` and waits for the exit (SIGKILL after 20 s; no-op when already gone) */
   stop(signal: NodeJS.Signals): Promise<void>;
 }
 
@@ -59,7 +59,10 @@ export function spawnDaemon(opts: { address: string; root: string; config: strin
     async stop(signal) {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill(signal);
+      // a daemon that does not stop within 20 s is killed, so a failing run leaves no process behind
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
       await exited;
+      clearTimeout(timer);
     },
   };
 }
