@@ -36,7 +36,11 @@ const LINK = { rttMs: 20, bitsPerSecond: 100e6 };
 /** Pull-to-ready targets by image (the data image is named data-<MB>). */
 const target = (name: string): number | undefined => (name === "numpy" ? 4 : name.startsWith("data") ? 20 : undefined);
 const RSS_TARGET = 150e6;
-const MODES: Mode[] = ["overlayfs", "soci"];
+// SOCI_BENCH_E2E_MODES=soci skips the overlayfs runs (for quick probes of the snapshotter alone)
+const MODES = (process.env.SOCI_BENCH_E2E_MODES || "overlayfs,soci").split(",").map((m) => {
+  if (m !== "overlayfs" && m !== "soci") throw new Error(`unknown mode ${m} (overlayfs, soci)`);
+  return m as Mode;
+});
 
 interface ImageResult {
   name: string;

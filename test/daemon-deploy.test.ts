@@ -63,8 +63,11 @@ describe("deploy/", () => {
     expect(svc.KillMode ?? "control-group").toBe("control-group"); // SIGTERM: mounts stay for the next start
     const argv = svc.ExecStart!.split(/\s+/);
     const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as { name: string; bin: Record<string, string> };
-    expect(argv[0]).toBe("/usr/bin/node");
-    expect(argv[1]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
+    // node with the daemon's memory settings, the ones the executable's `#!` line gives it
+    expect(argv.slice(0, 3)).toEqual(["/usr/bin/node", "--max-semi-space-size=2", "--expose-gc"]);
+    expect(svc.Environment).toMatch(/^GLIBC_TUNABLES=\S+$/);
+    expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(`#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 3).join(" ")}`);
+    expect(argv[3]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
     const flag = (name: string) => argv[argv.indexOf(name) + 1];
     expect(flag("--address")).toBe("fd://"); // socket activation
     expect(flag("--config")).toBe("/etc/soci-snapshotter-grpc/config.toml");

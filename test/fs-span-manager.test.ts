@@ -209,6 +209,42 @@ describe("span states and the cache", () => {
     expect(m.counters.bytesFetched).toBe(before);
   });
 
+  it("without the memory LRU, parts of spans come from disk; truncated or altered files are fetched again", async () => {
+    const l = layer("pigz");
+    const root = join(dir, `c${roots++}`);
+    const cache = new SpanCache({ root, memoryBytes: 0 });
+    const m = await SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l), cache: cache.layer(l.digest), inflater: inThread });
+    const size = l.ztoc.uncompressedArchiveSize;
+    for (let off = 0; off < size; off += 65536) {
+      const end = Math.min(size, off + 65536);
+      expect(Buffer.from(await m.read(off, end)).equals(tarBytes.subarray(off, end))).toBe(true);
+    }
+    expect(cache.memoryBytes).toBe(0);
+    const fetched = m.counters.bytesFetched;
+    // span-crossing and 1-byte reads from the disk cache alone
+    for (const [a, b] of [[m.uncompressedRange(1).end - 5000, m.uncompressedRange(3).start + 7], [12345, 12346], [size - 3, size]] as const) {
+      expect(Buffer.from(await m.read(a, b)).equals(tarBytes.subarray(a, b))).toBe(true);
+    }
+    expect(m.counters.bytesFetched).toBe(fetched);
+
+    // a span file cut short after it was checked: the short read is noticed and the span refetched
+    const layerDir = join(root, l.digest.slice(7));
+    const u1 = m.uncompressedRange(1);
+    await writeFile(join(layerDir, "1"), (await readFile(join(layerDir, "1"))).subarray(0, 100));
+    expect(Buffer.from(await m.read(u1.end - 10, u1.end)).equals(tarBytes.subarray(u1.end - 10, u1.end))).toBe(true);
+    expect(m.counters.bytesFetched).toBeGreaterThan(fetched);
+
+    // a new process (a new cache) checks each file whole before trusting it: an altered byte is refetched
+    const u2 = m.uncompressedRange(2);
+    const f2 = await readFile(join(layerDir, "2"));
+    f2[10]! ^= 0xff;
+    await writeFile(join(layerDir, "2"), f2);
+    const again = new SpanCache({ root, memoryBytes: 0 });
+    const m2 = await SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l), cache: again.layer(l.digest), inflater: inThread });
+    expect(Buffer.from(await m2.read(u2.start, u2.start + 20)).equals(tarBytes.subarray(u2.start, u2.start + 20))).toBe(true);
+    expect(m2.counters.spansFetched).toBe(1);
+  });
+
   it("reads still succeed when the disk cache cannot be written", async () => {
     const l = layer("tar");
     const blocked = join(dir, "not-a-dir");

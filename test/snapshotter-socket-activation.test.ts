@@ -66,7 +66,7 @@ describe("socket activation", () => {
     await ctd?.stop();
     const sock = join(dir, "daemon.sock");
     let output = "";
-    const daemon = spawn("systemd-socket-activate", ["-l", sock, process.execPath, DAEMON_BIN, "--address", "fd://", "--root", join(dir, "daemon-root")], {
+    const daemon = spawn("systemd-socket-activate", ["-l", sock, DAEMON_BIN, "--address", "fd://", "--root", join(dir, "daemon-root")], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     activator = daemon;

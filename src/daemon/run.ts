@@ -49,8 +49,9 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   let server: SnapshotterServer | undefined;
   let metricsServer: MetricsServer | null = null;
   // lazy loading is network-bound: one inflate worker keeps up (a span inflates in milliseconds)
-  // and each extra worker thread costs tens of MB of resident memory
-  const pool = new InflatePool({ threads: 1 });
+  // and each extra worker thread costs tens of MB of resident memory; a span's buffers are short-
+  // lived, so a small young generation is enough
+  const pool = new InflatePool({ threads: 1, maxYoungGenerationSizeMb: 4 });
   const client = registryClientFor(cfg);
   const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics });
   const release = async () => {

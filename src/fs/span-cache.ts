@@ -6,9 +6,12 @@
 // bytes are `header`. Each file is the data followed by a 40-byte trailer: magic + sha256(data).
 // Files are written under `wip/` and renamed into place, so a crash leaves either no file or a
 // whole one; a torn, truncated or altered file fails its trailer check and is never served.
+// A file is checked whole once per process (or written by it); after that a read of part of an
+// uncompressed span reads only that part from disk, so spans need not stay in memory.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { noteDroppedBuffers } from "../wasm/garbage.js";
 
 const MAGIC = Buffer.from("SOCISPN1");
 const TRAILER = MAGIC.length + 32;
@@ -32,8 +35,8 @@ export interface CachedSpans {
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
 
-function withTrailer(data: Uint8Array): Buffer {
-  return Buffer.concat([data, MAGIC, sha256(data)]);
+function trailer(data: Uint8Array): Buffer {
+  return Buffer.concat([MAGIC, sha256(data)]);
 }
 
 /** The data of a cache file, or undefined when the file is torn or altered. */
@@ -43,6 +46,12 @@ function checkTrailer(file: Buffer): Uint8Array | undefined {
   if (!file.subarray(n, n + MAGIC.length).equals(MAGIC)) return undefined;
   const data = file.subarray(0, n);
   return sha256(data).equals(file.subarray(n + MAGIC.length)) ? data : undefined;
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let off = 0; off < bytes.length; ) {
+    off += (await fh.write(bytes, off, bytes.length - off, position + off)).bytesWritten;
+  }
 }
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
@@ -101,6 +110,8 @@ class ByteLru {
 export class SpanCache {
   readonly root: string;
   private readonly lru: ByteLru;
+  /** Cache files (by path) whose trailer this process checked, or that it wrote. */
+  private readonly checked = new Set<string>();
 
   constructor(opts: SpanCacheOptions) {
     this.root = opts.root;
@@ -111,7 +122,7 @@ export class SpanCache {
   layer(digest: string): LayerSpanCache {
     const m = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(digest);
     if (!m) throw new Error(`invalid layer digest ${JSON.stringify(digest)}`);
-    return new LayerSpanCache(join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`), `${digest}/`, this.lru);
+    return new LayerSpanCache(join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`), `${digest}/`, this.lru, this.checked);
   }
 
   /** Bytes held in memory. */
@@ -127,6 +138,7 @@ export class LayerSpanCache {
     readonly dir: string,
     private readonly key: string,
     private readonly lru: ByteLru,
+    private readonly checked: Set<string>,
   ) {}
 
   /** The uncompressed span if it is hot in memory (synchronous: the warm read path). */
@@ -180,6 +192,41 @@ export class LayerSpanCache {
     return data;
   }
 
+  /**
+   * Bytes [start, end) of an uncompressed span of `length` bytes: from memory, else from disk —
+   * only those bytes once the file's trailer has been checked in this process, else the whole
+   * file, checked. Undefined when the span is absent or damaged.
+   */
+  async readUncompressed(span: number, length: number, start: number, end: number): Promise<Uint8Array | undefined> {
+    const h = this.hot(span);
+    if (h) return h.subarray(start, end);
+    const path = join(this.dir, String(span));
+    if (!this.checked.has(path)) {
+      const whole = await this.loadUncompressed(span, length);
+      noteDroppedBuffers(length);
+      return whole?.subarray(start, end);
+    }
+    const out = Buffer.allocUnsafe(end - start);
+    let got = 0;
+    try {
+      const fh = await open(path, "r");
+      try {
+        while (got < out.length) {
+          const { bytesRead } = await fh.read(out, got, out.length - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    if (got === out.length) return out;
+    this.checked.delete(path); // removed or truncated behind our back: check it whole again
+    return this.loadUncompressed(span, length).then((d) => d?.subarray(start, end));
+  }
+
   /** Stores an uncompressed span (memory and disk) and drops its compressed form. */
   async storeUncompressed(span: number, bytes: Uint8Array): Promise<void> {
     this.remember(span, bytes);
@@ -215,20 +262,25 @@ export class LayerSpanCache {
   /** Deletes the layer's whole cache. */
   async clear(): Promise<void> {
     this.lru.deletePrefix(this.key);
+    for (const p of [...this.checked]) if (p.startsWith(this.dir + "/")) this.checked.delete(p);
     this.ready = undefined;
     await rm(this.dir, { recursive: true, force: true });
   }
 
   private async load(name: string): Promise<Uint8Array | undefined> {
-    const file = await readIfExists(join(this.dir, name));
+    const path = join(this.dir, name);
+    const file = await readIfExists(path);
     if (file === undefined) return undefined;
     const data = checkTrailer(file);
     if (data === undefined) await this.discard(name);
+    else this.checked.add(path);
     return data;
   }
 
   private async discard(name: string): Promise<undefined> {
-    await unlink(join(this.dir, name)).catch(() => undefined);
+    const path = join(this.dir, name);
+    this.checked.delete(path);
+    await unlink(path).catch(() => undefined);
     return undefined;
   }
 
@@ -241,9 +293,19 @@ export class LayerSpanCache {
       throw e;
     }
     const tmp = join(this.dir, "wip", `${name}-${randomBytes(6).toString("hex")}`);
+    const path = join(this.dir, name);
+    this.checked.delete(path);
     try {
-      await writeFile(tmp, withTrailer(data));
-      await rename(tmp, join(this.dir, name));
+      // data then trailer: no second copy of a 4 MiB span just to append 40 bytes
+      const fh = await open(tmp, "w");
+      try {
+        await writeAll(fh, data, 0);
+        await writeAll(fh, trailer(data), data.length);
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+      this.checked.add(path);
     } catch (e) {
       await unlink(tmp).catch(() => undefined);
       throw e;

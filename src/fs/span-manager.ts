@@ -10,6 +10,7 @@ import type { Zinfo } from "../formats/zinfo.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
 import { zinfoOf } from "../build/extract-file.js";
 import type { CheckpointState } from "../wasm/extract.js";
+import { noteDroppedBuffers } from "../wasm/garbage.js";
 import { raceSignal, type BlobFetcher, type ByteRange } from "./blob-fetcher.js";
 import type { LayerSpanCache } from "./span-cache.js";
 
@@ -318,8 +319,13 @@ export class SpanManager {
     const last = this.zinfo.spanForOffset(end - 1);
     this.activity?.begin();
     try {
-      const parts = await this.withDeadline(this.spans(first, last), `reading spans ${first}-${last}`);
-      const out = this.assemble(parts, first, start, end);
+      this.planFetches(first, last);
+      const pieces: Promise<Uint8Array>[] = [];
+      for (let i = first; i <= last; i++) {
+        pieces.push(this.piece(i, Math.max(start, this.uStart[i]!) - this.uStart[i]!, Math.min(end, this.uEnd[i]!) - this.uStart[i]!));
+      }
+      const parts = await this.withDeadline(Promise.all(pieces), `reading spans ${first}-${last}`);
+      const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, end - start);
       if (served) this.counters.bytesServed += end - start;
       return out;
     } catch (e) {
@@ -328,6 +334,16 @@ export class SpanManager {
     } finally {
       this.activity?.end();
     }
+  }
+
+  /** Bytes [a, b) of span i (span-relative): only those bytes when the span is on disk already. */
+  private async piece(i: number, a: number, b: number): Promise<Uint8Array> {
+    if (this.states[i] === "uncompressed" && !this.loading.has(i)) {
+      const got = await this.cache.readUncompressed(i, this.uEnd[i]! - this.uStart[i]!, a, b);
+      if (got) return got;
+      // absent or damaged (and discarded): produced again below, from the network if need be
+    }
+    return (await this.uncompressed(i)).subarray(a, b);
   }
 
   /**
@@ -340,14 +356,6 @@ export class SpanManager {
     if (first > last) return;
     this.planFetches(first, last);
     for (let i = first; i <= last; i++) if (this.fetching.has(i)) this.uncompressed(i).catch(noop);
-  }
-
-  /** Uncompressed spans first..last, missing adjacent spans fetched together. */
-  private spans(first: number, last: number): Promise<Uint8Array[]> {
-    this.planFetches(first, last);
-    const out: Promise<Uint8Array>[] = [];
-    for (let i = first; i <= last; i++) out.push(this.uncompressed(i));
-    return Promise.all(out);
   }
 
   /**
@@ -517,6 +525,9 @@ export class SpanManager {
     if (this.zinfo instanceof GzipZinfo) {
       try {
         data = await this.inflater.extract(comp, this.zinfo.checkpoint(i), this.uStart[i]!, len);
+        // the compressed bytes (and their copy sent to the worker) are garbage now; the span
+        // soon will be too, once out of the hot LRU
+        noteDroppedBuffers(comp.length * 2 + len);
       } catch (e) {
         throw new SpanError(`inflating span ${i} of layer ${this.digest}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
       }

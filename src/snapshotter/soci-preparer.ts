@@ -126,8 +126,9 @@ export class SociPreparer implements RemotePreparer {
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.store = ContentStore.open(join(opts.root, "content"));
-    // a small hot-span LRU: the daemon serves many layers and the disk cache holds the rest
-    this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 64 << 20 });
+    // a small hot-span LRU (the spans just inflated): the daemon serves many layers, and reads of
+    // spans on disk read only the bytes asked for (the page cache keeps them warm, outside our RSS)
+    this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
     if (opts.background) {
       this.background = new BackgroundFetcher({
         ...opts.background,

@@ -20,6 +20,8 @@ export interface PoolOptions {
   threads?: number;
   /** Idle workers exit after this many ms (default 30 s). */
   idleTimeout?: number;
+  /** Cap of each worker's V8 young generation in MB (V8's default lets it grow to ~48 MB). */
+  maxYoungGenerationSizeMb?: number;
 }
 
 export interface PoolBuildOptions {
@@ -43,6 +45,7 @@ export class InflatePool {
       maxThreads: threads,
       idleTimeout: opts.idleTimeout ?? 30_000,
       concurrentTasksPerWorker: 1,
+      ...(opts.maxYoungGenerationSizeMb ? { resourceLimits: { maxYoungGenerationSizeMb: opts.maxYoungGenerationSizeMb } } : {}),
     });
   }
 

@@ -28,7 +28,7 @@ export interface SociDaemon {
 
 export function spawnDaemon(opts: { address: string; root: string; config: string; logLevel?: string }): SociDaemon {
   let output = "";
-  const proc = spawn("node", [DAEMON_BIN, "--address", opts.address, "--root", opts.root, "--config", opts.config, "--log-level", opts.logLevel ?? "debug"], {
+  const proc = spawn(DAEMON_BIN, ["--address", opts.address, "--root", opts.root, "--config", opts.config, "--log-level", opts.logLevel ?? "debug"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));

@@ -194,7 +194,7 @@ export async function startDaemon(dir: string, cleanup: Cleanup, opts: { configT
   const root = join(dir, "root");
   const config = join(dir, "config.toml");
   await writeFile(config, opts.configToml ?? "");
-  const child = spawn(process.execPath, [DAEMON_BIN, "--address", socket, "--root", root, "--config", config, "--log-level", opts.logLevel ?? "info"], {
+  const child = spawn(DAEMON_BIN, ["--address", socket, "--root", root, "--config", config, "--log-level", opts.logLevel ?? "info"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let started = false;

@@ -1,0 +1,21 @@
+// Large short-lived buffers (spans: fetched, sent to and from the inflate worker, loaded from the
+// cache) live outside V8's heap, and V8 frees one only when a GC finds its small JS object dead.
+// The daemon allocates little else, so nothing triggers a GC until V8's external-memory limit
+// (tens of MB per thread) of dead spans has piled up — resident memory the daemon does not use.
+// Where gc is exposed (the daemon runs node with --expose-gc) we collect after every few spans'
+// worth of such buffers; elsewhere this is a no-op.
+
+const gc = (globalThis as { gc?: (opts?: { type: "minor" | "major" }) => void }).gc;
+/** Bytes of large buffers dropped between collections. */
+const BUDGET = 12 << 20;
+let since = 0;
+
+/** Counts `bytes` of large buffers that are (about to be) dropped; collects once enough were. */
+export function noteDroppedBuffers(bytes: number): void {
+  if (!gc) return;
+  since += bytes;
+  if (since < BUDGET) return;
+  since = 0;
+  // a scavenge (well under a millisecond) is enough: span buffers die young, within milliseconds
+  gc({ type: "minor" });
+}
