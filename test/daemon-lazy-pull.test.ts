@@ -63,9 +63,20 @@ async function runContainer(id: string, script: string): Promise<string> {
 
 const scrape = () => scrapeMetrics(metricsSock());
 
+/** The ztoc digests of the image's SOCI index (v2: the index manifest named in the image index; ztocs are its octet-stream layers). */
+async function ztocDigests(): Promise<string[]> {
+  const raw = async (ref: string) => JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`])).stdout) as {
+    manifests?: { digest: string; artifactType?: string }[];
+    layers?: { digest: string; mediaType: string }[];
+  };
+  const top = await raw(image);
+  const sociIndex = top.manifests!.find((m) => m.artifactType === "application/vnd.amazon.soci.index.v2+json")!;
+  return (await raw(`${registry.host}/lazy/img@${sociIndex.digest}`)).layers!.filter((l) => l.mediaType === "application/octet-stream").map((l) => l.digest);
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "soci-lazy-"));
-  registry = await startRegistry();
+  registry = await startRegistry({ accessLog: true });
   const layout = join(dir, "image");
   await buildImage(layout);
   await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/lazy/img:latest`]);
@@ -95,6 +106,10 @@ describe("lazy pull through containerd", () => {
     expect(logLines("local-snapshot-prepared").filter((l) => l["local-snapshot-prepared"] === "true")).toHaveLength(1);
     expect(await fuseMounts()).toHaveLength(2);
     expect(daemonLog()).toContain("fetching SOCI artifacts using index descriptor");
+    // both ztocs were fetched (ahead of their layer's Prepare), each exactly once
+    const ztocs = await ztocDigests();
+    expect(ztocs).toHaveLength(2);
+    for (const z of ztocs) expect(registry.requests.filter((r) => r.startsWith(`GET /v2/lazy/img/blobs/${z} `))).toHaveLength(1);
   }, 120_000);
 
   it("a container of the lazily pulled image sees the image's files", async () => {

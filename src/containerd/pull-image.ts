@@ -57,7 +57,9 @@ export async function pullImage(ctd: ContainerdClient, registry: RegistryClient,
   const ref = parseReference(refText);
   const name = formatReference(ref);
   const source = new RegistrySource(registry, ref);
-  const target = await registry.resolve(ref);
+  // one GET instead of containerd's HEAD then GET: the bytes are needed anyway
+  const { descriptor: target, bytes: targetBytes } = await registry.getManifest(ref);
+  source.remember(target.digest, targetBytes);
   const platform = opts.platform ?? defaultPlatform();
   const manifestDesc = isIndexType(target.mediaType) ? await manifestForPlatform(source, target, platform) : target;
   const manifestBytes = await source.get(manifestDesc.digest, manifestDesc.mediaType);

@@ -78,6 +78,11 @@ async function fetchArtifact(client: RegistryClient, ref: ImageRef, store: Conte
   return bytes;
 }
 
+/** Fetches a blob artifact (a ztoc, a prefetch list) into the local store unless it is there. */
+export async function storeArtifact(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<void> {
+  await fetchArtifact(client, ref, store, desc, false);
+}
+
 /** §3.3: the SOCI index document (stored locally), with its ztocs keyed by layer. */
 export async function fetchSociIndex(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<ResolvedIndex> {
   let bytes: Uint8Array;

@@ -17,7 +17,7 @@ import { BackgroundFetcher, prefetchSpans } from "../fs/background-fetcher.js";
 import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
 import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/fuse-layer.js";
 import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
-import { fetchPrefetch, fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
+import { fetchPrefetch, fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, storeArtifact, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
 import { SpanCache } from "../fs/span-cache.js";
 import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
@@ -121,6 +121,8 @@ export class SociPreparer implements RemotePreparer {
   private readonly activity = new ReadActivity();
   /** Images with a mounted layer: the first mount of an image pauses background fetching. */
   private readonly mountedImages = new Set<string>();
+  /** Ztocs being fetched into the local store ahead of their layer's Prepare, by ztoc digest. */
+  private readonly ztocFetches = new Map<string, Promise<void>>();
   /** FUSE operations per image (manifest digest) until their counts are emitted. */
   private readonly imageOps = new Map<string, Map<string, number>>();
 
@@ -234,6 +236,7 @@ export class SociPreparer implements RemotePreparer {
     const store = await this.store;
     const resolveLayer = async () => {
       const t = Date.now();
+      await this.ztocFetches.get(ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
       const z = await fetchZtoc(this.opts.client, ref, store, ztocDesc, layer);
       this.opts.metrics?.observeOperation(layer.digest, "ztoc_fetch", Date.now() - t);
       const reader = await createLayerReader({
@@ -356,6 +359,22 @@ export class SociPreparer implements RemotePreparer {
     return p;
   }
 
+  /**
+   * containerd prepares an image's layers one after another: fetching every remote layer's ztoc
+   * as soon as the index is known overlaps those fetches with each other and with the layers
+   * before them, instead of one round trip (and transfer) per Prepare.
+   */
+  private fetchZtocsAhead(ref: ImageRef, store: ContentStore, layers: Descriptor[], index: ResolvedIndex): void {
+    const min = this.opts.minLayerSize ?? 0;
+    for (const layer of layers) {
+      const desc = index.ztocs.get(layer.digest);
+      if (!desc || (min > 0 && layer.size < min) || this.ztocFetches.has(desc.digest)) continue;
+      const p = storeArtifact(this.opts.client, ref, store, desc).finally(() => this.ztocFetches.delete(desc.digest));
+      p.catch(() => undefined); // the layer's Prepare fetches again and reports
+      this.ztocFetches.set(desc.digest, p);
+    }
+  }
+
   /** The platform manifest of `imageRef` holding the layer (stargz labels), cached per (ref, layer). */
   private manifestHolding(labels: LayerLabels): Promise<Descriptor> {
     const key = `${labels.imageRef}@${labels.layerDigest}`;
@@ -391,8 +410,10 @@ export class SociPreparer implements RemotePreparer {
       const t = Date.now();
       const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
       this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });
-      const found = await fetchSociIndex(client, labels.ref, await this.store, desc);
+      const store = await this.store;
+      const found = await fetchSociIndex(client, labels.ref, store, desc);
       this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
+      this.fetchZtocsAhead(labels.ref, store, m.layers ?? [], found);
       return found;
     })();
     index.catch(() => undefined); // observed by prepare
