@@ -4,17 +4,15 @@
 // labels containerd's CRI plugin would attach — so a SOCI snapshotter mounts indexed layers
 // lazily and answers AlreadyExists. Only layers the snapshotter does not provide are downloaded.
 import type { Descriptor, Platform } from "../formats/oci.js";
-import { isIndexType, parseManifest } from "../formats/oci.js";
-import { defaultPlatform } from "../formats/platform.js";
-import { manifestForPlatform } from "../build/index-builder.js";
-import { RegistrySource } from "../build/remote.js";
 import type { RegistryClient } from "../registry/client.js";
-import { formatReference, parseReference } from "../registry/reference.js";
 import type { ContainerdClient } from "./client.js";
 import { gcLabelsFor } from "./gc-labels.js";
 import { withLease } from "./soci-build.js";
 import type { Labels } from "./types.js";
 import { unpackImage, type UnpackLayer, type UnpackResult } from "./unpack.js";
+import { resolvePull, type ResolvedPull } from "./resolve-pull.js";
+
+export { resolvePull, type ResolvedPull };
 
 // SNAPSHOTTER.md §2.1
 export const LABEL_CRI_IMAGE_REF = "containerd.io/snapshot/cri.image-ref";
@@ -52,18 +50,10 @@ export function imageLayersLabel(layers: Descriptor[], from: number): string {
   return out;
 }
 
-export async function pullImage(ctd: ContainerdClient, registry: RegistryClient, refText: string, opts: PullOptions): Promise<PullResult> {
+export async function pullImage(ctd: ContainerdClient, registry: RegistryClient, image: string | ResolvedPull, opts: PullOptions): Promise<PullResult> {
   const log = opts.log ?? (() => undefined);
-  const ref = parseReference(refText);
-  const name = formatReference(ref);
-  const source = new RegistrySource(registry, ref);
-  // one GET instead of containerd's HEAD then GET: the bytes are needed anyway
-  const { descriptor: target, bytes: targetBytes } = await registry.getManifest(ref);
-  source.remember(target.digest, targetBytes);
-  const platform = opts.platform ?? defaultPlatform();
-  const manifestDesc = isIndexType(target.mediaType) ? await manifestForPlatform(source, target, platform) : target;
-  const manifestBytes = await source.get(manifestDesc.digest, manifestDesc.mediaType);
-  const manifest = parseManifest(manifestBytes);
+  const { ref, name, target, platform, manifestDesc, manifestBytes, manifest, configBytes, source } =
+    typeof image === "string" ? await resolvePull(registry, image, opts.platform) : image;
   const layers = manifest.layers ?? [];
 
   await withLease(ctd, async (leased) => {
@@ -71,7 +61,7 @@ export async function pullImage(ctd: ContainerdClient, registry: RegistryClient,
     const put = async (desc: Descriptor, bytes: Uint8Array) => {
       await leased.content.write(bytes, { digest: desc.digest, size: desc.size }, { labels: gcLabelsFor(bytes) });
     };
-    await put(manifest.config, await source.get(manifest.config.digest, manifest.config.mediaType));
+    await put(manifest.config, configBytes);
     await put(manifestDesc, manifestBytes);
     if (target.digest !== manifestDesc.digest) await put(target, await source.get(target.digest, target.mediaType));
     await leased.images.put({ name, target: { mediaType: target.mediaType, digest: target.digest, size: target.size } });

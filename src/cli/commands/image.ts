@@ -2,8 +2,8 @@
 import { Command } from "commander";
 import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
 import { parsePlatform } from "../../formats/platform.js";
-import { ContainerdClient } from "../../containerd/client.js";
-import { pullImage } from "../../containerd/pull-image.js";
+import { resolvePull } from "../../containerd/resolve-pull.js";
+import type { ContainerdClient } from "../../containerd/client.js";
 
 interface RpullFlags extends RegistryFlags {
   platform?: string;
@@ -23,12 +23,18 @@ export function imageCommand(): Command {
   addRegistryFlags(rpull);
   rpull.action(async (ref: string, flags: RpullFlags, self: Command) => {
     const globals = self.optsWithGlobals<{ address: string; namespace: string }>();
-    const ctd = ContainerdClient.connect({ address: globals.address, namespace: globals.namespace });
     const registry = registryClient(flags);
+    const platform = flags.platform ? parsePlatform(flags.platform) : undefined;
+    // the registry requests go out first; gRPC and the containerd protos load while they travel
+    const resolving = resolvePull(registry, ref, platform);
+    resolving.catch(() => undefined); // awaited below
+    let ctd: ContainerdClient | undefined;
     try {
-      const r = await pullImage(ctd, registry, ref, {
+      const [client, { pullImage }] = await Promise.all([import("../../containerd/client.js"), import("../../containerd/pull-image.js")]);
+      ctd = client.ContainerdClient.connect({ address: globals.address, namespace: globals.namespace });
+      const r = await pullImage(ctd, registry, await resolving, {
         snapshotter: flags.snapshotter,
-        platform: flags.platform ? parsePlatform(flags.platform) : undefined,
+        platform,
         sociIndexDigest: flags.sociIndexDigest,
         log: flags.quiet ? undefined : (line) => process.stdout.write(`${line}\n`),
       });
@@ -37,7 +43,7 @@ export function imageCommand(): Command {
         process.stdout.write(`pulled ${r.name}: ${lazy} of ${r.unpack.layers.length} layers provided by ${flags.snapshotter}\n`);
       }
     } finally {
-      ctd.close();
+      ctd?.close();
       await registry.close();
     }
   });
