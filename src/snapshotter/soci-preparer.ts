@@ -128,8 +128,8 @@ export class SociPreparer implements RemotePreparer {
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.store = ContentStore.open(join(opts.root, "content"));
-    // a small hot-span LRU (the spans just inflated): the daemon serves many layers, and reads of
-    // spans on disk read only the bytes asked for (the page cache keeps them warm, outside our RSS)
+    // no in-memory span LRU: reads of spans on disk read only the bytes asked for, and the page
+    // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
     this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
     if (opts.background) {
       this.background = new BackgroundFetcher({
