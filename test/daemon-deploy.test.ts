@@ -60,6 +60,7 @@ describe("deploy/", () => {
     expect(socket.ListenStream).toBe(SOCKET); // systemd holds the socket containerd is told about
     const svc = await serviceKeys(deploy("soci-snapshotter-grpc.service"));
     expect(svc.Restart).toBe("always");
+    expect([svc.Type, svc.NotifyAccess]).toEqual(["notify", "all"]); // READY=1 comes from a systemd-notify child
     expect(svc.KillMode ?? "control-group").toBe("control-group"); // SIGTERM: mounts stay for the next start
     const argv = svc.ExecStart!.split(/\s+/);
     const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as { name: string; bin: Record<string, string> };

@@ -83,4 +83,36 @@ describe("socket activation", () => {
     await exited;
     expect(existsSync(sock)).toBe(true); // systemd's socket stays for the next activation
   }, 60_000);
+
+  it("with NOTIFY_SOCKET (Type=notify) the daemon reports READY=1 with its own pid once it serves", async () => {
+    dir ||= await mkdtemp(join(tmpdir(), "soci-sockact-"));
+    const notify = join(dir, "notify.sock");
+    // systemd's end of sd_notify: a unix datagram socket (python3: Node has none)
+    const listener = spawn("python3", ["-c", [
+      "import socket, sys",
+      "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)",
+      `s.bind(${JSON.stringify(notify)})`,
+      "print('listening', flush=True)",
+      "s.settimeout(30)",
+      "print(s.recv(4096).decode().replace('\\n', ' '), flush=True)",
+    ].join("\n")], { stdio: ["ignore", "pipe", "inherit"] });
+    let heard = "";
+    listener.stdout!.on("data", (d: Buffer) => (heard += d.toString()));
+    const listenerDone = new Promise((r) => listener.once("exit", r));
+    for (let i = 0; i < 100 && !heard.includes("listening"); i++) await new Promise((r) => setTimeout(r, 50));
+    let output = "";
+    const daemon = spawn(DAEMON_BIN, ["--address", join(dir, "notified.sock"), "--root", join(dir, "notified-root")], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NOTIFY_SOCKET: notify },
+    });
+    daemon.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+    daemon.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+    await listenerDone;
+    expect(output).toContain("soci-snapshotter-grpc successfully started"); // READY=1 comes after it
+    expect(heard).toContain("READY=1");
+    expect(heard).toContain(`MAINPID=${daemon.pid}`);
+    const exited = new Promise((r) => daemon.once("exit", r));
+    daemon.kill("SIGINT");
+    await exited;
+  }, 60_000);
 });

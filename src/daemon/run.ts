@@ -8,6 +8,7 @@ import { systemdListenFds } from "../snapshotter/server.js";
 import type { SnapshotterConfig } from "./config/index.js";
 import { DEFAULT_ADDRESS } from "./config/index.js";
 import type { Logger } from "./logger.js";
+import { notifyReady } from "./sd-notify.js";
 import { serveMetrics, type MetricsServer, type SociMetrics } from "./metrics.js";
 import { SociPreparer } from "../snapshotter/soci-preparer.js";
 import { RegistryClient } from "../registry/client.js";
@@ -86,6 +87,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   if (cfg.debugAddress !== "") logger.warn("debug_address is set but this daemon has no debug endpoint", { address: cfg.debugAddress });
 
   logger.info("soci-snapshotter-grpc successfully started", { address });
+  await notifyReady(logger);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const on = (s: NodeJS.Signals) => {
       process.off("SIGINT", on);
