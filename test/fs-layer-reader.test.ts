@@ -47,6 +47,7 @@ async function open(layer: TestLayer, opts: Partial<LayerReaderOptions> & { host
     cache: opts.cache ?? new SpanCache({ root: opts.root ?? newRoot() }),
     inflater: pool,
     fetchTimeoutMs: 10_000,
+    fileAheadBytes: 0, // counted fetches below are each read's own; the "file ahead" test turns it on
     ...opts,
   });
 }
@@ -269,6 +270,39 @@ describe("readahead", () => {
     await r0.read(e, 4096, 4096);
     await new Promise((res) => setTimeout(res, 200));
     expect(r0.counters.spansFetched).toBe(1);
+  });
+});
+
+describe("file ahead", () => {
+  it("the first read of a file up to fileAheadBytes queues all its spans, one request per span; a bigger file gets none", async () => {
+    const l = layer("gzip");
+    const e = entryOf(l.ztoc, "big/text.bin");
+    const r = await open(l, { disableVerification: true, readAheadSpans: 0, fileAheadBytes: e.uncompressedSize });
+    const first = r.spans.spanOf(e.uncompressedOffset);
+    const last = r.spans.spanOf(e.uncompressedOffset + e.uncompressedSize - 1);
+    expect(last - first).toBeGreaterThanOrEqual(4);
+    const mark = faults.log.length;
+    // one small read in the middle of the file (as a page fault of an mmap would be)
+    const mid = r.spans.uncompressedRange(first + 2).start - e.uncompressedOffset + 11;
+    expect(Buffer.from(await r.read(e, mid, 100)).equals((await want(e)).subarray(mid, mid + 100))).toBe(true);
+    const allLocal = () => Array.from({ length: last - first + 1 }, (_, k) => r.spans.state(first + k)).every((st) => st === "uncompressed");
+    for (let i = 0; i < 250 && !allLocal(); i++) await new Promise((res) => setTimeout(res, 20));
+    expect(r.counters.spansFetched).toBe(last - first + 1);
+    for (let i = first; i <= last; i++) expect(r.spans.state(i)).toBe("uncompressed");
+    // one span per request (each is ready as soon as it arrives), every span once
+    const reqs = rangesSince(mark);
+    expect(reqs).toHaveLength(last - first + 1);
+    for (const q of reqs) expect(q.ranges).toHaveLength(1);
+    expect(new Set(reqs.map((q) => q.ranges[0]![0])).size).toBe(last - first + 1);
+    // the whole file reads right with no further fetch
+    expect((await readWhole(r, e)).equals(await want(e))).toBe(true);
+    expect(rangesSince(mark)).toHaveLength(last - first + 1);
+
+    // a file one byte over the bound: only the read's own span
+    const big = await open(l, { disableVerification: true, readAheadSpans: 0, fileAheadBytes: e.uncompressedSize - 1 });
+    await big.read(e, mid, 100);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(big.counters.spansFetched).toBe(1);
   });
 });
 

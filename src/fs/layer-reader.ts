@@ -34,18 +34,29 @@ export interface LayerReaderOptions {
    * the wire while the reader consumes this one, instead of one round trip per span.
    */
   readAheadSpans?: number;
+  /**
+   * Files up to this size get all their spans queued for fetching on their first read (default
+   * 64 MiB; 0 = off): a program that opens a shared library or a module reads most of it, in an
+   * order (page faults of an mmap) the sequential readahead does not see.
+   */
+  fileAheadBytes?: number;
 }
+
+export const DEFAULT_FILE_AHEAD_BYTES = 64 << 20;
 
 export class LayerReader implements LayerFileReader {
   private readonly verifier: FileVerifier;
   private lastError: string | undefined;
   /** Where each file's last read ended: a read starting there is sequential. */
   private readonly lastEnd = new WeakMap<FileMetadata, number>();
+  /** Files read at least once. */
+  private readonly touched = new WeakSet<FileMetadata>();
 
   constructor(
     readonly spans: SpanManager,
     disableVerification = false,
     private readonly readAheadSpans = 2,
+    private readonly fileAheadBytes = DEFAULT_FILE_AHEAD_BYTES,
   ) {
     this.verifier = new FileVerifier((a, b) => spans.read(a, b, false), disableVerification);
   }
@@ -58,6 +69,10 @@ export class LayerReader implements LayerFileReader {
     if (offset >= size || length === 0) return Promise.resolve(new Uint8Array(0));
     const start = entry.uncompressedOffset + offset;
     const end = entry.uncompressedOffset + Math.min(size, offset + length);
+    if (!this.touched.has(entry)) {
+      this.touched.add(entry);
+      if (size <= this.fileAheadBytes) this.spans.fetchAhead(this.spans.spanOf(entry.uncompressedOffset), this.spans.spanOf(entry.uncompressedOffset + size - 1));
+    }
     if (this.readAheadSpans > 0) this.readAhead(entry, start, end);
     if (this.verifier.isVerified(entry)) {
       const hot = this.spans.readHot(start, end);
@@ -135,5 +150,5 @@ export async function createLayerReader(opts: LayerReaderOptions): Promise<Layer
     fetchTimeoutMs: opts.fetchTimeoutMs,
     activity: opts.activity,
   });
-  return new LayerReader(spans, opts.disableVerification, opts.readAheadSpans ?? 2);
+  return new LayerReader(spans, opts.disableVerification, opts.readAheadSpans ?? 2, opts.fileAheadBytes ?? DEFAULT_FILE_AHEAD_BYTES);
 }

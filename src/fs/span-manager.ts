@@ -23,6 +23,8 @@ export interface SpanInflater {
 }
 
 export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
+/** Spans fetchAhead keeps on the wire at once. */
+const AHEAD_CONCURRENCY = 2;
 
 export interface SpanManagerOptions {
   ztoc: Ztoc;
@@ -153,6 +155,9 @@ export class SpanManager {
   private readonly fetching = new Map<number, Promise<Uint8Array>>();
   /** Uncompressed spans being produced, per span. */
   private readonly loading = new Map<number, Promise<Uint8Array>>();
+  /** Spans queued by fetchAhead, fetched a few at a time in order. */
+  private readonly aheadQueue: number[] = [];
+  private aheadRunning = 0;
   private closed = false;
 
   private constructor(opts: SpanManagerOptions) {
@@ -374,6 +379,34 @@ export class SpanManager {
       }
     }
     if (runs.length) this.startFetch(runs);
+  }
+
+  /**
+   * Queues spans first..last to be fetched (and inflated) in order, at most AHEAD_CONCURRENCY at
+   * a time, each in its own request so each is ready as soon as it arrives: the link stays busy
+   * between a reader's requests without starving them. Spans already local or under way are
+   * skipped; failures are left to the read that needs the span.
+   */
+  fetchAhead(first: number, last: number): void {
+    if (this.closed) return;
+    last = Math.min(last, this.states.length - 1);
+    for (let i = Math.max(0, first); i <= last; i++) if (this.states[i] === "unrequested") this.aheadQueue.push(i);
+    this.pumpAhead();
+  }
+
+  private pumpAhead(): void {
+    while (this.aheadRunning < AHEAD_CONCURRENCY && this.aheadQueue.length > 0 && !this.closed) {
+      const i = this.aheadQueue.shift()!;
+      if (this.states[i] !== "unrequested" || this.fetching.has(i) || this.loading.has(i) || this.cache.hot(i)) continue;
+      this.aheadRunning++;
+      this.planFetches(i, i);
+      this.uncompressed(i)
+        .catch(noop)
+        .finally(() => {
+          this.aheadRunning--;
+          this.pumpAhead();
+        });
+    }
   }
 
   /** Resolves span i into the cache as uncompressed bytes (prefetch; on-demand reads). */

@@ -249,6 +249,9 @@ export class SociPreparer implements RemotePreparer {
         fetchTimeoutMs: this.opts.fetchTimeoutMs,
         disableVerification: this.opts.disableVerification,
         activity: this.activity,
+        // `[background_fetch] disable = true`: nothing is fetched but what reads ask for (and the
+        // readahead of a sequential reader), so no whole-file fetch on a file's first read either
+        ...(this.opts.background ? {} : { fileAheadBytes: 0 }),
       });
       if (prefetch && this.opts.prefetch) await this.prefetchLayer(ref, store, prefetch, reader);
       return { z, reader };
