@@ -287,7 +287,7 @@ beforeAll(async () => {
   client = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ dockerConfig: false }) });
   authClient = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }) });
 
-  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "badspan-src", "outage", "mirror", "localfail", "minsize", "dangling-src"];
+  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "badspan-src", "outage", "mirror", "localfail", "minsize", "dangling-src", "checked"];
   await Promise.all(tags.map(async (t) => (images[t] = await pushTestImage(client, registry.host, REPO, t, 4 << 20))));
   images.auth = await pushTestImage(authClient, authRegistry.host, REPO, "auth", 4 << 20);
 
@@ -302,6 +302,7 @@ beforeAll(async () => {
     convert("minsize", "minsize-soci"),
     convert("mirror", "mirror-soci"),
     convert("localfail", "localfail-soci"),
+    convert("checked", "checked-soci"),
     convert("auth", "auth-soci", authRegistry.host),
   ]);
   sparseIndexDigest = (await convertedEntries("sparse-soci")).soci.digest;
@@ -516,6 +517,29 @@ describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
       await ctd!.ctr(["task", "delete", "-f", id]).catch(() => undefined);
       await ctd!.ctr(["containers", "rm", id]).catch(() => undefined);
     }
+  }, 120_000);
+});
+
+describe("[blob] check_always = true", () => {
+  it("a new container of a lazily pulled image is refused (Unavailable) while its registry is down, and runs once it is back", async () => {
+    await restartDaemon(configToml(`[blob]\ncheck_always = true\nmax_retries = -1\n`));
+    const ref = viaProxy("checked-soci");
+    const p = await pull(ref);
+    expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([2, 1, 0, 2]);
+    const img = images.checked!;
+    expect(await runContainer(ref, "pm-check-1", "cat /etc/hello")).toBe(img.files.hello);
+    const from = daemonLog.length;
+    try {
+      await proxy.down();
+      // the layers are not fully local: each availability check asks the registry for a byte
+      const refused = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, "pm-check-2", "/bin/sh", "-c", "cat /etc/hello"])
+        .then(() => "ran", (e: Error) => e.message);
+      expect(refused).toMatch(/unavailable/i);
+      expect(jsonLines(daemonLog.slice(from)).some((l) => l.msg === "layer is unavailable" && /not reachable/.test(String(l.error)))).toBe(true);
+    } finally {
+      await proxy.up();
+    }
+    expect(await runContainer(ref, "pm-check-3", "cat /etc/hello /data/f7.txt")).toBe(`${img.files.hello}${img.files.id} file 7\n`);
   }, 120_000);
 });
 

@@ -142,6 +142,7 @@ export function sociPreparerFor(
     fuse: { attrTimeout: cfg.fuse.attrTimeout, entryTimeout: cfg.fuse.entryTimeout, negativeTimeout: cfg.fuse.negativeTimeout },
     maxSpanVerificationRetries: cfg.blob.maxSpanVerificationRetries,
     fetchTimeoutMs: cfg.blob.fetchingTimeoutSec * 1000,
+    blobValidIntervalMs: cfg.blob.validInterval * 1000, // 0 with check_always
     disableVerification: cfg.disableVerification,
     fuseMetricsEmitWaitMs: cfg.fuseMetricsEmitWaitDurationSec * 1000,
     logFuseOperations: cfg.fuse.logFuseOperations,

@@ -73,6 +73,9 @@ export function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): P
 
 /** A blob in a registry repository. */
 export class RegistryBlobFetcher implements BlobFetcher {
+  /** When a request for this blob last succeeded (ms since the epoch; 0: never). */
+  lastSuccess = 0;
+
   constructor(
     private readonly client: RegistryClient,
     /** Any reference of the repository holding the blob (tag or digest). */
@@ -89,7 +92,18 @@ export class RegistryBlobFetcher implements BlobFetcher {
     const data = merged.length === 1
       ? [await raceSignal(this.client.fetchRange(this.ref, this.digest, merged[0]!.start, merged[0]!.end), signal)]
       : await raceSignal(this.client.fetchRanges(this.ref, this.digest, merged), signal);
+    this.lastSuccess = Date.now();
     return sliceOut(ranges, merged, data);
+  }
+
+  /**
+   * The reference's blob check: unless a request succeeded within `validMs`, GET the blob's first
+   * byte (through the client's hosts: mirrors first, then the registry). Rejects when no host
+   * serves it.
+   */
+  async check(validMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.lastSuccess > 0 && Date.now() - this.lastSuccess < validMs) return;
+    await this.fetch([{ start: 0, end: Math.min(1, this.size) }], signal);
   }
 }
 

@@ -72,6 +72,8 @@ export interface SociPreparerOptions {
   maxSpanVerificationRetries?: number;
   /** `blob.fetching_timeout_sec` × 1000 */
   fetchTimeoutMs?: number;
+  /** `blob.valid_interval` × 1000 (0 with `check_always`): how recent a successful fetch spares the availability check its request (default 60 s). */
+  blobValidIntervalMs?: number;
   disableVerification?: boolean;
   /** `fuse_metrics_emit_wait_duration_sec` × 1000: per-image FUSE operation counts are emitted this long after the image's first mount. */
   fuseMetricsEmitWaitMs?: number;
@@ -103,6 +105,7 @@ interface ImageContext {
 interface Mounted {
   mount: MountedLayer;
   reader: LayerReader;
+  fetcher: RegistryBlobFetcher;
 }
 
 export class SociPreparer implements RemotePreparer {
@@ -199,6 +202,14 @@ export class SociPreparer implements RemotePreparer {
     if (!m) throw new Error(`${mountpoint}: no layer is mounted here`);
     const status = await mountStatus(mountpoint);
     if (status !== "alive") throw new Error(`${mountpoint}: layer mount is ${status}`);
+    // fs.Check: a layer not yet fully local must still be reachable (a ranged GET of its first
+    // byte unless a fetch succeeded within blob.valid_interval)
+    if (m.reader.fullyLocal) return;
+    try {
+      await m.fetcher.check(this.opts.blobValidIntervalMs ?? 60_000, AbortSignal.timeout(this.opts.fetchTimeoutMs ?? 60_000));
+    } catch (e) {
+      throw new Error(`layer ${m.fetcher.digest} is not reachable: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   async restore(req: RemoteRestoreRequest): Promise<void> {
@@ -234,6 +245,7 @@ export class SociPreparer implements RemotePreparer {
     const started = Date.now();
     const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
     const store = await this.store;
+    const fetcher = new RegistryBlobFetcher(this.opts.client, ref, layer.digest, layer.size);
     const resolveLayer = async () => {
       const t = Date.now();
       await this.ztocFetches.get(ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
@@ -242,7 +254,7 @@ export class SociPreparer implements RemotePreparer {
       const reader = await createLayerReader({
         ztoc: z.ztoc,
         digest: layer.digest,
-        fetcher: new RegistryBlobFetcher(this.opts.client, ref, layer.digest, layer.size),
+        fetcher,
         cache: this.spanCache,
         inflater: this.opts.pool,
         maxSpanVerificationRetries: this.opts.maxSpanVerificationRetries,
@@ -283,7 +295,7 @@ export class SociPreparer implements RemotePreparer {
     }
     this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", Date.now() - t);
     this.opts.metrics?.observeOperation(layer.digest, "mount", Date.now() - started);
-    this.mounted.set(mountpoint, { mount, reader });
+    this.mounted.set(mountpoint, { mount, reader, fetcher });
     this.opts.metrics?.addLayer?.(mountpoint, { digest: layer.digest, size: () => layer.size, fetchedSize: () => reader.state().fetchedSize });
     this.background?.add(reader.spans).catch(() => undefined);
   }
