@@ -129,17 +129,26 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-async function readAll(body: Response["body"], limit?: number, what = "response"): Promise<Uint8Array> {
+async function readAll(body: Response["body"], limit?: number, what = "response", expected?: number): Promise<Uint8Array> {
+  // with the length known, chunks go straight into one buffer (each is garbage at once) instead of
+  // all of them living until a final copy: half the peak memory of a span fetch
+  let out = expected !== undefined && expected > 0 && (limit === undefined || expected <= limit) ? new Uint8Array(expected) : undefined;
   const chunks: Uint8Array[] = [];
   let n = 0;
   for await (const c of body as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (limit !== undefined && n > limit) {
+    if (limit !== undefined && n + c.length > limit) {
       body.destroy();
       throw new InvalidArgumentError(`${what} larger than ${limit} bytes`);
     }
-    chunks.push(new Uint8Array(c.buffer, c.byteOffset, c.length));
+    if (out && n + c.length <= out.length) out.set(c, n);
+    else {
+      if (out) chunks.push(out.subarray(0, n)); // longer than announced: collect the rest
+      out = undefined;
+      chunks.push(new Uint8Array(c.buffer, c.byteOffset, c.length));
+    }
+    n += c.length;
   }
+  if (out) return n === out.length ? out : out.subarray(0, n);
   return concat(chunks, n);
 }
 
@@ -488,7 +497,7 @@ export class RegistryClient {
       const url = this.repoUrl(t, `/blobs/${digest}`);
       return this.call(t, "GET blob range", { method: "GET", url, headers: { range: `bytes=${start}-${end - 1}` }, followRedirects: true }, [200, 206],
         async (res) => {
-          const bytes = await readAll(res.body);
+          const bytes = await readAll(res.body, undefined, "response", res.status === 206 ? end - start : undefined);
           if (res.status === 200) {
             verifyDigest(digest, bytes, res.url);
             if (end > bytes.length) throw new InvalidArgumentError(`range ${start}-${end} beyond blob size ${bytes.length}`);

@@ -8,7 +8,10 @@
 const gc = (globalThis as { gc?: (opts?: { type: "minor" | "major" }) => void }).gc;
 /** Bytes of large buffers dropped between collections. */
 const BUDGET = 12 << 20;
+/** Every this many collections is a full one. */
+const MAJOR_EVERY = 3;
 let since = 0;
+let collections = 0;
 
 /** Counts `bytes` of large buffers that are (about to be) dropped; collects once enough were. */
 export function noteDroppedBuffers(bytes: number): void {
@@ -16,6 +19,8 @@ export function noteDroppedBuffers(bytes: number): void {
   since += bytes;
   if (since < BUDGET) return;
   since = 0;
-  // a scavenge (well under a millisecond) is enough: span buffers die young, within milliseconds
-  gc({ type: "minor" });
+  // a scavenge (well under a millisecond) frees the buffers that died young; those in use across
+  // two scavenges (a span waiting for the network, a read in flight) were promoted and need a
+  // full collection now and then — without one their memory waits for V8's external-memory limit
+  gc({ type: ++collections % MAJOR_EVERY === 0 ? "major" : "minor" });
 }

@@ -58,8 +58,15 @@ export class InflatePool {
   }
 
   extract(spanBytes: Uint8Array, checkpoint: CheckpointState, offset: number, length: number): Promise<Uint8Array> {
-    const { out, bits, window } = checkpoint;
-    return this.run({ op: "extract", spanBytes, checkpoint: { out, bits, window }, offset, length });
+    // Structured clone copies a view's whole ArrayBuffer — a checkpoint window is a view into its
+    // ztoc (megabytes), span bytes may be one span of a multi-span response — so exact copies of
+    // the two are made here and moved to the worker, not cloned.
+    const bytes = new Uint8Array(spanBytes);
+    const window = new Uint8Array(checkpoint.window);
+    return this.run(
+      { op: "extract", spanBytes: bytes, checkpoint: { out: checkpoint.out, bits: checkpoint.bits, window }, offset, length },
+      [bytes.buffer, window.buffer],
+    );
   }
 
   /**
