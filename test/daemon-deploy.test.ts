@@ -65,10 +65,10 @@ describe("deploy/", () => {
     const argv = svc.ExecStart!.split(/\s+/);
     const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as { name: string; bin: Record<string, string> };
     // node with the daemon's memory settings, the ones the executable's `#!` line gives it
-    expect(argv.slice(0, 3)).toEqual(["/usr/bin/node", "--max-semi-space-size=2", "--expose-gc"]);
+    expect(argv.slice(0, 4)).toEqual(["/usr/bin/node", "--max-semi-space-size=2", "--expose-gc", "--optimize-for-size"]);
     expect(svc.Environment).toMatch(/^GLIBC_TUNABLES=\S+$/);
-    expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(`#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 3).join(" ")}`);
-    expect(argv[3]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
+    expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(`#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 4).join(" ")}`);
+    expect(argv[4]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
     const flag = (name: string) => argv[argv.indexOf(name) + 1];
     expect(flag("--address")).toBe("fd://"); // socket activation
     expect(flag("--config")).toBe("/etc/soci-snapshotter-grpc/config.toml");

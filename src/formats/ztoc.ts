@@ -30,6 +30,8 @@ export interface Ztoc {
 }
 
 export const ZTOC_VERSION = "0.9";
+/** Shared by every absent or empty byte field of a decoded ztoc (never written to). */
+const EMPTY_BYTES = new Uint8Array(0);
 export const BUILD_TOOL_IDENTIFIER = "AWS SOCI CLI v0.2";
 /** Message of the reference's ErrInvalidTOCEntry. */
 export const INVALID_TOC_ENTRY = "invalid toc entry";
@@ -282,10 +284,12 @@ class FbReader {
     return n;
   }
 
-  /** Table string/byte field: empty when absent. */
+  /** Table string/byte field: empty when absent (one shared empty array: most entries have no link, user or group name). */
   bytesField(tablePos: number, slot: number): Uint8Array {
     const o = this.field(tablePos, slot);
-    return o ? this.byteVector((o + tablePos) >>> 0) : new Uint8Array(0);
+    if (!o) return EMPTY_BYTES;
+    const v = this.byteVector((o + tablePos) >>> 0);
+    return v.length === 0 ? EMPTY_BYTES : v;
   }
 
   int64Field(tablePos: number, slot: number, def = 0): number {
