@@ -69,11 +69,16 @@ export class LayerReader implements LayerFileReader {
     if (offset >= size || length === 0) return Promise.resolve(new Uint8Array(0));
     const start = entry.uncompressedOffset + offset;
     const end = entry.uncompressedOffset + Math.min(size, offset + length);
-    if (!this.touched.has(entry)) {
-      this.touched.add(entry);
-      if (size <= this.fileAheadBytes) this.spans.fetchAhead(this.spans.spanOf(entry.uncompressedOffset), this.spans.spanOf(entry.uncompressedOffset + size - 1));
-    }
+    const firstRead = !this.touched.has(entry);
+    this.touched.add(entry);
     if (this.readAheadSpans > 0) this.readAhead(entry, start, end);
+    const bytes = this.readRange(entry, start, end);
+    // after this read's own spans are on their way
+    if (firstRead && size <= this.fileAheadBytes) this.spans.fetchAhead(this.spans.spanOf(entry.uncompressedOffset), this.spans.spanOf(entry.uncompressedOffset + size - 1));
+    return bytes;
+  }
+
+  private readRange(entry: FileMetadata, start: number, end: number): Promise<Uint8Array> {
     if (this.verifier.isVerified(entry)) {
       const hot = this.spans.readHot(start, end);
       if (hot) return Promise.resolve(hot);
