@@ -7,7 +7,7 @@
 
 const gc = (globalThis as { gc?: (opts?: { type: "minor" | "major" }) => void }).gc;
 /** Bytes of large buffers dropped between collections. */
-const BUDGET = 12 << 20;
+const BUDGET = 8 << 20;
 /** Every this many collections is a full one. */
 const MAJOR_EVERY = 3;
 let since = 0;
@@ -23,4 +23,12 @@ export function noteDroppedBuffers(bytes: number): void {
   // two scavenges (a span waiting for the network, a read in flight) were promoted and need a
   // full collection now and then — without one their memory waits for V8's external-memory limit
   gc({ type: ++collections % MAJOR_EVERY === 0 ? "major" : "minor" });
+}
+
+/**
+ * A scavenge now (where gc is exposed): the inflate worker calls it before each span, so the
+ * previous span's input (moved to it, dead once inflated) never piles up there.
+ */
+export function collectYoung(): void {
+  gc?.({ type: "minor" });
 }

@@ -4,7 +4,7 @@ import { gunzip } from "./gunzip.js";
 import { extract, type CheckpointState } from "./extract.js";
 import { CheckpointBuilder } from "./checkpoints.js";
 import { consumePort } from "./port-stream.js";
-import { noteDroppedBuffers } from "./garbage.js";
+import { collectYoung } from "./garbage.js";
 import { failed, moved, type WorkerResult } from "./worker-result.js";
 
 export type WorkerTask =
@@ -23,8 +23,8 @@ export default async function run(task: WorkerTask): Promise<WorkerResult<unknow
       case "gunzip":
         return result(gunzip(task.bytes, { maxOutput: task.maxOutput }));
       case "extract":
-        // this thread's copy of the span bytes is garbage once the task returns
-        noteDroppedBuffers(task.spanBytes.length);
+        // the previous span's bytes died young here: free them before taking the next
+        collectYoung();
         return result(extract(task.spanBytes, task.checkpoint, task.offset, task.length));
       case "checkpoints":
         return { ok: await buildFromPort(task.port, task.spanSize, task.verifyCrc ?? true) };
