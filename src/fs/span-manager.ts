@@ -88,6 +88,8 @@ export class ReadActivity {
 }
 
 const noop = () => {};
+/** One array of consecutive parts (the part itself when there is one: no copy). */
+const joinParts = (parts: Uint8Array[], total: number): Uint8Array => (parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
 const sha256Digest = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
 /** The retries the reference's config value means: 0 by default, negative ⇒ 3. */
@@ -290,20 +292,14 @@ export class SpanManager {
     if (end <= start) return new Uint8Array(0);
     const first = this.zinfo.spanForOffset(start);
     const last = this.zinfo.spanForOffset(end - 1);
-    if (first === last) {
-      const h = this.cache.hot(first);
-      if (!h) return undefined;
-      if (served) this.counters.bytesServed += end - start;
-      return h.subarray(start - this.uStart[first]!, end - this.uStart[first]!);
-    }
     const parts: Uint8Array[] = [];
     for (let i = first; i <= last; i++) {
       const h = this.cache.hot(i);
       if (!h) return undefined;
-      parts.push(h);
+      parts.push(h.subarray(...this.spanPart(i, start, end)));
     }
     if (served) this.counters.bytesServed += end - start;
-    return this.assemble(parts, first, start, end);
+    return joinParts(parts, end - start);
   }
 
   /**
@@ -326,11 +322,9 @@ export class SpanManager {
     try {
       this.planFetches(first, last);
       const pieces: Promise<Uint8Array>[] = [];
-      for (let i = first; i <= last; i++) {
-        pieces.push(this.piece(i, Math.max(start, this.uStart[i]!) - this.uStart[i]!, Math.min(end, this.uEnd[i]!) - this.uStart[i]!));
-      }
+      for (let i = first; i <= last; i++) pieces.push(this.piece(i, ...this.spanPart(i, start, end)));
       const parts = await this.withDeadline(Promise.all(pieces), `reading spans ${first}-${last}`);
-      const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, end - start);
+      const out = joinParts(parts, end - start);
       if (served) this.counters.bytesServed += end - start;
       return out;
     } catch (e) {
@@ -371,7 +365,7 @@ export class SpanManager {
     const runs: [number, number][] = [];
     let runStart = -1;
     for (let i = first; i <= last + 1; i++) {
-      const need = i <= last && this.states[i] === "unrequested" && !this.fetching.has(i) && !this.loading.has(i) && !this.cache.hot(i);
+      const need = i <= last && this.needsFetch(i);
       if (need && runStart < 0) runStart = i;
       if (!need && runStart >= 0) {
         runs.push([runStart, i - 1]);
@@ -379,6 +373,11 @@ export class SpanManager {
       }
     }
     if (runs.length) this.startFetch(runs);
+  }
+
+  /** Span i is not local, not hot, and nobody is fetching or producing it. */
+  private needsFetch(i: number): boolean {
+    return this.states[i] === "unrequested" && !this.fetching.has(i) && !this.loading.has(i) && !this.cache.hot(i);
   }
 
   /**
@@ -397,7 +396,7 @@ export class SpanManager {
   private pumpAhead(): void {
     while (this.aheadRunning < AHEAD_CONCURRENCY && this.aheadQueue.length > 0 && !this.closed) {
       const i = this.aheadQueue.shift()!;
-      if (this.states[i] !== "unrequested" || this.fetching.has(i) || this.loading.has(i) || this.cache.hot(i)) continue;
+      if (!this.needsFetch(i)) continue;
       this.aheadRunning++;
       this.planFetches(i, i);
       this.uncompressed(i)
@@ -585,16 +584,10 @@ export class SpanManager {
     });
   }
 
-  private assemble(parts: Uint8Array[], first: number, start: number, end: number): Uint8Array {
-    if (parts.length === 1) return parts[0]!.subarray(start - this.uStart[first]!, end - this.uStart[first]!);
-    const out = new Uint8Array(end - start);
-    for (let k = 0; k < parts.length; k++) {
-      const i = first + k;
-      const a = Math.max(start, this.uStart[i]!);
-      const b = Math.min(end, this.uEnd[i]!);
-      out.set(parts[k]!.subarray(a - this.uStart[i]!, b - this.uStart[i]!), a - start);
-    }
-    return out;
+  /** The part of span i inside layer range [start, end), relative to the span. */
+  private spanPart(i: number, start: number, end: number): [number, number] {
+    const u = this.uStart[i]!;
+    return [Math.max(start, u) - u, Math.min(end, this.uEnd[i]!) - u];
   }
 
   /** Records `e` as the last error and returns it (as an Error). */
