@@ -16,7 +16,8 @@ import { parseReference } from "../registry/reference.js";
 import { BuildPool } from "./pool.js";
 import { buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BlobSource } from "./index-builder.js";
 import { stageLayout, writeLayout } from "./oci-archive.js";
-import { convertRemote, imageBlobs, pushImage, RegistrySource, TeeingSource, type RemoteConvertOptions } from "./remote.js";
+import { convertRemote, imageBlobs, pushImage, TeeingSource, type RemoteConvertOptions } from "./remote.js";
+import { RegistrySource } from "./registry-source.js";
 import { layoutRootDescriptor } from "./standalone.js";
 
 export type ImageLocation =

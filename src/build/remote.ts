@@ -21,8 +21,6 @@ import {
   buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BlobSource, type BuildOptions, type LayerProgress, type PlatformChoice,
 } from "./index-builder.js";
 
-export { RegistrySource };
-
 /**
  * Pushes the graph under `root` from `store` to `ref` (tagged), skipping blobs already there. What
  * `store` lacks comes from `from` (the original image); blobs are mounted when `fromRef` is another

@@ -12,8 +12,6 @@ import type { Labels } from "./types.js";
 import { unpackImage, type UnpackLayer, type UnpackResult } from "./unpack.js";
 import { resolvePull, type ResolvedPull } from "./resolve-pull.js";
 
-export { resolvePull, type ResolvedPull };
-
 // SNAPSHOTTER.md §2.1
 export const LABEL_CRI_IMAGE_REF = "containerd.io/snapshot/cri.image-ref";
 export const LABEL_CRI_MANIFEST_DIGEST = "containerd.io/snapshot/cri.manifest-digest";

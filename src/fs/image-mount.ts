@@ -15,7 +15,7 @@ import type { Descriptor, Platform } from "../formats/oci.js";
 import { isIndexType, MediaTypeDockerSchema2LayerGzip, MediaTypeImageLayerGzip, parseManifest } from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
 import { manifestForPlatform } from "../build/index-builder.js";
-import { RegistrySource } from "../build/remote.js";
+import { RegistrySource } from "../build/registry-source.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";

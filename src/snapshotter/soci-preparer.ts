@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Descriptor } from "../formats/oci.js";
 import { isIndexType, parseIndex, parseManifest } from "../formats/oci.js";
 import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
-import { RegistrySource } from "../build/remote.js";
+import { RegistrySource } from "../build/registry-source.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
