@@ -3,6 +3,7 @@
 // benchmarks, content already on disk).
 import { open, type FileHandle } from "node:fs/promises";
 import type { ByteRange, RefLike, RegistryClient } from "../registry/client.js";
+import { readAt } from "./positioned-io.js";
 
 export type { ByteRange };
 
@@ -128,13 +129,7 @@ export class FileBlobFetcher implements BlobFetcher {
     const fh = await this.handle;
     const data = await Promise.all(merged.map(async (m) => {
       const buf = new Uint8Array(m.end - m.start);
-      let got = 0;
-      while (got < buf.length) {
-        const { bytesRead } = await fh.read(buf, got, buf.length - got, m.start + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return buf.subarray(0, got);
+      return buf.subarray(0, await readAt(fh, buf, m.start));
     }));
     return sliceOut(ranges, merged, data);
   }

@@ -9,9 +9,10 @@
 // A file is checked whole once per process (or written by it); after that a read of part of an
 // uncompressed span reads only that part from disk, so spans need not stay in memory.
 import { createHash, randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { noteDroppedBuffers } from "../wasm/garbage.js";
+import { readAt, writeAt } from "./positioned-io.js";
 
 const MAGIC = Buffer.from("SOCISPN1");
 const TRAILER = MAGIC.length + 32;
@@ -46,12 +47,6 @@ function checkTrailer(file: Buffer): Uint8Array | undefined {
   if (!file.subarray(n, n + MAGIC.length).equals(MAGIC)) return undefined;
   const data = file.subarray(0, n);
   return sha256(data).equals(file.subarray(n + MAGIC.length)) ? data : undefined;
-}
-
-async function writeAll(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  for (let off = 0; off < bytes.length; ) {
-    off += (await fh.write(bytes, off, bytes.length - off, position + off)).bytesWritten;
-  }
 }
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
@@ -211,11 +206,7 @@ export class LayerSpanCache {
     try {
       const fh = await open(path, "r");
       try {
-        while (got < out.length) {
-          const { bytesRead } = await fh.read(out, got, out.length - got, start + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
+        got = await readAt(fh, out, start);
       } finally {
         await fh.close();
       }
@@ -299,8 +290,8 @@ export class LayerSpanCache {
       // data then trailer: no second copy of a 4 MiB span just to append 40 bytes
       const fh = await open(tmp, "w");
       try {
-        await writeAll(fh, data, 0);
-        await writeAll(fh, trailer(data), data.length);
+        await writeAt(fh, data, 0);
+        await writeAt(fh, trailer(data), data.length);
       } finally {
         await fh.close();
       }
