@@ -105,3 +105,16 @@ export class ContainerdBlobTarget {
     return this.source.get(digest);
   }
 }
+
+/** How long a layer written by the snapshotter is held by its own lease (the pulled image's manifest references it after that). */
+const LAYER_LEASE_MS = 3600_000;
+
+/**
+ * Writes a layer blob the snapshotter downloaded (parallel pull mode) into containerd's content
+ * store in `namespace`, as containerd's own pull would have, digest checked by containerd.
+ */
+export async function storeLayerBlob(client: ContainerdClient, namespace: string, layer: Descriptor, content: WriteContent): Promise<void> {
+  const ns = client.withNamespace(namespace);
+  const lease = await ns.leases.create({ expiresInMs: LAYER_LEASE_MS });
+  await ns.withLease(lease.id).content.write(content, { digest: layer.digest, size: layer.size });
+}

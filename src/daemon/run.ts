@@ -15,6 +15,9 @@ import { RegistryClient } from "../registry/client.js";
 import { RegistryAuthorizer } from "../registry/auth.js";
 import { resolverFromConfig } from "../registry/hosts.js";
 import { InflatePool } from "../wasm/pool.js";
+import { ContainerdClient } from "../containerd/client.js";
+import { storeLayerBlob } from "../containerd/content-source.js";
+import { fileChunks } from "../fs/parallel-pull.js";
 
 export interface DaemonFlags {
   /** `--address`: a socket path, `unix://<path>` */
@@ -54,11 +57,17 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   // lived, so a small young generation is enough
   const pool = new InflatePool({ threads: 1, maxYoungGenerationSizeMb: 4 });
   const client = registryClientFor(cfg);
-  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics });
+  // parallel pull mode keeps the layers it downloads in containerd's content store
+  const parallel = cfg.pullModes.parallelPullUnpack;
+  const containerd = (parallel.enable || parallel.experimentalParallelPullAsFallback) && !parallel.discardUnpackedLayers
+    ? ContainerdClient.connect({ address: cfg.contentStore.containerdAddress })
+    : undefined;
+  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
   const release = async () => {
     await remote.close({ unmount: false });
     await pool.destroy();
     await client.close();
+    containerd?.close();
   };
   try {
     server = await startSnapshotterServer({
@@ -105,6 +114,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   await remote.close({ unmount });
   await pool.destroy();
   await client.close();
+  containerd?.close();
   logger.info("Exiting");
 }
 
@@ -130,12 +140,14 @@ export function registryClientFor(cfg: SnapshotterConfig): RegistryClient {
 export function sociPreparerFor(
   cfg: SnapshotterConfig,
   root: string,
-  deps: { client: RegistryClient; pool: InflatePool; logger: Logger; metrics: SociMetrics },
+  deps: { client: RegistryClient; pool: InflatePool; logger: Logger; metrics: SociMetrics; containerd?: ContainerdClient },
 ): SociPreparer {
   const bf = cfg.backgroundFetch;
+  const p = cfg.pullModes.parallelPullUnpack;
+  const { containerd, ...common } = deps;
   return new SociPreparer({
     root,
-    ...deps,
+    ...common,
     discovery: { v1: cfg.pullModes.sociV1.enable, v2: cfg.pullModes.sociV2.enable },
     minLayerSize: cfg.snapshotter.minLayerSize,
     mountTimeoutMs: cfg.mountTimeoutSec * 1000,
@@ -147,6 +159,18 @@ export function sociPreparerFor(
     fuseMetricsEmitWaitMs: cfg.fuseMetricsEmitWaitDurationSec * 1000,
     logFuseOperations: cfg.fuse.logFuseOperations,
     prefetch: cfg.prefetch.enable ? { concurrency: cfg.prefetch.maxConcurrency > 0 ? cfg.prefetch.maxConcurrency : 4 } : undefined,
+    parallel: p.enable || p.experimentalParallelPullAsFallback ? {
+      mode: p.enable ? "primary" : "fallback",
+      maxConcurrentDownloads: p.maxConcurrentDownloads,
+      maxConcurrentDownloadsPerImage: p.maxConcurrentDownloadsPerImage,
+      maxConcurrentUnpacks: p.maxConcurrentUnpacks,
+      maxConcurrentUnpacksPerImage: p.maxConcurrentUnpacksPerImage,
+      chunkSize: p.concurrentDownloadChunkSizeBytes,
+      decompressors: p.decompressStreams,
+      storeLayer: containerd && !p.discardUnpackedLayers
+        ? (namespace, layer, file) => storeLayerBlob(containerd, namespace, layer, fileChunks(file))
+        : undefined,
+    } : undefined,
     background: bf.disable ? undefined : { silencePeriodMs: bf.silencePeriodMsec, fetchPeriodMs: bf.fetchPeriodMsec, maxQueueSize: bf.maxQueueSize, dropPolicy: bf.dropPolicy },
   });
 }

@@ -39,7 +39,9 @@ export type RemotePrepareResult =
   /** The layer was unpacked into `mountpoint` by the preparer (usage measured). */
   | { outcome: "local"; labels?: Labels }
   /** Not ours (e.g. no SOCI index): containerd downloads and applies the layer itself. */
-  | { outcome: "defer"; reason?: string };
+  | { outcome: "defer"; reason?: string }
+  /** Parallel pull mode could not provide the layer: the Prepare fails with this error (no fallback). */
+  | { outcome: "failed"; error: Error };
 
 export interface RemoteRestoreRequest {
   snapshotId: string;
@@ -61,6 +63,8 @@ export interface RemotePreparer {
   check?(mountpoint: string, labels: Labels): Promise<void>;
   /** Re-mount a remote snapshot at daemon start (its old mount has been force-unmounted). */
   restore?(req: RemoteRestoreRequest): Promise<void>;
+  /** A snapshot with these labels was removed (parallel pull mode drops the image's unfinished work). */
+  removed?(labels: Labels): void;
   /** Tear down a remote mount (Cleanup of an orphan, close with unmount). */
   unmount?(mountpoint: string): Promise<void>;
 }

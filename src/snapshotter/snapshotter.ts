@@ -138,6 +138,12 @@ export class Snapshotter {
       await this.clearMountpoint(mountpoint);
       return this.mountsFor(s, parent);
     }
+    if (result.outcome === "failed") {
+      this.log.warn("failed to prepare local snapshot", { key, parent, "local-snapshot-prepared": "false", error: result.error.message });
+      await this.clearMountpoint(mountpoint);
+      this.store.remove(key);
+      throw result.error;
+    }
     if (result.outcome === "defer") {
       this.log.warn(result.reason ?? "no valid SOCI index found; deferring to container runtime", {
         key,
@@ -220,8 +226,17 @@ export class Snapshotter {
 
   /** Remove forgets the snapshot; its directory goes at the next Cleanup. */
   async remove(key: string): Promise<void> {
+    let labels: Labels | undefined;
+    if (this.remote?.removed) {
+      try {
+        labels = this.store.getInfo(key).info.labels;
+      } catch {
+        // store.remove reports the missing key
+      }
+    }
     const { id } = this.store.remove(key);
     this.log.debug("removed snapshot", { key, id });
+    if (labels) this.remote!.removed!(labels);
   }
 
   stat(key: string): SnapshotInfo {

@@ -21,6 +21,7 @@ import { fetchPrefetch, fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, 
 import { SpanCache } from "../fs/span-cache.js";
 import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
+import { ParallelPuller, type ParallelPullOptions } from "../fs/parallel-pull.js";
 import type { Labels } from "./snapshot-store.js";
 import type { SnapshotterLogger } from "./logger.js";
 import type { RemotePreparer, RemotePrepareRequest, RemotePrepareResult, RemoteRestoreRequest } from "./remote.js";
@@ -81,6 +82,11 @@ export interface SociPreparerOptions {
   logFuseOperations?: boolean;
   /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored) and its concurrency. */
   prefetch?: { concurrency: number };
+  /**
+   * `[pull_modes.parallel_pull_unpack]` (§6): "primary" downloads and unpacks every layer in
+   * parallel instead of mounting it; "fallback" does so only for images without a SOCI index.
+   */
+  parallel?: { mode: "primary" | "fallback" } & Omit<ParallelPullOptions, "root" | "client" | "logger">;
   /** `[background_fetch]`; undefined or `disable` ⇒ none. */
   background?: { silencePeriodMs: number; fetchPeriodMs: number; maxQueueSize: number; dropPolicy: "newest" | "oldest" };
 }
@@ -128,12 +134,19 @@ export class SociPreparer implements RemotePreparer {
   private readonly ztocFetches = new Map<string, Promise<void>>();
   /** FUSE operations per image (manifest digest) until their counts are emitted. */
   private readonly imageOps = new Map<string, Map<string, number>>();
+  private readonly parallel: { mode: "primary" | "fallback"; puller: ParallelPuller; ready: Promise<void> } | undefined;
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.store = ContentStore.open(join(opts.root, "content"));
     // no in-memory span LRU: reads of spans on disk read only the bytes asked for, and the page
     // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
     this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
+    if (opts.parallel) {
+      const puller = new ParallelPuller({ ...opts.parallel, root: opts.root, client: opts.client, logger: opts.logger });
+      const ready = puller.start();
+      ready.catch(() => undefined); // reported by the first parallel pull
+      this.parallel = { mode: opts.parallel.mode, puller, ready };
+    }
     if (opts.background) {
       this.background = new BackgroundFetcher({
         ...opts.background,
@@ -151,6 +164,7 @@ export class SociPreparer implements RemotePreparer {
     const labels = layerLabels(req.labels);
     if (!labels) return { outcome: "defer", reason: "unable to get image ref from labels" };
     const fields = { key: req.key, parent: req.parent, "layer-digest": labels.layerDigest, "image-ref": labels.imageRef };
+    if (this.parallel?.mode === "primary") return this.pullParallel(req, labels);
 
     let ctx: ImageContext;
     let index: ResolvedIndex;
@@ -160,6 +174,7 @@ export class SociPreparer implements RemotePreparer {
     } catch (e) {
       log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
       // §2.3: every discovery/fetch failure is ErrNoIndex in the reference; the error is in the line above
+      if (this.parallel?.mode === "fallback") return this.pullParallel(req, labels);
       return { outcome: "defer", reason: DEFER_NO_INDEX };
     }
     const layerIdx = ctx.layers.findIndex((l) => l.digest === labels.layerDigest);
@@ -195,6 +210,29 @@ export class SociPreparer implements RemotePreparer {
       log.warn("failed to prepare local snapshot", { ...fields, error: (e as Error).message });
       return { outcome: "defer", reason: DEFER_LOCAL_FAILED };
     }
+  }
+
+  /** §6: the layer downloaded and unpacked by the parallel puller; its failure fails the Prepare. */
+  private async pullParallel(req: RemotePrepareRequest, labels: LayerLabels): Promise<RemotePrepareResult> {
+    const { puller, ready } = this.parallel!;
+    try {
+      await ready;
+      const ctx = await this.imageContext(labels);
+      const index = ctx.layers.findIndex((l) => l.digest === labels.layerDigest);
+      if (index < 0) throw new Error(`layer ${labels.layerDigest} is not in image manifest ${ctx.manifest.digest}`);
+      const image = { key: ctx.manifest.digest, ref: labels.ref, namespace: req.namespace, layers: ctx.layers, diffIds: ctx.diffIds };
+      await puller.pullLayer(image, index, req.mountpoint);
+      return { outcome: "local" };
+    } catch (e) {
+      return { outcome: "failed", error: new Error(`parallel pull of layer ${labels.layerDigest}: ${(e as Error).message}`, { cause: e }) };
+    }
+  }
+
+  /** Remove of one of an image's snapshots cancels the image's unfinished parallel pulls (the reference's CleanImage). */
+  removed(labels: Labels): void {
+    const image = labels[LABEL_MANIFEST_DIGEST];
+    if (!this.parallel || !image) return;
+    this.parallel.puller.cleanImage(image).catch((e: Error) => this.opts.logger.warn("parallel pull: cleanup failed", { image, error: e.message }));
   }
 
   async check(mountpoint: string): Promise<void> {
@@ -238,6 +276,7 @@ export class SociPreparer implements RemotePreparer {
   /** Unmounts every layer (daemon shutdown with SIGINT). */
   async close(opts: { unmount: boolean }): Promise<void> {
     await this.background?.stop();
+    await this.parallel?.puller.close();
     if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
   }
 
@@ -420,8 +459,9 @@ export class SociPreparer implements RemotePreparer {
     const m = parseManifest(bytes);
     const discovery: DiscoveryOptions = { ...this.opts.discovery };
     if (labels.indexDigest) discovery.indexDigest = labels.indexDigest;
-    // the SOCI index and the image config are fetched at the same time (one round trip saved)
-    const index = (async () => {
+    // the SOCI index and the image config are fetched at the same time (one round trip saved);
+    // parallel pull as the primary mode never looks for one
+    const index = this.parallel?.mode === "primary" ? Promise.reject(new NoIndexError("parallel pull mode")) : (async () => {
       const t = Date.now();
       const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
       this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });

@@ -1,0 +1,328 @@
+// Parallel pull mode (SNAPSHOTTER.md §6): instead of mounting layers lazily, the snapshotter
+// downloads and unpacks an image's layers itself, all of them at once. The first Prepare of an
+// image starts a job for its layer and for every later layer of the manifest; each layer's
+// Prepare then claims its job, waits for it and moves the unpacked tree into its snapshot.
+//
+// A layer is downloaded into `<root>/unpack/<id>/blob` (in ranged chunks, several at a time, when
+// a chunk size is set), optionally handed to containerd's content store, then unpacked into
+// `<root>/unpack/<id>/fs` with both digests checked (the layer digest and the diff ID). Downloads and
+// unpacks are bounded per image and daemon-wide. A failed layer cancels its whole image; so does
+// removing one of the image's snapshots. `<root>/unpack` is wiped when the puller starts, and a
+// timer drops jobs nobody claimed for two hours and directories no job owns.
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import type { Descriptor } from "../formats/oci.js";
+import type { RegistryClient } from "../registry/client.js";
+import { Semaphore } from "../registry/semaphore.js";
+import type { ImageRef } from "../registry/types.js";
+import type { SnapshotterLogger } from "../snapshotter/logger.js";
+import { writeAt } from "./positioned-io.js";
+import { unpackLayer, type UnpackOptions } from "./unpack-layer.js";
+
+/** An external decompressor (`decompress_streams.<name>`): compressed bytes in on stdin, tar out on stdout. */
+export interface Decompressor {
+  path: string;
+  args: string[];
+}
+
+export interface ParallelPullOptions {
+  /** The daemon root; scratch space is `<root>/unpack`. */
+  root: string;
+  client: RegistryClient;
+  /** Daemon-wide downloads (requests) in flight; −1 or 0 = unbounded. */
+  maxConcurrentDownloads?: number;
+  /** Downloads in flight per image (default 3). */
+  maxConcurrentDownloadsPerImage?: number;
+  /** Daemon-wide unpacks at once; −1 or 0 = unbounded. */
+  maxConcurrentUnpacks?: number;
+  /** Unpacks at once per image (default 1). */
+  maxConcurrentUnpacksPerImage?: number;
+  /** Bytes per ranged request; ≤ 0 = one request per layer. */
+  chunkSize?: number;
+  /** Layer media type short name (`gzip`, `zstd`) → external decompressor. */
+  decompressors?: Record<string, Decompressor>;
+  /** Keeps the downloaded blob (containerd's content store) before it is deleted; absent with `discard_unpacked_layers`. */
+  storeLayer?: (namespace: string, layer: Descriptor, file: string) => Promise<void>;
+  logger?: SnapshotterLogger;
+  /** Image jobs older than this are cancelled (default 2 h). */
+  maxJobAgeMs?: number;
+  /** How often old jobs and stray directories are looked for (default 10 s). */
+  gcIntervalMs?: number;
+}
+
+/** The image a layer belongs to, as the Prepare's labels and the registry describe it. */
+export interface ParallelImage {
+  /** The image's manifest digest: jobs are per image. */
+  key: string;
+  ref: ImageRef;
+  namespace: string;
+  layers: Descriptor[];
+  diffIds: string[];
+}
+
+interface LayerJob {
+  dir: string;
+  /** Resolves to the unpacked tree (`<dir>/fs`). */
+  done: Promise<string>;
+}
+
+interface ImageJob {
+  created: number;
+  abort: AbortController;
+  layers: Map<string, LayerJob>;
+  downloads: Semaphore | undefined;
+  unpacks: Semaphore | undefined;
+}
+
+const DEFAULT_MAX_AGE_MS = 2 * 3600_000;
+const DEFAULT_GC_INTERVAL_MS = 10_000;
+
+function semaphore(limit: number | undefined, fallback: number): Semaphore | undefined {
+  const n = limit ?? fallback;
+  return n > 0 ? new Semaphore(n) : undefined;
+}
+
+async function bounded<T>(sems: (Semaphore | undefined)[], fn: () => Promise<T>): Promise<T> {
+  const releases: (() => void)[] = [];
+  try {
+    for (const s of sems) if (s) releases.push(await s.acquire());
+    return await fn();
+  } finally {
+    for (const r of releases.reverse()) r();
+  }
+}
+
+/** `application/vnd.oci.image.layer.v1.tar+gzip` → `gzip`; plain tar → `uncompressed`. */
+export function compressionOf(mediaType: string): string {
+  const plus = mediaType.lastIndexOf("+");
+  if (plus >= 0) return mediaType.slice(plus + 1);
+  return mediaType.endsWith(".tar.gzip") || mediaType.endsWith(".tar.gz") ? "gzip" : "uncompressed";
+}
+
+export class ParallelPuller {
+  private readonly images = new Map<string, ImageJob>();
+  private readonly downloads: Semaphore | undefined;
+  private readonly unpacks: Semaphore | undefined;
+  private readonly unpackRoot: string;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: ParallelPullOptions) {
+    this.unpackRoot = join(opts.root, "unpack");
+    this.downloads = semaphore(opts.maxConcurrentDownloads, -1);
+    this.unpacks = semaphore(opts.maxConcurrentUnpacks, -1);
+  }
+
+  /** Wipes what an earlier process left in `<root>/unpack` and starts the cleanup timer. */
+  async start(): Promise<void> {
+    await rm(this.unpackRoot, { recursive: true, force: true });
+    await mkdir(this.unpackRoot, { recursive: true });
+    this.timer = setInterval(() => {
+      this.collect().catch((e: Error) => this.opts.logger?.warn("parallel pull: cleanup failed", { error: e.message }));
+    }, this.opts.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /**
+   * Provides layer `index` of `image`, unpacked, at `into` (an empty directory). On an image's
+   * first call, the jobs for this layer and every later one start; a failure of any of them fails
+   * this call too (and the image's jobs are dropped, so a retry starts over).
+   */
+  async pullLayer(image: ParallelImage, index: number, into: string): Promise<void> {
+    const layer = image.layers[index];
+    if (!layer) throw new RangeError(`image ${image.key} has no layer ${index}`);
+    let job = this.images.get(image.key);
+    if (!job) {
+      job = {
+        created: Date.now(),
+        abort: new AbortController(),
+        layers: new Map(),
+        downloads: semaphore(this.opts.maxConcurrentDownloadsPerImage, 3),
+        unpacks: semaphore(this.opts.maxConcurrentUnpacksPerImage, 1),
+      };
+      this.images.set(image.key, job);
+    }
+    for (let i = index; i < image.layers.length; i++) this.layerJob(image, job, i);
+    const mine = this.layerJob(image, job, index);
+    const tree = await mine.done;
+    // claimed: the job's tree becomes the snapshot's, the rest of its directory goes
+    await rename(tree, into);
+    job.layers.delete(layer.digest);
+    await rm(mine.dir, { recursive: true, force: true });
+    if (job.layers.size === 0 && this.images.get(image.key) === job) this.images.delete(image.key);
+  }
+
+  /** Cancels an image's jobs and removes their directories (Remove of one of its snapshots). */
+  async cleanImage(key: string): Promise<void> {
+    const job = this.images.get(key);
+    if (!job) return;
+    this.images.delete(key);
+    await this.cancel(job, new Error(`image ${key} was removed`));
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    const jobs = [...this.images.values()];
+    this.images.clear();
+    await Promise.all(jobs.map((j) => this.cancel(j, new Error("snapshotter is shutting down"))));
+  }
+
+  private async cancel(job: ImageJob, reason: Error): Promise<void> {
+    job.abort.abort(reason);
+    await Promise.all([...job.layers.values()].map((l) => l.done.catch(() => undefined)));
+    await Promise.all([...job.layers.values()].map((l) => rm(l.dir, { recursive: true, force: true })));
+    job.layers.clear();
+  }
+
+  /** Drops jobs older than the limit and directories that belong to no job. */
+  private async collect(): Promise<void> {
+    const now = Date.now();
+    for (const [key, job] of this.images) {
+      if (now - job.created < (this.opts.maxJobAgeMs ?? DEFAULT_MAX_AGE_MS)) continue;
+      this.images.delete(key);
+      await this.cancel(job, new Error(`image ${key}: parallel pull job expired`));
+    }
+    const owned = new Set<string>();
+    for (const job of this.images.values()) for (const l of job.layers.values()) owned.add(l.dir);
+    for (const name of await readdir(this.unpackRoot).catch(() => [] as string[])) {
+      const dir = join(this.unpackRoot, name);
+      if (!owned.has(dir)) await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private layerJob(image: ParallelImage, job: ImageJob, index: number): LayerJob {
+    const layer = image.layers[index]!;
+    const existing = job.layers.get(layer.digest);
+    if (existing) return existing;
+    const dir = join(this.unpackRoot, randomBytes(5).toString("hex"));
+    const done = this.fetchAndUnpack(image, job, layer, image.diffIds[index], dir);
+    const entry: LayerJob = { dir, done };
+    job.layers.set(layer.digest, entry);
+    done.catch((e: Error) => {
+      // one layer failing fails the image: the others stop, their directories go, and the next
+      // Prepare starts over
+      if (this.images.get(image.key) !== job) return;
+      this.images.delete(image.key);
+      this.cancel(job, e).catch(() => undefined);
+    });
+    return entry;
+  }
+
+  private async fetchAndUnpack(image: ParallelImage, job: ImageJob, layer: Descriptor, diffId: string | undefined, dir: string): Promise<string> {
+    const signal = job.abort.signal;
+    const log = this.opts.logger;
+    const started = Date.now();
+    await mkdir(dir, { recursive: true });
+    const blob = join(dir, "blob");
+    await this.download(image.ref, layer, blob, [job.downloads, this.downloads], signal);
+    signal.throwIfAborted();
+    log?.debug("parallel pull: layer downloaded", { layer: layer.digest, size: layer.size, ms: Date.now() - started });
+    if (this.opts.storeLayer) await this.opts.storeLayer(image.namespace, layer, blob);
+    const tree = join(dir, "fs");
+    await bounded([job.unpacks, this.unpacks], () => this.unpack(layer, blob, tree, diffId, signal));
+    await rm(blob, { force: true });
+    log?.debug("parallel pull: layer unpacked", { layer: layer.digest, ms: Date.now() - started });
+    return tree;
+  }
+
+  /** The blob into `file`: one streamed request, or ranged chunks written at their offsets. */
+  private async download(ref: ImageRef, layer: Descriptor, file: string, sems: (Semaphore | undefined)[], signal: AbortSignal): Promise<void> {
+    const client = this.opts.client;
+    const chunk = this.opts.chunkSize ?? 0;
+    const fh = await open(file, "w", 0o600);
+    try {
+      if (chunk <= 0 || layer.size <= chunk) {
+        await bounded(sems, async () => {
+          let pos = 0;
+          for await (const bytes of client.blobStream(ref, layer.digest, { size: layer.size })) {
+            signal.throwIfAborted();
+            await writeAt(fh, bytes, pos);
+            pos += bytes.byteLength;
+          }
+        });
+        return;
+      }
+      const starts: number[] = [];
+      for (let s = 0; s < layer.size; s += chunk) starts.push(s);
+      await Promise.all(starts.map((start) => bounded(sems, async () => {
+        signal.throwIfAborted();
+        const bytes = await client.fetchRange(ref, layer.digest, start, Math.min(start + chunk, layer.size));
+        await writeAt(fh, bytes, start);
+      })));
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Unpacks the downloaded blob; an external decompressor, when configured for its media type, inflates it. */
+  private async unpack(layer: Descriptor, blob: string, tree: string, diffId: string | undefined, signal: AbortSignal): Promise<void> {
+    const kind = compressionOf(layer.mediaType);
+    const tool = this.opts.decompressors?.[kind];
+    const opts: UnpackOptions = { diffId, signal };
+    if (!tool) {
+      if (kind !== "gzip" && kind !== "uncompressed") throw new Error(`layer ${layer.digest}: no decompressor for ${layer.mediaType}`);
+      await unpackLayer(fileChunks(blob), tree, { ...opts, digest: layer.digest, compression: kind });
+      return;
+    }
+    await unpackWithTool(tool, layer, blob, tree, opts);
+  }
+}
+
+/** A file's bytes in 1 MiB chunks. */
+export async function* fileChunks(file: string): AsyncGenerator<Uint8Array> {
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) yield chunk as Buffer;
+}
+
+/**
+ * The blob through `tool` (its stdin; the tar comes out of its stdout): the layer digest is
+ * checked on the way in, the diff ID by the unpack.
+ */
+async function unpackWithTool(tool: Decompressor, layer: Descriptor, blob: string, tree: string, opts: UnpackOptions): Promise<void> {
+  const child = spawn(tool.path, tool.args, { stdio: ["pipe", "pipe", "pipe"], shell: false });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-2000)));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => resolve(code));
+  });
+  const hash = createHash("sha256");
+  child.stdin.on("error", () => undefined); // a tool that stops reading is reported by its exit status
+  const feed = (async () => {
+    try {
+      for await (const chunk of fileChunks(blob)) {
+        hash.update(chunk);
+        if (child.stdin.destroyed) throw new Error(`${tool.path} stopped reading its input`);
+        if (!child.stdin.write(chunk)) {
+          await new Promise((r) => {
+            child.stdin.once("drain", r);
+            child.stdin.once("close", r);
+          });
+        }
+      }
+    } finally {
+      child.stdin.end();
+    }
+  })();
+  feed.catch(() => undefined);
+  try {
+    // a tool that cannot start or fails is reported as such, not as the truncated tar it leaves
+    const status = exited.then((code) => {
+      if (code !== 0) throw new Error(`${tool.path} exited with ${code}: ${stderr.trim()}`);
+    });
+    // read through a PassThrough at once: Node discards the output of a child that exits before
+    // anyone read its stdout (a small layer, while the unpack is still creating directories)
+    const tar = child.stdout.pipe(new PassThrough({ highWaterMark: 1 << 20 }));
+    await Promise.all([unpackLayer(tar, tree, { ...opts, compression: "uncompressed" }), status, feed]);
+    const digest = `sha256:${hash.digest("hex")}`;
+    if (digest !== layer.digest) {
+      await rm(tree, { recursive: true, force: true });
+      throw new Error(`layer ${layer.digest}: downloaded blob has digest ${digest}`);
+    }
+  } catch (e) {
+    child.kill();
+    throw e;
+  }
+}
