@@ -224,7 +224,8 @@ export class ParallelPuller {
     const tree = join(dir, "fs");
     await bounded([job.unpacks, this.unpacks], () => this.unpack(layer, blob, tree, diffId, signal));
     await rm(blob, { force: true });
-    log?.debug("parallel pull: layer unpacked", { layer: layer.digest, ms: Date.now() - started });
+    const tool = this.opts.decompressors?.[compressionOf(layer.mediaType)];
+    log?.debug("parallel pull: layer unpacked", { layer: layer.digest, ms: Date.now() - started, decompressor: tool?.path ?? "built-in" });
     return tree;
   }
 
