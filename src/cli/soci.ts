@@ -43,9 +43,12 @@ function commandName(args: string[]): string | undefined {
 
 async function main(): Promise<void> {
   const name = commandName(process.argv.slice(2));
+  const args = process.argv.slice(2);
   const chosen = commands.filter(([n]) => n === name);
-  // no command, `help`, or an unknown name: register them all, for help and error messages
-  for (const [, load] of chosen.length > 0 ? chosen : commands) for (const c of await load()) program.addCommand(c);
+  // `--version` needs no command; no command, `help`, or an unknown name: register them all, for
+  // help and error messages
+  const versionOnly = name === undefined && args.some((a) => a === "-v" || a === "--version");
+  if (!versionOnly) for (const [, load] of chosen.length > 0 ? chosen : commands) for (const c of await load()) program.addCommand(c);
   await program.parseAsync(process.argv);
 }
 

@@ -183,7 +183,8 @@ export class RegistryAuthorizer implements Authorizer {
     if (opts.credentials) this.providers = [...opts.credentials];
     else if (opts.dockerConfig === false) this.providers = [];
     else this.providers = [new DockerConfigCredentials(opts.dockerConfig || {}).provider];
-    this.fetchFn = opts.fetch ?? globalThis.fetch;
+    // looked up when a token is first needed: reading globalThis.fetch loads Node's bundled undici
+    this.fetchFn = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.userAgent = opts.userAgent ?? "soci-snapshotter-ts";
     this.headers = { ...(opts.headers ?? {}) };
     this.tokenTimeoutMs = opts.tokenTimeoutMs ?? 30_000;

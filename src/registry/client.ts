@@ -10,7 +10,8 @@ import { createHash, type Hash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
 import { rootCertificates } from "node:tls";
-import { Agent, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
+import { Agent } from "./undici-agent.js";
 import {
   MediaTypeDockerSchema2Manifest, MediaTypeDockerSchema2ManifestList, MediaTypeImageIndex, MediaTypeImageManifest,
   marshalIndex, parseIndex, parseManifest, type Descriptor,
