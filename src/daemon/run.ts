@@ -15,6 +15,7 @@ import { RegistryClient } from "../registry/client.js";
 import { RegistryAuthorizer } from "../registry/auth.js";
 import { resolverFromConfig } from "../registry/hosts.js";
 import { InflatePool } from "../wasm/pool.js";
+import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 
 export interface DaemonFlags {
   /** `--address`: a socket path, `unix://<path>` */
@@ -54,11 +55,13 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   // lived, so a small young generation is enough
   const pool = new InflatePool({ threads: 1, maxYoungGenerationSizeMb: 4 });
   const client = registryClientFor(cfg);
-  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics });
+  const containerd = contentStoreClientFor(cfg);
+  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
   const release = async () => {
     await remote.close({ unmount: false });
     await pool.destroy();
     await client.close();
+    containerd?.close();
   };
   try {
     server = await startSnapshotterServer({
@@ -105,6 +108,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   await remote.close({ unmount });
   await pool.destroy();
   await client.close();
+  containerd?.close();
   logger.info("Exiting");
 }
 
@@ -126,11 +130,21 @@ export function registryClientFor(cfg: SnapshotterConfig): RegistryClient {
   });
 }
 
+/**
+ * `[content_store] type = "containerd"`: a client of the containerd at `containerd_address` (its
+ * namespace is chosen per Prepare), where SOCI artifacts are kept; none for the SOCI store. It
+ * connects on first use.
+ */
+export function contentStoreClientFor(cfg: SnapshotterConfig): ContainerdClient | undefined {
+  if (cfg.contentStore.type !== "containerd") return undefined;
+  return ContainerdClient.connect({ address: containerdSocketPath(cfg.contentStore.containerdAddress) });
+}
+
 /** The lazy-loading half of the snapshotter, configured from the daemon config. */
 export function sociPreparerFor(
   cfg: SnapshotterConfig,
   root: string,
-  deps: { client: RegistryClient; pool: InflatePool; logger: Logger; metrics: SociMetrics },
+  deps: { client: RegistryClient; pool: InflatePool; logger: Logger; metrics: SociMetrics; containerd?: ContainerdClient },
 ): SociPreparer {
   const bf = cfg.backgroundFetch;
   return new SociPreparer({
