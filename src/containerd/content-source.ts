@@ -12,6 +12,7 @@ import type { ContainerdClient } from "./client.js";
 import { NotFoundError } from "./errors.js";
 import { gcLabelsFor } from "./gc-labels.js";
 import type { WriteContent } from "./content.js";
+import type { Labels } from "./types.js";
 
 /** containerd's "not found" as the store's BlobNotFoundError (what the CLI's messages expect). */
 async function blobCall<T>(digest: string, f: () => Promise<T>): Promise<T> {
@@ -85,10 +86,13 @@ export class ContainerdBlobTarget {
     this.source = new ContainerdContentSource(client);
   }
 
-  /** Commits a blob (containerd verifies `expected`), labelled with the GC references its content makes. */
-  async put(content: WriteContent, expected?: { digest: string; size?: number }): Promise<BlobInfo> {
-    const labels = content instanceof Uint8Array ? gcLabelsFor(content) : {};
-    const r = await this.client.content.write(content, expected, { labels });
+  /**
+   * Commits a blob (containerd verifies `expected`), labelled with the GC references its content
+   * makes and `labels` (both merged into the labels of a blob already stored).
+   */
+  async put(content: WriteContent, expected?: { digest: string; size?: number }, labels: Labels = {}): Promise<BlobInfo> {
+    const all = { ...(content instanceof Uint8Array ? gcLabelsFor(content) : {}), ...labels };
+    const r = await this.client.content.write(content, expected, { labels: all });
     return { digest: r.digest, size: r.size };
   }
 

@@ -8,7 +8,8 @@ export type { ContainerdErrorCode } from "./errors.js";
 export type { ContentInfo, ReadRange, WriteContent, WriteOptions, WriteResult } from "./content.js";
 export { nameFilter, targetDigestFilter } from "./images.js";
 export type { Image } from "./images.js";
-export { LEASE_EXPIRE_LABEL } from "./leases.js";
+export { LEASE_EXPIRE_LABEL, LEASE_TTL_MS, openLease, withLease } from "./leases.js";
+export type { OpenLease } from "./leases.js";
 export type { CreateLeaseOptions, Lease, LeaseResource } from "./leases.js";
 export type { Namespace } from "./namespaces.js";
 export type { SnapshotInfo, SnapshotKind, SnapshotUsage } from "./snapshots.js";
@@ -17,6 +18,6 @@ export { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.
 export { GC_REF_CONTENT, GC_ROOT, SOCI_INDEX_IMAGE_LABEL, gcLabelsFor, sociIndexPlatformLabel } from "./gc-labels.js";
 export { chainIds, unpackImage, unpackLayers, GC_REF_SNAPSHOT, SNAPSHOT_REF_LABEL } from "./unpack.js";
 export type { LayerOutcome, UnpackLayer, UnpackOptions, UnpackResult } from "./unpack.js";
-export { checkConvertDestination, convertInContainerd, createInContainerd, withLease } from "./soci-build.js";
+export { checkConvertDestination, convertInContainerd, createInContainerd } from "./soci-build.js";
 export type { ContainerdBuildOptions } from "./soci-build.js";
 export { containerdProtos, protoDir, PROTO_FILES, PROTO_OPTIONS } from "./proto.js";

@@ -2,7 +2,7 @@
 // `containerd-lease` header, see ContainerdClient.withLease) are safe from garbage collection
 // until the lease is deleted or expires.
 import { randomBytes } from "node:crypto";
-import type { CallOptions, Rpc } from "./client.js";
+import type { CallOptions, ContainerdClient, Rpc } from "./client.js";
 import { toDate, type Labels, type Timestamp } from "./types.js";
 
 /** containerd's label for a lease's expiry time (RFC 3339). */
@@ -75,5 +75,36 @@ export class LeasesService {
   async listResources(id: string, opts?: CallOptions): Promise<LeaseResource[]> {
     const res = await this.rpc.unary<unknown, { resources: LeaseResource[] }>("leases", "ListResources", { id }, opts);
     return res.resources.map((r) => ({ id: r.id, type: r.type }));
+  }
+}
+
+/** How long a lease lives if we die before deleting it (containerd's client default). */
+export const LEASE_TTL_MS = 24 * 3600_000;
+
+/** A client whose calls carry a fresh lease, and the deletion of that lease (never throws). */
+export interface OpenLease {
+  leased: ContainerdClient;
+  release(): Promise<void>;
+}
+
+/**
+ * Creates a lease in `client`'s namespace and returns a client whose writes it holds. The caller
+ * releases it once what it wrote is referenced (labelled) by something that keeps it alive.
+ */
+export async function openLease(client: ContainerdClient): Promise<OpenLease> {
+  const lease = await client.leases.create({ expiresInMs: LEASE_TTL_MS });
+  return {
+    leased: client.withLease(lease.id),
+    release: () => client.leases.delete(lease.id).catch(() => undefined),
+  };
+}
+
+/** Runs `f` with a client whose writes are held by a fresh lease, deleted afterwards. */
+export async function withLease<T>(client: ContainerdClient, f: (leased: ContainerdClient) => Promise<T>): Promise<T> {
+  const { leased, release } = await openLease(client);
+  try {
+    return await f(leased);
+  } finally {
+    await release();
   }
 }

@@ -7,7 +7,7 @@ import type { Descriptor, Platform } from "../formats/oci.js";
 import type { RegistryClient } from "../registry/client.js";
 import type { ContainerdClient } from "./client.js";
 import { gcLabelsFor } from "./gc-labels.js";
-import { withLease } from "./soci-build.js";
+import { withLease } from "./leases.js";
 import type { Labels } from "./types.js";
 import { unpackImage, type UnpackLayer, type UnpackResult } from "./unpack.js";
 import { resolvePull, type ResolvedPull } from "./resolve-pull.js";

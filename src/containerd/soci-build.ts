@@ -16,25 +16,13 @@ import {
 import type { ContainerdClient } from "./client.js";
 import { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
 import { SOCI_INDEX_IMAGE_LABEL, sociIndexPlatformLabel } from "./gc-labels.js";
-
-/** How long a build's lease lives if we die before deleting it (containerd's client default). */
-const LEASE_TTL_MS = 24 * 3600_000;
+import { withLease } from "./leases.js";
 
 export interface ContainerdBuildOptions extends BuildOptions, PlatformChoice {
   db: ArtifactsDb;
   pool: BuildPool;
   log(line: string): void;
   progress?: LayerProgress;
-}
-
-/** Runs `f` with a client whose writes are held by a fresh lease, deleted afterwards. */
-export async function withLease<T>(client: ContainerdClient, f: (leased: ContainerdClient) => Promise<T>): Promise<T> {
-  const lease = await client.leases.create({ expiresInMs: LEASE_TTL_MS });
-  try {
-    return await f(client.withLease(lease.id));
-  } finally {
-    await client.leases.delete(lease.id).catch(() => undefined);
-  }
 }
 
 function buildContext(leased: ContainerdClient, opts: ContainerdBuildOptions): BuildContext {

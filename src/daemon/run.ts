@@ -15,7 +15,7 @@ import { RegistryClient } from "../registry/client.js";
 import { RegistryAuthorizer } from "../registry/auth.js";
 import { resolverFromConfig } from "../registry/hosts.js";
 import { InflatePool } from "../wasm/pool.js";
-import { ContainerdClient } from "../containerd/client.js";
+import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 import { storeLayerBlob } from "../containerd/content-source.js";
 import { fileChunks } from "../fs/parallel-pull.js";
 
@@ -57,11 +57,8 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   // lived, so a small young generation is enough
   const pool = new InflatePool({ threads: 1, maxYoungGenerationSizeMb: 4 });
   const client = registryClientFor(cfg);
-  // parallel pull mode keeps the layers it downloads in containerd's content store
-  const parallel = cfg.pullModes.parallelPullUnpack;
-  const containerd = (parallel.enable || parallel.experimentalParallelPullAsFallback) && !parallel.discardUnpackedLayers
-    ? ContainerdClient.connect({ address: cfg.contentStore.containerdAddress })
-    : undefined;
+  // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
+  const containerd = contentStoreClientFor(cfg);
   const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
   const release = async () => {
     await remote.close({ unmount: false });
@@ -136,6 +133,16 @@ export function registryClientFor(cfg: SnapshotterConfig): RegistryClient {
   });
 }
 
+/**
+ * `[content_store] type = "containerd"`: a client of the containerd at `containerd_address` (its
+ * namespace is chosen per Prepare), where SOCI artifacts are kept; none for the SOCI store. It
+ * connects on first use.
+ */
+export function contentStoreClientFor(cfg: SnapshotterConfig): ContainerdClient | undefined {
+  if (cfg.contentStore.type !== "containerd") return undefined;
+  return ContainerdClient.connect({ address: containerdSocketPath(cfg.contentStore.containerdAddress) });
+}
+
 /** The lazy-loading half of the snapshotter, configured from the daemon config. */
 export function sociPreparerFor(
   cfg: SnapshotterConfig,
@@ -144,10 +151,10 @@ export function sociPreparerFor(
 ): SociPreparer {
   const bf = cfg.backgroundFetch;
   const p = cfg.pullModes.parallelPullUnpack;
-  const { containerd, ...common } = deps;
+  const containerd = deps.containerd;
   return new SociPreparer({
     root,
-    ...common,
+    ...deps,
     discovery: { v1: cfg.pullModes.sociV1.enable, v2: cfg.pullModes.sociV2.enable },
     minLayerSize: cfg.snapshotter.minLayerSize,
     mountTimeoutMs: cfg.mountTimeoutSec * 1000,

@@ -1,7 +1,8 @@
 // Finding an image's SOCI index and fetching its ztocs (SNAPSHOTTER.md §3.2–3.3): an explicit
 // index digest first, then the v2 link (manifest annotation), then — when enabled — v1 referrers
-// (referrers API or the `sha256-<hex>` fallback tag). Artifacts land in the local content store
-// (digest-verified on the way in) so later mounts of the same image need no network.
+// (referrers API or the `sha256-<hex>` fallback tag). Artifacts land in the artifact store (the
+// local content store, or containerd's: artifact-store.ts), digest-verified on the way in, so later
+// mounts of the same image need no network.
 import type { Descriptor } from "../formats/oci.js";
 import { parseManifest } from "../formats/oci.js";
 import {
@@ -13,8 +14,8 @@ import { parsePrefetchArtifact, type PrefetchArtifact } from "../formats/prefetc
 import type { RegistryClient } from "../registry/client.js";
 import { NotFoundError } from "../registry/errors.js";
 import type { ImageRef } from "../registry/types.js";
-import type { ContentStore } from "../store/content-store.js";
 import { isValidDigest } from "../store/digest.js";
+import type { ArtifactStore, PutOptions } from "./artifact-store.js";
 
 /** The image has no usable SOCI index: the snapshotter defers it to containerd (§2.4). */
 export class NoIndexError extends Error {
@@ -68,23 +69,27 @@ export async function findSociIndex(
   throw new NoIndexError(`no SOCI index found for image manifest ${manifest.digest}`);
 }
 
-/** Local copy first, else from the registry into the store (verified). */
-async function fetchArtifact(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor, manifest: boolean): Promise<Uint8Array> {
+/**
+ * Local copy first (trusted as is, its labels left alone), else from the registry into the store
+ * (verified). The SOCI index is fetched as a manifest and put with `index` set.
+ */
+async function fetchArtifact(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor, manifest: boolean): Promise<Uint8Array> {
   if (await store.exists(desc.digest)) return store.get(desc.digest);
   const bytes = manifest
     ? (await client.getManifest({ ...ref, tag: undefined, digest: desc.digest }, desc.size > 0 ? desc : undefined)).bytes
     : await client.getBlob(ref, desc.digest, { size: desc.size > 0 ? desc.size : undefined, verify: true });
-  await store.put(bytes, { digest: desc.digest, size: bytes.length });
+  const opts: PutOptions = manifest ? { index: true } : {};
+  await store.put(bytes, { digest: desc.digest, size: bytes.length }, opts);
   return bytes;
 }
 
-/** Fetches a blob artifact (a ztoc, a prefetch list) into the local store unless it is there. */
-export async function storeArtifact(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<void> {
+/** Fetches a blob artifact (a ztoc, a prefetch list) into the store unless it is there. */
+export async function storeArtifact(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor): Promise<void> {
   await fetchArtifact(client, ref, store, desc, false);
 }
 
-/** §3.3: the SOCI index document (stored locally), with its ztocs keyed by layer. */
-export async function fetchSociIndex(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<ResolvedIndex> {
+/** §3.3: the SOCI index document (stored in `store`), with its ztocs keyed by layer. */
+export async function fetchSociIndex(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor): Promise<ResolvedIndex> {
   let bytes: Uint8Array;
   try {
     bytes = await fetchArtifact(client, ref, store, desc, true);
@@ -104,7 +109,7 @@ export interface LayerZtoc {
   spanSize?: number;
 }
 
-export async function fetchZtoc(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor, layer: Descriptor): Promise<LayerZtoc> {
+export async function fetchZtoc(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor, layer: Descriptor): Promise<LayerZtoc> {
   const ztoc = decodeZtoc(await fetchArtifact(client, ref, store, desc, false));
   if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
     throw new Error(`ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`);
@@ -116,7 +121,7 @@ export async function fetchZtoc(client: RegistryClient, ref: ImageRef, store: Co
   return out;
 }
 
-export async function fetchPrefetch(client: RegistryClient, ref: ImageRef, store: ContentStore, desc: Descriptor): Promise<PrefetchArtifact> {
+export async function fetchPrefetch(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor): Promise<PrefetchArtifact> {
   return parsePrefetchArtifact(await fetchArtifact(client, ref, store, desc, false));
 }
 

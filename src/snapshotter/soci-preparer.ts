@@ -12,6 +12,8 @@ import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
 import { ContentStore } from "../store/content-store.js";
+import type { ContainerdClient } from "../containerd/client.js";
+import { ContainerdArtifactStore, openBatch, type ArtifactStore } from "../fs/artifact-store.js";
 import type { InflatePool } from "../wasm/pool.js";
 import { BackgroundFetcher, prefetchSpans } from "../fs/background-fetcher.js";
 import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
@@ -25,7 +27,7 @@ import { ParallelPuller, type ParallelPullOptions } from "../fs/parallel-pull.js
 import type { Labels } from "./snapshot-store.js";
 import type { SnapshotterLogger } from "./logger.js";
 import type { RemotePreparer, RemotePrepareRequest, RemotePrepareResult, RemoteRestoreRequest } from "./remote.js";
-import { LABEL_HAS_SOCI_INDEX_DIGEST } from "./remote.js";
+import { LABEL_HAS_SOCI_INDEX_DIGEST, LABEL_REMOTE_NAMESPACE } from "./remote.js";
 
 // §2.1 labels: the CRI/nerdctl dialect and the stargz dialect ctr-remote sends.
 export const LABEL_IMAGE_REF = "containerd.io/snapshot/cri.image-ref";
@@ -58,6 +60,11 @@ export interface PreparerMetrics {
 export interface SociPreparerOptions {
   /** The daemon root: `<root>/content` (artifacts: the store `soci create` writes, FORMATS §4.1), `<root>/soci/spancache`, statfs of `<root>/soci`. */
   root: string;
+  /**
+   * `[content_store] type = "containerd"`: SOCI artifacts go to this containerd's content store, in
+   * the namespace of each Prepare, instead of `<root>/content` (§3.3). The caller closes it.
+   */
+  containerd?: ContainerdClient;
   /** A registry client for an image host (mirrors, credentials, plain HTTP for localhost). */
   client: RegistryClient;
   pool: InflatePool;
@@ -95,6 +102,8 @@ interface LayerLabels {
   ref: ImageRef;
   imageRef: string;
   layerDigest: string;
+  /** The Prepare's namespace (`containerd.io/snapshot/remote/namespace`, which the snapshotter adds). */
+  namespace: string;
   manifestDigest?: string;
   indexDigest?: string;
   size?: number;
@@ -115,7 +124,10 @@ interface Mounted {
 }
 
 export class SociPreparer implements RemotePreparer {
-  private readonly store: Promise<ContentStore>;
+  /** `<root>/content`, opened unless artifacts go to containerd. */
+  private readonly localStore: Promise<ContentStore> | undefined;
+  /** containerd's content store per namespace (`[content_store] type = "containerd"`). */
+  private readonly containerdStores = new Map<string, ContainerdArtifactStore>();
   private readonly spanCache: SpanCache;
   private readonly images = new Map<string, Promise<ImageContext>>();
   /** stargz labels: (ref, layer) → the manifest holding the layer */
@@ -130,14 +142,14 @@ export class SociPreparer implements RemotePreparer {
   private readonly activity = new ReadActivity();
   /** Images with a mounted layer: the first mount of an image pauses background fetching. */
   private readonly mountedImages = new Set<string>();
-  /** Ztocs being fetched into the local store ahead of their layer's Prepare, by ztoc digest. */
+  /** Ztocs being fetched into the store ahead of their layer's Prepare, by storeKey + ztoc digest. */
   private readonly ztocFetches = new Map<string, Promise<void>>();
   /** FUSE operations per image (manifest digest) until their counts are emitted. */
   private readonly imageOps = new Map<string, Map<string, number>>();
   private readonly parallel: { mode: "primary" | "fallback"; puller: ParallelPuller; ready: Promise<void> } | undefined;
 
   constructor(private readonly opts: SociPreparerOptions) {
-    this.store = ContentStore.open(join(opts.root, "content"));
+    this.localStore = opts.containerd ? undefined : ContentStore.open(join(opts.root, "content"));
     // no in-memory span LRU: reads of spans on disk read only the bytes asked for, and the page
     // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
     this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
@@ -186,7 +198,7 @@ export class SociPreparer implements RemotePreparer {
     if (ztocDesc) {
       try {
         if (!this.mountedImages.has(ctx.manifest.digest)) this.countImageOps(ctx.manifest.digest);
-        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, index.prefetches.get(layer.digest), ctx.manifest.digest);
+        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, index.prefetches.get(layer.digest), ctx.manifest.digest, labels.namespace);
         if (!this.mountedImages.has(ctx.manifest.digest)) {
           this.mountedImages.add(ctx.manifest.digest);
           this.background?.pause();
@@ -258,7 +270,7 @@ export class SociPreparer implements RemotePreparer {
     const layer = ctx.layers.find((l) => l.digest === labels.layerDigest);
     const ztocDesc = layer && index.ztocs.get(layer.digest);
     if (!layer || !ztocDesc) throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
-    await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, undefined, ctx.manifest.digest);
+    await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, undefined, ctx.manifest.digest, labels.namespace);
   }
 
   async unmount(mountpoint: string): Promise<void> {
@@ -280,14 +292,14 @@ export class SociPreparer implements RemotePreparer {
     if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
   }
 
-  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor, prefetch?: Descriptor, image = ""): Promise<void> {
+  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor, prefetch: Descriptor | undefined, image: string, namespace: string): Promise<void> {
     const started = Date.now();
     const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
-    const store = await this.store;
+    const store = await this.storeFor(namespace);
     const fetcher = new RegistryBlobFetcher(this.opts.client, ref, layer.digest, layer.size);
     const resolveLayer = async () => {
       const t = Date.now();
-      await this.ztocFetches.get(ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
+      await this.ztocFetches.get(this.storeKey(namespace) + ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
       const z = await fetchZtoc(this.opts.client, ref, store, ztocDesc, layer);
       this.opts.metrics?.observeOperation(layer.digest, "ztoc_fetch", Date.now() - t);
       const reader = await createLayerReader({
@@ -362,7 +374,7 @@ export class SociPreparer implements RemotePreparer {
   }
 
   /** §4.6: the layer's prefetch artifact, resolved before the mount completes; failures only logged. */
-  private async prefetchLayer(ref: ImageRef, store: ContentStore, desc: Descriptor, reader: LayerReader): Promise<void> {
+  private async prefetchLayer(ref: ImageRef, store: ArtifactStore, desc: Descriptor, reader: LayerReader): Promise<void> {
     const log = this.opts.logger;
     const layer = reader.spans.digest;
     try {
@@ -402,7 +414,7 @@ export class SociPreparer implements RemotePreparer {
    */
   private async imageContext(labels: LayerLabels): Promise<ImageContext> {
     const manifest = labels.manifestDigest ? undefined : await this.manifestHolding(labels);
-    const key = `${labels.imageRef}@${labels.manifestDigest ?? manifest!.digest}`;
+    const key = `${this.storeKey(labels.namespace)}${labels.imageRef}@${labels.manifestDigest ?? manifest!.digest}`;
     let p = this.images.get(key);
     if (!p) {
       p = this.loadImage(labels, manifest);
@@ -418,15 +430,36 @@ export class SociPreparer implements RemotePreparer {
    * as soon as the index is known overlaps those fetches with each other and with the layers
    * before them, instead of one round trip (and transfer) per Prepare.
    */
-  private fetchZtocsAhead(ref: ImageRef, store: ContentStore, layers: Descriptor[], index: ResolvedIndex): void {
+  private fetchZtocsAhead(ref: ImageRef, store: ArtifactStore, namespace: string, layers: Descriptor[], index: ResolvedIndex): Promise<void> {
     const min = this.opts.minLayerSize ?? 0;
+    const started: Promise<void>[] = [];
     for (const layer of layers) {
       const desc = index.ztocs.get(layer.digest);
-      if (!desc || (min > 0 && layer.size < min) || this.ztocFetches.has(desc.digest)) continue;
-      const p = storeArtifact(this.opts.client, ref, store, desc).finally(() => this.ztocFetches.delete(desc.digest));
+      const key = this.storeKey(namespace) + (desc?.digest ?? "");
+      if (!desc || (min > 0 && layer.size < min) || this.ztocFetches.has(key)) continue;
+      const p = storeArtifact(this.opts.client, ref, store, desc).finally(() => this.ztocFetches.delete(key));
       p.catch(() => undefined); // the layer's Prepare fetches again and reports
-      this.ztocFetches.set(desc.digest, p);
+      this.ztocFetches.set(key, p);
+      started.push(p);
     }
+    return Promise.allSettled(started).then(() => undefined);
+  }
+
+  /** Where the artifacts of a Prepare in `namespace` are kept: `<root>/content`, or containerd's content store in that namespace. */
+  private async storeFor(namespace: string): Promise<ArtifactStore> {
+    const containerd = this.opts.containerd;
+    if (!containerd) return this.localStore!;
+    let store = this.containerdStores.get(namespace);
+    if (!store) {
+      store = new ContainerdArtifactStore(containerd.withNamespace(namespace));
+      this.containerdStores.set(namespace, store);
+    }
+    return store;
+  }
+
+  /** Keys what is cached per store: "" for `<root>/content` (shared by all namespaces), else `<namespace>/`. */
+  private storeKey(namespace: string): string {
+    return this.opts.containerd ? `${namespace}/` : "";
   }
 
   /** The platform manifest of `imageRef` holding the layer (stargz labels), cached per (ref, layer). */
@@ -465,10 +498,18 @@ export class SociPreparer implements RemotePreparer {
       const t = Date.now();
       const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
       this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });
-      const store = await this.store;
-      const found = await fetchSociIndex(client, labels.ref, store, desc);
+      // the index and the ztocs fetched ahead are written in one batch (one containerd lease),
+      // which ends once the ztocs are in: the index's GC labels keep them from then on
+      const batch = await openBatch(await this.storeFor(labels.namespace));
+      let found: ResolvedIndex;
+      try {
+        found = await fetchSociIndex(client, labels.ref, batch.store, desc);
+      } catch (e) {
+        await batch.done();
+        throw e;
+      }
       this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
-      this.fetchZtocsAhead(labels.ref, store, m.layers ?? [], found);
+      void this.fetchZtocsAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() => batch.done());
       return found;
     })();
     index.catch(() => undefined); // observed by prepare
@@ -489,7 +530,7 @@ export function layerLabels(labels: Labels): LayerLabels | undefined {
   } catch {
     return undefined;
   }
-  const out: LayerLabels = { ref, imageRef, layerDigest };
+  const out: LayerLabels = { ref, imageRef, layerDigest, namespace: labels[LABEL_REMOTE_NAMESPACE] || "default" };
   if (labels[LABEL_MANIFEST_DIGEST]) out.manifestDigest = labels[LABEL_MANIFEST_DIGEST];
   if (labels[LABEL_SOCI_INDEX_DIGEST]) out.indexDigest = labels[LABEL_SOCI_INDEX_DIGEST];
   const size = labels[LABEL_SOCI_SIZE];
