@@ -346,6 +346,7 @@ export class SociPreparer implements RemotePreparer {
     }
     this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", Date.now() - t);
     this.opts.metrics?.observeOperation(layer.digest, "mount", Date.now() - started);
+    this.opts.logger.debug("layer mounted", { layer: layer.digest, "resolve-ms": t - started, "fuse-mount-ms": Date.now() - t });
     this.mounted.set(mountpoint, { mount, reader, fetcher });
     this.opts.metrics?.addLayer?.(mountpoint, { digest: layer.digest, size: () => layer.size, fetchedSize: () => reader.state().fetchedSize });
     this.background?.add(reader.spans).catch(() => undefined);
