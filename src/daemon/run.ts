@@ -12,12 +12,13 @@ import { notifyReady } from "./sd-notify.js";
 import { serveMetrics, type MetricsServer, type SociMetrics } from "./metrics.js";
 import { SociPreparer } from "../snapshotter/soci-preparer.js";
 import { RegistryClient } from "../registry/client.js";
-import { RegistryAuthorizer } from "../registry/auth.js";
+import { DockerConfigCredentials, RegistryAuthorizer, type CredentialsProvider } from "../registry/auth.js";
 import { resolverFromConfig } from "../registry/hosts.js";
 import { InflatePool } from "../wasm/pool.js";
 import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 import { storeLayerBlob } from "../containerd/content-source.js";
 import { fileChunks } from "../fs/parallel-pull.js";
+import { CriImageService } from "../cri/image-service.js";
 
 export interface DaemonFlags {
   /** `--address`: a socket path, `unix://<path>` */
@@ -56,7 +57,9 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   // and each extra worker thread costs tens of MB of resident memory; a span's buffers are short-
   // lived, so a small young generation is enough
   const pool = new InflatePool({ threads: 1, maxYoungGenerationSizeMb: 4 });
-  const client = registryClientFor(cfg);
+  // [cri_keychain]: the kubelet's ImageService calls pass through us, PullImage leaves its credentials
+  const cri = cfg.criKeychain.enableKeychain ? new CriImageService({ backend: cfg.criKeychain.imageServicePath, logger }) : undefined;
+  const client = registryClientFor(cfg, cri?.credentials.provider);
   // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
   const containerd = contentStoreClientFor(cfg);
   const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
@@ -65,6 +68,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
     await pool.destroy();
     await client.close();
     containerd?.close();
+    cri?.close();
   };
   try {
     server = await startSnapshotterServer({
@@ -75,6 +79,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
       remote,
       allowInvalidMountsOnRestart: cfg.snapshotter.allowInvalidMountsOnRestart,
       skipOverlayCheck: cfg.skipCheckSnapshotterSupported,
+      ...(cri ? { extraServices: cri.services } : {}),
     });
   } catch (e) {
     logger.withError(e).fatal("failed to configure snapshotter");
@@ -112,17 +117,21 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   await pool.destroy();
   await client.close();
   containerd?.close();
+  cri?.close();
   logger.info("Exiting");
 }
 
-/** The registry client of the daemon: `[resolver]` mirrors, `[http]`/`[blob]` retries and timeouts, docker credentials. */
-export function registryClientFor(cfg: SnapshotterConfig): RegistryClient {
+/**
+ * The registry client of the daemon: `[resolver]` mirrors, `[http]`/`[blob]` retries and timeouts,
+ * docker credentials, then the CRI keychain's (`criCredentials`) when it is enabled.
+ */
+export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: CredentialsProvider): RegistryClient {
   const hosts: Record<string, unknown> = {};
   for (const [host, h] of Object.entries(cfg.resolver.host ?? {})) {
     hosts[host] = { mirrors: h.mirrors.map((m) => ({ host: m.host, insecure: m.insecure, request_timeout_sec: m.requestTimeoutSec })) };
   }
   return new RegistryClient({
-    authorizer: new RegistryAuthorizer({}),
+    authorizer: new RegistryAuthorizer(criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {}),
     hosts: resolverFromConfig({ host: hosts }),
     timeoutMs: cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
     connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,

@@ -18,8 +18,12 @@ export interface Credentials {
   identityToken?: string;
 }
 
-/** Looks up credentials for a registry host ("docker.io", "localhost:5000"). undefined = none. */
-export type CredentialsProvider = (host: string) => Promise<Credentials | undefined>;
+/**
+ * Looks up credentials for a registry host ("docker.io", "localhost:5000"). undefined = none.
+ * `scope.repository` names the repository the request is for, for sources that hold credentials
+ * per image (the CRI keychain); host-wide sources ignore it.
+ */
+export type CredentialsProvider = (host: string, scope?: { repository?: string }) => Promise<Credentials | undefined>;
 
 /** Raised for unusable config files or failing credential helpers; messages hold no secrets. */
 export class CredentialsError extends Error {

@@ -193,11 +193,11 @@ export class RegistryAuthorizer implements Authorizer {
     if (this.user) this.remember(this.user);
   }
 
-  /** Credentials for a host: `user` first, then each provider. */
-  async credentials(host: string): Promise<Credentials | undefined> {
+  /** Credentials for a host (and the repository a request is for): `user` first, then each provider. */
+  async credentials(host: string, scope?: { repository?: string }): Promise<Credentials | undefined> {
     if (this.user && (this.userHost === undefined || sameHost(this.userHost, host))) return this.user;
     for (const p of this.providers) {
-      const c = await p(host);
+      const c = await p(host, scope);
       if (c && (c.username || c.password || c.identityToken)) {
         this.remember(c);
         return c;
@@ -237,7 +237,7 @@ export class RegistryAuthorizer implements Authorizer {
       return true;
     }
     if (challenges.some((c) => c.scheme === "basic")) {
-      const creds = await this.credentials(scope.host);
+      const creds = await this.credentials(scope.host, { repository: scope.repository });
       if (!creds || (!creds.username && !creds.password)) return false;
       const header = `Basic ${Buffer.from(`${creds.username}:${creds.password}`, "utf8").toString("base64")}`;
       this.secrets.add(header.slice(6));
@@ -298,7 +298,7 @@ export class RegistryAuthorizer implements Authorizer {
   }
 
   private async requestScopes(scope: AuthScope, st: BearerChallenge, scopes: string[]): Promise<CachedToken> {
-    const creds = await this.credentials(scope.host);
+    const creds = await this.credentials(scope.host, { repository: scope.repository });
     const refresh = this.refreshTokens.get(hostKey(scope.host)) ?? creds?.identityToken;
     const started = this.now();
     let body: TokenResponse;

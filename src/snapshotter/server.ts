@@ -1,5 +1,6 @@
-// Serves the snapshots service on a unix socket (SNAPSHOTTER.md §1.4, §5.1): opens the
-// snapshotter under `root`, removes a stale socket, binds, and closes everything on request.
+// Serves the snapshots service (plus any extra services) on a unix socket (SNAPSHOTTER.md §1.4,
+// §5.1): opens the snapshotter under `root`, removes a stale socket, binds, and closes everything
+// on request.
 import * as grpc from "@grpc/grpc-js";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
@@ -29,6 +30,8 @@ export interface SnapshotterServerOptions {
   userxattr?: boolean;
   /** skip the startup check that overlayfs works under `root` */
   skipOverlayCheck?: boolean;
+  /** more gRPC services served on the same socket (the daemon's CRI ImageService proxy) */
+  extraServices?: ReadonlyArray<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }>;
 }
 
 export interface SnapshotterServer {
@@ -61,6 +64,7 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
     "grpc.max_send_message_length": MAX_MESSAGE,
   });
   server.addService(snapshotsService().service, snapshotsServiceImpl(snapshotter, logger));
+  for (const extra of opts.extraServices ?? []) server.addService(extra.definition, extra.implementation);
   let listener: NetServer | undefined;
   const where = opts.listenFd === undefined ? address : `fd ${opts.listenFd}`;
   try {

@@ -26,10 +26,11 @@ export interface SociDaemon {
   stop(signal: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnDaemon(opts: { address: string; root: string; config: string; logLevel?: string }): SociDaemon {
+export function spawnDaemon(opts: { address: string; root: string; config: string; logLevel?: string; env?: NodeJS.ProcessEnv }): SociDaemon {
   let output = "";
   const proc = spawn(DAEMON_BIN, ["--address", opts.address, "--root", opts.root, "--config", opts.config, "--log-level", opts.logLevel ?? "debug"], {
     stdio: ["ignore", "pipe", "pipe"],
+    ...(opts.env ? { env: opts.env } : {}),
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));
   // never leave a daemon behind if the test process ends early

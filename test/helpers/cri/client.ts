@@ -1,8 +1,9 @@
-// A small CRI ImageService client (runtime.v1, as the kubelet calls it) over containerd's gRPC
-// socket, where containerd's CRI plugin serves it. Loads ./api.proto with @grpc/proto-loader.
+// A small CRI ImageService client (runtime.v1, as the kubelet calls it) over a gRPC unix socket:
+// containerd's, where its CRI plugin serves it, or the snapshotter's, whose CRI keychain proxies it.
+// Uses the daemon's own copy of the cri-api proto (src/cri/api.proto).
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { fileURLToPath } from "node:url";
+import { criProtoPath } from "../../../src/cri/proto.js";
 
 export interface CriImage {
   id: string;
@@ -11,12 +12,23 @@ export interface CriImage {
   size: number;
 }
 
+/** runtime.v1.AuthConfig */
+export interface CriAuth {
+  username?: string;
+  password?: string;
+  auth?: string;
+  server_address?: string;
+  identity_token?: string;
+  registry_token?: string;
+}
+
 export interface CriImageClient {
-  pullImage(image: string, opts?: { auth?: { username: string; password: string }; sandbox?: { name: string; namespace: string; uid: string } }): Promise<string>;
+  pullImage(image: string, opts?: { auth?: CriAuth; sandbox?: { name: string; namespace: string; uid: string } }): Promise<string>;
   /** `null` when the runtime does not have the image */
   imageStatus(image: string): Promise<CriImage | null>;
   listImages(image?: string): Promise<CriImage[]>;
   removeImage(image: string): Promise<void>;
+  imageFsInfo(): Promise<{ image_filesystems: Array<{ timestamp: number; fs_id: { mountpoint: string } | null; used_bytes: { value: number } | null; inodes_used: { value: number } | null }> }>;
   close(): void;
 }
 
@@ -24,9 +36,10 @@ type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err:
 
 let ctor: grpc.ServiceClientConstructor | undefined;
 
-function imageServiceClient(): grpc.ServiceClientConstructor {
+/** The runtime.v1.ImageService client constructor (snake_case fields, 64-bit integers as numbers). */
+export function imageServiceClient(): grpc.ServiceClientConstructor {
   if (ctor) return ctor;
-  const pkg = loadSync(fileURLToPath(new URL("./api.proto", import.meta.url)), {
+  const pkg = loadSync(criProtoPath(), {
     keepCase: true,
     longs: Number,
     enums: String,
@@ -37,7 +50,7 @@ function imageServiceClient(): grpc.ServiceClientConstructor {
   return ctor;
 }
 
-/** `socket`: containerd's gRPC socket path. Calls time out after `timeoutMs` (default 120 s). */
+/** `socket`: a gRPC socket path. Calls time out after `timeoutMs` (default 120 s). */
 export function criImageClient(socket: string, timeoutMs = 120_000): CriImageClient {
   const Client = imageServiceClient();
   const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as Record<string, Unary> & grpc.Client;
@@ -64,6 +77,7 @@ export function criImageClient(socket: string, timeoutMs = 120_000): CriImageCli
     async removeImage(image) {
       await call("RemoveImage", { image: { image } });
     },
+    imageFsInfo: () => call("ImageFsInfo", {}),
     close: () => client.close(),
   };
 }

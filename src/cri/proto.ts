@@ -1,0 +1,47 @@
+// Loads ./api.proto (the CRI ImageService, runtime.v1) at run time. tsc does not copy .proto files
+// into dist/, so it is found relative to the package root (the directory holding package.json),
+// from src/ (vitest, tsx) and from dist/ alike.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { loadSync, type Options } from "@grpc/proto-loader";
+
+/** The service as the kubelet calls it. containerd 1.6 also serves the same API as `runtime.v1alpha2`. */
+export const IMAGE_SERVICE_V1 = "runtime.v1.ImageService";
+export const IMAGE_SERVICE_V1ALPHA2 = "runtime.v1alpha2.ImageService";
+/** The ImageService RPCs, in api.proto's order. */
+export const IMAGE_SERVICE_METHODS = ["ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"] as const;
+export type ImageServiceMethod = (typeof IMAGE_SERVICE_METHODS)[number];
+
+/**
+ * Messages in JS as cri-api names them: snake_case fields (`server_address`), 64-bit integers as
+ * decimal strings (an image size may pass 2^53 only in theory, but nothing here does arithmetic on
+ * them), enums as names, every field present with its default.
+ */
+export const CRI_PROTO_OPTIONS: Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+
+/** `<package root>/src/cri/api.proto` */
+export function criProtoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, "package.json"))) return join(dir, "src", "cri", "api.proto");
+    const up = dirname(dir);
+    if (up === dir) throw new Error("CRI proto: no package.json above " + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+let cached: grpc.ServiceClientConstructor | undefined;
+
+/**
+ * `runtime.v1.ImageService`: its `.service` holds each method's (de)serializers, the constructor
+ * itself is a client.
+ */
+export function imageService(): grpc.ServiceClientConstructor {
+  if (cached) return cached;
+  const pkg = loadSync(criProtoPath(), CRI_PROTO_OPTIONS);
+  const def = grpc.loadPackageDefinition(pkg) as unknown as { runtime: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+  cached = def.runtime.v1.ImageService;
+  return cached;
+}
