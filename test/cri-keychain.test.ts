@@ -84,19 +84,21 @@ describe("CriCredentials", () => {
     for (const h of ["docker.io", "registry-1.docker.io", "index.docker.io"]) expect(c.lookup(h)).toEqual({ username: "hub", password: "pw" });
   });
 
-  it("prefers the repository asked for, then the newest pull from the host", () => {
+  it("answers a repository with its own newest pull only; a host-wide question with the host's newest", () => {
     const c = new CriCredentials();
     c.remember("reg.example.com/a:1", { username: "a", password: "1" });
     c.remember("reg.example.com/b:1", { username: "b", password: "1" });
     expect(c.lookup("reg.example.com")).toEqual({ username: "b", password: "1" });
     expect(c.lookup("reg.example.com", { repository: "a" })).toEqual({ username: "a", password: "1" });
-    expect(c.lookup("reg.example.com", { repository: "c" })).toEqual({ username: "b", password: "1" });
+    // another repository's pull secret never serves this one
+    expect(c.lookup("reg.example.com", { repository: "c" })).toBeUndefined();
     // a new pull of a makes it the newest
     c.remember("reg.example.com/a:2", { username: "a", password: "2" });
     expect(c.lookup("reg.example.com")).toEqual({ username: "a", password: "2" });
     // entries whose server_address names another host are skipped
     c.remember("reg.example.com/d:1", { username: "d", password: "1", server_address: "https://elsewhere.example.com" });
-    expect(c.lookup("reg.example.com", { repository: "d" })).toEqual({ username: "a", password: "2" });
+    expect(c.lookup("reg.example.com", { repository: "d" })).toBeUndefined();
+    expect(c.lookup("reg.example.com", { repository: "a" })).toEqual({ username: "a", password: "2" });
   });
 
   it("a pull without credentials replaces the reference's; forget() takes any spelling of the reference", () => {
@@ -130,7 +132,7 @@ describe("CriCredentials", () => {
     const c = new CriCredentials({ maxEntries: 2 });
     for (const r of ["a", "b", "c"]) c.remember(`reg.example.com/${r}:1`, { username: r, password: "p" });
     expect(c.size).toBe(2);
-    expect(c.lookup("reg.example.com", { repository: "a" })).toEqual({ username: "c", password: "p" });
+    expect(c.lookup("reg.example.com", { repository: "a" })).toBeUndefined();
     expect(c.lookup("reg.example.com", { repository: "b" })).toEqual({ username: "b", password: "p" });
   });
 
@@ -312,7 +314,7 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     expect(err.metadata.get("x-backend-detail")).toEqual(["no such tag"]);
     expect(seen.at(-1)!.credsDuringCall).toEqual({ username: "m", password: "pw" });
     expect(cri.credentials.size).toBe(before);
-    expect(cri.credentials.lookup("reg.example.com", { repository: "m" })).toEqual({ username: "u", password: "s3cret" });
+    expect(cri.credentials.lookup("reg.example.com", { repository: "m" })).toBeUndefined();
   });
 
   it("a cancelled call is cancelled at the backend too", async () => {
@@ -354,7 +356,8 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     await call("RemoveImage", { image: { image: ID } });
     expect(seen.slice(-2).map((s) => s.path)).toEqual(["/runtime.v1.ImageService/ImageStatus", "/runtime.v1.ImageService/RemoveImage"]);
     expect(cri.credentials.size).toBe(2);
-    expect(cri.credentials.lookup("reg.example.com", { repository: "a" })).toEqual({ username: "other", password: "pw" });
+    expect(cri.credentials.lookup("reg.example.com", { repository: "a" })).toBeUndefined();
+    expect(cri.credentials.lookup("reg.example.com", { repository: "other" })).toEqual({ username: "other", password: "pw" });
     // by name
     await call("RemoveImage", { image: { image: "reg.example.com/other:1" } });
     expect(cri.credentials.size).toBe(1);

@@ -1,9 +1,9 @@
 // The CRI keychain (SNAPSHOTTER.md §5.4, reference service/keychain/cri and
 // service/resolver/cri.go ParseAuth): the registry credentials the kubelet sends with each
 // PullImage, remembered per normalized image reference (`docker.io/library/busybox:latest`) until
-// RemoveImage, in memory only. The daemon's registry client asks for a host (and the repository it
-// is fetching from); the newest remembered pull from that host answers, one of the same repository
-// first. An AuthConfig whose `server_address` names another host is not used for this one.
+// RemoveImage, in memory only. The daemon's registry client asks for a host and the repository it
+// is fetching from; the newest remembered pull of that repository answers. An AuthConfig whose
+// `server_address` names another host is not used for this one.
 //
 // Secrets (passwords, `auth`, identity tokens) are never logged and never put in errors.
 import { isDockerHub, type Credentials, type CredentialsProvider } from "../registry/auth-docker-config.js";
@@ -154,15 +154,16 @@ export class CriCredentials {
   }
 
   /**
-   * Credentials for a registry host: from the newest remembered pull of `repository` on that host
-   * when there is one that applies, else from the newest pull of any repository on it.
+   * Credentials for a registry host: from the newest remembered pull of `repository` on that host.
+   * As in the reference, which keys them by image, a pull's credentials serve only its own
+   * repository: one pod's pull secret never fetches another image. Without a repository (a
+   * host-wide question), the newest pull from the host answers.
    */
   lookup(host: string, scope?: { repository?: string }): Credentials | undefined {
     const h = hostKey(host);
-    const candidates = [...this.entries.values()].filter((e) => e.host === h).reverse();
     const repo = scope?.repository;
-    const ordered = repo ? [...candidates.filter((e) => e.repository === repo), ...candidates.filter((e) => e.repository !== repo)] : candidates;
-    for (const e of ordered) {
+    const candidates = [...this.entries.values()].filter((e) => e.host === h && (repo === undefined || e.repository === repo)).reverse();
+    for (const e of candidates) {
       const c = credentialsFromAuthConfig(e.auth, host);
       if (c && (c.username || c.password || c.identityToken)) return c;
     }
