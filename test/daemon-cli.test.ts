@@ -125,7 +125,7 @@ describe("soci-snapshotter-grpc serving", () => {
     const dir = await mkdtemp(join(tmpdir(), "soci-cli-run-"));
     const metricsSock = join(dir, "metrics", "m.sock");
     const grpcSock = join(dir, "run", "soci.sock");
-    const config = await tempConfig(`metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n`);
+    const config = await tempConfig(`metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n[kubeconfig_keychain]\nenable_keychain = true\n`);
     const child = spawn("node", [BIN, "--root", join(dir, "root")], {
       env: { ...process.env, SOCI_SNAPSHOTTER_CONFIG: config, SOCI_SNAPSHOTTER_ADDRESS: grpcSock, SOCI_SNAPSHOTTER_LOG_LEVEL: "debug" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -165,6 +165,8 @@ describe("soci-snapshotter-grpc serving", () => {
     const msgs = lines.map((l) => l.msg);
     expect(msgs[0]).toBe("starting soci-snapshotter-grpc");
     expect(lines.find((l) => l.msg === "soci-snapshotter-grpc successfully started")?.address).toBe(grpcSock);
+    // a setting this daemon cannot honour is said so, not silently ignored
+    expect(lines.find((l) => l.msg.startsWith("kubeconfig_keychain is not supported"))?.level).toBe("warning");
     expect(msgs).toContain("Got interrupt");
     expect(msgs).toContain("Closing the snapshotter"); // debug level from SOCI_SNAPSHOTTER_LOG_LEVEL
     expect(msgs.at(-1)).toBe("Exiting");

@@ -96,6 +96,10 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
     throw e;
   }
   if (cfg.debugAddress !== "") logger.warn("debug_address is set but this daemon has no debug endpoint", { address: cfg.debugAddress });
+  if (cfg.kubeconfigKeychain.enableKeychain) {
+    logger.warn("kubeconfig_keychain is not supported by this daemon: credentials come from the docker config and, when enabled, the CRI keychain");
+  }
+  if (cfg.filesystemCacheType === "memory") logger.warn("filesystem_cache_type = \"memory\" is not supported by this daemon: spans are cached on disk under the root");
 
   logger.info("soci-snapshotter-grpc successfully started", { address });
   await notifyReady(logger);
