@@ -4,6 +4,7 @@
 // layers started by the first request, and the failure paths (wrong diff ID, a decompressor that
 // fails, a removed image) leave nothing in `<root>/unpack`.
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -107,6 +108,35 @@ describe("ParallelPuller", () => {
       const data = img.layers[1]!;
       const ranged = registry.requests.slice(before).filter((r) => r.startsWith(`GET /v2/${REPO}/blobs/${data.digest} 206`));
       expect(ranged).toHaveLength(Math.ceil(data.size / (256 << 10)));
+      expect(await unpackEntries(root)).toEqual([]);
+    } finally {
+      await puller.close();
+    }
+  });
+
+  it("streams a whole-layer request through the unpacker and hands the stored blob over intact", async () => {
+    const root = join(dir, "stream");
+    const stored: string[] = [];
+    const puller = new ParallelPuller({
+      root,
+      client,
+      storeLayer: async (namespace, layer, file) => {
+        const bytes = await readFile(file);
+        stored.push(`${namespace} ${layer.digest} sha256:${createHash("sha256").update(bytes).digest("hex")} ${bytes.length}`);
+      },
+    });
+    await puller.start();
+    try {
+      const before = registry.requests.length;
+      const into = join(root, "snap");
+      await mkdir(into, { recursive: true });
+      await puller.pullLayer(image(`${img.manifestDigest}-stream`, diffIds), 2, into);
+      const requests = registry.requests.slice(before);
+      expect(await tarView(into)).toEqual(await groundTruth(2));
+      const layer = img.layers[2]!;
+      expect(stored).toEqual([`default ${layer.digest} ${layer.digest} ${layer.size}`]);
+      // one plain GET of the blob, no ranges
+      expect(requests.filter((r) => r.includes(`/blobs/${layer.digest} `))).toEqual([`GET /v2/${REPO}/blobs/${layer.digest} 200`]);
       expect(await unpackEntries(root)).toEqual([]);
     } finally {
       await puller.close();

@@ -3,10 +3,11 @@
 // image starts a job for its layer and for every later layer of the manifest; each layer's
 // Prepare then claims its job, waits for it and moves the unpacked tree into its snapshot.
 //
-// A layer is downloaded into `<root>/unpack/<id>/blob` (in ranged chunks, several at a time, when
-// a chunk size is set), optionally handed to containerd's content store, then unpacked into
-// `<root>/unpack/<id>/fs` with both digests checked (the layer digest and the diff ID). Downloads and
-// unpacks are bounded per image and daemon-wide. A failed layer cancels its whole image; so does
+// A layer is unpacked into `<root>/unpack/<id>/fs` with both digests checked (the layer digest and
+// the diff ID): streamed from one request straight through the unpacker, or, when a chunk size is
+// set, first downloaded in ranged chunks (several at a time) into `<root>/unpack/<id>/blob`. The
+// blob is kept in containerd's content store unless it is to be discarded. Downloads and unpacks
+// are bounded per image and daemon-wide. A failed layer cancels its whole image; so does
 // removing one of the image's snapshots. `<root>/unpack` is wiped when the puller starts, and a
 // timer drops jobs nobody claimed for two hours and directories no job owns.
 import { spawn } from "node:child_process";
@@ -213,44 +214,41 @@ export class ParallelPuller {
 
   private async fetchAndUnpack(image: ParallelImage, job: ImageJob, layer: Descriptor, diffId: string | undefined, dir: string): Promise<string> {
     const signal = job.abort.signal;
-    const log = this.opts.logger;
     const started = Date.now();
     await mkdir(dir, { recursive: true });
     const blob = join(dir, "blob");
-    await this.download(image.ref, layer, blob, [job.downloads, this.downloads], signal);
-    signal.throwIfAborted();
-    log?.debug("parallel pull: layer downloaded", { layer: layer.digest, size: layer.size, ms: Date.now() - started });
-    if (this.opts.storeLayer) await this.opts.storeLayer(image.namespace, layer, blob);
     const tree = join(dir, "fs");
-    await bounded([job.unpacks, this.unpacks], () => this.unpack(layer, blob, tree, diffId, signal));
+    const chunk = this.opts.chunkSize ?? 0;
+    const store = this.opts.storeLayer;
+    if (chunk > 0 && layer.size > chunk) {
+      // ranged requests in parallel into a file, unpacked once all have arrived
+      await this.downloadChunks(image.ref, layer, blob, chunk, [job.downloads, this.downloads], signal);
+      signal.throwIfAborted();
+      await bounded([job.unpacks, this.unpacks], () => this.unpack(layer, fileChunks(blob), tree, diffId, signal));
+    } else {
+      // one request streamed through the unpacker: the unpack keeps pace with the download instead
+      // of starting after it (kept in a file only when the blob is to be stored)
+      await bounded([job.unpacks, this.unpacks, job.downloads, this.downloads], async () => {
+        const body = this.opts.client.blobStream(image.ref, layer.digest, { size: layer.size });
+        await this.unpack(layer, store ? teeToFile(body, blob) : body, tree, diffId, signal);
+      });
+    }
+    if (store) await store(image.namespace, layer, blob);
     await rm(blob, { force: true });
     const tool = this.opts.decompressors?.[compressionOf(layer.mediaType)];
-    log?.debug("parallel pull: layer unpacked", { layer: layer.digest, ms: Date.now() - started, decompressor: tool?.path ?? "built-in" });
+    this.opts.logger?.debug("parallel pull: layer unpacked", { layer: layer.digest, ms: Date.now() - started, decompressor: tool?.path ?? "built-in" });
     return tree;
   }
 
-  /** The blob into `file`: one streamed request, or ranged chunks written at their offsets. */
-  private async download(ref: ImageRef, layer: Descriptor, file: string, sems: (Semaphore | undefined)[], signal: AbortSignal): Promise<void> {
-    const client = this.opts.client;
-    const chunk = this.opts.chunkSize ?? 0;
+  /** The blob into `file` in ranged chunks, several at a time, each written at its offset (checked by the unpack). */
+  private async downloadChunks(ref: ImageRef, layer: Descriptor, file: string, chunk: number, sems: (Semaphore | undefined)[], signal: AbortSignal): Promise<void> {
     const fh = await open(file, "w", 0o600);
     try {
-      if (chunk <= 0 || layer.size <= chunk) {
-        await bounded(sems, async () => {
-          let pos = 0;
-          for await (const bytes of client.blobStream(ref, layer.digest, { size: layer.size })) {
-            signal.throwIfAborted();
-            await writeAt(fh, bytes, pos);
-            pos += bytes.byteLength;
-          }
-        });
-        return;
-      }
       const starts: number[] = [];
       for (let s = 0; s < layer.size; s += chunk) starts.push(s);
       await Promise.all(starts.map((start) => bounded(sems, async () => {
         signal.throwIfAborted();
-        const bytes = await client.fetchRange(ref, layer.digest, start, Math.min(start + chunk, layer.size));
+        const bytes = await this.opts.client.fetchRange(ref, layer.digest, start, Math.min(start + chunk, layer.size));
         await writeAt(fh, bytes, start);
       })));
     } finally {
@@ -258,17 +256,32 @@ export class ParallelPuller {
     }
   }
 
-  /** Unpacks the downloaded blob; an external decompressor, when configured for its media type, inflates it. */
-  private async unpack(layer: Descriptor, blob: string, tree: string, diffId: string | undefined, signal: AbortSignal): Promise<void> {
+  /** Unpacks the blob's bytes; an external decompressor, when configured for its media type, inflates them. */
+  private async unpack(layer: Descriptor, source: AsyncIterable<Uint8Array>, tree: string, diffId: string | undefined, signal: AbortSignal): Promise<void> {
     const kind = compressionOf(layer.mediaType);
     const tool = this.opts.decompressors?.[kind];
     const opts: UnpackOptions = { diffId, signal };
     if (!tool) {
       if (kind !== "gzip" && kind !== "uncompressed") throw new Error(`layer ${layer.digest}: no decompressor for ${layer.mediaType}`);
-      await unpackLayer(fileChunks(blob), tree, { ...opts, digest: layer.digest, compression: kind });
+      await unpackLayer(source, tree, { ...opts, digest: layer.digest, compression: kind });
       return;
     }
-    await unpackWithTool(tool, layer, blob, tree, opts);
+    await unpackWithTool(tool, layer, source, tree, opts);
+  }
+}
+
+/** Passes `source` through, writing every chunk to `file` on the way. */
+async function* teeToFile(source: AsyncIterable<Uint8Array>, file: string): AsyncGenerator<Uint8Array> {
+  const fh = await open(file, "w", 0o600);
+  try {
+    let pos = 0;
+    for await (const bytes of source) {
+      await writeAt(fh, bytes, pos);
+      pos += bytes.byteLength;
+      yield bytes;
+    }
+  } finally {
+    await fh.close();
   }
 }
 
@@ -278,10 +291,10 @@ export async function* fileChunks(file: string): AsyncGenerator<Uint8Array> {
 }
 
 /**
- * The blob through `tool` (its stdin; the tar comes out of its stdout): the layer digest is
- * checked on the way in, the diff ID by the unpack.
+ * The blob's bytes through `tool` (its stdin; the tar comes out of its stdout): the layer digest
+ * is checked on the way in, the diff ID by the unpack.
  */
-async function unpackWithTool(tool: Decompressor, layer: Descriptor, blob: string, tree: string, opts: UnpackOptions): Promise<void> {
+async function unpackWithTool(tool: Decompressor, layer: Descriptor, source: AsyncIterable<Uint8Array>, tree: string, opts: UnpackOptions): Promise<void> {
   const child = spawn(tool.path, tool.args, { stdio: ["pipe", "pipe", "pipe"], shell: false });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-2000)));
@@ -293,7 +306,7 @@ async function unpackWithTool(tool: Decompressor, layer: Descriptor, blob: strin
   child.stdin.on("error", () => undefined); // a tool that stops reading is reported by its exit status
   const feed = (async () => {
     try {
-      for await (const chunk of fileChunks(blob)) {
+      for await (const chunk of source) {
         hash.update(chunk);
         if (child.stdin.destroyed) throw new Error(`${tool.path} stopped reading its input`);
         if (!child.stdin.write(chunk)) {

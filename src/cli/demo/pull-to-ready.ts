@@ -2,6 +2,8 @@
 // then the clock runs from the start of the pull until the container prints its ready line.
 //   overlayfs: `ctr images pull --plain-http <ref>` (containerd's default snapshotter), `ctr run`
 //   soci:      `soci image rpull --plain-http <ref>` (layers mounted lazily), `ctr run --snapshotter soci`
+//   parallel:  the same against a daemon in parallel pull mode (every layer downloaded and unpacked
+//              by the daemon, unpacks overlapping downloads), for images without a SOCI index
 // The registry is reached through a shaping proxy whose byte counter tells what crossed the link.
 import { execFile, type ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
@@ -13,7 +15,10 @@ import type { ShapingProxy } from "./shaping-proxy.js";
 
 const execFileP = promisify(execFile);
 
-export type Mode = "overlayfs" | "soci";
+export type Mode = "overlayfs" | "soci" | "parallel";
+
+/** The daemon's config in parallel pull mode (the blobs are not kept: no content store to point at). */
+const PARALLEL_CONFIG = "[pull_modes.parallel_pull_unpack]\nenable = true\ndiscard_unpacked_layers = true\n";
 
 export interface PullToReadyOptions {
   mode: Mode;
@@ -83,14 +88,15 @@ export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReady
   try {
     await mkdir(opts.dir, { recursive: true });
     let daemon: Daemon | undefined;
-    if (opts.mode === "soci") daemon = await startDaemon(join(opts.dir, "d"), cleanup, { configToml: opts.daemonConfig });
+    const ours = opts.mode !== "overlayfs";
+    if (ours) daemon = await startDaemon(join(opts.dir, "d"), cleanup, { configToml: opts.mode === "parallel" ? `${opts.daemonConfig ?? ""}\n${PARALLEL_CONFIG}` : opts.daemonConfig });
     const ctd = await startContainerd(join(opts.dir, "c"), cleanup, daemon ? { sociSocket: daemon.socket } : {});
-    const snap = opts.mode === "soci" ? ["--snapshotter", "soci"] : [];
+    const snap = ours ? ["--snapshotter", "soci"] : [];
 
     opts.proxy.resetCounters();
     const t0 = performance.now();
     let pullSummary: string | undefined;
-    if (opts.mode === "soci") {
+    if (ours) {
       const r = await execFileP(process.execPath, [SOCI_BIN, "--address", ctd.socket, "image", "rpull", "--plain-http", opts.ref], { maxBuffer: 16 << 20 })
         .catch((e: Error & { stderr?: string }) => {
           throw new Error(`soci image rpull: ${e.stderr?.trim() || e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
