@@ -24,7 +24,8 @@ import * as grpc from "@grpc/grpc-js";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startTokenServer, type TokenServer } from "./helpers/token-server.js";
 import { makeSigningCert } from "./helpers/tls-certs.js";
-import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import type { Containerd } from "./helpers/containerd.js";
+import { startCriContainerd } from "./helpers/cri/containerd.js";
 import { criImageClient, imageServiceClient, type CriImage, type CriImageClient } from "./helpers/cri/client.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
 import { SOCI_BIN, fuseMountsUnder, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
@@ -153,29 +154,8 @@ beforeAll(async () => {
     { env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } })));
   for (const img of Object.values(images)) expect(lazyLayers(img)).toHaveLength(2);
 
-  const cniDir = join(dir, "cni");
-  await mkdir(join(cniDir, "net.d"), { recursive: true });
-  await mkdir(join(cniDir, "bin"), { recursive: true });
-  const q = JSON.stringify;
   // containerd first: the daemon's CRI keychain needs its socket path (the proxy plugin dials later)
-  ctd = await startContainerd({
-    cri: true,
-    startTimeoutMs: 60_000,
-    proxyPlugins: { soci: { address: sock() } },
-    extraConfig: [
-      `[plugins."io.containerd.grpc.v1.cri"]`,
-      `  stream_server_address = "127.0.0.1"`,
-      `  stream_server_port = "0"`,
-      `[plugins."io.containerd.grpc.v1.cri".containerd]`,
-      `  snapshotter = "soci"`,
-      `  disable_snapshot_annotations = false`,
-      `[plugins."io.containerd.grpc.v1.cri".cni]`,
-      `  bin_dir = ${q(join(cniDir, "bin"))}`,
-      `  conf_dir = ${q(join(cniDir, "net.d"))}`,
-      `[plugins."io.containerd.grpc.v1.cri".registry.mirrors.${q(registry.host)}]`,
-      `  endpoint = [${q(`http://${registry.host}`)}]`,
-    ].join("\n"),
-  });
+  ctd = await startCriContainerd({ dir, sociSocket: sock(), registryHost: registry.host });
   direct = criImageClient(ctd.socket);
   await startDaemon(false);
   viaSoci = criImageClient(sock());

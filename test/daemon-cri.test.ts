@@ -12,7 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
-import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import type { Containerd } from "./helpers/containerd.js";
+import { startCriContainerd } from "./helpers/cri/containerd.js";
 import { criImageClient, type CriImageClient } from "./helpers/cri/client.js";
 import { SOCI_BIN, addLayer, busyboxLayer, fuseMountsUnder, initLayout, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
 
@@ -69,32 +70,7 @@ beforeAll(async () => {
   daemon = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml") });
   await daemon.ready;
 
-  const cniDir = join(dir, "cni");
-  await mkdir(join(cniDir, "net.d"), { recursive: true });
-  await mkdir(join(cniDir, "bin"), { recursive: true });
-  const q = JSON.stringify;
-  ctd = await startContainerd({
-    cri: true,
-    startTimeoutMs: 60_000,
-    proxyPlugins: { soci: { address: sock() } },
-    // The CRI plugin as a kubelet node would configure it for SOCI, plus what it needs to start
-    // here: a private (empty) CNI config dir instead of /etc/cni (image pulls need no network),
-    // the streaming server on loopback with a free port, and the local registry as a plain-HTTP
-    // mirror of itself (the CRI plugin's resolver does not use the registry client of ctr).
-    extraConfig: [
-      `[plugins."io.containerd.grpc.v1.cri"]`,
-      `  stream_server_address = "127.0.0.1"`,
-      `  stream_server_port = "0"`,
-      `[plugins."io.containerd.grpc.v1.cri".containerd]`,
-      `  snapshotter = "soci"`,
-      `  disable_snapshot_annotations = false`,
-      `[plugins."io.containerd.grpc.v1.cri".cni]`,
-      `  bin_dir = ${q(join(cniDir, "bin"))}`,
-      `  conf_dir = ${q(join(cniDir, "net.d"))}`,
-      `[plugins."io.containerd.grpc.v1.cri".registry.mirrors.${q(registry.host)}]`,
-      `  endpoint = [${q(`http://${registry.host}`)}]`,
-    ].join("\n"),
-  });
+  ctd = await startCriContainerd({ dir, sociSocket: sock(), registryHost: registry.host });
   cri = criImageClient(ctd.socket);
 }, 240_000);
 

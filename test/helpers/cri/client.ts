@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { criProtoPath } from "../../../src/cri/proto.js";
+import type { CriAuthConfig } from "../../../src/cri/credentials.js";
 
 export interface CriImage {
   id: string;
@@ -13,14 +14,7 @@ export interface CriImage {
 }
 
 /** runtime.v1.AuthConfig */
-export interface CriAuth {
-  username?: string;
-  password?: string;
-  auth?: string;
-  server_address?: string;
-  identity_token?: string;
-  registry_token?: string;
-}
+export type CriAuth = CriAuthConfig;
 
 export interface CriImageClient {
   pullImage(image: string, opts?: { auth?: CriAuth; sandbox?: { name: string; namespace: string; uid: string } }): Promise<string>;
