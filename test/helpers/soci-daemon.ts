@@ -112,11 +112,17 @@ export async function busyboxLayer(rootfs: string): Promise<void> {
   for (const tool of ["sh", "cat", "sha256sum", "ls", "find", "sort", "wc", "head"]) await symlink("busybox", join(rootfs, "bin", tool));
 }
 
-/** containerd redials a restarted proxy plugin with backoff: wait until the snapshotter answers through it. */
+/**
+ * containerd redials a restarted proxy plugin with backoff: wait until the snapshotter answers
+ * through it. The probe must reach the daemon: `ctr snapshots ls` is answered from containerd's own
+ * metadata, so a Prepare (and Remove) of a throwaway snapshot is used instead.
+ */
 export async function waitForSnapshotter(ctr: (args: string[]) => Promise<unknown>): Promise<void> {
   for (let i = 0; ; i++) {
+    const key = `wait-probe-${randomBytes(6).toString("hex")}`;
     try {
-      await ctr(["snapshots", "--snapshotter", "soci", "ls"]);
+      await ctr(["snapshots", "--snapshotter", "soci", "prepare", key]);
+      await ctr(["snapshots", "--snapshotter", "soci", "rm", key]);
       return;
     } catch (e) {
       if (i >= 150) throw e;

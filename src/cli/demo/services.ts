@@ -155,7 +155,19 @@ export async function startContainerd(dir: string, cleanup: Cleanup, opts: { soc
     }
   };
   const dead = () => child.exitCode !== null || child.signalCode !== null;
-  const probe = () => execFileP(CTR_BIN, ["--address", socket, "--timeout", "2s", "version"]).then(() => true, () => false);
+  // each probe is an undo step while it runs: a Ctrl-C leaves no `ctr` waiting out its timeout
+  const probe = async () => {
+    const child = execFile(CTR_BIN, ["--address", socket, "--timeout", "2s", "version"]);
+    const exited = new Promise<boolean>((resolve) => child.once("close", (code) => resolve(code === 0)));
+    const kill = cleanup.add("ctr version probe", () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    });
+    try {
+      return await exited;
+    } finally {
+      await kill();
+    }
+  };
   await until("containerd", probe, dead, log, 30_000, cleanup);
   return {
     socket, dir, ctr, log, stop,
