@@ -22,7 +22,7 @@ import { startFaultProxy, type FaultProxy } from "./helpers/fault-proxy.js";
 import { startTokenServer, type TokenServer } from "./helpers/token-server.js";
 import { makeSigningCert } from "./helpers/tls-certs.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
-import { scrapeMetrics } from "./helpers/soci-daemon.js";
+import { scrapeMetrics, waitForSnapshotter } from "./helpers/soci-daemon.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
 import { ImageAnnotationSociIndexDigest, IndexAnnotationImageLayerDigest, IndexAnnotationImageManifestDigest, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
@@ -118,15 +118,7 @@ function configToml(extra = ""): string {
 async function restartDaemon(config: string): Promise<void> {
   await stopDaemon();
   await startDaemon(config);
-  for (let i = 0; ; i++) {
-    try {
-      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
-      return;
-    } catch (e) {
-      if (i >= 100) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  await waitForSnapshotter((args) => ctd!.ctr(args));
 }
 
 async function fuseMounts(): Promise<string[]> {
