@@ -28,7 +28,7 @@ let client: RegistryClient;
 let img: PushedImage;
 let diffIds: string[] = [];
 
-/** The image as the puller sees it, in namespace `ns`. */
+/** The image as the puller sees it (namespace "default"), under `key`, with these diff IDs. */
 function image(key = img.manifestDigest, ids = diffIds): ParallelImage {
   const layers: Descriptor[] = img.layers.map((l) => ({ mediaType: GZIP, ...l }));
   return { key, ref: parseReference(img.ref), namespace: "default", layers, diffIds: ids };

@@ -1,7 +1,5 @@
 // Loads our containerd .proto files at run time. tsc does not copy them into dist/, so they are
-// found relative to the package root (the directory holding package.json), which works both from
-// src/ (vitest, tsx) and from dist/.
-import { existsSync } from "node:fs";
+// found under the package root, from src/ (vitest, tsx) and dist/ alike.
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -23,15 +21,9 @@ export const PROTO_FILES = [
  */
 export const PROTO_OPTIONS: Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
 
-/** The directory holding our .proto files (`<package root>/src/containerd/proto`). */
+/** The directory holding our .proto files: `<package root>/src/containerd/proto`, two levels above this module in src/containerd and dist/containerd alike. */
 export function protoDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return join(dir, "src", "containerd", "proto");
-    const up = dirname(dir);
-    if (up === dir) throw new Error("containerd protos: no package.json above " + fileURLToPath(import.meta.url));
-    dir = up;
-  }
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "containerd", "proto");
 }
 
 /** Constructors for each service client, keyed by full service name. */

@@ -76,6 +76,11 @@ export function credentialsFromAuthConfig(auth: CriAuthConfig | null | undefined
   return undefined;
 }
 
+/** Whether an AuthConfig carries any credential at all (an empty one is the same as none). */
+export function hasCredentials(auth: CriAuthConfig | null | undefined): auth is CriAuthConfig {
+  return !!auth && !!(auth.username || auth.password || auth.auth || auth.identity_token || auth.registry_token);
+}
+
 interface Entry {
   host: string;
   repository: string;
@@ -121,7 +126,7 @@ export class CriCredentials {
     const previous = this.entries.get(key);
     this.entries.delete(key);
     let entry: Entry | undefined;
-    if (auth && (auth.username || auth.password || auth.auth || auth.identity_token || auth.registry_token)) {
+    if (hasCredentials(auth)) {
       const ref = parseReference(key);
       entry = { host: hostKey(ref.host), repository: ref.repository, auth: { ...auth } };
       this.entries.set(key, entry);

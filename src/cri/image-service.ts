@@ -14,7 +14,7 @@
 // passed on, and the backend's errors come back with their code, message and trailers.
 import * as grpc from "@grpc/grpc-js";
 import { silentLogger, type SnapshotterLogger } from "../snapshotter/logger.js";
-import { CriCredentials, type CriAuthConfig } from "./credentials.js";
+import { CriCredentials, hasCredentials, type CriAuthConfig } from "./credentials.js";
 import { IMAGE_SERVICE_METHODS, IMAGE_SERVICE_V1, IMAGE_SERVICE_V1ALPHA2, imageService, type ImageServiceMethod } from "./proto.js";
 
 /** A gRPC service to add to a server: its method definitions and handlers. */
@@ -125,7 +125,7 @@ export class CriImageService {
   private async pullImage(service: string, call: grpc.ServerUnaryCall<Buffer, Buffer>): Promise<Buffer> {
     const req = decode<DecodedImageRequest>("PullImage", call.request);
     const image = req?.image?.image ?? "";
-    const hasAuth = !!req?.auth && !!(req.auth.username || req.auth.password || req.auth.auth || req.auth.identity_token || req.auth.registry_token);
+    const hasAuth = hasCredentials(req?.auth);
     // remembered before containerd starts the pull: its CRI plugin has us prepare the layers
     // while the call is still running
     let pull: { key: string; rollback(): void } | undefined;

@@ -1,7 +1,5 @@
 // Loads ./api.proto (the CRI ImageService, runtime.v1) at run time. tsc does not copy .proto files
-// into dist/, so it is found relative to the package root (the directory holding package.json),
-// from src/ (vitest, tsx) and from dist/ alike.
-import { existsSync } from "node:fs";
+// into dist/, so it is found under the package root, from src/ (vitest, tsx) and dist/ alike.
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -21,15 +19,9 @@ export type ImageServiceMethod = (typeof IMAGE_SERVICE_METHODS)[number];
  */
 export const CRI_PROTO_OPTIONS: Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-/** `<package root>/src/cri/api.proto` */
+/** `<package root>/src/cri/api.proto`, two levels above this module in src/cri and dist/cri alike (as the WASM module and the containerd protos are found). */
 export function criProtoPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return join(dir, "src", "cri", "api.proto");
-    const up = dirname(dir);
-    if (up === dir) throw new Error("CRI proto: no package.json above " + fileURLToPath(import.meta.url));
-    dir = up;
-  }
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cri", "api.proto");
 }
 
 let cached: grpc.ServiceClientConstructor | undefined;

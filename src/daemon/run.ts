@@ -63,8 +63,9 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
   const containerd = contentStoreClientFor(cfg);
   const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
-  const release = async () => {
-    await remote.close({ unmount: false });
+  // everything but the server, after it stopped (or failed to start)
+  const release = async (unmount = false) => {
+    await remote.close({ unmount });
     await pool.destroy();
     await client.close();
     containerd?.close();
@@ -117,11 +118,7 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   const unmount = signal === "SIGINT"; // SIGTERM leaves FUSE mounts for the next start to repair
   if (unmount) logger.debug("Closing the snapshotter");
   await server.close({ unmount });
-  await remote.close({ unmount });
-  await pool.destroy();
-  await client.close();
-  containerd?.close();
-  cri?.close();
+  await release(unmount);
   logger.info("Exiting");
 }
 
