@@ -14,6 +14,7 @@ import { chainIds, unpackImage } from "../src/containerd/unpack.js";
 import { parseManifest } from "../src/formats/oci.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";
+import { openLease } from "../src/containerd/leases.js";
 import {
   AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError,
 } from "../src/containerd/errors.js";
@@ -239,59 +240,69 @@ describe("namespaces", () => {
 
 describe("snapshots (overlayfs)", () => {
   it("prepares, mounts, commits, stats, views, lists, updates, measures and removes", async () => {
-    const sn = client.snapshots("overlayfs");
-    const mounts = await sn.prepare("layer-1-active", "", { "containerd.io/snapshot/test": "1" });
-    expect(mounts).toHaveLength(1);
-    expect(mounts[0]!.type).toBe("bind");
-    // write a file into the active snapshot through its mount
-    const mnt = await mkdtemp(join(tmpdir(), "ctd-mnt-"));
+    // under a lease, as a real client works: the removals below trigger containerd's garbage
+    // collection, which would otherwise take the unreferenced committed "layer-1" before its turn
+    const { leased, release } = await openLease(client);
     try {
-      await run("mount", ["-t", mounts[0]!.type, mounts[0]!.source, mnt, "-o", mounts[0]!.options.join(",")]);
-      await writeFile(join(mnt, "hello.txt"), "hello from layer 1\n");
-      await run("umount", [mnt]);
+      await snapshotLifecycle(leased.snapshots("overlayfs"));
     } finally {
-      await rm(mnt, { recursive: true, force: true });
+      await release();
     }
-    expect((await sn.mounts("layer-1-active"))).toEqual(mounts);
-    expect((await sn.stat("layer-1-active")).kind).toBe("ACTIVE");
-
-    await sn.commit("layer-1", "layer-1-active", { "containerd.io/snapshot/test": "committed" });
-    const st = await sn.stat("layer-1");
-    expect(st).toMatchObject({ name: "layer-1", parent: "", kind: "COMMITTED", labels: { "containerd.io/snapshot/test": "committed" } });
-    expect((await sn.usage("layer-1")).size).toBeGreaterThan(0);
-    const gone = await sn.stat("layer-1-active").catch((e: Error) => e);
-    expect(gone).toBeInstanceOf(NotFoundError);
-
-    // a child sees the parent's file through an overlay mount
-    const child = await sn.prepare("layer-2-active", "layer-1");
-    expect(child[0]!.type).toBe("overlay");
-    expect(child[0]!.options.some((o) => o.startsWith("lowerdir="))).toBe(true);
-    const view = await sn.view("layer-1-view", "layer-1");
-    expect(view[0]!.options).toContain("ro");
-    expect((await sn.stat("layer-1-view")).kind).toBe("VIEW");
-
-    const names = (await sn.list()).map((i) => i.name).sort();
-    expect(names).toEqual(["layer-1", "layer-1-view", "layer-2-active"]);
-    expect((await sn.list(["parent==layer-1"])).map((i) => i.name).sort()).toEqual(["layer-1-view", "layer-2-active"]);
-
-    const up = await sn.setLabels("layer-1", { "containerd.io/snapshot/extra": "x" });
-    expect(up.labels).toEqual({ "containerd.io/snapshot/test": "committed", "containerd.io/snapshot/extra": "x" });
-
-    const busy = await sn.remove("layer-1").catch((e: Error) => e);
-    expect(busy).toBeInstanceOf(FailedPreconditionError);
-    expect((busy as Error).message).toMatch(/^containerd snapshots\.Remove: .*child/);
-    const exists = await sn.prepare("layer-2-active", "layer-1").catch((e: Error) => e);
-    expect(exists).toBeInstanceOf(AlreadyExistsError);
-
-    await sn.remove("layer-2-active");
-    await sn.remove("layer-1-view");
-    await sn.remove("layer-1");
-    expect(await sn.list()).toEqual([]);
-    // overlayfs in containerd 1.6 has no Cleanup: a typed NotImplemented error
-    const cleanup = await sn.cleanup().catch((e: Error) => e);
-    expect(cleanup).toMatchObject({ code: "NotImplemented", message: expect.stringMatching(/does not implement Cleanup/) });
   });
 });
+
+async function snapshotLifecycle(sn: ReturnType<ContainerdClient["snapshots"]>): Promise<void> {
+  const mounts = await sn.prepare("layer-1-active", "", { "containerd.io/snapshot/test": "1" });
+  expect(mounts).toHaveLength(1);
+  expect(mounts[0]!.type).toBe("bind");
+  // write a file into the active snapshot through its mount
+  const mnt = await mkdtemp(join(tmpdir(), "ctd-mnt-"));
+  try {
+    await run("mount", ["-t", mounts[0]!.type, mounts[0]!.source, mnt, "-o", mounts[0]!.options.join(",")]);
+    await writeFile(join(mnt, "hello.txt"), "hello from layer 1\n");
+    await run("umount", [mnt]);
+  } finally {
+    await rm(mnt, { recursive: true, force: true });
+  }
+  expect((await sn.mounts("layer-1-active"))).toEqual(mounts);
+  expect((await sn.stat("layer-1-active")).kind).toBe("ACTIVE");
+
+  await sn.commit("layer-1", "layer-1-active", { "containerd.io/snapshot/test": "committed" });
+  const st = await sn.stat("layer-1");
+  expect(st).toMatchObject({ name: "layer-1", parent: "", kind: "COMMITTED", labels: { "containerd.io/snapshot/test": "committed" } });
+  expect((await sn.usage("layer-1")).size).toBeGreaterThan(0);
+  const gone = await sn.stat("layer-1-active").catch((e: Error) => e);
+  expect(gone).toBeInstanceOf(NotFoundError);
+
+  // a child sees the parent's file through an overlay mount
+  const child = await sn.prepare("layer-2-active", "layer-1");
+  expect(child[0]!.type).toBe("overlay");
+  expect(child[0]!.options.some((o) => o.startsWith("lowerdir="))).toBe(true);
+  const view = await sn.view("layer-1-view", "layer-1");
+  expect(view[0]!.options).toContain("ro");
+  expect((await sn.stat("layer-1-view")).kind).toBe("VIEW");
+
+  const names = (await sn.list()).map((i) => i.name).sort();
+  expect(names).toEqual(["layer-1", "layer-1-view", "layer-2-active"]);
+  expect((await sn.list(["parent==layer-1"])).map((i) => i.name).sort()).toEqual(["layer-1-view", "layer-2-active"]);
+
+  const up = await sn.setLabels("layer-1", { "containerd.io/snapshot/extra": "x" });
+  expect(up.labels).toEqual({ "containerd.io/snapshot/test": "committed", "containerd.io/snapshot/extra": "x" });
+
+  const busy = await sn.remove("layer-1").catch((e: Error) => e);
+  expect(busy).toBeInstanceOf(FailedPreconditionError);
+  expect((busy as Error).message).toMatch(/^containerd snapshots\.Remove: .*child/);
+  const exists = await sn.prepare("layer-2-active", "layer-1").catch((e: Error) => e);
+  expect(exists).toBeInstanceOf(AlreadyExistsError);
+
+  await sn.remove("layer-2-active");
+  await sn.remove("layer-1-view");
+  await sn.remove("layer-1");
+  expect(await sn.list()).toEqual([]);
+  // overlayfs in containerd 1.6 has no Cleanup: a typed NotImplemented error
+  const cleanup = await sn.cleanup().catch((e: Error) => e);
+  expect(cleanup).toMatchObject({ code: "NotImplemented", message: expect.stringMatching(/does not implement Cleanup/) });
+}
 
 describe("image import and unpack (content + images + diff + snapshots)", () => {
   /** A gzip layer of the files in `files` (path → content), as `tar` writes it. */
