@@ -18,7 +18,7 @@ import { parseGoDigest } from "../src/cli/local-store.js";
 
 const run = promisify(execFile);
 const soci = new URL("../bin/soci.js", import.meta.url).pathname;
-const V = "/work/shared/vectors/";
+const V = new URL("./vectors/", import.meta.url).pathname;
 
 async function cli(args: string[], env: Record<string, string> = {}) {
   try {

@@ -1,5 +1,5 @@
 // The WebAssembly inflate core against the golden vectors produced by the reference implementation
-// (../shared/vectors, FORMATS.md §2.1-2.5 and §7.2).
+// (test/vectors, FORMATS.md §2.1-2.5 and §7.2).
 import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";

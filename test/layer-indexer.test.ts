@@ -14,7 +14,7 @@ import { extractFile, metadataEntry } from "../src/build/extract-file.js";
 import { decodeZtoc } from "../src/formats/ztoc.js";
 
 const run = promisify(execFile);
-const V = new URL("../../shared/vectors/", import.meta.url);
+const V = new URL("./vectors/", import.meta.url);
 const vec = (name: string) => readFileSync(new URL(name, V));
 const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 

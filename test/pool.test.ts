@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import zlib from "node:zlib";
 import { buildCheckpointsSync, InflateError, InflatePool } from "../src/index.js";
 
-const V = new URL("../../shared/vectors/", import.meta.url);
+const V = new URL("./vectors/", import.meta.url);
 const vec = (name: string) => readFileSync(new URL(name, V));
 
 describe("InflatePool (piscina workers)", () => {

@@ -26,8 +26,8 @@ import {
 const td = new TextDecoder();
 const text = (b: Uint8Array) => td.decode(b);
 
-// ---- §7.2 V7–V9 expected documents, read from the shared vector file --------------------------
-const vectorsText = readFileSync(new URL("../../shared/vectors/index_vectors.txt", import.meta.url), "utf8");
+// ---- §7.2 V7–V9 expected documents, read from test/vectors/index_vectors.txt --------------------------
+const vectorsText = readFileSync(new URL("./vectors/index_vectors.txt", import.meta.url), "utf8");
 function vector(title: string): { json: string; digest: string; size: number } {
   const i = vectorsText.indexOf(`== ${title}\n`);
   if (i < 0) throw new Error(`vector ${title} missing`);

@@ -9,7 +9,7 @@ import { goQuoteByte, readTarEntries, TarError, TarReader, type TarEntry } from 
 import { archive, b, base256, concat, entry, gnuLong, header, pax, paxBody, text, zeros, type HeaderSpec } from "./helpers/tar-build.js";
 
 const run = promisify(execFile);
-const V = new URL("../../shared/vectors/", import.meta.url);
+const V = new URL("./vectors/", import.meta.url);
 
 /** A seeded PRNG so random splits are reproducible. */
 function rng(seed: number) {

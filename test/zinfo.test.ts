@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { buildCheckpointsSync, GzipZinfo, PACKED_CHECKPOINT_SIZE, spanRanges, TarZinfo, ZinfoError, ZINFO_HEADER_SIZE } from "../src/index.js";
 
-const V = new URL("../../shared/vectors/", import.meta.url);
+const V = new URL("./vectors/", import.meta.url);
 const vec = (name: string) => readFileSync(new URL(name, V));
 const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 

@@ -18,7 +18,7 @@ import type { EntryType, FileMetadata } from "../src/formats/toc.js";
 import { GzipZinfo } from "../src/formats/gzip-zinfo.js";
 import { TarZinfo } from "../src/formats/tar-zinfo.js";
 
-const V = new URL("../../shared/vectors/", import.meta.url);
+const V = new URL("./vectors/", import.meta.url);
 const vec = (name: string) => new Uint8Array(readFileSync(new URL(name, V)));
 const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const hex = (h: string) => new Uint8Array(Buffer.from(h, "hex"));

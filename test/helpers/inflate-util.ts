@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { crc32 } from "./ref-inflate.js";
 
 // ---- golden vectors ----
-export const VECTORS_DIR = join(fileURLToPath(new URL(".", import.meta.url)), "..", "..", "..", "shared", "vectors");
+export const VECTORS_DIR = join(fileURLToPath(new URL(".", import.meta.url)), "..", "vectors");
 
 export function vector(name: string): Uint8Array {
   const b = readFileSync(join(VECTORS_DIR, name));
