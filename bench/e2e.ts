@@ -39,7 +39,8 @@ const RSS_TARGET = 150e6;
 // SOCI_BENCH_E2E_MODES=soci skips the overlayfs runs (for quick probes of the snapshotter alone);
 // `parallel` adds runs of the daemon in parallel pull mode on the unconverted image
 const MODES = (process.env.SOCI_BENCH_E2E_MODES || "overlayfs,soci,parallel").split(",").map((m) => {
-  if (m !== "overlayfs" && m !== "soci" && m !== "parallel") throw new Error(`unknown mode ${m} (overlayfs, soci, parallel)`);
+  if (m !== "overlayfs" && m !== "soci" && m !== "parallel")
+    throw new Error(`unknown mode ${m} (overlayfs, soci, parallel)`);
   return m as Mode;
 });
 
@@ -83,7 +84,22 @@ async function main(): Promise<void> {
       await pushLayout(img.layout, img.tag, src);
       const t = performance.now();
       const minLayer = img.minLayerSize !== undefined ? ["--min-layer-size", String(img.minLayerSize)] : [];
-      await run(process.execPath, [SOCI_BIN, "--root", join(work, "convert-root"), "convert", "--plain-http", "--span-size", String(SPAN), ...minLayer, src, `${registry.host}/bench/${img.name}:soci`], { maxBuffer: 16 << 20 });
+      await run(
+        process.execPath,
+        [
+          SOCI_BIN,
+          "--root",
+          join(work, "convert-root"),
+          "convert",
+          "--plain-http",
+          "--span-size",
+          String(SPAN),
+          ...minLayer,
+          src,
+          `${registry.host}/bench/${img.name}:soci`,
+        ],
+        { maxBuffer: 16 << 20 },
+      );
       results.push({
         name: img.name,
         description: img.description,
@@ -98,10 +114,21 @@ async function main(): Promise<void> {
       for (const [i, img] of images.entries()) {
         for (const mode of r % 2 ? [...MODES].reverse() : MODES) {
           const ref = `${proxy.host}/bench/${img.name}:${mode === "soci" ? "soci" : "latest"}`; // parallel: no index needed
-          const res = await pullToReady({ mode, ref, proxy, dir: join(work, `r${n++}`), command: img.command, cleanup });
-          log(`  ${img.name} ${mode} run ${r + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
-            (res.daemonPeakRssBytes ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS, ${fmt(res.daemonCpuSeconds!, 2)} s CPU` : "") +
-            (res.pullSummary ? ` — ${res.pullSummary}` : ""));
+          const res = await pullToReady({
+            mode,
+            ref,
+            proxy,
+            dir: join(work, `r${n++}`),
+            command: img.command,
+            cleanup,
+          });
+          log(
+            `  ${img.name} ${mode} run ${r + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
+              (res.daemonPeakRssBytes
+                ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS, ${fmt(res.daemonCpuSeconds!, 2)} s CPU`
+                : "") +
+              (res.pullSummary ? ` — ${res.pullSummary}` : ""),
+          );
           results[i]!.runs.push(res);
         }
       }
@@ -114,7 +141,8 @@ async function main(): Promise<void> {
 }
 
 function report(results: ImageResult[]): void {
-  const med = (r: ImageResult, mode: Mode, f: (x: PullToReadyResult) => number) => median(r.runs.filter((x) => x.mode === mode).map(f));
+  const med = (r: ImageResult, mode: Mode, f: (x: PullToReadyResult) => number) =>
+    median(r.runs.filter((x) => x.mode === mode).map(f));
   const rows: string[][] = [];
   const summary = results.map((r) => {
     const o = med(r, "overlayfs", (x) => x.seconds);
@@ -130,18 +158,58 @@ function report(results: ImageResult[]): void {
       const xs = r.runs.filter((x) => x.mode === mode).map((x) => x.seconds);
       return xs.length > 1 ? ` (${fmt(Math.min(...xs), 2)}–${fmt(Math.max(...xs), 2)})` : "";
     };
-    rows.push([r.name, `${mb(r.compressedBytes)} / ${mb(r.uncompressedBytes)}`, `${fmt(o, 2)}${spread("overlayfs")}`, `${fmt(s, 2)}${spread("soci")}`, `${fmt(o / s, 2)}x`, mb(ob), mb(sb), mb(rss), fmt(cpu, 2),
-      ...(p !== undefined ? [`${fmt(p, 2)}${spread("parallel")}`, `${fmt(o / p, 2)}x`] : [])]);
-    return { name: r.name, description: r.description, compressedBytes: r.compressedBytes, uncompressedBytes: r.uncompressedBytes, convertSeconds: r.convertSeconds, overlaySeconds: o, sociSeconds: s, ratio: o / s, overlayBytes: ob, sociBytes: sb, daemonPeakRssBytes: rss, daemonCpuSeconds: cpu,
-      ...(p !== undefined ? { parallelSeconds: p, parallelBytes: pb! } : {}) };
+    rows.push([
+      r.name,
+      `${mb(r.compressedBytes)} / ${mb(r.uncompressedBytes)}`,
+      `${fmt(o, 2)}${spread("overlayfs")}`,
+      `${fmt(s, 2)}${spread("soci")}`,
+      `${fmt(o / s, 2)}x`,
+      mb(ob),
+      mb(sb),
+      mb(rss),
+      fmt(cpu, 2),
+      ...(p !== undefined ? [`${fmt(p, 2)}${spread("parallel")}`, `${fmt(o / p, 2)}x`] : []),
+    ]);
+    return {
+      name: r.name,
+      description: r.description,
+      compressedBytes: r.compressedBytes,
+      uncompressedBytes: r.uncompressedBytes,
+      convertSeconds: r.convertSeconds,
+      overlaySeconds: o,
+      sociSeconds: s,
+      ratio: o / s,
+      overlayBytes: ob,
+      sociBytes: sb,
+      daemonPeakRssBytes: rss,
+      daemonCpuSeconds: cpu,
+      ...(p !== undefined ? { parallelSeconds: p, parallelBytes: pb! } : {}),
+    };
   });
   console.log(`machine: ${JSON.stringify(machineInfo())}`);
   console.log(`command: ${commandLine()}`);
-  console.log(`link:    ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT (shaping proxy); span size ${SPAN}; ${RUNS} run(s) per mode, medians (min–max)`);
+  console.log(
+    `link:    ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT (shaping proxy); span size ${SPAN}; ${RUNS} run(s) per mode, medians (min–max)`,
+  );
   console.log("");
   const withParallel = summary.some((s) => s.parallelSeconds !== undefined);
-  console.log(table(["image", "gzip / tar", "overlayfs s", "soci s", "overlay ÷ soci", "overlay fetched", "soci fetched", "daemon peak RSS", "daemon CPU s",
-    ...(withParallel ? ["parallel pull s", "overlay ÷ parallel"] : [])], rows));
+  console.log(
+    table(
+      [
+        "image",
+        "gzip / tar",
+        "overlayfs s",
+        "soci s",
+        "overlay ÷ soci",
+        "overlay fetched",
+        "soci fetched",
+        "daemon peak RSS",
+        "daemon CPU s",
+        ...(withParallel ? ["parallel pull s", "overlay ÷ parallel"] : []),
+      ],
+      rows,
+    ),
+  );
   const verdicts: string[] = [];
   for (const s of summary) {
     const t = target(s.name);
@@ -156,14 +224,32 @@ function report(results: ImageResult[]): void {
   const svg = barChartSvg({
     title: "Pull to ready: containerd overlayfs vs SOCI snapshotter",
     subtitle: `registry behind ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT; fresh containerd per run; median of ${RUNS}; ${new Date().toISOString().slice(0, 10)}`,
-    series: [{ name: "overlayfs (ctr images pull + ctr run)", color: "#9aa5b1" }, { name: "soci (soci image rpull + ctr run --snapshotter soci)", color: "#2b7bb9" },
-      ...(withParallel ? [{ name: "soci parallel pull mode (unconverted image, downloaded whole)", color: "#e8a33d" }] : [])],
+    series: [
+      { name: "overlayfs (ctr images pull + ctr run)", color: "#9aa5b1" },
+      { name: "soci (soci image rpull + ctr run --snapshotter soci)", color: "#2b7bb9" },
+      ...(withParallel
+        ? [{ name: "soci parallel pull mode (unconverted image, downloaded whole)", color: "#e8a33d" }]
+        : []),
+    ],
     panels: [
-      { title: "seconds from pull start to \"ready\" (lower is better)", unit: "s", digits: 2,
-        groups: summary.map((s) => ({ label: s.name, note: s.ratio >= 1 ? `${fmt(s.ratio, 1)}× faster` : `${fmt(1 / s.ratio, 1)}× slower`,
-          values: [s.overlaySeconds, s.sociSeconds, ...(withParallel ? [s.parallelSeconds ?? 0] : [])] })) },
-      { title: "MB fetched from the registry before \"ready\"", unit: "MB",
-        groups: summary.map((s) => ({ label: s.name, values: [s.overlayBytes / 1e6, s.sociBytes / 1e6, ...(withParallel ? [(s.parallelBytes ?? 0) / 1e6] : [])] })) },
+      {
+        title: 'seconds from pull start to "ready" (lower is better)',
+        unit: "s",
+        digits: 2,
+        groups: summary.map((s) => ({
+          label: s.name,
+          note: s.ratio >= 1 ? `${fmt(s.ratio, 1)}× faster` : `${fmt(1 / s.ratio, 1)}× slower`,
+          values: [s.overlaySeconds, s.sociSeconds, ...(withParallel ? [s.parallelSeconds ?? 0] : [])],
+        })),
+      },
+      {
+        title: 'MB fetched from the registry before "ready"',
+        unit: "MB",
+        groups: summary.map((s) => ({
+          label: s.name,
+          values: [s.overlayBytes / 1e6, s.sociBytes / 1e6, ...(withParallel ? [(s.parallelBytes ?? 0) / 1e6] : [])],
+        })),
+      },
     ],
   });
   const svgPath = new URL("./e2e.svg", import.meta.url).pathname;

@@ -16,7 +16,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ContentStore } from "../src/store/content-store.js";
-import { marshalManifest, MediaTypeImageConfig, MediaTypeImageLayerGzip, MediaTypeImageManifest } from "../src/formats/oci.js";
+import {
+  marshalManifest,
+  MediaTypeImageConfig,
+  MediaTypeImageLayerGzip,
+  MediaTypeImageManifest,
+} from "../src/formats/oci.js";
 import { startRegistry } from "../test/helpers/registry-server.js";
 import { benchDir, envInt } from "./lib/env.js";
 import { sha256File } from "./lib/corpus.js";
@@ -32,7 +37,12 @@ const LINK = { rttMs: 20, bitsPerSecond: 100e6 };
 /** Text-like data that compresses about 2:1, like binaries and libraries do. */
 function fileData(seed: number, size: number): Buffer {
   const out = Buffer.alloc(size);
-  const words = Array.from({ length: 512 }, (_, i) => createHash("sha256").update(`${seed}/${i}`).digest("hex").slice(0, 3 + (i % 9)));
+  const words = Array.from({ length: 512 }, (_, i) =>
+    createHash("sha256")
+      .update(`${seed}/${i}`)
+      .digest("hex")
+      .slice(0, 3 + (i % 9)),
+  );
   let o = 0;
   let x = seed * 2654435761;
   while (o < size) {
@@ -80,14 +90,37 @@ async function ensureLayer(): Promise<Layer> {
     await writeFile(join(dir, n), fileData(names.indexOf(n) + 1, size));
   }
   // tar in the order above so small files sit between the big ones
-  const dirs = [...new Set(names.flatMap((n) => n.split("/").slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join("/"))))].sort();
-  await run("tar", ["--format=posix", "--numeric-owner", "-C", dir, "-cf", layer.tar, "--no-recursion", ...dirs, ...names]);
-  await run("sh", ["-c", `gzip -6 -c '${layer.tar}' > '${layer.gz}.tmp' && mv '${layer.gz}.tmp' '${layer.gz}'`], { maxBuffer: 1 << 20 });
+  const dirs = [
+    ...new Set(
+      names.flatMap((n) =>
+        n
+          .split("/")
+          .slice(0, -1)
+          .map((_, i, parts) => parts.slice(0, i + 1).join("/")),
+      ),
+    ),
+  ].sort();
+  await run("tar", [
+    "--format=posix",
+    "--numeric-owner",
+    "-C",
+    dir,
+    "-cf",
+    layer.tar,
+    "--no-recursion",
+    ...dirs,
+    ...names,
+  ]);
+  await run("sh", ["-c", `gzip -6 -c '${layer.tar}' > '${layer.gz}.tmp' && mv '${layer.gz}.tmp' '${layer.gz}'`], {
+    maxBuffer: 1 << 20,
+  });
   return layer;
 }
 
 function startMount(root: string, ref: string, mnt: string): Promise<ChildProcess> {
-  const proc = spawn("node", [soci, "--root", root, "mount", "--plain-http", ref, mnt], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn("node", [soci, "--root", root, "mount", "--plain-http", ref, mnt], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let err = "";
   proc.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   return new Promise((resolve, reject) => {
@@ -122,7 +155,9 @@ async function readAll(path: string): Promise<number> {
 
 async function dropCaches(): Promise<void> {
   await run("sync");
-  await writeFile("/proc/sys/vm/drop_caches", "3\n").catch(() => console.error("(could not drop the page cache: not root?)"));
+  await writeFile("/proc/sys/vm/drop_caches", "3\n").catch(() =>
+    console.error("(could not drop the page cache: not root?)"),
+  );
 }
 
 async function timed<T>(f: () => Promise<T>): Promise<[number, T]> {
@@ -140,19 +175,54 @@ async function main(): Promise<void> {
     const layout = join(work, "image");
     const store = await ContentStore.open(layout);
     const info = await store.put(createReadStream(layer.gz, { highWaterMark: 1 << 20 }));
-    const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [`sha256:${await sha256File(layer.tar)}`] }, config: {} }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        rootfs: { type: "layers", diff_ids: [`sha256:${await sha256File(layer.tar)}`] },
+        config: {},
+      }),
+    );
     const cfg = await store.put(config);
-    const manifest = marshalManifest({ schemaVersion: 2, mediaType: MediaTypeImageManifest, config: { mediaType: MediaTypeImageConfig, ...cfg }, layers: [{ mediaType: MediaTypeImageLayerGzip, ...info }] });
-    const mdesc = { mediaType: MediaTypeImageManifest, digest: `sha256:${createHash("sha256").update(manifest).digest("hex")}`, size: manifest.length };
+    const manifest = marshalManifest({
+      schemaVersion: 2,
+      mediaType: MediaTypeImageManifest,
+      config: { mediaType: MediaTypeImageConfig, ...cfg },
+      layers: [{ mediaType: MediaTypeImageLayerGzip, ...info }],
+    });
+    const mdesc = {
+      mediaType: MediaTypeImageManifest,
+      digest: `sha256:${createHash("sha256").update(manifest).digest("hex")}`,
+      size: manifest.length,
+    };
     await store.putDescriptor(mdesc, manifest);
     await store.tag(mdesc, "latest");
-    await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/bench/fs:latest`]);
-    await run("node", [soci, "--root", join(work, "convert-root"), "convert", "--plain-http", `${registry.host}/bench/fs:latest`, `${registry.host}/bench/fs:soci`], { maxBuffer: 16 << 20 });
+    await run("skopeo", [
+      "copy",
+      "--dest-tls-verify=false",
+      `oci:${layout}:latest`,
+      `docker://${registry.host}/bench/fs:latest`,
+    ]);
+    await run(
+      "node",
+      [
+        soci,
+        "--root",
+        join(work, "convert-root"),
+        "convert",
+        "--plain-http",
+        `${registry.host}/bench/fs:latest`,
+        `${registry.host}/bench/fs:soci`,
+      ],
+      { maxBuffer: 16 << 20 },
+    );
     const ref = `${proxy.host}/bench/fs:soci`;
 
     console.log(`machine: ${JSON.stringify(machineInfo())}`);
     console.log(`command: ${commandLine()}`);
-    console.log(`layer:   3 × ${FILE_MB} MB + ${SMALL} small files, ${mb(info.size)} gzip; link ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT`);
+    console.log(
+      `layer:   3 × ${FILE_MB} MB + ${SMALL} small files, ${mb(info.size)} gzip; link ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT`,
+    );
 
     // (a) the whole layer through the link, then a cold mount reading 4 KiB of each big file
     const [fullS] = await timed(async () => {
@@ -193,19 +263,48 @@ async function main(): Promise<void> {
     const ratioA = headsS / fullS;
     const warm = size / 1e6 / warmS;
     console.log("");
-    console.log(table(["measurement", "value"], [
-      ["(a) download the whole layer", `${fmt(fullS, 2)} s`],
-      ["(a) soci mount (index + ztoc + FUSE)", `${fmt(mountS, 2)} s`],
-      ["(a) first 4 KiB of 3 big files, cold", `${fmt(headsS, 3)} s (${mb(headBytes)} fetched) = ${fmt(100 * ratioA, 2)}% of the download`],
-      ["(b) cold sequential read of one big file", `${fmt(size / 1e6 / coldS)} MB/s`],
-      ["(b) warm sequential read through FUSE", `${fmt(warm)} MB/s`],
-      ["(b) same file on local disk (page cache dropped)", `${fmt(size / 1e6 / diskS)} MB/s`],
-      ["(c) 20 small files cold", `${fmt(smallS, 2)} s, ${mb(smallFetched)} fetched for ${smallBytes} bytes read = ${fmt(smallFetched / smallBytes, 0)}×`],
-    ]));
-    console.log(`\ntargets: (a) ≤ 5% → ${fmt(100 * ratioA, 2)}% ${ratioA <= 0.05 ? "PASS" : "MISS"}; (b) ≥ 300 MB/s → ${fmt(warm)} ${warm >= 300 ? "PASS" : "MISS"}; (c) reported (span size 4 MiB: each small file costs at most its span)`);
-    writeResults("fs", { fileMB: FILE_MB, gz: info.size, fullS, mountS, headsS, headBytes, ratioA, coldMBs: size / 1e6 / coldS, warmMBs: warm, diskMBs: size / 1e6 / diskS, smallS, smallBytes, smallFetched });
+    console.log(
+      table(
+        ["measurement", "value"],
+        [
+          ["(a) download the whole layer", `${fmt(fullS, 2)} s`],
+          ["(a) soci mount (index + ztoc + FUSE)", `${fmt(mountS, 2)} s`],
+          [
+            "(a) first 4 KiB of 3 big files, cold",
+            `${fmt(headsS, 3)} s (${mb(headBytes)} fetched) = ${fmt(100 * ratioA, 2)}% of the download`,
+          ],
+          ["(b) cold sequential read of one big file", `${fmt(size / 1e6 / coldS)} MB/s`],
+          ["(b) warm sequential read through FUSE", `${fmt(warm)} MB/s`],
+          ["(b) same file on local disk (page cache dropped)", `${fmt(size / 1e6 / diskS)} MB/s`],
+          [
+            "(c) 20 small files cold",
+            `${fmt(smallS, 2)} s, ${mb(smallFetched)} fetched for ${smallBytes} bytes read = ${fmt(smallFetched / smallBytes, 0)}×`,
+          ],
+        ],
+      ),
+    );
+    console.log(
+      `\ntargets: (a) ≤ 5% → ${fmt(100 * ratioA, 2)}% ${ratioA <= 0.05 ? "PASS" : "MISS"}; (b) ≥ 300 MB/s → ${fmt(warm)} ${warm >= 300 ? "PASS" : "MISS"}; (c) reported (span size 4 MiB: each small file costs at most its span)`,
+    );
+    writeResults("fs", {
+      fileMB: FILE_MB,
+      gz: info.size,
+      fullS,
+      mountS,
+      headsS,
+      headBytes,
+      ratioA,
+      coldMBs: size / 1e6 / coldS,
+      warmMBs: warm,
+      diskMBs: size / 1e6 / diskS,
+      smallS,
+      smallBytes,
+      smallFetched,
+    });
   } finally {
-    await run("sh", ["-c", `grep -o '${work}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
+    await run("sh", ["-c", `grep -o '${work}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(
+      () => undefined,
+    );
     await proxy.stop();
     await registry.stop();
     await rm(work, { recursive: true, force: true });

@@ -35,7 +35,9 @@ async function index(layers: Corpus[], threads: number): Promise<{ seconds: numb
   const pool = new BuildPool({ threads });
   try {
     const t = performance.now();
-    const r = await Promise.all(layers.map((l) => pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip" }, { transfer: true })));
+    const r = await Promise.all(
+      layers.map((l) => pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip" }, { transfer: true })),
+    );
     return { seconds: (performance.now() - t) / 1000, digests: r.map((x) => x.digest) };
   } finally {
     await pool.destroy();
@@ -50,7 +52,9 @@ async function main(): Promise<void> {
   const cores = availableParallelism();
   console.log(`machine: ${JSON.stringify(machineInfo())}`);
   console.log(`command: ${commandLine()}`);
-  console.log(`image:   ${layers.length} layers, ${mb(gz)} gzip -6 → ${mb(tar)} tar (${layers.map((l) => mb(l.gzSize)).join(", ")})`);
+  console.log(
+    `image:   ${layers.length} layers, ${mb(gz)} gzip -6 → ${mb(tar)} tar (${layers.map((l) => mb(l.gzSize)).join(", ")})`,
+  );
 
   const zlibS = await zlibGunzip(layers);
   const one = await index(layers, 1);
@@ -59,16 +63,39 @@ async function main(): Promise<void> {
   const rssAll = rssMB();
   if (one.digests.join() !== all.digests.join()) throw new Error("ztoc digests differ between runs");
 
-  const row = (name: string, s: number, note = "") => [name, fmt(s, 2), fmt(gz / 1e6 / s), fmt(tar / 1e6 / s), fmt(zlibS / s, 2) + "x", note];
+  const row = (name: string, s: number, note = "") => [
+    name,
+    fmt(s, 2),
+    fmt(gz / 1e6 / s),
+    fmt(tar / 1e6 / s),
+    fmt(zlibS / s, 2) + "x",
+    note,
+  ];
   console.log("");
-  console.log(table(["method", "wall s", "in MB/s", "out MB/s", "vs zlib", "notes"], [
-    row("node:zlib gunzip stream (anchor)", zlibS, "decompress only, 1 thread"),
-    row("soci index build, 1 worker", one.seconds, `peak RSS ${fmt(rssOne, 0)} MB`),
-    row(`soci index build, ${cores} workers`, all.seconds, `peak RSS ${fmt(rssAll, 0)} MB`),
-  ]));
+  console.log(
+    table(
+      ["method", "wall s", "in MB/s", "out MB/s", "vs zlib", "notes"],
+      [
+        row("node:zlib gunzip stream (anchor)", zlibS, "decompress only, 1 thread"),
+        row("soci index build, 1 worker", one.seconds, `peak RSS ${fmt(rssOne, 0)} MB`),
+        row(`soci index build, ${cores} workers`, all.seconds, `peak RSS ${fmt(rssAll, 0)} MB`),
+      ],
+    ),
+  );
   const ratio = zlibS / one.seconds;
-  console.log(`\ntarget: 1 worker ≥ 0.9× node:zlib gunzip → ${fmt(ratio, 2)}× ${ratio >= 0.9 ? "PASS" : "MISS"}; peak RSS < 300 MB → ${fmt(rssAll, 0)} MB ${rssAll < 300 ? "PASS" : "MISS"}`);
-  writeResults("index", { layers: layers.map((l) => ({ gz: l.gzSize, tar: l.tarSize })), zlibS, oneWorkerS: one.seconds, allWorkersS: all.seconds, cores, rssOne, rssAll, ztocs: one.digests });
+  console.log(
+    `\ntarget: 1 worker ≥ 0.9× node:zlib gunzip → ${fmt(ratio, 2)}× ${ratio >= 0.9 ? "PASS" : "MISS"}; peak RSS < 300 MB → ${fmt(rssAll, 0)} MB ${rssAll < 300 ? "PASS" : "MISS"}`,
+  );
+  writeResults("index", {
+    layers: layers.map((l) => ({ gz: l.gzSize, tar: l.tarSize })),
+    zlibS,
+    oneWorkerS: one.seconds,
+    allWorkersS: all.seconds,
+    cores,
+    rssOne,
+    rssAll,
+    ztocs: one.digests,
+  });
 }
 
 main().catch((err) => {

@@ -88,7 +88,9 @@ async function main(): Promise<void> {
   const gz = new Uint8Array(readFileSync(corpus.gzPath));
   const canGc = gc();
 
-  console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGB} GB; node ${machine.node} (V8 ${machine.v8}) ${machine.platform}`);
+  console.log(
+    `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGB} GB; node ${machine.node} (V8 ${machine.v8}) ${machine.platform}`,
+  );
   console.log(`command: ${command}`);
   console.log(
     `corpus:  ${corpus.tarPath} ${mb(corpus.tarSize)} (${corpus.files} files) -> ${mb(corpus.gzSize)} gzip -6 ` +
@@ -165,7 +167,12 @@ async function main(): Promise<void> {
   console.log();
   console.log(
     "targets (÷ node:zlib gunzipSync): " +
-      targets.map((t) => `${t.label} ${t.ratio === undefined ? "n/a" : fmt(t.ratio, 2)} (≥${fmt(t.min)} ${t.pass ? "PASS" : "MISS"})`).join(" | "),
+      targets
+        .map(
+          (t) =>
+            `${t.label} ${t.ratio === undefined ? "n/a" : fmt(t.ratio, 2)} (≥${fmt(t.min)} ${t.pass ? "PASS" : "MISS"})`,
+        )
+        .join(" | "),
   );
 
   const results = {
@@ -181,11 +188,22 @@ async function main(): Promise<void> {
     methods: rows.map(({ method, m, error }) => ({
       method: method.name,
       ...(m
-        ? { medianMBps: round(m.median), minMBps: round(m.min), maxMBps: round(m.max), vsZlib: round(ratio(m)!, 3), seconds: m.seconds.map((s) => round(s, 4)) }
+        ? {
+            medianMBps: round(m.median),
+            minMBps: round(m.min),
+            maxMBps: round(m.max),
+            vsZlib: round(ratio(m)!, 3),
+            seconds: m.seconds.map((s) => round(s, 4)),
+          }
         : { error }),
       ...(method.note ? { note: method.note } : {}),
     })),
-    targets: targets.map((t) => ({ name: t.label, ratio: t.ratio === undefined ? null : round(t.ratio, 3), min: t.min, pass: t.pass })),
+    targets: targets.map((t) => ({
+      name: t.label,
+      ratio: t.ratio === undefined ? null : round(t.ratio, 3),
+      min: t.min,
+      pass: t.pass,
+    })),
   };
   console.log(`results: ${writeResults("inflate", results)}`);
   console.log(JSON.stringify(results));

@@ -2,8 +2,12 @@
 export { gunzip, type GunzipOptions } from "./wasm/gunzip.js";
 export { extract, type CheckpointState } from "./wasm/extract.js";
 export {
-  buildCheckpoints, buildCheckpointsSync, CheckpointBuilder,
-  type Checkpoint, type CheckpointOptions, type CheckpointResult,
+  buildCheckpoints,
+  buildCheckpointsSync,
+  CheckpointBuilder,
+  type Checkpoint,
+  type CheckpointOptions,
+  type CheckpointResult,
 } from "./wasm/checkpoints.js";
 export { InflateError } from "./wasm/codes.js";
 export { WINDOW_SIZE } from "./wasm/inflater.js";

@@ -52,7 +52,10 @@ beforeAll(async () => {
   await mkdir(join(bundle, "rootfs/app"), { recursive: true });
   await writeFile(join(bundle, "rootfs/app/random.bin"), randomBytes(3 << 20));
   await writeFile(join(bundle, "rootfs/app/hello.txt"), "hello from containerd\n");
-  await cp("/usr/share/common-licenses", join(bundle, "rootfs/usr/share/common-licenses"), { recursive: true, verbatimSymlinks: true });
+  await cp("/usr/share/common-licenses", join(bundle, "rootfs/usr/share/common-licenses"), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
   await run("umoci", ["repack", "--image", `${layout}:latest`, bundle]);
   const bundle2 = join(dir, "bundle2");
   await run("umoci", ["unpack", "--rootless", "--image", `${layout}:latest`, bundle2]);
@@ -116,7 +119,9 @@ describe("soci --content-store containerd create", () => {
     for (const z of ztocs) expect(await client.content.exists(z)).toBe(true);
     expect(await client.content.exists(index.config.digest)).toBe(true);
     // each ztoc describes one of the image's layers
-    expect(index.blobs!.map((l) => l.annotations?.["com.amazon.soci.image-layer-digest"])).toEqual(manifest.layers!.map((l) => l.digest));
+    expect(index.blobs!.map((l) => l.annotations?.["com.amazon.soci.image-layer-digest"])).toEqual(
+      manifest.layers!.map((l) => l.digest),
+    );
 
     // nothing went to the SOCI content store; the artifacts DB has the records
     const blobs = await readdir(join(root, "content", "blobs", "sha256")).catch(() => []);
@@ -124,7 +129,12 @@ describe("soci --content-store containerd create", () => {
     const db = ArtifactsDb.open(join(root, "artifacts.db"));
     try {
       const entry = db.find(indexDigest)!;
-      expect(entry).toMatchObject({ type: "soci_index", ociDigest: img.target.digest, imageDigest: img.target.digest, platform: "linux/amd64" });
+      expect(entry).toMatchObject({
+        type: "soci_index",
+        ociDigest: img.target.digest,
+        imageDigest: img.target.digest,
+        platform: "linux/amd64",
+      });
       expect(ztocs.map((z) => db.find(z)?.type)).toEqual(["soci_layer", "soci_layer"]);
     } finally {
       db.close();
@@ -143,14 +153,18 @@ describe("soci --content-store containerd create", () => {
     for (const z of ztocs) {
       expect(Buffer.from(await client.content.readAll(z)).equals(await blobIn(sociRoot, z))).toBe(true);
     }
-    expect(Buffer.from(await client.content.readAll(indexDigest)).equals(await blobIn(sociRoot, indexDigest))).toBe(true);
+    expect(Buffer.from(await client.content.readAll(indexDigest)).equals(await blobIn(sociRoot, indexDigest))).toBe(
+      true,
+    );
   });
 
   it("lists and inspects the artifacts through containerd (index list/info, ztoc list/get-file)", async () => {
     const all = await ctdCli(root, ["index", "list"]);
     expect(all.code).toBe(0);
     const row = all.stdout.split("\n").find((l) => l.startsWith(indexDigest))!;
-    expect(row.split(/\s+/)).toEqual(expect.arrayContaining(["linux/amd64", "application/vnd.oci.image.manifest.v1+json", "v1"]));
+    expect(row.split(/\s+/)).toEqual(
+      expect.arrayContaining(["linux/amd64", "application/vnd.oci.image.manifest.v1+json", "v1"]),
+    );
     expect(row.split(/\s+/)[2]).toBe(IMAGE); // IMAGE REF: the containerd image whose target the index serves
 
     const byRef = await ctdCli(root, ["index", "list", "-q", "--ref", IMAGE]);
@@ -205,9 +219,20 @@ describe("soci --content-store containerd create", () => {
     expect(list.code).toBe(1);
     expect(list.stderr).toBe(`soci: image "example.com/nope:1": not found\n`);
 
-    const gone = await cli(["--content-store", "containerd", "--address", "unix:///tmp/no-containerd-here.sock", "--root", join(dir, "root-x"), "create", IMAGE]);
+    const gone = await cli([
+      "--content-store",
+      "containerd",
+      "--address",
+      "unix:///tmp/no-containerd-here.sock",
+      "--root",
+      join(dir, "root-x"),
+      "create",
+      IMAGE,
+    ]);
     expect(gone.code).toBe(1);
-    expect(gone.stderr).toBe("soci: containerd at /tmp/no-containerd-here.sock is not reachable (images.Get): connect ENOENT /tmp/no-containerd-here.sock\n");
+    expect(gone.stderr).toBe(
+      "soci: containerd at /tmp/no-containerd-here.sock is not reachable (images.Get): connect ENOENT /tmp/no-containerd-here.sock\n",
+    );
   });
 });
 
@@ -255,13 +280,27 @@ describe("soci --content-store containerd convert", () => {
     // with only the converted image left, GC keeps everything it references
     await client.images.delete(IMAGE, { sync: true });
     try {
-      for (const d of [img.target.digest, manifestDesc!.digest, sociDesc!.digest, sociIndex.config.digest, ...ztocs, ...manifest.layers!.map((l) => l.digest)]) {
+      for (const d of [
+        img.target.digest,
+        manifestDesc!.digest,
+        sociDesc!.digest,
+        sociIndex.config.digest,
+        ...ztocs,
+        ...manifest.layers!.map((l) => l.digest),
+      ]) {
         expect(await client.content.exists(d)).toBe(true);
       }
       // the original manifest is referenced by nothing now
       expect(await client.content.exists(src.digest)).toBe(false);
     } finally {
-      await ctd.ctr(["images", "import", "--no-unpack", "--base-name", "example.com/soci/test", join(dir, "image.tar")]);
+      await ctd.ctr([
+        "images",
+        "import",
+        "--no-unpack",
+        "--base-name",
+        "example.com/soci/test",
+        join(dir, "image.tar"),
+      ]);
     }
 
     // same SOCI index and ztocs as a standalone convert of the OCI layout
@@ -269,13 +308,19 @@ describe("soci --content-store containerd convert", () => {
     const sa = await cli(["convert", "--standalone", "--format", "oci-dir", ...BUILD, layout, out]);
     expect(sa.code).toBe(0);
     for (const d of [sociDesc!.digest, ...ztocs, manifestDesc!.digest]) {
-      expect(Buffer.from(await client.content.readAll(d)).equals(await readFile(join(out, "blobs", ...d.split(":"))))).toBe(true);
+      expect(
+        Buffer.from(await client.content.readAll(d)).equals(await readFile(join(out, "blobs", ...d.split(":")))),
+      ).toBe(true);
     }
 
     // the artifacts DB points the v2 index at the new manifest and image index
     const db = ArtifactsDb.open(join(root, "artifacts.db"));
     try {
-      expect(db.find(sociDesc!.digest)).toMatchObject({ type: "soci_index", ociDigest: manifestDesc!.digest, imageDigest: img.target.digest });
+      expect(db.find(sociDesc!.digest)).toMatchObject({
+        type: "soci_index",
+        ociDigest: manifestDesc!.digest,
+        imageDigest: img.target.digest,
+      });
     } finally {
       db.close();
     }
@@ -286,7 +331,9 @@ describe("soci --content-store containerd convert", () => {
     const root = join(dir, "root-convert-bad");
     const untagged = await ctdCli(root, ["convert", ...BUILD, IMAGE, "example.com/soci/test"]);
     expect(untagged.code).toBe(1);
-    expect(untagged.stderr).toBe(`soci: the destination image must be a tagged ref of the form "registry/repository:tag"\n`);
+    expect(untagged.stderr).toBe(
+      `soci: the destination image must be a tagged ref of the form "registry/repository:tag"\n`,
+    );
     const missing = await ctdCli(root, ["convert", ...BUILD, "example.com/nope:1", "example.com/nope:soci"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(`soci: image "example.com/nope:1": not found\n`);
@@ -297,15 +344,31 @@ describe("namespaces and multi-platform images", () => {
   const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
   it("works in the namespace given by --namespace only", async () => {
-    await ctd.ctr(["images", "import", "--no-unpack", "--base-name", "example.com/soci/team", join(dir, "image.tar")], { namespace: "team" });
+    await ctd.ctr(["images", "import", "--no-unpack", "--base-name", "example.com/soci/team", join(dir, "image.tar")], {
+      namespace: "team",
+    });
     const root = join(dir, "root-team");
     const wrongNs = await ctdCli(root, ["create", ...BUILD, "example.com/soci/team:latest"]);
     expect(wrongNs.stderr).toBe(`soci: image "example.com/soci/team:latest": not found\n`);
-    const r = await cli(["--content-store", "containerd", "--address", ctd.address, "--namespace", "team", "--root", root, "create", ...BUILD, "example.com/soci/team:latest"]);
+    const r = await cli([
+      "--content-store",
+      "containerd",
+      "--address",
+      ctd.address,
+      "--namespace",
+      "team",
+      "--root",
+      root,
+      "create",
+      ...BUILD,
+      "example.com/soci/team:latest",
+    ]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const team = client.withNamespace("team");
-    const index = (await team.images.get("example.com/soci/team:latest")).labels["containerd.io/gc.ref.content.soci-index"]!;
+    const index = (await team.images.get("example.com/soci/team:latest")).labels[
+      "containerd.io/gc.ref.content.soci-index"
+    ]!;
     expect(await team.content.exists(index)).toBe(true);
     expect(await client.content.exists(index)).toBe(false);
   });
@@ -314,22 +377,49 @@ describe("namespaces and multi-platform images", () => {
     // an OCI index of the amd64 image and an arm64 twin (same layers, its own config)
     const amd = (await client.images.get(IMAGE)).target;
     const amdManifest = parseManifest(await client.content.readAll(amd.digest));
-    const amdConfig = JSON.parse(Buffer.from(await client.content.readAll(amdManifest.config.digest)).toString()) as Record<string, unknown>;
+    const amdConfig = JSON.parse(
+      Buffer.from(await client.content.readAll(amdManifest.config.digest)).toString(),
+    ) as Record<string, unknown>;
     const json = (v: unknown) => Buffer.from(JSON.stringify(v));
     const armConfig = json({ ...amdConfig, architecture: "arm64", variant: "v8" });
-    const armConfigDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: sha256(armConfig), size: armConfig.length };
-    const armManifest = json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: armConfigDesc, layers: amdManifest.layers });
-    const armDesc = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha256(armManifest), size: armManifest.length };
-    const index = json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [
-      { ...amd, platform: { architecture: "amd64", os: "linux" } },
-      { ...armDesc, platform: { architecture: "arm64", os: "linux", variant: "v8" } },
-    ] });
-    const indexDesc = { mediaType: "application/vnd.oci.image.index.v1+json", digest: sha256(index), size: index.length };
+    const armConfigDesc = {
+      mediaType: "application/vnd.oci.image.config.v1+json",
+      digest: sha256(armConfig),
+      size: armConfig.length,
+    };
+    const armManifest = json({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: armConfigDesc,
+      layers: amdManifest.layers,
+    });
+    const armDesc = {
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: sha256(armManifest),
+      size: armManifest.length,
+    };
+    const index = json({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [
+        { ...amd, platform: { architecture: "amd64", os: "linux" } },
+        { ...armDesc, platform: { architecture: "arm64", os: "linux", variant: "v8" } },
+      ],
+    });
+    const indexDesc = {
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      digest: sha256(index),
+      size: index.length,
+    };
     const lease = await client.leases.create({ expiresInMs: 600_000 });
     const leased = client.withLease(lease.id);
     await leased.content.write(armConfig, armConfigDesc);
-    await leased.content.write(armManifest, armDesc, { labels: { "containerd.io/gc.ref.content.config": armConfigDesc.digest } });
-    await leased.content.write(index, indexDesc, { labels: { "containerd.io/gc.ref.content.m.0": amd.digest, "containerd.io/gc.ref.content.m.1": armDesc.digest } });
+    await leased.content.write(armManifest, armDesc, {
+      labels: { "containerd.io/gc.ref.content.config": armConfigDesc.digest },
+    });
+    await leased.content.write(index, indexDesc, {
+      labels: { "containerd.io/gc.ref.content.m.0": amd.digest, "containerd.io/gc.ref.content.m.1": armDesc.digest },
+    });
     const MULTI = "example.com/soci/multi:1";
     await client.images.create({ name: MULTI, target: indexDesc });
     await client.leases.delete(lease.id);

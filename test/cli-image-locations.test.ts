@@ -48,7 +48,8 @@ async function ztocNames(store: ContentStore, indexDigest: string): Promise<stri
   const sociDesc = idx.manifests!.find((m) => m.artifactType === SociIndexArtifactTypeV2)!;
   const soci = parseSociIndex(await store.get(sociDesc.digest));
   const names: string[] = [];
-  for (const b of soci.blobs ?? []) names.push(...decodeZtoc(await store.get(b.digest)).toc.map((e) => Buffer.from(e.name).toString()));
+  for (const b of soci.blobs ?? [])
+    names.push(...decodeZtoc(await store.get(b.digest)).toc.map((e) => Buffer.from(e.name).toString()));
   return names;
 }
 
@@ -67,7 +68,12 @@ beforeAll(async () => {
   await run("umoci", ["repack", "--image", `${layout}:latest`, join(dir, "bundle2")]);
   archive = join(dir, "image.tar");
   await run("skopeo", ["copy", `oci:${layout}:latest`, `oci-archive:${archive}:latest`]);
-  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/src/app:latest`]);
+  await run("skopeo", [
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${registry.host}/src/app:latest`,
+  ]);
 }, 120_000);
 
 afterAll(async () => {
@@ -80,7 +86,11 @@ describe("image location syntax", () => {
     expect(parseImageLocation("oci:/a/b:v1")).toEqual({ kind: "oci", path: "/a/b", tag: "v1" });
     expect(parseImageLocation("oci:./rel")).toEqual({ kind: "oci", path: "./rel" });
     expect(parseImageLocation("oci-archive:/x/y.tar")).toEqual({ kind: "oci-archive", path: "/x/y.tar" });
-    expect(parseImageLocation("oci-archive:/x:1/y.tar:tag")).toEqual({ kind: "oci-archive", path: "/x:1/y.tar", tag: "tag" });
+    expect(parseImageLocation("oci-archive:/x:1/y.tar:tag")).toEqual({
+      kind: "oci-archive",
+      path: "/x:1/y.tar",
+      tag: "tag",
+    });
     expect(parseImageLocation("127.0.0.1:5000/a/b:c")).toEqual({ kind: "registry", ref: "127.0.0.1:5000/a/b:c" });
     expect(parseImageLocation("/layout", { pathsAreLayouts: true })).toEqual({ kind: "oci", path: "/layout" });
     expect(() => parseImageLocation("oci:")).toThrow(/missing path/);
@@ -96,9 +106,15 @@ describe("soci convert between disk and registry", () => {
     registry.requests.length = 0;
     digests.reg = await convert(`${registry.host}/src/app:latest`, `oci-archive:${out}:soci`);
     // each layer was downloaded once: the builder's stream also filled the archive
-    const m = parseManifest(Buffer.from((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/src/app:latest`])).stdout));
+    const m = parseManifest(
+      Buffer.from(
+        (await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/src/app:latest`]))
+          .stdout,
+      ),
+    );
     await new Promise((r) => setTimeout(r, 200)); // access log lines land just after responses
-    for (const l of m.layers!) expect(registry.requests.filter((r) => r.startsWith(`GET /v2/src/app/blobs/${l.digest} 200`))).toHaveLength(1);
+    for (const l of m.layers!)
+      expect(registry.requests.filter((r) => r.startsWith(`GET /v2/src/app/blobs/${l.digest} 200`))).toHaveLength(1);
     const index = await skopeoRaw(`oci-archive:${out}:soci`);
     expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
     expect(index.manifests!.map((m) => m.artifactType ?? "image")).toEqual(["image", SociIndexArtifactTypeV2]);
@@ -125,7 +141,13 @@ describe("soci convert between disk and registry", () => {
       expect(image.annotations?.["com.amazon.soci.index-digest"]).toBe(sociDesc.digest);
       // all blobs (image layers from disk, ztocs) were pushed: skopeo copies the image out whole
       const copy = join(dir, `copy-${repo}`);
-      await run("skopeo", ["copy", "--all", "--src-tls-verify=false", `docker://${registry.host}/${repo}/app:soci`, `oci:${copy}:x`]);
+      await run("skopeo", [
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        `docker://${registry.host}/${repo}/app:soci`,
+        `oci:${copy}:x`,
+      ]);
       const m = parseManifest(await (await ContentStore.open(copy)).get(image.digest));
       expect(m.layers).toHaveLength(2);
     }
@@ -153,12 +175,25 @@ describe("soci convert between disk and registry", () => {
     expect(notag.stderr).toMatch(/holds 2 images; name one as oci:<dir>:<tag>/);
     const badTag = await cli("convert", `oci:${layout}:nosuch`, `oci-archive:${join(dir, "z.tar")}`);
     expect(badTag.stderr).toMatch(/no image tagged nosuch/);
-    const untagged = await cli("convert", "--plain-http", `oci:${layout}:latest`, `${registry.host}/x/app@sha256:${"0".repeat(64)}`);
+    const untagged = await cli(
+      "convert",
+      "--plain-http",
+      `oci:${layout}:latest`,
+      `${registry.host}/x/app@sha256:${"0".repeat(64)}`,
+    );
     expect(untagged.stderr).toContain("the destination image must be a tagged ref");
     for (const f of ["x.tar", "y", "z.tar"]) await expect(stat(join(dir, f))).rejects.toThrow();
-    const unwritable = await cli("convert", "--min-layer-size", "0", `oci:${layout}:latest`, `oci-archive:${join(dir, "no/such/dir/out.tar")}`);
+    const unwritable = await cli(
+      "convert",
+      "--min-layer-size",
+      "0",
+      `oci:${layout}:latest`,
+      `oci-archive:${join(dir, "no/such/dir/out.tar")}`,
+    );
     expect(unwritable.code).toBe(1);
-    expect(unwritable.stderr).toMatch(/^soci: .*no\/such\/dir\/out\.tar: cannot write the OCI archive: tar: .*No such file or directory/m);
+    expect(unwritable.stderr).toMatch(
+      /^soci: .*no\/such\/dir\/out\.tar: cannot write the OCI archive: tar: .*No such file or directory/m,
+    );
   });
 });
 

@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 
 const run = promisify(execFile);
 const root = new URL("..", import.meta.url).pathname;
-const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
+  .version;
 
 async function cli(bin: string, args: string[]) {
   try {
@@ -31,11 +32,19 @@ describe("executables", () => {
 
   it("soci lists the reference's commands", async () => {
     const h = await cli("soci", ["--help"]);
-    for (const c of ["create", "convert", "push", "rebuild-db", "index", "ztoc", "prefetch", "mount"]) expect(h.stdout).toContain(c);
+    for (const c of ["create", "convert", "push", "rebuild-db", "index", "ztoc", "prefetch", "mount"])
+      expect(h.stdout).toContain(c);
   });
 
   it("soci mount of an unreachable registry fails clearly; the daemon prints its default config", async () => {
-    const r = await cli("soci", ["--root", "/tmp/soci-cli-test-root", "mount", "--plain-http", "127.0.0.1:1/x:y", "/tmp/soci-cli-test-mnt"]);
+    const r = await cli("soci", [
+      "--root",
+      "/tmp/soci-cli-test-root",
+      "mount",
+      "--plain-http",
+      "127.0.0.1:1/x:y",
+      "/tmp/soci-cli-test-mnt",
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^soci: .*127\.0\.0\.1:1/);
     const d = await cli("soci-snapshotter-grpc", ["config", "default"]);

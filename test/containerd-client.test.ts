@@ -16,7 +16,10 @@ import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";
 import { openLease } from "../src/containerd/leases.js";
 import {
-  AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  NotFoundError,
+  UnavailableError,
 } from "../src/containerd/errors.js";
 
 const run = promisify(execFile);
@@ -39,7 +42,11 @@ describe("content", () => {
   it("writes a blob in several messages, verified by containerd, and reads it back whole and by range", async () => {
     const data = randomBytes(3 * 1024 * 1024 + 123);
     const digest = sha256(data);
-    const r = await client.content.write(data, { digest, size: data.length }, { labels: { "test/kind": "random" }, chunkSize: 1 << 20 });
+    const r = await client.content.write(
+      data,
+      { digest, size: data.length },
+      { labels: { "test/kind": "random" }, chunkSize: 1 << 20 },
+    );
     expect(r).toEqual({ digest, size: data.length, existed: false });
 
     const info = await client.content.info(digest);
@@ -49,7 +56,9 @@ describe("content", () => {
     const part = await client.content.readAll(digest, { offset: 1_500_000, size: 70_000 });
     expect(Buffer.from(part).equals(data.subarray(1_500_000, 1_570_000))).toBe(true);
     // containerd's own copy on disk
-    const onDisk = await readFile(join(ctd.root, "io.containerd.content.v1.content", "blobs", "sha256", digest.slice(7)));
+    const onDisk = await readFile(
+      join(ctd.root, "io.containerd.content.v1.content", "blobs", "sha256", digest.slice(7)),
+    );
     expect(onDisk.equals(data)).toBe(true);
   });
 
@@ -71,11 +80,15 @@ describe("content", () => {
     const wrong = sha256(Buffer.from("something else\n"));
     const err = await client.content.write(data, { digest: wrong, size: data.length }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
-    expect((err as Error).message).toMatch(/^containerd content\.Write: .*unexpected commit digest sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/);
+    expect((err as Error).message).toMatch(
+      /^containerd content\.Write: .*unexpected commit digest sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/,
+    );
     expect(await client.content.exists(wrong)).toBe(false);
     expect(await client.content.exists(sha256(data))).toBe(false);
 
-    const sizeErr = await client.content.write(data, { digest: sha256(data), size: data.length + 5 }).catch((e: Error) => e);
+    const sizeErr = await client.content
+      .write(data, { digest: sha256(data), size: data.length + 5 })
+      .catch((e: Error) => e);
     expect(sizeErr).toBeInstanceOf(FailedPreconditionError);
     expect((sizeErr as Error).message).toMatch(/^containerd content\.Write: .*failed size validation: 17 != 22/);
     expect(await client.content.exists(sha256(data))).toBe(false);
@@ -89,7 +102,9 @@ describe("content", () => {
       yield randomBytes(1 << 20);
       throw new Error("source went away");
     }
-    const err = await client.content.write(failing(), { digest: sha256(Buffer.from("x")), size: 2 << 20 }).catch((e: Error) => e);
+    const err = await client.content
+      .write(failing(), { digest: sha256(Buffer.from("x")), size: 2 << 20 })
+      .catch((e: Error) => e);
     expect((err as Error).message).toBe("source went away");
 
     const ac = new AbortController();
@@ -99,7 +114,9 @@ describe("content", () => {
       await new Promise((r) => setTimeout(r, 50));
       yield randomBytes(1 << 20);
     }
-    const aborted = await client.content.write(slow(), { digest: sha256(Buffer.from("y")), size: 2 << 20 }, { signal: ac.signal }).catch((e: Error) => e);
+    const aborted = await client.content
+      .write(slow(), { digest: sha256(Buffer.from("y")), size: 2 << 20 }, { signal: ac.signal })
+      .catch((e: Error) => e);
     expect(aborted).toMatchObject({ code: "Canceled" });
     const { stdout } = await ctd.ctr(["content", "active"], { namespace: "soci-test" });
     expect(stdout.trim().split("\n").slice(1).filter(Boolean)).toEqual([]);
@@ -108,7 +125,11 @@ describe("content", () => {
   it("lets concurrent writers of the same blob both succeed", async () => {
     const data = randomBytes(2 << 20);
     const d = { digest: sha256(data), size: data.length };
-    const rs = await Promise.all([client.content.write(data, d), client.content.write(data, d), client.content.write(data, d)]);
+    const rs = await Promise.all([
+      client.content.write(data, d),
+      client.content.write(data, d),
+      client.content.write(data, d),
+    ]);
     expect(rs.map((r) => r.digest)).toEqual([d.digest, d.digest, d.digest]);
     expect(rs.filter((r) => !r.existed).length).toBeGreaterThanOrEqual(1);
     expect(Buffer.from(await client.content.readAll(d.digest)).equals(data)).toBe(true);
@@ -123,7 +144,9 @@ describe("content", () => {
     expect((await client.content.info(d.digest)).labels).toEqual({ a: "1", b: "2" });
     const wrongSize = await client.content.write(data, { digest: d.digest, size: d.size + 1 }).catch((e: Error) => e);
     expect(wrongSize).toBeInstanceOf(FailedPreconditionError);
-    expect((wrongSize as Error).message).toBe(`containerd content.Write: ${d.digest} is stored with 6 bytes, expected 7`);
+    expect((wrongSize as Error).message).toBe(
+      `containerd content.Write: ${d.digest} is stored with 6 bytes, expected 7`,
+    );
     await client.content.setLabels(d.digest, { a: "", c: "3" });
     expect((await client.content.info(d.digest)).labels).toEqual({ b: "2", c: "3" });
   });
@@ -167,8 +190,13 @@ describe("images", () => {
 
     await client.images.create({ name: "example.com/test/b:1", target });
     expect((await client.images.get("example.com/test/a:1")).labels).toEqual({ x: "y" });
-    expect((await client.images.list()).map((i) => i.name).sort()).toEqual(["example.com/test/a:1", "example.com/test/b:1"]);
-    expect((await client.images.list([`name=="example.com/test/b:1"`])).map((i) => i.name)).toEqual(["example.com/test/b:1"]);
+    expect((await client.images.list()).map((i) => i.name).sort()).toEqual([
+      "example.com/test/a:1",
+      "example.com/test/b:1",
+    ]);
+    expect((await client.images.list([`name=="example.com/test/b:1"`])).map((i) => i.name)).toEqual([
+      "example.com/test/b:1",
+    ]);
     expect((await client.images.list([`target.digest==${target.digest}`])).length).toBe(2);
 
     const up = await client.images.setLabels("example.com/test/a:1", { z: "w" });
@@ -264,12 +292,17 @@ async function snapshotLifecycle(sn: ReturnType<ContainerdClient["snapshots"]>):
   } finally {
     await rm(mnt, { recursive: true, force: true });
   }
-  expect((await sn.mounts("layer-1-active"))).toEqual(mounts);
+  expect(await sn.mounts("layer-1-active")).toEqual(mounts);
   expect((await sn.stat("layer-1-active")).kind).toBe("ACTIVE");
 
   await sn.commit("layer-1", "layer-1-active", { "containerd.io/snapshot/test": "committed" });
   const st = await sn.stat("layer-1");
-  expect(st).toMatchObject({ name: "layer-1", parent: "", kind: "COMMITTED", labels: { "containerd.io/snapshot/test": "committed" } });
+  expect(st).toMatchObject({
+    name: "layer-1",
+    parent: "",
+    kind: "COMMITTED",
+    labels: { "containerd.io/snapshot/test": "committed" },
+  });
   expect((await sn.usage("layer-1")).size).toBeGreaterThan(0);
   const gone = await sn.stat("layer-1-active").catch((e: Error) => e);
   expect(gone).toBeInstanceOf(NotFoundError);
@@ -301,7 +334,10 @@ async function snapshotLifecycle(sn: ReturnType<ContainerdClient["snapshots"]>):
   expect(await sn.list()).toEqual([]);
   // overlayfs in containerd 1.6 has no Cleanup: a typed NotImplemented error
   const cleanup = await sn.cleanup().catch((e: Error) => e);
-  expect(cleanup).toMatchObject({ code: "NotImplemented", message: expect.stringMatching(/does not implement Cleanup/) });
+  expect(cleanup).toMatchObject({
+    code: "NotImplemented",
+    message: expect.stringMatching(/does not implement Cleanup/),
+  });
 }
 
 describe("image import and unpack (content + images + diff + snapshots)", () => {
@@ -313,7 +349,10 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
         await mkdir(join(src, path, ".."), { recursive: true });
         await writeFile(join(src, path), content);
       }
-      const { stdout } = await run("tar", ["-C", src, "--sort=name", "-cf", "-", "."], { encoding: "buffer", maxBuffer: 64 << 20 });
+      const { stdout } = await run("tar", ["-C", src, "--sort=name", "-cf", "-", "."], {
+        encoding: "buffer",
+        maxBuffer: 64 << 20,
+      });
       const tar = stdout as unknown as Buffer;
       return { blob: gzipSync(tar), diffId: sha256(tar) };
     } finally {
@@ -322,22 +361,48 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
   }
 
   /** Writes layers, config and manifest through our client and names the image. */
-  async function importImage(name: string, layers: { blob: Buffer; diffId: string }[], diffIds = layers.map((l) => l.diffId)) {
+  async function importImage(
+    name: string,
+    layers: { blob: Buffer; diffId: string }[],
+    diffIds = layers.map((l) => l.diffId),
+  ) {
     const json = (v: unknown) => Buffer.from(JSON.stringify(v));
     const lease = await client.leases.create({ expiresInMs: 600_000 });
     const leased = client.withLease(lease.id);
     try {
       const layerDescs = [];
       for (const l of layers) {
-        const d = { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha256(l.blob), size: l.blob.length };
+        const d = {
+          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+          digest: sha256(l.blob),
+          size: l.blob.length,
+        };
         await leased.content.write(l.blob, d);
         layerDescs.push(d);
       }
-      const config = json({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: diffIds }, config: {} });
-      const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", digest: sha256(config), size: config.length };
+      const config = json({
+        architecture: "amd64",
+        os: "linux",
+        rootfs: { type: "layers", diff_ids: diffIds },
+        config: {},
+      });
+      const configDesc = {
+        mediaType: "application/vnd.oci.image.config.v1+json",
+        digest: sha256(config),
+        size: config.length,
+      };
       await leased.content.write(config, configDesc);
-      const manifest = json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers: layerDescs });
-      const mDesc = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha256(manifest), size: manifest.length };
+      const manifest = json({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: configDesc,
+        layers: layerDescs,
+      });
+      const mDesc = {
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        digest: sha256(manifest),
+        size: manifest.length,
+      };
       const labels: Record<string, string> = { "containerd.io/gc.ref.content.config": configDesc.digest };
       layerDescs.forEach((d, i) => (labels[`containerd.io/gc.ref.content.l.${i}`] = d.digest));
       await leased.content.write(manifest, mDesc, { labels });
@@ -357,10 +422,22 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
     expect(chains[0]).toBe(l1.diffId);
 
     const first = await unpackImage(client, name, "overlayfs");
-    expect(first).toEqual({ chainId: chains[1], layers: [{ chainId: chains[0], outcome: "applied" }, { chainId: chains[1], outcome: "applied" }] });
+    expect(first).toEqual({
+      chainId: chains[1],
+      layers: [
+        { chainId: chains[0], outcome: "applied" },
+        { chainId: chains[1], outcome: "applied" },
+      ],
+    });
     const sn = client.snapshots("overlayfs");
-    expect(await sn.stat(chains[1]!)).toMatchObject({ kind: "COMMITTED", parent: chains[0], labels: { "containerd.io/snapshot.ref": chains[1] } });
-    expect((await client.content.info(config.digest)).labels["containerd.io/gc.ref.snapshot.overlayfs"]).toBe(chains[1]);
+    expect(await sn.stat(chains[1]!)).toMatchObject({
+      kind: "COMMITTED",
+      parent: chains[0],
+      labels: { "containerd.io/snapshot.ref": chains[1] },
+    });
+    expect((await client.content.info(config.digest)).labels["containerd.io/gc.ref.snapshot.overlayfs"]).toBe(
+      chains[1],
+    );
 
     // the merged view shows both layers (a lease keeps the view from GC while we look)
     const lease = await client.leases.create({ expiresInMs: 600_000 });
@@ -414,7 +491,9 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
     const name = "example.com/unpack/bad:1";
     await importImage(name, [l1], [sha256(Buffer.from("not the layer"))]);
     const err = await unpackImage(client, name, "overlayfs").catch((e: Error) => e);
-    expect((err as Error).message).toMatch(/wrong diff id calculated on extraction: sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/);
+    expect((err as Error).message).toMatch(
+      /wrong diff id calculated on extraction: sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/,
+    );
     expect(await client.snapshots("overlayfs").list()).toEqual([]);
     await client.images.delete(name, { sync: true });
   });
@@ -444,7 +523,9 @@ describe("connection failures", () => {
     try {
       const err = await c.images.list().catch((e: Error) => e);
       expect(err).toBeInstanceOf(UnavailableError);
-      expect((err as Error).message).toBe("containerd at /tmp/no-such-containerd.sock is not reachable (images.List): connect ENOENT /tmp/no-such-containerd.sock");
+      expect((err as Error).message).toBe(
+        "containerd at /tmp/no-such-containerd.sock is not reachable (images.List): connect ENOENT /tmp/no-such-containerd.sock",
+      );
     } finally {
       c.close();
     }

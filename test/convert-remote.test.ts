@@ -17,7 +17,11 @@ const run = promisify(execFile);
 const soci = new URL("../bin/soci.js", import.meta.url).pathname;
 let registry: RegistryServer;
 let dir = "";
-const raw = async (ref: string) => JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`])).stdout) as { manifests?: Descriptor[]; mediaType?: string };
+const raw = async (ref: string) =>
+  JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`])).stdout) as {
+    manifests?: Descriptor[];
+    mediaType?: string;
+  };
 
 beforeAll(async () => {
   registry = await startRegistry();
@@ -29,7 +33,12 @@ beforeAll(async () => {
   await writeFile(join(dir, "bundle/rootfs/data.bin"), randomBytes(2 << 20));
   await writeFile(join(dir, "bundle/rootfs/hello.txt"), "hello\n");
   await run("umoci", ["repack", "--image", `${layout}:latest`, join(dir, "bundle")]);
-  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/src/app:latest`]);
+  await run("skopeo", [
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${registry.host}/src/app:latest`,
+  ]);
 }, 120_000);
 
 afterAll(async () => {
@@ -39,7 +48,15 @@ afterAll(async () => {
 
 describe("soci convert between registry repositories", () => {
   it("pushes the SOCI-enabled image to the destination, layers mounted from the source", async () => {
-    const r = await run("node", [soci, "convert", "--plain-http", "--min-layer-size", "0", `${registry.host}/src/app:latest`, `${registry.host}/dst/app:soci`]);
+    const r = await run("node", [
+      soci,
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "0",
+      `${registry.host}/src/app:latest`,
+      `${registry.host}/dst/app:soci`,
+    ]);
     expect(r.stdout).toMatch(/^layer sha256:\w+ -> ztoc sha256:\w+$/m);
     const index = await raw(`${registry.host}/dst/app:soci`);
     expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
@@ -64,20 +81,45 @@ describe("soci convert between registry repositories", () => {
   });
 
   it("skopeo copy --all carries the SOCI index along; copying one platform drops it", async () => {
-    await run("skopeo", ["copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false", `docker://${registry.host}/dst/app:soci`, `docker://${registry.host}/all/app:soci`]);
+    await run("skopeo", [
+      "copy",
+      "--all",
+      "--src-tls-verify=false",
+      "--dest-tls-verify=false",
+      `docker://${registry.host}/dst/app:soci`,
+      `docker://${registry.host}/all/app:soci`,
+    ]);
     const all = await raw(`${registry.host}/all/app:soci`);
     const original = await raw(`${registry.host}/dst/app:soci`);
     expect(all.manifests!.map((m) => m.digest)).toEqual(original.manifests!.map((m) => m.digest));
-    await run("skopeo", ["copy", "--src-tls-verify=false", "--dest-tls-verify=false", `docker://${registry.host}/dst/app:soci`, `docker://${registry.host}/one/app:x`]);
+    await run("skopeo", [
+      "copy",
+      "--src-tls-verify=false",
+      "--dest-tls-verify=false",
+      `docker://${registry.host}/dst/app:soci`,
+      `docker://${registry.host}/one/app:x`,
+    ]);
     const one = await raw(`${registry.host}/one/app:x`);
     expect(one.manifests).toBeUndefined(); // a single image manifest: no SOCI index descriptor
   });
 
   it("fails clearly for a missing source and an untagged destination", async () => {
-    const missing = await run("node", [soci, "convert", "--plain-http", `${registry.host}/nope/app:latest`, `${registry.host}/x/app:y`]).catch((e: { stderr: string; code: number }) => e);
+    const missing = await run("node", [
+      soci,
+      "convert",
+      "--plain-http",
+      `${registry.host}/nope/app:latest`,
+      `${registry.host}/x/app:y`,
+    ]).catch((e: { stderr: string; code: number }) => e);
     expect((missing as { code: number }).code).toBe(1);
     expect((missing as { stderr: string }).stderr).toMatch(/^soci: .*(not found|unknown)/i);
-    const untagged = await run("node", [soci, "convert", "--plain-http", `${registry.host}/src/app:latest`, `${registry.host}/x/app@sha256:${"0".repeat(64)}`]).catch((e: { stderr: string }) => e);
+    const untagged = await run("node", [
+      soci,
+      "convert",
+      "--plain-http",
+      `${registry.host}/src/app:latest`,
+      `${registry.host}/x/app@sha256:${"0".repeat(64)}`,
+    ]).catch((e: { stderr: string }) => e);
     expect((untagged as { stderr: string }).stderr).toContain("the destination image must be a tagged ref");
   });
 });
@@ -109,10 +151,23 @@ describe("soci create + soci push (SOCI index v1)", () => {
     }
 
     const skip = await run("node", [soci, "--root", root, "push", "--plain-http", "--existing-index", "skip", ref]);
-    expect(skip.stdout).toMatch(/soci index found in remote repository with digest: sha256:\w+: skipping pushing artifacts for image manifest: sha256:/);
+    expect(skip.stdout).toMatch(
+      /soci index found in remote repository with digest: sha256:\w+: skipping pushing artifacts for image manifest: sha256:/,
+    );
     const warn = await run("node", [soci, "--root", root, "push", "--plain-http", ref]);
-    expect(warn.stdout).toMatch(/^\[WARN\] soci index found in remote repository with digest: sha256:\w+: pushing index anyway$/m);
-    const bad = await run("node", [soci, "--root", root, "push", "--plain-http", "--existing-index", "maybe", ref]).catch((e: { stderr: string }) => e);
+    expect(warn.stdout).toMatch(
+      /^\[WARN\] soci index found in remote repository with digest: sha256:\w+: pushing index anyway$/m,
+    );
+    const bad = await run("node", [
+      soci,
+      "--root",
+      root,
+      "push",
+      "--plain-http",
+      "--existing-index",
+      "maybe",
+      ref,
+    ]).catch((e: { stderr: string }) => e);
     expect((bad as { stderr: string }).stderr).toMatch(/--existing-index/);
   });
 });
@@ -128,13 +183,26 @@ describe("multi-platform images", () => {
     const store = await ContentStore.open(layout);
     const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
     const entries: Descriptor[] = [];
-    for (const [arch, variant] of [["amd64", undefined], ["arm64", "v8"]] as const) {
-      const tar = (await run("tar", ["-C", join(dir, "bundle/rootfs"), "-cf", "-", "hello.txt"], { encoding: "buffer" })).stdout as unknown as Buffer;
+    for (const [arch, variant] of [
+      ["amd64", undefined],
+      ["arm64", "v8"],
+    ] as const) {
+      const tar = (
+        await run("tar", ["-C", join(dir, "bundle/rootfs"), "-cf", "-", "hello.txt"], { encoding: "buffer" })
+      ).stdout as unknown as Buffer;
       // the same layer for both: their SOCI indexes are byte-identical, yet each platform keeps its own entry
       const layer = zlib.gzipSync(tar);
       const layerBytes = Buffer.concat([layer]);
       const lInfo = await store.put(layerBytes);
-      const config = Buffer.from(JSON.stringify({ architecture: arch, os: "linux", ...(variant ? { variant } : {}), rootfs: { type: "layers", diff_ids: [sha(tar)] }, config: { Env: [arch] } }));
+      const config = Buffer.from(
+        JSON.stringify({
+          architecture: arch,
+          os: "linux",
+          ...(variant ? { variant } : {}),
+          rootfs: { type: "layers", diff_ids: [sha(tar)] },
+          config: { Env: [arch] },
+        }),
+      );
       const cInfo = await store.put(config);
       const manifest = marshalManifest({
         schemaVersion: 2,
@@ -142,20 +210,47 @@ describe("multi-platform images", () => {
         config: { mediaType: "application/vnd.oci.image.config.v1+json", ...cInfo },
         layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...lInfo }],
       });
-      const desc = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: sha(manifest), size: manifest.length, platform: { architecture: arch, os: "linux", ...(variant ? { variant } : {}) } };
+      const desc = {
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        digest: sha(manifest),
+        size: manifest.length,
+        platform: { architecture: arch, os: "linux", ...(variant ? { variant } : {}) },
+      };
       await store.put(manifest, { digest: desc.digest, size: desc.size });
       entries.push(desc);
     }
-    const index = marshalIndex({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries });
+    const index = marshalIndex({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: entries,
+    });
     const idesc = { mediaType: "application/vnd.oci.image.index.v1+json", digest: sha(index), size: index.length };
     await store.putDescriptor(idesc, index);
     await store.tag(idesc, "latest");
-    await run("skopeo", ["copy", "--all", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/multi/app:latest`]);
+    await run("skopeo", [
+      "copy",
+      "--all",
+      "--dest-tls-verify=false",
+      `oci:${layout}:latest`,
+      `docker://${registry.host}/multi/app:latest`,
+    ]);
 
-    await run("node", [soci, "convert", "--plain-http", "--all-platforms", "--min-layer-size", "0", `${registry.host}/multi/app:latest`, `${registry.host}/multi/app:soci`]);
+    await run("node", [
+      soci,
+      "convert",
+      "--plain-http",
+      "--all-platforms",
+      "--min-layer-size",
+      "0",
+      `${registry.host}/multi/app:latest`,
+      `${registry.host}/multi/app:soci`,
+    ]);
     const all = await raw(`${registry.host}/multi/app:soci`);
     const socis = all.manifests!.filter((m) => m.artifactType === SociIndexArtifactTypeV2);
-    expect(socis.map((m) => m.platform)).toEqual([{ architecture: "amd64", os: "linux" }, { architecture: "arm64", os: "linux", variant: "v8" }]);
+    expect(socis.map((m) => m.platform)).toEqual([
+      { architecture: "amd64", os: "linux" },
+      { architecture: "arm64", os: "linux", variant: "v8" },
+    ]);
     const images = all.manifests!.filter((m) => !m.artifactType);
     expect(images).toHaveLength(2);
     for (const img of images) {
@@ -164,7 +259,17 @@ describe("multi-platform images", () => {
       expect(img.annotations?.["com.amazon.soci.index-digest"]).toBe(s!.digest);
     }
 
-    await run("node", [soci, "convert", "--plain-http", "--platform", "linux/arm64", "--min-layer-size", "0", `${registry.host}/multi/app:latest`, `${registry.host}/multi/app:arm`]);
+    await run("node", [
+      soci,
+      "convert",
+      "--plain-http",
+      "--platform",
+      "linux/arm64",
+      "--min-layer-size",
+      "0",
+      `${registry.host}/multi/app:latest`,
+      `${registry.host}/multi/app:arm`,
+    ]);
     const arm = await raw(`${registry.host}/multi/app:arm`);
     const armSoci = arm.manifests!.filter((m) => m.artifactType === SociIndexArtifactTypeV2);
     expect(armSoci.map((m) => m.platform?.architecture)).toEqual(["arm64"]);

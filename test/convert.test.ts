@@ -38,9 +38,14 @@ beforeAll(async () => {
   const bundle = join(dir, "bundle");
   await run("umoci", ["unpack", "--rootless", "--image", `${layout}:latest`, bundle]);
   const rootfs = join(bundle, "rootfs");
-  await cp("/usr/share/perl5", join(rootfs, "usr/share/perl5"), { recursive: true, verbatimSymlinks: true }).catch(async () => {
-    await cp("/usr/lib/x86_64-linux-gnu/perl-base", join(rootfs, "usr/lib/perl-base"), { recursive: true, verbatimSymlinks: true });
-  });
+  await cp("/usr/share/perl5", join(rootfs, "usr/share/perl5"), { recursive: true, verbatimSymlinks: true }).catch(
+    async () => {
+      await cp("/usr/lib/x86_64-linux-gnu/perl-base", join(rootfs, "usr/lib/perl-base"), {
+        recursive: true,
+        verbatimSymlinks: true,
+      });
+    },
+  );
   await mkdir(join(rootfs, "app"), { recursive: true });
   await writeFile(join(rootfs, "app/random.bin"), randomBytes(3 << 20));
   await writeFile(join(rootfs, "app/hello.txt"), "hello\n");
@@ -69,7 +74,18 @@ async function imageIndexOf(out: string): Promise<{ top: Descriptor; entries: De
 describe("soci convert --standalone", () => {
   it("writes a SOCI-enabled OCI layout that skopeo reads", async () => {
     const out = join(dir, "out-dir");
-    const r = await cli(["convert", "--standalone", "--format", "oci-dir", "--min-layer-size", "0", "--span-size", "1048576", layout, out]);
+    const r = await cli([
+      "convert",
+      "--standalone",
+      "--format",
+      "oci-dir",
+      "--min-layer-size",
+      "0",
+      "--span-size",
+      "1048576",
+      layout,
+      out,
+    ]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout.match(/^layer sha256:[0-9a-f]{64} -> ztoc sha256:[0-9a-f]{64}$/gm)).toHaveLength(2);
@@ -110,7 +126,10 @@ describe("soci convert --standalone", () => {
       for (const e of ztoc.toc) {
         if (e.type !== "reg" || Buffer.from(e.name).toString().includes(".wh.")) continue;
         const got = await extractFile(ztoc, e, async (a, b) => layerBytes.subarray(a, b));
-        expect(Buffer.from(got).equals(await readFile(join(extracted, Buffer.from(e.name).toString()))), Buffer.from(e.name).toString()).toBe(true);
+        expect(
+          Buffer.from(got).equals(await readFile(join(extracted, Buffer.from(e.name).toString()))),
+          Buffer.from(e.name).toString(),
+        ).toBe(true);
         files++;
       }
       expect(files).toBeGreaterThan(0);
@@ -125,31 +144,53 @@ describe("soci convert --standalone", () => {
     const b = join(dir, "b.tar");
     expect((await cli(["convert", "--standalone", "--min-layer-size", "0", layout, a])).code).toBe(0);
     expect((await cli(["convert", "--standalone", "--min-layer-size", "0", layout, b])).code).toBe(0);
-    const da = /converted image index: (sha256:\w+)/.exec((await cli(["convert", "--standalone", "--min-layer-size", "0", a, join(dir, "c-dir"), "--format", "oci-dir"])).stdout)?.[1];
-    const first = /converted image index: (sha256:\w+)/.exec((await cli(["convert", "--standalone", "--min-layer-size", "0", layout, join(dir, "d.tar")])).stdout)?.[1];
+    const da = /converted image index: (sha256:\w+)/.exec(
+      (await cli(["convert", "--standalone", "--min-layer-size", "0", a, join(dir, "c-dir"), "--format", "oci-dir"]))
+        .stdout,
+    )?.[1];
+    const first = /converted image index: (sha256:\w+)/.exec(
+      (await cli(["convert", "--standalone", "--min-layer-size", "0", layout, join(dir, "d.tar")])).stdout,
+    )?.[1];
     expect(first).toMatch(/^sha256:/);
     expect(da).toBe(first); // converting the converted image changes nothing
-    expect((await run("cmp", [a, b]).then(() => true, () => false)) || (await run("skopeo", ["inspect", "--raw", `oci-archive:${a}`])).stdout === (await run("skopeo", ["inspect", "--raw", `oci-archive:${b}`])).stdout).toBe(true);
-    const raw = JSON.parse((await run("skopeo", ["inspect", "--raw", `oci-archive:${a}`])).stdout) as { manifests: Descriptor[] };
+    expect(
+      (await run("cmp", [a, b]).then(
+        () => true,
+        () => false,
+      )) ||
+        (await run("skopeo", ["inspect", "--raw", `oci-archive:${a}`])).stdout ===
+          (await run("skopeo", ["inspect", "--raw", `oci-archive:${b}`])).stdout,
+    ).toBe(true);
+    const raw = JSON.parse((await run("skopeo", ["inspect", "--raw", `oci-archive:${a}`])).stdout) as {
+      manifests: Descriptor[];
+    };
     expect(raw.manifests.map((m) => m.artifactType ?? "")).toEqual(["", SociIndexArtifactTypeV2]);
   });
 
   it("skips small layers and refuses an image with nothing to index", async () => {
     const r = await cli(["convert", "--standalone", layout, join(dir, "none.tar")]); // default min size 10 MiB
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/ztoc skipped - layer sha256:\w+ \(application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip\) size \d+ is less than min-layer-size 10485760/);
+    expect(r.stdout).toMatch(
+      /ztoc skipped - layer sha256:\w+ \(application\/vnd\.oci\.image\.layer\.v1\.tar\+gzip\) size \d+ is less than min-layer-size 10485760/,
+    );
     expect(r.stderr).toBe("soci: no ztocs created, all layers either skipped or produced errors\n");
   });
 
   it("rejects bad input clearly", async () => {
     const garbage = join(dir, "garbage.tar");
     await writeFile(garbage, "not a tar");
-    expect((await cli(["convert", "--standalone", garbage, join(dir, "x.tar")])).stderr).toMatch(/^soci: .*not a readable OCI archive/);
-    expect((await cli(["convert", "--standalone", dir, join(dir, "x.tar")])).stderr).toMatch(/^soci: .*not an OCI image layout/);
-    expect((await cli(["convert", "--standalone", "--format", "zip", layout, join(dir, "x.tar")])).stderr).toMatch(/invalid format zip/);
-    expect((await cli(["convert", "--standalone", "--optimizations", "speed", layout, join(dir, "x.tar")])).stderr).toBe(
-      "soci: optimization speed is not a valid optimization [xattr]\n",
+    expect((await cli(["convert", "--standalone", garbage, join(dir, "x.tar")])).stderr).toMatch(
+      /^soci: .*not a readable OCI archive/,
     );
+    expect((await cli(["convert", "--standalone", dir, join(dir, "x.tar")])).stderr).toMatch(
+      /^soci: .*not an OCI image layout/,
+    );
+    expect((await cli(["convert", "--standalone", "--format", "zip", layout, join(dir, "x.tar")])).stderr).toMatch(
+      /invalid format zip/,
+    );
+    expect(
+      (await cli(["convert", "--standalone", "--optimizations", "speed", layout, join(dir, "x.tar")])).stderr,
+    ).toBe("soci: optimization speed is not a valid optimization [xattr]\n");
   });
 });
 
@@ -169,7 +210,12 @@ describe("soci create", () => {
     const db = ArtifactsDb.open(join(root, "artifacts.db"));
     try {
       const entry = db.get(idxDesc.digest);
-      expect(entry).toMatchObject({ type: "soci_index", ociDigest: image.digest, platform: "linux/amd64", artifactType: SociIndexArtifactTypeV1 });
+      expect(entry).toMatchObject({
+        type: "soci_index",
+        ociDigest: image.digest,
+        platform: "linux/amd64",
+        artifactType: SociIndexArtifactTypeV1,
+      });
       expect(db.listByType("soci_layer")).toHaveLength(2);
     } finally {
       db.close();

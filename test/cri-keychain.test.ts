@@ -9,7 +9,15 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { CriCredentials, CriImageService, backendTarget, credentialsFromAuthConfig, imageService, normalizeImageRef, type CriAuthConfig } from "../src/cri/index.js";
+import {
+  CriCredentials,
+  CriImageService,
+  backendTarget,
+  credentialsFromAuthConfig,
+  imageService,
+  normalizeImageRef,
+  type CriAuthConfig,
+} from "../src/cri/index.js";
 import { DockerConfigCredentials, RegistryAuthorizer } from "../src/registry/auth.js";
 import { startSnapshotterServer, type SnapshotterServer } from "../src/snapshotter/index.js";
 
@@ -48,9 +56,20 @@ describe("credentialsFromAuthConfig (containerd's ParseAuth)", () => {
   });
 
   it("an identity token is an OAuth2 refresh token; username/password win over it, it wins over `auth`", () => {
-    expect(credentialsFromAuthConfig({ identity_token: "idt" }, host)).toEqual({ username: "", password: "", identityToken: "idt" });
-    expect(credentialsFromAuthConfig({ username: "u", password: "p", identity_token: "idt" }, host)).toEqual({ username: "u", password: "p" });
-    expect(credentialsFromAuthConfig({ identity_token: "idt", auth: b64("u:p") }, host)).toEqual({ username: "", password: "", identityToken: "idt" });
+    expect(credentialsFromAuthConfig({ identity_token: "idt" }, host)).toEqual({
+      username: "",
+      password: "",
+      identityToken: "idt",
+    });
+    expect(credentialsFromAuthConfig({ username: "u", password: "p", identity_token: "idt" }, host)).toEqual({
+      username: "u",
+      password: "p",
+    });
+    expect(credentialsFromAuthConfig({ identity_token: "idt", auth: b64("u:p") }, host)).toEqual({
+      username: "",
+      password: "",
+      identityToken: "idt",
+    });
   });
 
   it("server_address must name the host (scheme and path ignored; Docker Hub aliases are one host)", () => {
@@ -75,13 +94,16 @@ describe("credentialsFromAuthConfig (containerd's ParseAuth)", () => {
 describe("CriCredentials", () => {
   it("remembers per normalized reference and answers for the reference's host only", () => {
     const c = new CriCredentials();
-    expect(c.remember("reg.example.com/team/app", { username: "u", password: "p" })).toBe("reg.example.com/team/app:latest");
+    expect(c.remember("reg.example.com/team/app", { username: "u", password: "p" })).toBe(
+      "reg.example.com/team/app:latest",
+    );
     expect(c.lookup("reg.example.com")).toEqual({ username: "u", password: "p" });
     expect(c.lookup("REG.example.com")).toEqual({ username: "u", password: "p" });
     expect(c.lookup("reg.example.com:5000")).toBeUndefined();
     expect(c.lookup("other.example.com")).toBeUndefined();
     c.remember("busybox", { auth: b64("hub:pw") });
-    for (const h of ["docker.io", "registry-1.docker.io", "index.docker.io"]) expect(c.lookup(h)).toEqual({ username: "hub", password: "pw" });
+    for (const h of ["docker.io", "registry-1.docker.io", "index.docker.io"])
+      expect(c.lookup(h)).toEqual({ username: "hub", password: "pw" });
   });
 
   it("answers a repository with its own newest pull only; a host-wide question with the host's newest", () => {
@@ -96,7 +118,11 @@ describe("CriCredentials", () => {
     c.remember("reg.example.com/a:2", { username: "a", password: "2" });
     expect(c.lookup("reg.example.com")).toEqual({ username: "a", password: "2" });
     // entries whose server_address names another host are skipped
-    c.remember("reg.example.com/d:1", { username: "d", password: "1", server_address: "https://elsewhere.example.com" });
+    c.remember("reg.example.com/d:1", {
+      username: "d",
+      password: "1",
+      server_address: "https://elsewhere.example.com",
+    });
     expect(c.lookup("reg.example.com", { repository: "d" })).toBeUndefined();
     expect(c.lookup("reg.example.com", { repository: "a" })).toEqual({ username: "a", password: "2" });
   });
@@ -139,17 +165,25 @@ describe("CriCredentials", () => {
   it("comes after the docker config in the registry authorizer: the first source with an answer wins", async () => {
     const dir = await mkdtemp(join(tmpdir(), "soci-crikc-unit-"));
     try {
-      await writeFile(join(dir, "config.json"), JSON.stringify({ auths: { "a.example.com": { auth: b64("docker:pw") } } }));
+      await writeFile(
+        join(dir, "config.json"),
+        JSON.stringify({ auths: { "a.example.com": { auth: b64("docker:pw") } } }),
+      );
       const cri = new CriCredentials();
       cri.remember("a.example.com/x:1", { username: "cri-a", password: "pw" });
       cri.remember("b.example.com/x:1", { username: "cri-b", password: "pw" });
-      const authz = new RegistryAuthorizer({ credentials: [new DockerConfigCredentials({ configDir: dir }).provider, cri.provider] });
+      const authz = new RegistryAuthorizer({
+        credentials: [new DockerConfigCredentials({ configDir: dir }).provider, cri.provider],
+      });
       expect(await authz.credentials("a.example.com")).toEqual({ username: "docker", password: "pw" });
       expect(await authz.credentials("b.example.com")).toEqual({ username: "cri-b", password: "pw" });
       expect(await authz.credentials("c.example.com")).toBeUndefined();
       // the repository of the request reaches the CRI source
       cri.remember("b.example.com/y:1", { username: "cri-b-y", password: "pw" });
-      expect(await authz.credentials("b.example.com", { repository: "x" })).toEqual({ username: "cri-b", password: "pw" });
+      expect(await authz.credentials("b.example.com", { repository: "x" })).toEqual({
+        username: "cri-b",
+        password: "pw",
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -188,10 +222,24 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
       const impl: grpc.UntypedServiceImplementation = {};
       for (const m of ["ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"] as const) {
         const id = (b: Buffer) => b;
-        definition[m] = { path: `/${svc}/${m}`, requestStream: false, responseStream: false, requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id };
+        definition[m] = {
+          path: `/${svc}/${m}`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: id,
+          requestDeserialize: id,
+          responseSerialize: id,
+          responseDeserialize: id,
+        };
         impl[m] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
           const d = call.getDeadline();
-          seen.push({ path: `/${svc}/${m}`, bytes: call.request, metadata: call.metadata.getMap(), deadline: d instanceof Date ? d.getTime() : Number(d), credsDuringCall: cri.credentials.lookup("reg.example.com") });
+          seen.push({
+            path: `/${svc}/${m}`,
+            bytes: call.request,
+            metadata: call.metadata.getMap(),
+            deadline: d instanceof Date ? d.getTime() : Number(d),
+            credsDuringCall: cri.credentials.lookup("reg.example.com"),
+          });
           const req = def()[m]!.requestDeserialize(call.request) as { image?: { image?: string } };
           const image = req.image?.image ?? "";
           const ok = (msg: unknown) => cb(null, def()[m]!.responseSerialize(msg));
@@ -209,25 +257,48 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
           }
           if (m === "ImageStatus") {
             if (image === ID || image === "reg.example.com/a:1") {
-              return ok({ image: { id: ID, repo_tags: ["reg.example.com/a:1", "reg.example.com/a:2"], repo_digests: [`reg.example.com/a@${DIGEST}`], size: "1234" } });
+              return ok({
+                image: {
+                  id: ID,
+                  repo_tags: ["reg.example.com/a:1", "reg.example.com/a:2"],
+                  repo_digests: [`reg.example.com/a@${DIGEST}`],
+                  size: "1234",
+                },
+              });
             }
             return ok({});
           }
           if (m === "RemoveImage") {
-            if (image === "reg.example.com/busy:1") return cb({ code: grpc.status.FAILED_PRECONDITION, details: "image is in use" });
+            if (image === "reg.example.com/busy:1")
+              return cb({ code: grpc.status.FAILED_PRECONDITION, details: "image is in use" });
             return ok({});
           }
           if (m === "ListImages") return ok({ images: [{ id: ID, repo_tags: [svc], size: "9007199254740993" }] });
-          return ok({ image_filesystems: [{ timestamp: "1", fs_id: { mountpoint: "/var/lib/containerd" }, used_bytes: { value: "5" }, inodes_used: { value: "6" } }] });
+          return ok({
+            image_filesystems: [
+              {
+                timestamp: "1",
+                fs_id: { mountpoint: "/var/lib/containerd" },
+                used_bytes: { value: "5" },
+                inodes_used: { value: "6" },
+              },
+            ],
+          });
         };
       }
       s.addService(definition, impl);
     }
-    return new Promise((resolve, reject) => s.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve(s))));
+    return new Promise((resolve, reject) =>
+      s.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve(s))),
+    );
   }
 
   /** A raw call on the snapshotter's socket: request object (or bytes) in, decoded answer out. */
-  function call<T>(method: string, req: unknown, opts: { service?: string; metadata?: grpc.Metadata; deadlineMs?: number; raw?: boolean } = {}): Promise<T> & { cancel(): void } {
+  function call<T>(
+    method: string,
+    req: unknown,
+    opts: { service?: string; metadata?: grpc.Metadata; deadlineMs?: number; raw?: boolean } = {},
+  ): Promise<T> & { cancel(): void } {
     const m = def()[method]!;
     let c: grpc.ClientUnaryCall | undefined;
     const p = new Promise<T>((resolve, reject) => {
@@ -248,7 +319,12 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     dir = await mkdtemp(join(tmpdir(), "soci-crikc-proxy-"));
     backend = await startBackend(join(dir, "containerd.sock"));
     cri = new CriImageService({ backend: `unix://${join(dir, "containerd.sock")}`, watchConnection: false });
-    server = await startSnapshotterServer({ address: join(dir, "soci.sock"), root: join(dir, "root"), skipOverlayCheck: true, extraServices: cri.services });
+    server = await startSnapshotterServer({
+      address: join(dir, "soci.sock"),
+      root: join(dir, "root"),
+      skipOverlayCheck: true,
+      extraServices: cri.services,
+    });
     client = new grpc.Client(`unix:${join(dir, "soci.sock")}`, grpc.credentials.createInsecure());
   });
 
@@ -268,7 +344,10 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
   it("the snapshots service is still served beside it", async () => {
     const snapshots = await import("../src/snapshotter/proto.js");
     const Snap = snapshots.snapshotsService();
-    const sc = new Snap(`unix:${join(dir, "soci.sock")}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { List: (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown> };
+    const sc = new Snap(
+      `unix:${join(dir, "soci.sock")}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as grpc.Client & { List: (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown> };
     const md = new grpc.Metadata();
     md.set("containerd-namespace", "default");
     const items: unknown[] = [];
@@ -303,12 +382,18 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     expect(seen[0]!.deadline).toBeGreaterThan(started + 6000);
     expect(seen[0]!.deadline).toBeLessThanOrEqual(started + 8100);
     expect(seen[0]!.credsDuringCall).toEqual({ username: "u", password: "s3cret" });
-    expect(cri.credentials.lookup("reg.example.com", { repository: "a" })).toEqual({ username: "u", password: "s3cret" });
+    expect(cri.credentials.lookup("reg.example.com", { repository: "a" })).toEqual({
+      username: "u",
+      password: "s3cret",
+    });
   });
 
   it("a failed pull passes the backend's code, message and trailers through and leaves no credentials", async () => {
     const before = cri.credentials.size;
-    const err = (await call("PullImage", { image: { image: "reg.example.com/m:missing" }, auth: { username: "m", password: "pw" } }).catch((e: unknown) => e)) as grpc.ServiceError;
+    const err = (await call("PullImage", {
+      image: { image: "reg.example.com/m:missing" },
+      auth: { username: "m", password: "pw" },
+    }).catch((e: unknown) => e)) as grpc.ServiceError;
     expect(err.code).toBe(grpc.status.NOT_FOUND);
     expect(err.details).toBe("failed to pull reg.example.com/m:missing: not found");
     expect(err.metadata.get("x-backend-detail")).toEqual(["no such tag"]);
@@ -319,8 +404,12 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
 
   it("a cancelled call is cancelled at the backend too", async () => {
     const before = cri.credentials.size;
-    const p = call("PullImage", { image: { image: "reg.example.com/s:slow" }, auth: { username: "s", password: "pw" } });
-    for (let i = 0; i < 100 && !seen.some((s) => s.bytes.includes(Buffer.from(":slow"))); i++) await new Promise((r) => setTimeout(r, 20));
+    const p = call("PullImage", {
+      image: { image: "reg.example.com/s:slow" },
+      auth: { username: "s", password: "pw" },
+    });
+    for (let i = 0; i < 100 && !seen.some((s) => s.bytes.includes(Buffer.from(":slow"))); i++)
+      await new Promise((r) => setTimeout(r, 20));
     p.cancel();
     expect(((await p.catch((e: unknown) => e)) as grpc.ServiceError).code).toBe(grpc.status.CANCELLED);
     for (let i = 0; i < 100 && cancelledPulls === 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -334,13 +423,23 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     expect(list.images).toMatchObject([{ id: ID, size: "9007199254740993", repo_tags: ["runtime.v1.ImageService"] }]);
     const status = await call<{ image: { id: string } | null }>("ImageStatus", { image: { image: ID } });
     expect(status.image?.id).toBe(ID);
-    expect((await call<{ image: unknown }>("ImageStatus", { image: { image: "reg.example.com/none:1" } })).image).toBeNull();
-    const fs = await call<{ image_filesystems: Array<{ fs_id: { mountpoint: string }; used_bytes: { value: string } }> }>("ImageFsInfo", {});
-    expect(fs.image_filesystems).toMatchObject([{ fs_id: { mountpoint: "/var/lib/containerd" }, used_bytes: { value: "5" } }]);
+    expect(
+      (await call<{ image: unknown }>("ImageStatus", { image: { image: "reg.example.com/none:1" } })).image,
+    ).toBeNull();
+    const fs = await call<{
+      image_filesystems: Array<{ fs_id: { mountpoint: string }; used_bytes: { value: string } }>;
+    }>("ImageFsInfo", {});
+    expect(fs.image_filesystems).toMatchObject([
+      { fs_id: { mountpoint: "/var/lib/containerd" }, used_bytes: { value: "5" } },
+    ]);
   });
 
   it("runtime.v1alpha2 calls go to the backend's v1alpha2 service", async () => {
-    const list = await call<{ images: Array<{ repo_tags: string[] }> }>("ListImages", {}, { service: "runtime.v1alpha2.ImageService" });
+    const list = await call<{ images: Array<{ repo_tags: string[] }> }>(
+      "ListImages",
+      {},
+      { service: "runtime.v1alpha2.ImageService" },
+    );
     expect(list.images[0]!.repo_tags).toEqual(["runtime.v1alpha2.ImageService"]);
     expect(seen.at(-1)!.path).toBe("/runtime.v1alpha2.ImageService/ListImages");
   });
@@ -351,13 +450,22 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     cri.credentials.remember(`reg.example.com/a@${DIGEST}`, { username: "ad", password: "pw" });
     cri.credentials.remember("reg.example.com/busy:1", { username: "busy", password: "pw" });
     cri.credentials.remember("reg.example.com/other:1", { username: "other", password: "pw" });
-    await expect(call("RemoveImage", { image: { image: "reg.example.com/busy:1" } })).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: "image is in use" });
+    await expect(call("RemoveImage", { image: { image: "reg.example.com/busy:1" } })).rejects.toMatchObject({
+      code: grpc.status.FAILED_PRECONDITION,
+      details: "image is in use",
+    });
     expect(cri.credentials.size).toBe(4);
     await call("RemoveImage", { image: { image: ID } });
-    expect(seen.slice(-2).map((s) => s.path)).toEqual(["/runtime.v1.ImageService/ImageStatus", "/runtime.v1.ImageService/RemoveImage"]);
+    expect(seen.slice(-2).map((s) => s.path)).toEqual([
+      "/runtime.v1.ImageService/ImageStatus",
+      "/runtime.v1.ImageService/RemoveImage",
+    ]);
     expect(cri.credentials.size).toBe(2);
     expect(cri.credentials.lookup("reg.example.com", { repository: "a" })).toBeUndefined();
-    expect(cri.credentials.lookup("reg.example.com", { repository: "other" })).toEqual({ username: "other", password: "pw" });
+    expect(cri.credentials.lookup("reg.example.com", { repository: "other" })).toEqual({
+      username: "other",
+      password: "pw",
+    });
     // by name
     await call("RemoveImage", { image: { image: "reg.example.com/other:1" } });
     expect(cri.credentials.size).toBe(1);
@@ -368,14 +476,22 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     const s = new grpc.Server();
     for (const r of down.services) s.addService(r.definition, r.implementation);
     const sock = join(dir, "down.sock");
-    await new Promise<void>((resolve, reject) => s.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      s.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    );
     const c = new grpc.Client(`unix:${sock}`, grpc.credentials.createInsecure());
     try {
       const m = def().PullImage!;
       const err = await new Promise<grpc.ServiceError>((resolve) =>
-        c.makeUnaryRequest("/runtime.v1.ImageService/PullImage", m.requestSerialize, m.responseDeserialize,
-          { image: { image: "reg.example.com/a:1" }, auth: { username: "u", password: "p" } }, new grpc.Metadata(), { deadline: Date.now() + 10_000 },
-          (e) => resolve(e!)),
+        c.makeUnaryRequest(
+          "/runtime.v1.ImageService/PullImage",
+          m.requestSerialize,
+          m.responseDeserialize,
+          { image: { image: "reg.example.com/a:1" }, auth: { username: "u", password: "p" } },
+          new grpc.Metadata(),
+          { deadline: Date.now() + 10_000 },
+          (e) => resolve(e!),
+        ),
       );
       expect(err.code).toBe(grpc.status.UNAVAILABLE);
       expect(down.credentials.size).toBe(0);

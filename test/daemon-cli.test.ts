@@ -37,7 +37,10 @@ async function tempConfig(text: string): Promise<string> {
 }
 
 function fatalLine(stderr: string): Record<string, string> {
-  const lines = stderr.trim().split("\n").map((l) => JSON.parse(l) as Record<string, string>);
+  const lines = stderr
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, string>);
   const fatal = lines.find((l) => l.level === "fatal");
   expect(fatal, stderr).toBeDefined();
   return fatal!;
@@ -53,8 +56,13 @@ describe("soci-snapshotter-grpc config", () => {
   });
 
   it("config dump prints the effective configuration of --config (global or local flag)", async () => {
-    const path = await tempConfig('metrics_address = "127.0.0.1:9901"\n[snapshotter]\nmin_layer_size = 10000000\n[fuse]\nattr_timeout = 0\n');
-    for (const args of [["--config", path, "config", "dump"], ["config", "dump", "--config", path]]) {
+    const path = await tempConfig(
+      'metrics_address = "127.0.0.1:9901"\n[snapshotter]\nmin_layer_size = 10000000\n[fuse]\nattr_timeout = 0\n',
+    );
+    for (const args of [
+      ["--config", path, "config", "dump"],
+      ["config", "dump", "--config", path],
+    ]) {
       const r = await run(args);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain("metrics_address = '127.0.0.1:9901'\n");
@@ -70,7 +78,7 @@ describe("soci-snapshotter-grpc config", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(parseConfig(r.stdout).criKeychain.imageServicePath).toBe("/custom/test/containerd.sock");
     // the flag wins over the variable
-    const other = await tempConfig("[cri_keychain]\nimage_service_path = \"/flag.sock\"\n");
+    const other = await tempConfig('[cri_keychain]\nimage_service_path = "/flag.sock"\n');
     const f = await run(["--config", other, "config", "dump"], { SOCI_SNAPSHOTTER_CONFIG: path });
     expect(parseConfig(f.stdout).criKeychain.imageServicePath).toBe("/flag.sock");
   });
@@ -79,13 +87,18 @@ describe("soci-snapshotter-grpc config", () => {
     const r = await run(["--config", "/nonexistent/soci/config.toml", "config", "dump"]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
-    expect(fatalLine(r.stderr).msg).toBe('failed to open config file "/nonexistent/soci/config.toml": no such file or directory');
+    expect(fatalLine(r.stderr).msg).toBe(
+      'failed to open config file "/nonexistent/soci/config.toml": no such file or directory',
+    );
   });
 });
 
 describe("soci-snapshotter-grpc start-up checks", () => {
   const bad: Array<[string, RegExp]> = [
-    ['[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "badstring"\n', /invalid size format: badstring/],
+    [
+      '[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "badstring"\n',
+      /invalid size format: badstring/,
+    ],
     ['[background_fetch]\ndrop_policy = "random"\n', /background_fetch\.drop_policy: invalid value "random"/],
     ['metrics_network = "udp"\n', /metrics_network: invalid value "udp"/],
     ["max_concurrency = 'ten'\n", /max_concurrency: expected an integer, got a string/],
@@ -107,7 +120,10 @@ describe("soci-snapshotter-grpc start-up checks", () => {
   }
 
   it("a missing explicit config file stops the daemon too", async () => {
-    const r = await run([], { SOCI_SNAPSHOTTER_CONFIG: "/nonexistent/soci/config.toml", SOCI_SNAPSHOTTER_ROOT: "/nonexistent/root" });
+    const r = await run([], {
+      SOCI_SNAPSHOTTER_CONFIG: "/nonexistent/soci/config.toml",
+      SOCI_SNAPSHOTTER_ROOT: "/nonexistent/root",
+    });
     expect(r.code).toBe(1);
     expect(r.ms).toBeLessThan(2000);
     expect(fatalLine(r.stderr).msg).toMatch(/^failed to open config file/);
@@ -125,9 +141,16 @@ describe("soci-snapshotter-grpc serving", () => {
     const dir = await mkdtemp(join(tmpdir(), "soci-cli-run-"));
     const metricsSock = join(dir, "metrics", "m.sock");
     const grpcSock = join(dir, "run", "soci.sock");
-    const config = await tempConfig(`metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n[kubeconfig_keychain]\nenable_keychain = true\n`);
+    const config = await tempConfig(
+      `metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n[kubeconfig_keychain]\nenable_keychain = true\n`,
+    );
     const child = spawn("node", [BIN, "--root", join(dir, "root")], {
-      env: { ...process.env, SOCI_SNAPSHOTTER_CONFIG: config, SOCI_SNAPSHOTTER_ADDRESS: grpcSock, SOCI_SNAPSHOTTER_LOG_LEVEL: "debug" },
+      env: {
+        ...process.env,
+        SOCI_SNAPSHOTTER_CONFIG: config,
+        SOCI_SNAPSHOTTER_ADDRESS: grpcSock,
+        SOCI_SNAPSHOTTER_LOG_LEVEL: "debug",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stderr = "";
@@ -154,14 +177,19 @@ describe("soci-snapshotter-grpc serving", () => {
         req.on("error", fail);
         req.end();
       });
-      expect(body).toContain('soci_fs_operation_count{layer="",operation_type="background_fetch_work_queue_evicted"} 0\n');
+      expect(body).toContain(
+        'soci_fs_operation_count{layer="",operation_type="background_fetch_work_queue_evicted"} 0\n',
+      );
       expect(body).toMatch(/^process_resident_memory_bytes /m);
       child.kill("SIGINT");
       expect(await exited).toBe(0);
     } finally {
       child.kill("SIGKILL");
     }
-    const lines = stderr.trim().split("\n").map((l) => JSON.parse(l) as Record<string, string>);
+    const lines = stderr
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, string>);
     const msgs = lines.map((l) => l.msg);
     expect(msgs[0]).toBe("starting soci-snapshotter-grpc");
     expect(lines.find((l) => l.msg === "soci-snapshotter-grpc successfully started")?.address).toBe(grpcSock);

@@ -139,8 +139,22 @@ describe("defaults", () => {
     expect(c.fuseMetricsEmitWaitDurationSec).toBe(60);
     expect(c.maxConcurrency).toBe(100);
     expect([c.fuse.attrTimeout, c.fuse.entryTimeout, c.fuse.negativeTimeout]).toEqual([1, 1, 1]);
-    expect(c.backgroundFetch).toEqual({ disable: false, silencePeriodMsec: 30000, fetchPeriodMsec: 500, maxQueueSize: 300, dropPolicy: "newest", emitMetricPeriodSec: 10 });
-    expect(c.http).toEqual({ dialTimeoutMsec: 3000, responseHeaderTimeoutMsec: 3000, requestTimeoutMsec: 300000, maxRetries: 8, minWaitMsec: 30, maxWaitMsec: 300000 });
+    expect(c.backgroundFetch).toEqual({
+      disable: false,
+      silencePeriodMsec: 30000,
+      fetchPeriodMsec: 500,
+      maxQueueSize: 300,
+      dropPolicy: "newest",
+      emitMetricPeriodSec: 10,
+    });
+    expect(c.http).toEqual({
+      dialTimeoutMsec: 3000,
+      responseHeaderTimeoutMsec: 3000,
+      requestTimeoutMsec: 300000,
+      maxRetries: 8,
+      minWaitMsec: 30,
+      maxWaitMsec: 300000,
+    });
     expect(c.blob.validInterval).toBe(60);
     expect(c.blob.fetchingTimeoutSec).toBe(300);
     expect(c.contentStore.type).toBe("soci");
@@ -295,7 +309,10 @@ insecure_skip_verify = false
     expect(() => parseSize("badstring")).toThrow(/invalid size format: badstring/);
     expect(() => parseSize("-5")).toThrow(/invalid size format: -5/);
     expect(() => parseSize("5 tb")).toThrow(/invalid size format/);
-    expect(parseConfig('[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "4mb"').pullModes.parallelPullUnpack.concurrentDownloadChunkSizeBytes).toBe(4 << 20);
+    expect(
+      parseConfig('[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "4mb"').pullModes
+        .parallelPullUnpack.concurrentDownloadChunkSizeBytes,
+    ).toBe(4 << 20);
   });
 });
 
@@ -307,40 +324,63 @@ describe("errors name the key", () => {
     expect(configError("metrics_address = 9000")).toBe("metrics_address: expected a string, got an integer");
     expect(configError("blob = 3")).toBe("blob: expected a table, got an integer");
     expect(configError("[fuse]\nattr_timeout = true")).toBe("fuse.attr_timeout: expected an integer, got a boolean");
-    expect(configError('[resolver.host."r.io"]\nmirrors = ["m"]')).toBe('resolver.host."r.io".mirrors[0]: expected a table, got a string');
+    expect(configError('[resolver.host."r.io"]\nmirrors = ["m"]')).toBe(
+      'resolver.host."r.io".mirrors[0]: expected a table, got a string',
+    );
     expect(configError('[pull_modes.parallel_pull_unpack.decompress_streams.gzip]\npath = "/bin/gz"\nargs = [1]')).toBe(
       "pull_modes.parallel_pull_unpack.decompress_streams.gzip.args[0]: expected a string, got an integer",
     );
-    expect(configError("min_layer_size = 1\n[snapshotter]\nmin_layer_size = 99999999999999999999")).toMatch(/^snapshotter\.min_layer_size: integer 99999999999999999999 is out of range$/);
+    expect(configError("min_layer_size = 1\n[snapshotter]\nmin_layer_size = 99999999999999999999")).toMatch(
+      /^snapshotter\.min_layer_size: integer 99999999999999999999 is out of range$/,
+    );
   });
 
   it("invalid values", () => {
-    expect(configError('[background_fetch]\ndrop_policy = "random"')).toBe('background_fetch.drop_policy: invalid value "random": must be "oldest" or "newest"');
-    expect(configError('metrics_network = "udp"')).toBe('metrics_network: invalid value "udp": must be "tcp" or "unix"');
+    expect(configError('[background_fetch]\ndrop_policy = "random"')).toBe(
+      'background_fetch.drop_policy: invalid value "random": must be "oldest" or "newest"',
+    );
+    expect(configError('metrics_network = "udp"')).toBe(
+      'metrics_network: invalid value "udp": must be "tcp" or "unix"',
+    );
     expect(configError('metadata_store = "bolt"')).toMatch(/^metadata_store: invalid value "bolt"/);
     expect(configError('[content_store]\ntype = "local"')).toMatch(/^content_store\.type: invalid value "local"/);
     expect(configError('[pull_modes.parallel_pull_unpack]\nconcurrent_download_chunk_size = "badstring"')).toBe(
       "pull_modes.parallel_pull_unpack.concurrent_download_chunk_size: invalid size format: badstring",
     );
-    expect(configError("[snapshotter]\nmin_layer_size = -1")).toBe("snapshotter.min_layer_size: must not be negative, got -1");
+    expect(configError("[snapshotter]\nmin_layer_size = -1")).toBe(
+      "snapshotter.min_layer_size: must not be negative, got -1",
+    );
     expect(configError("mount_timeout_sec = -3")).toBe("mount_timeout_sec: must not be negative, got -3");
     expect(configError("[http]\nDialTimeoutMsec = -1")).toBe("http.DialTimeoutMsec: must not be negative, got -1");
     expect(configError('[pull_modes.parallel_pull_unpack.decompress_streams.gzip]\npath = "igzip"')).toMatch(
       /^pull_modes\.parallel_pull_unpack\.decompress_streams\."gzip"\.path: must be an absolute path/,
     );
-    expect(configError('[[resolver.host."r.io".mirrors]]\ninsecure = true')).toMatch(/mirrors\[0\]\.host: must not be empty/);
+    expect(configError('[[resolver.host."r.io".mirrors]]\ninsecure = true')).toMatch(
+      /mirrors\[0\]\.host: must not be empty/,
+    );
   });
 
   it("parallel pull limits and content store", () => {
-    expect(configError("[pull_modes.parallel_pull_unpack]\nenable = true")).toMatch(/needs content_store\.type = "containerd" unless discard_unpacked_layers = true/);
-    expect(parseConfig("[pull_modes.parallel_pull_unpack]\nenable = true\ndiscard_unpacked_layers = true").pullModes.parallelPullUnpack.enable).toBe(true);
+    expect(configError("[pull_modes.parallel_pull_unpack]\nenable = true")).toMatch(
+      /needs content_store\.type = "containerd" unless discard_unpacked_layers = true/,
+    );
+    expect(
+      parseConfig("[pull_modes.parallel_pull_unpack]\nenable = true\ndiscard_unpacked_layers = true").pullModes
+        .parallelPullUnpack.enable,
+    ).toBe(true);
     const base = '[content_store]\ntype = "containerd"\n[pull_modes.parallel_pull_unpack]\nenable = true\n';
     expect(configError(base + "max_concurrent_downloads = 2\nmax_concurrent_downloads_per_image = 3")).toBe(
       "pull_modes.parallel_pull_unpack.max_concurrent_downloads_per_image (3) must not exceed max_concurrent_downloads (2)",
     );
-    expect(configError(base + "max_concurrent_unpacks = 4\nmax_concurrent_unpacks_per_image = -1")).toMatch(/max_concurrent_unpacks_per_image \(-1\) must not exceed/);
-    expect(configError(base + "max_concurrent_unpacks_per_image = 0")).toMatch(/max_concurrent_unpacks_per_image: must not be 0/);
-    expect(parseConfig(base + "max_concurrent_downloads = 3").pullModes.parallelPullUnpack.maxConcurrentDownloads).toBe(3);
+    expect(configError(base + "max_concurrent_unpacks = 4\nmax_concurrent_unpacks_per_image = -1")).toMatch(
+      /max_concurrent_unpacks_per_image \(-1\) must not exceed/,
+    );
+    expect(configError(base + "max_concurrent_unpacks_per_image = 0")).toMatch(
+      /max_concurrent_unpacks_per_image: must not be 0/,
+    );
+    expect(parseConfig(base + "max_concurrent_downloads = 3").pullModes.parallelPullUnpack.maxConcurrentDownloads).toBe(
+      3,
+    );
   });
 
   it("TOML syntax errors give the position", () => {
@@ -352,11 +392,15 @@ describe("errors name the key", () => {
 describe("loading files", () => {
   it("a missing explicit file is an error; a bad one names the file and the key", async () => {
     const dir = await mkdtemp(join(tmpdir(), "soci-cfg-"));
-    await expect(loadConfig(join(dir, "nope.toml"))).rejects.toThrow(`failed to open config file "${join(dir, "nope.toml")}": no such file or directory`);
+    await expect(loadConfig(join(dir, "nope.toml"))).rejects.toThrow(
+      `failed to open config file "${join(dir, "nope.toml")}": no such file or directory`,
+    );
     await expect(loadConfig(dir)).rejects.toThrow(/failed to open config file .*: is a directory/);
     const bad = join(dir, "bad.toml");
     await writeFile(bad, '[background_fetch]\ndrop_policy = "x"\n');
-    await expect(loadConfig(bad)).rejects.toThrow(`failed to load config file "${bad}": background_fetch.drop_policy: invalid value "x"`);
+    await expect(loadConfig(bad)).rejects.toThrow(
+      `failed to load config file "${bad}": background_fetch.drop_policy: invalid value "x"`,
+    );
     const good = join(dir, "sub", "good.toml");
     await mkdir(join(dir, "sub"));
     await writeFile(good, "[snapshotter]\nmin_layer_size = 42\n");

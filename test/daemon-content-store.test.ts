@@ -15,7 +15,14 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
-import { fuseMountsUnder, SOCI_BIN, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
+import {
+  fuseMountsUnder,
+  SOCI_BIN,
+  spawnDaemon,
+  unmountAllUnder,
+  waitForSnapshotter,
+  type SociDaemon,
+} from "./helpers/soci-daemon.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
@@ -45,7 +52,11 @@ async function startDaemon(): Promise<void> {
 }
 
 async function runContainer(id: string, script: string): Promise<string> {
-  const r = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, id, "/bin/sh", "-c", script], { namespace: NS })
+  const r = await ctd!
+    .ctr(
+      ["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, id, "/bin/sh", "-c", script],
+      { namespace: NS },
+    )
     .catch((e: Error) => {
       throw new Error(`${e.message}\ndaemon log:\n${daemon?.log().slice(-6000)}`);
     });
@@ -54,7 +65,14 @@ async function runContainer(id: string, script: string): Promise<string> {
 
 /** The SOCI index digest the daemon logged (one index for the image). */
 function loggedIndexDigests(): string[] {
-  return [...new Set(daemon!.lines("digest").filter((l) => l.msg === "fetching SOCI artifacts using index descriptor").map((l) => l.digest!))];
+  return [
+    ...new Set(
+      daemon!
+        .lines("digest")
+        .filter((l) => l.msg === "fetching SOCI artifacts using index descriptor")
+        .map((l) => l.digest!),
+    ),
+  ];
 }
 
 /** The blob files (`<alg>/<hex>`) below `path` (none if it does not exist). */
@@ -74,15 +92,36 @@ beforeAll(async () => {
   pushed = await pushTestImage(client, registry.host, REPO, "latest", 4 << 20);
   image = `${registry.host}/${REPO}:soci`;
   // the busybox and data layers get ztocs (and the data layer a prefetch artifact); /etc stays unindexed
-  await run("node", [SOCI_BIN, "--root", join(dir, "convert-root"), "convert", "--plain-http", "--min-layer-size", "100000", "--span-size", String(256 << 10),
-    "--prefetch-file", "/data/f7.txt", pushed.ref, image]);
+  await run("node", [
+    SOCI_BIN,
+    "--root",
+    join(dir, "convert-root"),
+    "convert",
+    "--plain-http",
+    "--min-layer-size",
+    "100000",
+    "--span-size",
+    String(256 << 10),
+    "--prefetch-file",
+    "/data/f7.txt",
+    pushed.ref,
+    image,
+  ]);
   ctd = await startContainerd({ proxyPlugins: { soci: { address: sock() } } });
   ctdClient = ContainerdClient.connect({ address: ctd.address });
-  await writeFile(join(dir, "config.toml"), [
-    "[background_fetch]", "disable = true",
-    "[prefetch]", "enable = true",
-    "[content_store]", `type = "containerd"`, `containerd_address = "${ctd.address}"`, "",
-  ].join("\n"));
+  await writeFile(
+    join(dir, "config.toml"),
+    [
+      "[background_fetch]",
+      "disable = true",
+      "[prefetch]",
+      "enable = true",
+      "[content_store]",
+      `type = "containerd"`,
+      `containerd_address = "${ctd.address}"`,
+      "",
+    ].join("\n"),
+  );
   await startDaemon();
   await waitForSnapshotter((args) => ctd!.ctr(args));
 }, 240_000);
@@ -98,11 +137,23 @@ afterAll(async () => {
 
 describe("[content_store] type = containerd", () => {
   it("soci image rpull in a namespace mounts the indexed layers lazily, and a container runs", async () => {
-    const r = await run("node", [SOCI_BIN, "--address", ctd!.socket, "--namespace", NS, "image", "rpull", "--plain-http", image]).catch((e: Error) => {
+    const r = await run("node", [
+      SOCI_BIN,
+      "--address",
+      ctd!.socket,
+      "--namespace",
+      NS,
+      "image",
+      "rpull",
+      "--plain-http",
+      image,
+    ]).catch((e: Error) => {
       throw new Error(`${e.message}\ndaemon log:\n${daemon?.log().slice(-6000)}`);
     });
     expect(r.stdout).toMatch(/: 3 of 3 layers provided by soci\n$/);
-    expect(daemon!.lines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true")).toHaveLength(2);
+    expect(
+      daemon!.lines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true"),
+    ).toHaveLength(2);
     expect(await fuseMounts()).toHaveLength(2);
     const sha = createHash("sha256").update(pushed.files.big).digest("hex");
     expect(await runContainer("cstore-1", "cat /etc/hello /data/f7.txt; sha256sum /data/big.bin")).toBe(
@@ -117,7 +168,9 @@ describe("[content_store] type = containerd", () => {
     indexDigest = digests[0]!;
     const bytes = await content().readAll(indexDigest);
     expect(`sha256:${createHash("sha256").update(bytes).digest("hex")}`).toBe(indexDigest);
-    indexLayers = (JSON.parse(Buffer.from(bytes).toString("utf8")) as { layers: Array<{ digest: string; mediaType: string }> }).layers;
+    indexLayers = (
+      JSON.parse(Buffer.from(bytes).toString("utf8")) as { layers: Array<{ digest: string; mediaType: string }> }
+    ).layers;
     // two ztocs and one prefetch artifact
     expect(indexLayers.filter((l) => l.mediaType === "application/octet-stream")).toHaveLength(2);
     expect(indexLayers).toHaveLength(3);

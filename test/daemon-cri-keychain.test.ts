@@ -28,7 +28,14 @@ import type { Containerd } from "./helpers/containerd.js";
 import { startCriContainerd } from "./helpers/cri/containerd.js";
 import { criImageClient, imageServiceClient, type CriImage, type CriImageClient } from "./helpers/cri/client.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
-import { SOCI_BIN, fuseMountsUnder, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
+import {
+  SOCI_BIN,
+  fuseMountsUnder,
+  spawnDaemon,
+  unmountAllUnder,
+  waitForSnapshotter,
+  type SociDaemon,
+} from "./helpers/soci-daemon.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
 
@@ -62,9 +69,15 @@ const dockerConfigDir = () => join(dir, "docker");
 
 async function startDaemon(keychain: boolean): Promise<void> {
   const toml = ["[background_fetch]", "disable = true"];
-  if (keychain) toml.push("[cri_keychain]", "enable_keychain = true", `image_service_path = ${JSON.stringify(ctd!.socket)}`);
+  if (keychain)
+    toml.push("[cri_keychain]", "enable_keychain = true", `image_service_path = ${JSON.stringify(ctd!.socket)}`);
   await writeFile(join(dir, "config.toml"), toml.join("\n") + "\n");
-  const d = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml"), env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } });
+  const d = spawnDaemon({
+    address: sock(),
+    root: daemonRoot(),
+    config: join(dir, "config.toml"),
+    env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() },
+  });
   daemon = d;
   d.proc.stdout!.on("data", (b: Buffer) => (allDaemonLogs += b.toString()));
   d.proc.stderr!.on("data", (b: Buffer) => (allDaemonLogs += b.toString()));
@@ -81,7 +94,12 @@ interface Outcome {
 /** Per-layer outcomes the daemon logged since `from` (an offset in its log). */
 async function outcomes(from: number, layers = 3): Promise<Outcome> {
   const count = (): Outcome => {
-    const lines = daemon!.log().slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, string>);
+    const lines = daemon!
+      .log()
+      .slice(from)
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, string>);
     return {
       remote: lines.filter((l) => l["remote-snapshot-prepared"] === "true").length,
       local: lines.filter((l) => l["local-snapshot-prepared"] === "true").length,
@@ -98,7 +116,9 @@ async function outcomes(from: number, layers = 3): Promise<Outcome> {
 }
 
 const withLogs = (e: Error): never => {
-  throw new Error(`${e.message}\ncontainerd log:\n${ctd?.log().slice(-3000)}\ndaemon log:\n${daemon?.log().slice(-5000)}`);
+  throw new Error(
+    `${e.message}\ncontainerd log:\n${ctd?.log().slice(-3000)}\ndaemon log:\n${daemon?.log().slice(-5000)}`,
+  );
 };
 
 /** Digests in containerd's content store (k8s.io). */
@@ -115,11 +135,19 @@ function rawCall(path: string, method: "ListImages" | "ImageStatus", req: unknow
   const def = imageServiceClient().service[method]!;
   const client = new grpc.Client(`unix:${sock()}`, grpc.credentials.createInsecure());
   return new Promise<unknown>((resolve, reject) => {
-    client.makeUnaryRequest(path, def.requestSerialize, def.responseDeserialize, req, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, res) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res);
-    });
+    client.makeUnaryRequest(
+      path,
+      def.requestSerialize,
+      def.responseDeserialize,
+      req,
+      new grpc.Metadata(),
+      { deadline: Date.now() + 30_000 },
+      (err, res) => {
+        client.close();
+        if (err) reject(err);
+        else resolve(res);
+      },
+    );
   });
 }
 
@@ -137,21 +165,52 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "soci-crikc-"));
   await mkdir(dockerConfigDir());
   const cert = await makeSigningCert(dir);
-  tokens = await startTokenServer({ users: { [USER]: PASS }, keyPem: cert.keyPem, certDerBase64: cert.certDerBase64, issuer: ISSUER, service: SERVICE });
-  registry = await startRegistry({ token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile } });
+  tokens = await startTokenServer({
+    users: { [USER]: PASS },
+    keyPem: cert.keyPem,
+    certDerBase64: cert.certDerBase64,
+    issuer: ISSUER,
+    service: SERVICE,
+  });
+  registry = await startRegistry({
+    token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile },
+  });
 
   // three private images, each SOCI-converted (`soci convert --user`): busybox and data layers get
   // ztocs, the tiny /etc layer does not
-  const pusher = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }) });
+  const pusher = new RegistryClient({
+    plainHttp: true,
+    authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }),
+  });
   try {
-    for (const name of ["before", "img", "after"]) images[name] = await pushTestImage(pusher, registry.host, `cri/${name}`, "latest", 2 << 20);
+    for (const name of ["before", "img", "after"])
+      images[name] = await pushTestImage(pusher, registry.host, `cri/${name}`, "latest", 2 << 20);
   } finally {
     await pusher.close();
   }
-  await Promise.all(["before", "img", "after"].map((name) =>
-    run("node", [SOCI_BIN, "--root", join(dir, `convert-${name}`), "convert", "--plain-http", "--user", `${USER}:${PASS}`,
-      "--min-layer-size", String(MIN_LAYER_SIZE), "--span-size", String(256 << 10), `${registry.host}/cri/${name}:latest`, soci(name)],
-    { env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } })));
+  await Promise.all(
+    ["before", "img", "after"].map((name) =>
+      run(
+        "node",
+        [
+          SOCI_BIN,
+          "--root",
+          join(dir, `convert-${name}`),
+          "convert",
+          "--plain-http",
+          "--user",
+          `${USER}:${PASS}`,
+          "--min-layer-size",
+          String(MIN_LAYER_SIZE),
+          "--span-size",
+          String(256 << 10),
+          `${registry.host}/cri/${name}:latest`,
+          soci(name),
+        ],
+        { env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } },
+      ),
+    ),
+  );
   for (const img of Object.values(images)) expect(lazyLayers(img)).toHaveLength(2);
 
   // containerd first: the daemon's CRI keychain needs its socket path (the proxy plugin dials later)
@@ -197,8 +256,11 @@ describe("CRI keychain on: the kubelet talks to the snapshotter's socket", () =>
   }, 60_000);
 
   it("ImageService answers through the snapshotter as containerd's does", async () => {
-    for (let i = 0; i < 50 && !daemon!.log().includes("connected to backend CRI service"); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(daemon!.lines("msg").find((l) => l.msg === "connected to backend CRI service")).toMatchObject({ address: ctd!.socket });
+    for (let i = 0; i < 50 && !daemon!.log().includes("connected to backend CRI service"); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(daemon!.lines("msg").find((l) => l.msg === "connected to backend CRI service")).toMatchObject({
+      address: ctd!.socket,
+    });
     expect(await viaSoci!.imageStatus(soci("img"))).toBeNull();
     expect(byId(await viaSoci!.listImages())).toEqual(byId(await direct!.listImages()));
     const status = await viaSoci!.imageStatus(soci("before"));
@@ -209,7 +271,10 @@ describe("CRI keychain on: the kubelet talks to the snapshotter's socket", () =>
   it("PullImage with credentials through the snapshotter: the daemon uses them, the indexed layers are FUSE mounts", async () => {
     const from = daemon!.log().length;
     const ref = await viaSoci!
-      .pullImage(soci("img"), { auth: { username: USER, password: PASS, server_address: `http://${registry.host}` }, sandbox: { name: "kc-pod", namespace: "default", uid: "5e1f" } })
+      .pullImage(soci("img"), {
+        auth: { username: USER, password: PASS, server_address: `http://${registry.host}` },
+        sandbox: { name: "kc-pod", namespace: "default", uid: "5e1f" },
+      })
       .catch(withLogs);
     expect(ref).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(await outcomes(from)).toEqual({ remote: 2, local: 1, deferred: 0 });
@@ -229,8 +294,22 @@ describe("CRI keychain on: the kubelet talks to the snapshotter's socket", () =>
     const img = images.img!;
     const sha = createHash("sha256").update(img.files.big).digest("hex");
     const r = await ctd!
-      .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), soci("img"), `kc-${randomBytes(3).toString("hex")}`,
-        "/bin/sh", "-c", "cat /id /etc/hello /data/f7.txt; sha256sum /data/big.bin"], { namespace: K8S })
+      .ctr(
+        [
+          "run",
+          "--rm",
+          "--snapshotter",
+          "soci",
+          "--runc-root",
+          join(dir, "runc"),
+          soci("img"),
+          `kc-${randomBytes(3).toString("hex")}`,
+          "/bin/sh",
+          "-c",
+          "cat /id /etc/hello /data/f7.txt; sha256sum /data/big.bin",
+        ],
+        { namespace: K8S },
+      )
       .catch(withLogs);
     expect(r.stdout).toBe(`${img.files.id}\n${img.files.hello}${img.files.id} file 7\n${sha}  /data/big.bin\n`);
   }, 120_000);
@@ -247,16 +326,23 @@ describe("CRI keychain on: the kubelet talks to the snapshotter's socket", () =>
     // a filter passes through too (containerd 1.6 ignores it and lists every image)
     expect(byId(await viaSoci!.listImages(soci("img")))).toEqual(byId(await direct!.listImages(soci("img"))));
     // the v1alpha2 API (older kubelets) is proxied as well
-    const alpha = (await rawCall("/runtime.v1alpha2.ImageService/ListImages", "ListImages", {})) as { images: CriImage[] };
+    const alpha = (await rawCall("/runtime.v1alpha2.ImageService/ListImages", "ListImages", {})) as {
+      images: CriImage[];
+    };
     expect(byId(alpha.images).map((i) => i.id)).toEqual(listed.map((i) => i.id));
     const [fsViaSoci, fsDirect] = await Promise.all([viaSoci!.imageFsInfo(), direct!.imageFsInfo()]);
     expect(fsViaSoci.image_filesystems.length).toBeGreaterThan(0);
-    expect(fsViaSoci.image_filesystems.map((f) => f.fs_id?.mountpoint)).toEqual(fsDirect.image_filesystems.map((f) => f.fs_id?.mountpoint));
+    expect(fsViaSoci.image_filesystems.map((f) => f.fs_id?.mountpoint)).toEqual(
+      fsDirect.image_filesystems.map((f) => f.fs_id?.mountpoint),
+    );
   }, 60_000);
 
   it("errors come back with containerd's code and message (and a failed pull leaves no credentials behind)", async () => {
     // a reference containerd cannot parse (Unknown), and a tag the registry does not have (NotFound)
-    const cases: Array<[string, grpc.status]> = [["Invalid Reference!", grpc.status.UNKNOWN], [`${registry.host}/cri/img:missing`, grpc.status.NOT_FOUND]];
+    const cases: Array<[string, grpc.status]> = [
+      ["Invalid Reference!", grpc.status.UNKNOWN],
+      [`${registry.host}/cri/img:missing`, grpc.status.NOT_FOUND],
+    ];
     for (const [image, code] of cases) {
       const [a, b] = await Promise.all([
         settle(viaSoci!.pullImage(image, { auth: { username: USER, password: PASS } })),
@@ -270,7 +356,10 @@ describe("CRI keychain on: the kubelet talks to the snapshotter's socket", () =>
   it("RemoveImage through the proxy removes the image and forgets its credentials", async () => {
     await viaSoci!.removeImage(soci("img"));
     expect(await viaSoci!.imageStatus(soci("img"))).toBeNull();
-    expect(daemon!.lines("forgotten-auth-entries").at(-1)).toMatchObject({ image: soci("img"), "forgotten-auth-entries": 1 });
+    expect(daemon!.lines("forgotten-auth-entries").at(-1)).toMatchObject({
+      image: soci("img"),
+      "forgotten-auth-entries": 1,
+    });
     // wait for containerd's GC to take the snapshots (and their FUSE mounts) away
     for (let i = 0; i < 50 && (await fuseMounts()).length > 0; i++) {
       await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"], { namespace: K8S });

@@ -15,7 +15,17 @@ import { startRegistry, type RegistryServer } from "./helpers/registry-server.js
 import type { Containerd } from "./helpers/containerd.js";
 import { startCriContainerd } from "./helpers/cri/containerd.js";
 import { criImageClient, type CriImageClient } from "./helpers/cri/client.js";
-import { SOCI_BIN, addLayer, busyboxLayer, fuseMountsUnder, initLayout, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
+import {
+  SOCI_BIN,
+  addLayer,
+  busyboxLayer,
+  fuseMountsUnder,
+  initLayout,
+  spawnDaemon,
+  unmountAllUnder,
+  waitForSnapshotter,
+  type SociDaemon,
+} from "./helpers/soci-daemon.js";
 
 const run = promisify(execFile);
 const K8S = "k8s.io";
@@ -38,8 +48,12 @@ const MIN_LAYER_SIZE = 100_000;
 /** Layer descriptors of `<layout>:latest` (OCI layout: index.json → manifest). */
 async function layoutLayers(layout: string): Promise<Array<{ digest: string; size: number }>> {
   const blob = (d: string) => readFile(join(layout, "blobs", "sha256", d.slice("sha256:".length)), "utf8");
-  const index = JSON.parse(await readFile(join(layout, "index.json"), "utf8")) as { manifests: Array<{ digest: string }> };
-  const manifest = JSON.parse(await blob(index.manifests[0]!.digest)) as { layers: Array<{ digest: string; size: number }> };
+  const index = JSON.parse(await readFile(join(layout, "index.json"), "utf8")) as {
+    manifests: Array<{ digest: string }>;
+  };
+  const manifest = JSON.parse(await blob(index.manifests[0]!.digest)) as {
+    layers: Array<{ digest: string; size: number }>;
+  };
   return manifest.layers;
 }
 
@@ -61,10 +75,26 @@ beforeAll(async () => {
   });
   lazyLayers = (await layoutLayers(layout)).filter((l) => l.size >= MIN_LAYER_SIZE).map((l) => l.digest);
   expect(lazyLayers).toHaveLength(2);
-  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/cri/img:latest`]);
+  await run("skopeo", [
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${registry.host}/cri/img:latest`,
+  ]);
   image = `${registry.host}/cri/img:soci`;
-  await run("node", [SOCI_BIN, "--root", join(dir, "convert-root"), "convert", "--plain-http", "--min-layer-size", String(MIN_LAYER_SIZE),
-    "--span-size", String(256 << 10), `${registry.host}/cri/img:latest`, image]);
+  await run("node", [
+    SOCI_BIN,
+    "--root",
+    join(dir, "convert-root"),
+    "convert",
+    "--plain-http",
+    "--min-layer-size",
+    String(MIN_LAYER_SIZE),
+    "--span-size",
+    String(256 << 10),
+    `${registry.host}/cri/img:latest`,
+    image,
+  ]);
 
   await writeFile(join(dir, "config.toml"), "[background_fetch]\ndisable = true\n");
   daemon = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml") });
@@ -92,16 +122,22 @@ describe("CRI ImageService pulls through the soci snapshotter", () => {
   });
 
   it("PullImage gives remote snapshots for the indexed layers and downloads none of them", async () => {
-    const ref = await cri!.pullImage(image, { sandbox: { name: "lazy-pod", namespace: "default", uid: "0a1b2c" } }).catch((e: Error) => {
-      throw new Error(`${e.message}\ncontainerd log:\n${ctd!.log().slice(-3000)}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
-    });
+    const ref = await cri!
+      .pullImage(image, { sandbox: { name: "lazy-pod", namespace: "default", uid: "0a1b2c" } })
+      .catch((e: Error) => {
+        throw new Error(
+          `${e.message}\ncontainerd log:\n${ctd!.log().slice(-3000)}\ndaemon log:\n${daemon!.log().slice(-4000)}`,
+        );
+      });
     expect(ref).toMatch(/^sha256:[0-9a-f]{64}$/);
 
     // the CRI plugin's labels (cri.*, namespace k8s.io) reached the daemon
     const remote = daemon!.lines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true");
     expect(remote).toHaveLength(2);
     for (const l of remote) expect(l.key).toMatch(/^k8s\.io\/\d+\/extract-/);
-    expect(daemon!.lines("local-snapshot-prepared").filter((l) => l["local-snapshot-prepared"] === "true")).toHaveLength(1);
+    expect(
+      daemon!.lines("local-snapshot-prepared").filter((l) => l["local-snapshot-prepared"] === "true"),
+    ).toHaveLength(1);
     expect(daemon!.lines("defer-snapshot-runtime")).toHaveLength(0);
     expect(await fuseMounts()).toHaveLength(2);
     // and the FUSE mounts serve the layer's files to another process
@@ -131,8 +167,22 @@ describe("CRI ImageService pulls through the soci snapshotter", () => {
   it("a container of the CRI-pulled image runs in the k8s.io namespace", async () => {
     const sha = createHash("sha256").update(big).digest("hex");
     const r = await ctd!
-      .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, `cri-lazy-${randomBytes(3).toString("hex")}`, "/bin/sh", "-c",
-        "cat /etc/hello /data/f13.txt; sha256sum /data/big.bin"], { namespace: K8S })
+      .ctr(
+        [
+          "run",
+          "--rm",
+          "--snapshotter",
+          "soci",
+          "--runc-root",
+          join(dir, "runc"),
+          image,
+          `cri-lazy-${randomBytes(3).toString("hex")}`,
+          "/bin/sh",
+          "-c",
+          "cat /etc/hello /data/f13.txt; sha256sum /data/big.bin",
+        ],
+        { namespace: K8S },
+      )
       .catch((e: Error) => {
         throw new Error(`${e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
       });
@@ -149,7 +199,19 @@ describe("CRI ImageService pulls through the soci snapshotter", () => {
     expect(daemon.log()).toContain("restored remote snapshot");
     await waitForSnapshotter((args) => ctd!.ctr(args, { namespace: K8S }));
     const r = await ctd!.ctr(
-      ["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, `cri-lazy-${randomBytes(3).toString("hex")}`, "/bin/sh", "-c", "cat /data/f4.txt"],
+      [
+        "run",
+        "--rm",
+        "--snapshotter",
+        "soci",
+        "--runc-root",
+        join(dir, "runc"),
+        image,
+        `cri-lazy-${randomBytes(3).toString("hex")}`,
+        "/bin/sh",
+        "-c",
+        "cat /data/f4.txt",
+      ],
       { namespace: K8S },
     );
     expect(r.stdout).toBe("file 4\n");

@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse } from "smol-toml";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
-import { DAEMON_BIN, spawnDaemon, unmountAllUnder, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
+import {
+  DAEMON_BIN,
+  spawnDaemon,
+  unmountAllUnder,
+  waitForSnapshotter,
+  type SociDaemon,
+} from "./helpers/soci-daemon.js";
 
 const run = promisify(execFile);
 const repo = new URL("..", import.meta.url).pathname;
@@ -54,7 +60,11 @@ async function serviceKeys(path: string, want = "Service"): Promise<Record<strin
 
 describe("deploy/", () => {
   it("the systemd unit verifies and starts the installed daemon on the socket containerd is told about", async () => {
-    const { stderr } = await run("systemd-analyze", ["verify", deploy("soci-snapshotter-grpc.service"), deploy("soci-snapshotter-grpc.socket")]);
+    const { stderr } = await run("systemd-analyze", [
+      "verify",
+      deploy("soci-snapshotter-grpc.service"),
+      deploy("soci-snapshotter-grpc.socket"),
+    ]);
     expect(stderr).toBe(""); // not even an unknown key
     const socket = await serviceKeys(deploy("soci-snapshotter-grpc.socket"), "Socket");
     expect(socket.ListenStream).toBe(SOCKET); // systemd holds the socket containerd is told about
@@ -63,11 +73,21 @@ describe("deploy/", () => {
     expect([svc.Type, svc.NotifyAccess]).toEqual(["notify", "all"]); // READY=1 comes from a systemd-notify child
     expect(svc.KillMode ?? "control-group").toBe("control-group"); // SIGTERM: mounts stay for the next start
     const argv = svc.ExecStart!.split(/\s+/);
-    const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as { name: string; bin: Record<string, string> };
+    const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as {
+      name: string;
+      bin: Record<string, string>;
+    };
     // node with the daemon's memory settings, the ones the executable's `#!` line gives it
-    expect(argv.slice(0, 4)).toEqual(["/usr/bin/node", "--max-semi-space-size=2", "--expose-gc", "--optimize-for-size"]);
+    expect(argv.slice(0, 4)).toEqual([
+      "/usr/bin/node",
+      "--max-semi-space-size=2",
+      "--expose-gc",
+      "--optimize-for-size",
+    ]);
     expect(svc.Environment).toMatch(/^GLIBC_TUNABLES=\S+$/);
-    expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(`#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 4).join(" ")}`);
+    expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(
+      `#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 4).join(" ")}`,
+    );
     expect(argv[4]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
     const flag = (name: string) => argv[argv.indexOf(name) + 1];
     expect(flag("--address")).toBe("fd://"); // socket activation
@@ -75,7 +95,8 @@ describe("deploy/", () => {
     expect(flag("--root")).toBe("/var/lib/soci-snapshotter-grpc");
     // the flags the unit spells out are the daemon's defaults
     const { stdout: help } = await run("node", [DAEMON_BIN, "--help"]);
-    for (const v of [SOCKET, "/etc/soci-snapshotter-grpc/config.toml", "/var/lib/soci-snapshotter-grpc"]) expect(help).toContain(v); // fd:// falls back to SOCKET
+    for (const v of [SOCKET, "/etc/soci-snapshotter-grpc/config.toml", "/var/lib/soci-snapshotter-grpc"])
+      expect(help).toContain(v); // fd:// falls back to SOCKET
   });
 
   it("the example daemon config is the reference's defaults, spelled out, and the daemon accepts it", async () => {
@@ -88,13 +109,19 @@ describe("deploy/", () => {
     const defaults = await run("node", [DAEMON_BIN, "config", "default"]);
     expect(dump.stdout).toBe(defaults.stdout);
     // the commented mirror example is valid too once uncommented
-    const mirrors = text.split("\n").filter((l) => /^# *(\[|host|insecure)/.test(l)).map((l) => l.replace(/^# ?/, "")).join("\n");
+    const mirrors = text
+      .split("\n")
+      .filter((l) => /^# *(\[|host|insecure)/.test(l))
+      .map((l) => l.replace(/^# ?/, ""))
+      .join("\n");
     expect(mirrors).toContain("[resolver.host.");
     dir = await mkdtemp(join(tmpdir(), "soci-deploy-"));
     const withMirror = join(dir, "with-mirror.toml");
     await writeFile(withMirror, `${text}\n${mirrors}\n`);
     const dumped = await run("node", [DAEMON_BIN, "--config", withMirror, "config", "dump"]);
-    expect(dumped.stdout).toMatch(/\[\[resolver\.host\.'registry\.example\.com'\.mirrors\]\]\n\s+host = 'mirror\.example\.com:5000'\n\s+insecure = true/);
+    expect(dumped.stdout).toMatch(
+      /\[\[resolver\.host\.'registry\.example\.com'\.mirrors\]\]\n\s+host = 'mirror\.example\.com:5000'\n\s+insecure = true/,
+    );
   });
 
   it("containerd accepts the snippet with the daemon running on deploy/config.toml (CRI plugin on)", async () => {
@@ -132,7 +159,9 @@ describe("deploy/", () => {
     const { stdout } = await ctd.ctr(["plugins", "ls"]);
     expect(stdout).toMatch(/io\.containerd\.snapshotter\.v1\s+soci\s+-\s+ok/);
     expect(stdout).toMatch(/io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok/);
-    expect(ctd.log()).toMatch(/Start cri plugin with config \{PluginConfig:\{ContainerdConfig:\{Snapshotter:soci .*DisableSnapshotAnnotations:false/);
+    expect(ctd.log()).toMatch(
+      /Start cri plugin with config \{PluginConfig:\{ContainerdConfig:\{Snapshotter:soci .*DisableSnapshotAnnotations:false/,
+    );
     // the reference's startup probe: a snapshot prepared through containerd reaches the daemon
     await waitForSnapshotter((args) => ctd!.ctr(args));
     await ctd.ctr(["snapshots", "--snapshotter", "soci", "prepare", "deploy-probe", ""]);

@@ -42,7 +42,9 @@ afterEach(() => {
 describe("line format", () => {
   it("writes logrus JSON: sorted keys, level, msg, RFC3339NanoFixed time, fields", () => {
     const { logger, lines } = capture();
-    logger.withField("address", "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock").info("soci-snapshotter-grpc successfully started");
+    logger
+      .withField("address", "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock")
+      .info("soci-snapshotter-grpc successfully started");
     expect(lines).toEqual([
       '{"address":"/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock","level":"info","msg":"soci-snapshotter-grpc successfully started","time":"2024-02-03T04:05:06.789000000Z"}\n',
     ]);
@@ -59,7 +61,7 @@ describe("line format", () => {
 
   it("keeps the reference's value types and escaping; clashing field names move to fields.<key>", () => {
     const { logger, lines, json } = capture();
-    logger.withError(new Error("failed <x> & y")).warn("layer \"a\"\n", {
+    logger.withError(new Error("failed <x> & y")).warn('layer "a"\n', {
       "remote-snapshot-prepared": "true",
       n: 3,
       ok: false,
@@ -121,13 +123,19 @@ describe("no secrets in the output", () => {
   const awsId = "AKIA" + "ABCDEFGHIJKLMNOP";
   const pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
   const cases: Array<[string, Record<string, unknown>]> = [
-    ["GET https://registry.example/v2/app/blobs/sha256:aa?X-Amz-Signature=abc123&X-Amz-Credential=AKIDEXAMPLE failed", {}],
+    [
+      "GET https://registry.example/v2/app/blobs/sha256:aa?X-Amz-Signature=abc123&X-Amz-Credential=AKIDEXAMPLE failed",
+      {},
+    ],
     ["fetch https://user:hunter2@registry.example/v2/", {}],
     ["header Authorization: Basic dXNlcjpodW50ZXIy sent", {}],
     ["authorization=Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig", {}],
-    ["docker config {\"auths\":{\"r.io\":{\"auth\":\"dXNlcjpwYXNz\",\"identitytoken\":\"abc\"}}}", {}],
+    ['docker config {"auths":{"r.io":{"auth":"dXNlcjpwYXNz","identitytoken":"abc"}}}', {}],
     ["password=hunter2 user=bob", {}],
-    ["retrying", { password: "hunter2", token: "abc", "aws_secret_key": "x", apiKey: "k", Authorization: "Basic abc", cookie: "c" }],
+    [
+      "retrying",
+      { password: "hunter2", token: "abc", aws_secret_key: "x", apiKey: "k", Authorization: "Basic abc", cookie: "c" },
+    ],
     [`key ${awsId} in env`, { env: `AWS_ACCESS_KEY_ID=${awsId}` }],
     ["loaded key", { pem }],
     ["oauth refresh with basic auth fallback", { nested: { secret: "s", list: ["Bearer abcdef1234"] } }],
@@ -139,7 +147,15 @@ describe("no secrets in the output", () => {
       logger.withError(new Error(`wrapped: ${msg}`)).error(msg, fields);
       expect(lines).toHaveLength(1);
       for (const re of SENSITIVE) expect(lines[0], `${re} in ${lines[0]}`).not.toMatch(re);
-      for (const leaked of ["hunter2", "dXNlcjpwYXNz", "dXNlcjpodW50ZXIy", "abc123", "AKIDEXAMPLE", "eyJhbGciOiJIUzI1NiJ9", "MIIEowIBAAKCAQEA"]) {
+      for (const leaked of [
+        "hunter2",
+        "dXNlcjpwYXNz",
+        "dXNlcjpodW50ZXIy",
+        "abc123",
+        "AKIDEXAMPLE",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "MIIEowIBAAKCAQEA",
+      ]) {
         expect(lines[0]).not.toContain(leaked);
       }
     });
@@ -169,7 +185,16 @@ describe("no secrets in the output", () => {
     ];
     for (const k of keep) expect(redact(k)).toBe(k);
     const { logger, json } = capture();
-    logger.info("remote-snapshot-prepared", { "remote-snapshot-prepared": "true", key: "default/4/x", parent: "sha256:aa" });
-    expect(json()[0]).toMatchObject({ msg: "remote-snapshot-prepared", "remote-snapshot-prepared": "true", key: "default/4/x", parent: "sha256:aa" });
+    logger.info("remote-snapshot-prepared", {
+      "remote-snapshot-prepared": "true",
+      key: "default/4/x",
+      parent: "sha256:aa",
+    });
+    expect(json()[0]).toMatchObject({
+      msg: "remote-snapshot-prepared",
+      "remote-snapshot-prepared": "true",
+      key: "default/4/x",
+      parent: "sha256:aa",
+    });
   });
 });

@@ -64,16 +64,64 @@ describe("exposition", () => {
     const text = await m.exposition();
     const ms = text.split("\n").filter((l) => l.startsWith("soci_fs_operation_duration_milliseconds"));
     const les = ms.filter((l) => l.includes("_bucket")).map((l) => /le="([^"]+)"/.exec(l)![1]);
-    expect(les).toEqual(["1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384", "+Inf"]);
-    expect(ms[0]).toBe('soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="1"} 0');
-    expect(sample(text, 'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="4"}')).toBe(1);
-    expect(sample(text, 'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="16384"}')).toBe(1);
-    expect(sample(text, 'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="+Inf"}')).toBe(2);
-    expect(ms.at(-2)).toBe('soci_fs_operation_duration_milliseconds_sum{layer="sha256:aa",operation_type="mount"} 20003');
+    expect(les).toEqual([
+      "1",
+      "2",
+      "4",
+      "8",
+      "16",
+      "32",
+      "64",
+      "128",
+      "256",
+      "512",
+      "1024",
+      "2048",
+      "4096",
+      "8192",
+      "16384",
+      "+Inf",
+    ]);
+    expect(ms[0]).toBe(
+      'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="1"} 0',
+    );
+    expect(
+      sample(text, 'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="4"}'),
+    ).toBe(1);
+    expect(
+      sample(
+        text,
+        'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="16384"}',
+      ),
+    ).toBe(1);
+    expect(
+      sample(
+        text,
+        'soci_fs_operation_duration_milliseconds_bucket{layer="sha256:aa",operation_type="mount",le="+Inf"}',
+      ),
+    ).toBe(2);
+    expect(ms.at(-2)).toBe(
+      'soci_fs_operation_duration_milliseconds_sum{layer="sha256:aa",operation_type="mount"} 20003',
+    );
     expect(ms.at(-1)).toBe('soci_fs_operation_duration_milliseconds_count{layer="sha256:aa",operation_type="mount"} 2');
     const us = text.split("\n").filter((l) => l.startsWith("soci_fs_operation_duration_microseconds_bucket"));
-    expect(us.map((l) => /le="([^"]+)"/.exec(l)![1])).toEqual(["1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024", "+Inf"]);
-    expect(text).toContain('soci_fs_operation_duration_microseconds_bucket{layer="",operation_type="synchronous_read",le="2"} 1\n');
+    expect(us.map((l) => /le="([^"]+)"/.exec(l)![1])).toEqual([
+      "1",
+      "2",
+      "4",
+      "8",
+      "16",
+      "32",
+      "64",
+      "128",
+      "256",
+      "512",
+      "1024",
+      "+Inf",
+    ]);
+    expect(text).toContain(
+      'soci_fs_operation_duration_microseconds_bucket{layer="",operation_type="synchronous_read",le="2"} 1\n',
+    );
   });
 
   it("sorts families by name and leaves out families without samples", async () => {
@@ -104,34 +152,70 @@ describe("exposition", () => {
     m.countFuseFailure("sha256:aa", "file.Read");
     m.countFuseFailure("sha256:aa", "node.Mystery");
     const text = await m.exposition();
-    expect(sample(text, 'soci_fs_operation_count{layer="sha256:aa",operation_type="fuse_file_read_failure_count"}')).toBe(1);
-    expect(sample(text, 'soci_fs_operation_count{layer="sha256:aa",operation_type="fuse_unknown_operation_failure_count"}')).toBe(1);
+    expect(
+      sample(text, 'soci_fs_operation_count{layer="sha256:aa",operation_type="fuse_file_read_failure_count"}'),
+    ).toBe(1);
+    expect(
+      sample(text, 'soci_fs_operation_count{layer="sha256:aa",operation_type="fuse_unknown_operation_failure_count"}'),
+    ).toBe(1);
   });
 
   it("reports mounted layers' sizes at scrape time, until removed", async () => {
     const m = new SociMetrics({ processMetrics: false });
     let fetched = 1024;
-    m.addLayer("/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs", { digest: "sha256:cc", size: () => 52428800, fetchedSize: () => fetched });
+    m.addLayer("/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs", {
+      digest: "sha256:cc",
+      size: () => 52428800,
+      fetchedSize: () => fetched,
+    });
     let text = await m.exposition();
     expect(text).toContain(
       "# HELP soci_fs_layer_fetched_size_bytes Total fetched size of the layer\n# TYPE soci_fs_layer_fetched_size_bytes counter\n" +
         'soci_fs_layer_fetched_size_bytes{digest="sha256:cc",mountpoint="/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs"} 1024\n',
     );
-    expect(text).toContain('soci_fs_layer_size_bytes{digest="sha256:cc",mountpoint="/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs"} 5.24288e+07\n');
+    expect(text).toContain(
+      'soci_fs_layer_size_bytes{digest="sha256:cc",mountpoint="/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs"} 5.24288e+07\n',
+    );
     fetched = 4096;
     text = await m.exposition();
-    expect(sample(text, 'soci_fs_layer_fetched_size_bytes{digest="sha256:cc",mountpoint="/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs"}')).toBe(4096);
+    expect(
+      sample(
+        text,
+        'soci_fs_layer_fetched_size_bytes{digest="sha256:cc",mountpoint="/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs"}',
+      ),
+    ).toBe(4096);
     m.removeLayer("/var/lib/soci-snapshotter-grpc/snapshotter/snapshots/3/fs");
     expect(await m.exposition()).not.toContain("soci_fs_layer_");
   });
 
   it("formats numbers like Go's %g and escapes label values", async () => {
-    expect([0, -0, 1, -1, 0.5, 1.5, 100000, 123456, 1000000, 52428800, 0.0001, 0.00001, 1e21, NaN, Infinity, -Infinity].map(goFloat)).toEqual([
-      "0", "0", "1", "-1", "0.5", "1.5", "100000", "123456", "1e+06", "5.24288e+07", "0.0001", "1e-05", "1e+21", "NaN", "+Inf", "-Inf",
+    expect(
+      [0, -0, 1, -1, 0.5, 1.5, 100000, 123456, 1000000, 52428800, 0.0001, 0.00001, 1e21, NaN, Infinity, -Infinity].map(
+        goFloat,
+      ),
+    ).toEqual([
+      "0",
+      "0",
+      "1",
+      "-1",
+      "0.5",
+      "1.5",
+      "100000",
+      "123456",
+      "1e+06",
+      "5.24288e+07",
+      "0.0001",
+      "1e-05",
+      "1e+21",
+      "NaN",
+      "+Inf",
+      "-Inf",
     ]);
     const m = new SociMetrics({ processMetrics: false });
     m.countOperation('we"ird\\layer\nx', "resolve_cache_hit");
-    expect(await m.exposition()).toContain('soci_fs_operation_count{layer="we\\"ird\\\\layer\\nx",operation_type="resolve_cache_hit"} 1\n');
+    expect(await m.exposition()).toContain(
+      'soci_fs_operation_count{layer="we\\"ird\\\\layer\\nx",operation_type="resolve_cache_hit"} 1\n',
+    );
   });
 
   it("includes the process collectors when asked", async () => {
@@ -155,7 +239,12 @@ describe("the /metrics endpoint", () => {
     expect(r.type).toBe("text/plain; version=0.0.4; charset=utf-8");
     expect(sample(r.body, 'soci_fs_operation_count{layer="",operation_type="fuse_mount_failure_count"}')).toBe(1);
     m.countOperation("", "fuse_mount_failure_count");
-    expect(sample((await get({ host: host!, port }, "/metrics")).body, 'soci_fs_operation_count{layer="",operation_type="fuse_mount_failure_count"}')).toBe(2);
+    expect(
+      sample(
+        (await get({ host: host!, port }, "/metrics")).body,
+        'soci_fs_operation_count{layer="",operation_type="fuse_mount_failure_count"}',
+      ),
+    ).toBe(2);
     const nf = await get({ host: host!, port }, "/other");
     expect([nf.status, nf.body]).toEqual([404, "404 page not found\n"]);
     await servers.pop()!.close();
@@ -169,7 +258,9 @@ describe("the /metrics endpoint", () => {
     const first = await serveMetrics({ metricsAddress: path, metricsNetwork: "unix", noPrometheus: false }, m);
     expect(first!.address).toBe(path);
     expect((await stat(path)).isSocket()).toBe(true);
-    expect((await get({ socketPath: path }, "/metrics")).body).toContain('operation_type="background_fetch_work_queue_evicted"} 0');
+    expect((await get({ socketPath: path }, "/metrics")).body).toContain(
+      'operation_type="background_fetch_work_queue_evicted"} 0',
+    );
     await first!.close();
     expect(existsSync(path)).toBe(false);
     await writeFile(path, "stale");
@@ -181,21 +272,23 @@ describe("the /metrics endpoint", () => {
   it("is off without an address or with no_prometheus", async () => {
     const m = new SociMetrics({ processMetrics: false });
     expect(await serveMetrics({ metricsAddress: "", metricsNetwork: "tcp", noPrometheus: false }, m)).toBeNull();
-    expect(await serveMetrics({ metricsAddress: "127.0.0.1:0", metricsNetwork: "tcp", noPrometheus: true }, m)).toBeNull();
+    expect(
+      await serveMetrics({ metricsAddress: "127.0.0.1:0", metricsNetwork: "tcp", noPrometheus: true }, m),
+    ).toBeNull();
   });
 
   it("fails clearly on a bad address or a port in use", async () => {
     const m = new SociMetrics({ processMetrics: false });
-    await expect(serveMetrics({ metricsAddress: "127.0.0.1", metricsNetwork: "tcp", noPrometheus: false }, m)).rejects.toThrow(
-      "failed to get listener for metrics endpoint: address 127.0.0.1: missing port in address",
-    );
+    await expect(
+      serveMetrics({ metricsAddress: "127.0.0.1", metricsNetwork: "tcp", noPrometheus: false }, m),
+    ).rejects.toThrow("failed to get listener for metrics endpoint: address 127.0.0.1: missing port in address");
     const busy = createServer();
     await new Promise<void>((ok) => busy.listen(0, "127.0.0.1", ok));
     const port = (busy.address() as { port: number }).port;
     try {
-      await expect(serveMetrics({ metricsAddress: `127.0.0.1:${port}`, metricsNetwork: "tcp", noPrometheus: false }, m)).rejects.toThrow(
-        /^failed to get listener for metrics endpoint: .*EADDRINUSE/,
-      );
+      await expect(
+        serveMetrics({ metricsAddress: `127.0.0.1:${port}`, metricsNetwork: "tcp", noPrometheus: false }, m),
+      ).rejects.toThrow(/^failed to get listener for metrics endpoint: .*EADDRINUSE/);
     } finally {
       busy.close();
     }

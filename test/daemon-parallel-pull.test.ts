@@ -13,7 +13,14 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
-import { fuseMountsUnder, scrapeMetrics, SOCI_BIN, spawnDaemon, waitForSnapshotter, type SociDaemon } from "./helpers/soci-daemon.js";
+import {
+  fuseMountsUnder,
+  scrapeMetrics,
+  SOCI_BIN,
+  spawnDaemon,
+  waitForSnapshotter,
+  type SociDaemon,
+} from "./helpers/soci-daemon.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
@@ -37,14 +44,21 @@ const log = () => daemon?.log() ?? "";
 
 async function startDaemon(config: string): Promise<void> {
   await daemon?.stop("SIGINT");
-  await writeFile(join(dir, "config.toml"), `metrics_address = "${metricsSock()}"\nmetrics_network = "unix"\n[background_fetch]\ndisable = true\n${config}`);
+  await writeFile(
+    join(dir, "config.toml"),
+    `metrics_address = "${metricsSock()}"\nmetrics_network = "unix"\n[background_fetch]\ndisable = true\n${config}`,
+  );
   daemon = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml") });
   await daemon.ready;
   if (ctd) await waitForSnapshotter((args) => ctd!.ctr(args));
 }
 
 function outcomes(from: number) {
-  const lines = log().slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, string>);
+  const lines = log()
+    .slice(from)
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, string>);
   return {
     remote: lines.filter((l) => l["remote-snapshot-prepared"] === "true").length,
     local: lines.filter((l) => l["local-snapshot-prepared"] === "true").length,
@@ -54,14 +68,27 @@ function outcomes(from: number) {
 }
 
 async function rpull(tag: string): Promise<void> {
-  await run("node", [SOCI_BIN, "--address", ctd!.socket, "image", "rpull", "--plain-http", ref(tag)]).catch((e: Error) => {
-    throw new Error(`${e.message}\ndaemon log:\n${log().slice(-5000)}`);
-  });
+  await run("node", [SOCI_BIN, "--address", ctd!.socket, "image", "rpull", "--plain-http", ref(tag)]).catch(
+    (e: Error) => {
+      throw new Error(`${e.message}\ndaemon log:\n${log().slice(-5000)}`);
+    },
+  );
 }
 
 async function runContainer(tag: string, id: string): Promise<string> {
-  const r = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref(tag), id,
-    "/bin/sh", "-c", "cat /id /etc/hello /data/f7.txt; sha256sum /data/big.bin; ls /data | wc -l"]);
+  const r = await ctd!.ctr([
+    "run",
+    "--rm",
+    "--snapshotter",
+    "soci",
+    "--runc-root",
+    join(dir, "runc"),
+    ref(tag),
+    id,
+    "/bin/sh",
+    "-c",
+    "cat /id /etc/hello /data/f7.txt; sha256sum /data/big.bin; ls /data | wc -l",
+  ]);
   return r.stdout;
 }
 
@@ -80,13 +107,42 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "soci-par-"));
   registry = await startRegistry({ accessLog: true });
   client = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ dockerConfig: false }) });
-  for (const t of ["primary", "plain", "indexed-src", "baddiff-src"]) images[t] = await pushTestImage(client, registry.host, REPO, t, 4 << 20);
-  await run("node", [SOCI_BIN, "--root", join(dir, "cli-root"), "convert", "--plain-http", "--min-layer-size", "100000", "--span-size", String(256 << 10), ref("primary"), ref("primary-soci")]);
-  await run("node", [SOCI_BIN, "--root", join(dir, "cli-root"), "convert", "--plain-http", "--min-layer-size", "100000", "--span-size", String(256 << 10), ref("indexed-src"), ref("indexed")]);
+  for (const t of ["primary", "plain", "indexed-src", "baddiff-src"])
+    images[t] = await pushTestImage(client, registry.host, REPO, t, 4 << 20);
+  await run("node", [
+    SOCI_BIN,
+    "--root",
+    join(dir, "cli-root"),
+    "convert",
+    "--plain-http",
+    "--min-layer-size",
+    "100000",
+    "--span-size",
+    String(256 << 10),
+    ref("primary"),
+    ref("primary-soci"),
+  ]);
+  await run("node", [
+    SOCI_BIN,
+    "--root",
+    join(dir, "cli-root"),
+    "convert",
+    "--plain-http",
+    "--min-layer-size",
+    "100000",
+    "--span-size",
+    String(256 << 10),
+    ref("indexed-src"),
+    ref("indexed"),
+  ]);
   // an image whose config names a wrong diff ID for its data layer
   const src = images["baddiff-src"]!;
-  const manifest = JSON.parse(Buffer.from(src.manifestBytes).toString("utf8")) as { config: { digest: string; size: number } };
-  const config = JSON.parse(Buffer.from(await client.getBlob(ref("baddiff-src"), manifest.config.digest)).toString("utf8")) as { rootfs: { diff_ids: string[] } };
+  const manifest = JSON.parse(Buffer.from(src.manifestBytes).toString("utf8")) as {
+    config: { digest: string; size: number };
+  };
+  const config = JSON.parse(
+    Buffer.from(await client.getBlob(ref("baddiff-src"), manifest.config.digest)).toString("utf8"),
+  ) as { rootfs: { diff_ids: string[] } };
   config.rootfs.diff_ids[1] = `sha256:${"e".repeat(64)}`;
   const configBytes = Buffer.from(JSON.stringify(config));
   const configDigest = `sha256:${createHash("sha256").update(configBytes).digest("hex")}`;
@@ -95,8 +151,10 @@ beforeAll(async () => {
   await client.pushManifest(ref("baddiff"), Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST, "baddiff");
 
   ctd = await startContainerd({ proxyPlugins: { soci: { address: sock() } } });
-  await startDaemon(`[content_store]\ntype = "containerd"\ncontainerd_address = "${ctd.socket}"\n` +
-    `[pull_modes.parallel_pull_unpack]\nenable = true\nconcurrent_download_chunk_size = "256kb"\nmax_concurrent_downloads_per_image = 3\n`);
+  await startDaemon(
+    `[content_store]\ntype = "containerd"\ncontainerd_address = "${ctd.socket}"\n` +
+      `[pull_modes.parallel_pull_unpack]\nenable = true\nconcurrent_download_chunk_size = "256kb"\nmax_concurrent_downloads_per_image = 3\n`,
+  );
 }, 240_000);
 
 afterAll(async () => {
@@ -116,32 +174,45 @@ describe("parallel pull mode", () => {
     expect(log().slice(from)).toContain('"decompressor":"built-in"');
     expect(await fuseMountsUnder(daemonRoot())).toEqual([]);
     const data = images.primary!.layers[1]!;
-    const ranged = registry.requests.slice(before).filter((r) => r.startsWith(`GET /v2/${REPO}/blobs/${data.digest} 206`));
+    const ranged = registry.requests
+      .slice(before)
+      .filter((r) => r.startsWith(`GET /v2/${REPO}/blobs/${data.digest} 206`));
     expect(ranged).toHaveLength(Math.ceil(data.size / (256 << 10)));
     // kept in containerd's content store, as containerd's own pull would have
     const stored = await storedBlobs();
     for (const l of images.primary!.layers) expect(stored).toContain(l.digest);
     expect(await readdir(join(daemonRoot(), "unpack"))).toEqual([]);
     expect(await runContainer("primary-soci", "par-1")).toBe(expected(images.primary!));
-    expect(await scrapeMetrics(metricsSock())).not.toMatch(/^soci_fs_operation_count\{layer="",operation_type="local_mount_failure_count"\} [1-9]/m);
+    expect(await scrapeMetrics(metricsSock())).not.toMatch(
+      /^soci_fs_operation_count\{layer="",operation_type="local_mount_failure_count"\} [1-9]/m,
+    );
   }, 180_000);
 
   it("a layer whose diff ID does not match fails the pull; nothing is left behind", async () => {
-    const err = await rpull("baddiff").then(() => undefined, (e: Error) => e);
+    const err = await rpull("baddiff").then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err).toBeInstanceOf(Error);
     expect(err!.message).toMatch(/diff id mismatch/);
-    for (let i = 0; i < 50 && (await readdir(join(daemonRoot(), "unpack"))).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && (await readdir(join(daemonRoot(), "unpack"))).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
     expect(await readdir(join(daemonRoot(), "unpack"))).toEqual([]);
     expect(await fuseMountsUnder(daemonRoot())).toEqual([]);
   }, 180_000);
 
   it("fallback: an image without an index is unpacked in parallel (through pigz, blobs discarded), an indexed one still mounts lazily", async () => {
-    await startDaemon(`[pull_modes.parallel_pull_unpack]\nexperimental_parallel_pull_as_fallback = true\ndiscard_unpacked_layers = true\n` +
-      `[pull_modes.parallel_pull_unpack.decompress_streams."gzip"]\npath = "/usr/bin/pigz"\nargs = ["-d", "-c"]\n`);
+    await startDaemon(
+      `[pull_modes.parallel_pull_unpack]\nexperimental_parallel_pull_as_fallback = true\ndiscard_unpacked_layers = true\n` +
+        `[pull_modes.parallel_pull_unpack.decompress_streams."gzip"]\npath = "/usr/bin/pigz"\nargs = ["-d", "-c"]\n`,
+    );
     let from = log().length;
     await rpull("plain");
     expect(outcomes(from)).toMatchObject({ remote: 0, local: 3, deferred: 0 });
-    const unpacked = log().slice(from).split("\n").filter((l) => l.includes("parallel pull: layer unpacked"));
+    const unpacked = log()
+      .slice(from)
+      .split("\n")
+      .filter((l) => l.includes("parallel pull: layer unpacked"));
     expect(unpacked).toHaveLength(3);
     for (const l of unpacked) expect(JSON.parse(l)).toMatchObject({ decompressor: "/usr/bin/pigz" });
     const stored = await storedBlobs();

@@ -25,7 +25,12 @@ import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
 import { scrapeMetrics, waitForSnapshotter } from "./helpers/soci-daemon.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
-import { ImageAnnotationSociIndexDigest, IndexAnnotationImageLayerDigest, IndexAnnotationImageManifestDigest, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
+import {
+  ImageAnnotationSociIndexDigest,
+  IndexAnnotationImageLayerDigest,
+  IndexAnnotationImageManifestDigest,
+  SociIndexArtifactTypeV2,
+} from "../src/formats/soci-index.js";
 import type { Descriptor } from "../src/formats/oci.js";
 import { decodeZtoc, encodeZtoc } from "../src/formats/ztoc.js";
 
@@ -44,10 +49,21 @@ const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 
 /** integration/log_test.go `sensitivePatterns` */
 const SENSITIVE = [
-  /password/i, /passwd/i, /secret/i, /credential/i, /token/i, /api[_-]?key/i,
-  /AKIA[0-9A-Z]{16}/, /aws[_-]?access[_-]?key/i, /aws[_-]?secret[_-]?key/i,
-  /-----BEGIN (?:RSA )?PRIVATE KEY-----/, /-----BEGIN CERTIFICATE-----/,
-  /oauth/i, /bearer/i, /basic auth/i, /authorization: basic/i,
+  /password/i,
+  /passwd/i,
+  /secret/i,
+  /credential/i,
+  /token/i,
+  /api[_-]?key/i,
+  /AKIA[0-9A-Z]{16}/,
+  /aws[_-]?access[_-]?key/i,
+  /aws[_-]?secret[_-]?key/i,
+  /-----BEGIN (?:RSA )?PRIVATE KEY-----/,
+  /-----BEGIN CERTIFICATE-----/,
+  /oauth/i,
+  /bearer/i,
+  /basic auth/i,
+  /authorization: basic/i,
 ];
 
 let dir = "";
@@ -85,10 +101,24 @@ const dockerConfigDir = () => join(dir, "docker");
 async function startDaemon(config: string): Promise<void> {
   daemonLog = "";
   await writeFile(join(dir, "config.toml"), config);
-  const proc = spawn("node", [daemonBin, "--address", sock(), "--root", daemonRoot(), "--config", join(dir, "config.toml"), "--log-level", "debug"], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() },
-  });
+  const proc = spawn(
+    "node",
+    [
+      daemonBin,
+      "--address",
+      sock(),
+      "--root",
+      daemonRoot(),
+      "--config",
+      join(dir, "config.toml"),
+      "--log-level",
+      "debug",
+    ],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() },
+    },
+  );
   daemon = proc;
   await new Promise<void>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -122,7 +152,9 @@ async function restartDaemon(config: string): Promise<void> {
 }
 
 async function fuseMounts(): Promise<string[]> {
-  return (await readFile("/proc/mounts", "utf8")).split("\n").filter((l) => l.includes("fuse.rawBridge") && l.includes(daemonRoot()));
+  return (await readFile("/proc/mounts", "utf8"))
+    .split("\n")
+    .filter((l) => l.includes("fuse.rawBridge") && l.includes(daemonRoot()));
 }
 
 function jsonLines(text: string): Array<Record<string, string>> {
@@ -158,15 +190,36 @@ function outcomes(log: Array<Record<string, string>>) {
 }
 
 /** Pulls `ref` lazily with `soci image rpull` (cri.* labels) or `ctr-remote images rpull` (stargz labels). */
-async function pull(ref: string, opts: { tool?: "soci" | "ctr-remote"; indexDigest?: string } = {}): Promise<PullOutcome> {
+async function pull(
+  ref: string,
+  opts: { tool?: "soci" | "ctr-remote"; indexDigest?: string } = {},
+): Promise<PullOutcome> {
   const from = daemonLog.length;
   const mountsBefore = (await fuseMounts()).length;
-  const args = opts.tool === "ctr-remote"
-    ? ["ctr-remote", ["--address", ctd!.socket, "images", "rpull", "--plain-http", "--snapshotter", "soci", ref]] as const
-    : ["node", [soci, "--address", ctd!.socket, "image", "rpull", "--plain-http", ...(opts.indexDigest ? ["--soci-index-digest", opts.indexDigest] : []), ref]] as const;
-  const r = await run(args[0], [...args[1]], { env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } }).catch((e: Error) => {
-    throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(from).slice(-6000)}`);
-  });
+  const args =
+    opts.tool === "ctr-remote"
+      ? ([
+          "ctr-remote",
+          ["--address", ctd!.socket, "images", "rpull", "--plain-http", "--snapshotter", "soci", ref],
+        ] as const)
+      : ([
+          "node",
+          [
+            soci,
+            "--address",
+            ctd!.socket,
+            "image",
+            "rpull",
+            "--plain-http",
+            ...(opts.indexDigest ? ["--soci-index-digest", opts.indexDigest] : []),
+            ref,
+          ],
+        ] as const);
+  const r = await run(args[0], [...args[1]], { env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } }).catch(
+    (e: Error) => {
+      throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(from).slice(-6000)}`);
+    },
+  );
   // every layer ends in exactly one outcome line, written before containerd got the answer; give
   // the pipe a moment to deliver the last ones
   for (let i = 0; i < 50; i++) {
@@ -179,9 +232,11 @@ async function pull(ref: string, opts: { tool?: "soci" | "ctr-remote"; indexDige
 }
 
 async function runContainer(ref: string, id: string, script: string): Promise<string> {
-  const r = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sh", "-c", script]).catch((e: Error) => {
-    throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(-6000)}`);
-  });
+  const r = await ctd!
+    .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sh", "-c", script])
+    .catch((e: Error) => {
+      throw new Error(`${e.message}\ndaemon log:\n${daemonLog.slice(-6000)}`);
+    });
   return r.stdout;
 }
 
@@ -197,7 +252,9 @@ const scrape = () => scrapeMetrics(metricsSock());
 /** `soci_fs_operation_count{layer=<layer>,operation_type=<type>}`, 0 when not exported yet. */
 async function opCount(type: string, layer = ""): Promise<number> {
   const text = await scrape();
-  const m = new RegExp(`^soci_fs_operation_count\\{layer="${layer}",operation_type="${type}"\\} (\\d+)$`, "m").exec(text);
+  const m = new RegExp(`^soci_fs_operation_count\\{layer="${layer}",operation_type="${type}"\\} (\\d+)$`, "m").exec(
+    text,
+  );
   return m ? Number(m[1]) : 0;
 }
 
@@ -206,7 +263,9 @@ function indexDigestsLogged(log: Array<Record<string, string>>): string[] {
 }
 
 async function cli(args: string[]): Promise<string> {
-  const r = await run("node", [soci, "--root", join(dir, "cli-root"), ...args], { env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() } });
+  const r = await run("node", [soci, "--root", join(dir, "cli-root"), ...args], {
+    env: { ...process.env, DOCKER_CONFIG: dockerConfigDir() },
+  });
   return r.stdout;
 }
 
@@ -221,8 +280,13 @@ async function pushJson(ref: string, value: unknown, mediaType: string, tag?: st
   return (await client.pushManifest(ref, bytes, mediaType, tag ?? digest)).descriptor;
 }
 
-interface IndexDoc { manifests: Descriptor[] }
-interface ManifestDoc { layers: Descriptor[]; annotations?: Record<string, string> }
+interface IndexDoc {
+  manifests: Descriptor[];
+}
+interface ManifestDoc {
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
 
 /** The converted image's OCI index: its image manifest entry and its SOCI index (v2) entry. */
 async function convertedEntries(tag: string): Promise<{ index: IndexDoc; image: Descriptor; soci: Descriptor }> {
@@ -237,7 +301,12 @@ async function convertedEntries(tag: string): Promise<{ index: IndexDoc; image: 
  * new blob is pushed, then the SOCI index, the image manifest (its index annotation) and the OCI
  * index are re-pushed with the new digests, under `dest`.
  */
-async function replaceZtoc(tag: string, layerDigest: string, dest: string, mutate: (ztoc: Uint8Array) => Uint8Array): Promise<void> {
+async function replaceZtoc(
+  tag: string,
+  layerDigest: string,
+  dest: string,
+  mutate: (ztoc: Uint8Array) => Uint8Array,
+): Promise<void> {
   const ref = direct(tag);
   const { index, image, soci: sociDesc } = await convertedEntries(tag);
   const { json: sociIndex } = await getJson<ManifestDoc>(client, ref, sociDesc);
@@ -254,7 +323,12 @@ async function replaceZtoc(tag: string, layerDigest: string, dest: string, mutat
   index.manifests = index.manifests.map((m) => {
     if (m.digest === image.digest) return { ...m, digest: newImage.digest, size: newImage.size };
     if (m.digest === sociDesc.digest) {
-      return { ...m, digest: newSoci.digest, size: newSoci.size, annotations: { ...m.annotations, [IndexAnnotationImageManifestDigest]: newImage.digest } };
+      return {
+        ...m,
+        digest: newSoci.digest,
+        size: newSoci.size,
+        annotations: { ...m.annotations, [IndexAnnotationImageManifestDigest]: newImage.digest },
+      };
     }
     return m;
   });
@@ -270,22 +344,59 @@ beforeAll(async () => {
   faults = await startFaultProxy(registry.host);
   mirrorProxy = await startSwitchProxy(faults.host);
   const cert = await makeSigningCert(dir);
-  tokens = await startTokenServer({ users: { [USER]: PASS }, keyPem: cert.keyPem, certDerBase64: cert.certDerBase64, issuer: ISSUER, service: SERVICE });
-  authRegistry = await startRegistry({ token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile } });
+  tokens = await startTokenServer({
+    users: { [USER]: PASS },
+    keyPem: cert.keyPem,
+    certDerBase64: cert.certDerBase64,
+    issuer: ISSUER,
+    service: SERVICE,
+  });
+  authRegistry = await startRegistry({
+    token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile },
+  });
   await mkdir(dockerConfigDir());
-  await writeFile(join(dockerConfigDir(), "config.json"), JSON.stringify({
-    auths: { [authRegistry.host]: { auth: Buffer.from(`${USER}:${PASS}`).toString("base64") } },
-  }));
+  await writeFile(
+    join(dockerConfigDir(), "config.json"),
+    JSON.stringify({
+      auths: { [authRegistry.host]: { auth: Buffer.from(`${USER}:${PASS}`).toString("base64") } },
+    }),
+  );
   client = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ dockerConfig: false }) });
-  authClient = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }) });
+  authClient = new RegistryClient({
+    plainHttp: true,
+    authorizer: new RegistryAuthorizer({ user: `${USER}:${PASS}`, dockerConfig: false }),
+  });
 
-  const tags = ["sparse", "plain", "wrong1", "wrong2", "v1", "corrupt-src", "badspan-src", "outage", "mirror", "localfail", "minsize", "dangling-src", "checked"];
+  const tags = [
+    "sparse",
+    "plain",
+    "wrong1",
+    "wrong2",
+    "v1",
+    "corrupt-src",
+    "badspan-src",
+    "outage",
+    "mirror",
+    "localfail",
+    "minsize",
+    "dangling-src",
+    "checked",
+  ];
   await Promise.all(tags.map(async (t) => (images[t] = await pushTestImage(client, registry.host, REPO, t, 4 << 20))));
   images.auth = await pushTestImage(authClient, authRegistry.host, REPO, "auth", 4 << 20);
 
   // SOCI v2 (soci convert): the busybox and data layers get ztocs, the tiny /etc layer does not
   const convert = (src: string, dst: string, host = registry.host) =>
-    cli(["convert", "--plain-http", "--min-layer-size", "100000", "--span-size", SPAN, `${host}/${REPO}:${src}`, `${host}/${REPO}:${dst}`]);
+    cli([
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "100000",
+      "--span-size",
+      SPAN,
+      `${host}/${REPO}:${src}`,
+      `${host}/${REPO}:${dst}`,
+    ]);
   await Promise.all([
     convert("sparse", "sparse-soci"),
     convert("corrupt-src", "corrupt-soci"),
@@ -326,7 +437,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctd?.stop().catch(() => undefined);
   await stopDaemon().catch(() => undefined);
-  for (const line of await fuseMounts().catch(() => [])) await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
+  for (const line of await fuseMounts().catch(() => []))
+    await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
   await proxy?.close();
   await mirrorProxy?.close();
   await faults?.close();
@@ -351,13 +463,17 @@ describe("default pull modes (v2 on, v1 off)", () => {
     const sizes = text.split("\n").filter((l) => l.startsWith("soci_fs_layer_size_bytes{"));
     expect(sizes).toHaveLength((await fuseMounts()).length);
     // valid ztocs: no FUSE operation failed
-    expect(text.split("\n").filter((l) => /operation_type="fuse_(\w+_failure_count|failure_state)"\} [1-9]/.test(l))).toEqual([]);
+    expect(
+      text.split("\n").filter((l) => /operation_type="fuse_(\w+_failure_count|failure_state)"\} [1-9]/.test(l)),
+    ).toEqual([]);
   }, 120_000);
 
   it("no SOCI index: every layer is deferred to containerd, nothing is mounted, the container runs", async () => {
     const p = await pull(viaProxy("plain"), { tool: "ctr-remote" });
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([0, 0, 3, 0]);
-    expect(p.log.some((l) => l.msg?.includes("no valid SOCI index found") && l["defer-snapshot-runtime"] === "true")).toBe(true);
+    expect(
+      p.log.some((l) => l.msg?.includes("no valid SOCI index found") && l["defer-snapshot-runtime"] === "true"),
+    ).toBe(true);
     expect(indexDigestsLogged(p.log)).toEqual([]);
     expect(await runContainer(viaProxy("plain"), "pm-plain", EXPECT_SCRIPT)).toBe(expected(images.plain!));
     expect(await opCount("fuse_mount_failure_count")).toBe(0);
@@ -409,8 +525,14 @@ describe("default pull modes (v2 on, v1 off)", () => {
     const p = await pull(ref);
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([2, 1, 0, 2]);
     expect(await opCount("fuse_file_read_failure_count", dataLayer)).toBe(0);
-    const out = await runContainer(ref, "pm-badspan", "cat /etc/hello /data/f5.txt; sha256sum /data/big.bin 2>&1; echo rc=$?");
-    expect(out).toMatch(new RegExp(`^${img.files.hello}${img.files.id} file 5\n.*(I/O error|Input/output error)\nrc=1\n$`));
+    const out = await runContainer(
+      ref,
+      "pm-badspan",
+      "cat /etc/hello /data/f5.txt; sha256sum /data/big.bin 2>&1; echo rc=$?",
+    );
+    expect(out).toMatch(
+      new RegExp(`^${img.files.hello}${img.files.id} file 5\n.*(I/O error|Input/output error)\nrc=1\n$`),
+    );
     expect(await opCount("fuse_file_read_failure_count", dataLayer)).toBeGreaterThan(0);
     expect(await opCount("fuse_file_read_failure_count", img.layers[0]!.digest)).toBe(0);
     expect(await opCount("fuse_failure_state")).toBe(1);
@@ -426,7 +548,18 @@ describe("default pull modes (v2 on, v1 off)", () => {
     const img = images.outage!;
     const dataLayer = img.layers[1]!.digest;
     const id = "pm-outage";
-    await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sleep", "1000"]);
+    await ctd!.ctr([
+      "run",
+      "-d",
+      "--snapshotter",
+      "soci",
+      "--runc-root",
+      join(dir, "runc"),
+      ref,
+      id,
+      "/bin/sleep",
+      "1000",
+    ]);
     const exec = async (n: number, script: string) =>
       (await ctd!.ctr(["task", "exec", "--exec-id", `e${n}`, id, "/bin/sh", "-c", script])).stdout;
     const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -447,9 +580,15 @@ describe("default pull modes (v2 on, v1 off)", () => {
       expect(failed).toMatch(/rc=1\n$/);
       expect(await opCount("fuse_file_read_failure_count", dataLayer)).toBeGreaterThan(0);
       expect(await opCount("fuse_failure_state")).toBe(1); // daemon-wide, at most once per 5 minutes
-      expect(jsonLines(daemonLog).filter((l) => l.msg === "FUSE operation failed" && l.level === "warning" && l.layer === dataLayer)).toHaveLength(1);
+      expect(
+        jsonLines(daemonLog).filter(
+          (l) => l.msg === "FUSE operation failed" && l.level === "warning" && l.layer === dataLayer,
+        ),
+      ).toHaveLength(1);
       await proxy.up();
-      expect(await exec(3, "sha256sum /data/big.bin 2>&1; echo rc=$?")).toBe(`${sha(img.files.big)}  /data/big.bin\nrc=0\n`);
+      expect(await exec(3, "sha256sum /data/big.bin 2>&1; echo rc=$?")).toBe(
+        `${sha(img.files.big)}  /data/big.bin\nrc=0\n`,
+      );
     } finally {
       await proxy.up();
       await ctd!.ctr(["task", "delete", "-f", id]).catch(() => undefined);
@@ -474,12 +613,16 @@ describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
     expect(l2!.size).toBeGreaterThan(min);
     const mountsBefore = (await fuseMounts()).length;
     // retries off, and a first backoff long enough that a retrying client would outlast the outage below
-    await restartDaemon(configToml(`[snapshotter]\nmin_layer_size = ${min}\n[blob]\nmax_retries = -1\nmin_wait_msec = 3000\n`));
+    await restartDaemon(
+      configToml(`[snapshotter]\nmin_layer_size = ${min}\n[blob]\nmax_retries = -1\nmin_wait_msec = 3000\n`),
+    );
     expect((await fuseMounts()).length).toBe(mountsBefore); // the lazily pulled layers were restored
     const p = await pull(viaProxy("minsize-soci"));
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([1, 2, 0, 1]);
     const img = images.minsize!;
-    expect(await runContainer(viaProxy("minsize-soci"), "pm-minsize", "cat /id /etc/hello /data/f7.txt")).toBe(`${img.files.id}\n${img.files.hello}${img.files.id} file 7\n`);
+    expect(await runContainer(viaProxy("minsize-soci"), "pm-minsize", "cat /id /etc/hello /data/f7.txt")).toBe(
+      `${img.files.id}\n${img.files.hello}${img.files.id} file 7\n`,
+    );
     expect(await opCount("fuse_mount_failure_count")).toBe(0);
   }, 120_000);
 
@@ -487,7 +630,18 @@ describe("[snapshotter] min_layer_size, [blob] max_retries = -1", () => {
     const ref = viaProxy("minsize-soci");
     const id = "pm-noretry";
     const img = images.minsize!;
-    await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sleep", "1000"]);
+    await ctd!.ctr([
+      "run",
+      "-d",
+      "--snapshotter",
+      "soci",
+      "--runc-root",
+      join(dir, "runc"),
+      ref,
+      id,
+      "/bin/sleep",
+      "1000",
+    ]);
     const exec = async (n: number, script: string) =>
       (await ctd!.ctr(["task", "exec", "--exec-id", `e${n}`, id, "/bin/sh", "-c", script])).stdout;
     try {
@@ -524,21 +678,47 @@ describe("[blob] check_always = true", () => {
     try {
       await proxy.down();
       // the layers are not fully local: each availability check asks the registry for a byte
-      const refused = await ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, "pm-check-2", "/bin/sh", "-c", "cat /etc/hello"])
-        .then(() => "ran", (e: Error) => e.message);
+      const refused = await ctd!
+        .ctr([
+          "run",
+          "--rm",
+          "--snapshotter",
+          "soci",
+          "--runc-root",
+          join(dir, "runc"),
+          ref,
+          "pm-check-2",
+          "/bin/sh",
+          "-c",
+          "cat /etc/hello",
+        ])
+        .then(
+          () => "ran",
+          (e: Error) => e.message,
+        );
       expect(refused).toMatch(/unavailable/i);
-      expect(jsonLines(daemonLog.slice(from)).some((l) => l.msg === "layer is unavailable" && /not reachable/.test(String(l.error)))).toBe(true);
+      expect(
+        jsonLines(daemonLog.slice(from)).some(
+          (l) => l.msg === "layer is unavailable" && /not reachable/.test(String(l.error)),
+        ),
+      ).toBe(true);
     } finally {
       await proxy.up();
     }
-    expect(await runContainer(ref, "pm-check-3", "cat /etc/hello /data/f7.txt")).toBe(`${img.files.hello}${img.files.id} file 7\n`);
+    expect(await runContainer(ref, "pm-check-3", "cat /etc/hello /data/f7.txt")).toBe(
+      `${img.files.hello}${img.files.id} file 7\n`,
+    );
   }, 120_000);
 });
 
 describe("[pull_modes.soci_v1] enable = true, and a mirror for the image host", () => {
   it("an image with only a v1 index (found through the fallback tag) is lazily loaded", async () => {
-    await restartDaemon(configToml(`[pull_modes.soci_v1]\nenable = true\n` +
-      `[[resolver.host."${proxy.host}".mirrors]]\nhost = "${mirrorProxy.host}"\ninsecure = true\n`));
+    await restartDaemon(
+      configToml(
+        `[pull_modes.soci_v1]\nenable = true\n` +
+          `[[resolver.host."${proxy.host}".mirrors]]\nhost = "${mirrorProxy.host}"\ninsecure = true\n`,
+      ),
+    );
     const p = await pull(viaProxy("v1"));
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([3, 0, 0, 3]);
     expect(indexDigestsLogged(p.log)).toEqual([v1IndexDigest]);
@@ -550,7 +730,9 @@ describe("[pull_modes.soci_v1] enable = true, and a mirror for the image host", 
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([0, 0, 3, 0]);
     expect(indexDigestsLogged(p.log)).toEqual([danglingIndexDigest]);
     expect(p.log.some((l) => l.msg?.includes("no valid SOCI index found"))).toBe(true);
-    expect(await runContainer(viaProxy("dangling"), "pm-dangling", EXPECT_SCRIPT)).toBe(expected(images["dangling-src"]!));
+    expect(await runContainer(viaProxy("dangling"), "pm-dangling", EXPECT_SCRIPT)).toBe(
+      expected(images["dangling-src"]!),
+    );
     expect(await opCount("fuse_mount_failure_count")).toBe(0);
   }, 120_000);
 
@@ -559,12 +741,20 @@ describe("[pull_modes.soci_v1] enable = true, and a mirror for the image host", 
     // down is skipped for a while): the unindexed layer arrives corrupted there
     const img = images.localfail!;
     const small = img.layers[2]!.digest;
-    faults.setRules([{ method: "GET", path: new RegExp(`/blobs/${small}(\\?|$)`), action: { kind: "corrupt", offset: 20 } }]);
+    faults.setRules([
+      { method: "GET", path: new RegExp(`/blobs/${small}(\\?|$)`), action: { kind: "corrupt", offset: 20 } },
+    ]);
     try {
       const p = await pull(viaProxy("localfail-soci"));
       expect(p.stdout).toMatch(/: 2 of 3 layers provided by soci\n$/);
       expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([2, 0, 1, 2]);
-      expect(p.log.some((l) => l.msg === "failed to prepare local snapshot; deferring to container runtime" && l["defer-snapshot-runtime"] === "true")).toBe(true);
+      expect(
+        p.log.some(
+          (l) =>
+            l.msg === "failed to prepare local snapshot; deferring to container runtime" &&
+            l["defer-snapshot-runtime"] === "true",
+        ),
+      ).toBe(true);
       expect(faults.log.some((r) => r.fault === "corrupt")).toBe(true);
     } finally {
       faults.setRules([]);
@@ -580,14 +770,27 @@ describe("[pull_modes.soci_v1] enable = true, and a mirror for the image host", 
     const p = await pull(ref);
     expect([p.remote, p.local, p.deferred, p.fuse]).toEqual([2, 1, 0, 2]);
     const id = "pm-mirror";
-    await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), ref, id, "/bin/sleep", "1000"]);
+    await ctd!.ctr([
+      "run",
+      "-d",
+      "--snapshotter",
+      "soci",
+      "--runc-root",
+      join(dir, "runc"),
+      ref,
+      id,
+      "/bin/sleep",
+      "1000",
+    ]);
     const exec = async (n: number, script: string) =>
       (await ctd!.ctr(["task", "exec", "--exec-id", `e${n}`, id, "/bin/sh", "-c", script])).stdout;
     const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
     try {
       await proxy.down();
       const viaMirror = mirrorProxy.bytesDown;
-      expect(await exec(1, "head -c 262144 /data/big.bin | sha256sum")).toBe(`${sha(img.files.big.subarray(0, 262144))}  -\n`);
+      expect(await exec(1, "head -c 262144 /data/big.bin | sha256sum")).toBe(
+        `${sha(img.files.big.subarray(0, 262144))}  -\n`,
+      );
       expect(mirrorProxy.bytesDown).toBeGreaterThan(viaMirror);
       await proxy.up();
       await mirrorProxy.down();

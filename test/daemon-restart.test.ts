@@ -58,7 +58,19 @@ const cid = (name: string) => `${name}-${suffix}`;
 
 function runContainer(image: string, id: string, script: string): Promise<string> {
   return ctd!
-    .ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), image, cid(id), "/bin/sh", "-c", script])
+    .ctr([
+      "run",
+      "--rm",
+      "--snapshotter",
+      "soci",
+      "--runc-root",
+      join(dir, "runc"),
+      image,
+      cid(id),
+      "/bin/sh",
+      "-c",
+      script,
+    ])
     .then((r) => r.stdout)
     .catch((e: Error) => {
       throw new Error(`${e.message}\ndaemon log:\n${daemon?.log().slice(-4000)}`);
@@ -99,9 +111,25 @@ beforeAll(async () => {
       await writeFile(join(rootfs, name, `${name}.bin`), content[name]);
       await writeFile(join(rootfs, name, "note"), `image ${name}\n`);
     });
-    await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/restart/${name}:latest`]);
-    await run("node", [SOCI_BIN, "--root", join(dir, "convert-root"), "convert", "--plain-http", "--min-layer-size", "100000", "--span-size", String(128 << 10),
-      `${registry.host}/restart/${name}:latest`, `${registry.host}/restart/${name}:soci`]);
+    await run("skopeo", [
+      "copy",
+      "--dest-tls-verify=false",
+      `oci:${layout}:latest`,
+      `docker://${registry.host}/restart/${name}:latest`,
+    ]);
+    await run("node", [
+      SOCI_BIN,
+      "--root",
+      join(dir, "convert-root"),
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "100000",
+      "--span-size",
+      String(128 << 10),
+      `${registry.host}/restart/${name}:latest`,
+      `${registry.host}/restart/${name}:soci`,
+    ]);
   }
   // pulled through the proxy: the registry can be taken away under the daemon
   imageA = `${proxy.host}/restart/a:soci`;
@@ -118,7 +146,10 @@ beforeAll(async () => {
     "max_wait_msec = 50",
   ];
   await writeFile(config("config.toml"), common.join("\n") + "\n");
-  await writeFile(config("config-allow-invalid.toml"), [...common, "[snapshotter]", "allow_invalid_mounts_on_restart = true"].join("\n") + "\n");
+  await writeFile(
+    config("config-allow-invalid.toml"),
+    [...common, "[snapshotter]", "allow_invalid_mounts_on_restart = true"].join("\n") + "\n",
+  );
   await startDaemon();
   ctd = await startContainerd({ proxyPlugins: { soci: { address: sock() } } });
 }, 240_000);
@@ -137,13 +168,24 @@ describe("daemon restart and recovery", () => {
     // both at once: their shared layers are prepared concurrently
     await Promise.all(
       [imageA, imageB].map((image) =>
-        run("ctr-remote", ["--address", ctd!.socket, "images", "rpull", "--plain-http", "--snapshotter", "soci", image]).catch((e: Error) => {
+        run("ctr-remote", [
+          "--address",
+          ctd!.socket,
+          "images",
+          "rpull",
+          "--plain-http",
+          "--snapshotter",
+          "soci",
+          image,
+        ]).catch((e: Error) => {
           throw new Error(`${e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
         }),
       ),
     );
     // busybox + shared (once) + a + b: the shared layers are neither mounted twice nor unpacked
-    expect(daemon!.lines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true")).toHaveLength(4);
+    expect(
+      daemon!.lines("remote-snapshot-prepared").filter((l) => l["remote-snapshot-prepared"] === "true"),
+    ).toHaveLength(4);
     expect(daemon!.lines("local-snapshot-prepared")).toHaveLength(0);
     expect(await fuseMounts()).toHaveLength(4);
 
@@ -161,7 +203,19 @@ describe("daemon restart and recovery", () => {
     const before = await fuseMounts();
     // a container that keeps running across the restart (its overlay holds the old mounts)
     const running = cid("running-a");
-    await ctd!.ctr(["run", "-d", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, running, "/bin/sh", "-c", "cat /a/note >/dev/null && exec busybox sleep 120"]);
+    await ctd!.ctr([
+      "run",
+      "-d",
+      "--snapshotter",
+      "soci",
+      "--runc-root",
+      join(dir, "runc"),
+      imageA,
+      running,
+      "/bin/sh",
+      "-c",
+      "cat /a/note >/dev/null && exec busybox sleep 120",
+    ]);
     // wait until it has read what it needs (from the FUSE layers) and sleeps
     for (let i = 0; ; i++) {
       const pid = /\s(\d+)\s+RUNNING/.exec((await ctd!.ctr(["task", "ls"])).stdout)?.[1];
@@ -197,7 +251,11 @@ describe("daemon restart and recovery", () => {
 
   it("a second daemon on the same root refuses to start and leaves the first one's layers alone", async () => {
     const mounts = await fuseMounts();
-    const second = spawnDaemon({ address: join(dir, "second.sock"), root: daemonRoot(), config: config("config.toml") });
+    const second = spawnDaemon({
+      address: join(dir, "second.sock"),
+      root: daemonRoot(),
+      config: config("config.toml"),
+    });
     expect(await second.exited).toMatchObject({ code: 1 });
     expect(second.log()).toContain(`another snapshotter is already running on ${join(daemonRoot(), "snapshotter")}`);
     expect(second.log()).not.toContain("unmounting leftover mount");
@@ -213,7 +271,10 @@ describe("daemon restart and recovery", () => {
     // the reference's default: a remote snapshot that cannot be restored aborts startup
     const strict = spawnDaemon({ address: sock(), root: daemonRoot(), config: config("config.toml") });
     daemon = strict;
-    const exit = await Promise.race([strict.exited, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 60_000))]);
+    const exit = await Promise.race([
+      strict.exited,
+      new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 60_000)),
+    ]);
     expect(exit).not.toBe("timeout");
     expect(exit).toMatchObject({ code: 1 });
     expect(strict.log()).toContain("failed to restore remote snapshot");
@@ -225,14 +286,34 @@ describe("daemon restart and recovery", () => {
     expect(await fuseMounts()).toHaveLength(0);
     await waitForSnapshotter((args) => ctd!.ctr(args));
     await expect(
-      ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, cid("unavailable-a"), "/bin/true"]),
+      ctd!.ctr([
+        "run",
+        "--rm",
+        "--snapshotter",
+        "soci",
+        "--runc-root",
+        join(dir, "runc"),
+        imageA,
+        cid("unavailable-a"),
+        "/bin/true",
+      ]),
     ).rejects.toThrow(/unavailable/i);
 
     // as in the reference, a snapshot that failed to restore stays Unavailable (even with the
     // registry back) until the daemon restarts or the image is removed
     await proxy.up();
     await expect(
-      ctd!.ctr(["run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), imageA, cid("unavailable-a2"), "/bin/true"]),
+      ctd!.ctr([
+        "run",
+        "--rm",
+        "--snapshotter",
+        "soci",
+        "--runc-root",
+        join(dir, "runc"),
+        imageA,
+        cid("unavailable-a2"),
+        "/bin/true",
+      ]),
     ).rejects.toThrow(/unavailable/i);
 
     // a restart with the registry back: everything is mounted again and runs

@@ -7,7 +7,10 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 const soci = new URL("../bin/soci.js", import.meta.url).pathname;
 
-function demo(args: string[], onLine?: (line: string, kill: (s: NodeJS.Signals) => void) => void): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+function demo(
+  args: string[],
+  onLine?: (line: string, kill: (s: NodeJS.Signals) => void) => void,
+): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [soci, "demo", "--no-install", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -34,7 +37,10 @@ function processesUsing(dir: string): string[] {
   return found;
 }
 
-const mountsUnder = (dir: string) => readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => l.split(" ")[1]?.startsWith(dir));
+const mountsUnder = (dir: string) =>
+  readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .filter((l) => l.split(" ")[1]?.startsWith(dir));
 
 function workDir(stdout: string): string {
   const m = /(\/tmp\/soci-demo-[A-Za-z0-9]+)/.exec(stdout);
@@ -47,7 +53,9 @@ describe("soci demo", () => {
     const r = await demo(["--size-mb", "8"]);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/sample image: busybox layer \(\d+\.\d MB gzip\) \+ data layer of 3 files/);
-    expect(r.stdout).toMatch(/converted the sample image into demo\/app:soci in \d+\.\d\d s \(SOCI index v2 sha256:[0-9a-f]{12}…, span size 4 MiB\)/);
+    expect(r.stdout).toMatch(
+      /converted the sample image into demo\/app:soci in \d+\.\d\d s \(SOCI index v2 sha256:[0-9a-f]{12}…, span size 4 MiB\)/,
+    );
     expect(r.stdout).toContain('container output (both runs): "hello from a lazily pulled image\\nready\\n"');
     expect(r.stdout).toMatch(/pull start → "ready"\s+\d+\.\d\d s\s+\d+\.\d\d s/);
     expect(r.stdout).toMatch(/fetched before "ready"\s+\d+\.\d MB\s+\d+\.\d MB/);
@@ -79,7 +87,11 @@ describe("soci demo", () => {
 
   it("refuses to run without root, with a clear message", async () => {
     if (process.getuid?.() !== 0) return;
-    const child = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, soci, "demo", "--no-install"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, soci, "demo", "--no-install"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     const code = await new Promise((r) => child.on("close", r));

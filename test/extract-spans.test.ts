@@ -27,7 +27,8 @@ describe("span extraction within exact span bounds", () => {
 
   it("text with incompressible runs (stored blocks between dynamic ones)", () => {
     const parts: Buffer[] = [];
-    for (let i = 0; i < 40; i++) parts.push(i % 3 === 2 ? randomBytes(70_000) : Buffer.from(`row ${i} of the table `.repeat(4000)));
+    for (let i = 0; i < 40; i++)
+      parts.push(i % 3 === 2 ? randomBytes(70_000) : Buffer.from(`row ${i} of the table `.repeat(4000)));
     const plain = Buffer.concat(parts);
     for (const level of [1, 6, 9]) {
       const gz = zlib.gzipSync(plain, { level });
@@ -40,7 +41,12 @@ describe("span extraction within exact span bounds", () => {
     const a = randomBytes(50_000);
     const b = Buffer.from("b".repeat(90_000));
     const plain = Buffer.concat([a, b, a]);
-    const gz = Buffer.concat([zlib.gzipSync(a, { level: 0 }), zlib.gzipSync(Buffer.alloc(0)), zlib.gzipSync(b), zlib.gzipSync(a, { level: 0 })]);
+    const gz = Buffer.concat([
+      zlib.gzipSync(a, { level: 0 }),
+      zlib.gzipSync(Buffer.alloc(0)),
+      zlib.gzipSync(b),
+      zlib.gzipSync(a, { level: 0 }),
+    ]);
     checkAllSpans(gz, plain, 0);
     checkAllSpans(gz, plain, 30_000);
   });

@@ -28,10 +28,14 @@ let c: RegistryClient;
 let roots = 0;
 
 const layer = (n: TestLayer["name"]) => fx.layers.find((l) => l.name === n)!;
-const blobGets = (from = 0) => faults.log.slice(from).filter((l) => l.method === "GET" && l.path.includes("/blobs/")).length;
+const blobGets = (from = 0) =>
+  faults.log.slice(from).filter((l) => l.method === "GET" && l.path.includes("/blobs/")).length;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function open(l: TestLayer, opts: { host?: string; activity?: ReadActivity; root?: string; retries?: number } = {}): Promise<LayerReader> {
+function open(
+  l: TestLayer,
+  opts: { host?: string; activity?: ReadActivity; root?: string; retries?: number } = {},
+): Promise<LayerReader> {
   const host = opts.host ?? faults.host;
   return createLayerReader({
     ztoc: l.ztoc,
@@ -77,7 +81,9 @@ describe("background fetcher", () => {
     expect(r.state().fetchedSize).toBe(l.size);
     expect(bg.metrics.spanFetchCount).toBe(r.spans.spanCount);
     expect(blobGets(mark)).toBe(r.spans.spanCount); // one request per span, in order
-    expect(events.filter((e) => e.kind === "span").map((e) => (e as { span: number }).span)).toEqual([...Array(r.spans.spanCount).keys()]);
+    expect(events.filter((e) => e.kind === "span").map((e) => (e as { span: number }).span)).toEqual([
+      ...Array(r.spans.spanCount).keys(),
+    ]);
     expect(events.at(-1)).toMatchObject({ kind: "layer-done", outcome: "complete", layer: l.digest });
     expect(bg.queueSize).toBe(0);
     const after = faults.log.length;
@@ -186,9 +192,19 @@ describe("prefetch", () => {
   it("resolves the listed span ranges into the cache before any read; bad ranges are reported", async () => {
     const r = await open(layer("pigz"));
     const mark = faults.log.length;
-    const res = await prefetchSpans(r.spans, [{ startSpan: 0, endSpan: 2 }, { startSpan: 5, endSpan: 5 }, { startSpan: 4, endSpan: 999 }], { concurrency: 2 });
+    const res = await prefetchSpans(
+      r.spans,
+      [
+        { startSpan: 0, endSpan: 2 },
+        { startSpan: 5, endSpan: 5 },
+        { startSpan: 4, endSpan: 999 },
+      ],
+      { concurrency: 2 },
+    );
     expect(res.resolved).toBe(4);
-    expect(res.errors.map((e) => e.message)).toEqual([expect.stringMatching(/prefetch span range 4-999 is outside layer/)]);
+    expect(res.errors.map((e) => e.message)).toEqual([
+      expect.stringMatching(/prefetch span range 4-999 is outside layer/),
+    ]);
     for (const i of [0, 1, 2, 5]) expect(r.spans.state(i)).toBe("uncompressed");
     expect(r.spans.state(3)).toBe("unrequested");
     expect(blobGets(mark)).toBe(4);

@@ -37,7 +37,10 @@ function client(host: string, opts: RegistryClientOptions = {}): RegistryClient 
 let roots = 0;
 const newRoot = () => join(dir, `cache-${roots++}`);
 
-async function open(layer: TestLayer, opts: Partial<LayerReaderOptions> & { host?: string; root?: string; c?: RegistryClient } = {}): Promise<LayerReader> {
+async function open(
+  layer: TestLayer,
+  opts: Partial<LayerReaderOptions> & { host?: string; root?: string; c?: RegistryClient } = {},
+): Promise<LayerReader> {
   const host = opts.host ?? faults.host;
   const c = opts.c ?? client(host);
   return createLayerReader({
@@ -67,20 +70,31 @@ async function readWhole(r: LayerReader, e: FileMetadata, chunk = 128 << 10): Pr
 
 /** Blob range requests logged since `from`, as [start, end) pairs. */
 function rangesSince(from: number): { req: LoggedRequest; ranges: [number, number][] }[] {
-  return faults.log.slice(from).filter((l) => l.method === "GET" && l.path.includes("/blobs/")).map((req) => ({
-    req,
-    ranges: (req.range ?? "").replace(/^bytes=/, "").split(",").filter(Boolean).map((s) => {
-      const [a, b] = s.split("-").map(Number);
-      return [a!, b! + 1] as [number, number];
-    }),
-  }));
+  return faults.log
+    .slice(from)
+    .filter((l) => l.method === "GET" && l.path.includes("/blobs/"))
+    .map((req) => ({
+      req,
+      ranges: (req.range ?? "")
+        .replace(/^bytes=/, "")
+        .split(",")
+        .filter(Boolean)
+        .map((s) => {
+          const [a, b] = s.split("-").map(Number);
+          return [a!, b! + 1] as [number, number];
+        }),
+    }));
 }
 
 const layer = (name: TestLayer["name"]) => fx.layers.find((l) => l.name === name)!;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "soci-fs-reader-"));
-  [fx, registry, pool] = await Promise.all([buildTestLayers(dir), startRegistry(), Promise.resolve(new InflatePool({ threads: 2 }))]);
+  [fx, registry, pool] = await Promise.all([
+    buildTestLayers(dir),
+    startRegistry(),
+    Promise.resolve(new InflatePool({ threads: 2 })),
+  ]);
   const c = client(registry.host);
   for (const l of fx.layers) await c.pushBlob(`${registry.host}/${REPO}:x`, l.blob, { digest: l.digest, size: l.size });
   faults = await startFaultProxy(registry.host);
@@ -105,12 +119,14 @@ describe("layer reader against GNU tar", () => {
       expect(files.length).toBeGreaterThan(150);
       // eight readers at a time, 128 KiB reads as FUSE sends them
       const queue = [...files];
-      await Promise.all(Array.from({ length: 8 }, async () => {
-        for (let e = queue.shift(); e; e = queue.shift()) {
-          const got = await readWhole(r, e);
-          expect(got.equals(await want(e)), nameOf(e)).toBe(true);
-        }
-      }));
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          for (let e = queue.shift(); e; e = queue.shift()) {
+            const got = await readWhole(r, e);
+            expect(got.equals(await want(e)), nameOf(e)).toBe(true);
+          }
+        }),
+      );
       expect(r.counters.readErrors).toBe(0);
       // every file's bytes (header checks are not served bytes)
       expect(r.counters.bytesServed).toBe(files.reduce((n, e) => n + e.uncompressedSize, 0));
@@ -134,18 +150,24 @@ describe("layer reader against GNU tar", () => {
       const big = ["big/text.bin", "big/random.bin", "big/mixed.bin"].map((n) => entryOf(l.ztoc, n));
       const rnd = prng(name.length * 1000 + 1, 4096);
       let k = 0;
-      const next = () => (rnd.readUInt32LE((k++ * 4) % 4092) >>> 0);
+      const next = () => rnd.readUInt32LE((k++ * 4) % 4092) >>> 0;
       const reads: Promise<void>[] = [];
       for (const e of big) {
         const src = await want(e);
         const check = (off: number, len: number) =>
-          reads.push(r.read(e, off, len).then((got) => {
-            const exp = src.subarray(Math.min(off, src.length), Math.min(off + len, src.length));
-            expect(Buffer.from(got).equals(exp), `${name} ${nameOf(e)} @${off}+${len}`).toBe(true);
-          }));
+          reads.push(
+            r.read(e, off, len).then((got) => {
+              const exp = src.subarray(Math.min(off, src.length), Math.min(off + len, src.length));
+              expect(Buffer.from(got).equals(exp), `${name} ${nameOf(e)} @${off}+${len}`).toBe(true);
+            }),
+          );
         for (let i = 0; i < 60; i++) check(next() % (e.uncompressedSize + 5000), 1 + (next() % 300_000));
         // around every span boundary inside the file: 1-byte reads either side and a crossing read
-        for (let s = spans.spanOf(e.uncompressedOffset) + 1; s <= spans.spanOf(e.uncompressedOffset + e.uncompressedSize - 1); s++) {
+        for (
+          let s = spans.spanOf(e.uncompressedOffset) + 1;
+          s <= spans.spanOf(e.uncompressedOffset + e.uncompressedSize - 1);
+          s++
+        ) {
           const b = spans.uncompressedRange(s).start - e.uncompressedOffset;
           check(b - 1, 1);
           check(b, 1);
@@ -208,7 +230,9 @@ describe("what a read fetches", () => {
     const mark = faults.log.length;
     const reads = Array.from({ length: 20 }, (_, i) => {
       const off = start + ((i * 997) % (end - start - 10)) - e.uncompressedOffset;
-      return r.read(e, off, 10).then(async (got) => expect(Buffer.from(got).equals((await want(e)).subarray(off, off + 10))).toBe(true));
+      return r
+        .read(e, off, 10)
+        .then(async (got) => expect(Buffer.from(got).equals((await want(e)).subarray(off, off + 10))).toBe(true));
     });
     await Promise.all(reads);
     const reqs = rangesSince(mark);
@@ -285,7 +309,8 @@ describe("file ahead", () => {
     // one small read in the middle of the file (as a page fault of an mmap would be)
     const mid = r.spans.uncompressedRange(first + 2).start - e.uncompressedOffset + 11;
     expect(Buffer.from(await r.read(e, mid, 100)).equals((await want(e)).subarray(mid, mid + 100))).toBe(true);
-    const allLocal = () => Array.from({ length: last - first + 1 }, (_, k) => r.spans.state(first + k)).every((st) => st === "uncompressed");
+    const allLocal = () =>
+      Array.from({ length: last - first + 1 }, (_, k) => r.spans.state(first + k)).every((st) => st === "uncompressed");
     for (let i = 0; i < 250 && !allLocal(); i++) await new Promise((res) => setTimeout(res, 20));
     expect(r.counters.spansFetched).toBe(last - first + 1);
     for (let i = first; i <= last; i++) expect(r.spans.state(i)).toBe("uncompressed");
@@ -341,7 +366,9 @@ describe("span cache", () => {
     const b = await open(l, { root, disableVerification: true });
     expect((await readWhole(b, e)).equals(await want(e))).toBe(true);
     const got = rangesSince(mark).flatMap((x) => x.ranges);
-    expect(got.sort((x, y) => x[0] - y[0])).toEqual([s1, s2].map((s) => [b.spans.compressedRange(s).start, b.spans.compressedRange(s).end]));
+    expect(got.sort((x, y) => x[0] - y[0])).toEqual(
+      [s1, s2].map((s) => [b.spans.compressedRange(s).start, b.spans.compressedRange(s).end]),
+    );
     expect(b.counters.spansFetched).toBe(2);
     // the repaired files serve the next reader again without network
     const mark2 = faults.log.length;
@@ -405,8 +432,13 @@ describe("faults", () => {
     for (const action of actions) {
       faults.setRules([{ method: "GET", path: /\/blobs\//, times: 1, action }]);
       const mark = faults.log.length;
-      expect(Buffer.from(await r.read(e, off, 300_000)).equals(src.subarray(off, off + 300_000)), action.kind).toBe(true);
-      expect(faults.log.slice(mark).some((x) => x.fault === action.kind), action.kind).toBe(true);
+      expect(Buffer.from(await r.read(e, off, 300_000)).equals(src.subarray(off, off + 300_000)), action.kind).toBe(
+        true,
+      );
+      expect(
+        faults.log.slice(mark).some((x) => x.fault === action.kind),
+        action.kind,
+      ).toBe(true);
       off += 400_000;
     }
     faults.setRules([]);
@@ -484,7 +516,12 @@ describe("file verification", () => {
     const e = entryOf(l.ztoc, `${"long-name-".repeat(14)}end.txt`); // GNU long name header
     const r = await open(l);
     expect(Buffer.from(await r.read(e, 0, 100)).equals((await want(e)).subarray(0, 100))).toBe(true);
-    for (const bad of [{ ...e, mode: e.mode ^ 0o4000 }, { ...e, uid: e.uid + 1 }, { ...e, modTime: "2001-01-01T00:00:00Z" }, { ...e, name: Buffer.from("other") }]) {
+    for (const bad of [
+      { ...e, mode: e.mode ^ 0o4000 },
+      { ...e, uid: e.uid + 1 },
+      { ...e, modTime: "2001-01-01T00:00:00Z" },
+      { ...e, name: Buffer.from("other") },
+    ]) {
       await expect(r.read(bad, 0, 100)).rejects.toBeInstanceOf(FileVerificationError);
     }
     const x = entryOf(layer("gzip").ztoc, "xattr.txt");
@@ -492,7 +529,9 @@ describe("file verification", () => {
     await rg.read(x, 0, 10);
     await expect(rg.read({ ...x, xattrs: [] }, 0, 10)).rejects.toThrow(/xattrs differ/);
     // an entry pointing at the wrong place does not parse as one header ending at its payload
-    await expect(r.read({ ...e, tarHeaderOffset: e.tarHeaderOffset + 512 }, 0, 10)).rejects.toThrow(/tar header|headers/);
+    await expect(r.read({ ...e, tarHeaderOffset: e.tarHeaderOffset + 512 }, 0, 10)).rejects.toThrow(
+      /tar header|headers/,
+    );
     const off = await open(l, { disableVerification: true });
     expect((await off.read({ ...e, mode: e.mode ^ 0o4000 }, 0, 100)).length).toBe(100);
   });

@@ -21,7 +21,14 @@ import { join, posix } from "node:path";
 import { LayerIndexer } from "../src/build/layer-indexer.js";
 import { decodeZtoc, type Ztoc } from "../src/formats/ztoc.js";
 import { zinfoOf } from "../src/build/extract-file.js";
-import { mountLayer, mountStatus, isMountAlive, unmountPath, mountsAt, type MountedLayer } from "../src/fs/fuse-layer.js";
+import {
+  mountLayer,
+  mountStatus,
+  isMountAlive,
+  unmountPath,
+  mountsAt,
+  type MountedLayer,
+} from "../src/fs/fuse-layer.js";
 import { cleanEntryName, resolvePath, stateJson, type LayerTree } from "../src/fs/tree.js";
 import type { FileMetadata } from "../src/formats/toc.js";
 import type { LayerFileReader } from "../src/fs/types.js";
@@ -168,14 +175,24 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
     return z;
   }
 
-  async function mountVariant(name: LayerVariantName, extra: Partial<Parameters<typeof mountLayer>[0]> = {}, wrap?: (r: FileLayerReader) => LayerFileReader) {
+  async function mountVariant(
+    name: LayerVariantName,
+    extra: Partial<Parameters<typeof mountLayer>[0]> = {},
+    wrap?: (r: FileLayerReader) => LayerFileReader,
+  ) {
     const v = fx.variants[name];
     const ztoc = await ztocFor(name);
     const reader = await FileLayerReader.open(v.path, ztoc, v.digest);
     cleanups.push(() => reader.close());
     const mountpoint = join(fx.workDir, `mnt-${name}-${cleanups.length}`);
     await mkdir(mountpoint, { recursive: true });
-    const mounted = await mountLayer({ mountpoint, ztoc, digest: v.digest, reader: wrap ? wrap(reader) : reader, ...extra });
+    const mounted = await mountLayer({
+      mountpoint,
+      ztoc,
+      digest: v.digest,
+      reader: wrap ? wrap(reader) : reader,
+      ...extra,
+    });
     cleanups.push(() => mounted.unmount());
     return { v, ztoc, reader, mountpoint, mounted };
   }
@@ -244,7 +261,9 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
             const i = j * 4 + k;
             const got = results[k]![j]!;
             if (got.error !== undefined || got.length !== want[i]!.length || got.sha256 !== hex(want[i]!)) {
-              mismatches.push(`${r.path}@${r.offset}+${r.length}${r.direct ? " (direct)" : ""}: ${JSON.stringify(got)} want ${want[i]!.length} bytes`);
+              mismatches.push(
+                `${r.path}@${r.offset}+${r.length}${r.direct ? " (direct)" : ""}: ${JSON.stringify(got)} want ${want[i]!.length} bytes`,
+              );
             }
           }),
         );
@@ -372,7 +391,9 @@ print(json.dumps({
       expect(got.dir).toEqual(["0o40500", 1, 0, 1]);
       const text = got.text as string;
       expect(text).toBe(stateJson(m.reader.state()));
-      expect(text).toMatch(/^\{"digest":"sha256:[0-9a-f]{64}","size":\d+,"fetchedSize":\d+,"fetchedPercent":[0-9.e-]+\}\n$/);
+      expect(text).toMatch(
+        /^\{"digest":"sha256:[0-9a-f]{64}","size":\d+,"fetchedSize":\d+,"fetchedPercent":[0-9.e-]+\}\n$/,
+      );
       const st = JSON.parse(text) as { size: number; fetchedSize: number; fetchedPercent: number };
       expect(st.size).toBe(m.v.size);
       expect(st.fetchedPercent).toBe((st.fetchedSize / st.size) * 100);
@@ -382,17 +403,22 @@ print(json.dumps({
     });
 
     it("reports statfs of the configured directory (namelen 255)", async () => {
-      const got = await py<number[]>(`import os, sys, json; s = os.statvfs(sys.argv[1]); t = os.statvfs("/tmp"); print(json.dumps([s.f_bsize, s.f_blocks, s.f_namemax, t.f_bsize, t.f_blocks]))`, m.mountpoint);
+      const got = await py<number[]>(
+        `import os, sys, json; s = os.statvfs(sys.argv[1]); t = os.statvfs("/tmp"); print(json.dumps([s.f_bsize, s.f_blocks, s.f_namemax, t.f_bsize, t.f_blocks]))`,
+        m.mountpoint,
+      );
       expect(got[0]).toBe(got[3]);
       expect(got[1]).toBe(got[4]);
       expect(got[2]).toBe(255);
     });
   });
 
-  it.runIf(canMount)("honours disabled xattrs, the user.overlay.opaque flavour, and statfs without a directory", async () => {
-    const plain = await mountVariant("gzip", { disableXattrs: true });
-    const user = await mountVariant("gzip", { opaqueXattr: "user.overlay.opaque" });
-    const script = String.raw`
+  it.runIf(canMount)(
+    "honours disabled xattrs, the user.overlay.opaque flavour, and statfs without a directory",
+    async () => {
+      const plain = await mountVariant("gzip", { disableXattrs: true });
+      const user = await mountVariant("gzip", { opaqueXattr: "user.overlay.opaque" });
+      const script = String.raw`
 import os, sys, json
 a, b = sys.argv[1], sys.argv[2]
 def err(fn):
@@ -410,163 +436,217 @@ print(json.dumps({
   "user_list": os.listxattr(b + "/opt/app"),
   "statfs": [s.f_bsize, s.f_frsize, s.f_blocks, s.f_bfree, s.f_files, s.f_namemax],
 }))`;
-    const got = await py<Record<string, unknown>>(script, plain.mountpoint, user.mountpoint);
-    // ENOSYS from the filesystem: the kernel stops asking and reports EOPNOTSUPP
-    expect(got).toEqual({
-      disabled_list: 95,
-      disabled_get: 95,
-      disabled_set: 95,
-      user_get: "y",
-      user_trusted: 61,
-      user_list: ["user.overlay.opaque"],
-      statfs: [4096, 4096, 0, 0, 0, 255],
-    });
-  }, 60_000);
+      const got = await py<Record<string, unknown>>(script, plain.mountpoint, user.mountpoint);
+      // ENOSYS from the filesystem: the kernel stops asking and reports EOPNOTSUPP
+      expect(got).toEqual({
+        disabled_list: 95,
+        disabled_get: 95,
+        disabled_set: 95,
+        user_get: "y",
+        user_trusted: 61,
+        user_list: ["user.overlay.opaque"],
+        statfs: [4096, 4096, 0, 0, 0, 255],
+      });
+    },
+    60_000,
+  );
 
   it.runIf(canMount)("refuses a ztoc whose tree cannot be built, leaving nothing mounted", async () => {
     const v = fx.variants.gzip;
     const good = await ztocFor("gzip");
-    const bad: Ztoc = { ...good, toc: [...good.toc, { ...good.toc[good.toc.length - 1]!, type: "hardlink", name: new TextEncoder().encode("x"), linkname: new TextEncoder().encode("no/such/file") }] };
+    const bad: Ztoc = {
+      ...good,
+      toc: [
+        ...good.toc,
+        {
+          ...good.toc[good.toc.length - 1]!,
+          type: "hardlink",
+          name: new TextEncoder().encode("x"),
+          linkname: new TextEncoder().encode("no/such/file"),
+        },
+      ],
+    };
     const reader = await FileLayerReader.open(v.path, good, v.digest);
     cleanups.push(() => reader.close());
     const mountpoint = join(fx.workDir, "mnt-bad");
     await mkdir(mountpoint, { recursive: true });
-    await expect(mountLayer({ mountpoint, ztoc: bad, digest: v.digest, reader })).rejects.toThrow(/"x" is a hardlink but cannot get link destination "no\/such\/file"/);
+    await expect(mountLayer({ mountpoint, ztoc: bad, digest: v.digest, reader })).rejects.toThrow(
+      /"x" is a hardlink but cannot get link destination "no\/such\/file"/,
+    );
     expect(await mountsAt(mountpoint)).toEqual([]);
   });
 
-  it.runIf(canMount)("serves the same tree through the daemon's span manager (LayerReader over the blob file)", async () => {
-    const v = fx.variants.pigz;
-    const ztoc = await ztocFor("pigz");
-    const pool = new InflatePool({ threads: 2 });
-    cleanups.push(() => pool.destroy());
-    const fetcher = new FileBlobFetcher(v.path, v.digest, v.size);
-    cleanups.push(() => fetcher.close());
-    const reader = await createLayerReader({ ztoc, digest: v.digest, fetcher, cache: new SpanCache({ root: join(fx.workDir, "spancache") }), inflater: pool });
-    const mountpoint = join(fx.workDir, "mnt-span-manager");
-    await mkdir(mountpoint, { recursive: true });
-    const mounted = await mountLayer({ mountpoint, ztoc, digest: v.digest, reader });
-    cleanups.push(() => mounted.unmount());
-    expect(diffTrees(expected, await walkTree(mountpoint))).toEqual([]);
-    const text = (await runCommand("cat", [join(mountpoint, ".soci-snapshotter", `${v.digest}.json`)])).stdout;
-    expect(text).toBe(stateJson(reader.state()));
-  }, 120_000);
+  it.runIf(canMount)(
+    "serves the same tree through the daemon's span manager (LayerReader over the blob file)",
+    async () => {
+      const v = fx.variants.pigz;
+      const ztoc = await ztocFor("pigz");
+      const pool = new InflatePool({ threads: 2 });
+      cleanups.push(() => pool.destroy());
+      const fetcher = new FileBlobFetcher(v.path, v.digest, v.size);
+      cleanups.push(() => fetcher.close());
+      const reader = await createLayerReader({
+        ztoc,
+        digest: v.digest,
+        fetcher,
+        cache: new SpanCache({ root: join(fx.workDir, "spancache") }),
+        inflater: pool,
+      });
+      const mountpoint = join(fx.workDir, "mnt-span-manager");
+      await mkdir(mountpoint, { recursive: true });
+      const mounted = await mountLayer({ mountpoint, ztoc, digest: v.digest, reader });
+      cleanups.push(() => mounted.unmount());
+      expect(diffTrees(expected, await walkTree(mountpoint))).toEqual([]);
+      const text = (await runCommand("cat", [join(mountpoint, ".soci-snapshotter", `${v.digest}.json`)])).stdout;
+      expect(text).toBe(stateJson(reader.state()));
+    },
+    120_000,
+  );
 
-  it.runIf(canMount)("answers EIO (never a hang or wrong bytes) when the reader fails or stalls, and records it in the state file", async () => {
-    const failing = "usr/bin/perl";
-    const stalling = "usr/bin/sudo";
-    const m = await mountVariant("gzip", { operationTimeoutMs: 1500 }, (base) => ({
-      read(e, off, len) {
-        const n = cleanEntryName(e.name);
-        if (n === failing) return Promise.reject(new Error("injected span failure"));
-        if (n === stalling) return new Promise<Uint8Array>(() => {});
-        if (n === "usr/bin/wall") return base.read(e, off, len).then((b) => b.subarray(0, Math.max(0, b.length - 1))); // short answer
-        return base.read(e, off, len);
-      },
-      state: () => base.state(),
-      noteError: (err) => base.noteError(err),
-    }));
-    const t0 = Date.now();
-    const [r] = await Promise.all([
-      readRanges(
-        [
-          { path: join(m.mountpoint, failing), offset: 0, length: 100 },
-          { path: join(m.mountpoint, stalling), offset: 0, length: 100 },
-          { path: join(m.mountpoint, "usr/bin/wall"), offset: 0, length: 100 },
-          { path: join(m.mountpoint, "usr/bin/ping"), offset: 0, length: 4000 },
-        ],
-        { threads: 4 },
-      ),
-    ]);
-    const elapsed = Date.now() - t0;
-    expect(r![0]).toEqual({ error: EIO });
-    expect(r![1]).toEqual({ error: EIO });
-    expect(r![2]).toEqual({ error: EIO });
-    expect(r![3]!.sha256).toBe(hex(await readFile(join(fx.extractDir, "usr/bin/ping"))));
-    expect(elapsed).toBeGreaterThanOrEqual(1400);
-    expect(elapsed).toBeLessThan(20_000);
-    const text = (await runCommand("cat", [join(m.mountpoint, ".soci-snapshotter", `${m.v.digest}.json`)])).stdout;
-    expect(text).toMatch(/^\{"error":"file\.Read: /);
-    expect(m.reader.state().error).toMatch(/^file\.Read: /);
-  }, 60_000);
+  it.runIf(canMount)(
+    "answers EIO (never a hang or wrong bytes) when the reader fails or stalls, and records it in the state file",
+    async () => {
+      const failing = "usr/bin/perl";
+      const stalling = "usr/bin/sudo";
+      const m = await mountVariant("gzip", { operationTimeoutMs: 1500 }, (base) => ({
+        read(e, off, len) {
+          const n = cleanEntryName(e.name);
+          if (n === failing) return Promise.reject(new Error("injected span failure"));
+          if (n === stalling) return new Promise<Uint8Array>(() => {});
+          if (n === "usr/bin/wall") return base.read(e, off, len).then((b) => b.subarray(0, Math.max(0, b.length - 1))); // short answer
+          return base.read(e, off, len);
+        },
+        state: () => base.state(),
+        noteError: (err) => base.noteError(err),
+      }));
+      const t0 = Date.now();
+      const [r] = await Promise.all([
+        readRanges(
+          [
+            { path: join(m.mountpoint, failing), offset: 0, length: 100 },
+            { path: join(m.mountpoint, stalling), offset: 0, length: 100 },
+            { path: join(m.mountpoint, "usr/bin/wall"), offset: 0, length: 100 },
+            { path: join(m.mountpoint, "usr/bin/ping"), offset: 0, length: 4000 },
+          ],
+          { threads: 4 },
+        ),
+      ]);
+      const elapsed = Date.now() - t0;
+      expect(r![0]).toEqual({ error: EIO });
+      expect(r![1]).toEqual({ error: EIO });
+      expect(r![2]).toEqual({ error: EIO });
+      expect(r![3]!.sha256).toBe(hex(await readFile(join(fx.extractDir, "usr/bin/ping"))));
+      expect(elapsed).toBeGreaterThanOrEqual(1400);
+      expect(elapsed).toBeLessThan(20_000);
+      const text = (await runCommand("cat", [join(m.mountpoint, ".soci-snapshotter", `${m.v.digest}.json`)])).stdout;
+      expect(text).toMatch(/^\{"error":"file\.Read: /);
+      expect(m.reader.state().error).toMatch(/^file\.Read: /);
+    },
+    60_000,
+  );
 
-  it.runIf(canMount)("stacks under overlayfs: whiteouts hide lower files, the opaque directory hides lower contents", async () => {
-    const m = await mountVariant("gzip");
-    const base = join(fx.workDir, "overlay");
-    const lower = join(base, "lower");
-    const upper = join(base, "upper");
-    const work = join(base, "work");
-    const merged = join(base, "merged");
-    for (const d of [lower, upper, work, merged]) await mkdir(d, { recursive: true });
-    const expect_ = await buildLowerDir(lower);
-    await runCommand("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${m.mountpoint}:${lower},upperdir=${upper},workdir=${work}`, merged]);
-    cleanups.push(() => unmountPath(merged));
+  it.runIf(canMount)(
+    "stacks under overlayfs: whiteouts hide lower files, the opaque directory hides lower contents",
+    async () => {
+      const m = await mountVariant("gzip");
+      const base = join(fx.workDir, "overlay");
+      const lower = join(base, "lower");
+      const upper = join(base, "upper");
+      const work = join(base, "work");
+      const merged = join(base, "merged");
+      for (const d of [lower, upper, work, merged]) await mkdir(d, { recursive: true });
+      const expect_ = await buildLowerDir(lower);
+      await runCommand("mount", [
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        `lowerdir=${m.mountpoint}:${lower},upperdir=${upper},workdir=${work}`,
+        merged,
+      ]);
+      cleanups.push(() => unmountPath(merged));
 
-    const tree = await walkTree(merged);
-    for (const p of expect_.hidden) expect(tree[p], p).toBeUndefined();
-    for (const p of expect_.visible) expect(tree[p]?.type, p).toBe("reg");
-    expect(Object.keys(tree).filter((p) => p.startsWith("opt/app/")).sort()).toEqual(["opt/app/blob.bin", "opt/app/config.yaml", "opt/app/sub", "opt/app/sub/nested.txt"]);
-    expect(Object.keys(tree).some((p) => posix.basename(p).startsWith(".wh."))).toBe(false);
-    const shadow = await readRanges([{ path: join(merged, expect_.shadowed), offset: 0, length: 100, hex: true }]);
-    expect(Buffer.from(shadow[0]!.hex!, "hex").toString()).toBe("the upper version\n");
-    // the layer's own files come through unchanged (content via FUSE)
-    for (const p of ["usr/lib/libbig.so", "usr/bin/busybox", "etc/shadow"]) expect(tree[p]?.sha256, p).toBe(extraction[p]!.sha256);
+      const tree = await walkTree(merged);
+      for (const p of expect_.hidden) expect(tree[p], p).toBeUndefined();
+      for (const p of expect_.visible) expect(tree[p]?.type, p).toBe("reg");
+      expect(
+        Object.keys(tree)
+          .filter((p) => p.startsWith("opt/app/"))
+          .sort(),
+      ).toEqual(["opt/app/blob.bin", "opt/app/config.yaml", "opt/app/sub", "opt/app/sub/nested.txt"]);
+      expect(Object.keys(tree).some((p) => posix.basename(p).startsWith(".wh."))).toBe(false);
+      const shadow = await readRanges([{ path: join(merged, expect_.shadowed), offset: 0, length: 100, hex: true }]);
+      expect(Buffer.from(shadow[0]!.hex!, "hex").toString()).toBe("the upper version\n");
+      // the layer's own files come through unchanged (content via FUSE)
+      for (const p of ["usr/lib/libbig.so", "usr/bin/busybox", "etc/shadow"])
+        expect(tree[p]?.sha256, p).toBe(extraction[p]!.sha256);
 
-    // writing copies up into the upper dir and leaves the layer untouched
-    await runCommand("sh", ["-c", `printf appended >> "${merged}/opt/app/config.yaml" && rm "${merged}/usr/bin/perl"`]);
-    const after = await walkTree(merged, { hash: true });
-    expect(after["usr/bin/perl"]).toBeUndefined();
-    expect(after["opt/app/config.yaml"]!.size).toBe(extraction["opt/app/config.yaml"]!.size + "appended".length);
-    const layerView = await walkTree(m.mountpoint);
-    expect(layerView["opt/app/config.yaml"]!.sha256).toBe(extraction["opt/app/config.yaml"]!.sha256);
-    expect(layerView["usr/bin/perl"]!.type).toBe("reg");
-    await unmountPath(merged);
-    expect(await mountsAt(merged)).toEqual([]);
-  }, 120_000);
+      // writing copies up into the upper dir and leaves the layer untouched
+      await runCommand("sh", [
+        "-c",
+        `printf appended >> "${merged}/opt/app/config.yaml" && rm "${merged}/usr/bin/perl"`,
+      ]);
+      const after = await walkTree(merged, { hash: true });
+      expect(after["usr/bin/perl"]).toBeUndefined();
+      expect(after["opt/app/config.yaml"]!.size).toBe(extraction["opt/app/config.yaml"]!.size + "appended".length);
+      const layerView = await walkTree(m.mountpoint);
+      expect(layerView["opt/app/config.yaml"]!.sha256).toBe(extraction["opt/app/config.yaml"]!.sha256);
+      expect(layerView["usr/bin/perl"]!.type).toBe("reg");
+      await unmountPath(merged);
+      expect(await mountsAt(merged)).toEqual([]);
+    },
+    120_000,
+  );
 
-  it.runIf(canMount)("unmounts cleanly, and detects and replaces a dead mount (transport endpoint is not connected)", async () => {
-    const m = await mountVariant("tar");
-    await m.mounted.unmount();
-    await m.mounted.unmount(); // idempotent
-    expect(await mountStatus(m.mountpoint)).toBe("unmounted");
+  it.runIf(canMount)(
+    "unmounts cleanly, and detects and replaces a dead mount (transport endpoint is not connected)",
+    async () => {
+      const m = await mountVariant("tar");
+      await m.mounted.unmount();
+      await m.mounted.unmount(); // idempotent
+      expect(await mountStatus(m.mountpoint)).toBe("unmounted");
 
-    // a FUSE server that dies leaves a dead mount behind
-    const dead = join(fx.workDir, "dead");
-    await mkdir(dead, { recursive: true });
-    const script = `
+      // a FUSE server that dies leaves a dead mount behind
+      const dead = join(fx.workDir, "dead");
+      await mkdir(dead, { recursive: true });
+      const script = `
       const Fuse = require(${JSON.stringify(createRequire(import.meta.url).resolve("fuse-native"))});
       const f = new Fuse(${JSON.stringify(dead)}, { getattr: (p, cb) => cb(0, { mode: 0o40755, size: 0, mtime: 0, atime: 0, ctime: 0 }) }, { fsname: "soci", subtype: "rawBridge" });
       f.mount((e) => { if (e) { console.error(e); process.exit(1); } console.log("mounted"); });
       setInterval(() => {}, 1000);`;
-    const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on("data", (d: Buffer) => d.toString().includes("mounted") && resolve());
-      child.on("exit", (code) => reject(new Error(`fuse child exited ${code}`)));
-    });
-    child.kill("SIGKILL");
-    await new Promise((r) => child.once("exit", r));
-    cleanups.push(() => unmountPath(dead));
-    const stat = await runCommand("stat", [dead], { allowFail: true });
-    expect(stat.stderr).toMatch(/Transport endpoint is not connected/);
-    expect(await mountStatus(dead)).toBe("dead");
-    expect(await isMountAlive(dead)).toBe(false);
+      const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (d: Buffer) => d.toString().includes("mounted") && resolve());
+        child.on("exit", (code) => reject(new Error(`fuse child exited ${code}`)));
+      });
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("exit", r));
+      cleanups.push(() => unmountPath(dead));
+      const stat = await runCommand("stat", [dead], { allowFail: true });
+      expect(stat.stderr).toMatch(/Transport endpoint is not connected/);
+      expect(await mountStatus(dead)).toBe("dead");
+      expect(await isMountAlive(dead)).toBe(false);
 
-    // mounting a layer there recovers the mountpoint
-    const v = fx.variants.tar;
-    const ztoc = await ztocFor("tar");
-    const reader = await FileLayerReader.open(v.path, ztoc, v.digest);
-    cleanups.push(() => reader.close());
-    const mounted: MountedLayer = await mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader });
-    cleanups.push(() => mounted.unmount());
-    expect(await mountStatus(dead)).toBe("alive");
-    expect((await mountsAt(dead)).length).toBe(1);
-    const r = await readRanges([{ path: join(dead, "usr/bin/perl"), offset: 0, length: 1 << 20 }]);
-    expect(r[0]!.sha256).toBe(hex(await readFile(join(fx.extractDir, "usr/bin/perl"))));
-    await mounted.unmount();
-    expect(await mountStatus(dead)).toBe("unmounted");
-    // and a live mount is not silently replaced
-    const again = await mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader });
-    cleanups.push(() => again.unmount());
-    await expect(mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader })).rejects.toThrow(/already a mountpoint/);
-  }, 60_000);
+      // mounting a layer there recovers the mountpoint
+      const v = fx.variants.tar;
+      const ztoc = await ztocFor("tar");
+      const reader = await FileLayerReader.open(v.path, ztoc, v.digest);
+      cleanups.push(() => reader.close());
+      const mounted: MountedLayer = await mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader });
+      cleanups.push(() => mounted.unmount());
+      expect(await mountStatus(dead)).toBe("alive");
+      expect((await mountsAt(dead)).length).toBe(1);
+      const r = await readRanges([{ path: join(dead, "usr/bin/perl"), offset: 0, length: 1 << 20 }]);
+      expect(r[0]!.sha256).toBe(hex(await readFile(join(fx.extractDir, "usr/bin/perl"))));
+      await mounted.unmount();
+      expect(await mountStatus(dead)).toBe("unmounted");
+      // and a live mount is not silently replaced
+      const again = await mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader });
+      cleanups.push(() => again.unmount());
+      await expect(mountLayer({ mountpoint: dead, ztoc, digest: v.digest, reader })).rejects.toThrow(
+        /already a mountpoint/,
+      );
+    },
+    60_000,
+  );
 });

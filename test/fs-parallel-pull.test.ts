@@ -73,7 +73,9 @@ beforeAll(async () => {
   client = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ dockerConfig: false }) });
   img = await pushTestImage(client, registry.host, REPO, "a", 4 << 20);
   const manifest = JSON.parse(Buffer.from(img.manifestBytes).toString("utf8")) as { config: Descriptor };
-  const config = JSON.parse(Buffer.from(await client.getBlob(img.ref, manifest.config.digest)).toString("utf8")) as { rootfs: { diff_ids: string[] } };
+  const config = JSON.parse(Buffer.from(await client.getBlob(img.ref, manifest.config.digest)).toString("utf8")) as {
+    rootfs: { diff_ids: string[] };
+  };
   diffIds = config.rootfs.diff_ids;
 }, 120_000);
 
@@ -106,7 +108,9 @@ describe("ParallelPuller", () => {
       await puller.pullLayer(image(), 2, targets[2]!);
       for (let i = 0; i < 3; i++) expect(await tarView(targets[i]!)).toEqual(await groundTruth(i));
       const data = img.layers[1]!;
-      const ranged = registry.requests.slice(before).filter((r) => r.startsWith(`GET /v2/${REPO}/blobs/${data.digest} 206`));
+      const ranged = registry.requests
+        .slice(before)
+        .filter((r) => r.startsWith(`GET /v2/${REPO}/blobs/${data.digest} 206`));
       expect(ranged).toHaveLength(Math.ceil(data.size / (256 << 10)));
       expect(await unpackEntries(root)).toEqual([]);
     } finally {
@@ -122,7 +126,9 @@ describe("ParallelPuller", () => {
       client,
       storeLayer: async (namespace, layer, file) => {
         const bytes = await readFile(file);
-        stored.push(`${namespace} ${layer.digest} sha256:${createHash("sha256").update(bytes).digest("hex")} ${bytes.length}`);
+        stored.push(
+          `${namespace} ${layer.digest} sha256:${createHash("sha256").update(bytes).digest("hex")} ${bytes.length}`,
+        );
       },
     });
     await puller.start();
@@ -136,7 +142,9 @@ describe("ParallelPuller", () => {
       const layer = img.layers[2]!;
       expect(stored).toEqual([`default ${layer.digest} ${layer.digest} ${layer.size}`]);
       // one plain GET of the blob, no ranges
-      expect(requests.filter((r) => r.includes(`/blobs/${layer.digest} `))).toEqual([`GET /v2/${REPO}/blobs/${layer.digest} 200`]);
+      expect(requests.filter((r) => r.includes(`/blobs/${layer.digest} `))).toEqual([
+        `GET /v2/${REPO}/blobs/${layer.digest} 200`,
+      ]);
       expect(await unpackEntries(root)).toEqual([]);
     } finally {
       await puller.close();
@@ -145,7 +153,11 @@ describe("ParallelPuller", () => {
 
   it("pipes layers through an external decompressor and still checks both digests", async () => {
     const root = join(dir, "pigz");
-    const puller = new ParallelPuller({ root, client, decompressors: { gzip: { path: "/usr/bin/pigz", args: ["-d", "-c"] } } });
+    const puller = new ParallelPuller({
+      root,
+      client,
+      decompressors: { gzip: { path: "/usr/bin/pigz", args: ["-d", "-c"] } },
+    });
     await puller.start();
     try {
       const into = join(root, "snap");

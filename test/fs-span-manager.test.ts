@@ -9,20 +9,32 @@ import { gzipSync } from "node:zlib";
 import { buildTestLayers, entryOf, sha256, type TestLayer, type TestLayers } from "./helpers/span-layers.js";
 import { coalesce, FileBlobFetcher, type BlobFetcher, type ByteRange } from "../src/fs/blob-fetcher.js";
 import { SpanCache } from "../src/fs/span-cache.js";
-import { checkGzipHeader, ReadActivity, SpanManager, verificationRetries, type SpanManagerOptions } from "../src/fs/span-manager.js";
+import {
+  checkGzipHeader,
+  ReadActivity,
+  SpanManager,
+  verificationRetries,
+  type SpanManagerOptions,
+} from "../src/fs/span-manager.js";
 import { extract } from "../src/wasm/extract.js";
 
 let dir = "";
 let fx: TestLayers;
 const fetchers: FileBlobFetcher[] = [];
-const inThread = { extract: async (b: Uint8Array, cp: Parameters<typeof extract>[1], o: number, n: number) => extract(b, cp, o, n) };
+const inThread = {
+  extract: async (b: Uint8Array, cp: Parameters<typeof extract>[1], o: number, n: number) => extract(b, cp, o, n),
+};
 
 /** A local blob that counts what is asked of it. */
 class CountingFetcher implements BlobFetcher {
   calls: ByteRange[][] = [];
   constructor(readonly inner: FileBlobFetcher) {}
-  get digest() { return this.inner.digest; }
-  get size() { return this.inner.size; }
+  get digest() {
+    return this.inner.digest;
+  }
+  get size() {
+    return this.inner.size;
+  }
   fetch(ranges: ByteRange[], signal?: AbortSignal) {
     this.calls.push(ranges);
     return this.inner.fetch(ranges, signal);
@@ -38,7 +50,14 @@ function fileFetcher(l: TestLayer, path = l.path): CountingFetcher {
 let roots = 0;
 function open(l: TestLayer, opts: Partial<SpanManagerOptions> & { root?: string; memoryBytes?: number } = {}) {
   const cache = new SpanCache({ root: opts.root ?? join(dir, `c${roots++}`), memoryBytes: opts.memoryBytes });
-  return SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l), cache: cache.layer(l.digest), inflater: inThread, ...opts });
+  return SpanManager.open({
+    ztoc: l.ztoc,
+    digest: l.digest,
+    fetcher: fileFetcher(l),
+    cache: cache.layer(l.digest),
+    inflater: inThread,
+    ...opts,
+  });
 }
 
 const layer = (n: TestLayer["name"]) => fx.layers.find((l) => l.name === n)!;
@@ -85,7 +104,9 @@ describe("configuration and checks", () => {
   it("a ztoc that disagrees with its zinfo or its blob is refused", async () => {
     const l = layer("gzip");
     await expect(open(l, { ztoc: { ...l.ztoc, maxSpanId: l.ztoc.maxSpanId + 1 } })).rejects.toThrow(/max span id/);
-    await expect(open(l, { ztoc: { ...l.ztoc, spanDigests: l.ztoc.spanDigests.slice(1) } })).rejects.toThrow(/span digests/);
+    await expect(open(l, { ztoc: { ...l.ztoc, spanDigests: l.ztoc.spanDigests.slice(1) } })).rejects.toThrow(
+      /span digests/,
+    );
     await expect(open(l, { ztoc: { ...l.ztoc, compressedArchiveSize: l.size + 1 } })).rejects.toThrow(/ztoc describes/);
     // a gzip blob whose header bytes are not a gzip header
     const bad = Buffer.from(l.blob);
@@ -93,16 +114,36 @@ describe("configuration and checks", () => {
     const badPath = join(dir, "bad-header.gz");
     await writeFile(badPath, bad);
     const cache = new SpanCache({ root: join(dir, `c${roots++}`) });
-    await expect(SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l, badPath), cache: cache.layer(l.digest), inflater: inThread }))
-      .rejects.toThrow(/invalid gzip header/);
+    await expect(
+      SpanManager.open({
+        ztoc: l.ztoc,
+        digest: l.digest,
+        fetcher: fileFetcher(l, badPath),
+        cache: cache.layer(l.digest),
+        inflater: inThread,
+      }),
+    ).rejects.toThrow(/invalid gzip header/);
   });
 
   it("coalesces touching and overlapping ranges; refuses ranges outside the blob", async () => {
-    expect(coalesce([{ start: 10, end: 20 }, { start: 0, end: 5 }, { start: 19, end: 30 }, { start: 30, end: 31 }, { start: 40, end: 40 }]))
-      .toEqual([{ start: 0, end: 5 }, { start: 10, end: 31 }]);
+    expect(
+      coalesce([
+        { start: 10, end: 20 },
+        { start: 0, end: 5 },
+        { start: 19, end: 30 },
+        { start: 30, end: 31 },
+        { start: 40, end: 40 },
+      ]),
+    ).toEqual([
+      { start: 0, end: 5 },
+      { start: 10, end: 31 },
+    ]);
     const f = fileFetcher(layer("gzip"));
     await expect(f.fetch([{ start: 0, end: layer("gzip").size + 1 }])).rejects.toThrow(/invalid byte range/);
-    const [a, b] = await f.fetch([{ start: 5, end: 15 }, { start: 14, end: 20 }]);
+    const [a, b] = await f.fetch([
+      { start: 5, end: 15 },
+      { start: 14, end: 20 },
+    ]);
     expect(Buffer.from(a!).equals(layer("gzip").blob.subarray(5, 15))).toBe(true);
     expect(Buffer.from(b!).equals(layer("gzip").blob.subarray(14, 20))).toBe(true);
     expect(f.calls).toHaveLength(2);
@@ -159,14 +200,25 @@ describe("span states and the cache", () => {
     bad[r.start + 10]! ^= 0x40;
     const badPath = join(dir, "bad-span.gz");
     await writeFile(badPath, bad);
-    for (const [configured, attempts] of [[undefined, 1], [2, 3], [-1, 4]] as const) {
+    for (const [configured, attempts] of [
+      [undefined, 1],
+      [2, 3],
+      [-1, 4],
+    ] as const) {
       const cache = new SpanCache({ root: join(dir, `c${roots++}`) });
       const f = fileFetcher(l, badPath);
       const m = await SpanManager.open({
-        ztoc: l.ztoc, digest: l.digest, fetcher: f, cache: cache.layer(l.digest), inflater: inThread, maxSpanVerificationRetries: configured,
+        ztoc: l.ztoc,
+        digest: l.digest,
+        fetcher: f,
+        cache: cache.layer(l.digest),
+        inflater: inThread,
+        maxSpanVerificationRetries: configured,
       });
       const u = m.uncompressedRange(s);
-      await expect(m.read(u.start, u.start + 1)).rejects.toThrow(new RegExp(`span ${s} of layer ${l.digest}: digest mismatch`));
+      await expect(m.read(u.start, u.start + 1)).rejects.toThrow(
+        new RegExp(`span ${s} of layer ${l.digest}: digest mismatch`),
+      );
       expect(m.counters.verificationFailures).toBe(attempts);
       expect(f.calls.length).toBe(1 + attempts); // header + attempts
       expect(m.state(s)).toBe("unrequested");
@@ -194,7 +246,13 @@ describe("span states and the cache", () => {
   it("the memory LRU stays within its bound", async () => {
     const l = layer("gzip");
     const cache = new SpanCache({ root: join(dir, `c${roots++}`), memoryBytes: 300_000 });
-    const m = await SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l), cache: cache.layer(l.digest), inflater: inThread });
+    const m = await SpanManager.open({
+      ztoc: l.ztoc,
+      digest: l.digest,
+      fetcher: fileFetcher(l),
+      cache: cache.layer(l.digest),
+      inflater: inThread,
+    });
     for (let i = 0; i < 20; i++) {
       const u = m.uncompressedRange(i);
       expect(Buffer.from(await m.read(u.start, u.end)).equals(tarBytes.subarray(u.start, u.end))).toBe(true);
@@ -213,7 +271,13 @@ describe("span states and the cache", () => {
     const l = layer("pigz");
     const root = join(dir, `c${roots++}`);
     const cache = new SpanCache({ root, memoryBytes: 0 });
-    const m = await SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l), cache: cache.layer(l.digest), inflater: inThread });
+    const m = await SpanManager.open({
+      ztoc: l.ztoc,
+      digest: l.digest,
+      fetcher: fileFetcher(l),
+      cache: cache.layer(l.digest),
+      inflater: inThread,
+    });
     const size = l.ztoc.uncompressedArchiveSize;
     for (let off = 0; off < size; off += 65536) {
       const end = Math.min(size, off + 65536);
@@ -222,7 +286,11 @@ describe("span states and the cache", () => {
     expect(cache.memoryBytes).toBe(0);
     const fetched = m.counters.bytesFetched;
     // span-crossing and 1-byte reads from the disk cache alone
-    for (const [a, b] of [[m.uncompressedRange(1).end - 5000, m.uncompressedRange(3).start + 7], [12345, 12346], [size - 3, size]] as const) {
+    for (const [a, b] of [
+      [m.uncompressedRange(1).end - 5000, m.uncompressedRange(3).start + 7],
+      [12345, 12346],
+      [size - 3, size],
+    ] as const) {
       expect(Buffer.from(await m.read(a, b)).equals(tarBytes.subarray(a, b))).toBe(true);
     }
     expect(m.counters.bytesFetched).toBe(fetched);
@@ -240,8 +308,16 @@ describe("span states and the cache", () => {
     f2[10]! ^= 0xff;
     await writeFile(join(layerDir, "2"), f2);
     const again = new SpanCache({ root, memoryBytes: 0 });
-    const m2 = await SpanManager.open({ ztoc: l.ztoc, digest: l.digest, fetcher: fileFetcher(l), cache: again.layer(l.digest), inflater: inThread });
-    expect(Buffer.from(await m2.read(u2.start, u2.start + 20)).equals(tarBytes.subarray(u2.start, u2.start + 20))).toBe(true);
+    const m2 = await SpanManager.open({
+      ztoc: l.ztoc,
+      digest: l.digest,
+      fetcher: fileFetcher(l),
+      cache: again.layer(l.digest),
+      inflater: inThread,
+    });
+    expect(Buffer.from(await m2.read(u2.start, u2.start + 20)).equals(tarBytes.subarray(u2.start, u2.start + 20))).toBe(
+      true,
+    );
     expect(m2.counters.spansFetched).toBe(1);
   });
 
@@ -253,7 +329,9 @@ describe("span states and the cache", () => {
     const e = entryOf(l.ztoc, "big/random.bin");
     const got = await m.read(e.uncompressedOffset, e.uncompressedOffset + e.uncompressedSize);
     // an uncompressed layer is its own tar
-    expect(Buffer.from(got).equals(l.blob.subarray(e.uncompressedOffset, e.uncompressedOffset + e.uncompressedSize))).toBe(true);
+    expect(
+      Buffer.from(got).equals(l.blob.subarray(e.uncompressedOffset, e.uncompressedOffset + e.uncompressedSize)),
+    ).toBe(true);
     expect(m.state(m.spanOf(e.uncompressedOffset))).toBe("unrequested");
     expect(m.lastError?.message).toMatch(/ENOTDIR|EEXIST/);
     expect(m.counters.readErrors).toBe(0);

@@ -33,7 +33,14 @@ import { GO_ZERO_TIME_UNIX } from "../src/formats/go-time.js";
 const enc = new TextEncoder();
 const bytes = (s: string | Uint8Array) => (typeof s === "string" ? enc.encode(s) : s);
 
-function fm(name: string | Uint8Array, type: EntryType, extra: Partial<Omit<FileMetadata, "name" | "linkname" | "xattrs">> & { linkname?: string; xattrs?: { key: string; value: string | Uint8Array }[] } = {}): FileMetadata {
+function fm(
+  name: string | Uint8Array,
+  type: EntryType,
+  extra: Partial<Omit<FileMetadata, "name" | "linkname" | "xattrs">> & {
+    linkname?: string;
+    xattrs?: { key: string; value: string | Uint8Array }[];
+  } = {},
+): FileMetadata {
   const { linkname, xattrs, ...rest } = extra;
   return {
     name: bytes(name),
@@ -103,7 +110,11 @@ describe("tree construction", () => {
   });
 
   it("takes the root's attributes from a `./` entry and shows no `.` child", () => {
-    const t = buildTree([fm("./", "dir", { mode: 0o700, uid: 3, modTime: "2020-01-02T03:04:05.5Z" }), fm("./etc/", "dir"), fm("./etc/passwd", "reg")]);
+    const t = buildTree([
+      fm("./", "dir", { mode: 0o700, uid: 3, modTime: "2020-01-02T03:04:05.5Z" }),
+      fm("./etc/", "dir"),
+      fm("./etc/passwd", "reg"),
+    ]);
     expect(t.root.id).toBe(1);
     expect(nodeAttr(t.root).mode).toBe(S_IFDIR | 0o700);
     expect(t.root.uid).toBe(3);
@@ -159,7 +170,10 @@ describe("tree construction", () => {
 
   it("keeps names with odd bytes: exact for valid UTF-8, U+FFFD for invalid bytes", () => {
     const odd = ["new\nline", "space name", "quote\"'", "café", "🚀", "back\\slash", "tab\t", "-dash"];
-    const t = buildTree([...odd.map((n) => fm(`odd/${n}`, "reg")), fm(new Uint8Array([0x62, 0xff, 0x2f, 0x63]), "reg")]);
+    const t = buildTree([
+      ...odd.map((n) => fm(`odd/${n}`, "reg")),
+      fm(new Uint8Array([0x62, 0xff, 0x2f, 0x63]), "reg"),
+    ]);
     const got = names(node(t, "/odd"));
     expect(new Set(got)).toEqual(new Set(odd));
     // sorted bytewise (Go string order)
@@ -216,7 +230,16 @@ describe("attributes", () => {
       fm("z", "reg", { modTime: "not a time" }),
     ]);
     const a = nodeAttr(node(t, "/f"));
-    expect(a).toMatchObject({ size: 4097, blocks: 16, blksize: 4096, uid: 3000000, gid: 65534, nlink: 1, mtimeSec: 1622548800, mtimeNsec: 1 });
+    expect(a).toMatchObject({
+      size: 4097,
+      blocks: 16,
+      blksize: 4096,
+      uid: 3000000,
+      gid: 65534,
+      nlink: 1,
+      mtimeSec: 1622548800,
+      mtimeNsec: 1,
+    });
     expect(nodeAttr(node(t, "/e"))).toMatchObject({ size: 0, blocks: 0 });
     expect(nodeAttr(node(t, "/z")).mtimeSec).toBe(GO_ZERO_TIME_UNIX);
     expect(blocksOf(1)).toBe(8);
@@ -224,7 +247,15 @@ describe("attributes", () => {
   });
 
   it("has reserved inodes and fixed attributes for the state dir and its file", () => {
-    expect(stateDirAttr()).toMatchObject({ ino: 1, mode: S_IFDIR | 0o500, nlink: 1, uid: 0, gid: 0, size: 0, mtimeSec: 0 });
+    expect(stateDirAttr()).toMatchObject({
+      ino: 1,
+      mode: S_IFDIR | 0o500,
+      nlink: 1,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      mtimeSec: 0,
+    });
     expect(statFileAttr(120)).toMatchObject({ ino: 2, mode: S_IFREG | 0o400, nlink: 1, size: 120 });
     expect(inodeOf(1, 2)).toBe(2 * 2 ** 32 + 4);
   });
@@ -261,7 +292,17 @@ describe("readdir and lookup with overlay whiteouts", () => {
     const r = lookupChild(etc, "removed.conf", false);
     expect(r?.kind).toBe("whiteout");
     const a = whiteoutAttr((r as { node: TreeNode }).node);
-    expect(a).toMatchObject({ mode: S_IFCHR, rdev: 0, uid: 0, gid: 0, size: 0, nlink: 1, blocks: 0, mtimeSec: 1643767322, mtimeNsec: 200_000_000 });
+    expect(a).toMatchObject({
+      mode: S_IFCHR,
+      rdev: 0,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      nlink: 1,
+      blocks: 0,
+      mtimeSec: 1643767322,
+      mtimeNsec: 200_000_000,
+    });
     expect(a.ino).toBe(readDir(etc).find((e) => e.name === "removed.conf")!.ino);
     expect(lookupChild(etc, "shadowed", false)).toMatchObject({ kind: "node" });
     expect(lookupChild(etc, "nothing", false)).toBeNull();
@@ -328,11 +369,15 @@ describe("state file", () => {
     expect(stateJson({ digest: "sha256:ab", size: 200, fetchedSize: 50 })).toBe(
       '{"digest":"sha256:ab","size":200,"fetchedSize":50,"fetchedPercent":25}\n',
     );
-    expect(stateJson({ digest: "sha256:ab", size: 3, fetchedSize: 1, error: "file.Read: <boom> & \"x\"" })).toBe(
+    expect(stateJson({ digest: "sha256:ab", size: 3, fetchedSize: 1, error: 'file.Read: <boom> & "x"' })).toBe(
       '{"error":"file.Read: \\u003cboom\\u003e \\u0026 \\"x\\"","digest":"sha256:ab","size":3,"fetchedSize":1,"fetchedPercent":33.33333333333333}\n',
     );
-    expect(stateJson({ digest: "d", size: 3, fetchedSize: 3, error: "" })).toBe('{"digest":"d","size":3,"fetchedSize":3,"fetchedPercent":100}\n');
-    expect(stateJson({ digest: "d", size: 1e12, fetchedSize: 1 })).toBe('{"digest":"d","size":1000000000000,"fetchedSize":1,"fetchedPercent":1e-10}\n');
+    expect(stateJson({ digest: "d", size: 3, fetchedSize: 3, error: "" })).toBe(
+      '{"digest":"d","size":3,"fetchedSize":3,"fetchedPercent":100}\n',
+    );
+    expect(stateJson({ digest: "d", size: 1e12, fetchedSize: 1 })).toBe(
+      '{"digest":"d","size":1000000000000,"fetchedSize":1,"fetchedPercent":1e-10}\n',
+    );
     expect(() => stateJson({ digest: "d", size: 0, fetchedSize: 0 })).toThrow(/unsupported value/);
   });
 });

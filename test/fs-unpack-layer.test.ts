@@ -9,14 +9,27 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { removeStaleUnpacks, unpackLayer, unpackLayers, UnpackError } from "../src/fs/unpack-layer.js";
 import { archive, entry, pax } from "./helpers/tar-build.js";
-import { buildLowerTree, buildRealisticTree, comparable, dumpTree, gnuTar, gnuUntar, overlayConverted, run } from "./helpers/unpack-fixtures.js";
+import {
+  buildLowerTree,
+  buildRealisticTree,
+  comparable,
+  dumpTree,
+  gnuTar,
+  gnuUntar,
+  overlayConverted,
+  run,
+} from "./helpers/unpack-fixtures.js";
 
 const sha256 = (b: Uint8Array) => "sha256:" + createHash("sha256").update(b).digest("hex");
 const fileStream = (p: string, highWaterMark = 64 * 1024) => createReadStream(p, { highWaterMark });
 async function* bytes(b: Uint8Array, chunk = 7919): AsyncIterable<Uint8Array> {
   for (let i = 0; i < b.length; i += chunk) yield b.subarray(i, i + chunk);
 }
-const exists = (p: string) => access(p).then(() => true, () => false);
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
 // (Buffer.equals: vitest's deep equality walks big buffers byte by byte, for tens of seconds.)
 const sameFile = async (a: string, b: string) => (await readFile(a)).equals(await readFile(b));
 
@@ -50,7 +63,10 @@ beforeAll(async () => {
   pigzPath = join(work, "layer.pigz.gz");
   await writeFile(pigzPath, pigzBytes);
   gzBytes = await readFile(gzPath);
-  await run("sh", ["-c", `tar --format=posix --numeric-owner -cf '${work}/small.tar' -C '${src}' usr/bin && gzip -6 -n -k '${work}/small.tar'`]);
+  await run("sh", [
+    "-c",
+    `tar --format=posix --numeric-owner -cf '${work}/small.tar' -C '${src}' usr/bin && gzip -6 -n -k '${work}/small.tar'`,
+  ]);
   smallTar = await readFile(join(work, "small.tar"));
   smallGz = await readFile(join(work, "small.tar.gz"));
 
@@ -64,7 +80,11 @@ afterAll(async () => {
 });
 
 /** Unpacks into a fresh directory under the work dir and returns the comparable dump. */
-async function unpackAndDump(source: AsyncIterable<Uint8Array>, name: string, opts: Parameters<typeof unpackLayer>[2] = {}) {
+async function unpackAndDump(
+  source: AsyncIterable<Uint8Array>,
+  name: string,
+  opts: Parameters<typeof unpackLayer>[2] = {},
+) {
   const dir = join(work, "out", name);
   const result = await unpackLayer(source, dir, opts);
   return { dir, result, dump: comparable(await dumpTree(dir)) };
@@ -84,7 +104,13 @@ describe("unpackLayer: realistic layers vs GNU tar", () => {
       digest: sha256(gzBytes),
       diffId: sha256(tarBytes),
     });
-    expect(result).toEqual({ diffId: sha256(tarBytes), digest: sha256(gzBytes), size: gzBytes.length, uncompressedSize: tarBytes.length, warnings: [] });
+    expect(result).toEqual({
+      diffId: sha256(tarBytes),
+      digest: sha256(gzBytes),
+      size: gzBytes.length,
+      uncompressedSize: tarBytes.length,
+      warnings: [],
+    });
     expect(dump.entries).toEqual(expected.entries);
     expect(dump.linkGroups).toEqual(expected.linkGroups);
     // No work directories left beside it.
@@ -100,7 +126,10 @@ describe("unpackLayer: realistic layers vs GNU tar", () => {
   });
 
   test("uncompressed layer, explicit and auto-detected: digest equals diff id", async () => {
-    const a = await unpackAndDump(fileStream(tarPath, 1 << 20), "plain", { compression: "uncompressed", diffId: sha256(tarBytes) });
+    const a = await unpackAndDump(fileStream(tarPath, 1 << 20), "plain", {
+      compression: "uncompressed",
+      diffId: sha256(tarBytes),
+    });
     expect(a.result.digest).toBe(sha256(tarBytes));
     expect(a.result.size).toBe(tarBytes.length);
     expect(a.dump.entries).toEqual(expected.entries);
@@ -196,7 +225,13 @@ describe("unpackLayer: overlay semantics", () => {
     expect(await readFile(join(dir, "a/f"), "utf8")).toBe("three");
     expect(await readFile(join(dir, "h"), "utf8")).toBe("two"); // linked to the inode "three" replaced
     expect(get("a/f").nlink).toBe(1);
-    expect(get("d")).toMatchObject({ type: "dir", mode: 0o750, uid: 7, gid: 8, xattrs: { "user.one": "31", "user.two": "32" } });
+    expect(get("d")).toMatchObject({
+      type: "dir",
+      mode: 0o750,
+      uid: 7,
+      gid: 8,
+      xattrs: { "user.one": "31", "user.two": "32" },
+    });
     expect(await readFile(join(dir, "d/keep"), "utf8")).toBe("kept");
     expect(get("s").type).toBe("file");
     expect(await readFile(join(dir, "s"), "utf8")).toBe("replaced symlink");
@@ -214,13 +249,28 @@ describe("unpackLayer: overlay semantics", () => {
 
 describe("unpackLayer: hostile layers", () => {
   const cases: [string, Uint8Array, RegExp][] = [
-    ["dot-dot name", archive(entry({ name: "../x-escaped" }, "bad")), /entry name "\.\.\/x-escaped" escapes the layer root/],
+    [
+      "dot-dot name",
+      archive(entry({ name: "../x-escaped" }, "bad")),
+      /entry name "\.\.\/x-escaped" escapes the layer root/,
+    ],
     ["dot-dot in the middle", archive(entry({ name: "a/../../x-escaped" }, "bad")), /escapes the layer root/],
-    ["absolute name", archive(entry({ name: "/etc/x-soci-unpack-test" }, "bad")), /absolute entry name "\/etc\/x-soci-unpack-test"/],
-    ["PAX path escaping", archive(pax([["path", "../pax-escaped"]]), entry({ name: "innocent" }, "bad")), /"\.\.\/pax-escaped" escapes/],
+    [
+      "absolute name",
+      archive(entry({ name: "/etc/x-soci-unpack-test" }, "bad")),
+      /absolute entry name "\/etc\/x-soci-unpack-test"/,
+    ],
+    [
+      "PAX path escaping",
+      archive(pax([["path", "../pax-escaped"]]), entry({ name: "innocent" }, "bad")),
+      /"\.\.\/pax-escaped" escapes/,
+    ],
     [
       "write through an absolute symlink",
-      archive(entry({ name: "evil", typeflag: "2", linkname: "/etc" }), entry({ name: "evil/x-soci-unpack-test" }, "bad")),
+      archive(
+        entry({ name: "evil", typeflag: "2", linkname: "/etc" }),
+        entry({ name: "evil/x-soci-unpack-test" }, "bad"),
+      ),
       /entry "evil\/x-soci-unpack-test" goes through symlink "evil" -> "\/etc", which points outside the layer/,
     ],
     [
@@ -240,17 +290,36 @@ describe("unpackLayer: hostile layers", () => {
     ],
     [
       "symlink loop",
-      archive(entry({ name: "l1", typeflag: "2", linkname: "l2" }), entry({ name: "l2", typeflag: "2", linkname: "l1" }), entry({ name: "l1/x" }, "bad")),
+      archive(
+        entry({ name: "l1", typeflag: "2", linkname: "l2" }),
+        entry({ name: "l2", typeflag: "2", linkname: "l1" }),
+        entry({ name: "l1/x" }, "bad"),
+      ),
       /entry "l1\/x": too many levels of symbolic links/,
     ],
-    ["hardlink out of the layer", archive(entry({ name: "h", typeflag: "1", linkname: "../../etc/passwd" })), /hardlink target "\.\.\/\.\.\/etc\/passwd" escapes/],
-    ["hardlink to an absolute path", archive(entry({ name: "h", typeflag: "1", linkname: "/etc/passwd" })), /absolute hardlink target "\/etc\/passwd"/],
+    [
+      "hardlink out of the layer",
+      archive(entry({ name: "h", typeflag: "1", linkname: "../../etc/passwd" })),
+      /hardlink target "\.\.\/\.\.\/etc\/passwd" escapes/,
+    ],
+    [
+      "hardlink to an absolute path",
+      archive(entry({ name: "h", typeflag: "1", linkname: "/etc/passwd" })),
+      /absolute hardlink target "\/etc\/passwd"/,
+    ],
     [
       "hardlink through a symlink out",
-      archive(entry({ name: "e", typeflag: "2", linkname: "/etc" }), entry({ name: "h", typeflag: "1", linkname: "e/passwd" })),
+      archive(
+        entry({ name: "e", typeflag: "2", linkname: "/etc" }),
+        entry({ name: "h", typeflag: "1", linkname: "e/passwd" }),
+      ),
       /entry "h" goes through symlink "e" -> "\/etc"/,
     ],
-    ["hardlink to nothing", archive(entry({ name: "h", typeflag: "1", linkname: "nothere" })), /entry "h": hardlink target "nothere" does not exist in the layer/],
+    [
+      "hardlink to nothing",
+      archive(entry({ name: "h", typeflag: "1", linkname: "nothere" })),
+      /entry "h": hardlink target "nothere" does not exist in the layer/,
+    ],
     [
       "hardlink to a directory",
       archive(entry({ name: "d/", typeflag: "5" }), entry({ name: "h", typeflag: "1", linkname: "d" })),
@@ -286,24 +355,40 @@ describe("unpackLayer: hostile layers", () => {
     const box = await mkdtemp(join(tmpdir(), "unpack-nonroot-")); // outside the 0700 work dir
     await run("chmod", ["777", box]);
     try {
-    const layerFile = join(box, "layer.tar");
-    await writeFile(
-      layerFile,
-      archive(
-        entry({ name: "dev/", typeflag: "5", uid: 65534, gid: 65534 }),
-        entry({ name: "dev/fifo", typeflag: "6", uid: 65534, gid: 65534 }),
-        entry({ name: "dev/sda", typeflag: "4", devmajor: 8, devminor: 0, uid: 65534, gid: 65534 }),
-      ),
-    );
-    const script = `
+      const layerFile = join(box, "layer.tar");
+      await writeFile(
+        layerFile,
+        archive(
+          entry({ name: "dev/", typeflag: "5", uid: 65534, gid: 65534 }),
+          entry({ name: "dev/fifo", typeflag: "6", uid: 65534, gid: 65534 }),
+          entry({ name: "dev/sda", typeflag: "4", devmajor: 8, devminor: 0, uid: 65534, gid: 65534 }),
+        ),
+      );
+      const script = `
       import { createReadStream } from "node:fs";
       import { unpackLayer } from ${JSON.stringify(join(process.cwd(), "src/fs/unpack-layer.ts"))};
       unpackLayer(createReadStream(${JSON.stringify(layerFile)}), ${JSON.stringify(join(box, "out"))})
         .then(() => console.log("unpacked"), (e) => console.log("error: " + e.message));`;
-    const { stdout } = await run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "--import", "tsx", "--input-type=module", "-e", script], {
-      cwd: process.cwd(),
-    });
-    expect(stdout.trim()).toBe(`error: unpacking layer ${join(box, "out")}: entry "dev/sda": creating block device 8:0 needs root`);
+      const { stdout } = await run(
+        "setpriv",
+        [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          process.execPath,
+          "--import",
+          "tsx",
+          "--input-type=module",
+          "-e",
+          script,
+        ],
+        {
+          cwd: process.cwd(),
+        },
+      );
+      expect(stdout.trim()).toBe(
+        `error: unpacking layer ${join(box, "out")}: entry "dev/sda": creating block device 8:0 needs root`,
+      );
       expect((await readdir(box)).sort()).toEqual(["layer.tar"]);
     } finally {
       await rm(box, { recursive: true, force: true });
@@ -312,7 +397,12 @@ describe("unpackLayer: hostile layers", () => {
 });
 
 describe("unpackLayer: verification and failures leave nothing behind", () => {
-  const expectFailure = async (source: AsyncIterable<Uint8Array>, name: string, opts: Parameters<typeof unpackLayer>[2], message: RegExp) => {
+  const expectFailure = async (
+    source: AsyncIterable<Uint8Array>,
+    name: string,
+    opts: Parameters<typeof unpackLayer>[2],
+    message: RegExp,
+  ) => {
     const parent = join(work, "fail", name);
     await mkdir(parent, { recursive: true });
     await expect(unpackLayer(source, join(parent, "layer"), opts)).rejects.toThrow(message);
@@ -321,12 +411,22 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
 
   test("wrong diff id", async () => {
     const wrong = "sha256:" + "0".repeat(64);
-    await expectFailure(fileStream(gzPath), "diffid", { diffId: wrong }, new RegExp(`diff id mismatch: expected ${wrong}, got ${sha256(tarBytes)}`));
+    await expectFailure(
+      fileStream(gzPath),
+      "diffid",
+      { diffId: wrong },
+      new RegExp(`diff id mismatch: expected ${wrong}, got ${sha256(tarBytes)}`),
+    );
   });
 
   test("wrong layer digest", async () => {
     const wrong = "sha256:" + "1".repeat(64);
-    await expectFailure(bytes(smallGz), "digest", { digest: wrong, diffId: sha256(smallTar) }, new RegExp(`layer digest mismatch: expected ${wrong}, got ${sha256(smallGz)}`));
+    await expectFailure(
+      bytes(smallGz),
+      "digest",
+      { digest: wrong, diffId: sha256(smallTar) },
+      new RegExp(`layer digest mismatch: expected ${wrong}, got ${sha256(smallGz)}`),
+    );
   });
 
   test("malformed expected digests are refused before anything is read", async () => {
@@ -335,19 +435,44 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
   });
 
   test("truncated gzip", async () => {
-    await expectFailure(bytes(gzBytes.subarray(0, gzBytes.length >> 1), 65536), "trunc-gz", {}, /gzip stream is truncated/);
-    await expectFailure(bytes(smallGz.subarray(0, smallGz.length - 4)), "trunc-gz-trailer", {}, /gzip stream is truncated/);
+    await expectFailure(
+      bytes(gzBytes.subarray(0, gzBytes.length >> 1), 65536),
+      "trunc-gz",
+      {},
+      /gzip stream is truncated/,
+    );
+    await expectFailure(
+      bytes(smallGz.subarray(0, smallGz.length - 4)),
+      "trunc-gz-trailer",
+      {},
+      /gzip stream is truncated/,
+    );
   });
 
   test("corrupt gzip: a flipped byte, trailing garbage", async () => {
     const flipped = Buffer.from(smallGz);
     flipped[flipped.length >> 1] ^= 0x55;
-    await expectFailure(bytes(flipped, 65536), "flipped", {}, /corrupt gzip stream|gzip stream is truncated|corrupt tar/);
-    await expectFailure(bytes(Buffer.concat([smallGz, Buffer.from("garbage!")]), 65536), "garbage", {}, /corrupt gzip stream: trailing garbage after gzip member/);
+    await expectFailure(
+      bytes(flipped, 65536),
+      "flipped",
+      {},
+      /corrupt gzip stream|gzip stream is truncated|corrupt tar/,
+    );
+    await expectFailure(
+      bytes(Buffer.concat([smallGz, Buffer.from("garbage!")]), 65536),
+      "garbage",
+      {},
+      /corrupt gzip stream: trailing garbage after gzip member/,
+    );
   });
 
   test("truncated and corrupt tar", async () => {
-    await expectFailure(bytes(tarBytes.subarray(0, 5_000_000), 65536), "trunc-tar", { compression: "uncompressed" }, /corrupt tar: unexpected EOF/);
+    await expectFailure(
+      bytes(tarBytes.subarray(0, 5_000_000), 65536),
+      "trunc-tar",
+      { compression: "uncompressed" },
+      /corrupt tar: unexpected EOF/,
+    );
     const bad = Buffer.from(tarBytes.subarray(0, 1 << 20));
     bad.fill(0x41, 0, 512);
     await expectFailure(bytes(bad, 65536), "bad-tar", {}, /corrupt tar: archive\/tar: invalid tar header/);
@@ -356,9 +481,17 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
   test("GNU sparse files (tar --sparse) are refused by name", async () => {
     const src = join(work, "sparse-src");
     await mkdir(src, { recursive: true });
-    await run("sh", ["-c", `printf start > '${src}/holes' && truncate -s 8M '${src}/holes' && printf end >> '${src}/holes'`]);
+    await run("sh", [
+      "-c",
+      `printf start > '${src}/holes' && truncate -s 8M '${src}/holes' && printf end >> '${src}/holes'`,
+    ]);
     await run("tar", ["--sparse", "--format=posix", "-cf", join(work, "sparse.tar"), "-C", src, "holes"]);
-    await expectFailure(fileStream(join(work, "sparse.tar")), "sparse", {}, /entry "holes": GNU sparse files are not supported/);
+    await expectFailure(
+      fileStream(join(work, "sparse.tar")),
+      "sparse",
+      {},
+      /entry "holes": GNU sparse files are not supported/,
+    );
   });
 
   test("zstd is refused by name; an empty blob is an empty layer", async () => {
@@ -390,7 +523,9 @@ describe("unpackLayer: verification and failures leave nothing behind", () => {
   test("abort: before the start and in the middle", async () => {
     const parent = join(work, "fail", "abort");
     await mkdir(parent, { recursive: true });
-    await expect(unpackLayer(bytes(gzBytes), join(parent, "a"), { signal: AbortSignal.abort() })).rejects.toThrow(/aborted/);
+    await expect(unpackLayer(bytes(gzBytes), join(parent, "a"), { signal: AbortSignal.abort() })).rejects.toThrow(
+      /aborted/,
+    );
     const ac = new AbortController();
     let n = 0;
     async function* slow() {
@@ -423,7 +558,10 @@ test("removeStaleUnpacks: a killed unpack's work directory goes, everything else
     async function* src() { yield (await import("node:fs")).readFileSync(${JSON.stringify(gzPath)}).subarray(0, 200000); console.log("started"); await new Promise(() => {}); }
     unpackLayer(src(), ${JSON.stringify(join(parent, "layer"))});`;
   const { spawn } = await import("node:child_process");
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: process.cwd(),
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout.on("data", (d: Buffer) => d.toString().includes("started") && resolve());
     child.on("close", (code) => reject(new Error(`child exited (${code}) before the unpack started`)));
@@ -442,11 +580,16 @@ test("removeStaleUnpacks: a killed unpack's work directory goes, everything else
 describe("unpackLayers", () => {
   test("several layers in parallel, results in job order", async () => {
     const parent = join(work, "many");
-    const jobs = [gzPath, pigzPath, tarPath].map((p, i) => ({ source: () => fileStream(p), dir: join(parent, `l${i}`), opts: { diffId: sha256(tarBytes) } }));
+    const jobs = [gzPath, pigzPath, tarPath].map((p, i) => ({
+      source: () => fileStream(p),
+      dir: join(parent, `l${i}`),
+      opts: { diffId: sha256(tarBytes) },
+    }));
     const results = await unpackLayers(jobs, { concurrency: 3 });
     expect(results.map((r) => r.digest)).toEqual([sha256(gzBytes), sha256(pigzBytes), sha256(tarBytes)]);
     expect(comparable(await dumpTree(join(parent, "l1"))).entries).toEqual(expected.entries);
-    for (const i of [0, 2]) expect(await sameFile(join(parent, `l${i}`, "big/random.bin"), join(work, "src/big/random.bin"))).toBe(true);
+    for (const i of [0, 2])
+      expect(await sameFile(join(parent, `l${i}`, "big/random.bin"), join(work, "src/big/random.bin"))).toBe(true);
   });
 
   test("the first failure aborts the layers still in progress", async () => {

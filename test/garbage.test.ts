@@ -23,7 +23,11 @@ console.log(process.memoryUsage().arrayBuffers / 1e6);
 `;
 
 const heldMB = async (flags: string[]) =>
-  Number((await run(process.execPath, [...flags, "--max-semi-space-size=2", "--input-type=module", "-e", script])).stdout.trim());
+  Number(
+    (
+      await run(process.execPath, [...flags, "--max-semi-space-size=2", "--input-type=module", "-e", script])
+    ).stdout.trim(),
+  );
 
 describe("collections after dropped span buffers", () => {
   it("with --expose-gc at most the buffers since the last collection are held; without, more pile up", async () => {

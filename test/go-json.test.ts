@@ -1,12 +1,33 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import {
-  compareUtf8, encodeUtf8, goArray, goBase64, goDecodeUtf8, goIndent, goInt, goJsonValid, goMap, goString,
-  goStruct, GoJsonSyntaxError, JsonNumber, JsonObject, omitEmpty, parseGoJson,
+  compareUtf8,
+  encodeUtf8,
+  goArray,
+  goBase64,
+  goDecodeUtf8,
+  goIndent,
+  goInt,
+  goJsonValid,
+  goMap,
+  goString,
+  goStruct,
+  GoJsonSyntaxError,
+  JsonNumber,
+  JsonObject,
+  omitEmpty,
+  parseGoJson,
 } from "../src/formats/go-json.js";
 import {
-  digestOf, marshalDescriptor, marshalIndex, marshalManifest, parseDescriptor, parseIndex, parseManifest,
-  OciFormatError, type Manifest,
+  digestOf,
+  marshalDescriptor,
+  marshalIndex,
+  marshalManifest,
+  parseDescriptor,
+  parseIndex,
+  parseManifest,
+  OciFormatError,
+  type Manifest,
 } from "../src/formats/oci.js";
 
 const td = new TextDecoder();
@@ -18,7 +39,7 @@ describe("goString (Go encoding/json string escaping)", () => {
     ["plain ASCII", "hello world", '"hello world"'],
     ["quote and backslash", 'a"b\\c', '"a\\"b\\\\c"'],
     ["slash is not escaped", "a/b", '"a/b"'],
-    ["HTML characters", "<a href='x'>&amp;</a>", '"\\u003ca href=\'x\'\\u003e\\u0026amp;\\u003c/a\\u003e"'],
+    ["HTML characters", "<a href='x'>&amp;</a>", "\"\\u003ca href='x'\\u003e\\u0026amp;\\u003c/a\\u003e\""],
     ["short escapes incl. \\b and \\f", "\b\f\n\r\t", '"\\b\\f\\n\\r\\t"'],
     ["other control characters", "\u0000\u0001\u001f\u000b", '"\\u0000\\u0001\\u001f\\u000b"'],
     ["DEL is literal", "\u007f", '"\u007f"'],
@@ -55,7 +76,7 @@ describe("Go-JSON building blocks", () => {
   });
 
   it("maps: keys sorted by UTF-8 bytes, nil → null, empty → {}", () => {
-    expect(goMap({ b: "2", a: "1", B: "0", "é": "4", z: "3" })).toBe('{"B":"0","a":"1","b":"2","z":"3","é":"4"}');
+    expect(goMap({ b: "2", a: "1", B: "0", é: "4", z: "3" })).toBe('{"B":"0","a":"1","b":"2","z":"3","é":"4"}');
     // UTF-16 order would put the emoji (D83D…) before U+FFFF; UTF-8 order puts EF BF BF first.
     expect(goMap({ "😀": "x", "\uffff": "y" })).toBe('{"\uffff":"y","😀":"x"}');
     expect(compareUtf8("\uffff", "😀")).toBeLessThan(0);
@@ -75,7 +96,13 @@ describe("Go-JSON building blocks", () => {
     expect(goArray(null, goInt)).toBe("null");
     expect(goArray([], goInt)).toBe("[]");
     expect(goArray([1, 2], goInt)).toBe("[1,2]");
-    expect(goStruct([["a", goInt(1)], ["b", undefined], ["c", goString("")]])).toBe('{"a":1,"c":""}');
+    expect(
+      goStruct([
+        ["a", goInt(1)],
+        ["b", undefined],
+        ["c", goString("")],
+      ]),
+    ).toBe('{"a":1,"c":""}');
     expect(omitEmpty.string("")).toBeUndefined();
     expect(omitEmpty.map({})).toBeUndefined();
     expect(omitEmpty.map(null)).toBeUndefined();
@@ -203,13 +230,18 @@ describe("OCI types: Go-JSON encoding", () => {
         '"data":"AQID","platform":{"architecture":"arm64","os":"linux","os.version":"1","os.features":["f"],"variant":"v8"},"artifactType":"at"}',
     );
     // empty annotations / urls / data are omitted like absent ones
-    expect(td.decode(marshalDescriptor({ mediaType: "m", digest: "d", size: 1, annotations: {}, urls: [], data: new Uint8Array() })))
-      .toBe('{"mediaType":"m","digest":"d","size":1}');
+    expect(
+      td.decode(
+        marshalDescriptor({ mediaType: "m", digest: "d", size: 1, annotations: {}, urls: [], data: new Uint8Array() }),
+      ),
+    ).toBe('{"mediaType":"m","digest":"d","size":1}');
   });
 
   it("manifest: layers null vs [], annotations empty vs absent", () => {
     const base: Manifest = { schemaVersion: 2, config: { mediaType: "c", digest: "d", size: 2 }, layers: null };
-    expect(td.decode(marshalManifest(base))).toBe('{"schemaVersion":2,"config":{"mediaType":"c","digest":"d","size":2},"layers":null}');
+    expect(td.decode(marshalManifest(base))).toBe(
+      '{"schemaVersion":2,"config":{"mediaType":"c","digest":"d","size":2},"layers":null}',
+    );
     expect(td.decode(marshalManifest({ ...base, layers: [], annotations: {} }))).toBe(
       '{"schemaVersion":2,"config":{"mediaType":"c","digest":"d","size":2},"layers":[]}',
     );
@@ -220,7 +252,9 @@ describe("OCI types: Go-JSON encoding", () => {
 
   it("index: manifests null vs []", () => {
     expect(td.decode(marshalIndex({ schemaVersion: 2, manifests: null }))).toBe('{"schemaVersion":2,"manifests":null}');
-    expect(td.decode(marshalIndex({ schemaVersion: 2, manifests: [], mediaType: "m" }))).toBe('{"schemaVersion":2,"mediaType":"m","manifests":[]}');
+    expect(td.decode(marshalIndex({ schemaVersion: 2, manifests: [], mediaType: "m" }))).toBe(
+      '{"schemaVersion":2,"mediaType":"m","manifests":[]}',
+    );
   });
 
   it("digestOf", () => {
@@ -230,7 +264,8 @@ describe("OCI types: Go-JSON encoding", () => {
 
 describe("OCI types: tolerant decoding (json.Unmarshal semantics)", () => {
   it("unknown fields dropped, re-marshal in Go order", () => {
-    const src = '{"layers":[{"size":962,"digest":"sha256:l","mediaType":"lt","extra":1}],"x":{"y":[]},"config":{"size":1,"digest":"sha256:c","mediaType":"ct"},"schemaVersion":2}';
+    const src =
+      '{"layers":[{"size":962,"digest":"sha256:l","mediaType":"lt","extra":1}],"x":{"y":[]},"config":{"size":1,"digest":"sha256:c","mediaType":"ct"},"schemaVersion":2}';
     const m = parseManifest(src);
     expect(td.decode(marshalManifest(m))).toBe(
       '{"schemaVersion":2,"config":{"mediaType":"ct","digest":"sha256:c","size":1},"layers":[{"mediaType":"lt","digest":"sha256:l","size":962}]}',
@@ -248,7 +283,9 @@ describe("OCI types: tolerant decoding (json.Unmarshal semantics)", () => {
   });
 
   it("keys match case-insensitively when no exact match; duplicates merge like Go", () => {
-    const m = parseManifest('{"SchemaVersion":2,"CONFIG":{"MediaType":"x","ſize":7},"Annotations":{"a":"1"},"annotations":{"b":"2"}}');
+    const m = parseManifest(
+      '{"SchemaVersion":2,"CONFIG":{"MediaType":"x","ſize":7},"Annotations":{"a":"1"},"annotations":{"b":"2"}}',
+    );
     expect(m.schemaVersion).toBe(2);
     expect(m.config).toEqual({ mediaType: "x", digest: "", size: 7 });
     expect(m.annotations).toEqual({ a: "1", b: "2" });
@@ -260,13 +297,17 @@ describe("OCI types: tolerant decoding (json.Unmarshal semantics)", () => {
     expect(() => parseManifest('{"config":{"size":"962"}}')).toThrow(
       /json: cannot unmarshal string into Go struct field Descriptor\.config\.size of type int64/,
     );
-    expect(() => parseManifest('{"layers":{}}')).toThrow(/cannot unmarshal object into Go struct field Manifest\.layers/);
+    expect(() => parseManifest('{"layers":{}}')).toThrow(
+      /cannot unmarshal object into Go struct field Manifest\.layers/,
+    );
     expect(() => parseManifest("[1]")).toThrow(/cannot unmarshal array into Go value of type v1\.Manifest/);
     expect(() => parseManifest('{"config":{"size":1.5}}')).toThrow(/cannot unmarshal number 1\.5/);
     expect(() => parseManifest('{"annotations":{"a":1}}')).toThrow(/cannot unmarshal number/);
     expect(() => parseManifest("{")).toThrow(OciFormatError);
     expect(() => parseManifest("{")).toThrow("invalid manifest: unexpected end of JSON input");
-    expect(() => parseIndex('{"manifests":[1]}')).toThrow(/cannot unmarshal number into Go struct field Index\.manifests of type v1\.Descriptor/);
+    expect(() => parseIndex('{"manifests":[1]}')).toThrow(
+      /cannot unmarshal number into Go struct field Index\.manifests of type v1\.Descriptor/,
+    );
   });
 
   it("data is base64; a null annotation value stores an empty string", () => {

@@ -122,8 +122,16 @@ describe("Go UnmarshalText parsing", () => {
     expect(parseGoTimeText("2023-11-15T03:43:20.5+05:30")).toEqual({ sec: 1700000000, nsec: 500000000, offset: 19800 });
     expect(parseGoTimeText("1970-01-01T00:00:00Z")).toEqual({ sec: 0, nsec: 0, offset: 0 });
     // more than 9 fraction digits: truncated
-    expect(parseGoTimeText("2023-11-14T22:13:20.1234567891234Z")).toEqual({ sec: 1700000000, nsec: 123456789, offset: 0 });
-    expect(parseGoTimeText(new TextEncoder().encode("2023-11-14T22:13:20Z"))).toEqual({ sec: 1700000000, nsec: 0, offset: 0 });
+    expect(parseGoTimeText("2023-11-14T22:13:20.1234567891234Z")).toEqual({
+      sec: 1700000000,
+      nsec: 123456789,
+      offset: 0,
+    });
+    expect(parseGoTimeText(new TextEncoder().encode("2023-11-14T22:13:20Z"))).toEqual({
+      sec: 1700000000,
+      nsec: 0,
+      offset: 0,
+    });
   });
 
   it("round-trips the zero time", () => {

@@ -6,12 +6,28 @@ import { constants, deflateRawSync, gunzipSync, gzipSync, inflateRawSync, type Z
 import * as pako from "pako";
 import * as fflate from "fflate";
 import {
-  buildCheckpoints, buildCheckpointsSync, CheckpointBuilder, extract, gunzip, type CheckpointResult,
+  buildCheckpoints,
+  buildCheckpointsSync,
+  CheckpointBuilder,
+  extract,
+  gunzip,
+  type CheckpointResult,
 } from "../src/index.js";
 import { BitWriter, crc32, refGunzip, zranCheckpoints, type RefResult } from "./helpers/ref-inflate.js";
 import {
-  chunked, concat, gzipHeader, gzipMember, mixed, pigz, repeating, Rng, sameBytes, spanCompressedRanges,
-  spanUncompressedRanges, textLike, u8,
+  chunked,
+  concat,
+  gzipHeader,
+  gzipMember,
+  mixed,
+  pigz,
+  repeating,
+  Rng,
+  sameBytes,
+  spanCompressedRanges,
+  spanUncompressedRanges,
+  textLike,
+  u8,
 } from "./helpers/inflate-util.js";
 import { key, verifyAllSpans, verifyCheckpoints } from "./helpers/verify-checkpoints.js";
 import { Watchdog } from "./helpers/watchdog.js";
@@ -47,7 +63,12 @@ function expectGunzip(gz: Uint8Array, data: Uint8Array): void {
 }
 
 /** One-shot checkpoints at `span` compared with the reference (no extraction: cheap). */
-function expectRefCheckpoints(gz: Uint8Array, data: Uint8Array, span: number, ref: RefResult = refGunzip(gz)): CheckpointResult {
+function expectRefCheckpoints(
+  gz: Uint8Array,
+  data: Uint8Array,
+  span: number,
+  ref: RefResult = refGunzip(gz),
+): CheckpointResult {
   const res = buildCheckpointsSync(gz, span);
   expect(res.uncompressedSize).toBe(data.length);
   expect(res.compressedSize).toBe(gz.length);
@@ -140,9 +161,15 @@ describe("overlapping copies (distance 1..20, long matches, across output buffer
       // a random lead-in, a long repeat (matches of length 258 at distance `period`),
       // then short repeats separated by literals (short matches, odd lengths)
       const parts: Uint8Array[] = [r.bytes(r.range(0, 40)), repeating(r, period, 20000 + r.int(300))];
-      for (let k = 0; k < 200; k++) parts.push(r.bytes(r.range(1, 3)), repeating(r, period, r.range(3, 3 * period + 40)));
+      for (let k = 0; k < 200; k++)
+        parts.push(r.bytes(r.range(1, 3)), repeating(r, period, r.range(3, 3 * period + 40)));
       const data = concat(parts);
-      for (const opts of [{ level: 9 }, { level: 1 }, { level: 6, strategy: constants.Z_RLE }, { level: 6, strategy: constants.Z_FIXED }] as ZlibOptions[]) {
+      for (const opts of [
+        { level: 9 },
+        { level: 1 },
+        { level: 6, strategy: constants.Z_RLE },
+        { level: 6, strategy: constants.Z_FIXED },
+      ] as ZlibOptions[]) {
         const gz = u8(gzipSync(data, opts));
         expectGunzip(gz, data);
         expectRefCheckpoints(gz, data, 0);
@@ -162,7 +189,11 @@ describe("overlapping copies (distance 1..20, long matches, across output buffer
 });
 
 describe("generated streams: every length and distance code, distance 32768, blocks of every type", () => {
-  for (const [seed, size, opts] of [[1, 150_000, {}], [2, 400_000, { farMatches: 0.3 }], [3, 50_000, { longMatches: 1 }]] as const) {
+  for (const [seed, size, opts] of [
+    [1, 150_000, {}],
+    [2, 400_000, { farMatches: 0.3 }],
+    [3, 50_000, { longMatches: 1 }],
+  ] as const) {
     it(`seed ${seed}, ${size} bytes`, () => {
       const { raw, data } = randomDeflate(new Rng(seed), size, opts);
       expect(sameBytes(u8(inflateRawSync(raw)), data)).toBe("equal"); // zlib agrees
@@ -204,7 +235,9 @@ describe("generated streams: every length and distance code, distance 32768, blo
     const cp = res.checkpoints[1]!;
     expect(cp.out).toBe(32768);
     const off = 2_000_000;
-    expect(sameBytes(extract(gz.subarray(cp.in - (cp.bits ? 1 : 0)), cp, off, 100_000), data.subarray(off, off + 100_000))).toBe("equal");
+    expect(
+      sameBytes(extract(gz.subarray(cp.in - (cp.bits ? 1 : 0)), cp, off, 100_000), data.subarray(off, off + 100_000)),
+    ).toBe("equal");
   });
 });
 
@@ -264,7 +297,9 @@ describe("full checkpoint verification (invariants, zran rule, windows, every sp
 });
 
 describe("multi-member streams", () => {
-  const a = TEXT.subarray(0, 50000), b = byName("periods 1..20"), c = MIXED.subarray(0, 200000);
+  const a = TEXT.subarray(0, 50000),
+    b = byName("periods 1..20"),
+    c = MIXED.subarray(0, 200000);
   const empty = new Uint8Array(0);
   const cases: [string, Uint8Array[]][] = [
     ["three members", [a, b, c]],
@@ -338,8 +373,13 @@ describe("pigz output", () => {
   }
 
   it("multi-member: concatenated pigz outputs", async () => {
-    const p1 = TEXT.subarray(0, 100000), p2 = MIXED.subarray(0, 300000);
-    const gz = concat([await pigz(["-c", "-b", "32"], p1), await pigz(["-c", "-i"], p2), await pigz(["-c"], new Uint8Array(0))]);
+    const p1 = TEXT.subarray(0, 100000),
+      p2 = MIXED.subarray(0, 300000);
+    const gz = concat([
+      await pigz(["-c", "-b", "32"], p1),
+      await pigz(["-c", "-i"], p2),
+      await pigz(["-c"], new Uint8Array(0)),
+    ]);
     const data = concat([p1, p2]);
     expectGunzip(gz, data);
     verifyAllSpans(gz, data, [0, 65536]);
@@ -386,8 +426,23 @@ describe("gzip headers with optional fields around a raw deflate body", () => {
     ["FNAME", { name: "layer.tar" }],
     ["FNAME empty", { name: "" }],
     ["FCOMMENT", { comment: "a comment" }],
-    ["all fields", { ftext: true, fhcrc: true, extra: big(1000, 3), name: "name", comment: "comment", mtime: 0x12345678, xfl: 2, os: 255 }],
-    ["header > 256 KiB (FEXTRA 65535 + 150 KB name + 100 KB comment, FHCRC)", { fhcrc: true, extra: big(65535, 4), name: big(150000, 5), comment: big(100000, 6) }],
+    [
+      "all fields",
+      {
+        ftext: true,
+        fhcrc: true,
+        extra: big(1000, 3),
+        name: "name",
+        comment: "comment",
+        mtime: 0x12345678,
+        xfl: 2,
+        os: 255,
+      },
+    ],
+    [
+      "header > 256 KiB (FEXTRA 65535 + 150 KB name + 100 KB comment, FHCRC)",
+      { fhcrc: true, extra: big(65535, 4), name: big(150000, 5), comment: big(100000, 6) },
+    ],
     ["header > 1 MiB (1.1 MB name)", { name: big(1_100_000, 7), comment: "c" }],
   ];
   for (const [name, fields] of headers) {
@@ -402,7 +457,10 @@ describe("gzip headers with optional fields around a raw deflate body", () => {
       verifyCheckpoints(gz, data, 8192, res);
       // the same through the incremental builder, with chunk sizes that split the header
       for (const size of [64 * 1024, 4093]) {
-        const got = await buildCheckpoints(chunked(gz, () => size), 8192);
+        const got = await buildCheckpoints(
+          chunked(gz, () => size),
+          8192,
+        );
         expect(got.checkpoints.map(key)).toEqual(res.checkpoints.map(key));
         expect(got.uncompressedSize).toBe(data.length);
       }
@@ -425,16 +483,38 @@ describe("gzip headers with optional fields around a raw deflate body", () => {
 
 describe("chunked input gives the same checkpoints and data as one-shot", () => {
   const streams: [string, () => Promise<{ gz: Uint8Array; data: Uint8Array }>][] = [
-    ["text level 9", async () => ({ gz: u8(gzipSync(TEXT.subarray(0, 120000), { level: 9 })), data: TEXT.subarray(0, 120000) })],
-    ["periods Z_RLE", async () => ({ gz: u8(gzipSync(byName("periods 1..20"), { strategy: constants.Z_RLE })), data: byName("periods 1..20") })],
-    ["stored + fixed + dynamic members", async () => {
-      const p = [MIXED.subarray(0, 70000), TEXT.subarray(0, 30000), MIXED.subarray(70000, 150000)];
-      return {
-        gz: concat([u8(gzipSync(p[0]!, { level: 0 })), u8(gzipSync(p[1]!, { strategy: constants.Z_FIXED })), u8(gzipSync(p[2]!, { level: 4 }))]),
-        data: concat(p),
-      };
-    }],
-    ["pigz -b 32 -i", async () => ({ gz: await pigz(["-c", "-b", "32", "-i"], MIXED.subarray(0, 300000)), data: MIXED.subarray(0, 300000) })],
+    [
+      "text level 9",
+      async () => ({ gz: u8(gzipSync(TEXT.subarray(0, 120000), { level: 9 })), data: TEXT.subarray(0, 120000) }),
+    ],
+    [
+      "periods Z_RLE",
+      async () => ({
+        gz: u8(gzipSync(byName("periods 1..20"), { strategy: constants.Z_RLE })),
+        data: byName("periods 1..20"),
+      }),
+    ],
+    [
+      "stored + fixed + dynamic members",
+      async () => {
+        const p = [MIXED.subarray(0, 70000), TEXT.subarray(0, 30000), MIXED.subarray(70000, 150000)];
+        return {
+          gz: concat([
+            u8(gzipSync(p[0]!, { level: 0 })),
+            u8(gzipSync(p[1]!, { strategy: constants.Z_FIXED })),
+            u8(gzipSync(p[2]!, { level: 4 })),
+          ]),
+          data: concat(p),
+        };
+      },
+    ],
+    [
+      "pigz -b 32 -i",
+      async () => ({
+        gz: await pigz(["-c", "-b", "32", "-i"], MIXED.subarray(0, 300000)),
+        data: MIXED.subarray(0, 300000),
+      }),
+    ],
     ["mixed 3 MiB level 6", async () => ({ gz: u8(gzipSync(MIXED, { level: 6 })), data: MIXED })],
   ];
 
@@ -498,7 +578,14 @@ describe("chunked input gives the same checkpoints and data as one-shot", () => 
     const b = concat([u8(gzipSync(MIXED.subarray(0, 150000), { level: 1 })), u8(gzipSync(TEXT.subarray(0, 1000)))]);
     const wantA = summary(buildCheckpointsSync(a, 5000));
     const wantB = summary(buildCheckpointsSync(b, 5000));
-    const builders = [new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000), new CheckpointBuilder(5000)];
+    const builders = [
+      new CheckpointBuilder(5000),
+      new CheckpointBuilder(5000),
+      new CheckpointBuilder(5000),
+      new CheckpointBuilder(5000),
+      new CheckpointBuilder(5000),
+      new CheckpointBuilder(5000),
+    ];
     const inputs = [a, b, a, b, a, b];
     const step = 3001;
     for (let p = 0; p < Math.max(a.length, b.length); p += step) {
@@ -513,7 +600,10 @@ describe("chunked input gives the same checkpoints and data as one-shot", () => 
 
   it("splitting a small stream in two at every offset", () => {
     const parts = [TEXT.subarray(0, 3000), TEXT.subarray(3000, 3500)];
-    const gz = concat([u8(gzipSync(parts[0]!, { level: 9 })), gzipMember(gzipHeader({ name: "x", fhcrc: true }), u8(deflateRawSync(parts[1]!)), parts[1]!)]);
+    const gz = concat([
+      u8(gzipSync(parts[0]!, { level: 9 })),
+      gzipMember(gzipHeader({ name: "x", fhcrc: true }), u8(deflateRawSync(parts[1]!)), parts[1]!),
+    ]);
     const want = summary(buildCheckpointsSync(gz, 0));
     for (let k = 0; k <= gz.length; k++) {
       const got = summary(run(gz, 0, [gz.subarray(0, k), gz.subarray(k)]).res);

@@ -3,13 +3,29 @@
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { constants, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from "node:zlib";
 import {
-  buildCheckpoints, buildCheckpointsSync, CheckpointBuilder, extract, gunzip, InflateError, WINDOW_SIZE,
+  buildCheckpoints,
+  buildCheckpointsSync,
+  CheckpointBuilder,
+  extract,
+  gunzip,
+  InflateError,
+  WINDOW_SIZE,
   type CheckpointResult,
 } from "../src/index.js";
 import { BitWriter, crc32, refGunzip, zranCheckpoints, type RefResult } from "./helpers/ref-inflate.js";
 import {
-  concat, gzipHeader, gzipMember, gzipTrailer, mixed, Rng, sameBytes, spanCompressedRanges, spanUncompressedRanges,
-  textLike, u8, vector,
+  concat,
+  gzipHeader,
+  gzipMember,
+  gzipTrailer,
+  mixed,
+  Rng,
+  sameBytes,
+  spanCompressedRanges,
+  spanUncompressedRanges,
+  textLike,
+  u8,
+  vector,
 } from "./helpers/inflate-util.js";
 import { key } from "./helpers/verify-checkpoints.js";
 import { Watchdog } from "./helpers/watchdog.js";
@@ -21,9 +37,23 @@ afterAll(() => dog.stop());
 
 // Error codes of InflateError (src/wasm/codes.ts), named after zlib's messages.
 const E = {
-  BAD_MAGIC: -1, BAD_METHOD: -2, BAD_FLAGS: -3, HEADER_CRC: -4, BLOCK_TYPE: -5, STORED_LEN: -6,
-  TOO_MANY_CODES: -7, BAD_CODE_LENGTHS: -8, NO_END_OF_BLOCK: -9, BAD_LITLEN: -10, BAD_DISTANCE: -11,
-  DISTANCE_TOO_FAR: -12, CRC: -13, ISIZE: -14, TRUNCATED: -15, TRAILING_GARBAGE: -16, BAD_REPEAT: -17,
+  BAD_MAGIC: -1,
+  BAD_METHOD: -2,
+  BAD_FLAGS: -3,
+  HEADER_CRC: -4,
+  BLOCK_TYPE: -5,
+  STORED_LEN: -6,
+  TOO_MANY_CODES: -7,
+  BAD_CODE_LENGTHS: -8,
+  NO_END_OF_BLOCK: -9,
+  BAD_LITLEN: -10,
+  BAD_DISTANCE: -11,
+  DISTANCE_TOO_FAR: -12,
+  CRC: -13,
+  ISIZE: -14,
+  TRUNCATED: -15,
+  TRAILING_GARBAGE: -16,
+  BAD_REPEAT: -17,
 } as const;
 
 /** Runs f, returning the thrown value (or fails if nothing was thrown). */
@@ -110,7 +140,9 @@ const match = fixedMatch;
 
 /** Canonical codes for a set of code lengths (symbol -> [code, length]). */
 function canonical(lengths: Record<number, number>): Map<number, [number, number]> {
-  const syms = Object.keys(lengths).map(Number).sort((a, b) => a - b);
+  const syms = Object.keys(lengths)
+    .map(Number)
+    .sort((a, b) => a - b);
   const count = new Array<number>(16).fill(0);
   for (const s of syms) count[lengths[s]!]!++;
   const next = new Array<number>(16).fill(0);
@@ -131,8 +163,18 @@ const ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15]
  * A dynamic block header: HLIT/HDIST as counts, a precode given as symbol -> length, then the
  * code-length symbols given as [precodeSymbol, extraBitsValue?] pairs.
  */
-function dynamicHeader(w: BitWriter, final: boolean, nlen: number, ndist: number, pre: Record<number, number>, seq: [number, number?][]): Map<number, [number, number]> {
-  w.bits(final ? 1 : 0, 1).bits(2, 2).bits(nlen - 257, 5).bits(ndist - 1, 5);
+function dynamicHeader(
+  w: BitWriter,
+  final: boolean,
+  nlen: number,
+  ndist: number,
+  pre: Record<number, number>,
+  seq: [number, number?][],
+): Map<number, [number, number]> {
+  w.bits(final ? 1 : 0, 1)
+    .bits(2, 2)
+    .bits(nlen - 257, 5)
+    .bits(ndist - 1, 5);
   let ncode = 4;
   ORDER.forEach((s, i) => {
     if (pre[s]) ncode = Math.max(ncode, i + 1);
@@ -267,16 +309,38 @@ describe("each error class is an InflateError with its code", () => {
   });
 
   it("stored block LEN/NLEN mismatch", () => {
-    for (const [len, nlen] of [[5, 0], [5, 0xfffb], [0, 0], [0xffff, 0xffff]]) {
-      const raw = new BitWriter().bits(1, 1).bits(0, 2).raw([len! & 0xff, len! >> 8, nlen! & 0xff, nlen! >> 8]).raw(new TextEncoder().encode("hello")).finish();
+    for (const [len, nlen] of [
+      [5, 0],
+      [5, 0xfffb],
+      [0, 0],
+      [0xffff, 0xffff],
+    ]) {
+      const raw = new BitWriter()
+        .bits(1, 1)
+        .bits(0, 2)
+        .raw([len! & 0xff, len! >> 8, nlen! & 0xff, nlen! >> 8])
+        .raw(new TextEncoder().encode("hello"))
+        .finish();
       zlibRejectsRaw(raw);
       expectAllReject(wrap(raw, new TextEncoder().encode("hello")), E.STORED_LEN);
     }
   });
 
   it("too many length or distance symbols (HLIT 287/288, HDIST 31/32)", () => {
-    for (const [hlit, hdist] of [[30, 0], [31, 0], [0, 30], [0, 31]]) {
-      const raw = new BitWriter().bits(1, 1).bits(2, 2).bits(hlit!, 5).bits(hdist!, 5).bits(15, 4).bits(0, 19 * 3 + 64).finish();
+    for (const [hlit, hdist] of [
+      [30, 0],
+      [31, 0],
+      [0, 30],
+      [0, 31],
+    ]) {
+      const raw = new BitWriter()
+        .bits(1, 1)
+        .bits(2, 2)
+        .bits(hlit!, 5)
+        .bits(hdist!, 5)
+        .bits(15, 4)
+        .bits(0, 19 * 3 + 64)
+        .finish();
       zlibRejectsRaw(raw);
       expectAllReject(wrap(raw), E.TOO_MANY_CODES);
     }
@@ -318,7 +382,10 @@ describe("each error class is an InflateError with its code", () => {
     expectAllReject(wrap(firstRaw), E.BAD_REPEAT);
 
     const past = new BitWriter();
-    dynamicHeader(past, true, 257, 1, PRE, [[18, 138], [18, 138]]); // 276 > 258 lengths
+    dynamicHeader(past, true, 257, 1, PRE, [
+      [18, 138],
+      [18, 138],
+    ]); // 276 > 258 lengths
     const pastRaw = past.bits(0, 64).finish();
     zlibRejectsRaw(pastRaw);
     expectAllReject(wrap(pastRaw), E.BAD_REPEAT);
@@ -334,7 +401,14 @@ describe("each error class is an InflateError with its code", () => {
 
   it("invalid distance symbols 30 and 31 in a fixed block", () => {
     for (const sym of [30, 31]) {
-      const raw = new BitWriter().bits(1, 1).bits(1, 2).fixedLit(0x61).fixedLit(257).fixedDist(sym).bits(0, 64).finish();
+      const raw = new BitWriter()
+        .bits(1, 1)
+        .bits(1, 2)
+        .fixedLit(0x61)
+        .fixedLit(257)
+        .fixedDist(sym)
+        .bits(0, 64)
+        .finish();
       zlibRejectsRaw(raw);
       expectAllReject(wrap(raw), E.BAD_DISTANCE);
     }
@@ -358,7 +432,11 @@ describe("each error class is an InflateError with its code", () => {
 
     // the same in the middle of a long block (the decoder's fast path), and the valid limit case
     const pad = textLike(new Rng(5), 400);
-    for (const [dist, ok] of [[100, true], [101, false], [1, true]] as const) {
+    for (const [dist, ok] of [
+      [100, true],
+      [101, false],
+      [1, true],
+    ] as const) {
       const raw = fixedBlock(new BitWriter(), true, (w) => {
         lits(w, new TextDecoder().decode(s));
         match(w, 10, dist);
@@ -419,10 +497,18 @@ describe("each error class is an InflateError with its code", () => {
 describe("truncation and trailing data", () => {
   const data = textLike(new Rng(9), 1200);
   const small = u8(gzipSync(data, { level: 9 }));
-  const withHeader = gzipMember(gzipHeader({ fhcrc: true, extra: new Uint8Array(40).fill(7), name: "n.txt", comment: "c" }), u8(deflateRawSync(data)), data);
+  const withHeader = gzipMember(
+    gzipHeader({ fhcrc: true, extra: new Uint8Array(40).fill(7), name: "n.txt", comment: "c" }),
+    u8(deflateRawSync(data)),
+    data,
+  );
   const stored = u8(gzipSync(data, { level: 0 }));
 
-  for (const [name, gz] of [["dynamic", small], ["all header fields", withHeader], ["stored", stored]] as const) {
+  for (const [name, gz] of [
+    ["dynamic", small],
+    ["all header fields", withHeader],
+    ["stored", stored],
+  ] as const) {
     it(`${name}: truncated at every length 0..n-1 is an InflateError everywhere`, () => {
       for (let n = 0; n < gz.length; n++) {
         const t = gz.subarray(0, n);
@@ -430,11 +516,14 @@ describe("truncation and trailing data", () => {
         for (const [what, f] of [
           ["gunzip", () => gunzip(t)],
           ["buildCheckpointsSync", () => buildCheckpointsSync(t, 0)],
-          ["CheckpointBuilder", () => {
-            const b = new CheckpointBuilder(100);
-            b.push(t);
-            return b.finish();
-          }],
+          [
+            "CheckpointBuilder",
+            () => {
+              const b = new CheckpointBuilder(100);
+              b.push(t);
+              return b.finish();
+            },
+          ],
         ] as const) {
           let e: unknown;
           try {
@@ -442,7 +531,8 @@ describe("truncation and trailing data", () => {
           } catch (x) {
             e = x;
           }
-          if (!(e instanceof InflateError)) expect.fail(`${what} of the first ${n} of ${gz.length} bytes: ${e ? String(e) : "no error"}`);
+          if (!(e instanceof InflateError))
+            expect.fail(`${what} of the first ${n} of ${gz.length} bytes: ${e ? String(e) : "no error"}`);
         }
       }
     });
@@ -453,7 +543,8 @@ describe("truncation and trailing data", () => {
     const members = parts.map((p) => u8(gzipSync(p)));
     const gz = concat(members);
     const ends = new Map<number, number>();
-    let at = 0, out = 0;
+    let at = 0,
+      out = 0;
     members.forEach((m, i) => {
       at += m.length;
       out += parts[i]!.length;
@@ -488,7 +579,10 @@ describe("truncation and trailing data", () => {
         expect(() => refGunzip(gz), what).toThrow();
         const e = thrown(() => gunzip(gz));
         expect(e, `gunzip with ${what}`).toBeInstanceOf(InflateError);
-        expect(thrown(() => buildCheckpointsSync(gz, 0)), `buildCheckpointsSync with ${what}`).toBeInstanceOf(InflateError);
+        expect(
+          thrown(() => buildCheckpointsSync(gz, 0)),
+          `buildCheckpointsSync with ${what}`,
+        ).toBeInstanceOf(InflateError);
       }
     }
     expectInflateError(() => gunzip(concat([small, new TextEncoder().encode("garbage")])), E.TRAILING_GARBAGE);
@@ -639,15 +733,21 @@ function makeBases(): Base[] {
     const ref = refGunzip(gz);
     return { name, gz, data: ref.output, ref, cases };
   };
-  const p1 = textLike(r, 900), p3 = mixed(r, 700);
+  const p1 = textLike(r, 900),
+    p3 = mixed(r, 700);
   return [
     mk("small text (dynamic)", u8(gzipSync(text, { level: 6 })), 900),
     mk("layer-a.tar.gz", vector("layer-a.tar.gz"), 500),
     mk("layer-b.tar.gz", vector("layer-b.tar.gz"), 500),
-    mk("multi-member with empty member and FHCRC header", concat([
-      u8(gzipSync(p1)), u8(gzipSync(new Uint8Array(0))),
-      gzipMember(gzipHeader({ fhcrc: true, name: "p3", extra: Uint8Array.of(1, 2, 3) }), u8(deflateRawSync(p3)), p3),
-    ]), 700),
+    mk(
+      "multi-member with empty member and FHCRC header",
+      concat([
+        u8(gzipSync(p1)),
+        u8(gzipSync(new Uint8Array(0))),
+        gzipMember(gzipHeader({ fhcrc: true, name: "p3", extra: Uint8Array.of(1, 2, 3) }), u8(deflateRawSync(p3)), p3),
+      ]),
+      700,
+    ),
     mk("stored blocks", u8(gzipSync(concat([text.subarray(0, 1200), r.bytes(400)]), { level: 0 })), 500),
     mk("fixed Huffman", u8(gzipSync(text.subarray(0, 1500), { strategy: constants.Z_FIXED })), 700),
   ];
@@ -705,7 +805,9 @@ function mutate(r: Rng, src: Uint8Array): Mut {
     }
     default: {
       // copy a piece of the stream over another place
-      const from = r.int(n), to = r.int(n), k = r.range(2, 32);
+      const from = r.int(n),
+        to = r.int(n),
+        k = r.range(2, 32);
       b.set(src.subarray(from, from + k).subarray(0, n - to), to);
       return { bytes: b, desc: `copied ${k} from ${from} to ${to}` };
     }
@@ -740,23 +842,34 @@ describe("mutation fuzzing (seeded): the decoder agrees with the reference decod
         // gunzip
         const g = attempt(() => gunzip(m.bytes));
         if (!g.ok && !(g.err instanceof InflateError)) problems.push(`${tag}: gunzip threw ${String(g.err)}`);
-        else if (g.ok !== want.ok) problems.push(`${tag}: gunzip ${g.ok ? "accepted" : `rejected (${(g as { err: Error }).err.message})`} but the reference ${want.ok ? "accepts" : `rejects (${String((want as { err: unknown }).err)})`}`);
-        else if (g.ok && want.ok && sameBytes(g.v, want.out) !== "equal") problems.push(`${tag}: gunzip output ${sameBytes(g.v, want.out)}`);
+        else if (g.ok !== want.ok)
+          problems.push(
+            `${tag}: gunzip ${g.ok ? "accepted" : `rejected (${(g as { err: Error }).err.message})`} but the reference ${want.ok ? "accepts" : `rejects (${String((want as { err: unknown }).err)})`}`,
+          );
+        else if (g.ok && want.ok && sameBytes(g.v, want.out) !== "equal")
+          problems.push(`${tag}: gunzip output ${sameBytes(g.v, want.out)}`);
         if (g.ok) accepted++;
 
         // buildCheckpointsSync (with onData) at a random span
         const span = r.pick([0, 100, 1000, 4096]);
         const chunks: Uint8Array[] = [];
         const c = attempt(() => buildCheckpointsSync(m.bytes, span, { onData: (v) => chunks.push(v.slice()) }));
-        if (!c.ok && !(c.err instanceof InflateError)) problems.push(`${tag}: buildCheckpointsSync threw ${String(c.err)}`);
-        else if (c.ok !== want.ok) problems.push(`${tag}: buildCheckpointsSync ${c.ok ? "accepted" : "rejected"} but the reference ${want.ok ? "accepts" : "rejects"}`);
+        if (!c.ok && !(c.err instanceof InflateError))
+          problems.push(`${tag}: buildCheckpointsSync threw ${String(c.err)}`);
+        else if (c.ok !== want.ok)
+          problems.push(
+            `${tag}: buildCheckpointsSync ${c.ok ? "accepted" : "rejected"} but the reference ${want.ok ? "accepts" : "rejects"}`,
+          );
         else if (c.ok && ref.ok) {
           const all = concat(chunks);
           if (c.v.uncompressedSize !== ref.v.output.length || sameBytes(all, ref.v.output) !== "equal") {
-            problems.push(`${tag}: buildCheckpointsSync data ${sameBytes(all, ref.v.output)} size ${c.v.uncompressedSize}`);
+            problems.push(
+              `${tag}: buildCheckpointsSync data ${sameBytes(all, ref.v.output)} size ${c.v.uncompressedSize}`,
+            );
           }
           const exp = zranCheckpoints(ref.v.boundaries, span).map(key);
-          if (JSON.stringify(c.v.checkpoints.map(key)) !== JSON.stringify(exp)) problems.push(`${tag}: checkpoints differ from the zran rule`);
+          if (JSON.stringify(c.v.checkpoints.map(key)) !== JSON.stringify(exp))
+            problems.push(`${tag}: checkpoints differ from the zran rule`);
         }
 
         // the incremental builder, in random pieces, on a third of the cases
@@ -767,9 +880,17 @@ describe("mutation fuzzing (seeded): the decoder agrees with the reference decod
             for (let k = 0; k < 3; k++) b.push(m.bytes.subarray(cuts[k]!, cuts[k + 1]!));
             return b.finish();
           });
-          if (!s.ok && !(s.err instanceof InflateError)) problems.push(`${tag}: CheckpointBuilder threw ${String(s.err)}`);
-          else if (s.ok !== want.ok) problems.push(`${tag}: CheckpointBuilder (cuts ${cuts}) ${s.ok ? "accepted" : "rejected"} but the reference ${want.ok ? "accepts" : "rejects"}`);
-          else if (s.ok && c.ok && JSON.stringify(s.v.checkpoints.map(key)) !== JSON.stringify(c.v.checkpoints.map(key))) {
+          if (!s.ok && !(s.err instanceof InflateError))
+            problems.push(`${tag}: CheckpointBuilder threw ${String(s.err)}`);
+          else if (s.ok !== want.ok)
+            problems.push(
+              `${tag}: CheckpointBuilder (cuts ${cuts}) ${s.ok ? "accepted" : "rejected"} but the reference ${want.ok ? "accepts" : "rejects"}`,
+            );
+          else if (
+            s.ok &&
+            c.ok &&
+            JSON.stringify(s.v.checkpoints.map(key)) !== JSON.stringify(c.v.checkpoints.map(key))
+          ) {
             problems.push(`${tag}: CheckpointBuilder (cuts ${cuts}) checkpoints differ from one-shot`);
           }
         }
@@ -848,11 +969,17 @@ describe("random garbage", () => {
       for (const [what, f] of [
         ["gunzip", () => gunzip(input)],
         ["buildCheckpointsSync", () => buildCheckpointsSync(input, 0)],
-        ["extract", () => extract(body, { out: 0, bits: r.int(8), window: new Uint8Array(WINDOW_SIZE) }, 0, r.range(1, 2000))],
+        [
+          "extract",
+          () => extract(body, { out: 0, bits: r.int(8), window: new Uint8Array(WINDOW_SIZE) }, 0, r.range(1, 2000)),
+        ],
       ] as const) {
         const x = attempt(f as () => unknown);
         if (!x.ok && !(x.err instanceof InflateError)) problems.push(`#${i} ${what}: threw ${String(x.err)}`);
-        if (what !== "extract" && x.ok !== ref.ok) problems.push(`#${i} ${what}: ${x.ok ? "accepted" : "rejected"}, reference ${ref.ok ? "accepts" : "rejects"}`);
+        if (what !== "extract" && x.ok !== ref.ok)
+          problems.push(
+            `#${i} ${what}: ${x.ok ? "accepted" : "rejected"}, reference ${ref.ok ? "accepts" : "rejects"}`,
+          );
       }
     }
     expect(problems.slice(0, 15), `${problems.length} problem(s)`).toEqual([]);

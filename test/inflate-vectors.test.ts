@@ -5,11 +5,25 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  buildCheckpoints, buildCheckpointsSync, CheckpointBuilder, extract, gunzip, InflateError, WINDOW_SIZE,
-  type Checkpoint, type CheckpointResult,
+  buildCheckpoints,
+  buildCheckpointsSync,
+  CheckpointBuilder,
+  extract,
+  gunzip,
+  InflateError,
+  WINDOW_SIZE,
+  type Checkpoint,
+  type CheckpointResult,
 } from "../src/index.js";
 import { expectedWindow } from "./helpers/ref-inflate.js";
-import { Rng, sameBytes, spanCompressedRanges, spanUncompressedRanges, vector, VECTORS_DIR } from "./helpers/inflate-util.js";
+import {
+  Rng,
+  sameBytes,
+  spanCompressedRanges,
+  spanUncompressedRanges,
+  vector,
+  VECTORS_DIR,
+} from "./helpers/inflate-util.js";
 
 interface GoldenJson {
   span_size: number;
@@ -27,7 +41,10 @@ const golden = (name: string): GoldenJson => JSON.parse(readFileSync(join(VECTOR
 const sha256 = (b: Uint8Array) => "sha256:" + createHash("sha256").update(b).digest("hex");
 
 /** Checkpoints of a v2 gzip zinfo blob (FORMATS.md §2.2). */
-function parseBlob(blob: Uint8Array): { span: number; cps: { in: number; out: number; bits: number; window: Uint8Array }[] } {
+function parseBlob(blob: Uint8Array): {
+  span: number;
+  cps: { in: number; out: number; bits: number; window: Uint8Array }[];
+} {
   const dv = new DataView(blob.buffer, blob.byteOffset, blob.length);
   const have = dv.getInt32(0, true);
   const span = Number(dv.getBigInt64(4, true));
@@ -138,7 +155,9 @@ for (const c of CASES) {
       // more decoding (reusing the pooled WebAssembly instances) must not change earlier results
       buildCheckpointsSync(layerB, 0);
       gunzip(layerA);
-      res.checkpoints.forEach((cp, i) => expect(sameBytes(cp.window, expectedWindow(tar, cp.out)), `window ${i}`).toBe("equal"));
+      res.checkpoints.forEach((cp, i) =>
+        expect(sameBytes(cp.window, expectedWindow(tar, cp.out)), `window ${i}`).toBe("equal"),
+      );
     });
 
     it("span compressed ranges and their sha256 digests match", () => {
@@ -199,26 +218,40 @@ for (const c of CASES) {
         const [us, ue] = ur[i]!;
         const one = c.gz.subarray(cr[i]![0], cr[i]![1]);
         // within the span: first byte, last byte, random windows
-        const within: [number, number][] = [[us, 1], [ue - 1, 1], [us, ue - us], [us + 1, ue - us - 1]];
+        const within: [number, number][] = [
+          [us, 1],
+          [ue - 1, 1],
+          [us, ue - us],
+          [us + 1, ue - us - 1],
+        ];
         for (let k = 0; k < 20; k++) {
           const off = rng.range(us, ue - 1);
           within.push([off, rng.range(1, ue - off)]);
         }
         for (const [off, len] of within) {
-          expect(sameBytes(extract(one, cp, off, len), tar.subarray(off, off + len)), `span ${i} @${off}+${len}`).toBe("equal");
+          expect(sameBytes(extract(one, cp, off, len), tar.subarray(off, off + len)), `span ${i} @${off}+${len}`).toBe(
+            "equal",
+          );
           n++;
         }
         // crossing into the next span with the bytes of two consecutive spans
         if (i + 1 < cps.length) {
           const two = c.gz.subarray(cr[i]![0], cr[i + 1]![1]);
           const [, ue2] = ur[i + 1]!;
-          const crossing: [number, number][] = [[ue - 1, 2], [us, ue2 - us], [ue - 1, ue2 - ue + 1]];
+          const crossing: [number, number][] = [
+            [ue - 1, 2],
+            [us, ue2 - us],
+            [ue - 1, ue2 - ue + 1],
+          ];
           for (let k = 0; k < 20; k++) {
             const off = rng.range(us, ue - 1);
             crossing.push([off, rng.range(ue - off + 1, ue2 - off)]);
           }
           for (const [off, len] of crossing) {
-            expect(sameBytes(extract(two, cp, off, len), tar.subarray(off, off + len)), `spans ${i}-${i + 1} @${off}+${len}`).toBe("equal");
+            expect(
+              sameBytes(extract(two, cp, off, len), tar.subarray(off, off + len)),
+              `spans ${i}-${i + 1} @${off}+${len}`,
+            ).toBe("equal");
             n++;
           }
         }
@@ -272,9 +305,14 @@ for (const c of CASES) {
 }
 
 describe("incremental input split at every offset", () => {
-  for (const [name, gz] of [["layer-a.tar.gz", layerA], ["layer-b.tar.gz", layerB]] as const) {
+  for (const [name, gz] of [
+    ["layer-a.tar.gz", layerA],
+    ["layer-b.tar.gz", layerB],
+  ] as const) {
     it(`${name}: two pieces, cut anywhere, give the golden checkpoints and all the data`, () => {
-      const want = buildCheckpointsSync(gz, 4096).checkpoints.map((c) => `${c.in}/${c.out}/${c.bits}/${sha256(c.window)}`);
+      const want = buildCheckpointsSync(gz, 4096).checkpoints.map(
+        (c) => `${c.in}/${c.out}/${c.bits}/${sha256(c.window)}`,
+      );
       const bad: string[] = [];
       for (let k = 0; k <= gz.length; k++) {
         const data: Uint8Array[] = [];
@@ -285,7 +323,8 @@ describe("incremental input split at every offset", () => {
           const r = b.finish();
           const got = r.checkpoints.map((c) => `${c.in}/${c.out}/${c.bits}/${sha256(c.window)}`);
           if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`cut at ${k}: checkpoints differ`);
-          else if (sameBytes(Buffer.concat(data), tar) !== "equal") bad.push(`cut at ${k}: data ${sameBytes(Buffer.concat(data), tar)}`);
+          else if (sameBytes(Buffer.concat(data), tar) !== "equal")
+            bad.push(`cut at ${k}: data ${sameBytes(Buffer.concat(data), tar)}`);
         } catch (e) {
           bad.push(`cut at ${k}: ${(e as Error).message}`);
         }
@@ -310,8 +349,18 @@ describe("layer-b specifics", () => {
     const r = buildCheckpointsSync(layerB, 1 << 30);
     expect(r.checkpoints.length).toBe(1);
     const cp = r.checkpoints[0]!;
-    for (const [off, len] of [[0, 25600], [8990, 20], [9000, 1], [8999, 1], [8999, 2], [25599, 1]] as const) {
-      expect(sameBytes(extract(layerB.subarray(cp.in), cp, off, len), tar.subarray(off, off + len)), `${off}+${len}`).toBe("equal");
+    for (const [off, len] of [
+      [0, 25600],
+      [8990, 20],
+      [9000, 1],
+      [8999, 1],
+      [8999, 2],
+      [25599, 1],
+    ] as const) {
+      expect(
+        sameBytes(extract(layerB.subarray(cp.in), cp, off, len), tar.subarray(off, off + len)),
+        `${off}+${len}`,
+      ).toBe("equal");
     }
   });
 });

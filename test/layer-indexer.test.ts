@@ -60,7 +60,9 @@ describe("ztoc builder against the reference's vectors", () => {
   it("builds on the worker pool with the same bytes", async () => {
     const pool = new BuildPool({ threads: 2 });
     try {
-      const results = await Promise.all(VECTORS.map((v) => pool.buildZtoc(vec(v.input), { spanSize: v.span, compression: v.compression })));
+      const results = await Promise.all(
+        VECTORS.map((v) => pool.buildZtoc(vec(v.input), { spanSize: v.span, compression: v.compression })),
+      );
       results.forEach((r, i) => expect(Buffer.from(r.bytes).equals(vec(VECTORS[i]!.ztoc))).toBe(true));
     } finally {
       await pool.destroy();
@@ -73,7 +75,9 @@ describe("ztoc builder against the reference's vectors", () => {
     const z = decodeZtoc(index(gz, "gzip", 4096).bytes);
     for (const e of z.toc) {
       const got = await extractFile(z, e, async (a, b) => gz.subarray(a, b));
-      expect(Buffer.from(got).equals(tar.subarray(e.uncompressedOffset, e.uncompressedOffset + e.uncompressedSize))).toBe(true);
+      expect(
+        Buffer.from(got).equals(tar.subarray(e.uncompressedOffset, e.uncompressedOffset + e.uncompressedSize)),
+      ).toBe(true);
     }
   });
 });
@@ -110,7 +114,10 @@ describe("ztoc builder on real layers", () => {
     await run("tar", ["-C", out, "-xf", tarPath]);
     await run("gzip", ["-6", "-k", "-f", tarPath]);
     const variants = [["gzip -6", await readFile(`${tarPath}.gz`)]] as [string, Buffer][];
-    const pigz = await run("sh", ["-c", `pigz -6 -b 128 -c ${tarPath} > ${tarPath}.pigz.gz`]).then(() => true, () => false);
+    const pigz = await run("sh", ["-c", `pigz -6 -b 128 -c ${tarPath} > ${tarPath}.pigz.gz`]).then(
+      () => true,
+      () => false,
+    );
     if (pigz) variants.push(["pigz", await readFile(`${tarPath}.pigz.gz`)]);
     expect(variants.length).toBe(process.env.CI ? 2 : variants.length); // CI installs pigz
     for (const [label, gz] of variants) {
@@ -134,7 +141,9 @@ describe("ztoc builder on real layers", () => {
   it("lists every path GNU tar extracted", async () => {
     const tarPath = join(dir, "layer.tar");
     const z = decodeZtoc(index(await readFile(tarPath), "uncompressed", 1 << 20).bytes);
-    const names = new Set(z.toc.map((e) => Buffer.from(e.name).toString("utf8").replace(/^\.\//, "").replace(/\/$/, "")));
+    const names = new Set(
+      z.toc.map((e) => Buffer.from(e.name).toString("utf8").replace(/^\.\//, "").replace(/\/$/, "")),
+    );
     async function walk(d: string, rel: string): Promise<void> {
       for (const n of await readdir(d)) {
         const p = rel ? `${rel}/${n}` : n;
@@ -155,7 +164,9 @@ describe("ztoc builder on bad layers", () => {
     expect(() => index(flipped, "gzip", 4096)).toThrow();
     const tar = Buffer.from(vec("layer.tar"));
     tar[600] ^= 0xff; // inside the second header: checksum no longer matches
-    expect(() => index(tar, "uncompressed", 4096)).toThrow("error while reading tar header: archive/tar: invalid tar header");
+    expect(() => index(tar, "uncompressed", 4096)).toThrow(
+      "error while reading tar header: archive/tar: invalid tar header",
+    );
     // a PAX global header ('g') in front of the archive
     const g = Buffer.alloc(1024);
     g.write("pax_global_header", 0);

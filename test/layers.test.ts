@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
-  diffCompression, isLayerMediaType, isNonDistributable, LayerCompressionError, layerCompression, NotLayerTypeError,
-  parseMediaType, selectLayer, UnrecognisedMediaTypeError,
+  diffCompression,
+  isLayerMediaType,
+  isNonDistributable,
+  LayerCompressionError,
+  layerCompression,
+  NotLayerTypeError,
+  parseMediaType,
+  selectLayer,
+  UnrecognisedMediaTypeError,
 } from "../src/formats/layers.js";
 
 const D = "sha256:6c2c6c487e30cf19f4a01ff221076074a9c7ddade2ed727b7e7dfbcaad1cc067";
@@ -17,16 +24,36 @@ const PREFETCH = "application/vnd.amazon.soci.prefetch.v1+json";
 
 describe("isLayerMediaType (containerd images.IsLayerType; soci_index_test cases)", () => {
   it("not layers", () => {
-    for (const mt of ["", "application/vnd.oci.image.manifest.v1+json", "application/octet-stream", PREFETCH,
-      "application/vnd.oci.image.config.v1+json", "application/vnd.docker.image.rootfs.diff.tgz", "application/vnd.oci.image.layer"]) {
+    for (const mt of [
+      "",
+      "application/vnd.oci.image.manifest.v1+json",
+      "application/octet-stream",
+      PREFETCH,
+      "application/vnd.oci.image.config.v1+json",
+      "application/vnd.docker.image.rootfs.diff.tgz",
+      "application/vnd.oci.image.layer",
+    ]) {
       expect(isLayerMediaType(mt), mt).toBe(false);
     }
   });
 
   it("layers", () => {
-    for (const mt of [OCI_TAR, DOCKER_TAR, OCI_GZIP, OCI_ZSTD, "application/vnd.oci.image.layer.", DOCKER_GZIP, DOCKER_ZSTD,
-      DOCKER_FOREIGN, DOCKER_FOREIGN_GZIP, `${DOCKER_GZIP}+encrypted`, `${OCI_GZIP}+encrypted`,
-      "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "application/vnd.erofs.layer.v1", "application/vnd.erofs.layer.v1+zstd"]) {
+    for (const mt of [
+      OCI_TAR,
+      DOCKER_TAR,
+      OCI_GZIP,
+      OCI_ZSTD,
+      "application/vnd.oci.image.layer.",
+      DOCKER_GZIP,
+      DOCKER_ZSTD,
+      DOCKER_FOREIGN,
+      DOCKER_FOREIGN_GZIP,
+      `${DOCKER_GZIP}+encrypted`,
+      `${OCI_GZIP}+encrypted`,
+      "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+      "application/vnd.erofs.layer.v1",
+      "application/vnd.erofs.layer.v1+zstd",
+    ]) {
       expect(isLayerMediaType(mt), mt).toBe(true);
     }
   });
@@ -66,10 +93,17 @@ describe("diffCompression / layerCompression", () => {
   });
 
   it("unrecognised media types throw", () => {
-    for (const mt of ["application/vnd.oci.image.layer.", "application/vnd.erofs.layer.v1", "application/octet-stream", ""]) {
+    for (const mt of [
+      "application/vnd.oci.image.layer.",
+      "application/vnd.erofs.layer.v1",
+      "application/octet-stream",
+      "",
+    ]) {
       expect(() => diffCompression(mt), mt).toThrow(UnrecognisedMediaTypeError);
     }
-    expect(() => diffCompression("application/vnd.oci.image.layer.")).toThrow("unrecognised mediatype application/vnd.oci.image.layer.: not implemented");
+    expect(() => diffCompression("application/vnd.oci.image.layer.")).toThrow(
+      "unrecognised mediatype application/vnd.oci.image.layer.: not implemented",
+    );
   });
 });
 
@@ -80,18 +114,42 @@ describe("selectLayer (buildSociLayer decisions)", () => {
       reason: "too-small",
       message: `ztoc skipped - layer ${D} (${OCI_GZIP}) size 5223 is less than min-layer-size 65535`,
     });
-    expect(selectLayer({ mediaType: OCI_GZIP, digest: D, size: 65535 }, 65535)).toEqual({ build: true, compression: "gzip" });
-    expect(selectLayer({ mediaType: OCI_GZIP, digest: D, size: 5000 }, 500)).toEqual({ build: true, compression: "gzip" });
-    expect(selectLayer({ mediaType: DOCKER_GZIP, digest: D, size: 962 }, 0)).toEqual({ build: true, compression: "gzip" });
+    expect(selectLayer({ mediaType: OCI_GZIP, digest: D, size: 65535 }, 65535)).toEqual({
+      build: true,
+      compression: "gzip",
+    });
+    expect(selectLayer({ mediaType: OCI_GZIP, digest: D, size: 5000 }, 500)).toEqual({
+      build: true,
+      compression: "gzip",
+    });
+    expect(selectLayer({ mediaType: DOCKER_GZIP, digest: D, size: 962 }, 0)).toEqual({
+      build: true,
+      compression: "gzip",
+    });
   });
 
   it("compressions that are built", () => {
-    expect(selectLayer({ mediaType: OCI_TAR, digest: D, size: 1 }, 0)).toEqual({ build: true, compression: "uncompressed" });
-    expect(selectLayer({ mediaType: DOCKER_TAR, digest: D, size: 1 }, 0)).toEqual({ build: true, compression: "unknown" });
-    expect(selectLayer({ mediaType: DOCKER_FOREIGN_GZIP, digest: D, size: 1 }, 0)).toEqual({ build: true, compression: "gzip" });
-    expect(selectLayer({ mediaType: DOCKER_FOREIGN, digest: D, size: 1 }, 0)).toEqual({ build: true, compression: "unknown" });
+    expect(selectLayer({ mediaType: OCI_TAR, digest: D, size: 1 }, 0)).toEqual({
+      build: true,
+      compression: "uncompressed",
+    });
+    expect(selectLayer({ mediaType: DOCKER_TAR, digest: D, size: 1 }, 0)).toEqual({
+      build: true,
+      compression: "unknown",
+    });
+    expect(selectLayer({ mediaType: DOCKER_FOREIGN_GZIP, digest: D, size: 1 }, 0)).toEqual({
+      build: true,
+      compression: "gzip",
+    });
+    expect(selectLayer({ mediaType: DOCKER_FOREIGN, digest: D, size: 1 }, 0)).toEqual({
+      build: true,
+      compression: "unknown",
+    });
     // gzip+encrypted is "gzip" for containerd: selected (the build then fails on the ciphertext)
-    expect(selectLayer({ mediaType: `${OCI_GZIP}+encrypted`, digest: D, size: 1 }, 0)).toEqual({ build: true, compression: "gzip" });
+    expect(selectLayer({ mediaType: `${OCI_GZIP}+encrypted`, digest: D, size: 1 }, 0)).toEqual({
+      build: true,
+      compression: "gzip",
+    });
   });
 
   it("zstd and other unsupported compressions are skipped with the reference's message", () => {
@@ -101,31 +159,48 @@ describe("selectLayer (buildSociLayer decisions)", () => {
       compression: "zstd",
       message: `ztoc skipped - layer ${D} (${OCI_ZSTD}) is compressed in an unsupported format. expect: [tar, gzip, unknown] but got "zstd"`,
     });
-    expect(selectLayer({ mediaType: DOCKER_ZSTD, digest: D, size: 100 }, 10)).toMatchObject({ build: false, reason: "unsupported" });
+    expect(selectLayer({ mediaType: DOCKER_ZSTD, digest: D, size: 100 }, 10)).toMatchObject({
+      build: false,
+      reason: "unsupported",
+    });
     const enc = selectLayer({ mediaType: `${OCI_TAR}+encrypted`, digest: D, size: 100 }, 10);
     expect(enc).toMatchObject({ build: false, reason: "unsupported", compression: "" });
-    if (!enc.build) expect(enc.message).toBe(`ztoc skipped - layer ${D} (${OCI_TAR}+encrypted) is compressed in an unsupported format. expect: [tar, gzip, unknown] but got ""`);
-    expect(selectLayer({ mediaType: "application/vnd.oci.image.layer.nondistributable.v1.tar", digest: D, size: 1 }, 0))
-      .toMatchObject({ build: false, reason: "unsupported", compression: "" });
+    if (!enc.build)
+      expect(enc.message).toBe(
+        `ztoc skipped - layer ${D} (${OCI_TAR}+encrypted) is compressed in an unsupported format. expect: [tar, gzip, unknown] but got ""`,
+      );
+    expect(
+      selectLayer({ mediaType: "application/vnd.oci.image.layer.nondistributable.v1.tar", digest: D, size: 1 }, 0),
+    ).toMatchObject({ build: false, reason: "unsupported", compression: "" });
   });
 
   it("size check comes before the compression check", () => {
     expect(selectLayer({ mediaType: OCI_ZSTD, digest: D, size: 1 }, 10)).toMatchObject({ reason: "too-small" });
-    expect(selectLayer({ mediaType: "application/vnd.oci.image.layer.", digest: D, size: 1 }, 10)).toMatchObject({ reason: "too-small" });
+    expect(selectLayer({ mediaType: "application/vnd.oci.image.layer.", digest: D, size: 1 }, 10)).toMatchObject({
+      reason: "too-small",
+    });
   });
 
   it("prefetch descriptors are ignored, non-layers fail the build", () => {
     expect(selectLayer({ mediaType: PREFETCH, digest: D, size: 66 }, 0)).toEqual({ build: false, reason: "prefetch" });
-    expect(() => selectLayer({ mediaType: "application/octet-stream", digest: D, size: 1 }, 0)).toThrow(NotLayerTypeError);
+    expect(() => selectLayer({ mediaType: "application/octet-stream", digest: D, size: 1 }, 0)).toThrow(
+      NotLayerTypeError,
+    );
     expect(() => selectLayer({ mediaType: "", digest: D, size: 1 }, 0)).toThrow("not a layer mediaType");
-    expect(() => selectLayer({ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: D, size: 1 }, 0)).toThrow("not a layer mediaType");
+    expect(() =>
+      selectLayer({ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: D, size: 1 }, 0),
+    ).toThrow("not a layer mediaType");
   });
 
   it("layer types containerd cannot map to a compression fail the build", () => {
-    expect(() => selectLayer({ mediaType: "application/vnd.oci.image.layer.", digest: D, size: 10 }, 0)).toThrow(LayerCompressionError);
+    expect(() => selectLayer({ mediaType: "application/vnd.oci.image.layer.", digest: D, size: 10 }, 0)).toThrow(
+      LayerCompressionError,
+    );
     expect(() => selectLayer({ mediaType: "application/vnd.oci.image.layer.", digest: D, size: 10 }, 0)).toThrow(
       "could not determine layer compression: unrecognised mediatype application/vnd.oci.image.layer.: not implemented",
     );
-    expect(() => selectLayer({ mediaType: "application/vnd.erofs.layer.v1", digest: D, size: 10 }, 0)).toThrow(LayerCompressionError);
+    expect(() => selectLayer({ mediaType: "application/vnd.erofs.layer.v1", digest: D, size: 10 }, 0)).toThrow(
+      LayerCompressionError,
+    );
   });
 });

@@ -13,7 +13,9 @@ describe("InflatePool (piscina workers)", () => {
 
   // ~6 MB that compresses to several 1 MiB spans: text with some random runs
   const plain = Buffer.concat(
-    Array.from({ length: 48 }, (_, i) => (i % 4 === 3 ? randomBytes(32 * 1024) : Buffer.from(`line ${i} `.repeat(12000)))),
+    Array.from({ length: 48 }, (_, i) =>
+      i % 4 === 3 ? randomBytes(32 * 1024) : Buffer.from(`line ${i} `.repeat(12000)),
+    ),
   );
   const gz = zlib.gzipSync(plain, { level: 6 });
 
@@ -32,8 +34,12 @@ describe("InflatePool (piscina workers)", () => {
     expect(r.uncompressedSize).toBe(plain.length);
     expect(r.compressedSize).toBe(gz.length);
     expect(r.checkpoints.length).toBeGreaterThan(3);
-    expect(r.checkpoints.map((c) => [c.in, c.out, c.bits])).toEqual(local.checkpoints.map((c) => [c.in, c.out, c.bits]));
-    expect(r.checkpoints.every((c, i) => Buffer.from(c.window).equals(Buffer.from(local.checkpoints[i]!.window)))).toBe(true);
+    expect(r.checkpoints.map((c) => [c.in, c.out, c.bits])).toEqual(
+      local.checkpoints.map((c) => [c.in, c.out, c.bits]),
+    );
+    expect(r.checkpoints.every((c, i) => Buffer.from(c.window).equals(Buffer.from(local.checkpoints[i]!.window)))).toBe(
+      true,
+    );
     expect(seen).toEqual(local.checkpoints.map((c) => c.out));
   });
 
@@ -62,7 +68,9 @@ describe("InflatePool (piscina workers)", () => {
     const err = await pool.buildCheckpoints(bad, 1 << 20).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InflateError);
     expect((err as InflateError).code).toBe(-13);
-    await expect(pool.extract(new Uint8Array(0), { out: 0, bits: 0, window: new Uint8Array(32768) }, 0, 10)).rejects.toBeInstanceOf(InflateError);
+    await expect(
+      pool.extract(new Uint8Array(0), { out: 0, bits: 0, window: new Uint8Array(32768) }, 0, 10),
+    ).rejects.toBeInstanceOf(InflateError);
     // the pool keeps working after errors
     expect(Buffer.from(await pool.gunzip(vec("layer-a.tar.gz"))).equals(vec("layer.tar"))).toBe(true);
   });

@@ -42,17 +42,27 @@ type RunResult = { stdout: string; stderr: string; code: number };
 async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   const r = await run("node", [soci, ...args], { env: { ...process.env, DOCKER_CONFIG: emptyDockerConfig, ...env } })
     .then((x) => ({ stdout: x.stdout, stderr: x.stderr, code: 0 }))
-    .catch((e: { stdout: string; stderr: string; code: number }) => ({ stdout: e.stdout, stderr: e.stderr, code: e.code }));
+    .catch((e: { stdout: string; stderr: string; code: number }) => ({
+      stdout: e.stdout,
+      stderr: e.stderr,
+      code: e.code,
+    }));
   outputs.push(r.stdout, r.stderr);
   return r;
 }
 
 const creds = `${USER}:${PASS}`;
 const skopeoRaw = async (ref: string): Promise<{ manifests?: Descriptor[]; mediaType?: string }> =>
-  JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", "--creds", creds, `docker://${ref}`])).stdout) as { manifests?: Descriptor[] };
+  JSON.parse(
+    (await run("skopeo", ["inspect", "--raw", "--tls-verify=false", "--creds", creds, `docker://${ref}`])).stdout,
+  ) as { manifests?: Descriptor[] };
 
 function tokenClient(user?: string): RegistryClient {
-  return new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ ...(user ? { user } : {}), dockerConfig: false }), retries: 1 });
+  return new RegistryClient({
+    plainHttp: true,
+    authorizer: new RegistryAuthorizer({ ...(user ? { user } : {}), dockerConfig: false }),
+    retries: 1,
+  });
 }
 
 beforeAll(async () => {
@@ -60,8 +70,17 @@ beforeAll(async () => {
   emptyDockerConfig = join(dir, "docker-empty");
   await mkdir(emptyDockerConfig);
   const cert = await makeSigningCert(dir);
-  tokens = await startTokenServer({ users: { [USER]: PASS }, refreshTokens: { [IDENTITY_TOKEN]: USER }, keyPem: cert.keyPem, certDerBase64: cert.certDerBase64, issuer: ISSUER, service: SERVICE });
-  registry = await startRegistry({ token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile } });
+  tokens = await startTokenServer({
+    users: { [USER]: PASS },
+    refreshTokens: { [IDENTITY_TOKEN]: USER },
+    keyPem: cert.keyPem,
+    certDerBase64: cert.certDerBase64,
+    issuer: ISSUER,
+    service: SERVICE,
+  });
+  registry = await startRegistry({
+    token: { realm: tokens.realm, service: SERVICE, issuer: ISSUER, rootCertBundle: cert.certFile },
+  });
   const htpasswd = join(dir, "htpasswd");
   await writeFile(htpasswd, `${await htpasswdLine(USER, PASS)}\n`);
   basicRegistry = await startRegistry({ htpasswd: { path: htpasswd } });
@@ -74,8 +93,19 @@ beforeAll(async () => {
   await writeFile(join(dir, "bundle/rootfs/data.bin"), randomBytes(256 << 10));
   await writeFile(join(dir, "bundle/rootfs/hello.txt"), "hello\n");
   await run("umoci", ["repack", "--image", `${layout}:latest`, join(dir, "bundle")]);
-  for (const [reg, repo] of [[registry, "src/app"], [registry, "v1/app"], [basicRegistry, "src/app"]] as const) {
-    await run("skopeo", ["copy", "--dest-tls-verify=false", "--dest-creds", creds, `oci:${layout}:latest`, `docker://${reg.host}/${repo}:latest`]);
+  for (const [reg, repo] of [
+    [registry, "src/app"],
+    [registry, "v1/app"],
+    [basicRegistry, "src/app"],
+  ] as const) {
+    await run("skopeo", [
+      "copy",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      creds,
+      `oci:${layout}:latest`,
+      `docker://${reg.host}/${repo}:latest`,
+    ]);
   }
 }, 120_000);
 
@@ -130,7 +160,12 @@ describe("token auth (Distribution auth: token) through the client", () => {
       }
       const mine = tokens.requests.slice(before);
       expect(mine).toHaveLength(1);
-      expect(mine[0]).toMatchObject({ user: USER, outcome: "granted", service: SERVICE, scopes: ["repository:src/app:pull"] });
+      expect(mine[0]).toMatchObject({
+        user: USER,
+        outcome: "granted",
+        service: SERVICE,
+        scopes: ["repository:src/app:pull"],
+      });
     } finally {
       await client.close();
     }
@@ -143,7 +178,9 @@ describe("token auth (Distribution auth: token) through the client", () => {
       const src = `${registry.host}/src/app:latest`;
       const m = parseManifest((await client.getManifest(src)).bytes);
       const layer = m.layers![0]!;
-      const r = await client.pushBlob(`${registry.host}/mounted/app:x`, client.blobStream(src, layer.digest), layer, { mountFrom: "src/app" });
+      const r = await client.pushBlob(`${registry.host}/mounted/app:x`, client.blobStream(src, layer.digest), layer, {
+        mountFrom: "src/app",
+      });
       expect(r.mounted).toBe(true);
       const scopes = tokens.requests.slice(before).map((t) => t.scopes);
       expect(scopes).toContainEqual(["repository:mounted/app:pull,push", "repository:src/app:pull"]);
@@ -156,7 +193,14 @@ describe("token auth (Distribution auth: token) through the client", () => {
 
 describe("token auth through the CLI", () => {
   it("wrong --user password: exit 1, unauthorized, registry named, no secret printed", async () => {
-    const r = await cli(["convert", "--plain-http", "--user", `${USER}:${WRONG}`, `${registry.host}/src/app:latest`, `${registry.host}/dst/app:soci`]);
+    const r = await cli([
+      "convert",
+      "--plain-http",
+      "--user",
+      `${USER}:${WRONG}`,
+      `${registry.host}/src/app:latest`,
+      `${registry.host}/dst/app:soci`,
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^soci: .*unauthorized/m);
     expect(r.stderr).toContain(registry.host);
@@ -165,7 +209,16 @@ describe("token auth through the CLI", () => {
 
   it("soci convert registry→registry with --user, each token scope fetched once", async () => {
     const before = tokens.requests.length;
-    const r = await cli(["convert", "--plain-http", "--min-layer-size", "0", "--user", creds, `${registry.host}/src/app:latest`, `${registry.host}/dst/app:soci`]);
+    const r = await cli([
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "0",
+      "--user",
+      creds,
+      `${registry.host}/src/app:latest`,
+      `${registry.host}/dst/app:soci`,
+    ]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const mine = tokens.requests.slice(before);
@@ -180,10 +233,15 @@ describe("token auth through the CLI", () => {
   it("soci create + soci push with docker config.json auths (base64 auth)", async () => {
     const cfg = join(dir, "docker-auths");
     await mkdir(cfg);
-    await writeFile(join(cfg, "config.json"), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(creds).toString("base64") } } }));
+    await writeFile(
+      join(cfg, "config.json"),
+      JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(creds).toString("base64") } } }),
+    );
     const root = join(dir, "root-auths");
     const ref = `${registry.host}/v1/app:latest`;
-    const created = await cli(["--root", root, "create", "--plain-http", "--min-layer-size", "0", ref], { DOCKER_CONFIG: cfg });
+    const created = await cli(["--root", root, "create", "--plain-http", "--min-layer-size", "0", ref], {
+      DOCKER_CONFIG: cfg,
+    });
     expect(created.stderr).toBe("");
     const pushed = await cli(["--root", root, "push", "--plain-http", ref], { DOCKER_CONFIG: cfg });
     expect(pushed.stderr).toBe("");
@@ -204,18 +262,32 @@ describe("token auth through the CLI", () => {
     const write = async (name: string, token: string) => {
       const cfg = join(dir, `docker-${name}`);
       await mkdir(cfg, { recursive: true });
-      await writeFile(join(cfg, "config.json"), JSON.stringify({ auths: { [registry.host]: { identitytoken: token } } }));
+      await writeFile(
+        join(cfg, "config.json"),
+        JSON.stringify({ auths: { [registry.host]: { identitytoken: token } } }),
+      );
       return cfg;
     };
     const before = tokens.requests.length;
-    const r = await cli(["convert", "--plain-http", "--min-layer-size", "0", `${registry.host}/src/app:latest`, `${registry.host}/oauth/app:soci`],
-      { DOCKER_CONFIG: await write("identity", IDENTITY_TOKEN) });
+    const r = await cli(
+      [
+        "convert",
+        "--plain-http",
+        "--min-layer-size",
+        "0",
+        `${registry.host}/src/app:latest`,
+        `${registry.host}/oauth/app:soci`,
+      ],
+      { DOCKER_CONFIG: await write("identity", IDENTITY_TOKEN) },
+    );
     expect(r.stderr).toBe("");
     const mine = tokens.requests.slice(before);
     expect(mine.length).toBeGreaterThan(0);
     expect(mine.every((t) => t.method === "POST" && t.outcome === "granted" && t.user === USER)).toBe(true);
-    const bad = await cli(["convert", "--plain-http", `${registry.host}/src/app:latest`, `${registry.host}/oauth/app:x`],
-      { DOCKER_CONFIG: await write("identity-bad", `${IDENTITY_TOKEN}-revoked`) });
+    const bad = await cli(
+      ["convert", "--plain-http", `${registry.host}/src/app:latest`, `${registry.host}/oauth/app:x`],
+      { DOCKER_CONFIG: await write("identity-bad", `${IDENTITY_TOKEN}-revoked`) },
+    );
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^soci: .*unauthorized: authentication failed: POST .*\/token: 401/m);
   });
@@ -225,15 +297,18 @@ describe("token auth through the CLI", () => {
     await mkdir(bin, { recursive: true });
     const calls = join(dir, "helper-calls");
     // answers `get` for the registry with the real password; anything else: not found
-    await writeFile(join(bin, "docker-credential-soci-test"), [
-      "#!/bin/sh",
-      `[ "$1" = get ] || exit 1`,
-      "read -r server",
-      `echo "$server" >> ${calls}`,
-      `if [ "$server" = "${registry.host}" ]; then printf '{"ServerURL":"%s","Username":"${USER}","Secret":"${PASS}"}' "$server"; exit 0; fi`,
-      "echo 'credentials not found in native keychain'; exit 1",
-      "",
-    ].join("\n"));
+    await writeFile(
+      join(bin, "docker-credential-soci-test"),
+      [
+        "#!/bin/sh",
+        `[ "$1" = get ] || exit 1`,
+        "read -r server",
+        `echo "$server" >> ${calls}`,
+        `if [ "$server" = "${registry.host}" ]; then printf '{"ServerURL":"%s","Username":"${USER}","Secret":"${PASS}"}' "$server"; exit 0; fi`,
+        "echo 'credentials not found in native keychain'; exit 1",
+        "",
+      ].join("\n"),
+    );
     await chmod(join(bin, "docker-credential-soci-test"), 0o755);
     const env = (config: object, name: string) => {
       const cfg = join(dir, `docker-${name}`);
@@ -242,11 +317,27 @@ describe("token auth through the CLI", () => {
         .then(() => ({ DOCKER_CONFIG: cfg, PATH: `${bin}:${process.env.PATH}` }));
     };
     for (const [name, config] of [
-      ["helpers", { credHelpers: { [registry.host]: "soci-test" }, auths: { [registry.host]: { auth: Buffer.from(`${USER}:${HELPER_SECRET}`).toString("base64") } } }],
+      [
+        "helpers",
+        {
+          credHelpers: { [registry.host]: "soci-test" },
+          auths: { [registry.host]: { auth: Buffer.from(`${USER}:${HELPER_SECRET}`).toString("base64") } },
+        },
+      ],
       ["store", { credsStore: "soci-test" }],
     ] as const) {
       await rm(calls, { force: true });
-      const r = await cli(["convert", "--plain-http", "--min-layer-size", "0", `${registry.host}/src/app:latest`, `${registry.host}/${name}/app:soci`], await env(config, name));
+      const r = await cli(
+        [
+          "convert",
+          "--plain-http",
+          "--min-layer-size",
+          "0",
+          `${registry.host}/src/app:latest`,
+          `${registry.host}/${name}/app:soci`,
+        ],
+        await env(config, name),
+      );
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
       const { readFile } = await import("node:fs/promises");
@@ -254,13 +345,18 @@ describe("token auth through the CLI", () => {
       expect((await skopeoRaw(`${registry.host}/${name}/app:soci`)).manifests).toHaveLength(2);
     }
   });
-
 });
 
 describe("Basic auth (Distribution auth: htpasswd, bcrypt)", () => {
   it("right credentials read the image; a wrong password is a clear unauthorized error", async () => {
-    const good = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: creds, dockerConfig: false }) });
-    const bad = new RegistryClient({ plainHttp: true, authorizer: new RegistryAuthorizer({ user: `${USER}:${WRONG}`, dockerConfig: false }) });
+    const good = new RegistryClient({
+      plainHttp: true,
+      authorizer: new RegistryAuthorizer({ user: creds, dockerConfig: false }),
+    });
+    const bad = new RegistryClient({
+      plainHttp: true,
+      authorizer: new RegistryAuthorizer({ user: `${USER}:${WRONG}`, dockerConfig: false }),
+    });
     try {
       const ref = `${basicRegistry.host}/src/app:latest`;
       const m = parseManifest((await good.getManifest(ref)).bytes);
@@ -277,11 +373,27 @@ describe("Basic auth (Distribution auth: htpasswd, bcrypt)", () => {
   });
 
   it("soci convert through Basic auth with --user", async () => {
-    const r = await cli(["convert", "--plain-http", "--min-layer-size", "0", "--user", creds, `${basicRegistry.host}/src/app:latest`, `${basicRegistry.host}/dst/app:soci`]);
+    const r = await cli([
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "0",
+      "--user",
+      creds,
+      `${basicRegistry.host}/src/app:latest`,
+      `${basicRegistry.host}/dst/app:soci`,
+    ]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect((await skopeoRaw(`${basicRegistry.host}/dst/app:soci`)).manifests).toHaveLength(2);
-    const wrong = await cli(["convert", "--plain-http", "--user", `${USER}:${WRONG}`, `${basicRegistry.host}/src/app:latest`, `${basicRegistry.host}/x/app:soci`]);
+    const wrong = await cli([
+      "convert",
+      "--plain-http",
+      "--user",
+      `${USER}:${WRONG}`,
+      `${basicRegistry.host}/src/app:latest`,
+      `${basicRegistry.host}/x/app:soci`,
+    ]);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/^soci: .*unauthorized/m);
     expect(wrong.stderr).not.toContain(WRONG);
@@ -292,7 +404,14 @@ describe("secrets", () => {
   it("no secret appeared in any CLI output", () => {
     expect(outputs.length).toBeGreaterThan(0);
     const all = outputs.join("\n");
-    for (const secret of [PASS, WRONG, HELPER_SECRET, IDENTITY_TOKEN, Buffer.from(creds).toString("base64"), Buffer.from(`${USER}:${WRONG}`).toString("base64")]) {
+    for (const secret of [
+      PASS,
+      WRONG,
+      HELPER_SECRET,
+      IDENTITY_TOKEN,
+      Buffer.from(creds).toString("base64"),
+      Buffer.from(`${USER}:${WRONG}`).toString("base64"),
+    ]) {
       expect(all).not.toContain(secret);
     }
     expect(all).not.toMatch(/Bearer \S{20,}/);

@@ -72,7 +72,11 @@ async function startFixture(): Promise<Fixture> {
   fx.server = await listen(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     if (url.pathname === "/token") {
-      const tr: TokenReq = { method: req.method ?? "", query: url.searchParams, authorization: req.headers.authorization };
+      const tr: TokenReq = {
+        method: req.method ?? "",
+        query: url.searchParams,
+        authorization: req.headers.authorization,
+      };
       if (req.method === "POST") tr.form = new URLSearchParams(await body(req));
       fx.tokenReqs.push(tr);
       const json = (status: number, obj: unknown): void => {
@@ -104,7 +108,8 @@ async function startFixture(): Promise<Fixture> {
     if (url.pathname.startsWith("/v2/")) {
       const a = req.headers.authorization;
       fx.registryReqs.push({ path: url.pathname, authorization: a });
-      const ok = fx.mode === "basic" ? a === basicOk : a !== undefined && a.startsWith("Bearer ") && fx.valid.has(a.slice(7));
+      const ok =
+        fx.mode === "basic" ? a === basicOk : a !== undefined && a.startsWith("Bearer ") && fx.valid.has(a.slice(7));
       if (ok) {
         res.writeHead(200, { "content-type": "text/plain" });
         return res.end("ok");
@@ -124,7 +129,12 @@ async function startFixture(): Promise<Fixture> {
 }
 
 /** What the registry client does: ask, send, on 401 hand over the challenge, retry once. */
-async function get(auth: Authorizer, fx: Fixture, scope: AuthScope, path = `/v2/${REPO}/manifests/latest`): Promise<number> {
+async function get(
+  auth: Authorizer,
+  fx: Fixture,
+  scope: AuthScope,
+  path = `/v2/${REPO}/manifests/latest`,
+): Promise<number> {
   const send = async (): Promise<Response> => {
     const a = await auth.authorization(scope);
     return fetch(`${fx.base}${path}`, { headers: a ? { authorization: a } : {} });
@@ -140,7 +150,11 @@ async function get(auth: Authorizer, fx: Fixture, scope: AuthScope, path = `/v2/
 
 let fx: Fixture;
 let host: string;
-const scope = (actions: AuthScope["actions"] = ["pull"], repository = REPO): AuthScope => ({ host, repository, actions });
+const scope = (actions: AuthScope["actions"] = ["pull"], repository = REPO): AuthScope => ({
+  host,
+  repository,
+  actions,
+});
 
 beforeAll(async () => {
   fx = await startFixture();
@@ -167,7 +181,10 @@ describe("WWW-Authenticate parsing", () => {
       `Bearer realm="https://auth.example.com/token",service="reg \\"x\\"",scope="repository:a/b:pull,push", Basic realm=simple, Negotiate abc==`,
     );
     expect(c).toEqual([
-      { scheme: "bearer", params: { realm: "https://auth.example.com/token", service: 'reg "x"', scope: "repository:a/b:pull,push" } },
+      {
+        scheme: "bearer",
+        params: { realm: "https://auth.example.com/token", service: 'reg "x"', scope: "repository:a/b:pull,push" },
+      },
       { scheme: "basic", params: { realm: "simple" } },
       { scheme: "negotiate", params: {}, token68: "abc==" },
     ]);
@@ -430,14 +447,19 @@ echo "credentials not found in native keychain"; exit 1
     expect(await dc.get("empty.io")).toBeUndefined();
     expect(await dc.get("unknown.io")).toBeUndefined();
     // explicit directory option, and a missing file = no credentials
-    expect(await new DockerConfigCredentials({ configDir: join(dir, "nope"), env }).get("reg.example.com")).toBeUndefined();
+    expect(
+      await new DockerConfigCredentials({ configDir: join(dir, "nope"), env }).get("reg.example.com"),
+    ).toBeUndefined();
   });
 
   it("credHelpers per host, credsStore for the rest, auths as the last resort", async () => {
     await writeConfig({
       credHelpers: { "reg.helper.io": "test", "https://index.docker.io/v1/": "test", "missing.io": "test" },
       credsStore: "store",
-      auths: { "missing.io": { auth: Buffer.from("file:fpass").toString("base64") }, "other.io": { username: "o", password: "op" } },
+      auths: {
+        "missing.io": { auth: Buffer.from("file:fpass").toString("base64") },
+        "other.io": { username: "o", password: "op" },
+      },
     });
     await rm(join(dir, "helper.log"), { force: true });
     const dc = new DockerConfigCredentials({ env });
@@ -457,7 +479,9 @@ echo "credentials not found in native keychain"; exit 1
   });
 
   it("helper identity tokens, failures and timeouts (no secrets in errors)", async () => {
-    await writeConfig({ credHelpers: { "token.io": "test", "broken.io": "broken", "slow.io": "slow", "gone.io": "absent" } });
+    await writeConfig({
+      credHelpers: { "token.io": "test", "broken.io": "broken", "slow.io": "slow", "gone.io": "absent" },
+    });
     const dc = new DockerConfigCredentials({ env, helperTimeoutMs: 300 });
     expect(await dc.get("token.io")).toEqual({ username: "", password: "", identityToken: "refresh-0" });
     const broken = (await dc.get("broken.io").catch((e: unknown) => e)) as Error;

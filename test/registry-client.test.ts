@@ -4,12 +4,27 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  MediaTypeImageConfig, MediaTypeImageIndex, MediaTypeImageLayerGzip, MediaTypeImageManifest, MediaTypeEmptyJSON,
-  digestOf, marshalIndex, marshalManifest, parseIndex, parseManifest, type Descriptor,
+  MediaTypeImageConfig,
+  MediaTypeImageIndex,
+  MediaTypeImageLayerGzip,
+  MediaTypeImageManifest,
+  MediaTypeEmptyJSON,
+  digestOf,
+  marshalIndex,
+  marshalManifest,
+  parseIndex,
+  parseManifest,
+  type Descriptor,
 } from "../src/formats/oci.js";
 import { RegistryClient, referrerDescriptor } from "../src/registry/client.js";
 import {
-  DeniedError, DigestMismatchError, InvalidArgumentError, NotFoundError, RegistryError, UnauthorizedError, UnavailableError,
+  DeniedError,
+  DigestMismatchError,
+  InvalidArgumentError,
+  NotFoundError,
+  RegistryError,
+  UnauthorizedError,
+  UnavailableError,
   errorFromResponse,
 } from "../src/registry/errors.js";
 import { formatReference, parseReference, referrersTag } from "../src/registry/reference.js";
@@ -39,14 +54,22 @@ interface TestImage {
 }
 
 function makeImage(seed: string, arch = "amd64"): TestImage {
-  const config = enc(JSON.stringify({ architecture: arch, os: "linux", rootfs: { type: "layers", diff_ids: [] }, seed }));
+  const config = enc(
+    JSON.stringify({ architecture: arch, os: "linux", rootfs: { type: "layers", diff_ids: [] }, seed }),
+  );
   const layers = [randomBytes(3000), randomBytes(70_000)];
   const manifest = marshalManifest({
-    schemaVersion: 2, mediaType: MediaTypeImageManifest,
+    schemaVersion: 2,
+    mediaType: MediaTypeImageManifest,
     config: { mediaType: MediaTypeImageConfig, digest: digestOf(config), size: config.length },
     layers: layers.map((l) => ({ mediaType: MediaTypeImageLayerGzip, digest: digestOf(l), size: l.length })),
   });
-  return { config, layers, manifest, manifestDesc: { mediaType: MediaTypeImageManifest, digest: digestOf(manifest), size: manifest.length } };
+  return {
+    config,
+    layers,
+    manifest,
+    manifestDesc: { mediaType: MediaTypeImageManifest, digest: digestOf(manifest), size: manifest.length },
+  };
 }
 
 async function pushImage(c: RegistryClient, ref: string, img: TestImage, tag?: string): Promise<void> {
@@ -57,9 +80,18 @@ async function pushImage(c: RegistryClient, ref: string, img: TestImage, tag?: s
 describe("references, errors, retry policy", () => {
   it("parses and formats references with Docker Hub defaults", () => {
     expect(parseReference("busybox")).toEqual({ host: "docker.io", repository: "library/busybox", tag: "latest" });
-    expect(parseReference("index.docker.io/user/app:1")).toEqual({ host: "docker.io", repository: "user/app", tag: "1" });
+    expect(parseReference("index.docker.io/user/app:1")).toEqual({
+      host: "docker.io",
+      repository: "user/app",
+      tag: "1",
+    });
     const d = "sha256:" + "ab".repeat(32);
-    expect(parseReference(`127.0.0.1:5000/a/b:v1@${d}`)).toEqual({ host: "127.0.0.1:5000", repository: "a/b", tag: "v1", digest: d });
+    expect(parseReference(`127.0.0.1:5000/a/b:v1@${d}`)).toEqual({
+      host: "127.0.0.1:5000",
+      repository: "a/b",
+      tag: "v1",
+      digest: d,
+    });
     expect(parseReference(`localhost/x@${d}`)).toEqual({ host: "localhost", repository: "x", digest: d });
     expect(formatReference(parseReference("busybox"))).toBe("docker.io/library/busybox:latest");
     expect(referrersTag(d)).toBe("sha256-" + "ab".repeat(32));
@@ -79,7 +111,9 @@ describe("references, errors, retry policy", () => {
     expect(errorFromResponse("x", 403, "http://h/v2/")).toBeInstanceOf(DeniedError);
     expect(errorFromResponse("x", 503, "http://h/v2/").code).toBe("Unavailable");
     expect(errorFromResponse("x", 405, "http://h/v2/").code).toBe("Unsupported");
-    expect(errorFromResponse("x", 400, "http://h/v2/", enc('{"errors":[{"code":"DIGEST_INVALID"}]}')).code).toBe("DigestMismatch");
+    expect(errorFromResponse("x", 400, "http://h/v2/", enc('{"errors":[{"code":"DIGEST_INVALID"}]}')).code).toBe(
+      "DigestMismatch",
+    );
   });
 
   it("parses Retry-After (seconds and HTTP date) and bounds backoff", () => {
@@ -88,7 +122,8 @@ describe("references, errors, retry policy", () => {
     expect(parseRetryAfter("Mon, 01 Jan 2024 00:00:05 GMT", now)).toBe(5000);
     expect(parseRetryAfter("soon")).toBeUndefined();
     expect(backoffDelay(1, { baseDelayMs: 100, maxDelayMs: 1000 }, 5000)).toBe(1000);
-    for (let a = 1; a < 10; a++) expect(backoffDelay(a, { baseDelayMs: 100, maxDelayMs: 1000 })).toBeLessThanOrEqual(1000);
+    for (let a = 1; a < 10; a++)
+      expect(backoffDelay(a, { baseDelayMs: 100, maxDelayMs: 1000 })).toBeLessThanOrEqual(1000);
   });
 });
 
@@ -133,7 +168,10 @@ describe("RegistryClient against docker-registry", () => {
     }
     expect(eq(await client.getBlob(ref, m.config.digest), img.config)).toBe(true);
     // Pushing again is a no-op (HEAD says it exists).
-    const again = await client.pushBlob(ref, img.layers[0]!, { digest: digestOf(img.layers[0]!), size: img.layers[0]!.length });
+    const again = await client.pushBlob(ref, img.layers[0]!, {
+      digest: digestOf(img.layers[0]!),
+      size: img.layers[0]!.length,
+    });
     expect(again.existed).toBe(true);
   });
 
@@ -144,7 +182,8 @@ describe("RegistryClient against docker-registry", () => {
     await pushImage(client, ref, amd, amd.manifestDesc.digest);
     await pushImage(client, ref, arm, arm.manifestDesc.digest);
     const index = marshalIndex({
-      schemaVersion: 2, mediaType: MediaTypeImageIndex,
+      schemaVersion: 2,
+      mediaType: MediaTypeImageIndex,
       manifests: [
         { ...amd.manifestDesc, platform: { architecture: "amd64", os: "linux" } },
         { ...arm.manifestDesc, platform: { architecture: "arm64", os: "linux", variant: "v8" } },
@@ -170,7 +209,12 @@ describe("RegistryClient against docker-registry", () => {
     expect(eq(await client.getBlob(repo("other/target"), d.digest), layer)).toBe(true);
     // Mount from a repository without the blob: the registry opens an upload instead.
     const fresh = randomBytes(1000);
-    const r2 = await client.pushBlob(repo("other/target2"), fresh, { digest: digestOf(fresh), size: fresh.length }, { mountFrom: "nope/none" });
+    const r2 = await client.pushBlob(
+      repo("other/target2"),
+      fresh,
+      { digest: digestOf(fresh), size: fresh.length },
+      { mountFrom: "nope/none" },
+    );
     expect(r2.mounted).toBeFalsy();
     expect(eq(await client.getBlob(repo("other/target2"), digestOf(fresh)), fresh)).toBe(true);
   });
@@ -183,8 +227,12 @@ describe("RegistryClient against docker-registry", () => {
       await chunked.pushBlob(repo("big/blob"), chunksOf(big, 300_000), { digest: bigDigest, size: big.length });
       expect(eq(await chunked.getBlob(repo("big/blob"), bigDigest), big)).toBe(true);
       const bad = randomBytes(3 << 20);
-      await expect(chunked.pushBlob(repo("big/blob"), chunksOf(bad, 100_000), { digest: digestOf(randomBytes(8)), size: bad.length }))
-        .rejects.toBeInstanceOf(DigestMismatchError);
+      await expect(
+        chunked.pushBlob(repo("big/blob"), chunksOf(bad, 100_000), {
+          digest: digestOf(randomBytes(8)),
+          size: bad.length,
+        }),
+      ).rejects.toBeInstanceOf(DigestMismatchError);
       // Large byte arrays go chunked too.
       const b2 = randomBytes(2_500_000);
       await chunked.pushBlob(repo("big/blob2"), b2, { digest: digestOf(b2), size: b2.length });
@@ -199,10 +247,17 @@ describe("RegistryClient against docker-registry", () => {
     expect(eq(await client.fetchRange(ref, bigDigest, 0, 100), big.subarray(0, 100))).toBe(true);
     expect(eq(await client.fetchRange(ref, bigDigest, 5_000_000, big.length), big.subarray(5_000_000))).toBe(true);
     expect((await client.fetchRange(ref, bigDigest, 7, 7)).length).toBe(0);
-    const ranges = [{ start: 10, end: 20 }, { start: 1 << 20, end: (1 << 20) + 65536 }, { start: 4_000_000, end: 4_000_001 }, { start: 100, end: 5000 }];
+    const ranges = [
+      { start: 10, end: 20 },
+      { start: 1 << 20, end: (1 << 20) + 65536 },
+      { start: 4_000_000, end: 4_000_001 },
+      { start: 100, end: 5000 },
+    ];
     const got = await client.fetchRanges(ref, bigDigest, ranges);
     ranges.forEach((r, i) => expect(eq(got[i]!, big.subarray(r.start, r.end)), `range ${i}`).toBe(true));
-    await expect(client.fetchRange(ref, bigDigest, big.length + 10, big.length + 20)).rejects.toBeInstanceOf(RegistryError);
+    await expect(client.fetchRange(ref, bigDigest, big.length + 10, big.length + 20)).rejects.toBeInstanceOf(
+      RegistryError,
+    );
     // The multi-range request went out as one request through the proxy.
     proxy.setRules([]);
     const before = proxy.log.length;
@@ -235,7 +290,8 @@ describe("RegistryClient against docker-registry", () => {
   it("lists tags with pagination", async () => {
     const ref = repo("tags/many:t0");
     const small = makeImage("tags");
-    for (const b of [small.config, ...small.layers]) await client.pushBlob(ref, b, { digest: digestOf(b), size: b.length });
+    for (const b of [small.config, ...small.layers])
+      await client.pushBlob(ref, b, { digest: digestOf(b), size: b.length });
     const tags = ["t0", "t1", "t2", "t3", "t4"];
     for (const t of tags) await client.pushManifest(ref, small.manifest, MediaTypeImageManifest, t);
     expect((await client.listTags(ref, { pageSize: 2 })).sort()).toEqual(tags);
@@ -250,12 +306,16 @@ describe("RegistryClient against docker-registry", () => {
     await client.pushBlob(ref, empty, { digest: digestOf(empty), size: 2 });
     const ztoc = randomBytes(500);
     await client.pushBlob(ref, ztoc, { digest: digestOf(ztoc), size: ztoc.length });
-    const mk = (artifactType: string, note: string) => marshalManifest({
-      schemaVersion: 2, mediaType: MediaTypeImageManifest, artifactType,
-      config: { mediaType: MediaTypeEmptyJSON, digest: digestOf(empty), size: 2 },
-      layers: [{ mediaType: "application/octet-stream", digest: digestOf(ztoc), size: ztoc.length }],
-      subject, annotations: { note },
-    });
+    const mk = (artifactType: string, note: string) =>
+      marshalManifest({
+        schemaVersion: 2,
+        mediaType: MediaTypeImageManifest,
+        artifactType,
+        config: { mediaType: MediaTypeEmptyJSON, digest: digestOf(empty), size: 2 },
+        layers: [{ mediaType: "application/octet-stream", digest: digestOf(ztoc), size: ztoc.length }],
+        subject,
+        annotations: { note },
+      });
     const soci = mk("application/vnd.amazon.soci.index.v1+json", "soci");
     const other = mk("application/vnd.example.sbom", "sbom");
     const descs: Descriptor[] = [];
@@ -275,7 +335,9 @@ describe("RegistryClient against docker-registry", () => {
     expect(sociOnly[0]!.annotations).toEqual({ note: "soci" });
     // The fallback index is Go-JSON bytes of the index, as oras writes it.
     const tagged = await client.getManifest(`${repo("app/one")}:${referrersTag(subject.digest)}`);
-    expect(eq(tagged.bytes, marshalIndex({ schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: descs }))).toBe(true);
+    expect(eq(tagged.bytes, marshalIndex({ schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: descs }))).toBe(
+      true,
+    );
   });
 
   it("raises typed errors: NotFound for missing manifests, blobs and repositories", async () => {
@@ -287,7 +349,9 @@ describe("RegistryClient against docker-registry", () => {
     await expect(collect(client.blobStream(repo("app/one"), missing))).rejects.toBeInstanceOf(NotFoundError);
     expect(await client.blobExists(repo("app/one"), missing)).toBeUndefined();
     // Wrong bytes for a digest are refused before anything is sent.
-    await expect(client.pushBlob(repo("app/one"), enc("abc"), { digest: missing, size: 3 })).rejects.toBeInstanceOf(DigestMismatchError);
+    await expect(client.pushBlob(repo("app/one"), enc("abc"), { digest: missing, size: 3 })).rejects.toBeInstanceOf(
+      DigestMismatchError,
+    );
     // Nothing listening: Unavailable after retries.
     const dead = new RegistryClient({ plainHttp: true, retries: 1, baseDelayMs: 5, connectTimeoutMs: 500 });
     await expect(dead.resolve("127.0.0.1:1/x:y")).rejects.toBeInstanceOf(UnavailableError);
@@ -323,11 +387,16 @@ describe("RegistryClient against docker-registry", () => {
       const before = proxy.log.length;
       const got = await collect(faulty.blobStream(viaProxy("big/blob"), bigDigest));
       expect(eq(got, big)).toBe(true);
-      const ranges = proxy.log.slice(before).map((l) => l.range).filter(Boolean);
+      const ranges = proxy.log
+        .slice(before)
+        .map((l) => l.range)
+        .filter(Boolean);
       expect(ranges.length).toBe(1);
       expect(ranges[0]).toMatch(/^bytes=\d+-$/);
       proxy.setRules([{ method: "GET", path: /\/blobs\//, times: 1, action: { kind: "drop", afterBytes: 100 } }]);
-      expect(eq(await faulty.fetchRange(viaProxy("big/blob"), bigDigest, 1000, 300_000), big.subarray(1000, 300_000))).toBe(true);
+      expect(
+        eq(await faulty.fetchRange(viaProxy("big/blob"), bigDigest, 1000, 300_000), big.subarray(1000, 300_000)),
+      ).toBe(true);
       proxy.setRules([]);
     });
 
@@ -346,7 +415,9 @@ describe("RegistryClient against docker-registry", () => {
       expect(Buffer.concat(received).length).toBeLessThan(big.length); // the last chunk is held back
       // A server ignoring Range (200 full body) is verified too.
       proxy.setRules([{ method: "GET", path: /\/manifests\//, action: { kind: "corrupt", offset: 5 } }]);
-      await expect(faulty.getManifest(viaProxy("app/one"), img.manifestDesc)).rejects.toBeInstanceOf(DigestMismatchError);
+      await expect(faulty.getManifest(viaProxy("app/one"), img.manifestDesc)).rejects.toBeInstanceOf(
+        DigestMismatchError,
+      );
       proxy.setRules([]);
     });
 
@@ -380,7 +451,11 @@ describe("RegistryClient against docker-registry", () => {
         },
       };
       const www = 'Bearer realm="http://auth.example/token",service="reg",scope="repository:app/one:pull"';
-      const unauthorized = { kind: "status" as const, status: 401, body: '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}' };
+      const unauthorized = {
+        kind: "status" as const,
+        status: 401,
+        body: '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+      };
       proxy.setRules([{ path: /\/manifests\//, times: 1, action: unauthorized }]);
       await expect(faulty.getManifest(viaProxy("app/one:v1"))).rejects.toBeInstanceOf(UnauthorizedError);
       const c = new RegistryClient({ plainHttp: true, authorizer: authz, retries: 0 });

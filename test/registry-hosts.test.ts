@@ -69,7 +69,10 @@ beforeAll(async () => {
   authorization-extra = "x"
 `,
   );
-  await put("only-server.io/hosts.toml", `server = "https://proxy.example.com/prefix"\nca = "ca.pem"\nproxy = "http://p:8080"\n`);
+  await put(
+    "only-server.io/hosts.toml",
+    `server = "https://proxy.example.com/prefix"\nca = "ca.pem"\nproxy = "http://p:8080"\n`,
+  );
   await put("no-server.io/hosts.toml", `skip_verify = true\n[host."https://m.example.com"]\n`);
   await put("broken.io/hosts.toml", `server = "https://x`);
   await put("broken.io/ca.crt", "x");
@@ -116,8 +119,15 @@ describe("hosts directory (containerd hosts.toml)", () => {
     expect(a).toMatchObject({ capabilities: ["pull"], skipVerify: true });
     expect(nc).toMatchObject({ capabilities: ["pull"], overridePath: true });
     expect(pathed!.capabilities).toEqual(["pull"]);
-    expect(plain).toMatchObject({ caFiles: ["/abs/ca1.pem", join(root, "docker.io", "rel/ca2.pem")], httpsFirst: true });
-    expect(server).toEqual({ url: "https://registry-1.docker.io", capabilities: ["pull", "resolve", "push"], namespace: "docker.io" });
+    expect(plain).toMatchObject({
+      caFiles: ["/abs/ca1.pem", join(root, "docker.io", "rel/ca2.pem")],
+      httpsFirst: true,
+    });
+    expect(server).toEqual({
+      url: "https://registry-1.docker.io",
+      capabilities: ["pull", "resolve", "push"],
+      namespace: "docker.io",
+    });
   });
 
   it("host:port looks in host_port_ first; root-level settings apply to server", async () => {
@@ -185,7 +195,10 @@ describe("hosts directory (containerd hosts.toml)", () => {
 
   it("re-reads files on every call", async () => {
     const r = new HostsDirResolver({ hostsDir: root });
-    expect((await r.endpoints("fresh.io")).map((e) => e.url)).toEqual(["https://registry.example.com", "https://fresh.io"]);
+    expect((await r.endpoints("fresh.io")).map((e) => e.url)).toEqual([
+      "https://registry.example.com",
+      "https://fresh.io",
+    ]);
     await put("fresh.io/hosts.toml", `server = "https://fresh-upstream.io"\n`);
     expect((await r.endpoints("fresh.io")).map((e) => e.url)).toEqual(["https://fresh-upstream.io"]);
   });
@@ -194,7 +207,9 @@ describe("hosts directory (containerd hosts.toml)", () => {
 describe("defaults (no configuration)", () => {
   it("docker.io ⇒ registry-1.docker.io; https elsewhere; --plain-http", async () => {
     const r = new HostsDirResolver({ hostsDir: join(root, "does-not-exist") });
-    expect(await r.endpoints("docker.io")).toEqual([{ url: "https://registry-1.docker.io", capabilities: ["pull", "resolve", "push"], namespace: "docker.io" }]);
+    expect(await r.endpoints("docker.io")).toEqual([
+      { url: "https://registry-1.docker.io", capabilities: ["pull", "resolve", "push"], namespace: "docker.io" },
+    ]);
     expect((await r.endpoints("quay.io"))[0]!.url).toBe("https://quay.io");
     const plain = new HostsDirResolver({ plainHttp: true });
     expect((await plain.endpoints("quay.io"))[0]!.url).toBe("http://quay.io");
@@ -203,8 +218,16 @@ describe("defaults (no configuration)", () => {
   });
 
   it("localhost: http with TLS tried first on non-default ports, https on 443/no port, plain http on :80", () => {
-    expect(defaultEndpoint("localhost:5000")).toMatchObject({ url: "http://localhost:5000", skipVerify: true, httpsFirst: true });
-    expect(defaultEndpoint("127.0.0.1:5000")).toMatchObject({ url: "http://127.0.0.1:5000", skipVerify: true, httpsFirst: true });
+    expect(defaultEndpoint("localhost:5000")).toMatchObject({
+      url: "http://localhost:5000",
+      skipVerify: true,
+      httpsFirst: true,
+    });
+    expect(defaultEndpoint("127.0.0.1:5000")).toMatchObject({
+      url: "http://127.0.0.1:5000",
+      skipVerify: true,
+      httpsFirst: true,
+    });
     expect(defaultEndpoint("[::1]:5000")).toMatchObject({ url: "http://[::1]:5000", skipVerify: true });
     expect(defaultEndpoint("localhost")).toMatchObject({ url: "https://localhost", skipVerify: true });
     expect(defaultEndpoint("localhost:443").url).toBe("https://localhost:443");
@@ -255,7 +278,12 @@ request_timeout_sec = -1
     const r = resolverFromConfig(doc);
     const eps = await r.endpoints("docker.io");
     expect(eps).toEqual([
-      { url: "https://mirror.gcr.io", capabilities: ["pull", "resolve"], namespace: "docker.io", requestTimeoutSec: 10 },
+      {
+        url: "https://mirror.gcr.io",
+        capabilities: ["pull", "resolve"],
+        namespace: "docker.io",
+        requestTimeoutSec: 10,
+      },
       { url: "http://127.0.0.1:5000", capabilities: ["pull", "resolve"], namespace: "docker.io" },
       {
         url: "http://insecure.example.com:8080",

@@ -67,8 +67,18 @@ beforeAll(async () => {
   await writeFile(join(dir, "bundle/rootfs/data.bin"), randomBytes(256 << 10));
   await writeFile(join(dir, "bundle/rootfs/hello.txt"), "hello\n");
   await run("umoci", ["repack", "--image", `${layout}:latest`, join(dir, "bundle")]);
-  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${upstream.host}/src/app:latest`]);
-  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${secure.host}/src/app:latest`]);
+  await run("skopeo", [
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${upstream.host}/src/app:latest`,
+  ]);
+  await run("skopeo", [
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${secure.host}/src/app:latest`,
+  ]);
 }, 120_000);
 
 afterAll(async () => {
@@ -92,16 +102,17 @@ async function pullAll(client: RegistryClient, ref: string): Promise<{ manifest:
 }
 
 describe("hosts.toml mirrors with real registries", () => {
-  const toml = () => [
-    `server = "http://${upstream.host}"`,
-    "",
-    `[host."http://127.0.0.1:${deadPort}"]`,
-    `  capabilities = ["pull", "resolve"]`,
-    "",
-    `[host."http://${mirror.host}"]`,
-    `  capabilities = ["pull", "resolve"]`,
-    "",
-  ].join("\n");
+  const toml = () =>
+    [
+      `server = "http://${upstream.host}"`,
+      "",
+      `[host."http://127.0.0.1:${deadPort}"]`,
+      `  capabilities = ["pull", "resolve"]`,
+      "",
+      `[host."http://${mirror.host}"]`,
+      `  capabilities = ["pull", "resolve"]`,
+      "",
+    ].join("\n");
 
   it("a mirror that is down and a mirror without the image: the upstream serves, quickly", async () => {
     const hosts = await hostsDir("hosts-fallthrough", upstream.host, toml());
@@ -118,14 +129,22 @@ describe("hosts.toml mirrors with real registries", () => {
     expect(Date.now() - t0).toBeLessThan(1000); // the dead mirror is not retried with backoff (≥ 1.5 s)
     await logsSettled(upstream, mirror);
     // the mirror was asked first (with containerd's ns parameter) and had nothing
-    expect(manifestReqs(mirror)[0]).toBe(`HEAD /v2/src/app/manifests/latest?ns=${encodeURIComponent(upstream.host)} 404`);
+    expect(manifestReqs(mirror)[0]).toBe(
+      `HEAD /v2/src/app/manifests/latest?ns=${encodeURIComponent(upstream.host)} 404`,
+    );
     expect(mirror.requests.filter((l) => l.includes("/blobs/")).every((l) => l.endsWith(" 404"))).toBe(true);
     expect(blobGets(mirror)).toHaveLength(0);
     expect(blobGets(upstream)).toHaveLength(2);
   });
 
   it("a mirror that has the image serves manifests and blobs; the upstream sees none of it", async () => {
-    await run("skopeo", ["copy", "--src-tls-verify=false", "--dest-tls-verify=false", `docker://${upstream.host}/src/app:latest`, `docker://${mirror.host}/src/app:latest`]);
+    await run("skopeo", [
+      "copy",
+      "--src-tls-verify=false",
+      "--dest-tls-verify=false",
+      `docker://${upstream.host}/src/app:latest`,
+      `docker://${mirror.host}/src/app:latest`,
+    ]);
     const hosts = await hostsDir("hosts-mirror", upstream.host, toml());
     const client = new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: hosts }) });
     upstream.requests.length = 0;
@@ -145,7 +164,16 @@ describe("hosts.toml mirrors with real registries", () => {
     const hosts = await hostsDir("hosts-cli", upstream.host, toml());
     upstream.requests.length = 0;
     mirror.requests.length = 0;
-    const r = await run("node", [soci, "convert", "--hosts-dir", hosts, "--min-layer-size", "0", `${upstream.host}/src/app:latest`, `${upstream.host}/dst/app:soci`]);
+    const r = await run("node", [
+      soci,
+      "convert",
+      "--hosts-dir",
+      hosts,
+      "--min-layer-size",
+      "0",
+      `${upstream.host}/src/app:latest`,
+      `${upstream.host}/dst/app:soci`,
+    ]);
     expect(r.stderr).toBe("");
     await logsSettled(upstream, mirror);
     // layers came from the mirror; the upstream received the pushes (and mounts)
@@ -153,14 +181,18 @@ describe("hosts.toml mirrors with real registries", () => {
     expect(blobGets(upstream).filter((l) => l.includes("/src/app/"))).toEqual([]);
     expect(upstream.requests).toContain("PUT /v2/dst/app/manifests/soci 201");
     expect(mirror.requests.some((l) => l.startsWith("PUT ") || l.startsWith("POST "))).toBe(false);
-    const index = JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${upstream.host}/dst/app:soci`])).stdout) as { manifests: Descriptor[] };
+    const index = JSON.parse(
+      (await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${upstream.host}/dst/app:soci`]))
+        .stdout,
+    ) as { manifests: Descriptor[] };
     expect(index.manifests.map((m) => m.artifactType)).toContain(SociIndexArtifactTypeV2);
   });
 });
 
 describe("TLS with a private CA", () => {
   const ref = () => `${secure.host}/src/app:latest`;
-  const client = (hosts: string) => new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: hosts }), retries: 1 });
+  const client = (hosts: string) =>
+    new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: hosts }), retries: 1 });
 
   it("works with ca = <the CA> in hosts.toml", async () => {
     const hosts = await hostsDir("tls-ca", secure.host, `server = "https://${secure.host}"\nca = "${certs.caFile}"\n`);
@@ -184,7 +216,14 @@ describe("TLS with a private CA", () => {
     } finally {
       await c.close();
     }
-    const r = await run("node", [soci, "convert", "--hosts-dir", hosts, `${secure.host}/src/app:latest`, `oci-archive:${join(dir, "never.tar")}`]).catch((e: { stderr: string; code: number }) => e);
+    const r = await run("node", [
+      soci,
+      "convert",
+      "--hosts-dir",
+      hosts,
+      `${secure.host}/src/app:latest`,
+      `oci-archive:${join(dir, "never.tar")}`,
+    ]).catch((e: { stderr: string; code: number }) => e);
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/^soci: .*TLS: certificate signed by an unknown authority/m);
   });
@@ -198,9 +237,20 @@ describe("TLS with a private CA", () => {
       await c.close();
     }
     const out = join(dir, "secure.tar");
-    const r = await run("node", [soci, "convert", "--hosts-dir", hosts, "--min-layer-size", "0", ref(), `oci-archive:${out}:soci`]);
+    const r = await run("node", [
+      soci,
+      "convert",
+      "--hosts-dir",
+      hosts,
+      "--min-layer-size",
+      "0",
+      ref(),
+      `oci-archive:${out}:soci`,
+    ]);
     expect(r.stderr).toBe("");
-    const index = JSON.parse((await run("skopeo", ["inspect", "--raw", `oci-archive:${out}:soci`])).stdout) as { manifests: Descriptor[] };
+    const index = JSON.parse((await run("skopeo", ["inspect", "--raw", `oci-archive:${out}:soci`])).stdout) as {
+      manifests: Descriptor[];
+    };
     expect(index.manifests).toHaveLength(2);
   });
 });
@@ -228,13 +278,26 @@ describe("localhost without hosts.toml (containerd's defaults)", () => {
       await fresh.close();
       await plain.close();
     }
-    const r = await run("node", [soci, "convert", "--hosts-dir", empty, "--min-layer-size", "0", `${upstream.host}/src/app:latest`, `oci-archive:${join(dir, "localhost.tar")}`]);
+    const r = await run("node", [
+      soci,
+      "convert",
+      "--hosts-dir",
+      empty,
+      "--min-layer-size",
+      "0",
+      `${upstream.host}/src/app:latest`,
+      `oci-archive:${join(dir, "localhost.tar")}`,
+    ]);
     expect(r.stderr).toBe("");
   });
 
   it("an https-first failure other than plain HTTP is reported, not hidden by the plain attempt", async () => {
     // the TLS registry's certificate is not trusted here: the plain-HTTP twin must not be tried
-    const hosts = await hostsDir("tls-first-strict", secure.host, `server = "http://${secure.host}"\nskip_verify = false\n`);
+    const hosts = await hostsDir(
+      "tls-first-strict",
+      secure.host,
+      `server = "http://${secure.host}"\nskip_verify = false\n`,
+    );
     const c = new RegistryClient({ hosts: new HostsDirResolver({ hostsDir: hosts }), retries: 1 });
     try {
       const err = await c.resolve(`${secure.host}/src/app:latest`).catch((e: unknown) => e);
@@ -250,21 +313,41 @@ describe("registry → registry convert across registries", () => {
     upstream.requests.length = 0;
     mirror.requests.length = 0;
     // upstream → mirror (another registry: no mount possible)
-    const r = await run("node", [soci, "convert", "--plain-http", "--min-layer-size", "0", `${upstream.host}/src/app:latest`, `${mirror.host}/copied/app:soci`]);
+    const r = await run("node", [
+      soci,
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "0",
+      `${upstream.host}/src/app:latest`,
+      `${mirror.host}/copied/app:soci`,
+    ]);
     expect(r.stderr).toBe("");
     await logsSettled(upstream, mirror);
-    const m = parseManifest(Buffer.from((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${upstream.host}/src/app:latest`])).stdout));
+    const m = parseManifest(
+      Buffer.from(
+        (await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${upstream.host}/src/app:latest`]))
+          .stdout,
+      ),
+    );
     const layer = m.layers![0]!.digest;
     expect(blobGets(upstream).filter((l) => l.includes(layer))).toHaveLength(1);
     // the destination has the whole image: skopeo copies it out
-    await run("skopeo", ["copy", "--all", "--src-tls-verify=false", `docker://${mirror.host}/copied/app:soci`, `oci:${join(dir, "copied-out")}:x`]);
+    await run("skopeo", [
+      "copy",
+      "--all",
+      "--src-tls-verify=false",
+      `docker://${mirror.host}/copied/app:soci`,
+      `oci:${join(dir, "copied-out")}:x`,
+    ]);
   });
 });
 
 describe("tee of one download into two readers", () => {
-  const chunks = (n: number, size: number) => (async function* () {
-    for (let i = 0; i < n; i++) yield new Uint8Array(size).fill(i);
-  })();
+  const chunks = (n: number, size: number) =>
+    (async function* () {
+      for (let i = 0; i < n; i++) yield new Uint8Array(size).fill(i);
+    })();
   const drain = async (s: AsyncIterable<Uint8Array>) => {
     let n = 0;
     for await (const c of s) n += c.length;
@@ -285,7 +368,10 @@ describe("tee of one download into two readers", () => {
     for (let i = 0; i < 8; i++) await it.next();
     // main may run ahead of the idle side only by 8 KiB: the 9th chunk waits for the side to read
     let ninth = false;
-    const pending = it.next().then((r) => { ninth = true; return r; });
+    const pending = it.next().then((r) => {
+      ninth = true;
+      return r;
+    });
     await new Promise((r) => setTimeout(r, 50));
     expect(ninth).toBe(false);
     expect(pulled).toBe(8);
@@ -305,10 +391,12 @@ describe("tee of one download into two readers", () => {
     const tee = teeStream(chunks(100, 1024), { maxQueuedBytes: 4 * 1024 });
     tee.cancelSide();
     expect(await drain(tee.main)).toBe(100 * 1024);
-    const failing = teeStream((async function* () {
-      yield new Uint8Array(10);
-      throw new Error("connection reset");
-    })());
+    const failing = teeStream(
+      (async function* () {
+        yield new Uint8Array(10);
+        throw new Error("connection reset");
+      })(),
+    );
     await expect(drain(failing.main)).rejects.toThrow("connection reset");
     await expect(drain(failing.side)).rejects.toThrow("connection reset");
   });

@@ -56,7 +56,13 @@ const remote: RemotePreparer = {
 };
 
 const startServer = async () => {
-  server = await startSnapshotterServer({ address: sock, root: snapRoot, logger, remote, allowInvalidMountsOnRestart: true });
+  server = await startSnapshotterServer({
+    address: sock,
+    root: snapRoot,
+    logger,
+    remote,
+    allowInvalidMountsOnRestart: true,
+  });
 };
 
 /** Builds a two-layer OCI image: busybox + /etc/x + /etc/gone, then /etc/y and /etc/gone deleted. */
@@ -92,7 +98,8 @@ async function buildImage(): Promise<string> {
  */
 async function ctdSnapshots<T = any>(ns: string, rpc: string, req: object): Promise<T> {
   const Ctor = snapshotsService();
-  const c = new Ctor(`unix:${ctd!.socket}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+  const c = new Ctor(`unix:${ctd!.socket}`, grpc.credentials.createInsecure()) as grpc.Client &
+    Record<string, Function>;
   const md = new grpc.Metadata();
   md.set("containerd-namespace", ns);
   md.set("containerd-lease", LEASE);
@@ -109,7 +116,17 @@ const LEASE = "snapshotter-test";
 /** Runs a container of IMAGE on our snapshotter and returns its stdout. */
 async function runContainer(id: string, script: string): Promise<string> {
   const r = await ctd!.ctr([
-    "run", "--rm", "--snapshotter", "soci", "--runc-root", join(dir, "runc"), IMAGE, id, "/bin/sh", "-c", script,
+    "run",
+    "--rm",
+    "--snapshotter",
+    "soci",
+    "--runc-root",
+    join(dir, "runc"),
+    IMAGE,
+    id,
+    "/bin/sh",
+    "-c",
+    script,
   ]);
   return r.stdout;
 }
@@ -163,7 +180,8 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
     // our store holds them under containerd's backend names `<ns>/<seq>/<chain id>`
     const names = server!.snapshotter.list([]).map((i) => i.name);
     expect(names).toHaveLength(2);
-    for (const s of [bottom, top]) expect(names.some((n) => n.startsWith("default/") && n.endsWith("/" + s.key))).toBe(true);
+    for (const s of [bottom, top])
+      expect(names.some((n) => n.startsWith("default/") && n.endsWith("/" + s.key))).toBe(true);
 
     const info = JSON.parse((await ctd!.ctr(["snapshots", "--snapshotter", "soci", "info", top.key])).stdout);
     expect(info).toMatchObject({ Kind: "Committed", Name: top.key, Parent: bottom.key });
@@ -176,7 +194,10 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
   });
 
   it("runs a container on the layers with runc", async () => {
-    const out = await runContainer("c1", "echo hello; cat /etc/x /etc/y; test -e /etc/gone || echo gone; echo scratch > /etc/x; cat /etc/x");
+    const out = await runContainer(
+      "c1",
+      "echo hello; cat /etc/x /etc/y; test -e /etc/gone || echo gone; echo scratch > /etc/x; cat /etc/x",
+    );
     expect(out).toBe("hello\nx from the first layer\ny from the second layer\ngone\nscratch\n");
     // the write went to the container's own snapshot, removed with it
     expect(await runContainer("c2", "cat /etc/x")).toBe("x from the first layer\n");
@@ -187,13 +208,26 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
     const top = (await ctrSnapshots()).find((s) => s.parent !== "")!;
     await ctd!.ctr(["snapshots", "--snapshotter", "soci", "prepare", "work1", top.key]);
     const mounts = (await ctd!.ctr(["snapshots", "--snapshotter", "soci", "mounts", "/mnt", "work1"])).stdout;
-    expect(mounts).toMatch(/^mount -t overlay overlay \/mnt -o workdir=.*\/work,upperdir=.*\/fs,lowerdir=.*\/fs:.*\/fs\n?$/);
+    expect(mounts).toMatch(
+      /^mount -t overlay overlay \/mnt -o workdir=.*\/work,upperdir=.*\/fs,lowerdir=.*\/fs:.*\/fs\n?$/,
+    );
     await ctdSnapshots("default", "View", { key: "view1", parent: top.key });
     const view = (await ctd!.ctr(["snapshots", "--snapshotter", "soci", "mounts", "/mnt", "view1"])).stdout;
     expect(view).toMatch(/^mount -t overlay overlay \/mnt -o lowerdir=[^,]*\n?$/);
-    await ctd!.ctr(["snapshots", "--snapshotter", "soci", "label", "work1", "purpose=test", "containerd.io/snapshot/purpose=test"]);
+    await ctd!.ctr([
+      "snapshots",
+      "--snapshotter",
+      "soci",
+      "label",
+      "work1",
+      "purpose=test",
+      "containerd.io/snapshot/purpose=test",
+    ]);
     const info = JSON.parse((await ctd!.ctr(["snapshots", "--snapshotter", "soci", "info", "work1"])).stdout);
-    expect(info).toMatchObject({ Kind: "Active", Labels: { purpose: "test", "containerd.io/snapshot/purpose": "test" } });
+    expect(info).toMatchObject({
+      Kind: "Active",
+      Labels: { purpose: "test", "containerd.io/snapshot/purpose": "test" },
+    });
     // containerd forwards only `containerd.io/snapshot/…` labels to a backend (Update by path)
     const backend = server!.snapshotter.list(["name~=work1$"])[0]!;
     expect(backend.labels).toEqual({ "containerd.io/snapshot/purpose": "test" });
@@ -210,7 +244,10 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
     // containerd redials with backoff (at most 3 s between attempts)
     const t0 = Date.now();
     for (;;) {
-      const ok = await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"]).then(() => true, () => false);
+      const ok = await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"]).then(
+        () => true,
+        () => false,
+      );
       if (ok) break;
       expect(Date.now() - t0).toBeLessThan(15_000);
       await new Promise((r) => setTimeout(r, 250));
@@ -228,9 +265,17 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
       "containerd.io/snapshot/cri.image-ref": "example.com/lazy:1",
     });
     {
-      const e1 = await call("Prepare", { key: "extract-1 sha256:ch1", parent: "", labels: layer("sha256:ch1", "sha256:d1") }).catch((e) => e);
+      const e1 = await call("Prepare", {
+        key: "extract-1 sha256:ch1",
+        parent: "",
+        labels: layer("sha256:ch1", "sha256:d1"),
+      }).catch((e) => e);
       expect(e1.code).toBe(grpc.status.ALREADY_EXISTS);
-      const e2 = await call("Prepare", { key: "extract-2 sha256:ch2", parent: "sha256:ch1", labels: layer("sha256:ch2", "sha256:d2") }).catch((e) => e);
+      const e2 = await call("Prepare", {
+        key: "extract-2 sha256:ch2",
+        parent: "sha256:ch1",
+        labels: layer("sha256:ch2", "sha256:d2"),
+      }).catch((e) => e);
       expect(e2.code).toBe(grpc.status.ALREADY_EXISTS);
       // the namespace came from the backend key's prefix
       expect(remoteRequests.map((r) => [r.namespace, r.target, r.parent])).toEqual([
@@ -238,11 +283,21 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
         ["lazy", "sha256:ch2", "sha256:ch1"],
       ]);
       // containerd found our commits by List and recorded them under the chain IDs
-      expect((await call("Stat", { key: "sha256:ch2" })).info).toMatchObject({ name: "sha256:ch2", parent: "sha256:ch1", kind: "COMMITTED" });
+      expect((await call("Stat", { key: "sha256:ch2" })).info).toMatchObject({
+        name: "sha256:ch2",
+        parent: "sha256:ch1",
+        kind: "COMMITTED",
+      });
 
       // a container snapshot on the remote layers: containerd hands out our overlay of both
-      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "prepare", "lazy-ctr", "sha256:ch2"], { namespace: "lazy" });
-      const cmd = (await ctd!.ctr(["snapshots", "--snapshotter", "soci", "mounts", join(dir, "lazy-mnt"), "lazy-ctr"], { namespace: "lazy" })).stdout;
+      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "prepare", "lazy-ctr", "sha256:ch2"], {
+        namespace: "lazy",
+      });
+      const cmd = (
+        await ctd!.ctr(["snapshots", "--snapshotter", "soci", "mounts", join(dir, "lazy-mnt"), "lazy-ctr"], {
+          namespace: "lazy",
+        })
+      ).stdout;
       await mkdir(join(dir, "lazy-mnt"));
       execFileSync("sh", ["-c", cmd]);
       try {
@@ -251,7 +306,9 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
       } finally {
         execFileSync("umount", [join(dir, "lazy-mnt")]);
       }
-      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "rm", "lazy-ctr", "sha256:ch2", "sha256:ch1"], { namespace: "lazy" });
+      await ctd!.ctr(["snapshots", "--snapshotter", "soci", "rm", "lazy-ctr", "sha256:ch2", "sha256:ch1"], {
+        namespace: "lazy",
+      });
     }
   });
 

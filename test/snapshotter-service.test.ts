@@ -4,7 +4,16 @@
 // RemotePreparer hook with real (tmpfs) mounts, Cleanup and restart.
 import * as grpc from "@grpc/grpc-js";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -33,10 +42,16 @@ class Client {
   private readonly c: grpc.Client & Record<string, Function>;
   constructor(address: string) {
     const Ctor = snapshotsService();
-    this.c = new Ctor(`unix:${address}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }) as grpc.Client & Record<string, Function>;
+    this.c = new Ctor(`unix:${address}`, grpc.credentials.createInsecure(), {
+      "grpc.use_local_subchannel_pool": 1,
+    }) as grpc.Client & Record<string, Function>;
   }
   call<T = unknown>(rpc: string, req: object, md = new grpc.Metadata()): Promise<T> {
-    return new Promise((ok, fail) => this.c[rpc]!.call(this.c, { snapshotter: "soci", ...req }, md, (err: Error | null, res: T) => (err ? fail(err) : ok(res))));
+    return new Promise((ok, fail) =>
+      this.c[rpc]!.call(this.c, { snapshotter: "soci", ...req }, md, (err: Error | null, res: T) =>
+        err ? fail(err) : ok(res),
+      ),
+    );
   }
   prepare = (key: string, parent = "", labels?: Record<string, string>, md?: grpc.Metadata) =>
     this.call<{ mounts: Mount[] }>("Prepare", { key, parent, labels }, md).then((r) => r.mounts);
@@ -53,7 +68,9 @@ class Client {
   listMessages(filters: string[] = []): Promise<Info[][]> {
     return new Promise((ok, fail) => {
       const out: Info[][] = [];
-      const stream = this.c.List!.call(this.c, { snapshotter: "soci", filters }) as grpc.ClientReadableStream<{ info: Info[] }>;
+      const stream = this.c.List!.call(this.c, { snapshotter: "soci", filters }) as grpc.ClientReadableStream<{
+        info: Info[];
+      }>;
       stream.on("data", (m) => out.push(m.info));
       stream.on("error", fail);
       stream.on("end", () => ok(out));
@@ -129,7 +146,9 @@ describe("snapshots service: plain overlay snapshots", () => {
 
   it("prepares, mounts for real, commits and stacks layers with overlayfs", async () => {
     const m1 = await client.prepare("default/1/extract-a sha256:l1");
-    expect(m1).toEqual([{ type: "bind", source: join(root, "snapshots", "1", "fs"), target: "", options: ["rw", "rbind"] }]);
+    expect(m1).toEqual([
+      { type: "bind", source: join(root, "snapshots", "1", "fs"), target: "", options: ["rw", "rbind"] },
+    ]);
     expect(statSync(join(root, "snapshots", "1", "fs")).mode & 0o777).toBe(0o755);
     expect(statSync(join(root, "snapshots", "1", "work")).mode & 0o777).toBe(0o711);
     withMounted(m1, (d) => {
@@ -169,10 +188,14 @@ describe("snapshots service: plain overlay snapshots", () => {
       { type: "bind", source: s("1", "fs"), target: "", options: ["ro", "rbind"] },
     ]);
     const v2 = await client.view("default/7/v2", "default/4/sha256:l2");
-    expect(v2).toEqual([{ type: "overlay", source: "overlay", target: "", options: [`lowerdir=${s("2", "fs")}:${s("1", "fs")}`] }]);
+    expect(v2).toEqual([
+      { type: "overlay", source: "overlay", target: "", options: [`lowerdir=${s("2", "fs")}:${s("1", "fs")}`] },
+    ]);
     withMounted(v2, (d) => expect(readFileSync(join(d, "etc", "x"), "utf8")).toBe("from layer 1\n"));
     expect(existsSync(s("5", "work"))).toBe(false);
-    expect(await client.view("default/8/v0")).toEqual([{ type: "bind", source: s("6", "fs"), target: "", options: ["ro", "rbind"] }]);
+    expect(await client.view("default/8/v0")).toEqual([
+      { type: "bind", source: s("6", "fs"), target: "", options: ["ro", "rbind"] },
+    ]);
 
     // Mounts repeats what Prepare/View answered
     expect(await client.mounts("default/5/ctr")).toEqual(m3);
@@ -183,7 +206,12 @@ describe("snapshots service: plain overlay snapshots", () => {
     await client.prepare("k1", "", { "containerd.io/snapshot.ref": "sha256:c", other: "x" });
     writeFileSync(join(root, "snapshots", "1", "fs", "data"), Buffer.alloc(10000, 1));
     const active = await client.stat("k1");
-    expect(active).toMatchObject({ name: "k1", parent: "", kind: "ACTIVE", labels: { "containerd.io/snapshot.ref": "sha256:c", other: "x" } });
+    expect(active).toMatchObject({
+      name: "k1",
+      parent: "",
+      kind: "ACTIVE",
+      labels: { "containerd.io/snapshot.ref": "sha256:c", other: "x" },
+    });
     expect(active.createdAt.seconds).toBeGreaterThan(1.7e9);
     expect(active.updatedAt).toEqual(active.createdAt);
 
@@ -205,7 +233,9 @@ describe("snapshots service: plain overlay snapshots", () => {
 
     const upd = await client.update({ name: "c1", labels: { a: "1", kept: "" } }, ["labels.a", "labels.kept"]);
     expect(upd.labels).toEqual({ a: "1" });
-    expect(upd.updatedAt.seconds * 1e9 + upd.updatedAt.nanos).toBeGreaterThan(committed.updatedAt.seconds * 1e9 + committed.updatedAt.nanos);
+    expect(upd.updatedAt.seconds * 1e9 + upd.updatedAt.nanos).toBeGreaterThan(
+      committed.updatedAt.seconds * 1e9 + committed.updatedAt.nanos,
+    );
     expect((await client.update({ name: "c1", labels: { b: "2" } })).labels).toEqual({ b: "2" });
     expect((await client.stat("c1")).labels).toEqual({ b: "2" });
   });
@@ -217,21 +247,42 @@ describe("snapshots service: plain overlay snapshots", () => {
     await client.prepare("b", "base");
     await client.view("v", "base");
 
-    expect(await failure(client.prepare("b", "base"))).toEqual({ code: S.ALREADY_EXISTS, details: "snapshot b: already exists" });
-    expect(await failure(client.prepare("c", "nope"))).toEqual({ code: S.NOT_FOUND, details: 'missing parent "nope" bucket: not found' });
-    expect(await failure(client.prepare("c", "b"))).toEqual({ code: S.INVALID_ARGUMENT, details: 'parent "b" is not committed snapshot: invalid argument' });
+    expect(await failure(client.prepare("b", "base"))).toEqual({
+      code: S.ALREADY_EXISTS,
+      details: "snapshot b: already exists",
+    });
+    expect(await failure(client.prepare("c", "nope"))).toEqual({
+      code: S.NOT_FOUND,
+      details: 'missing parent "nope" bucket: not found',
+    });
+    expect(await failure(client.prepare("c", "b"))).toEqual({
+      code: S.INVALID_ARGUMENT,
+      details: 'parent "b" is not committed snapshot: invalid argument',
+    });
     expect((await failure(client.prepare(""))).code).toBe(S.INVALID_ARGUMENT);
     expect(await failure(client.mounts("base"))).toEqual({
       code: S.FAILED_PRECONDITION,
       details: "failed to get active mount: requested snapshot base not active or view: failed precondition",
     });
-    expect(await failure(client.mounts("zz"))).toEqual({ code: S.NOT_FOUND, details: "failed to get active mount: snapshot does not exist: not found" });
-    expect(await failure(client.commit("x", "v"))).toEqual({ code: S.FAILED_PRECONDITION, details: 'snapshot "v" is not active: failed precondition' });
+    expect(await failure(client.mounts("zz"))).toEqual({
+      code: S.NOT_FOUND,
+      details: "failed to get active mount: snapshot does not exist: not found",
+    });
+    expect(await failure(client.commit("x", "v"))).toEqual({
+      code: S.FAILED_PRECONDITION,
+      details: 'snapshot "v" is not active: failed precondition',
+    });
     expect((await failure(client.commit("base", "b"))).code).toBe(S.ALREADY_EXISTS);
     expect((await failure(client.commit("x", "zz"))).code).toBe(S.NOT_FOUND);
-    expect(await failure(client.remove("base"))).toEqual({ code: S.FAILED_PRECONDITION, details: "cannot remove snapshot with child: failed precondition" });
+    expect(await failure(client.remove("base"))).toEqual({
+      code: S.FAILED_PRECONDITION,
+      details: "cannot remove snapshot with child: failed precondition",
+    });
     expect(await failure(client.remove("zz"))).toEqual({ code: S.NOT_FOUND, details: "snapshot zz: not found" });
-    expect(await failure(client.stat("zz"))).toEqual({ code: S.NOT_FOUND, details: "snapshot does not exist: not found" });
+    expect(await failure(client.stat("zz"))).toEqual({
+      code: S.NOT_FOUND,
+      details: "snapshot does not exist: not found",
+    });
     expect((await failure(client.usage("zz"))).code).toBe(S.NOT_FOUND);
     expect((await failure(client.update({ name: "base", parent: "x" }, ["parent"]))).code).toBe(S.INVALID_ARGUMENT);
     expect((await failure(client.update({ name: "zz" }))).code).toBe(S.NOT_FOUND);
@@ -243,7 +294,8 @@ describe("snapshots service: plain overlay snapshots", () => {
   it("streams List in batches of 100 and applies filters", async () => {
     await client.prepare("base");
     await client.commit("base-c", "base", { "containerd.io/snapshot.ref": "sha256:base" });
-    for (let i = 0; i < 250; i++) await client.prepare(`default/${i}/k${String(i).padStart(3, "0")}`, "base-c", { n: String(i % 3) });
+    for (let i = 0; i < 250; i++)
+      await client.prepare(`default/${i}/k${String(i).padStart(3, "0")}`, "base-c", { n: String(i % 3) });
     const msgs = await client.listMessages();
     expect(msgs.map((m) => m.length)).toEqual([100, 100, 51]);
     expect(msgs.flat()[0]).toMatchObject({ name: "base-c", kind: "COMMITTED" });
@@ -254,7 +306,9 @@ describe("snapshots service: plain overlay snapshots", () => {
     expect(hs.map((i) => i.name)).toEqual(["base-c"]);
     expect((await client.list(["labels.n==2", "name~=k00[01]$"])).map((i) => i.name)).toEqual(
       ["default/0/k000", "default/1/k001"]
-        .concat(Array.from({ length: 83 }, (_, j) => 3 * j + 2).map((i) => `default/${i}/k${String(i).padStart(3, "0")}`))
+        .concat(
+          Array.from({ length: 83 }, (_, j) => 3 * j + 2).map((i) => `default/${i}/k${String(i).padStart(3, "0")}`),
+        )
         .sort(),
     );
     expect((await client.list(["kind==committed"])).length).toBe(1);
@@ -339,7 +393,14 @@ describe("snapshots service: plain overlay snapshots", () => {
     // overlayfs cannot be the upper layer of another overlay
     const d = tmp("snap-ovl-");
     for (const x of ["l", "u", "w", "m"]) mkdirSync(join(d, x));
-    execFileSync("mount", ["-t", "overlay", "overlay", join(d, "m"), "-o", `lowerdir=${join(d, "l")},upperdir=${join(d, "u")},workdir=${join(d, "w")}`]);
+    execFileSync("mount", [
+      "-t",
+      "overlay",
+      "overlay",
+      join(d, "m"),
+      "-o",
+      `lowerdir=${join(d, "l")},upperdir=${join(d, "u")},workdir=${join(d, "w")}`,
+    ]);
     try {
       const opts = { address: join(d, "s.sock"), root: join(d, "m", "root") };
       await expect(startSnapshotterServer(opts)).rejects.toThrow(`overlayfs is not usable on ${opts.root}`);
@@ -354,7 +415,9 @@ describe("snapshots service: plain overlay snapshots", () => {
   it("refuses a socket path that is not a socket", async () => {
     const p = join(tmp("snap-sock-"), "file");
     writeFileSync(p, "");
-    await expect(startSnapshotterServer({ address: p, root: join(root, "..", "r3") })).rejects.toThrow(`${p} exists and is not a socket`);
+    await expect(startSnapshotterServer({ address: p, root: join(root, "..", "r3") })).rejects.toThrow(
+      `${p} exists and is not a socket`,
+    );
   });
 });
 
@@ -364,12 +427,15 @@ class TmpfsPreparer implements RemotePreparer {
   restored: string[] = [];
   unmounted: string[] = [];
   broken = new Set<string>();
-  constructor(private readonly answer: (req: RemotePrepareRequest) => RemotePrepareResult | Promise<RemotePrepareResult>) {}
+  constructor(
+    private readonly answer: (req: RemotePrepareRequest) => RemotePrepareResult | Promise<RemotePrepareResult>,
+  ) {}
   async prepare(req: RemotePrepareRequest) {
     this.calls.push(req);
     const result = await this.answer(req);
     if (result.outcome === "remote") this.mountLayer(req.mountpoint, req.target);
-    if (result.outcome === "local") writeFileSync(join(req.mountpoint, "local-" + req.target.replace(/\W/g, "")), Buffer.alloc(8192, 1));
+    if (result.outcome === "local")
+      writeFileSync(join(req.mountpoint, "local-" + req.target.replace(/\W/g, "")), Buffer.alloc(8192, 1));
     return result;
   }
   mountLayer(mountpoint: string, target: string) {
@@ -422,7 +488,9 @@ describe("snapshots service: remote snapshot hook", () => {
     expect(await client.usage("sha256:c1")).toEqual({ size: 0, inodes: 0 });
 
     // the same layer again (another namespace): answered from the store, not mounted twice
-    expect((await failure(client.prepare("ns2/1/extract-9 sha256:c1", "", labels))).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect((await failure(client.prepare("ns2/1/extract-9 sha256:c1", "", labels))).code).toBe(
+      grpc.status.ALREADY_EXISTS,
+    );
     expect(remote.calls).toHaveLength(1);
     expect(readdirSync(join(root, "snapshots"))).toEqual(["1"]);
 
@@ -430,7 +498,11 @@ describe("snapshots service: remote snapshot hook", () => {
     const md = new grpc.Metadata();
     md.set("containerd-namespace", "hdr");
     await failure(client.prepare("ns1/4/extract-2 sha256:c2", "sha256:c1", { [ref]: "sha256:c2" }, md));
-    expect(remote.calls[1]).toMatchObject({ namespace: "hdr", parentDirs: [join(root, "snapshots", "1", "fs")], snapshotId: "2" });
+    expect(remote.calls[1]).toMatchObject({
+      namespace: "hdr",
+      parentDirs: [join(root, "snapshots", "1", "fs")],
+      snapshotId: "2",
+    });
 
     // a container on the remote layers sees their contents through overlayfs
     const m = await client.prepare("ns1/5/ctr", "sha256:c2");
@@ -451,7 +523,9 @@ describe("snapshots service: remote snapshot hook", () => {
     // an invalid namespace header is refused
     const bad = new grpc.Metadata();
     bad.set("containerd-namespace", "a/b");
-    expect((await failure(client.prepare("x/1/k", "", { [ref]: "sha256:z" }, bad))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await failure(client.prepare("x/1/k", "", { [ref]: "sha256:z" }, bad))).code).toBe(
+      grpc.status.INVALID_ARGUMENT,
+    );
 
     // removal then Cleanup unmounts the layers and deletes their directories
     for (const k of ["ns1/5/ctr", "ns1/6/ctr2", "sha256:c2", "sha256:c1"]) await client.remove(k);
@@ -464,7 +538,9 @@ describe("snapshots service: remote snapshot hook", () => {
 
   it("commits a locally unpacked layer with its measured usage", async () => {
     await start(new TmpfsPreparer(() => ({ outcome: "local" })));
-    expect((await failure(client.prepare("default/1/extract sha256:l", "", { [ref]: "sha256:l" }))).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect((await failure(client.prepare("default/1/extract sha256:l", "", { [ref]: "sha256:l" }))).code).toBe(
+      grpc.status.ALREADY_EXISTS,
+    );
     const info = await client.stat("sha256:l");
     expect(info.labels["containerd.io/snapshot/remote"]).toBeUndefined();
     expect(info.labels["containerd.io/snapshot/remote/has.soci.index.digest"]).toBe("true");
@@ -516,7 +592,9 @@ describe("snapshots service: remote snapshot hook", () => {
 
     // a Prepare whose target name is taken by a snapshot on another parent: the layer it mounted
     // cannot be committed, so it is taken down at once instead of waiting for containerd's GC
-    expect((await failure(client.prepare("default/3/extract-3 sha256:shared", "sha256:shared", labels))).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect((await failure(client.prepare("default/3/extract-3 sha256:shared", "sha256:shared", labels))).code).toBe(
+      grpc.status.ALREADY_EXISTS,
+    );
     expect(remote.calls).toHaveLength(2);
     expect(remote.unmounted).toEqual([join(root, "snapshots", "2", "fs")]);
     expect(await mountPointsUnder(join(root, "snapshots"))).toEqual([join(root, "snapshots", "1", "fs")]);
@@ -544,7 +622,10 @@ describe("snapshots service: remote snapshot hook", () => {
     expect(await mountPointsUnder(join(root, "snapshots"))).toEqual([]);
 
     // a failing restore stops the start unless invalid mounts are allowed
-    const failing: RemotePreparer = { prepare: async () => ({ outcome: "defer" }), restore: async () => Promise.reject(new Error("registry down")) };
+    const failing: RemotePreparer = {
+      prepare: async () => ({ outcome: "defer" }),
+      restore: async () => Promise.reject(new Error("registry down")),
+    };
     await expect(startSnapshotterServer({ address: sock, root, remote: failing })).rejects.toThrow(
       "failed to restore remote snapshot sha256:r (id 1): registry down",
     );

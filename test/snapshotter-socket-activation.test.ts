@@ -39,7 +39,9 @@ describe("socket activation", () => {
     dir = await mkdtemp(join(tmpdir(), "soci-sockact-"));
     const sock = join(dir, "soci.sock");
     let output = "";
-    activator = spawn("systemd-socket-activate", ["-l", sock, process.execPath, driver, join(dir, "root")], { stdio: ["ignore", "pipe", "pipe"] });
+    activator = spawn("systemd-socket-activate", ["-l", sock, process.execPath, driver, join(dir, "root")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     activator.stdout!.on("data", (d: Buffer) => (output += d.toString()));
     activator.stderr!.on("data", (d: Buffer) => (output += d.toString()));
     for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
@@ -66,9 +68,13 @@ describe("socket activation", () => {
     await ctd?.stop();
     const sock = join(dir, "daemon.sock");
     let output = "";
-    const daemon = spawn("systemd-socket-activate", ["-l", sock, DAEMON_BIN, "--address", "fd://", "--root", join(dir, "daemon-root")], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const daemon = spawn(
+      "systemd-socket-activate",
+      ["-l", sock, DAEMON_BIN, "--address", "fd://", "--root", join(dir, "daemon-root")],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     activator = daemon;
     daemon.stdout!.on("data", (d: Buffer) => (output += d.toString()));
     daemon.stderr!.on("data", (d: Buffer) => (output += d.toString()));
@@ -88,14 +94,21 @@ describe("socket activation", () => {
     dir ||= await mkdtemp(join(tmpdir(), "soci-sockact-"));
     const notify = join(dir, "notify.sock");
     // systemd's end of sd_notify: a unix datagram socket (python3: Node has none)
-    const listener = spawn("python3", ["-c", [
-      "import socket, sys",
-      "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)",
-      `s.bind(${JSON.stringify(notify)})`,
-      "print('listening', flush=True)",
-      "s.settimeout(30)",
-      "print(s.recv(4096).decode().replace('\\n', ' '), flush=True)",
-    ].join("\n")], { stdio: ["ignore", "pipe", "inherit"] });
+    const listener = spawn(
+      "python3",
+      [
+        "-c",
+        [
+          "import socket, sys",
+          "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)",
+          `s.bind(${JSON.stringify(notify)})`,
+          "print('listening', flush=True)",
+          "s.settimeout(30)",
+          "print(s.recv(4096).decode().replace('\\n', ' '), flush=True)",
+        ].join("\n"),
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
     let heard = "";
     listener.stdout!.on("data", (d: Buffer) => (heard += d.toString()));
     const listenerDone = new Promise((r) => listener.once("exit", r));

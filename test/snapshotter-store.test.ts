@@ -66,7 +66,8 @@ describe("SnapshotStore", () => {
     chain();
     expect(failure(() => store.createSnapshot("committed", "x", "", {}))).toEqual({
       cls: "InvalidArgument",
-      message: "snapshot type committed invalid; only snapshots of type Active or View can be created: invalid argument",
+      message:
+        "snapshot type committed invalid; only snapshots of type Active or View can be created: invalid argument",
     });
     expect(failure(() => store.createSnapshot("active", "x", "nope", {}))).toEqual({
       cls: "NotFound",
@@ -172,7 +173,7 @@ describe("SnapshotStore", () => {
     expect(names("name~=|e$|")).toEqual(["base"]);
     expect(names("parent==layer2")).toEqual(["ctr"]);
     // RE2-style escaped punctuation and a leading flag group
-    expect(names("labels.\"containerd.io/snapshot.ref\"~=^sha256\\:a")).toEqual(["layer2"]);
+    expect(names('labels."containerd.io/snapshot.ref"~=^sha256\\:a')).toEqual(["layer2"]);
     expect(names("name~=(?i)^BASE$")).toEqual(["base"]);
     expect(failure(() => store.walk(["name=="])).cls).toBe("InvalidArgument");
     expect(failure(() => store.walk(["name~=("]))).toMatchObject({ cls: "InvalidArgument" });
@@ -200,7 +201,7 @@ describe("filters", () => {
     expect(f.match(obj({ "labels.with space": "a,b", name: "x" }))).toBe(false);
   });
 
-  it("unquotes Go escapes with \", / and | delimiters", () => {
+  it('unquotes Go escapes with ", / and | delimiters', () => {
     expect(unquote('"a\\"b\\n\\x41\\u00e9\\101"')).toBe('a"b\nA\u00e9A');
     expect(unquote("/a\\/b/")).toBe("a/b");
     expect(unquote("|x|")).toBe("x");

@@ -1,26 +1,69 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import {
-  addSociIndexDescriptor, imageIndexFromBytes, imageIndexGcLabels, manifestGcLabels, newImageIndex, reencodeManifest,
-  serializeImageIndex, setManifestEntry, sociIndexV2Descriptor, validateMediaType,
+  addSociIndexDescriptor,
+  imageIndexFromBytes,
+  imageIndexGcLabels,
+  manifestGcLabels,
+  newImageIndex,
+  reencodeManifest,
+  serializeImageIndex,
+  setManifestEntry,
+  sociIndexV2Descriptor,
+  validateMediaType,
 } from "../src/formats/convert-docs.js";
 import { encodeUtf8 } from "../src/formats/go-json.js";
 import {
-  digestOf, marshalIndex, MediaTypeDockerSchema2LayerGzip, MediaTypeDockerSchema2Manifest, MediaTypeImageIndex,
-  MediaTypeImageManifest, type Descriptor, type Index, type Platform,
+  digestOf,
+  marshalIndex,
+  MediaTypeDockerSchema2LayerGzip,
+  MediaTypeDockerSchema2Manifest,
+  MediaTypeImageIndex,
+  MediaTypeImageManifest,
+  type Descriptor,
+  type Index,
+  type Platform,
 } from "../src/formats/oci.js";
 import {
-  dedupePlatforms, defaultPlatform, formatPlatform, formatPlatformAll, matchPlatformStrict, normalizePlatform, parsePlatform,
-  platformFromImageConfig, type HostInfo,
+  dedupePlatforms,
+  defaultPlatform,
+  formatPlatform,
+  formatPlatformAll,
+  matchPlatformStrict,
+  normalizePlatform,
+  parsePlatform,
+  platformFromImageConfig,
+  type HostInfo,
 } from "../src/formats/platform.js";
 import {
-  cleanPrefetchPath, fileSpanRange, marshalPrefetchArtifact, newPrefetchArtifact, normalizePrefetchSpans,
-  parsePrefetchArtifact, prefetchArtifactJson, PrefetchArtifactMediaType, totalPrefetchSpans,
+  cleanPrefetchPath,
+  fileSpanRange,
+  marshalPrefetchArtifact,
+  newPrefetchArtifact,
+  normalizePrefetchSpans,
+  parsePrefetchArtifact,
+  prefetchArtifactJson,
+  PrefetchArtifactMediaType,
+  totalPrefetchSpans,
 } from "../src/formats/prefetch.js";
 import {
-  buildSociIndex, DefaultBuildToolIdentifier, DefaultMinLayerSize, DefaultSpanSize, EmptyConfigBytes, EmptyConfigDigest,
-  EmptyIndexError, ErrEmptyIndexMessage, goParseBool, marshalSociIndex, parseSociIndex, prefetchesByLayer,
-  shouldDisableXattrs, SociIndexArtifactTypeV1, SociIndexArtifactTypeV2, SociLayerMediaType, ztocsByLayer,
+  buildSociIndex,
+  DefaultBuildToolIdentifier,
+  DefaultMinLayerSize,
+  DefaultSpanSize,
+  EmptyConfigBytes,
+  EmptyConfigDigest,
+  EmptyIndexError,
+  ErrEmptyIndexMessage,
+  goParseBool,
+  marshalSociIndex,
+  parseSociIndex,
+  prefetchesByLayer,
+  shouldDisableXattrs,
+  SociIndexArtifactTypeV1,
+  SociIndexArtifactTypeV2,
+  SociLayerMediaType,
+  ztocsByLayer,
 } from "../src/formats/soci-index.js";
 
 const td = new TextDecoder();
@@ -47,15 +90,29 @@ const V9_MANIFEST = vector("converted image manifest");
 const V9_IMAGE_INDEX = vector("converted OCI image index (new image target)");
 
 // Inputs of §7.2: the ztoc of V1 and the layer it indexes.
-const ZTOC = { ztocDigest: "sha256:7c12f4087882f71fb0ce84553efe617e92839d14ab2bcedcabfd32d34083d3ad", ztocSize: 200520 };
+const ZTOC = {
+  ztocDigest: "sha256:7c12f4087882f71fb0ce84553efe617e92839d14ab2bcedcabfd32d34083d3ad",
+  ztocSize: 200520,
+};
 const LAYER_DIGEST = "sha256:6c2c6c487e30cf19f4a01ff221076074a9c7ddade2ed727b7e7dfbcaad1cc067";
-const ZTOC_ENTRY = { ...ZTOC, layerDigest: LAYER_DIGEST, layerMediaType: MediaTypeDockerSchema2LayerGzip, spanSize: 4096 };
-const MANIFEST_DESC: Descriptor = { mediaType: MediaTypeDockerSchema2Manifest, digest: ORIGINAL_MANIFEST.digest, size: ORIGINAL_MANIFEST.size };
+const ZTOC_ENTRY = {
+  ...ZTOC,
+  layerDigest: LAYER_DIGEST,
+  layerMediaType: MediaTypeDockerSchema2LayerGzip,
+  spanSize: 4096,
+};
+const MANIFEST_DESC: Descriptor = {
+  mediaType: MediaTypeDockerSchema2Manifest,
+  digest: ORIGINAL_MANIFEST.digest,
+  size: ORIGINAL_MANIFEST.size,
+};
 
 describe("vector inputs", () => {
   it("inputs hash to the digests the vectors state", () => {
     expect(digestOf(encodeUtf8(CONFIG.json))).toBe(CONFIG.digest);
-    expect(digestOf(encodeUtf8(ORIGINAL_MANIFEST.json))).toBe("sha256:475dcee0b9e48eb4138968110b6da065e04245b6088844e00e12a42073db8030");
+    expect(digestOf(encodeUtf8(ORIGINAL_MANIFEST.json))).toBe(
+      "sha256:475dcee0b9e48eb4138968110b6da065e04245b6088844e00e12a42073db8030",
+    );
     expect(ORIGINAL_MANIFEST.size).toBe(423);
     expect(digestOf(EmptyConfigBytes)).toBe(EmptyConfigDigest);
   });
@@ -68,7 +125,12 @@ describe("V7 — SOCI index v1 (soci create)", () => {
     expect(text(built.bytes)).toBe(V7.json);
     expect(built.digest).toBe("sha256:826bbba15c837d19321807633e9f5b28b13c6e6bf27d6ce949e8f7676a236acc");
     expect(built.size).toBe(887);
-    expect(built.descriptor).toEqual({ mediaType: MediaTypeImageManifest, digest: built.digest, size: 887, artifactType: SociIndexArtifactTypeV1 });
+    expect(built.descriptor).toEqual({
+      mediaType: MediaTypeImageManifest,
+      digest: built.digest,
+      size: 887,
+      artifactType: SociIndexArtifactTypeV1,
+    });
   });
 
   it("parses back and re-marshals to the same bytes", () => {
@@ -84,13 +146,18 @@ describe("V7 — SOCI index v1 (soci create)", () => {
   });
 
   it("v1 without a subject cannot be written", () => {
-    expect(() => buildSociIndex({ version: 1, ztocs: [ZTOC_ENTRY] })).toThrow("cannot write soci index: the Refers field is nil");
+    expect(() => buildSociIndex({ version: 1, ztocs: [ZTOC_ENTRY] })).toThrow(
+      "cannot write soci index: the Refers field is nil",
+    );
   });
 });
 
 describe("V8 — prefetch artifact and v1 index with prefetch", () => {
   it("prefetch artifact from merged spans [0,0] + [1,2]", () => {
-    const spans = normalizePrefetchSpans([{ startSpan: 1, endSpan: 2 }, { startSpan: 0, endSpan: 0 }]);
+    const spans = normalizePrefetchSpans([
+      { startSpan: 1, endSpan: 2 },
+      { startSpan: 0, endSpan: 0 },
+    ]);
     const art = marshalPrefetchArtifact(newPrefetchArtifact(spans));
     expect(text(art.bytes)).toBe(PREFETCH.json);
     expect(art.digest).toBe("sha256:fae7e200f7ac3515abf897d7c407ef9bac9b5b2e736de1b1f733339ecec84dee");
@@ -168,35 +235,51 @@ describe("V9 — soci convert (v2 index, converted manifest, OCI image index)", 
 
   it("converting the converted image again replaces the SOCI entry in place", () => {
     let index = imageIndexFromBytes(V9_IMAGE_INDEX.json, MediaTypeImageIndex);
-    const again = addSociIndexDescriptor(index, sociIndexV2Descriptor({ digest: "sha256:aaaa", size: 1 }, { os: "linux", architecture: "x86_64" }));
+    const again = addSociIndexDescriptor(
+      index,
+      sociIndexV2Descriptor({ digest: "sha256:aaaa", size: 1 }, { os: "linux", architecture: "x86_64" }),
+    );
     expect(again.manifests).toHaveLength(2);
     expect(again.manifests![1]!.digest).toBe("sha256:aaaa");
     expect(again.manifests![1]!.platform).toEqual({ os: "linux", architecture: "x86_64" });
     // input untouched
     expect(index.manifests![1]!.digest).toBe(v2.digest);
     index = setManifestEntry(index, 0, { digest: "sha256:bbbb", size: 5 });
-    expect(index.manifests![0]).toEqual({ mediaType: MediaTypeImageManifest, digest: "sha256:bbbb", size: 5, platform });
+    expect(index.manifests![0]).toEqual({
+      mediaType: MediaTypeImageManifest,
+      digest: "sha256:bbbb",
+      size: 5,
+      platform,
+    });
   });
 });
 
 describe("SOCI index parsing and building edge cases", () => {
   it("unknown index version", () => {
-    expect(() => parseSociIndex('{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json"}}'))
-      .toThrow("unknown index version: application/vnd.oci.image.config.v1+json");
+    expect(() =>
+      parseSociIndex('{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json"}}'),
+    ).toThrow("unknown index version: application/vnd.oci.image.config.v1+json");
     expect(() => parseSociIndex("{}")).toThrow("unknown index version: ");
     expect(() => parseSociIndex("nope")).toThrow(/invalid character/);
     // soci.Index is decoded first: a wrong `blobs` type fails even though the manifest ignores it
-    expect(() => parseSociIndex(`{"blobs":5,"config":{"mediaType":"${SociIndexArtifactTypeV1}"}}`)).toThrow(/cannot unmarshal number/);
+    expect(() => parseSociIndex(`{"blobs":5,"config":{"mediaType":"${SociIndexArtifactTypeV1}"}}`)).toThrow(
+      /cannot unmarshal number/,
+    );
   });
 
   it("a manifest-level artifactType is dropped on re-marshal (the Go snapshotter would re-marshal too)", () => {
-    const withAT = V9_INDEX.json.replace('"mediaType":"application/vnd.oci.image.manifest.v1+json",', `$&"artifactType":"${SociIndexArtifactTypeV2}",`);
+    const withAT = V9_INDEX.json.replace(
+      '"mediaType":"application/vnd.oci.image.manifest.v1+json",',
+      `$&"artifactType":"${SociIndexArtifactTypeV2}",`,
+    );
     expect(withAT).not.toBe(V9_INDEX.json);
     expect(text(marshalSociIndex(parseSociIndex(withAT)))).toBe(V9_INDEX.json);
   });
 
   it("nil layers stay null", () => {
-    const idx = parseSociIndex(`{"config":{"mediaType":"${SociIndexArtifactTypeV2}","digest":"${EmptyConfigDigest}","size":2}}`);
+    const idx = parseSociIndex(
+      `{"config":{"mediaType":"${SociIndexArtifactTypeV2}","digest":"${EmptyConfigDigest}","size":2}}`,
+    );
     expect(idx.blobs).toBeNull();
     expect(text(marshalSociIndex(idx))).toContain('"layers":null');
   });
@@ -207,7 +290,9 @@ describe("SOCI index parsing and building edge cases", () => {
     const built = buildSociIndex({ version: 2, ztocs: [{ ...ZTOC_ENTRY, disableXattrs: true }], buildTool: "x" });
     const d = built.index.blobs![0]!;
     expect(d.mediaType).toBe(SociLayerMediaType);
-    expect(text(built.bytes)).toContain('"annotations":{"com.amazon.soci.disable-xattrs":"true","com.amazon.soci.image-layer-digest"');
+    expect(text(built.bytes)).toContain(
+      '"annotations":{"com.amazon.soci.disable-xattrs":"true","com.amazon.soci.image-layer-digest"',
+    );
     expect(text(built.bytes)).toContain('"annotations":{"com.amazon.soci.build-tool-identifier":"x"}');
   });
 
@@ -218,9 +303,21 @@ describe("SOCI index parsing and building edge cases", () => {
 
   it("disable-xattrs rule (soci_index_test xattr cases)", () => {
     const enc = (s: string) => encodeUtf8(s);
-    expect(shouldDisableXattrs([{ name: enc("file"), xattrs: [{ key: enc("SCHILY.xattr.user.any"), value: enc("x") }] }])).toBe(false);
-    expect(shouldDisableXattrs([{ name: "dir/", xattrs: [] }, { name: "dir/.wh..wh..opq", xattrs: [] }])).toBe(false);
-    expect(shouldDisableXattrs([{ name: "dir/", xattrs: [] }, { name: "dir/file", xattrs: [] }])).toBe(true);
+    expect(
+      shouldDisableXattrs([{ name: enc("file"), xattrs: [{ key: enc("SCHILY.xattr.user.any"), value: enc("x") }] }]),
+    ).toBe(false);
+    expect(
+      shouldDisableXattrs([
+        { name: "dir/", xattrs: [] },
+        { name: "dir/.wh..wh..opq", xattrs: [] },
+      ]),
+    ).toBe(false);
+    expect(
+      shouldDisableXattrs([
+        { name: "dir/", xattrs: [] },
+        { name: "dir/file", xattrs: [] },
+      ]),
+    ).toBe(true);
     // other PAX records (path, mtime) do not count
     expect(shouldDisableXattrs([{ name: "f", xattrs: [{ key: "mtime" }, { key: "path" }] }])).toBe(true);
     expect(shouldDisableXattrs([])).toBe(true);
@@ -249,19 +346,32 @@ describe("prefetch", () => {
   it("marshal errors for nil/empty, read errors for bad version/empty/bad JSON", () => {
     expect(() => marshalPrefetchArtifact(null)).toThrow("prefetch artifact is empty");
     expect(() => marshalPrefetchArtifact(newPrefetchArtifact())).toThrow("prefetch artifact is empty");
-    expect(() => parsePrefetchArtifact("not-json")).toThrow(/^failed to unmarshal prefetch artifact: invalid character/);
-    expect(() => parsePrefetchArtifact('{"version":"0.9","prefetch_spans":[{"start_span":1,"end_span":1}]}'))
-      .toThrow("unsupported prefetch artifact version: 0.9 (expected 1.0)");
+    expect(() => parsePrefetchArtifact("not-json")).toThrow(
+      /^failed to unmarshal prefetch artifact: invalid character/,
+    );
+    expect(() => parsePrefetchArtifact('{"version":"0.9","prefetch_spans":[{"start_span":1,"end_span":1}]}')).toThrow(
+      "unsupported prefetch artifact version: 0.9 (expected 1.0)",
+    );
     expect(() => parsePrefetchArtifact('{"version":"1.0","prefetch_spans":[]}')).toThrow("prefetch artifact is empty");
     expect(() => parsePrefetchArtifact('{"version":"1.0"}')).toThrow("prefetch artifact is empty");
   });
 
   it("priority is omitted when 0 and read back", () => {
-    const a = newPrefetchArtifact([{ startSpan: 5, endSpan: 10, priority: 1 }, { startSpan: 11, endSpan: 11, priority: 0 }]);
+    const a = newPrefetchArtifact([
+      { startSpan: 5, endSpan: 10, priority: 1 },
+      { startSpan: 11, endSpan: 11, priority: 0 },
+    ]);
     const json = prefetchArtifactJson(a);
-    expect(json).toBe('{"version":"1.0","prefetch_spans":[{"start_span":5,"end_span":10,"priority":1},{"start_span":11,"end_span":11}]}');
-    expect(parsePrefetchArtifact(json).prefetchSpans).toEqual([{ startSpan: 5, endSpan: 10, priority: 1 }, { startSpan: 11, endSpan: 11 }]);
-    expect(prefetchArtifactJson({ version: "1.0", prefetchSpans: null })).toBe('{"version":"1.0","prefetch_spans":null}');
+    expect(json).toBe(
+      '{"version":"1.0","prefetch_spans":[{"start_span":5,"end_span":10,"priority":1},{"start_span":11,"end_span":11}]}',
+    );
+    expect(parsePrefetchArtifact(json).prefetchSpans).toEqual([
+      { startSpan: 5, endSpan: 10, priority: 1 },
+      { startSpan: 11, endSpan: 11 },
+    ]);
+    expect(prefetchArtifactJson({ version: "1.0", prefetchSpans: null })).toBe(
+      '{"version":"1.0","prefetch_spans":null}',
+    );
   });
 
   it("path cleaning", () => {
@@ -291,7 +401,11 @@ describe("platforms", () => {
   it("defaultPlatform maps Node names to OCI names, not normalized", () => {
     expect(defaultPlatform(amd64Host)).toEqual({ os: "linux", architecture: "amd64" });
     expect(defaultPlatform(arm64Host)).toEqual({ os: "linux", architecture: "arm64", variant: "v8" });
-    expect(defaultPlatform({ platform: "linux", arch: "arm", armVersion: "6" })).toEqual({ os: "linux", architecture: "arm", variant: "v6" });
+    expect(defaultPlatform({ platform: "linux", arch: "arm", armVersion: "6" })).toEqual({
+      os: "linux",
+      architecture: "arm",
+      variant: "v6",
+    });
     expect(defaultPlatform({ platform: "win32", arch: "ia32" })).toEqual({ os: "windows", architecture: "386" });
     expect(defaultPlatform({ platform: "linux", arch: "ppc64", endianness: "LE" }).architecture).toBe("ppc64le");
     expect(formatPlatform(defaultPlatform(arm64Host))).toBe("linux/arm64/v8");
@@ -312,33 +426,68 @@ describe("platforms", () => {
     expect(parsePlatform("arm64", amd64Host)).toEqual({ os: "linux", architecture: "arm64" });
     expect(parsePlatform("macos/arm64", amd64Host)).toEqual({ os: "darwin", architecture: "arm64" });
     expect(parsePlatform("windows(10.0.17763+win32k)/amd64", amd64Host)).toEqual({
-      os: "windows", osVersion: "10.0.17763", osFeatures: ["win32k"], architecture: "amd64",
+      os: "windows",
+      osVersion: "10.0.17763",
+      osFeatures: ["win32k"],
+      architecture: "amd64",
     });
-    expect(() => parsePlatform("foo", amd64Host)).toThrow('"foo": unknown operating system or architecture: invalid argument');
+    expect(() => parsePlatform("foo", amd64Host)).toThrow(
+      '"foo": unknown operating system or architecture: invalid argument',
+    );
     expect(() => parsePlatform("linux/*", amd64Host)).toThrow(/wildcards not yet supported/);
     expect(() => parsePlatform("linux/a/b/c", amd64Host)).toThrow(/cannot parse platform specifier/);
     expect(() => parsePlatform("linux/a b", amd64Host)).toThrow(/invalid component/);
   });
 
   it("normalize and format", () => {
-    expect(normalizePlatform({ os: "linux", architecture: "aarch64", variant: "v8" })).toEqual({ os: "linux", architecture: "arm64" });
-    expect(normalizePlatform({ os: "linux", architecture: "arm" })).toEqual({ os: "linux", architecture: "arm", variant: "v7" });
-    expect(normalizePlatform({ os: "linux", architecture: "x86_64", variant: "v1" })).toEqual({ os: "linux", architecture: "amd64" });
-    expect(normalizePlatform({ os: "linux", architecture: "i386", variant: "x" })).toEqual({ os: "linux", architecture: "386" });
+    expect(normalizePlatform({ os: "linux", architecture: "aarch64", variant: "v8" })).toEqual({
+      os: "linux",
+      architecture: "arm64",
+    });
+    expect(normalizePlatform({ os: "linux", architecture: "arm" })).toEqual({
+      os: "linux",
+      architecture: "arm",
+      variant: "v7",
+    });
+    expect(normalizePlatform({ os: "linux", architecture: "x86_64", variant: "v1" })).toEqual({
+      os: "linux",
+      architecture: "amd64",
+    });
+    expect(normalizePlatform({ os: "linux", architecture: "i386", variant: "x" })).toEqual({
+      os: "linux",
+      architecture: "386",
+    });
     expect(normalizePlatform({ os: "", architecture: "amd64" }, amd64Host).os).toBe("linux");
-    expect(normalizePlatform({ os: "windows", architecture: "amd64", osFeatures: ["b", "a", "b"] }).osFeatures).toEqual(["a", "b"]);
+    expect(normalizePlatform({ os: "windows", architecture: "amd64", osFeatures: ["b", "a", "b"] }).osFeatures).toEqual(
+      ["a", "b"],
+    );
     expect(formatPlatform({ os: "linux", architecture: "amd64" })).toBe("linux/amd64");
     expect(formatPlatform({ os: "linux", architecture: "arm64", variant: "v8" })).toBe("linux/arm64/v8");
     expect(formatPlatform({ os: "", architecture: "amd64" })).toBe("unknown");
-    expect(formatPlatformAll({ os: "windows", osVersion: "10.0", osFeatures: ["x+y"], architecture: "amd64" })).toBe("windows(10.0+x%2By)/amd64");
+    expect(formatPlatformAll({ os: "windows", osVersion: "10.0", osFeatures: ["x+y"], architecture: "amd64" })).toBe(
+      "windows(10.0+x%2By)/amd64",
+    );
   });
 
   it("strict matching normalizes both sides", () => {
-    expect(matchPlatformStrict({ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "x86_64" })).toBe(true);
-    expect(matchPlatformStrict({ os: "linux", architecture: "arm64", variant: "v8" }, { os: "linux", architecture: "arm64" })).toBe(true);
-    expect(matchPlatformStrict({ os: "linux", architecture: "arm", variant: "v6" }, { os: "linux", architecture: "arm" })).toBe(false);
-    expect(matchPlatformStrict({ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "386" })).toBe(false);
-    expect(matchPlatformStrict({ os: "linux", architecture: "amd64" }, { os: "windows", architecture: "amd64" })).toBe(false);
+    expect(matchPlatformStrict({ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "x86_64" })).toBe(
+      true,
+    );
+    expect(
+      matchPlatformStrict(
+        { os: "linux", architecture: "arm64", variant: "v8" },
+        { os: "linux", architecture: "arm64" },
+      ),
+    ).toBe(true);
+    expect(
+      matchPlatformStrict({ os: "linux", architecture: "arm", variant: "v6" }, { os: "linux", architecture: "arm" }),
+    ).toBe(false);
+    expect(matchPlatformStrict({ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "386" })).toBe(
+      false,
+    );
+    expect(matchPlatformStrict({ os: "linux", architecture: "amd64" }, { os: "windows", architecture: "amd64" })).toBe(
+      false,
+    );
   });
 
   it("DedupePlatforms (ociutil_test cases)", () => {
@@ -355,9 +504,24 @@ describe("platforms", () => {
 
 describe("OCI image index for convert (soci_convert_test addSociIndexes cases)", () => {
   const linuxX86: Platform = { architecture: "amd64", os: "linux" };
-  const imageDesc: Descriptor = { mediaType: MediaTypeImageManifest, digest: "sha256:1234", size: 1234, platform: linuxX86 };
-  const soci1: Descriptor = { mediaType: MediaTypeImageManifest, artifactType: SociIndexArtifactTypeV2, digest: "sha256:5678", size: 5678 };
-  const soci2: Descriptor = { mediaType: MediaTypeImageManifest, artifactType: SociIndexArtifactTypeV2, digest: "sha256:9999", size: 9999 };
+  const imageDesc: Descriptor = {
+    mediaType: MediaTypeImageManifest,
+    digest: "sha256:1234",
+    size: 1234,
+    platform: linuxX86,
+  };
+  const soci1: Descriptor = {
+    mediaType: MediaTypeImageManifest,
+    artifactType: SociIndexArtifactTypeV2,
+    digest: "sha256:5678",
+    size: 5678,
+  };
+  const soci2: Descriptor = {
+    mediaType: MediaTypeImageManifest,
+    artifactType: SociIndexArtifactTypeV2,
+    digest: "sha256:9999",
+    size: 9999,
+  };
   const base = (manifests: Descriptor[]): Index => ({ schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests });
 
   it("add soci index → appended with the platform", () => {
@@ -390,14 +554,22 @@ describe("OCI image index for convert (soci_convert_test addSociIndexes cases)",
   it("setManifestEntry replaces descriptor annotations with the manifest body's", () => {
     const withAnn = { ...imageDesc, annotations: { old: "x" }, urls: ["u"] };
     const out = setManifestEntry(base([withAnn]), 0, { digest: "sha256:n", size: 9, annotations: { new: "y" } });
-    expect(out.manifests![0]).toEqual({ mediaType: MediaTypeImageManifest, digest: "sha256:n", size: 9, annotations: { new: "y" }, urls: ["u"], platform: linuxX86 });
+    expect(out.manifests![0]).toEqual({
+      mediaType: MediaTypeImageManifest,
+      digest: "sha256:n",
+      size: 9,
+      annotations: { new: "y" },
+      urls: ["u"],
+      platform: linuxX86,
+    });
     const out2 = setManifestEntry(base([withAnn]), 0, { digest: "sha256:n", size: 9 });
     expect(out2.manifests![0]!.annotations).toBeUndefined();
     expect(() => setManifestEntry(base([]), 0, { digest: "d", size: 1 })).toThrow(RangeError);
   });
 
   it("reencodeManifest without a SOCI index only forces the media types and drops unknown fields", () => {
-    const src = '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:c"},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,"digest":"sha256:l","urls":[]}],"foo":1}';
+    const src =
+      '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:c"},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,"digest":"sha256:l","urls":[]}],"foo":1}';
     const r = reencodeManifest(src);
     expect(text(r.bytes)).toBe(
       '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c","size":1},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:l","size":2}]}',
@@ -409,16 +581,25 @@ describe("OCI image index for convert (soci_convert_test addSociIndexes cases)",
   });
 
   it("imageIndexFromBytes forces the OCI index media type and validates", () => {
-    const list = '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":1,"digest":"sha256:a","platform":{"architecture":"amd64","os":"linux","features":["sse4"]}}]}';
+    const list =
+      '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":1,"digest":"sha256:a","platform":{"architecture":"amd64","os":"linux","features":["sse4"]}}]}';
     const x = imageIndexFromBytes(list, "application/vnd.docker.distribution.manifest.list.v2+json");
     expect(x.mediaType).toBe(MediaTypeImageIndex);
     expect(text(marshalIndex(x))).toBe(
       '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:a","size":1,"platform":{"architecture":"amd64","os":"linux"}}]}',
     );
-    expect(() => imageIndexFromBytes('{"layers":[]}', MediaTypeImageIndex)).toThrow("media-type: expected index but found manifest (application/vnd.oci.image.index.v1+json)");
-    expect(() => validateMediaType('{"manifests":null}', MediaTypeImageManifest)).toThrow("media-type: expected manifest but found index");
-    expect(() => validateMediaType('{"fsLayers":[]}', MediaTypeImageManifest)).toThrow("media-type: schema 1 not supported");
+    expect(() => imageIndexFromBytes('{"layers":[]}', MediaTypeImageIndex)).toThrow(
+      "media-type: expected index but found manifest (application/vnd.oci.image.index.v1+json)",
+    );
+    expect(() => validateMediaType('{"manifests":null}', MediaTypeImageManifest)).toThrow(
+      "media-type: expected manifest but found index",
+    );
+    expect(() => validateMediaType('{"fsLayers":[]}', MediaTypeImageManifest)).toThrow(
+      "media-type: schema 1 not supported",
+    );
     expect(() => validateMediaType(ORIGINAL_MANIFEST.json, MediaTypeDockerSchema2Manifest)).not.toThrow();
-    expect(() => reencodeManifest('{"mediaType":"application/vnd.oci.image.index.v1+json"}', undefined, MediaTypeImageManifest)).toThrow(/expected manifest but found index/);
+    expect(() =>
+      reencodeManifest('{"mediaType":"application/vnd.oci.image.index.v1+json"}', undefined, MediaTypeImageManifest),
+    ).toThrow(/expected manifest but found index/);
   });
 });

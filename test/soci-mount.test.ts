@@ -40,16 +40,32 @@ async function walk(top: string): Promise<Map<string, Node>> {
       const full = join(top, p);
       const st = await lstat(full);
       const n: Node = {
-        type: st.isDirectory() ? "dir" : st.isFile() ? "reg" : st.isSymbolicLink() ? "symlink" : st.isCharacterDevice() ? "char" : st.isFIFO() ? "fifo" : "other",
-        mode: st.mode & 0o7777, uid: st.uid, gid: st.gid,
+        type: st.isDirectory()
+          ? "dir"
+          : st.isFile()
+            ? "reg"
+            : st.isSymbolicLink()
+              ? "symlink"
+              : st.isCharacterDevice()
+                ? "char"
+                : st.isFIFO()
+                  ? "fifo"
+                  : "other",
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
         size: st.isDirectory() ? 0 : st.size,
         // A directory that a layer holds only implicitly (as the parent of a changed file) has no
         // attributes in that layer's ztoc; overlayfs shows the top layer's copy, so its mtime is the
         // zero time while `umoci unpack` keeps an earlier layer's. The reference behaves the same.
-        mtimeMs: st.isDirectory() ? 0 : Math.floor(st.mtimeMs), nlink: st.isDirectory() ? 0 : st.nlink,
+        mtimeMs: st.isDirectory() ? 0 : Math.floor(st.mtimeMs),
+        nlink: st.isDirectory() ? 0 : st.nlink,
       };
       if (n.type === "symlink") n.target = await readlink(full);
-      if (n.type === "reg") n.sha256 = createHash("sha256").update(await readFile(full)).digest("hex");
+      if (n.type === "reg")
+        n.sha256 = createHash("sha256")
+          .update(await readFile(full))
+          .digest("hex");
       out.set(p, n);
       if (n.type === "dir") await visit(p);
     }
@@ -64,7 +80,9 @@ async function umoci(args: string[]): Promise<void> {
 
 /** A `soci mount` child process; resolves once it printed its "mounted" line. */
 function startMount(args: string[]): Promise<{ proc: ChildProcess; stdout: () => string; stderr: () => string }> {
-  const proc = spawn("node", [soci, "--root", root, "mount", "--plain-http", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn("node", [soci, "--root", root, "mount", "--plain-http", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   let err = "";
   proc.stderr!.on("data", (d: Buffer) => (err += d.toString()));
@@ -82,7 +100,9 @@ function exited(proc: ChildProcess): Promise<number | null> {
 }
 
 async function fuseMounts(): Promise<string[]> {
-  return (await readFile("/proc/mounts", "utf8")).split("\n").filter((l) => l.includes("fuse.rawBridge") && l.includes(root));
+  return (await readFile("/proc/mounts", "utf8"))
+    .split("\n")
+    .filter((l) => l.includes("fuse.rawBridge") && l.includes(root));
 }
 
 beforeAll(async () => {
@@ -98,7 +118,10 @@ beforeAll(async () => {
   // layer 1 (large: indexed)
   for (const d of ["etc", "data", "keep", "gone", "opq/sub", "bin"]) await mkdir(join(rootfs, d), { recursive: true });
   await writeFile(join(rootfs, "etc/app.conf"), "version=1\n");
-  await writeFile(join(rootfs, "data/big.bin"), Buffer.concat([randomBytes(3 << 20), Buffer.alloc(2 << 20, "abcdefgh")]));
+  await writeFile(
+    join(rootfs, "data/big.bin"),
+    Buffer.concat([randomBytes(3 << 20), Buffer.alloc(2 << 20, "abcdefgh")]),
+  );
   for (let i = 0; i < 300; i++) await writeFile(join(rootfs, `keep/f${i}.txt`), `file ${i}\n`.repeat(i));
   await writeFile(join(rootfs, "gone/x"), "deleted later\n");
   await writeFile(join(rootfs, "opq/old1"), "old\n");
@@ -126,9 +149,25 @@ beforeAll(async () => {
   await rm(join(rootfs, "keep/f5.txt"));
   await umoci(["repack", "--image", `${layout}:latest`, bundle]);
   await umoci(["unpack", "--image", `${layout}:latest`, join(dir, "truth")]);
-  await run("skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/src/img:latest`]);
-  await run("node", [soci, "--root", join(dir, "convert-root"), "convert", "--plain-http", "--min-layer-size", String(1 << 20), "--span-size", String(256 << 10),
-    `${registry.host}/src/img:latest`, `${registry.host}/dst/img:soci`]);
+  await run("skopeo", [
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${registry.host}/src/img:latest`,
+  ]);
+  await run("node", [
+    soci,
+    "--root",
+    join(dir, "convert-root"),
+    "convert",
+    "--plain-http",
+    "--min-layer-size",
+    String(1 << 20),
+    "--span-size",
+    String(256 << 10),
+    `${registry.host}/src/img:latest`,
+    `${registry.host}/dst/img:soci`,
+  ]);
 }, 180_000);
 
 afterAll(async () => {
@@ -161,12 +200,20 @@ describe("soci mount", () => {
   it("a second mount reuses the cached artifacts and unpacked layer, and SIGTERM unmounts cleanly", async () => {
     const mnt = join(dir, "mnt");
     const m = await startMount([`${registry.host}/dst/img:soci`, mnt]);
-    expect((await readFile(join(mnt, "etc/app.conf"), "utf8"))).toBe("version=3\n");
+    expect(await readFile(join(mnt, "etc/app.conf"), "utf8")).toBe("version=3\n");
     // a second soci mount on a live mountpoint is refused and leaves the first one intact
-    const twice = await run("node", [soci, "--root", root, "mount", "--plain-http", `${registry.host}/dst/img:soci`, mnt]).catch((e: { code: number; stderr: string }) => e);
+    const twice = await run("node", [
+      soci,
+      "--root",
+      root,
+      "mount",
+      "--plain-http",
+      `${registry.host}/dst/img:soci`,
+      mnt,
+    ]).catch((e: { code: number; stderr: string }) => e);
     expect((twice as { code: number }).code).toBe(1);
     expect((twice as { stderr: string }).stderr).toMatch(/is already mounted by soci mount \(pid \d+\)/);
-    expect((await readFile(join(mnt, "etc/app.conf"), "utf8"))).toBe("version=3\n");
+    expect(await readFile(join(mnt, "etc/app.conf"), "utf8")).toBe("version=3\n");
     m.proc.kill("SIGTERM");
     expect(await exited(m.proc)).toBe(0);
     expect(await fuseMounts()).toHaveLength(0);
@@ -176,10 +223,18 @@ describe("soci mount", () => {
     const mnt = join(dir, "mnt-plain");
     const m = await startMount([`${registry.host}/src/img:latest`, mnt]);
     expect(m.stdout()).toMatch(/\(0 lazy, 3 local layers\)/);
-    expect((await readFile(join(mnt, "opq/new"), "utf8"))).toBe("new\n");
+    expect(await readFile(join(mnt, "opq/new"), "utf8")).toBe("new\n");
     await run("node", [soci, "--root", root, "unmount", mnt]);
     expect(await exited(m.proc)).toBe(0);
-    const missing = await run("node", [soci, "--root", root, "mount", "--plain-http", `${registry.host}/nope/img:latest`, mnt]).catch((e: { code: number; stderr: string }) => e);
+    const missing = await run("node", [
+      soci,
+      "--root",
+      root,
+      "mount",
+      "--plain-http",
+      `${registry.host}/nope/img:latest`,
+      mnt,
+    ]).catch((e: { code: number; stderr: string }) => e);
     expect((missing as { code: number }).code).toBe(1);
     expect((missing as { stderr: string }).stderr).toMatch(/^soci: .*(not found|unknown)/i);
   }, 60_000);

@@ -35,13 +35,40 @@ afterEach(async () => {
 
 // The three record kinds §4.3 lists, with the fields each build step writes.
 function ztocEntry(digest: string, layer: string, spanSize: number, createdAt: string) {
-  return { digest, size: 200520, ociDigest: layer, type: "soci_layer" as const, location: layer, mediaType: "application/octet-stream", createdAt, spanSize };
+  return {
+    digest,
+    size: 200520,
+    ociDigest: layer,
+    type: "soci_layer" as const,
+    location: layer,
+    mediaType: "application/octet-stream",
+    createdAt,
+    spanSize,
+  };
 }
 function prefetchEntry(digest: string, layer: string, createdAt: string) {
   return { digest, size: 61, ociDigest: layer, type: "soci_prefetch" as const, mediaType: PREFETCH, createdAt };
 }
-function indexEntry(digest: string, manifest: string, image: string, artifactType: string, createdAt: string, platform = "linux/amd64") {
-  return { digest, size: 1024, ociDigest: manifest, imageDigest: image, platform, type: "soci_index" as const, location: manifest, mediaType: OCI_MANIFEST, artifactType, createdAt };
+function indexEntry(
+  digest: string,
+  manifest: string,
+  image: string,
+  artifactType: string,
+  createdAt: string,
+  platform = "linux/amd64",
+) {
+  return {
+    digest,
+    size: 1024,
+    ociDigest: manifest,
+    imageDigest: image,
+    platform,
+    type: "soci_index" as const,
+    location: manifest,
+    mediaType: OCI_MANIFEST,
+    artifactType,
+    createdAt,
+  };
 }
 
 describe("artifactsDbPath", () => {
@@ -70,7 +97,11 @@ describe("ArtifactsDb records", () => {
       spanSize: 0,
       createdAt: "2024-05-06T07:08:10.000000000Z",
     });
-    expect(db.get(index.digest)).toEqual<ArtifactEntry>({ ...index, spanSize: 0, createdAt: "2024-05-06T05:08:11.500000000Z" });
+    expect(db.get(index.digest)).toEqual<ArtifactEntry>({
+      ...index,
+      spanSize: 0,
+      createdAt: "2024-05-06T05:08:11.500000000Z",
+    });
     // the +02:00 index time is the oldest once in UTC
     expect(db.all().map((e) => e.digest)).toEqual([prefetch.digest, ztoc.digest, index.digest]);
   });
@@ -157,7 +188,12 @@ describe("ArtifactsDb records", () => {
     expect(() => db.removeIndex(d("9"))).toThrow(`the index of the digest ${d("9")} doesn't exist`);
     db.removeIndex(d("a"));
     expect(db.find(d("a"))).toBeUndefined();
-    expect(db.all().map((e) => e.digest).sort()).toEqual([d("b"), d("c")]);
+    expect(
+      db
+        .all()
+        .map((e) => e.digest)
+        .sort(),
+    ).toEqual([d("b"), d("c")]);
   });
 
   it("removeIndexesForImage, remove and removeMany", () => {
@@ -177,11 +213,17 @@ describe("ArtifactsDb records", () => {
   it("updateIndexDigests rebinds a v2 index after convert", () => {
     db.put(indexEntry(d("a"), d("1"), d("1"), V2, "2024-01-01T00:00:00Z"));
     const updated = db.updateIndexDigests(d("a"), { ociDigest: d("7"), imageDigest: d("8") });
-    expect(updated).toEqual({ ...indexEntry(d("a"), d("1"), d("8"), V2, "2024-01-01T00:00:00.000000000Z"), ociDigest: d("7"), spanSize: 0 });
+    expect(updated).toEqual({
+      ...indexEntry(d("a"), d("1"), d("8"), V2, "2024-01-01T00:00:00.000000000Z"),
+      ociDigest: d("7"),
+      spanSize: 0,
+    });
     expect(db.get(d("a"))).toEqual(updated);
     expect(db.indexesForManifest(d("7")).map((e) => e.digest)).toEqual([d("a")]);
     expect(db.indexesForImage(d("8")).map((e) => e.digest)).toEqual([d("a")]);
-    expect(() => db.updateIndexDigests(d("9"), { ociDigest: d("7"), imageDigest: d("8") })).toThrow(ArtifactNotFoundError);
+    expect(() => db.updateIndexDigests(d("9"), { ociDigest: d("7"), imageDigest: d("8") })).toThrow(
+      ArtifactNotFoundError,
+    );
   });
 });
 
@@ -189,9 +231,13 @@ describe("ArtifactsDb file", () => {
   it("is created with mode 0600 (WAL files too), persists across reopen and carries a schema version", async () => {
     const path = artifactsDbPath(dir);
     db.put(ztocEntry(d("a"), d("1"), 4194304, "2024-01-01T00:00:00Z"));
-    db.putMany([indexEntry(d("b"), d("2"), d("2"), V1, "2024-01-02T00:00:00Z"), prefetchEntry(d("c"), d("1"), "2024-01-03T00:00:00Z")]);
+    db.putMany([
+      indexEntry(d("b"), d("2"), d("2"), V1, "2024-01-02T00:00:00Z"),
+      prefetchEntry(d("c"), d("1"), "2024-01-03T00:00:00Z"),
+    ]);
     expect((await stat(path)).mode & 0o777).toBe(0o600);
-    for (const f of await readdir(dir)) expect({ f, mode: (await stat(join(dir, f))).mode & 0o777 }).toEqual({ f, mode: 0o600 });
+    for (const f of await readdir(dir))
+      expect({ f, mode: (await stat(join(dir, f))).mode & 0o777 }).toEqual({ f, mode: 0o600 });
     const snapshot = db.all();
     db.close();
     db.close(); // idempotent

@@ -4,7 +4,13 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContentStore } from "../src/store/content-store.js";
-import { BlobNotFoundError, DigestMismatchError, InvalidDigestError, InvalidLayoutError, SizeMismatchError } from "../src/store/errors.js";
+import {
+  BlobNotFoundError,
+  DigestMismatchError,
+  InvalidDigestError,
+  InvalidLayoutError,
+  SizeMismatchError,
+} from "../src/store/errors.js";
 import { digestOf } from "../src/store/digest.js";
 import { contentStorePath } from "../src/store/paths.js";
 
@@ -90,8 +96,13 @@ describe("ContentStore blobs", () => {
 
   it("the empty blob and the 2-byte {} config blob have the well-known digests", async () => {
     const s = await ContentStore.open(dir);
-    expect((await s.put(new Uint8Array(0))).digest).toBe("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    const cfg = await s.put(enc("{}"), { digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", size: 2 });
+    expect((await s.put(new Uint8Array(0))).digest).toBe(
+      "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    );
+    const cfg = await s.put(enc("{}"), {
+      digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+      size: 2,
+    });
     expect(cfg.size).toBe(2);
   });
 
@@ -108,7 +119,8 @@ describe("ContentStore blobs", () => {
     }
     expect(await s.put(gen(), expected)).toEqual(expected);
     expect(Buffer.compare(Buffer.from(await s.get(expected.digest)), whole)).toBe(0);
-    const range = async (start?: number, end?: number) => collect(await s.createReadStream(expected.digest, start, end));
+    const range = async (start?: number, end?: number) =>
+      collect(await s.createReadStream(expected.digest, start, end));
     expect((await range(1_000_000, 2_500_001)).equals(whole.subarray(1_000_000, 2_500_001))).toBe(true);
     expect((await range(whole.length - 10)).equals(whole.subarray(whole.length - 10))).toBe(true);
     expect((await range(5, 5)).length).toBe(0);
@@ -235,7 +247,9 @@ describe("ContentStore blobs", () => {
     const data = enc("x");
     expect(() => s.path(bad)).toThrow(InvalidDigestError);
     await expect(s.put(data, { digest: bad })).rejects.toBeInstanceOf(InvalidDigestError);
-    await expect(s.putDescriptor({ mediaType: MANIFEST_TYPE, digest: bad, size: 1 }, data)).rejects.toBeInstanceOf(InvalidDigestError);
+    await expect(s.putDescriptor({ mediaType: MANIFEST_TYPE, digest: bad, size: 1 }, data)).rejects.toBeInstanceOf(
+      InvalidDigestError,
+    );
     await expect(s.get(bad)).rejects.toBeInstanceOf(InvalidDigestError);
     await expect(s.exists(bad)).rejects.toBeInstanceOf(InvalidDigestError);
     await expect(s.size(bad)).rejects.toBeInstanceOf(InvalidDigestError);
@@ -251,14 +265,19 @@ describe("ContentStore index.json tracking", () => {
   const index = enc('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}');
 
   async function indexJson(root: string): Promise<{ manifests: Array<Record<string, unknown>> }> {
-    return JSON.parse(await readFile(join(root, "index.json"), "utf8")) as { manifests: Array<Record<string, unknown>> };
+    return JSON.parse(await readFile(join(root, "index.json"), "utf8")) as {
+      manifests: Array<Record<string, unknown>>;
+    };
   }
 
   it("manifest and index media types are added (tagged by digest, no ref-name annotation); other blobs are not", async () => {
     const s = await ContentStore.open(dir);
     const ztoc = randomBytes(1000);
     await s.putDescriptor({ mediaType: "application/octet-stream", digest: sha256(ztoc), size: ztoc.length }, ztoc);
-    await s.putDescriptor({ mediaType: "application/vnd.amazon.soci.index.v1+json", digest: sha256(enc("{}")), size: 2 }, enc("{}"));
+    await s.putDescriptor(
+      { mediaType: "application/vnd.amazon.soci.index.v1+json", digest: sha256(enc("{}")), size: 2 },
+      enc("{}"),
+    );
     expect((await indexJson(dir)).manifests).toEqual([]);
 
     const mDesc = {
@@ -284,7 +303,11 @@ describe("ContentStore index.json tracking", () => {
 
   it("Docker manifest media types are tracked as well; re-pushing does not duplicate", async () => {
     const s = await ContentStore.open(dir);
-    const desc = { mediaType: "application/vnd.docker.distribution.manifest.v2+json", digest: sha256(manifest), size: manifest.length };
+    const desc = {
+      mediaType: "application/vnd.docker.distribution.manifest.v2+json",
+      digest: sha256(manifest),
+      size: manifest.length,
+    };
     await s.putDescriptor(desc, manifest);
     await s.putDescriptor(desc, manifest);
     expect((await indexJson(dir)).manifests).toEqual([desc]);
@@ -312,7 +335,9 @@ describe("ContentStore index.json tracking", () => {
   it("concurrent manifest pushes all end up in index.json", async () => {
     const s = await ContentStore.open(dir);
     const bodies = Array.from({ length: 20 }, (_, i) => enc(`{"schemaVersion":2,"n":${i}}`));
-    await Promise.all(bodies.map((b) => s.putDescriptor({ mediaType: MANIFEST_TYPE, digest: sha256(b), size: b.length }, b)));
+    await Promise.all(
+      bodies.map((b) => s.putDescriptor({ mediaType: MANIFEST_TYPE, digest: sha256(b), size: b.length }, b)),
+    );
     const listed = (await indexJson(dir)).manifests.map((m) => m["digest"]).sort();
     expect(listed).toEqual(bodies.map(sha256).sort());
     expect((await readdir(dir)).filter((n) => n.endsWith(".tmp"))).toEqual([]);

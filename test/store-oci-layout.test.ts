@@ -77,7 +77,9 @@ describe("layouts made by umoci", () => {
     expect(await store.size(manifest.layers[0]!.digest)).toBe(manifest.layers[0]!.size);
     const all = await store.list();
     for (const b of all) expect(sha256(await store.get(b.digest))).toBe(b.digest);
-    expect(all.map((b) => b.digest)).toEqual(expect.arrayContaining([latest.digest, manifest.config.digest, manifest.layers[0]!.digest]));
+    expect(all.map((b) => b.digest)).toEqual(
+      expect.arrayContaining([latest.digest, manifest.config.digest, manifest.layers[0]!.digest]),
+    );
 
     // a SOCI-index-like manifest referring to the image: tracked by digest next to the "latest" tag
     const soci = Buffer.from(
@@ -90,7 +92,12 @@ describe("layouts made by umoci", () => {
       }),
     );
     await store.put(Buffer.from("{}"));
-    const sociDesc = { mediaType: MANIFEST_TYPE, digest: sha256(soci), size: soci.length, artifactType: "application/vnd.amazon.soci.index.v1+json" };
+    const sociDesc = {
+      mediaType: MANIFEST_TYPE,
+      digest: sha256(soci),
+      size: soci.length,
+      artifactType: "application/vnd.amazon.soci.index.v1+json",
+    };
     await store.putDescriptor(sociDesc, soci);
     const index = JSON.parse(await readFile(join(layout, "index.json"), "utf8")) as { manifests: unknown[] };
     expect(index.manifests).toEqual([{ ...latest, annotations: { [REF_NAME]: "latest" } }, sociDesc]);
@@ -111,9 +118,12 @@ describe("layouts made by umoci", () => {
     const ours = join(dir, "ours");
     const store = await ContentStore.open(ours);
     for (const d of [manifest.config, ...manifest.layers]) {
-      await store.putDescriptor(d, (async function* () {
-        yield await l.readBlob(d.digest);
-      })());
+      await store.putDescriptor(
+        d,
+        (async function* () {
+          yield await l.readBlob(d.digest);
+        })(),
+      );
     }
     const plain = { mediaType: mDesc.mediaType, digest: mDesc.digest, size: mDesc.size };
     await store.putDescriptor(plain, await l.readBlob(mDesc.digest));
@@ -122,9 +132,13 @@ describe("layouts made by umoci", () => {
     const out = join(dir, "copy");
     await run("skopeo", ["copy", `oci:${ours}:v1`, `oci:${out}:copied`]);
     const copied = await readOciLayout(out);
-    expect(copied.index.manifests.map((d) => [d.digest, d.annotations?.[REF_NAME]])).toEqual([[mDesc.digest, "copied"]]);
+    expect(copied.index.manifests.map((d) => [d.digest, d.annotations?.[REF_NAME]])).toEqual([
+      [mDesc.digest, "copied"],
+    ]);
     const layer = manifest.layers[0]!;
-    expect(Buffer.from(await copied.readBlob(layer.digest)).equals(Buffer.from(await store.get(layer.digest)))).toBe(true);
+    expect(Buffer.from(await copied.readBlob(layer.digest)).equals(Buffer.from(await store.get(layer.digest)))).toBe(
+      true,
+    );
   });
 });
 
@@ -135,9 +149,21 @@ describe("readOciLayout rejects broken layouts", () => {
     await expect(readOciLayout(dir)).rejects.toThrow(/missing index.json/);
     await writeFile(join(dir, "index.json"), "{not json");
     await expect(readOciLayout(dir)).rejects.toBeInstanceOf(InvalidLayoutError);
-    await writeFile(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MANIFEST_TYPE, digest: "sha256:../../x", size: 1 }] }));
+    await writeFile(
+      join(dir, "index.json"),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: MANIFEST_TYPE, digest: "sha256:../../x", size: 1 }],
+      }),
+    );
     await expect(readOciLayout(dir)).rejects.toBeInstanceOf(InvalidLayoutError);
-    await writeFile(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MANIFEST_TYPE, digest: sha256(Buffer.from("")), size: -1 }] }));
+    await writeFile(
+      join(dir, "index.json"),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: MANIFEST_TYPE, digest: sha256(Buffer.from("")), size: -1 }],
+      }),
+    );
     await expect(readOciLayout(dir)).rejects.toBeInstanceOf(InvalidLayoutError);
     await writeFile(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [] }));
     const l = await readOciLayout(dir);
@@ -155,14 +181,29 @@ describe("readOciLayout rejects broken layouts", () => {
         schemaVersion: 2,
         extra: true,
         annotations: { a: "b" },
-        manifests: [{ mediaType: MANIFEST_TYPE, digest: d, size: 1, bogus: 1, platform: { os: "linux", architecture: "arm64", variant: "v8", junk: 1 } }],
+        manifests: [
+          {
+            mediaType: MANIFEST_TYPE,
+            digest: d,
+            size: 1,
+            bogus: 1,
+            platform: { os: "linux", architecture: "arm64", variant: "v8", junk: 1 },
+          },
+        ],
       }),
     );
     const l = await readOciLayout(dir);
     expect(l.index).toEqual({
       schemaVersion: 2,
       annotations: { a: "b" },
-      manifests: [{ mediaType: MANIFEST_TYPE, digest: d, size: 1, platform: { architecture: "arm64", os: "linux", variant: "v8" } }],
+      manifests: [
+        {
+          mediaType: MANIFEST_TYPE,
+          digest: d,
+          size: 1,
+          platform: { architecture: "arm64", os: "linux", variant: "v8" },
+        },
+      ],
     });
   });
 });
@@ -184,7 +225,12 @@ describe("Go-JSON index.json", () => {
   it("index.json written by ContentStore is Go-JSON (HTML-safe escapes, sorted annotation keys)", async () => {
     const store = await ContentStore.open(dir);
     const body = Buffer.from('{"schemaVersion":2}');
-    const desc = { mediaType: MANIFEST_TYPE, digest: sha256(body), size: body.length, annotations: { z: "<&>", a: "\u2028" } };
+    const desc = {
+      mediaType: MANIFEST_TYPE,
+      digest: sha256(body),
+      size: body.length,
+      annotations: { z: "<&>", a: "\u2028" },
+    };
     await store.putDescriptor(desc, body);
     expect(await readFile(join(dir, "index.json"), "utf8")).toBe(
       `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"${MANIFEST_TYPE}","digest":"${desc.digest}","size":${body.length},"annotations":{"a":"\\u2028","z":"\\u003c\\u0026\\u003e"}}]}`,

@@ -1,19 +1,43 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, linkSync, writeFileSync } from "node:fs";
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  linkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { goQuoteByte, readTarEntries, TarError, TarReader, type TarEntry } from "../src/formats/tar.js";
-import { archive, b, base256, concat, entry, gnuLong, header, pax, paxBody, text, zeros, type HeaderSpec } from "./helpers/tar-build.js";
+import {
+  archive,
+  b,
+  base256,
+  concat,
+  entry,
+  gnuLong,
+  header,
+  pax,
+  paxBody,
+  text,
+  zeros,
+  type HeaderSpec,
+} from "./helpers/tar-build.js";
 
 const run = promisify(execFile);
 const V = new URL("./vectors/", import.meta.url);
 
 /** A seeded PRNG so random splits are reproducible. */
 function rng(seed: number) {
-  return () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  return () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
 }
 
 function readChunked(bytes: Uint8Array, nextSize: () => number) {
@@ -65,7 +89,8 @@ const only = (bytes: Uint8Array) => {
 
 describe("layer.tar golden TOC (FORMATS.md §7.2)", () => {
   const tar = new Uint8Array(readFileSync(new URL("layer.tar", V)));
-  const want = (JSON.parse(readFileSync(new URL("a4096.json", V), "utf8")) as { files: Record<string, unknown>[] }).files;
+  const want = (JSON.parse(readFileSync(new URL("a4096.json", V), "utf8")) as { files: Record<string, unknown>[] })
+    .files;
   const hex = (u: Uint8Array) => Buffer.from(u).toString("hex");
   const utcTime = (t: string): [number, number] => {
     const m = /^(.*?)(?:\.(\d+))?Z$/.exec(t)!;
@@ -197,7 +222,8 @@ describe("archives written by GNU tar", () => {
       expect(new Set(names)).toEqual(diskPaths(root));
       expect(names.length).toBe(new Set(names).size);
 
-      const onDisk = (n: string) => Buffer.concat([Buffer.from(`${root}/`), Buffer.from(n.replace(/\/$/, ""), "latin1")]);
+      const onDisk = (n: string) =>
+        Buffer.concat([Buffer.from(`${root}/`), Buffer.from(n.replace(/\/$/, ""), "latin1")]);
       let next = 0;
       for (const e of entries) {
         const path = onDisk(name(e));
@@ -209,13 +235,19 @@ describe("archives written by GNU tar", () => {
         expect(e.mode & 0o7777).toBe(Number(st.mode & 0o7777n));
         expect([e.uid, e.gid]).toEqual([Number(st.uid), Number(st.gid)]);
         const mtime = paxOf(e).find(([k]) => k === "mtime");
-        if (mtime) expect([e.mtimeSec, e.mtimeNsec]).toEqual([Number(st.mtimeNs / 1000000000n), Number(st.mtimeNs % 1000000000n)]);
+        if (mtime)
+          expect([e.mtimeSec, e.mtimeNsec]).toEqual([
+            Number(st.mtimeNs / 1000000000n),
+            Number(st.mtimeNs % 1000000000n),
+          ]);
         else expect([e.mtimeSec, e.mtimeNsec]).toEqual([Number(st.mtimeNs / 1000000000n), 0]);
         switch (e.type) {
           case "reg":
             expect(st.isFile()).toBe(true);
             expect(e.size).toBe(Number(st.size));
-            expect(Buffer.from(tar.subarray(e.dataOffset, e.dataOffset + e.size)).equals(readFileSync(path))).toBe(true);
+            expect(Buffer.from(tar.subarray(e.dataOffset, e.dataOffset + e.size)).equals(readFileSync(path))).toBe(
+              true,
+            );
             break;
           case "dir":
             expect(st.isDirectory()).toBe(true);
@@ -268,7 +300,15 @@ describe("hand-built headers", () => {
           entry({ name: "next" }, "x"),
         ),
       ).entries;
-      expect(e[0]).toMatchObject({ size: 600, uid: 0xfffffffe, gid: 7, mode: 0o755, mtimeSec: -1, mtimeNsec: 0, dataOffset: 512 });
+      expect(e[0]).toMatchObject({
+        size: 600,
+        uid: 0xfffffffe,
+        gid: 7,
+        mode: 0o755,
+        mtimeSec: -1,
+        mtimeNsec: 0,
+        dataOffset: 512,
+      });
       expect(name(e[1]!)).toBe("next");
       expect(e[1]!.dataOffset).toBe(512 + 1024 + 512);
     });
@@ -280,7 +320,12 @@ describe("hand-built headers", () => {
     it("trims spaces and NULs around octal numbers and stops at an inner NUL", () => {
       const e = parse(
         archive(
-          header({ raw: [[124, "  12\0 34\0  "], [100, " 644 \0\0"]] }),
+          header({
+            raw: [
+              [124, "  12\0 34\0  "],
+              [100, " 644 \0\0"],
+            ],
+          }),
           b("0123456789"),
           zeros(502),
           entry({ name: "next", raw: [[124, "\0\0\0\0\0\0\0\0\0\0\0\0"]] }),
@@ -297,7 +342,9 @@ describe("hand-built headers", () => {
 
     it("rejects a negative size on a file but not on a header-only type", () => {
       expect(fail(archive(header({ raw: [[124, base256(-1n, 12)]] })))).toBe(INVALID);
-      expect(only(archive(header({ name: "d/", typeflag: "5", raw: [[124, base256(-1n, 12)]] })))).toMatchObject({ size: -1 });
+      expect(only(archive(header({ name: "d/", typeflag: "5", raw: [[124, base256(-1n, 12)]] })))).toMatchObject({
+        size: -1,
+      });
     });
   });
 
@@ -308,8 +355,12 @@ describe("hand-built headers", () => {
       expect(fail(archive(header({ checksum: sum + 1 })))).toBe(INVALID);
       expect(fail(archive(header({ checksumField: () => "zz" })))).toBe(INVALID);
       // any mix of spaces and NULs around the octal digits (8 bytes)
-      expect(only(archive(header({ checksumField: (sum) => `${sum.toString(8).padStart(7, " ")}\0` }))).type).toBe("reg");
-      expect(only(archive(header({ checksumField: (sum) => `\0${sum.toString(8).padStart(6, " ")} ` }))).type).toBe("reg");
+      expect(only(archive(header({ checksumField: (sum) => `${sum.toString(8).padStart(7, " ")}\0` }))).type).toBe(
+        "reg",
+      );
+      expect(only(archive(header({ checksumField: (sum) => `\0${sum.toString(8).padStart(6, " ")} ` }))).type).toBe(
+        "reg",
+      );
     });
 
     it("accepts the signed byte sum as well as the unsigned one", () => {
@@ -337,13 +388,28 @@ describe("hand-built headers", () => {
     });
 
     it("ignores the USTAR fields of a V7 header", () => {
-      const e = only(archive(header({ format: "v7", name: "f", raw: [[265, "root"], [297, "wheel"], [329, "0000001\0"], [345, "pre"]] })));
+      const e = only(
+        archive(
+          header({
+            format: "v7",
+            name: "f",
+            raw: [
+              [265, "root"],
+              [297, "wheel"],
+              [329, "0000001\0"],
+              [345, "pre"],
+            ],
+          }),
+        ),
+      );
       expect(e).toMatchObject({ devmajor: 0, devminor: 0 });
       expect([name(e), text(e.uname), text(e.gname)]).toEqual(["f", "", ""]);
     });
 
     it("parses uname, gname and device numbers of every non-V7 header", () => {
-      const e = only(archive(header({ typeflag: "3", uname: "u".repeat(32), gname: "g", devmajor: 0o7777777, devminor: 5 })));
+      const e = only(
+        archive(header({ typeflag: "3", uname: "u".repeat(32), gname: "g", devmajor: 0o7777777, devminor: 5 })),
+      );
       expect(e).toMatchObject({ type: "char", devmajor: 0o7777777, devminor: 5 });
       expect([text(e.uname), text(e.gname)]).toEqual(["u".repeat(32), "g"]);
     });
@@ -363,7 +429,13 @@ describe("hand-built headers", () => {
     });
 
     it("returns hostile names as they are", () => {
-      const { entries } = parse(archive(entry({ name: "../x" }), entry({ name: "/abs" }), header({ name: "a/../../b", typeflag: "2", linkname: "/etc/passwd" })));
+      const { entries } = parse(
+        archive(
+          entry({ name: "../x" }),
+          entry({ name: "/abs" }),
+          header({ name: "a/../../b", typeflag: "2", linkname: "/etc/passwd" }),
+        ),
+      );
       expect(entries.map((e) => [name(e), text(e.linkname)])).toEqual([
         ["../x", ""],
         ["/abs", ""],
@@ -372,7 +444,9 @@ describe("hand-built headers", () => {
     });
 
     it("skips no data for header-only types even with a size field, and keeps that size", () => {
-      const { entries } = parse(archive(header({ name: "hl", typeflag: "1", linkname: "f", size: 1000 }), entry({ name: "next" }, "abc")));
+      const { entries } = parse(
+        archive(header({ name: "hl", typeflag: "1", linkname: "f", size: 1000 }), entry({ name: "next" }, "abc")),
+      );
       expect(entries.map((e) => [name(e), e.type, e.size, e.dataOffset, e.headerOffset])).toEqual([
         ["hl", "hardlink", 1000, 512, 0],
         ["next", "reg", 3, 1024, 1536], // the reference's TarHeaderOffset quirk: align(512 + 1000)
@@ -383,13 +457,21 @@ describe("hand-built headers", () => {
   describe("GNU long names", () => {
     it("takes L and K bodies up to their first NUL", () => {
       const long = "l".repeat(300);
-      const e = only(archive(gnuLong("L", `${long}\0junk`), gnuLong("K", "k".repeat(200)), header({ format: "gnu", typeflag: "2", name: "short" })));
+      const e = only(
+        archive(
+          gnuLong("L", `${long}\0junk`),
+          gnuLong("K", "k".repeat(200)),
+          header({ format: "gnu", typeflag: "2", name: "short" }),
+        ),
+      );
       expect([name(e), text(e.linkname), e.pax]).toEqual([long, "k".repeat(200), []]);
       expect(e.dataOffset).toBe(512 * 5);
     });
 
     it("lets a GNU long name override a PAX path", () => {
-      expect(name(only(archive(pax([["path", "from-pax"]]), gnuLong("L", "from-gnu"), header({ name: "hdr" }))))).toBe("from-gnu");
+      expect(name(only(archive(pax([["path", "from-pax"]]), gnuLong("L", "from-gnu"), header({ name: "hdr" }))))).toBe(
+        "from-gnu",
+      );
     });
 
     it("fails on bodies over 1 MiB and on truncated bodies", () => {
@@ -397,7 +479,9 @@ describe("hand-built headers", () => {
       expect(fail(archive(big))).toBe("archive/tar: header field too long");
       expect(fail(concat(header({ typeflag: "L", format: "gnu", size: 5000 }), zeros(3000)))).toBe(EOF);
       expect(fail(concat(header({ typeflag: "L", format: "gnu", size: 5 << 20 }), zeros(3000)))).toBe(EOF);
-      expect(name(only(archive(entry({ typeflag: "L", format: "gnu" }, zeros(1 << 20)), header({ name: "f" }))))).toBe("f");
+      expect(name(only(archive(entry({ typeflag: "L", format: "gnu" }, zeros(1 << 20)), header({ name: "f" }))))).toBe(
+        "f",
+      );
     });
   });
 
@@ -413,17 +497,37 @@ describe("hand-built headers", () => {
         ["gname", "pax-group"],
         ["mtime", "1700000000.5"],
       ];
-      const { entries } = parse(archive(pax(records), entry({ name: "hdr", linkname: "hl", uid: 1, gid: 2, uname: "u", gname: "g" }, "12345"), entry({ name: "next" })));
+      const { entries } = parse(
+        archive(
+          pax(records),
+          entry({ name: "hdr", linkname: "hl", uid: 1, gid: 2, uname: "u", gname: "g" }, "12345"),
+          entry({ name: "next" }),
+        ),
+      );
       const e = entries[0]!;
-      expect([name(e), text(e.linkname), text(e.uname), text(e.gname)]).toEqual(["pax/path", "pax/link", "pax-user", "pax-group"]);
-      expect(e).toMatchObject({ size: 5, uid: 123456789, gid: 0xffffffff, mtimeSec: 1700000000, mtimeNsec: 500000000, dataOffset: 1536 });
+      expect([name(e), text(e.linkname), text(e.uname), text(e.gname)]).toEqual([
+        "pax/path",
+        "pax/link",
+        "pax-user",
+        "pax-group",
+      ]);
+      expect(e).toMatchObject({
+        size: 5,
+        uid: 123456789,
+        gid: 0xffffffff,
+        mtimeSec: 1700000000,
+        mtimeNsec: 500000000,
+        dataOffset: 1536,
+      });
       expect(paxOf(e)).toEqual([...records].sort(([a], [b]) => (a < b ? -1 : 1)));
       expect(name(entries[1]!)).toBe("next");
       expect(entries[1]!.pax).toEqual([]);
     });
 
     it("uses the size record to skip data", () => {
-      const { entries } = parse(archive(pax([["size", "700"]]), header({ size: 0 }), randomBytes(700), zeros(324), entry({ name: "next" })));
+      const { entries } = parse(
+        archive(pax([["size", "700"]]), header({ size: 0 }), randomBytes(700), zeros(324), entry({ name: "next" })),
+      );
       expect(entries.map((e) => [e.size, e.dataOffset])).toEqual([
         [700, 1536],
         [0, 3072],
@@ -431,9 +535,24 @@ describe("hand-built headers", () => {
     });
 
     it("keep header values for empty-valued records but report those records", () => {
-      const e = only(archive(pax([["uname", ""], ["path", ""], ["mtime", ""], ["comment", ""]]), header({ name: "hdr", uname: "hdr-user" })));
+      const e = only(
+        archive(
+          pax([
+            ["uname", ""],
+            ["path", ""],
+            ["mtime", ""],
+            ["comment", ""],
+          ]),
+          header({ name: "hdr", uname: "hdr-user" }),
+        ),
+      );
       expect([name(e), text(e.uname), e.mtimeSec]).toEqual(["hdr", "hdr-user", 1700000000]);
-      expect(paxOf(e)).toEqual([["comment", ""], ["mtime", ""], ["path", ""], ["uname", ""]]);
+      expect(paxOf(e)).toEqual([
+        ["comment", ""],
+        ["mtime", ""],
+        ["path", ""],
+        ["uname", ""],
+      ]);
     });
 
     it("keep the last of duplicate keys and sort keys bytewise, values as raw bytes", () => {
@@ -488,14 +607,27 @@ describe("hand-built headers", () => {
       expect(ids("4294967296")).toBe(0);
       expect(ids("4294967301")).toBe(5);
       expect(ids("-9223372036854775808")).toBe(0);
-      for (const bad of ["abc", "1.0", " 1", "9223372036854775808"]) expect(fail(archive(pax([["uid", bad]]), header({})))).toBe(INVALID);
+      for (const bad of ["abc", "1.0", " 1", "9223372036854775808"])
+        expect(fail(archive(pax([["uid", bad]]), header({})))).toBe(INVALID);
       expect(fail(archive(pax([["size", "-1"]]), header({})))).toBe(INVALID);
       expect(only(archive(pax([["size", "-1"]]), header({ name: "d/", typeflag: "5" }))).size).toBe(-1);
     });
 
     it("reject malformed records", () => {
       const body = (s: string) => archive(entry({ typeflag: "x" }, s), header({}));
-      for (const bad of ["5 a=b\n", "7 a=b\n", "6 a=b\r", "abc a=b\n", "6a=bc\n", "6 ab\n\n", "5 =x\n", "0 a=\n", "-6 a=b\n", "99 a=b\n", "6 a=b\n "]) {
+      for (const bad of [
+        "5 a=b\n",
+        "7 a=b\n",
+        "6 a=b\r",
+        "abc a=b\n",
+        "6a=bc\n",
+        "6 ab\n\n",
+        "5 =x\n",
+        "0 a=\n",
+        "-6 a=b\n",
+        "99 a=b\n",
+        "6 a=b\n ",
+      ]) {
         expect(fail(body(bad))).toBe(INVALID);
       }
       expect(fail(archive(pax([["path", "a\0b"]]), header({})))).toBe(INVALID);
@@ -550,9 +682,16 @@ describe("hand-built headers", () => {
         ["GNU.sparse.offset", "0"],
       ]);
       expect(fail(archive(misordered, header({})))).toBe(INVALID);
-      const beyond = pax([["GNU.sparse.size", "4"], ["GNU.sparse.numblocks", "1"], ["GNU.sparse.map", "0,5"]]);
+      const beyond = pax([
+        ["GNU.sparse.size", "4"],
+        ["GNU.sparse.numblocks", "1"],
+        ["GNU.sparse.map", "0,5"],
+      ]);
       expect(fail(archive(beyond, entry({}, "01234")))).toBe(INVALID);
-      const miscounted = pax([["GNU.sparse.numblocks", "2"], ["GNU.sparse.map", "0,5"]]);
+      const miscounted = pax([
+        ["GNU.sparse.numblocks", "2"],
+        ["GNU.sparse.map", "0,5"],
+      ]);
       expect(fail(archive(miscounted, entry({}, "01234")))).toBe(INVALID);
     });
 
@@ -596,22 +735,47 @@ describe("hand-built headers", () => {
       // an unpacker asks for global headers to be dropped (containerd ignores them)
       const seen: TarEntry[] = [];
       const r = new TarReader((e) => seen.push(e), { skipGlobalHeaders: true });
-      r.push(archive(pax([["comment", "global"]], "g"), entry({ name: "after" }, "data"), pax([["comment", "again"]], "g")));
+      r.push(
+        archive(pax([["comment", "global"]], "g"), entry({ name: "after" }, "data"), pax([["comment", "again"]], "g")),
+      );
       r.end();
       expect(seen.map((e) => text(e.name))).toEqual(["after"]);
     });
 
     it("reject old GNU sparse files once their map is read", () => {
       const sparse = (s: HeaderSpec) =>
-        header({ format: "gnu", typeflag: "S", size: 3, raw: [[386, "00000000000\0"], [398, "00000000003\0"], [483, "00000010000\0"]], ...s });
+        header({
+          format: "gnu",
+          typeflag: "S",
+          size: 3,
+          raw: [
+            [386, "00000000000\0"],
+            [398, "00000000003\0"],
+            [483, "00000010000\0"],
+          ],
+          ...s,
+        });
       expect(fail(archive(sparse({}), entry({}, "abc")))).toBe("unsupported input tar entry 'S'");
       expect(fail(archive(sparse({ format: "ustar" })))).toBe(INVALID);
       expect(fail(concat(sparse({ raw: [[482, "\x01"]] })))).toBe(EOF); // an extension block is missing
-      expect(fail(archive(sparse({ raw: [[386, "00000000000\0"], [398, "00000000003\0"], [483, "00000000002\0"]] })))).toBe(INVALID);
+      expect(
+        fail(
+          archive(
+            sparse({
+              raw: [
+                [386, "00000000000\0"],
+                [398, "00000000003\0"],
+                [483, "00000000002\0"],
+              ],
+            }),
+          ),
+        ),
+      ).toBe(INVALID);
     });
 
     it("reject every other typeflag, quoted like Go's %q", () => {
-      for (const t of ["7", "V", "M", "D", "A", "N", "I"]) expect(fail(archive(entry({ typeflag: t })))).toBe(`unsupported input tar entry '${t}'`);
+      for (const t of ["7", "V", "M", "D", "A", "N", "I"])
+        expect(fail(archive(entry({ typeflag: t })))).toBe(`unsupported input tar entry '${t}'`);
       expect(fail(archive(entry({ typeflag: 0x80 })))).toBe("unsupported input tar entry '\\u0080'");
       expect(goQuoteByte(0x27)).toBe("'\\''");
       expect(goQuoteByte(0x5c)).toBe("'\\\\'");
@@ -684,7 +848,8 @@ describe("hand-built headers", () => {
       const size = 3 * 2 ** 30; // 3 GiB of data, pushed as one reused 1 MiB chunk
       r.push(header({ name: "big", raw: [[124, base256(BigInt(size), 12)]] }));
       const chunk = new Uint8Array(1 << 20);
-      for (let left = size; left > 0; left -= chunk.length) r.push(left >= chunk.length ? chunk : chunk.subarray(0, left));
+      for (let left = size; left > 0; left -= chunk.length)
+        r.push(left >= chunk.length ? chunk : chunk.subarray(0, left));
       r.push(archive(entry({ name: "after" })));
       expect(r.end()).toBe(512 + size + 512 + 1024);
       expect(entries.map((e) => [name(e), e.size, e.dataOffset])).toEqual([
@@ -708,7 +873,18 @@ describe("corrupted input", () => {
   it("fails only with TarErrors, identically for any chunking", () => {
     const base = [
       new Uint8Array(readFileSync(new URL("layer.tar", V))),
-      archive(pax([["path", "p"], ["mtime", "1.5"], ["GNU.sparse.major", "1"], ["GNU.sparse.minor", "0"], ["GNU.sparse.realsize", "9"]]), entry({}, concat(b("1\n0\n3\n"), zeros(506), b("abc"))), gnuLong("L", "long"), entry({}, "x")),
+      archive(
+        pax([
+          ["path", "p"],
+          ["mtime", "1.5"],
+          ["GNU.sparse.major", "1"],
+          ["GNU.sparse.minor", "0"],
+          ["GNU.sparse.realsize", "9"],
+        ]),
+        entry({}, concat(b("1\n0\n3\n"), zeros(506), b("abc"))),
+        gnuLong("L", "long"),
+        entry({}, "x"),
+      ),
     ];
     const r = rng(7);
     const outcome = (f: () => { entries: TarEntry[]; consumed: number }) => {
@@ -723,7 +899,10 @@ describe("corrupted input", () => {
       const bytes = base[i % base.length]!.slice();
       for (let k = 1 + Math.floor(r() * 4); k > 0; k--) {
         // aim at header blocks most of the time
-        const at = r() < 0.8 ? Math.floor(r() * (bytes.length / 512)) * 512 + Math.floor(r() * 512) : Math.floor(r() * bytes.length);
+        const at =
+          r() < 0.8
+            ? Math.floor(r() * (bytes.length / 512)) * 512 + Math.floor(r() * 512)
+            : Math.floor(r() * bytes.length);
         bytes[at] = Math.floor(r() * 256);
         if (r() < 0.5) resign(bytes, at - (at % 512));
       }

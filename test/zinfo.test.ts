@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { buildCheckpointsSync, GzipZinfo, PACKED_CHECKPOINT_SIZE, spanRanges, TarZinfo, ZinfoError, ZINFO_HEADER_SIZE } from "../src/index.js";
+import {
+  buildCheckpointsSync,
+  GzipZinfo,
+  PACKED_CHECKPOINT_SIZE,
+  spanRanges,
+  TarZinfo,
+  ZinfoError,
+  ZINFO_HEADER_SIZE,
+} from "../src/index.js";
 
 const V = new URL("./vectors/", import.meta.url);
 const vec = (name: string) => readFileSync(new URL(name, V));
@@ -15,7 +23,11 @@ describe("gzip checkpoint blob", () => {
   ] as const) {
     it(`reproduces ${blob} and its span ranges/digests`, () => {
       const bytes = vec(gz);
-      const want = JSON.parse(vec(json).toString()) as { span_compressed_ranges: number[][]; span_digests: string[]; zinfo_blob_sha256: string };
+      const want = JSON.parse(vec(json).toString()) as {
+        span_compressed_ranges: number[][];
+        span_digests: string[];
+        zinfo_blob_sha256: string;
+      };
       const r = buildCheckpointsSync(bytes, span);
       const z = new GzipZinfo(r.checkpoints, span);
       const out = z.toBlob();
@@ -99,7 +111,11 @@ describe("TarZinfo", () => {
 
   it("matches the V4 span ranges and digests, and round-trips", () => {
     const tar = vec("layer.tar");
-    const want = JSON.parse(vec("t4096.json").toString()) as { span_compressed_ranges: number[][]; span_digests: string[]; max_span_id: number };
+    const want = JSON.parse(vec("t4096.json").toString()) as {
+      span_compressed_ranges: number[][];
+      span_digests: string[];
+      max_span_id: number;
+    };
     const z = TarZinfo.fromBlob(new TarZinfo(4096, tar.length).toBlob());
     expect(z).toMatchObject({ spanSize: 4096, size: 25600, version: 2 });
     expect(z.maxSpanId).toBe(want.max_span_id);

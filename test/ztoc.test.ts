@@ -98,11 +98,36 @@ function ztocFromJson(jsonName: string, modTime?: (t: string) => string): Ztoc {
 }
 
 const VECTORS = [
-  { ztoc: "za4096.ztoc", json: "a4096.json", digest: "sha256:7c12f4087882f71fb0ce84553efe617e92839d14ab2bcedcabfd32d34083d3ad", size: 200520 },
-  { ztoc: "zadef.ztoc", json: "adef.json", digest: "sha256:a6d168f065a49ad892f65ef13531a33f940486581c052250bd98637837082f63", size: 36192 },
-  { ztoc: "zb4096.ztoc", json: "b4096.json", digest: "sha256:358f867d0acd5ed48bd4ad7134db3c26390c9f64608851e82ebc2a8e7b497bc1", size: 200520 },
-  { ztoc: "zt4096.ztoc", json: "t4096.json", digest: "sha256:a08b78c69e9786004d0c62e913780a4dd1a20dd74b376841e897314229622c12", size: 3928 },
-  { ztoc: "ztdef.ztoc", json: "tdef.json", digest: "sha256:f65dfae965197b3d3a5549525163edad69d16ecc7cc9e149214a608a6a28779a", size: 3448 },
+  {
+    ztoc: "za4096.ztoc",
+    json: "a4096.json",
+    digest: "sha256:7c12f4087882f71fb0ce84553efe617e92839d14ab2bcedcabfd32d34083d3ad",
+    size: 200520,
+  },
+  {
+    ztoc: "zadef.ztoc",
+    json: "adef.json",
+    digest: "sha256:a6d168f065a49ad892f65ef13531a33f940486581c052250bd98637837082f63",
+    size: 36192,
+  },
+  {
+    ztoc: "zb4096.ztoc",
+    json: "b4096.json",
+    digest: "sha256:358f867d0acd5ed48bd4ad7134db3c26390c9f64608851e82ebc2a8e7b497bc1",
+    size: 200520,
+  },
+  {
+    ztoc: "zt4096.ztoc",
+    json: "t4096.json",
+    digest: "sha256:a08b78c69e9786004d0c62e913780a4dd1a20dd74b376841e897314229622c12",
+    size: 3928,
+  },
+  {
+    ztoc: "ztdef.ztoc",
+    json: "tdef.json",
+    digest: "sha256:f65dfae965197b3d3a5549525163edad69d16ecc7cc9e149214a608a6a28779a",
+    size: 3448,
+  },
 ] as const;
 
 function v0(): Ztoc {
@@ -177,7 +202,9 @@ describe("encodeZtoc reproduces the reference bytes", () => {
   });
 
   it("rejects algorithms the schema does not define", () => {
-    expect(() => encodeZtoc({ ...v0(), compressionAlgorithm: "zstd" })).toThrow(/compression algorithm not defined in flatbuf: zstd/);
+    expect(() => encodeZtoc({ ...v0(), compressionAlgorithm: "zstd" })).toThrow(
+      /compression algorithm not defined in flatbuf: zstd/,
+    );
     expect(() => encodeZtoc({ ...v0(), compressionAlgorithm: "Gzip" })).toThrow(ZtocError);
   });
 
@@ -302,7 +329,11 @@ describe("decodeZtoc", () => {
     const e2 = { ...entry("b", 2048, 0), modTime: "not a time" };
     const e3 = { ...entry("c", 3072, 0), modTime: "2023-11-14T22:13:20+00:00" };
     const got = decodeZtoc(encodeZtoc(withToc([e1, e2, e3])));
-    expect(got.toc.map((e) => e.modTime)).toEqual(["2023-11-14T22:13:20.5Z", "0001-01-01T00:00:00Z", "2023-11-14T22:13:20Z"]);
+    expect(got.toc.map((e) => e.modTime)).toEqual([
+      "2023-11-14T22:13:20.5Z",
+      "0001-01-01T00:00:00Z",
+      "2023-11-14T22:13:20Z",
+    ]);
   });
 
   it("keeps raw bytes of names, link names and PAX values", () => {
@@ -363,7 +394,12 @@ describe("decodeZtoc", () => {
       s ^= s << 5;
       return (s >>> 0) / 4294967296;
     };
-    const bases = [vec("zt4096.ztoc"), vec("ztdef.ztoc"), encodeZtoc(v0()).subarray(0, 2048), enc("this is not a ztoc")];
+    const bases = [
+      vec("zt4096.ztoc"),
+      vec("ztdef.ztoc"),
+      encodeZtoc(v0()).subarray(0, 2048),
+      enc("this is not a ztoc"),
+    ];
     let ok = 0;
     let failed = 0;
     const t0 = Date.now();
@@ -470,7 +506,9 @@ describe("soci ztoc info", () => {
     expect(goJsonString(enc("<&>"))).toBe('"\\u003c\\u0026\\u003e"');
     expect(goJsonString(new Uint8Array([8, 9, 10, 12, 13, 1, 0x1f, 0x7f]))).toBe('"\\b\\t\\n\\f\\r\\u0001\\u001f\x7f"');
     expect(goJsonString(enc("café \u2028\u2029 😀"))).toBe('"café \\u2028\\u2029 😀"');
-    expect(goJsonString(new Uint8Array([0x61, 0xff, 0xc3, 0x28, 0xed, 0xa0, 0x80]))).toBe('"a\\ufffd\\ufffd(\\ufffd\\ufffd\\ufffd"');
+    expect(goJsonString(new Uint8Array([0x61, 0xff, 0xc3, 0x28, 0xed, 0xa0, 0x80]))).toBe(
+      '"a\\ufffd\\ufffd(\\ufffd\\ufffd\\ufffd"',
+    );
     expect(goJsonString(enc("\ufffd"))).toBe('"\ufffd"');
   });
 });

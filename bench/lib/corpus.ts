@@ -2,7 +2,20 @@
 // generated once and cached under the bench directory.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants, createReadStream, existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  closeSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { benchDir, corpusMB } from "./env.js";
 
@@ -32,7 +45,11 @@ const ROOTS = ["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/includ
 const MAX_FILE = 32 << 20;
 
 /** Returns the cached corpus of `mb` MB (10^6 bytes) of tar, generating it first if needed. */
-export async function ensureCorpus(mb = corpusMB(), dir = benchDir(), log: (line: string) => void = console.error): Promise<Corpus> {
+export async function ensureCorpus(
+  mb = corpusMB(),
+  dir = benchDir(),
+  log: (line: string) => void = console.error,
+): Promise<Corpus> {
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `usr-${mb}mb`);
   const tarPath = `${base}.tar`;

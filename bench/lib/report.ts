@@ -38,7 +38,9 @@ export function commandLine(): string {
     .map(([k, v]) => `${k}=${v}`);
   const script = relative(process.cwd(), process.argv[1] ?? "");
   // Under tsx, execArgv holds its loader hooks; keep only the flags a user would type.
-  const flags = process.execArgv.filter((a, i, all) => !/tsx/.test(a) && !["--require", "--import"].includes(a) && !/tsx/.test(all[i + 1] ?? ""));
+  const flags = process.execArgv.filter(
+    (a, i, all) => !/tsx/.test(a) && !["--require", "--import"].includes(a) && !/tsx/.test(all[i + 1] ?? ""),
+  );
   const runner = process.execArgv.some((a) => /tsx/.test(a)) ? "npx tsx" : "node";
   return [...env, runner, ...flags, script].join(" ");
 }
@@ -48,7 +50,10 @@ export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const numeric = (s: string) => /^[-+]?[\d.,]+[x%]?$/.test(s);
   const line = (cells: string[]) =>
-    cells.map((c, i) => (numeric(c) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+    cells
+      .map((c, i) => (numeric(c) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 

@@ -16,7 +16,8 @@ export interface Chart {
   panels: ChartPanel[];
 }
 
-const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const esc = (s: string): string =>
+  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 export function barChartSvg(chart: Chart): string {
   const width = 860;
@@ -35,7 +36,10 @@ export function barChartSvg(chart: Chart): string {
   y += 22;
   let lx = 16;
   for (const s of chart.series) {
-    out.push(`<rect x="${lx}" y="${y - 11}" width="14" height="14" fill="${s.color}"/>`, `<text x="${lx + 20}" y="${y}" font-size="13">${esc(s.name)}</text>`);
+    out.push(
+      `<rect x="${lx}" y="${y - 11}" width="14" height="14" fill="${s.color}"/>`,
+      `<text x="${lx + 20}" y="${y}" font-size="13">${esc(s.name)}</text>`,
+    );
     lx += 30 + s.name.length * 7.5;
   }
   for (const panel of chart.panels) {
@@ -47,12 +51,19 @@ export function barChartSvg(chart: Chart): string {
     for (const g of panel.groups) {
       const h = g.values.length * (barH + gap) - gap;
       out.push(`<text x="${labelW - 10}" y="${y + h / 2 + 5}" font-size="13" text-anchor="end">${esc(g.label)}</text>`);
-      if (g.note) out.push(`<text x="${labelW - 10}" y="${y + h / 2 + 19}" font-size="11" fill="#555" text-anchor="end">${esc(g.note)}</text>`);
+      if (g.note)
+        out.push(
+          `<text x="${labelW - 10}" y="${y + h / 2 + 19}" font-size="11" fill="#555" text-anchor="end">${esc(g.note)}</text>`,
+        );
       g.values.forEach((v, i) => {
         const w = Math.max(1, (v / max) * plotW);
         const by = y + i * (barH + gap);
-        out.push(`<rect x="${labelW}" y="${by}" width="${w.toFixed(1)}" height="${barH}" fill="${chart.series[i]!.color}"/>`);
-        out.push(`<text x="${(labelW + w + 6).toFixed(1)}" y="${by + barH - 4}" font-size="12">${v.toFixed(panel.digits ?? 1)} ${esc(panel.unit)}</text>`);
+        out.push(
+          `<rect x="${labelW}" y="${by}" width="${w.toFixed(1)}" height="${barH}" fill="${chart.series[i]!.color}"/>`,
+        );
+        out.push(
+          `<text x="${(labelW + w + 6).toFixed(1)}" y="${by + barH - 4}" font-size="12">${v.toFixed(panel.digits ?? 1)} ${esc(panel.unit)}</text>`,
+        );
       });
       y += h + groupGap;
     }

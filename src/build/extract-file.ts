@@ -11,7 +11,9 @@ import type { Zinfo } from "../formats/zinfo.js";
 export type ReadRange = (start: number, end: number) => Promise<Uint8Array>;
 
 export function zinfoOf(ztoc: Ztoc): Zinfo {
-  return ztoc.compressionAlgorithm === "gzip" ? GzipZinfo.fromBlob(ztoc.checkpoints) : TarZinfo.fromBlob(ztoc.checkpoints);
+  return ztoc.compressionAlgorithm === "gzip"
+    ? GzipZinfo.fromBlob(ztoc.checkpoints)
+    : TarZinfo.fromBlob(ztoc.checkpoints);
 }
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -31,7 +33,12 @@ export function metadataEntry(ztoc: Ztoc, name: Uint8Array): FileMetadata {
   throw new Error(`file ${text.decode(name)}: too many levels of links`);
 }
 
-export async function extractFile(ztoc: Ztoc, entry: FileMetadata, read: ReadRange, zinfo = zinfoOf(ztoc)): Promise<Uint8Array> {
+export async function extractFile(
+  ztoc: Ztoc,
+  entry: FileMetadata,
+  read: ReadRange,
+  zinfo = zinfoOf(ztoc),
+): Promise<Uint8Array> {
   const size = entry.uncompressedSize;
   if (size === 0) return new Uint8Array(0);
   const off = entry.uncompressedOffset;

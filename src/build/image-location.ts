@@ -14,7 +14,13 @@ import { ArtifactsDb } from "../store/artifacts-db.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import { BuildPool } from "./pool.js";
-import { buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BlobSource } from "./index-builder.js";
+import {
+  buildIndexForManifest,
+  convertImage,
+  manifestForPlatform,
+  platformsFor,
+  type BlobSource,
+} from "./index-builder.js";
 import { stageLayout, writeLayout } from "./oci-archive.js";
 import { convertRemote, imageBlobs, pushImage, TeeingSource, type RemoteConvertOptions } from "./remote.js";
 import { RegistrySource } from "./registry-source.js";
@@ -101,11 +107,15 @@ export async function openImage(loc: ImageLocation, client: () => RegistryClient
   }
   if (loc.kind === "oci") {
     // a source layout is only read: never opened (which would create one) unless it is there
-    const isDir = await stat(join(loc.path, "oci-layout")).then((s) => s.isFile(), () => false);
+    const isDir = await stat(join(loc.path, "oci-layout")).then(
+      (s) => s.isFile(),
+      () => false,
+    );
     if (!isDir) throw new Error(`${name}: no OCI layout at ${loc.path}`);
     const store = await ContentStore.open(loc.path);
     const root = layoutImage(store, name, loc.tag);
-    if (!root) throw new Error(`${name}: the layout holds ${store.manifests().length} images; name one as oci:<dir>:<tag>`);
+    if (!root)
+      throw new Error(`${name}: the layout holds ${store.manifests().length} images; name one as oci:<dir>:<tag>`);
     return { source: store, root, close: async () => {} };
   }
   const dir = await stageLayout(loc.path);
@@ -153,15 +163,19 @@ async function copyGraph(out: ContentStore, root: Descriptor, from: BlobSource[]
   for await (const { desc, source } of graph(root, [out, ...from])) {
     if (source === out) continue;
     const small = isManifestType(desc.mediaType) || isIndexType(desc.mediaType);
-    copies.push(small
-      ? out.put(await source.get(desc.digest, desc.mediaType), { digest: desc.digest, size: desc.size })
-      : source.createReadStream(desc.digest).then((s) => out.put(s, { digest: desc.digest, size: desc.size })));
+    copies.push(
+      small
+        ? out.put(await source.get(desc.digest, desc.mediaType), { digest: desc.digest, size: desc.size })
+        : source.createReadStream(desc.digest).then((s) => out.put(s, { digest: desc.digest, size: desc.size })),
+    );
   }
   await Promise.all(copies);
 }
 
 /** A layout being written: the destination directory itself, or a temp dir for an archive. */
-async function openOutputLayout(dst: LayoutLocation): Promise<{ out: ContentStore; finish(converted: Descriptor): Promise<void>; close(): Promise<void> }> {
+async function openOutputLayout(
+  dst: LayoutLocation,
+): Promise<{ out: ContentStore; finish(converted: Descriptor): Promise<void>; close(): Promise<void> }> {
   const dir = dst.kind === "oci" ? dst.path : await mkdtemp(join(tmpdir(), "soci-out-"));
   const out = await ContentStore.open(dir);
   return {
@@ -183,13 +197,19 @@ type LayoutLocation = Extract<ImageLocation, { kind: "oci" | "oci-archive" }>;
  * `soci convert <src> <dst>` for any pair of locations. Registry to registry keeps its own path
  * (./remote.ts: blobs mounted within a registry, teed to another one).
  */
-export async function convertLocations(src: string, dst: string, client: () => RegistryClient, opts: RemoteConvertOptions): Promise<Descriptor> {
+export async function convertLocations(
+  src: string,
+  dst: string,
+  client: () => RegistryClient,
+  opts: RemoteConvertOptions,
+): Promise<Descriptor> {
   const from = parseImageLocation(src);
   const to = parseImageLocation(dst);
   if (from.kind === "registry" && to.kind === "registry") return convertRemote(client(), src, dst, opts);
   if (to.kind === "registry") {
     const r = parseReference(to.ref);
-    if (!r.tag || r.digest) throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
+    if (!r.tag || r.digest)
+      throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
   }
   const image = await openImage(from, client);
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));
@@ -204,12 +224,22 @@ export async function convertLocations(src: string, dst: string, client: () => R
     if (image.registry && output) {
       // registry → layout: each layer the builder downloads is written to the layout as it streams
       const out = output.out;
-      teeing = new TeeingSource(image.source, await imageBlobs(image.source, image.root), (d, data) => out.put(data, { digest: d.digest, size: d.size }));
+      teeing = new TeeingSource(image.source, await imageBlobs(image.source, image.root), (d, data) =>
+        out.put(data, { digest: d.digest, size: d.size }),
+      );
       source = teeing;
     }
-    const converted = await convertImage({ source, target, db, pool, log: opts.log, progress: opts.progress }, image.root, opts, opts);
+    const converted = await convertImage(
+      { source, target, db, pool, log: opts.log, progress: opts.progress },
+      image.root,
+      opts,
+      opts,
+    );
     if (to.kind === "registry") {
-      await pushImage(client(), target, converted, parseReference(to.ref), { from: image.source, ...(image.registry ? { fromRef: image.registry.source.ref } : {}) });
+      await pushImage(client(), target, converted, parseReference(to.ref), {
+        from: image.source,
+        ...(image.registry ? { fromRef: image.registry.source.ref } : {}),
+      });
     } else {
       await teeing?.delivered();
       await copyGraph(output!.out, converted, [target, image.source]);
@@ -226,14 +256,28 @@ export async function convertLocations(src: string, dst: string, client: () => R
 }
 
 /** `soci create <src>`: SOCI index v1 per platform of an opened image, into the local store. */
-export async function createIndexes(image: OpenedImage, target: ContentStore, db: ArtifactsDb, opts: RemoteConvertOptions): Promise<BuiltSociIndex[]> {
+export async function createIndexes(
+  image: OpenedImage,
+  target: ContentStore,
+  db: ArtifactsDb,
+  opts: RemoteConvertOptions,
+): Promise<BuiltSociIndex[]> {
   const pool = new BuildPool();
   try {
     const { platforms, target: chosen } = await platformsFor(image.source, image.root, opts);
     const built: BuiltSociIndex[] = [];
     for (const platform of platforms) {
       const manifest = await manifestForPlatform(image.source, chosen, platform);
-      built.push(await buildIndexForManifest({ source: image.source, target, db, pool, log: opts.log, progress: opts.progress }, manifest, 1, platform, opts, image.root.digest));
+      built.push(
+        await buildIndexForManifest(
+          { source: image.source, target, db, pool, log: opts.log, progress: opts.progress },
+          manifest,
+          1,
+          platform,
+          opts,
+          image.root.digest,
+        ),
+      );
     }
     return built;
   } finally {

@@ -5,20 +5,53 @@ import { createHash } from "node:crypto";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { selectLayer } from "../formats/layers.js";
 import {
-  buildSociIndex, EmptyConfigBytes, EmptyConfigDigest, EmptyIndexError, shouldDisableXattrs,
-  SociIndexArtifactTypeV2, SociLayerMediaType, type BuiltSociIndex, type PrefetchEntry, type SociIndexVersion, type ZtocEntry,
+  buildSociIndex,
+  EmptyConfigBytes,
+  EmptyConfigDigest,
+  EmptyIndexError,
+  shouldDisableXattrs,
+  SociIndexArtifactTypeV2,
+  SociLayerMediaType,
+  type BuiltSociIndex,
+  type PrefetchEntry,
+  type SociIndexVersion,
+  type ZtocEntry,
 } from "../formats/soci-index.js";
 import {
-  cleanPrefetchPath, fileSpanRange, marshalPrefetchArtifact, newPrefetchArtifact, normalizePrefetchSpans,
-  PrefetchArtifactMediaType, type PrefetchSpan,
+  cleanPrefetchPath,
+  fileSpanRange,
+  marshalPrefetchArtifact,
+  newPrefetchArtifact,
+  normalizePrefetchSpans,
+  PrefetchArtifactMediaType,
+  type PrefetchSpan,
 } from "../formats/prefetch.js";
 import {
-  isIndexType, isManifestType, MediaTypeImageManifest, parseManifest, type Descriptor, type Index, type Manifest, type Platform,
+  isIndexType,
+  isManifestType,
+  MediaTypeImageManifest,
+  parseManifest,
+  type Descriptor,
+  type Index,
+  type Manifest,
+  type Platform,
 } from "../formats/oci.js";
 import {
-  addSociIndexDescriptor, imageIndexFromBytes, newImageIndex, reencodeManifest, serializeImageIndex, setManifestEntry, sociIndexV2Descriptor,
+  addSociIndexDescriptor,
+  imageIndexFromBytes,
+  newImageIndex,
+  reencodeManifest,
+  serializeImageIndex,
+  setManifestEntry,
+  sociIndexV2Descriptor,
 } from "../formats/convert-docs.js";
-import { dedupePlatforms, defaultPlatform, formatPlatform, matchPlatformStrict, platformFromImageConfig } from "../formats/platform.js";
+import {
+  dedupePlatforms,
+  defaultPlatform,
+  formatPlatform,
+  matchPlatformStrict,
+  platformFromImageConfig,
+} from "../formats/platform.js";
 import type { ContentStore } from "../store/content-store.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
 import { zinfoOf } from "./extract-file.js";
@@ -92,14 +125,18 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
     }
   }
   const stream = verified(await ctx.source.createReadStream(layer.digest), layer);
-  const built = await ctx.pool.buildZtoc(stream, {
-    spanSize: opts.spanSize,
-    compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
-    buildToolIdentifier: opts.buildTool,
-  }, {
-    transfer: true, // file stream chunks are fresh buffers nobody else holds
-    onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size),
-  });
+  const built = await ctx.pool.buildZtoc(
+    stream,
+    {
+      spanSize: opts.spanSize,
+      compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
+      buildToolIdentifier: opts.buildTool,
+    },
+    {
+      transfer: true, // file stream chunks are fresh buffers nobody else holds
+      onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size),
+    },
+  );
   ctx.progress?.finish(layer.digest);
   await ctx.target.put(built.bytes, { digest: built.digest, size: built.bytes.length });
   ctx.db.put({
@@ -129,7 +166,9 @@ async function* verified(chunks: AsyncIterable<Uint8Array>, layer: Descriptor): 
   }
   const digest = `sha256:${hash.digest("hex")}`;
   if (digest !== layer.digest || size !== layer.size) {
-    throw new Error(`layer ${layer.digest}: content does not match its descriptor (got ${digest}, ${size} bytes; want ${layer.size} bytes)`);
+    throw new Error(
+      `layer ${layer.digest}: content does not match its descriptor (got ${digest}, ${size} bytes; want ${layer.size} bytes)`,
+    );
   }
 }
 
@@ -178,21 +217,27 @@ export async function buildIndexForManifest(
   const layers = await ztocsFor(ctx, manifest, opts);
   const ztocs: ZtocEntry[] = layers.flatMap(({ layer, ztoc }) =>
     ztoc
-      ? [{
-        ztocDigest: ztoc.digest,
-        ztocSize: ztoc.size,
-        layerDigest: layer.digest,
-        layerMediaType: layer.mediaType,
-        spanSize: opts.spanSize,
-        disableXattrs: opts.xattrOptimization ? shouldDisableXattrs(ztoc.toc.toc) : false,
-      }]
-      : []);
+      ? [
+          {
+            ztocDigest: ztoc.digest,
+            ztocSize: ztoc.size,
+            layerDigest: layer.digest,
+            layerMediaType: layer.mediaType,
+            spanSize: opts.spanSize,
+            disableXattrs: opts.xattrOptimization ? shouldDisableXattrs(ztoc.toc.toc) : false,
+          },
+        ]
+      : [],
+  );
   const prefetches = opts.prefetchFiles?.length ? await prefetchArtifacts(ctx, layers, opts.prefetchFiles) : [];
   const built = buildSociIndex({
     version,
     ztocs,
     prefetches,
-    subject: version === 1 ? { mediaType: manifestDesc.mediaType, digest: manifestDesc.digest, size: manifestDesc.size } : null,
+    subject:
+      version === 1
+        ? { mediaType: manifestDesc.mediaType, digest: manifestDesc.digest, size: manifestDesc.size }
+        : null,
     buildTool: opts.buildTool,
   });
   await ctx.target.put(EmptyConfigBytes, { digest: EmptyConfigDigest, size: EmptyConfigBytes.length });
@@ -212,7 +257,11 @@ export async function buildIndexForManifest(
 }
 
 /** The platform manifest of an image for `platform` (§3.4 manifest selection). */
-export async function manifestForPlatform(source: BlobSource, root: Descriptor, platform: Platform): Promise<Descriptor> {
+export async function manifestForPlatform(
+  source: BlobSource,
+  root: Descriptor,
+  platform: Platform,
+): Promise<Descriptor> {
   if (!isIndexType(root.mediaType)) {
     if (root.platform && !matchPlatformStrict(platform, root.platform)) {
       throw new Error(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
@@ -234,7 +283,11 @@ export interface PlatformChoice {
 }
 
 /** Platforms to index: explicit ones, all of the image's, or the image's / host's default. */
-export async function platformsFor(source: BlobSource, root: Descriptor, choice: PlatformChoice): Promise<{ platforms: Platform[]; target: Descriptor }> {
+export async function platformsFor(
+  source: BlobSource,
+  root: Descriptor,
+  choice: PlatformChoice,
+): Promise<{ platforms: Platform[]; target: Descriptor }> {
   let target = root;
   let fallback = defaultPlatform();
   if (isManifestType(root.mediaType)) {
@@ -247,7 +300,13 @@ export async function platformsFor(source: BlobSource, root: Descriptor, choice:
     if (!isIndexType(root.mediaType)) return { platforms: [fallback], target };
     const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
     const all = (index.manifests ?? [])
-      .filter((m) => m.artifactType !== SociIndexArtifactTypeV2 && m.platform && m.platform.os !== "unknown" && m.platform.architecture !== "unknown")
+      .filter(
+        (m) =>
+          m.artifactType !== SociIndexArtifactTypeV2 &&
+          m.platform &&
+          m.platform.os !== "unknown" &&
+          m.platform.architecture !== "unknown",
+      )
       .map((m) => m.platform!);
     return { platforms: dedupePlatforms(all), target };
   }
@@ -258,7 +317,12 @@ export async function platformsFor(source: BlobSource, root: Descriptor, choice:
  * `soci convert` (§3.5): SOCI index v2 per platform, re-encoded manifests annotated with their
  * index digest, and a new OCI image index listing manifests and SOCI indexes. Returns its descriptor.
  */
-export async function convertImage(ctx: BuildContext, root: Descriptor, choice: PlatformChoice, opts: BuildOptions): Promise<Descriptor> {
+export async function convertImage(
+  ctx: BuildContext,
+  root: Descriptor,
+  choice: PlatformChoice,
+  opts: BuildOptions,
+): Promise<Descriptor> {
   const { platforms, target } = await platformsFor(ctx.source, root, choice);
   let index: Index = isIndexType(root.mediaType)
     ? imageIndexFromBytes(await ctx.source.get(root.digest, root.mediaType), root.mediaType)
@@ -269,7 +333,11 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
   for (const platform of platforms) {
     const manifest = await manifestForPlatform(ctx.source, target, platform);
     try {
-      built.push({ platform, manifest, sociIndex: await buildIndexForManifest(ctx, manifest, 2, platform, opts, root.digest) });
+      built.push({
+        platform,
+        manifest,
+        sociIndex: await buildIndexForManifest(ctx, manifest, 2, platform, opts, root.digest),
+      });
     } catch (err) {
       if (!(err instanceof EmptyIndexError)) throw err;
       ctx.log(`no ztocs created for platform ${formatPlatform(platform)}: skipping`);
@@ -287,7 +355,11 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
       if (forIt) throw new Error(`manifest ${entry.digest} is indexed but not present`);
       continue;
     }
-    const re = reencodeManifest(await ctx.source.get(entry.digest, entry.mediaType), forIt?.sociIndex.digest, entry.mediaType);
+    const re = reencodeManifest(
+      await ctx.source.get(entry.digest, entry.mediaType),
+      forIt?.sociIndex.digest,
+      entry.mediaType,
+    );
     await ctx.target.put(re.bytes, { digest: re.digest, size: re.size });
     index = setManifestEntry(index, i, re);
     if (forIt) forIt.newManifest = re.digest;
@@ -299,7 +371,8 @@ export async function convertImage(ctx: BuildContext, root: Descriptor, choice: 
   const out = serializeImageIndex(index);
   await ctx.target.putDescriptor(out.descriptor, out.bytes);
   for (const b of built) {
-    if (b.newManifest) ctx.db.updateIndexDigests(b.sociIndex.digest, { ociDigest: b.newManifest, imageDigest: out.descriptor.digest });
+    if (b.newManifest)
+      ctx.db.updateIndexDigests(b.sociIndex.digest, { ociDigest: b.newManifest, imageDigest: out.descriptor.digest });
   }
   return out.descriptor;
 }

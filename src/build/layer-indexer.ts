@@ -67,7 +67,8 @@ export class LayerIndexer {
   private size = 0;
 
   constructor(private readonly opts: LayerIndexOptions) {
-    if (!Number.isInteger(opts.spanSize) || opts.spanSize < 0) throw new RangeError(`invalid span size ${opts.spanSize}`);
+    if (!Number.isInteger(opts.spanSize) || opts.spanSize < 0)
+      throw new RangeError(`invalid span size ${opts.spanSize}`);
     if (opts.compression === "gzip") {
       this.gzip = new CheckpointBuilder(opts.spanSize, {
         // the tar reader copies what it keeps (header blocks), so the decoder's view is enough

@@ -22,9 +22,11 @@ export async function stageLayout(input: string, parent = tmpdir()): Promise<str
     if (st.isDirectory()) {
       await cp(input, dir, { recursive: true });
     } else {
-      await run("tar", ["-xf", input, "-C", dir, "--no-same-owner", "--no-same-permissions"]).catch((err: { stderr?: string; message: string }) => {
-        throw new Error(`${input}: not a readable OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
-      });
+      await run("tar", ["-xf", input, "-C", dir, "--no-same-owner", "--no-same-permissions"]).catch(
+        (err: { stderr?: string; message: string }) => {
+          throw new Error(`${input}: not a readable OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
+        },
+      );
     }
     await checkLayout(dir, input);
   } catch (err) {
@@ -42,7 +44,8 @@ async function checkLayout(dir: string, name: string): Promise<void> {
     const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no oci-layout file" : (err as Error).message;
     throw new Error(`${name}: not an OCI image layout (${why})`);
   }
-  if (typeof layout.imageLayoutVersion !== "string") throw new Error(`${name}: not an OCI image layout (oci-layout has no imageLayoutVersion)`);
+  if (typeof layout.imageLayoutVersion !== "string")
+    throw new Error(`${name}: not an OCI image layout (oci-layout has no imageLayoutVersion)`);
 }
 
 /** Writes `dir` (an OCI layout holding only what should ship) to `output` as a dir or archive. */
@@ -52,7 +55,18 @@ export async function writeLayout(dir: string, output: string, format: LayoutFor
     await cp(dir, output, { recursive: true });
     return;
   }
-  await run("tar", ["-cf", output, "-C", dir, "--owner=0", "--group=0", "--numeric-owner", "oci-layout", "index.json", "blobs"]).catch(async (err: { stderr?: string; message: string }) => {
+  await run("tar", [
+    "-cf",
+    output,
+    "-C",
+    dir,
+    "--owner=0",
+    "--group=0",
+    "--numeric-owner",
+    "oci-layout",
+    "index.json",
+    "blobs",
+  ]).catch(async (err: { stderr?: string; message: string }) => {
     await rm(output, { force: true }); // no half-written archive left behind
     throw new Error(`${output}: cannot write the OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
   });

@@ -37,7 +37,8 @@ export class RegistrySource implements BlobSource {
   async exists(digest: string, mediaType?: string): Promise<boolean> {
     if (this.manifests.has(digest)) return true;
     // blobs: a HEAD, never the download
-    if (!mediaType || !(isManifestType(mediaType) || isIndexType(mediaType))) return (await this.client.blobExists(this.ref, digest)) !== undefined;
+    if (!mediaType || !(isManifestType(mediaType) || isIndexType(mediaType)))
+      return (await this.client.blobExists(this.ref, digest)) !== undefined;
     try {
       await this.get(digest, mediaType);
       return true;

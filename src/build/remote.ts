@@ -6,7 +6,15 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isIndexType, isManifestType, MediaTypeImageManifest, parseIndex, parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
+import {
+  isIndexType,
+  isManifestType,
+  MediaTypeImageManifest,
+  parseIndex,
+  parseManifest,
+  type Descriptor,
+  type Platform,
+} from "../formats/oci.js";
 import { matchPlatformStrict } from "../formats/platform.js";
 import { SociIndexArtifactTypeV1, SociIndexArtifactTypeV2, type BuiltSociIndex } from "../formats/soci-index.js";
 import { ContentStore } from "../store/content-store.js";
@@ -18,7 +26,14 @@ import type { ImageRef } from "../registry/types.js";
 import { BuildPool } from "./pool.js";
 import { RegistrySource } from "./registry-source.js";
 import {
-  buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BlobSource, type BuildOptions, type LayerProgress, type PlatformChoice,
+  buildIndexForManifest,
+  convertImage,
+  manifestForPlatform,
+  platformsFor,
+  type BlobSource,
+  type BuildOptions,
+  type LayerProgress,
+  type PlatformChoice,
 } from "./index-builder.js";
 
 /**
@@ -38,7 +53,8 @@ export async function pushImage(
   const pushManifestTree = async (desc: Descriptor, tag?: string): Promise<void> => {
     let bytes: Uint8Array;
     if (await store.exists(desc.digest)) bytes = await store.get(desc.digest);
-    else if (opts.from && (await opts.from.exists(desc.digest, desc.mediaType))) bytes = await opts.from.get(desc.digest, desc.mediaType);
+    else if (opts.from && (await opts.from.exists(desc.digest, desc.mediaType)))
+      bytes = await opts.from.get(desc.digest, desc.mediaType);
     else return; // a platform that was not pulled
     if (isIndexType(desc.mediaType)) {
       for (const child of parseIndex(bytes).manifests ?? []) await pushManifestTree(child);
@@ -46,13 +62,22 @@ export async function pushImage(
       const m = parseManifest(bytes);
       // blobs in parallel (the client bounds concurrency); those the conversion did not write are
       // still in the source: mount or stream them across
-      await Promise.all([m.config, ...(m.layers ?? [])].map(async (blob) => {
-        const local = await store.exists(blob.digest);
-        if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source image`);
-        const data = local ? await store.createReadStream(blob.digest) : await opts.from!.createReadStream(blob.digest);
-        const pushed = await client.pushBlob(ref, data, { digest: blob.digest, size: blob.size, mediaType: blob.mediaType }, { mountFrom });
-        opts.log?.(`${pushed.existed ? "skipped" : pushed.mounted ? "mounted" : "pushed"} blob ${blob.digest}`);
-      }));
+      await Promise.all(
+        [m.config, ...(m.layers ?? [])].map(async (blob) => {
+          const local = await store.exists(blob.digest);
+          if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source image`);
+          const data = local
+            ? await store.createReadStream(blob.digest)
+            : await opts.from!.createReadStream(blob.digest);
+          const pushed = await client.pushBlob(
+            ref,
+            data,
+            { digest: blob.digest, size: blob.size, mediaType: blob.mediaType },
+            { mountFrom },
+          );
+          opts.log?.(`${pushed.existed ? "skipped" : pushed.mounted ? "mounted" : "pushed"} blob ${blob.digest}`);
+        }),
+      );
     }
     await client.pushManifest(ref, bytes, desc.mediaType, tag ?? desc.digest);
   };
@@ -62,7 +87,9 @@ export async function pushImage(
 /** Every config and layer of the image's manifests (all platforms), by digest. */
 export async function imageBlobs(source: BlobSource, root: Descriptor): Promise<Map<string, Descriptor>> {
   const manifests = isIndexType(root.mediaType)
-    ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) => isManifestType(m.mediaType))
+    ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) =>
+        isManifestType(m.mediaType),
+      )
     : [root];
   const blobs = new Map<string, Descriptor>();
   for (const m of manifests) {
@@ -75,8 +102,16 @@ export async function imageBlobs(source: BlobSource, root: Descriptor): Promise<
 /** Pushes blobs of the image at `src` to `dst` (mounted on the same registry, else streamed). */
 async function copyBlobs(client: RegistryClient, blobs: Descriptor[], src: ImageRef, dst: ImageRef): Promise<void> {
   const mountFrom = src.host === dst.host && src.repository !== dst.repository ? src.repository : undefined;
-  await Promise.all(blobs.map((b) =>
-    client.pushBlob(dst, client.blobStream(src, b.digest, { size: b.size }), { digest: b.digest, size: b.size, mediaType: b.mediaType }, { mountFrom })));
+  await Promise.all(
+    blobs.map((b) =>
+      client.pushBlob(
+        dst,
+        client.blobStream(src, b.digest, { size: b.size }),
+        { digest: b.digest, size: b.size, mediaType: b.mediaType },
+        { mountFrom },
+      ),
+    ),
+  );
 }
 
 /** Where a teed blob goes; resolves true once it is stored there. */
@@ -109,18 +144,26 @@ export class TeeingSource implements BlobSource {
     if (!desc || this.sent.has(digest)) return stream;
     const tee = teeStream(stream);
     // a copy that fails here is simply done again afterwards, from its own download
-    this.sent.set(digest, this.sink(desc, tee.side)
-      .then(() => true, () => false)
-      .finally(() => tee.cancelSide()));
+    this.sent.set(
+      digest,
+      this.sink(desc, tee.side)
+        .then(
+          () => true,
+          () => false,
+        )
+        .finally(() => tee.cancelSide()),
+    );
     return tee.main;
   }
 
   /** Digests stored at the destination while the builder read them. */
   async delivered(): Promise<Set<string>> {
     const done = new Set<string>();
-    await Promise.all([...this.sent].map(async ([d, p]) => {
-      if (await p) done.add(d);
-    }));
+    await Promise.all(
+      [...this.sent].map(async ([d, p]) => {
+        if (await p) done.add(d);
+      }),
+    );
     return done;
   }
 }
@@ -131,10 +174,16 @@ export interface RemoteConvertOptions extends BuildOptions, PlatformChoice {
 }
 
 /** `soci convert <src-ref> <dst-ref>`: registry to registry through a temporary layout. */
-export async function convertRemote(client: RegistryClient, src: string, dst: string, opts: RemoteConvertOptions): Promise<Descriptor> {
+export async function convertRemote(
+  client: RegistryClient,
+  src: string,
+  dst: string,
+  opts: RemoteConvertOptions,
+): Promise<Descriptor> {
   const srcRef = parseReference(src);
   const dstRef = parseReference(dst);
-  if (!dstRef.tag || dstRef.digest) throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
+  if (!dstRef.tag || dstRef.digest)
+    throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));
   const pool = new BuildPool();
   const db = ArtifactsDb.open(join(work, "artifacts.db"));
@@ -156,10 +205,16 @@ export async function convertRemote(client: RegistryClient, src: string, dst: st
       // another registry: each layer the builder reads is uploaded from the same download; the
       // rest (configs, layers too small to index, other platforms) is copied afterwards
       const teeing = new TeeingSource(source, blobs, (desc, data) =>
-        client.pushBlob(dstRef, data, { digest: desc.digest, size: desc.size, mediaType: desc.mediaType }));
+        client.pushBlob(dstRef, data, { digest: desc.digest, size: desc.size, mediaType: desc.mediaType }),
+      );
       converted = await convertImage({ ...ctx, source: teeing }, root, opts, opts);
       const sent = await teeing.delivered();
-      await copyBlobs(client, [...blobs.values()].filter((b) => !sent.has(b.digest)), srcRef, dstRef);
+      await copyBlobs(
+        client,
+        [...blobs.values()].filter((b) => !sent.has(b.digest)),
+        srcRef,
+        dstRef,
+      );
     }
     await pushImage(client, store, converted, dstRef, { from: source, fromRef: srcRef });
     return converted;
@@ -190,7 +245,16 @@ export async function createRemote(
     const built: BuiltSociIndex[] = [];
     for (const platform of platforms) {
       const manifest = await manifestForPlatform(source, image, platform);
-      built.push(await buildIndexForManifest({ source, target, db, pool, log: opts.log, progress: opts.progress }, manifest, 1, platform, opts, root.digest));
+      built.push(
+        await buildIndexForManifest(
+          { source, target, db, pool, log: opts.log, progress: opts.progress },
+          manifest,
+          1,
+          platform,
+          opts,
+          root.digest,
+        ),
+      );
     }
     return built;
   } finally {
@@ -219,7 +283,8 @@ export async function pushSociIndexes(
     const index = parseIndex((await client.getManifest(ref, root)).bytes);
     for (const m of index.manifests ?? []) {
       if (isIndexType(m.mediaType) || m.artifactType) continue;
-      if (opts.platforms.length && !(m.platform && opts.platforms.some((p) => matchPlatformStrict(p, m.platform!)))) continue;
+      if (opts.platforms.length && !(m.platform && opts.platforms.some((p) => matchPlatformStrict(p, m.platform!))))
+        continue;
       manifests.push(m);
     }
   } else {
@@ -229,17 +294,23 @@ export async function pushSociIndexes(
   for (const m of manifests) {
     const entries = db.indexesForManifest(m.digest);
     if (entries.some((e) => e.artifactType === SociIndexArtifactTypeV2)) {
-      opts.log("[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.");
+      opts.log(
+        "[WARN] Skippping SOCI index manifest v2. You should push the whole image with higher level tools like finch or nerdctl.",
+      );
     }
     const entry = entries.find((e) => e.artifactType === SociIndexArtifactTypeV1);
     if (!entry) {
-      if (manifests.length === 1 || opts.platforms.length) throw new Error(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
+      if (manifests.length === 1 || opts.platforms.length)
+        throw new Error(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
       continue;
     }
     if (opts.existingIndex !== "allow") {
       const existing = await client.referrers(ref, m.digest, SociIndexArtifactTypeV1);
       if (existing.length > 0) {
-        const msg = existing.length === 1 ? `soci index found in remote repository with digest: ${existing[0]!.digest}` : "multiple soci indices found in remote repository";
+        const msg =
+          existing.length === 1
+            ? `soci index found in remote repository with digest: ${existing[0]!.digest}`
+            : "multiple soci indices found in remote repository";
         if (opts.existingIndex === "skip") {
           opts.log(`${msg}: skipping pushing artifacts for image manifest: ${m.digest}`);
           continue;
@@ -251,11 +322,21 @@ export async function pushSociIndexes(
     const index = parseManifest(indexBytes);
     opts.log(opts.quiet ? entry.digest : `pushing soci index with digest: ${entry.digest}`);
     for (const blob of [index.config, ...(index.layers ?? [])]) {
-      const r = await client.pushBlob(ref, await store.createReadStream(blob.digest), { digest: blob.digest, size: blob.size, mediaType: blob.mediaType });
-      if (!opts.quiet) opts.log(r.existed ? `skipped artifact with digest: ${blob.digest}` : `successfully pushed artifact with digest: ${blob.digest}`);
+      const r = await client.pushBlob(ref, await store.createReadStream(blob.digest), {
+        digest: blob.digest,
+        size: blob.size,
+        mediaType: blob.mediaType,
+      });
+      if (!opts.quiet)
+        opts.log(
+          r.existed
+            ? `skipped artifact with digest: ${blob.digest}`
+            : `successfully pushed artifact with digest: ${blob.digest}`,
+        );
     }
     const res = await client.pushManifest(ref, indexBytes, MediaTypeImageManifest, entry.digest);
-    if (!res.ociSubject) await client.addToReferrersFallback(ref, m.digest, referrerDescriptor(indexBytes, MediaTypeImageManifest));
+    if (!res.ociSubject)
+      await client.addToReferrersFallback(ref, m.digest, referrerDescriptor(indexBytes, MediaTypeImageManifest));
     pushed++;
   }
   return pushed;

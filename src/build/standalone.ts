@@ -51,7 +51,12 @@ export async function convertStandalone(input: string, output: string, opts: Sta
   try {
     const store = await ContentStore.open(work);
     const root = await layoutRootDescriptor(store, work);
-    const converted = await convertImage({ source: store, target: store, db, pool, log: opts.log, progress: opts.progress }, root, opts, opts);
+    const converted = await convertImage(
+      { source: store, target: store, db, pool, log: opts.log, progress: opts.progress },
+      root,
+      opts,
+      opts,
+    );
     const index = { schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: [converted] } satisfies Index;
     await writeFile(join(work, "index.json"), marshalIndex(index));
     await rm(join(work, "ingest"), { recursive: true, force: true });

@@ -17,7 +17,12 @@ export interface ZtocTaskResult {
 export default async function run(task: ZtocTask): Promise<WorkerResult<ZtocTaskResult>> {
   try {
     const indexer = new LayerIndexer(task.options);
-    const r = await consumePort(task.port, (c) => indexer.push(c), () => indexer.finish(), () => indexer.close());
+    const r = await consumePort(
+      task.port,
+      (c) => indexer.push(c),
+      () => indexer.finish(),
+      () => indexer.close(),
+    );
     return moved<ZtocTaskResult>({ bytes: r.bytes, digest: r.digest }, [r.bytes.buffer]);
   } catch (err) {
     task.port.close();

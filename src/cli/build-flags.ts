@@ -18,7 +18,12 @@ function int64(name: string) {
 export function addBuildFlags(cmd: Command): Command {
   return cmd
     .option("--span-size <bytes>", "span size of the ztocs", int64("span-size"), DefaultSpanSize)
-    .option("--min-layer-size <bytes>", "layers smaller than this get no ztoc", int64("min-layer-size"), DefaultMinLayerSize)
+    .option(
+      "--min-layer-size <bytes>",
+      "layers smaller than this get no ztoc",
+      int64("min-layer-size"),
+      DefaultMinLayerSize,
+    )
     .option("--optimizations <list>", "experimental optimizations: xattr", collect, [] as string[])
     .option("-f, --force", "rebuild ztocs even when the artifacts database has one", false)
     .option("-p, --platform <platform>", "platform to index (repeatable)", collect, [] as string[])

@@ -61,16 +61,22 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     await writeFile(join(rootfs, "etc", "demo.txt"), "hello from a lazily pulled image\n");
     const each = Math.max(1, Math.floor((opts.sizeMB * (1 << 20)) / 3));
     for (let i = 0; i < 3; i++) await writeFile(join(rootfs, "data", `part-${i}.bin`), sampleData(each));
-    const layers = [await writeLayer({ dir: base }, join(work, "base.tar.gz")), await writeLayer({ dir: rootfs }, join(work, "data.tar.gz"))];
-    const script = "cat /etc/demo.txt; for f in /data/part-0.bin /data/part-1.bin /data/part-2.bin; do head -c 4096 \"$f\" > /dev/null || exit 1; done; echo ready";
+    const layers = [
+      await writeLayer({ dir: base }, join(work, "base.tar.gz")),
+      await writeLayer({ dir: rootfs }, join(work, "data.tar.gz")),
+    ];
+    const script =
+      'cat /etc/demo.txt; for f in /data/part-0.bin /data/part-1.bin /data/part-2.bin; do head -c 4096 "$f" > /dev/null || exit 1; done; echo ready';
     const command = ["/bin/sh", "-c", script];
     const layout = join(work, "image");
     await writeImageLayout(layout, layers, { cmd: command });
     await rm(base, { recursive: true, force: true });
     await rm(rootfs, { recursive: true, force: true });
     for (const l of layers) await rm(l.gzPath, { force: true });
-    log(`sample image: busybox layer (${mbText(layers[0]!.gzSize)} gzip) + data layer of 3 files (${mbText(layers[1]!.tarSize)} tar, ` +
-      `${mbText(layers[1]!.gzSize)} gzip), built in ${sec((performance.now() - t) / 1000)}`);
+    log(
+      `sample image: busybox layer (${mbText(layers[0]!.gzSize)} gzip) + data layer of 3 files (${mbText(layers[1]!.tarSize)} tar, ` +
+        `${mbText(layers[1]!.gzSize)} gzip), built in ${sec((performance.now() - t) / 1000)}`,
+    );
 
     // 3. registry, push, convert
     const registry = await startRegistry(join(work, "registry"), cleanup);
@@ -83,11 +89,19 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       // unpacked by the snapshotter; the data layer is mounted lazily
       const minLayerSize = Math.min(DefaultMinLayerSize, layers[1]!.gzSize);
       const desc = await convertLocations(`oci:${layout}:latest`, soci, () => client, {
-        spanSize: opts.spanSize, minLayerSize, xattrOptimization: false, force: false, prefetchFiles: [], platforms: [], allPlatforms: false,
+        spanSize: opts.spanSize,
+        minLayerSize,
+        xattrOptimization: false,
+        force: false,
+        prefetchFiles: [],
+        platforms: [],
+        allPlatforms: false,
         log: () => undefined,
       });
-      log(`converted the sample image into demo/app:soci in ${sec((performance.now() - t) / 1000)} (SOCI index v2 ${desc.digest.slice(0, 19)}…, ` +
-        `span size ${opts.spanSize >= 1 << 20 ? `${opts.spanSize / (1 << 20)} MiB` : `${opts.spanSize} bytes`})`);
+      log(
+        `converted the sample image into demo/app:soci in ${sec((performance.now() - t) / 1000)} (SOCI index v2 ${desc.digest.slice(0, 19)}…, ` +
+          `span size ${opts.spanSize >= 1 << 20 ? `${opts.spanSize / (1 << 20)} MiB` : `${opts.spanSize} bytes`})`,
+      );
     } finally {
       await client.close();
     }
@@ -102,11 +116,21 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     // 5. the two cold starts
     const ref = (tag: string) => `${proxy.host}/demo/app:${tag}`;
     log("run 1: overlayfs — ctr images pull, then ctr run (a fresh containerd)…");
-    const overlay = await pullToReady({ mode: "overlayfs", ref: ref("latest"), proxy, dir: join(work, "o"), command, cleanup });
-    log("run 2: soci — soci image rpull, then ctr run --snapshotter soci (a fresh containerd + soci-snapshotter-grpc)…");
+    const overlay = await pullToReady({
+      mode: "overlayfs",
+      ref: ref("latest"),
+      proxy,
+      dir: join(work, "o"),
+      command,
+      cleanup,
+    });
+    log(
+      "run 2: soci — soci image rpull, then ctr run --snapshotter soci (a fresh containerd + soci-snapshotter-grpc)…",
+    );
     const lazy = await pullToReady({ mode: "soci", ref: ref("soci"), proxy, dir: join(work, "s"), command, cleanup });
     for (const r of [overlay, lazy]) {
-      if (!r.output.includes("hello from a lazily pulled image")) throw new Error(`${r.mode}: unexpected container output: ${r.output}`);
+      if (!r.output.includes("hello from a lazily pulled image"))
+        throw new Error(`${r.mode}: unexpected container output: ${r.output}`);
     }
     log(`container output (both runs): ${JSON.stringify(lazy.output)}`);
     log("");
@@ -130,22 +154,30 @@ function printTable(o: PullToReadyResult, s: PullToReadyResult, log: (l: string)
   const rows: Array<[string, string, string]> = [
     ["", "overlayfs", "soci (lazy)"],
     ["pull", sec(o.pullSeconds), sec(s.pullSeconds)],
-    ["pull start → \"ready\"", sec(o.seconds), sec(s.seconds)],
-    ["fetched before \"ready\"", mbText(o.bytes), mbText(s.bytes)],
+    ['pull start → "ready"', sec(o.seconds), sec(s.seconds)],
+    ['fetched before "ready"', mbText(o.bytes), mbText(s.bytes)],
   ];
-  if (s.daemonPeakRssBytes !== undefined) rows.push(["daemon peak RSS / CPU", "", `${mbText(s.daemonPeakRssBytes)} / ${sec(s.daemonCpuSeconds ?? 0)}`]);
+  if (s.daemonPeakRssBytes !== undefined)
+    rows.push(["daemon peak RSS / CPU", "", `${mbText(s.daemonPeakRssBytes)} / ${sec(s.daemonCpuSeconds ?? 0)}`]);
   for (const [a, b, c] of rows) log(`  ${a.padEnd(24)}${b.padStart(12)}${c.padStart(16)}`);
   log("");
   const ratio = o.seconds / s.seconds;
-  const speed = ratio >= 1 ? `${ratio.toFixed(1)}× sooner` : `${(1 / ratio).toFixed(1)}× later (the image is too small for lazy loading to pay: try a larger --size-mb)`;
-  log(`soci: ready ${speed}, after fetching ${((100 * s.bytes) / Math.max(1, o.bytes)).toFixed(1)}% of the bytes` +
-    (s.pullSummary ? ` (${s.pullSummary.replace(/^pulled \S+: /, "")})` : ""));
+  const speed =
+    ratio >= 1
+      ? `${ratio.toFixed(1)}× sooner`
+      : `${(1 / ratio).toFixed(1)}× later (the image is too small for lazy loading to pay: try a larger --size-mb)`;
+  log(
+    `soci: ready ${speed}, after fetching ${((100 * s.bytes) / Math.max(1, o.bytes)).toFixed(1)}% of the bytes` +
+      (s.pullSummary ? ` (${s.pullSummary.replace(/^pulled \S+: /, "")})` : ""),
+  );
 }
 
 /** The `soci demo` command. */
 export function demoCommand(): Command {
   return new Command("demo")
-    .description("as root: install what is missing (apt), build a sample image, convert it, and time a lazy pull + run through containerd and soci-snapshotter-grpc against a normal overlayfs pull, over a modelled slow link; cleans up after itself")
+    .description(
+      "as root: install what is missing (apt), build a sample image, convert it, and time a lazy pull + run through containerd and soci-snapshotter-grpc against a normal overlayfs pull, over a modelled slow link; cleans up after itself",
+    )
     .option("--size-mb <n>", "size of the sample image's data layer, MiB", "200")
     .option("--span-size <bytes>", "span size of the ztoc", String(DefaultSpanSize))
     .option("--mbit <n>", "modelled link bandwidth, Mbit/s", "100")
@@ -157,6 +189,12 @@ export function demoCommand(): Command {
         if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got "${v}"`);
         return n;
       };
-      await runDemo({ sizeMB: num("size-mb", o.sizeMb), spanSize: num("span-size", o.spanSize), mbit: num("mbit", o.mbit), rttMs: num("rtt-ms", o.rttMs), install: o.install });
+      await runDemo({
+        sizeMB: num("size-mb", o.sizeMb),
+        spanSize: num("span-size", o.spanSize),
+        mbit: num("mbit", o.mbit),
+        rttMs: num("rtt-ms", o.rttMs),
+        install: o.install,
+      });
     });
 }

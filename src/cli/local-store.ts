@@ -22,8 +22,15 @@ import { artifactsDbPath, contentStorePath, DEFAULT_SOCI_ROOT } from "../store/p
 import { isValidDigest } from "../store/digest.js";
 import { parseGoJson, JsonObject } from "../formats/go-json.js";
 import {
-  isConfigType, isIndexType, isManifestType, MediaTypeImageIndex, MediaTypeImageManifest, parseIndex, parseManifest,
-  type Descriptor, type Platform,
+  isConfigType,
+  isIndexType,
+  isManifestType,
+  MediaTypeImageIndex,
+  MediaTypeImageManifest,
+  parseIndex,
+  parseManifest,
+  type Descriptor,
+  type Platform,
 } from "../formats/oci.js";
 import { matchPlatformStrict, platformFromImageConfig } from "../formats/platform.js";
 import { BuildPool } from "../build/pool.js";
@@ -60,7 +67,9 @@ export function globalFlags(cmd: Command): GlobalFlags {
 export function contentStoreType(flags: GlobalFlags): typeof CONTENT_STORE_SOCI | typeof CONTENT_STORE_CONTAINERD {
   const t = flags.contentStore === "" ? CONTENT_STORE_CONTAINERD : flags.contentStore;
   if (t !== CONTENT_STORE_SOCI && t !== CONTENT_STORE_CONTAINERD) {
-    throw new Error(`unknown content store type: ${t}; must be one of [${CONTENT_STORE_SOCI} ${CONTENT_STORE_CONTAINERD}]`);
+    throw new Error(
+      `unknown content store type: ${t}; must be one of [${CONTENT_STORE_SOCI} ${CONTENT_STORE_CONTAINERD}]`,
+    );
   }
   return t;
 }
@@ -143,7 +152,9 @@ export class LocalStore {
    * content path (as the reference, whatever containerd's configured root).
    */
   contentStorePath(): string {
-    return this.storeType === CONTENT_STORE_CONTAINERD ? CONTAINERD_CONTENT_STORE_PATH : contentStorePath(this.flags.root);
+    return this.storeType === CONTENT_STORE_CONTAINERD
+      ? CONTAINERD_CONTENT_STORE_PATH
+      : contentStorePath(this.flags.root);
   }
 
   /** The containerd client (connected on first use; closed by close()). */
@@ -320,7 +331,11 @@ export async function imagePlatforms(cs: CliContentStore, target: Descriptor): P
  * SOCI `GetImageManifestDescriptor(target, platforms.OnlyStrict(platform))`: the first child of an
  * index whose platform matches (every child must have one), or the manifest itself.
  */
-export async function imageManifestFor(cs: CliContentStore, target: Descriptor, platform: Platform): Promise<Descriptor | undefined> {
+export async function imageManifestFor(
+  cs: CliContentStore,
+  target: Descriptor,
+  platform: Platform,
+): Promise<Descriptor | undefined> {
   if (isIndexType(target.mediaType)) {
     for (const m of parseIndex(await readContent(cs, target.digest)).manifests ?? []) {
       if (!m.platform) throw new Error("manifest should have proper platform");
@@ -361,6 +376,11 @@ export async function createWithContainerd(cmd: Command, image: string, opts: Cl
 }
 
 /** `soci --content-store containerd convert <src> <dst>`: a SOCI-enabled image `dst` in containerd. */
-export async function convertWithContainerd(cmd: Command, src: string, dst: string, opts: CliBuildOptions): Promise<Descriptor> {
+export async function convertWithContainerd(
+  cmd: Command,
+  src: string,
+  dst: string,
+  opts: CliBuildOptions,
+): Promise<Descriptor> {
   return withContainerdBuild(cmd, (s, pool) => convertInContainerd(s.client, src, dst, { ...opts, db: s.db, pool }));
 }

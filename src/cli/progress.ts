@@ -2,7 +2,10 @@
 // nothing beyond the per-layer result lines.
 import type { LayerProgress } from "../build/index-builder.js";
 
-export function terminalProgress(out: NodeJS.WriteStream = process.stdout): { progress?: LayerProgress; log(line: string): void } {
+export function terminalProgress(out: NodeJS.WriteStream = process.stdout): {
+  progress?: LayerProgress;
+  log(line: string): void;
+} {
   if (!out.isTTY) return { log: (line) => out.write(`${line}\n`) };
   const layers = new Map<string, { done: number; total: number }>();
   const started = performance.now();
@@ -23,8 +26,10 @@ export function terminalProgress(out: NodeJS.WriteStream = process.stdout): { pr
     const rate = done / 1e6 / Math.max(secs, 0.001);
     const eta = rate > 0 ? (total - done) / 1e6 / rate : 0;
     clear();
-    out.write(`indexing ${layers.size} layer(s): ${((100 * done) / Math.max(total, 1)).toFixed(0)}% ` +
-      `${(done / 1e6).toFixed(1)}/${(total / 1e6).toFixed(1)} MB, ${rate.toFixed(0)} MB/s, ETA ${eta.toFixed(0)}s`);
+    out.write(
+      `indexing ${layers.size} layer(s): ${((100 * done) / Math.max(total, 1)).toFixed(0)}% ` +
+        `${(done / 1e6).toFixed(1)}/${(total / 1e6).toFixed(1)} MB, ${rate.toFixed(0)} MB/s, ETA ${eta.toFixed(0)}s`,
+    );
     shown = true;
   };
   return {

@@ -6,7 +6,11 @@ import { reportAndExit } from "./errors.js";
 const program = new Command("soci")
   .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")
   .version(`soci version ${packageVersion()}`, "-v, --version")
-  .option("-a, --address <path>", "containerd socket", process.env.CONTAINERD_ADDRESS ?? "/run/containerd/containerd.sock")
+  .option(
+    "-a, --address <path>",
+    "containerd socket",
+    process.env.CONTAINERD_ADDRESS ?? "/run/containerd/containerd.sock",
+  )
   .option("-n, --namespace <ns>", "containerd namespace", process.env.CONTAINERD_NAMESPACE ?? "default")
   .option("--content-store <store>", "content store: soci (<root>/content) or containerd", "soci")
   .option("--root <dir>", "root directory", "/var/lib/soci-snapshotter-grpc/")
@@ -48,7 +52,8 @@ async function main(): Promise<void> {
   // `--version` needs no command; no command, `help`, or an unknown name: register them all, for
   // help and error messages
   const versionOnly = name === undefined && args.some((a) => a === "-v" || a === "--version");
-  if (!versionOnly) for (const [, load] of chosen.length > 0 ? chosen : commands) for (const c of await load()) program.addCommand(c);
+  if (!versionOnly)
+    for (const [, load] of chosen.length > 0 ? chosen : commands) for (const c of await load()) program.addCommand(c);
   await program.parseAsync(process.argv);
 }
 

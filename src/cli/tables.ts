@@ -40,7 +40,10 @@ function runeCount(b: Uint8Array, from: number, to: number): number {
   const s = b.subarray(from, to);
   let n = 0;
   for (let i = 0; i < s.length; n++) {
-    if (s[i]! < 0x80) { i++; continue; }
+    if (s[i]! < 0x80) {
+      i++;
+      continue;
+    }
     i += goDecodeRune(s, i)[1];
   }
   return n;

@@ -56,7 +56,10 @@ class Connection {
     this.channel = new grpc.Channel(target, grpc.credentials.createInsecure(), options);
     const { services } = containerdProtos();
     const stub = (ctor: grpc.ServiceClientConstructor) =>
-      new ctor(target, grpc.credentials.createInsecure(), { ...options, channelOverride: this.channel }) as unknown as AnyClient;
+      new ctor(target, grpc.credentials.createInsecure(), {
+        ...options,
+        channelOverride: this.channel,
+      }) as unknown as AnyClient;
     this.stubs = {
       content: stub(services.content),
       diff: stub(services.diff),
@@ -112,9 +115,18 @@ export class Rpc {
   }
 
   /** A server stream as an async iterable of its messages. */
-  async *serverStream<Req, Res>(service: ServiceName, method: string, req: Req, opts: CallOptions = {}): AsyncGenerator<Res> {
+  async *serverStream<Req, Res>(
+    service: ServiceName,
+    method: string,
+    req: Req,
+    opts: CallOptions = {},
+  ): AsyncGenerator<Res> {
     const stub = this.conn.stubs[service];
-    const call = stub[method]!(req, this.metadata(), opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {}) as grpc.ClientReadableStream<Res>;
+    const call = stub[method]!(
+      req,
+      this.metadata(),
+      opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {},
+    ) as grpc.ClientReadableStream<Res>;
     const off = onAbort(opts.signal, () => call.cancel());
     try {
       for await (const msg of call) yield msg as Res;
@@ -129,7 +141,10 @@ export class Rpc {
   /** A bidirectional stream (content Write). */
   duplex<Req, Res>(service: ServiceName, method: string, opts: CallOptions = {}): grpc.ClientDuplexStream<Req, Res> {
     const stub = this.conn.stubs[service];
-    const call = stub[method]!(this.metadata(), opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {}) as grpc.ClientDuplexStream<Req, Res>;
+    const call = stub[method]!(
+      this.metadata(),
+      opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {},
+    ) as grpc.ClientDuplexStream<Req, Res>;
     const off = onAbort(opts.signal, () => call.cancel());
     call.once("status", off);
     return call;
@@ -219,6 +234,8 @@ const NAMESPACE_RE = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 
 export function validateNamespace(ns: string): void {
   if (ns.length === 0 || ns.length > 76 || !NAMESPACE_RE.test(ns)) {
-    throw new Error(`namespace ${JSON.stringify(ns)}: invalid namespace name (letters, digits, and ._- between them, at most 76 characters)`);
+    throw new Error(
+      `namespace ${JSON.stringify(ns)}: invalid namespace name (letters, digits, and ._- between them, at most 76 characters)`,
+    );
   }
 }

@@ -41,7 +41,11 @@ export class ContainerdContentSource implements BlobSource {
 
   /** Bytes `[start, end)` of a blob (`end` defaults to its end), streamed. */
   async createReadStream(digest: string, start = 0, end?: number): Promise<AsyncIterable<Uint8Array>> {
-    if (start < 0 || !Number.isSafeInteger(start) || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
+    if (
+      start < 0 ||
+      !Number.isSafeInteger(start) ||
+      (end !== undefined && (!Number.isSafeInteger(end) || end < start))
+    ) {
       throw new RangeError(`invalid range [${start}, ${end}) for ${digest}`);
     }
     const size = await this.size(digest); // also: NotFound now rather than on first read
@@ -59,7 +63,8 @@ export class ContainerdContentSource implements BlobSource {
       const img = await this.client.images.get(name);
       return { mediaType: img.target.mediaType, digest: img.target.digest, size: img.target.size };
     } catch (err) {
-      if (err instanceof NotFoundError) throw new NotFoundError(`image ${JSON.stringify(name)}: not found`, undefined, { cause: err });
+      if (err instanceof NotFoundError)
+        throw new NotFoundError(`image ${JSON.stringify(name)}: not found`, undefined, { cause: err });
       throw err;
     }
   }
@@ -90,7 +95,11 @@ export class ContainerdBlobTarget {
    * Commits a blob (containerd verifies `expected`), labelled with the GC references its content
    * makes and `labels` (both merged into the labels of a blob already stored).
    */
-  async put(content: WriteContent, expected?: { digest: string; size?: number }, labels: Labels = {}): Promise<BlobInfo> {
+  async put(
+    content: WriteContent,
+    expected?: { digest: string; size?: number },
+    labels: Labels = {},
+  ): Promise<BlobInfo> {
     const all = { ...(content instanceof Uint8Array ? gcLabelsFor(content) : {}), ...labels };
     const r = await this.client.content.write(content, expected, { labels: all });
     return { digest: r.digest, size: r.size };
@@ -117,7 +126,12 @@ const LAYER_LEASE_MS = 3600_000;
  * Writes a layer blob the snapshotter downloaded (parallel pull mode) into containerd's content
  * store in `namespace`, as containerd's own pull would have, digest checked by containerd.
  */
-export async function storeLayerBlob(client: ContainerdClient, namespace: string, layer: Descriptor, content: WriteContent): Promise<void> {
+export async function storeLayerBlob(
+  client: ContainerdClient,
+  namespace: string,
+  layer: Descriptor,
+  content: WriteContent,
+): Promise<void> {
   const ns = client.withNamespace(namespace);
   const lease = await ns.leases.create({ expiresInMs: LAYER_LEASE_MS });
   await ns.withLease(lease.id).content.write(content, { digest: layer.digest, size: layer.size });

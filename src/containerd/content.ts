@@ -67,7 +67,13 @@ interface WriteResponse {
 const DEFAULT_CHUNK = 1 << 20;
 
 function info(p: ProtoInfo): ContentInfo {
-  return { digest: p.digest, size: p.size, createdAt: toDate(p.createdAt), updatedAt: toDate(p.updatedAt), labels: { ...p.labels } };
+  return {
+    digest: p.digest,
+    size: p.size,
+    createdAt: toDate(p.createdAt),
+    updatedAt: toDate(p.updatedAt),
+    labels: { ...p.labels },
+  };
 }
 
 /** Regroups chunks into messages of at most `max` bytes (small chunks are coalesced). */
@@ -116,7 +122,12 @@ export class ContentService {
   /** Every blob matching any of `filters` (containerd filter syntax, e.g. `labels."x"==y`). */
   async list(filters: string[] = [], opts?: CallOptions): Promise<ContentInfo[]> {
     const out: ContentInfo[] = [];
-    for await (const msg of this.rpc.serverStream<{ filters: string[] }, { info: ProtoInfo[] }>("content", "List", { filters }, opts)) {
+    for await (const msg of this.rpc.serverStream<{ filters: string[] }, { info: ProtoInfo[] }>(
+      "content",
+      "List",
+      { filters },
+      opts,
+    )) {
       for (const i of msg.info) out.push(info(i));
     }
     return out;
@@ -127,10 +138,15 @@ export class ContentService {
    * the updated info.
    */
   async setLabels(digest: string, labels: Labels, opts?: CallOptions): Promise<ContentInfo> {
-    const res = await this.rpc.unary<unknown, { info: ProtoInfo }>("content", "Update", {
-      info: { digest, labels },
-      updateMask: { paths: labelPaths(labels) },
-    }, opts);
+    const res = await this.rpc.unary<unknown, { info: ProtoInfo }>(
+      "content",
+      "Update",
+      {
+        info: { digest, labels },
+        updateMask: { paths: labelPaths(labels) },
+      },
+      opts,
+    );
     return info(res.info);
   }
 
@@ -139,8 +155,14 @@ export class ContentService {
     const req = { digest, offset: range.offset ?? 0, size: range.size ?? 0 };
     // containerd numbers the answers' offsets from the requested offset, not from the blob's start
     let expect = 0;
-    for await (const msg of this.rpc.serverStream<typeof req, { offset: number; data: Uint8Array }>("content", "Read", req, opts)) {
-      if (msg.offset !== expect) throw new Error(`containerd content.Read ${digest}: data at offset ${msg.offset}, expected ${expect}`);
+    for await (const msg of this.rpc.serverStream<typeof req, { offset: number; data: Uint8Array }>(
+      "content",
+      "Read",
+      req,
+      opts,
+    )) {
+      if (msg.offset !== expect)
+        throw new Error(`containerd content.Read ${digest}: data at offset ${msg.offset}, expected ${expect}`);
       expect += msg.data.length;
       if (msg.data.length > 0) yield msg.data;
     }
@@ -165,7 +187,11 @@ export class ContentService {
    * FailedPreconditionError); if the blob is already stored, nothing is sent and its labels are
    * merged with `opts.labels`.
    */
-  async write(content: WriteContent, expected?: { digest: string; size?: number }, opts: WriteOptions = {}): Promise<WriteResult> {
+  async write(
+    content: WriteContent,
+    expected?: { digest: string; size?: number },
+    opts: WriteOptions = {},
+  ): Promise<WriteResult> {
     const ref = opts.ref ?? `soci-${randomBytes(12).toString("hex")}`;
     const call = this.rpc.duplex<WriteRequest, WriteResponse>("content", "Write", opts);
     const responses = call[Symbol.asyncIterator]() as AsyncIterator<WriteResponse>;
@@ -198,7 +224,8 @@ export class ContentService {
       for await (const data of rechunk(content, opts.chunkSize ?? DEFAULT_CHUNK)) {
         const r = await send({ action: "WRITE", ref, offset, data });
         offset += data.length;
-        if (r.offset !== offset) throw new Error(`containerd content.Write ${ref}: server at offset ${r.offset}, sent up to ${offset}`);
+        if (r.offset !== offset)
+          throw new Error(`containerd content.Write ${ref}: server at offset ${r.offset}, sent up to ${offset}`);
       }
       const done = await send({ action: "COMMIT", ...base, offset, labels: opts.labels ?? {} });
       committed = true;
@@ -211,14 +238,19 @@ export class ContentService {
       call.cancel();
       const err = timedOut
         ? new ContainerdError("DeadlineExceeded", `containerd content.Write ${ref}: no answer in ${answerMs} ms`)
-        : e instanceof ContainerdError ? e : this.rpc.error(e, "content", "Write");
+        : e instanceof ContainerdError
+          ? e
+          : this.rpc.error(e, "content", "Write");
       if (err instanceof AlreadyExistsError && expected) {
         // already stored (before we started, or by a concurrent writer): same digest, so same bytes
         const size = (await this.info(expected.digest, opts)).size;
         if (expected.size !== undefined && expected.size !== size) {
-          throw new FailedPreconditionError(`containerd content.Write: ${expected.digest} is stored with ${size} bytes, expected ${expected.size}`);
+          throw new FailedPreconditionError(
+            `containerd content.Write: ${expected.digest} is stored with ${size} bytes, expected ${expected.size}`,
+          );
         }
-        if (opts.labels && Object.keys(opts.labels).length > 0) await this.setLabels(expected.digest, opts.labels, opts);
+        if (opts.labels && Object.keys(opts.labels).length > 0)
+          await this.setLabels(expected.digest, opts.labels, opts);
         return { digest: expected.digest, size, existed: true };
       }
       if (!committed) await this.abort(ref).catch(() => undefined);

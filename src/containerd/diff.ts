@@ -11,10 +11,20 @@ export class DiffService {
 
   /** Applies `layer` onto `mounts`; returns the uncompressed layer's descriptor (digest = diff ID). */
   async apply(layer: ProtoDescriptor, mounts: Mount[], opts: CallOptions = {}): Promise<ProtoDescriptor> {
-    const res = await this.rpc.unary<unknown, { applied: ProtoDescriptor }>("diff", "Apply", {
-      diff: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, annotations: layer.annotations ?? {} },
-      mounts: mounts.map((m) => ({ type: m.type, source: m.source, target: m.target ?? "", options: m.options })),
-    }, { timeoutMs: APPLY_TIMEOUT_MS, ...opts });
+    const res = await this.rpc.unary<unknown, { applied: ProtoDescriptor }>(
+      "diff",
+      "Apply",
+      {
+        diff: {
+          mediaType: layer.mediaType,
+          digest: layer.digest,
+          size: layer.size,
+          annotations: layer.annotations ?? {},
+        },
+        mounts: mounts.map((m) => ({ type: m.type, source: m.source, target: m.target ?? "", options: m.options })),
+      },
+      { timeoutMs: APPLY_TIMEOUT_MS, ...opts },
+    );
     return { mediaType: res.applied.mediaType, digest: res.applied.digest, size: res.applied.size };
   }
 }

@@ -95,13 +95,22 @@ export function fromGrpcError(err: unknown, op: string, address: string): Error 
     case Status.OUT_OF_RANGE:
       return new InvalidArgumentError(msg, err.code, opts);
     case Status.UNAVAILABLE:
-      return new UnavailableError(`containerd at ${address} is not reachable (${op}): ${connectionDetails(details)}`, err.code, opts);
+      return new UnavailableError(
+        `containerd at ${address} is not reachable (${op}): ${connectionDetails(details)}`,
+        err.code,
+        opts,
+      );
     case Status.UNIMPLEMENTED:
       return new ContainerdError("NotImplemented", msg, err.code, opts);
     case Status.CANCELLED:
       return new ContainerdError("Canceled", msg, err.code, opts);
     case Status.DEADLINE_EXCEEDED:
-      return new ContainerdError("DeadlineExceeded", `containerd ${op}: no answer in time (${details})`, err.code, opts);
+      return new ContainerdError(
+        "DeadlineExceeded",
+        `containerd ${op}: no answer in time (${details})`,
+        err.code,
+        opts,
+      );
     default:
       return new ContainerdError("Unknown", msg, err.code, opts);
   }

@@ -43,7 +43,8 @@ function parseDoc(bytes: Uint8Array): DocShape | undefined {
   }
 }
 
-const digestOf = (x: { digest?: unknown } | undefined): string | undefined => (typeof x?.digest === "string" ? x.digest : undefined);
+const digestOf = (x: { digest?: unknown } | undefined): string | undefined =>
+  typeof x?.digest === "string" ? x.digest : undefined;
 
 /** The GC reference labels for a blob's content (empty for anything that references nothing). */
 export function gcLabelsFor(bytes: Uint8Array): Labels {

@@ -22,7 +22,13 @@ function image(p: ProtoImage): Image {
   const t = p.target ?? { mediaType: "", digest: "", size: 0 };
   const target: ProtoDescriptor = { mediaType: t.mediaType, digest: t.digest, size: t.size };
   if (t.annotations && Object.keys(t.annotations).length > 0) target.annotations = { ...t.annotations };
-  return { name: p.name, labels: { ...p.labels }, target, createdAt: toDate(p.createdAt), updatedAt: toDate(p.updatedAt) };
+  return {
+    name: p.name,
+    labels: { ...p.labels },
+    target,
+    createdAt: toDate(p.createdAt),
+    updatedAt: toDate(p.updatedAt),
+  };
 }
 
 function protoTarget(d: ProtoDescriptor): ProtoDescriptor {
@@ -50,15 +56,25 @@ export class ImagesService {
 
   /** Images matching any of `filters` (all images when empty). */
   async list(filters: string[] = [], opts?: CallOptions): Promise<Image[]> {
-    const res = await this.rpc.unary<{ filters: string[] }, { images: ProtoImage[] }>("images", "List", { filters }, opts);
+    const res = await this.rpc.unary<{ filters: string[] }, { images: ProtoImage[] }>(
+      "images",
+      "List",
+      { filters },
+      opts,
+    );
     return res.images.map(image);
   }
 
   /** AlreadyExistsError if the name is taken. */
   async create(img: { name: string; target: ProtoDescriptor; labels?: Labels }, opts?: CallOptions): Promise<Image> {
-    const res = await this.rpc.unary<unknown, { image: ProtoImage }>("images", "Create", {
-      image: { name: img.name, labels: img.labels ?? {}, target: protoTarget(img.target) },
-    }, opts);
+    const res = await this.rpc.unary<unknown, { image: ProtoImage }>(
+      "images",
+      "Create",
+      {
+        image: { name: img.name, labels: img.labels ?? {}, target: protoTarget(img.target) },
+      },
+      opts,
+    );
     return image(res.image);
   }
 
@@ -66,12 +82,21 @@ export class ImagesService {
    * Updates an image. `fields` selects what changes (`target`, `labels`, `labels.<key>`); when
    * omitted, every field given in `img` is replaced.
    */
-  async update(img: { name: string; target?: ProtoDescriptor; labels?: Labels }, fields?: string[], opts?: CallOptions): Promise<Image> {
+  async update(
+    img: { name: string; target?: ProtoDescriptor; labels?: Labels },
+    fields?: string[],
+    opts?: CallOptions,
+  ): Promise<Image> {
     const paths = fields ?? [...(img.target ? ["target"] : []), ...(img.labels ? ["labels"] : [])];
-    const res = await this.rpc.unary<unknown, { image: ProtoImage }>("images", "Update", {
-      image: { name: img.name, labels: img.labels ?? {}, target: img.target ? protoTarget(img.target) : null },
-      updateMask: { paths },
-    }, opts);
+    const res = await this.rpc.unary<unknown, { image: ProtoImage }>(
+      "images",
+      "Update",
+      {
+        image: { name: img.name, labels: img.labels ?? {}, target: img.target ? protoTarget(img.target) : null },
+        updateMask: { paths },
+      },
+      opts,
+    );
     return image(res.image);
   }
 
@@ -86,8 +111,11 @@ export class ImagesService {
       return await this.create(img, opts);
     } catch (err) {
       if ((err as { code?: string }).code !== "AlreadyExists") throw err;
-      return this.update({ name: img.name, target: img.target, ...(img.labels ? { labels: img.labels } : {}) },
-        ["target", ...labelPaths(img.labels ?? {})], opts);
+      return this.update(
+        { name: img.name, target: img.target, ...(img.labels ? { labels: img.labels } : {}) },
+        ["target", ...labelPaths(img.labels ?? {})],
+        opts,
+      );
     }
   }
 

@@ -1,8 +1,21 @@
 // The containerd client library: one import for the CLI and the snapshotter daemon.
-export { ContainerdClient, DEFAULT_NAMESPACE, LEASE_HEADER, NAMESPACE_HEADER, socketPath, validateNamespace } from "./client.js";
+export {
+  ContainerdClient,
+  DEFAULT_NAMESPACE,
+  LEASE_HEADER,
+  NAMESPACE_HEADER,
+  socketPath,
+  validateNamespace,
+} from "./client.js";
 export type { CallOptions, ContainerdClientOptions } from "./client.js";
 export {
-  AlreadyExistsError, ContainerdError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, fromGrpcError,
+  AlreadyExistsError,
+  ContainerdError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+  fromGrpcError,
 } from "./errors.js";
 export type { ContainerdErrorCode } from "./errors.js";
 export type { ContentInfo, ReadRange, WriteContent, WriteOptions, WriteResult } from "./content.js";

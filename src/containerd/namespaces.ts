@@ -22,15 +22,25 @@ export class NamespacesService {
 
   /** AlreadyExistsError if it exists. */
   async create(name: string, labels: Labels = {}, opts?: CallOptions): Promise<Namespace> {
-    const res = await this.rpc.unary<unknown, { namespace: Namespace }>("namespaces", "Create", { namespace: { name, labels } }, opts);
+    const res = await this.rpc.unary<unknown, { namespace: Namespace }>(
+      "namespaces",
+      "Create",
+      { namespace: { name, labels } },
+      opts,
+    );
     return { name: res.namespace.name, labels: { ...res.namespace.labels } };
   }
 
   async setLabels(name: string, labels: Labels, opts?: CallOptions): Promise<Namespace> {
-    const res = await this.rpc.unary<unknown, { namespace: Namespace }>("namespaces", "Update", {
-      namespace: { name, labels },
-      updateMask: { paths: labelPaths(labels) },
-    }, opts);
+    const res = await this.rpc.unary<unknown, { namespace: Namespace }>(
+      "namespaces",
+      "Update",
+      {
+        namespace: { name, labels },
+        updateMask: { paths: labelPaths(labels) },
+      },
+      opts,
+    );
     return { name: res.namespace.name, labels: { ...res.namespace.labels } };
   }
 

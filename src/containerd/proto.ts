@@ -42,7 +42,10 @@ let loaded: { definition: grpc.GrpcObject; services: ContainerdServices } | unde
 export function containerdProtos(): { definition: grpc.GrpcObject; services: ContainerdServices } {
   if (loaded) return loaded;
   const dir = protoDir();
-  const pkg = loadSync(PROTO_FILES.map((f) => join(dir, f)), { ...PROTO_OPTIONS, includeDirs: [dir] });
+  const pkg = loadSync(
+    PROTO_FILES.map((f) => join(dir, f)),
+    { ...PROTO_OPTIONS, includeDirs: [dir] },
+  );
   const definition = grpc.loadPackageDefinition(pkg);
   const svc = (path: string): grpc.ServiceClientConstructor => {
     let node: unknown = definition;

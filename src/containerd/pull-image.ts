@@ -48,7 +48,12 @@ export function imageLayersLabel(layers: Descriptor[], from: number): string {
   return out;
 }
 
-export async function pullImage(ctd: ContainerdClient, registry: RegistryClient, image: string | ResolvedPull, opts: PullOptions): Promise<PullResult> {
+export async function pullImage(
+  ctd: ContainerdClient,
+  registry: RegistryClient,
+  image: string | ResolvedPull,
+  opts: PullOptions,
+): Promise<PullResult> {
   const log = opts.log ?? (() => undefined);
   const { ref, name, target, platform, manifestDesc, manifestBytes, manifest, configBytes, source } =
     typeof image === "string" ? await resolvePull(registry, image, opts.platform) : image;
@@ -62,7 +67,10 @@ export async function pullImage(ctd: ContainerdClient, registry: RegistryClient,
     await put(manifest.config, configBytes);
     await put(manifestDesc, manifestBytes);
     if (target.digest !== manifestDesc.digest) await put(target, await source.get(target.digest, target.mediaType));
-    await leased.images.put({ name, target: { mediaType: target.mediaType, digest: target.digest, size: target.size } });
+    await leased.images.put({
+      name,
+      target: { mediaType: target.mediaType, digest: target.digest, size: target.size },
+    });
   });
   log(`${name}: resolved ${target.digest}, manifest ${manifestDesc.digest}, ${layers.length} layers`);
 
@@ -82,7 +90,10 @@ export async function pullImage(ctd: ContainerdClient, registry: RegistryClient,
     // only layers the snapshotter did not provide come here: download them into containerd
     fetchBlob: async (layer, leased) => {
       log(`${layer.blob.digest}: downloading (not provided by the snapshotter)`);
-      await leased.content.write(registry.blobStream(ref, layer.blob.digest, { size: layer.blob.size }), { digest: layer.blob.digest, size: layer.blob.size });
+      await leased.content.write(registry.blobStream(ref, layer.blob.digest, { size: layer.blob.size }), {
+        digest: layer.blob.digest,
+        size: layer.blob.size,
+      });
     },
   });
   for (const [i, l] of unpack.layers.entries()) log(`${layers[i]?.digest ?? l.chainId}: ${l.outcome}`);

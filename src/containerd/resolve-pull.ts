@@ -23,7 +23,11 @@ export interface ResolvedPull {
 }
 
 /** Resolves `refText` to the platform manifest and config a pull will copy into containerd. */
-export async function resolvePull(registry: RegistryClient, refText: string, platform: Platform = defaultPlatform()): Promise<ResolvedPull> {
+export async function resolvePull(
+  registry: RegistryClient,
+  refText: string,
+  platform: Platform = defaultPlatform(),
+): Promise<ResolvedPull> {
   const ref = parseReference(refText);
   const source = new RegistrySource(registry, ref);
   // one GET instead of containerd's HEAD then GET: the bytes are needed anyway
@@ -33,5 +37,15 @@ export async function resolvePull(registry: RegistryClient, refText: string, pla
   const manifestBytes = await source.get(manifestDesc.digest, manifestDesc.mediaType);
   const manifest = parseManifest(manifestBytes);
   const configBytes = await source.get(manifest.config.digest, manifest.config.mediaType);
-  return { ref, name: formatReference(ref), target, platform, manifestDesc, manifestBytes, manifest, configBytes, source };
+  return {
+    ref,
+    name: formatReference(ref),
+    target,
+    platform,
+    manifestDesc,
+    manifestBytes,
+    manifest,
+    configBytes,
+    source,
+  };
 }

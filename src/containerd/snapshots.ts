@@ -28,7 +28,14 @@ interface ProtoInfo {
 }
 
 function info(p: ProtoInfo): SnapshotInfo {
-  return { name: p.name, parent: p.parent, kind: p.kind, createdAt: toDate(p.createdAt), updatedAt: toDate(p.updatedAt), labels: { ...p.labels } };
+  return {
+    name: p.name,
+    parent: p.parent,
+    kind: p.kind,
+    createdAt: toDate(p.createdAt),
+    updatedAt: toDate(p.updatedAt),
+    labels: { ...p.labels },
+  };
 }
 
 function mounts(ms: Mount[]): Mount[] {
@@ -43,18 +50,33 @@ export class SnapshotsService {
 
   /** An active snapshot `key` on top of committed `parent` ("" for none); its mounts. */
   async prepare(key: string, parent = "", labels: Labels = {}, opts?: CallOptions): Promise<Mount[]> {
-    const res = await this.rpc.unary<unknown, { mounts: Mount[] }>("snapshots", "Prepare", { snapshotter: this.snapshotter, key, parent, labels }, opts);
+    const res = await this.rpc.unary<unknown, { mounts: Mount[] }>(
+      "snapshots",
+      "Prepare",
+      { snapshotter: this.snapshotter, key, parent, labels },
+      opts,
+    );
     return mounts(res.mounts);
   }
 
   /** A read-only view of `parent`. */
   async view(key: string, parent = "", labels: Labels = {}, opts?: CallOptions): Promise<Mount[]> {
-    const res = await this.rpc.unary<unknown, { mounts: Mount[] }>("snapshots", "View", { snapshotter: this.snapshotter, key, parent, labels }, opts);
+    const res = await this.rpc.unary<unknown, { mounts: Mount[] }>(
+      "snapshots",
+      "View",
+      { snapshotter: this.snapshotter, key, parent, labels },
+      opts,
+    );
     return mounts(res.mounts);
   }
 
   async mounts(key: string, opts?: CallOptions): Promise<Mount[]> {
-    const res = await this.rpc.unary<unknown, { mounts: Mount[] }>("snapshots", "Mounts", { snapshotter: this.snapshotter, key }, opts);
+    const res = await this.rpc.unary<unknown, { mounts: Mount[] }>(
+      "snapshots",
+      "Mounts",
+      { snapshotter: this.snapshotter, key },
+      opts,
+    );
     return mounts(res.mounts);
   }
 
@@ -69,7 +91,12 @@ export class SnapshotsService {
   }
 
   async stat(key: string, opts?: CallOptions): Promise<SnapshotInfo> {
-    const res = await this.rpc.unary<unknown, { info: ProtoInfo }>("snapshots", "Stat", { snapshotter: this.snapshotter, key }, opts);
+    const res = await this.rpc.unary<unknown, { info: ProtoInfo }>(
+      "snapshots",
+      "Stat",
+      { snapshotter: this.snapshotter, key },
+      opts,
+    );
     return info(res.info);
   }
 
@@ -80,23 +107,38 @@ export class SnapshotsService {
 
   /** Updates mutable fields (labels); `paths` as containerd's field mask (`labels.<key>`, or `labels`). */
   async update(snapshot: { name: string; labels: Labels }, paths: string[], opts?: CallOptions): Promise<SnapshotInfo> {
-    const res = await this.rpc.unary<unknown, { info: ProtoInfo }>("snapshots", "Update", {
-      snapshotter: this.snapshotter,
-      info: { name: snapshot.name, labels: snapshot.labels },
-      updateMask: { paths },
-    }, opts);
+    const res = await this.rpc.unary<unknown, { info: ProtoInfo }>(
+      "snapshots",
+      "Update",
+      {
+        snapshotter: this.snapshotter,
+        info: { name: snapshot.name, labels: snapshot.labels },
+        updateMask: { paths },
+      },
+      opts,
+    );
     return info(res.info);
   }
 
   async usage(key: string, opts?: CallOptions): Promise<SnapshotUsage> {
-    const res = await this.rpc.unary<unknown, SnapshotUsage>("snapshots", "Usage", { snapshotter: this.snapshotter, key }, opts);
+    const res = await this.rpc.unary<unknown, SnapshotUsage>(
+      "snapshots",
+      "Usage",
+      { snapshotter: this.snapshotter, key },
+      opts,
+    );
     return { size: res.size, inodes: res.inodes };
   }
 
   /** Snapshots matching any of `filters` (e.g. `parent==<name>`, `labels."k"==v`); streamed in batches. */
   async list(filters: string[] = [], opts?: CallOptions): Promise<SnapshotInfo[]> {
     const out: SnapshotInfo[] = [];
-    for await (const msg of this.rpc.serverStream<unknown, { info: ProtoInfo[] }>("snapshots", "List", { snapshotter: this.snapshotter, filters }, opts)) {
+    for await (const msg of this.rpc.serverStream<unknown, { info: ProtoInfo[] }>(
+      "snapshots",
+      "List",
+      { snapshotter: this.snapshotter, filters },
+      opts,
+    )) {
       for (const i of msg.info) out.push(info(i));
     }
     return out;

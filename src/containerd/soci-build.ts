@@ -11,7 +11,14 @@ import type { BuildPool } from "../build/pool.js";
 import { parseReference } from "../registry/reference.js";
 import { normalizePlatform } from "../formats/platform.js";
 import {
-  buildIndexForManifest, convertImage, manifestForPlatform, platformsFor, type BuildContext, type BuildOptions, type LayerProgress, type PlatformChoice,
+  buildIndexForManifest,
+  convertImage,
+  manifestForPlatform,
+  platformsFor,
+  type BuildContext,
+  type BuildOptions,
+  type LayerProgress,
+  type PlatformChoice,
 } from "../build/index-builder.js";
 import type { ContainerdClient } from "./client.js";
 import { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
@@ -44,7 +51,11 @@ function buildContext(leased: ContainerdClient, opts: ContainerdBuildOptions): B
  * as in the reference) and `….soci-index.<os>.<arch>[.<variant>]=<index>` per platform, so every
  * platform's index lives as long as the image. Returns the indexes built.
  */
-export async function createInContainerd(client: ContainerdClient, name: string, opts: ContainerdBuildOptions): Promise<BuiltSociIndex[]> {
+export async function createInContainerd(
+  client: ContainerdClient,
+  name: string,
+  opts: ContainerdBuildOptions,
+): Promise<BuiltSociIndex[]> {
   const root = await new ContainerdContentSource(client).resolveImage(name);
   return withLease(client, async (leased) => {
     const ctx = buildContext(leased, opts);
@@ -53,7 +64,10 @@ export async function createInContainerd(client: ContainerdClient, name: string,
     for (const platform of platforms) {
       const manifest = await manifestForPlatform(ctx.source, target, platform);
       const index = await buildIndexForManifest(ctx, manifest, 1, platform, opts, root.digest);
-      await client.images.setLabels(name, { [SOCI_INDEX_IMAGE_LABEL]: index.digest, [sociIndexPlatformLabel(normalizePlatform(platform))]: index.digest });
+      await client.images.setLabels(name, {
+        [SOCI_INDEX_IMAGE_LABEL]: index.digest,
+        [sociIndexPlatformLabel(normalizePlatform(platform))]: index.digest,
+      });
       built.push(index);
     }
     return built;
@@ -80,7 +94,12 @@ export function checkConvertDestination(dst: string): void {
  * and a new OCI image index committed to containerd, and image `dst` created (or repointed) at
  * that index. Returns the index's descriptor.
  */
-export async function convertInContainerd(client: ContainerdClient, src: string, dst: string, opts: ContainerdBuildOptions): Promise<Descriptor> {
+export async function convertInContainerd(
+  client: ContainerdClient,
+  src: string,
+  dst: string,
+  opts: ContainerdBuildOptions,
+): Promise<Descriptor> {
   checkConvertDestination(dst);
   const root = await new ContainerdContentSource(client).resolveImage(src);
   return withLease(client, async (leased) => {

@@ -55,7 +55,12 @@ export interface UnpackOptions {
 }
 
 /** Unpacks `layers` (bottom first) into `snapshotter`. */
-export async function unpackLayers(client: ContainerdClient, snapshotter: string, layers: UnpackLayer[], opts: UnpackOptions = {}): Promise<UnpackResult> {
+export async function unpackLayers(
+  client: ContainerdClient,
+  snapshotter: string,
+  layers: UnpackLayer[],
+  opts: UnpackOptions = {},
+): Promise<UnpackResult> {
   const chains = chainIds(layers.map((l) => l.diffId));
   const out: UnpackResult["layers"] = [];
   let parent = "";
@@ -79,7 +84,13 @@ async function exists(client: ContainerdClient, snapshotter: string, key: string
 }
 
 async function unpackOne(
-  client: ContainerdClient, snapshotter: string, layer: UnpackLayer, index: number, chainId: string, parent: string, opts: UnpackOptions,
+  client: ContainerdClient,
+  snapshotter: string,
+  layer: UnpackLayer,
+  index: number,
+  chainId: string,
+  parent: string,
+  opts: UnpackOptions,
 ): Promise<LayerOutcome> {
   const sn = client.snapshots(snapshotter);
   if (await exists(client, snapshotter, chainId)) return "existing";
@@ -100,7 +111,9 @@ async function unpackOne(
       const { mediaType, digest, size } = layer.blob;
       const applied = await client.diff.apply({ mediaType, digest, size }, mounts);
       if (applied.digest !== layer.diffId) {
-        throw new Error(`layer ${layer.blob.digest}: wrong diff id calculated on extraction: ${applied.digest}, expected ${layer.diffId}`);
+        throw new Error(
+          `layer ${layer.blob.digest}: wrong diff id calculated on extraction: ${applied.digest}, expected ${layer.diffId}`,
+        );
       }
       await sn.commit(chainId, key, labels);
       return "applied";
@@ -122,23 +135,31 @@ interface ImageConfigRootfs {
  * `snapshotter` and labels its config so the snapshots live as long as the image.
  */
 export async function unpackImage(
-  client: ContainerdClient, name: string, snapshotter: string, opts: UnpackOptions & { platform?: Platform } = {},
+  client: ContainerdClient,
+  name: string,
+  snapshotter: string,
+  opts: UnpackOptions & { platform?: Platform } = {},
 ): Promise<UnpackResult> {
   const source = new ContainerdContentSource(client);
   const target = await source.resolveImage(name);
   const manifestDesc = await manifestForPlatform(source, target, opts.platform ?? defaultPlatform());
   const manifest = parseManifest(await source.get(manifestDesc.digest));
-  const config = JSON.parse(Buffer.from(await source.get(manifest.config.digest)).toString("utf8")) as ImageConfigRootfs;
+  const config = JSON.parse(
+    Buffer.from(await source.get(manifest.config.digest)).toString("utf8"),
+  ) as ImageConfigRootfs;
   const diffIds = config.rootfs?.diff_ids;
   const blobs = manifest.layers ?? [];
   if (!Array.isArray(diffIds) || diffIds.length !== blobs.length || !diffIds.every((d) => typeof d === "string")) {
-    throw new Error(`image ${name}: config ${manifest.config.digest} has ${Array.isArray(diffIds) ? diffIds.length : "no"} diff IDs for ${blobs.length} layers`);
+    throw new Error(
+      `image ${name}: config ${manifest.config.digest} has ${Array.isArray(diffIds) ? diffIds.length : "no"} diff IDs for ${blobs.length} layers`,
+    );
   }
   const layers = blobs.map((blob, i) => ({ blob, diffId: diffIds[i] as string }));
   const lease = await client.leases.create({ expiresInMs: 3600_000 });
   try {
     const res = await unpackLayers(client.withLease(lease.id), snapshotter, layers, opts);
-    if (layers.length > 0) await client.content.setLabels(manifest.config.digest, { [`${GC_REF_SNAPSHOT}.${snapshotter}`]: res.chainId });
+    if (layers.length > 0)
+      await client.content.setLabels(manifest.config.digest, { [`${GC_REF_SNAPSHOT}.${snapshotter}`]: res.chainId });
     return res;
   } finally {
     await client.leases.delete(lease.id).catch(() => undefined);

@@ -28,7 +28,9 @@ export interface CriAuthConfig {
  */
 export function normalizeImageRef(image: string): string {
   const ref = parseReference(image);
-  return formatReference(ref.digest !== undefined ? { host: ref.host, repository: ref.repository, digest: ref.digest } : ref);
+  return formatReference(
+    ref.digest !== undefined ? { host: ref.host, repository: ref.repository, digest: ref.digest } : ref,
+  );
 }
 
 /** Docker Hub's aliases are one registry; other hosts compare case-insensitively. */
@@ -60,7 +62,10 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  * base64 `auth` ("user:pass"). `registry_token` (a bearer token to send as is) is not supported,
  * as in containerd 1.6 and the reference. An `auth` that is not base64 of "user:pass" gives nothing.
  */
-export function credentialsFromAuthConfig(auth: CriAuthConfig | null | undefined, host: string): Credentials | undefined {
+export function credentialsFromAuthConfig(
+  auth: CriAuthConfig | null | undefined,
+  host: string,
+): Credentials | undefined {
   if (!auth) return undefined;
   if (auth.server_address && hostKey(serverAddressHost(auth.server_address)) !== hostKey(host)) return undefined;
   if (auth.username) return { username: auth.username, password: auth.password ?? "" };
@@ -167,7 +172,9 @@ export class CriCredentials {
   lookup(host: string, scope?: { repository?: string }): Credentials | undefined {
     const h = hostKey(host);
     const repo = scope?.repository;
-    const candidates = [...this.entries.values()].filter((e) => e.host === h && (repo === undefined || e.repository === repo)).reverse();
+    const candidates = [...this.entries.values()]
+      .filter((e) => e.host === h && (repo === undefined || e.repository === repo))
+      .reverse();
     for (const e of candidates) {
       const c = credentialsFromAuthConfig(e.auth, host);
       if (c && (c.username || c.password || c.identityToken)) return c;

@@ -15,7 +15,13 @@
 import * as grpc from "@grpc/grpc-js";
 import { silentLogger, type SnapshotterLogger } from "../snapshotter/logger.js";
 import { CriCredentials, hasCredentials, type CriAuthConfig } from "./credentials.js";
-import { IMAGE_SERVICE_METHODS, IMAGE_SERVICE_V1, IMAGE_SERVICE_V1ALPHA2, imageService, type ImageServiceMethod } from "./proto.js";
+import {
+  IMAGE_SERVICE_METHODS,
+  IMAGE_SERVICE_V1,
+  IMAGE_SERVICE_V1ALPHA2,
+  imageService,
+  type ImageServiceMethod,
+} from "./proto.js";
 
 /** A gRPC service to add to a server: its method definitions and handlers. */
 export interface GrpcServiceRegistration {
@@ -116,7 +122,11 @@ export class CriImageService {
     return { definition, implementation };
   }
 
-  private async handle(service: string, method: ImageServiceMethod, call: grpc.ServerUnaryCall<Buffer, Buffer>): Promise<Buffer> {
+  private async handle(
+    service: string,
+    method: ImageServiceMethod,
+    call: grpc.ServerUnaryCall<Buffer, Buffer>,
+  ): Promise<Buffer> {
     if (method === "PullImage") return this.pullImage(service, call);
     if (method === "RemoveImage") return this.removeImage(service, call);
     return this.forward(`/${service}/${method}`, call.request, call);
@@ -170,13 +180,22 @@ export class CriImageService {
     return new Promise((resolve, reject) => {
       const options: grpc.CallOptions = {};
       const deadline = call.getDeadline();
-      if (deadline instanceof Date || (typeof deadline === "number" && Number.isFinite(deadline))) options.deadline = deadline;
+      if (deadline instanceof Date || (typeof deadline === "number" && Number.isFinite(deadline)))
+        options.deadline = deadline;
       const outgoing = forwardedMetadata(call.metadata);
-      const backendCall = this.client.makeUnaryRequest(path, identity, identity, request, outgoing, options, (err, res) => {
-        call.off("cancelled", onCancel);
-        if (err) reject(err);
-        else resolve(res ?? Buffer.alloc(0));
-      });
+      const backendCall = this.client.makeUnaryRequest(
+        path,
+        identity,
+        identity,
+        request,
+        outgoing,
+        options,
+        (err, res) => {
+          call.off("cancelled", onCancel);
+          if (err) reject(err);
+          else resolve(res ?? Buffer.alloc(0));
+        },
+      );
       const onCancel = () => backendCall.cancel();
       call.on("cancelled", onCancel);
     });
@@ -246,5 +265,8 @@ function toStatus(err: unknown): grpc.ServerErrorResponse {
     }
     return status;
   }
-  return Object.assign(new Error(String((err as Error)?.message ?? err)), { code: grpc.status.INTERNAL, details: "CRI image service proxy: " + String((err as Error)?.message ?? err) });
+  return Object.assign(new Error(String((err as Error)?.message ?? err)), {
+    code: grpc.status.INTERNAL,
+    details: "CRI image service proxy: " + String((err as Error)?.message ?? err),
+  });
 }

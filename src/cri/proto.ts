@@ -17,7 +17,13 @@ export type ImageServiceMethod = (typeof IMAGE_SERVICE_METHODS)[number];
  * decimal strings (an image size may pass 2^53 only in theory, but nothing here does arithmetic on
  * them), enums as names, every field present with its default.
  */
-export const CRI_PROTO_OPTIONS: Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+export const CRI_PROTO_OPTIONS: Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
 
 /** `<package root>/src/cri/api.proto`, two levels above this module in src/cri and dist/cri alike (as the WASM module and the containerd protos are found). */
 export function criProtoPath(): string {
@@ -33,7 +39,9 @@ let cached: grpc.ServiceClientConstructor | undefined;
 export function imageService(): grpc.ServiceClientConstructor {
   if (cached) return cached;
   const pkg = loadSync(criProtoPath(), CRI_PROTO_OPTIONS);
-  const def = grpc.loadPackageDefinition(pkg) as unknown as { runtime: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+  const def = grpc.loadPackageDefinition(pkg) as unknown as {
+    runtime: { v1: { ImageService: grpc.ServiceClientConstructor } };
+  };
   cached = def.runtime.v1.ImageService;
   return cached;
 }

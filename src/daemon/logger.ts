@@ -135,7 +135,11 @@ export class Logger {
       const key = k === "level" || k === "msg" || k === "time" ? `fields.${k}` : k;
       entries.push([redact(key), isSecretKey(key) ? goString(REDACTED) : jsonValue(v)]);
     }
-    entries.push(["level", goString(LEVEL_TEXT[level])], ["msg", jsonValue(msg)], ["time", goString(formatLogTime(this.shared.now()))]);
+    entries.push(
+      ["level", goString(LEVEL_TEXT[level])],
+      ["msg", jsonValue(msg)],
+      ["time", goString(formatLogTime(this.shared.now()))],
+    );
     entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     try {
       this.shared.sink.write(`{${entries.map(([k, j]) => `${goString(k)}:${j}`).join(",")}}\n`);

@@ -3,7 +3,14 @@
 import { Command, Option } from "commander";
 import { packageVersion } from "../cli/version.js";
 import { reportAndExit } from "../cli/errors.js";
-import { DEFAULT_ADDRESS, DEFAULT_CONFIG_PATH, DEFAULT_ROOT_PATH, defaultConfigText, dumpConfig, loadConfig } from "./config/index.js";
+import {
+  DEFAULT_ADDRESS,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_ROOT_PATH,
+  defaultConfigText,
+  dumpConfig,
+  loadConfig,
+} from "./config/index.js";
 import { parseLogLevel, stderrLogger } from "./logger.js";
 
 const PROGRAM = "soci-snapshotter-grpc";
@@ -18,14 +25,26 @@ interface GlobalOptions {
 const program = new Command(PROGRAM)
   .description("containerd remote snapshotter that lazily loads SOCI-indexed images over FUSE")
   .version(`${PROGRAM} version ${packageVersion()}`, "-v, --version")
-  .addOption(new Option("--address <path>", "address for the snapshotter's gRPC server").env("SOCI_SNAPSHOTTER_ADDRESS").default(DEFAULT_ADDRESS))
-  .addOption(new Option("--config <path>", "path to the configuration file").env("SOCI_SNAPSHOTTER_CONFIG").default(DEFAULT_CONFIG_PATH))
+  .addOption(
+    new Option("--address <path>", "address for the snapshotter's gRPC server")
+      .env("SOCI_SNAPSHOTTER_ADDRESS")
+      .default(DEFAULT_ADDRESS),
+  )
+  .addOption(
+    new Option("--config <path>", "path to the configuration file")
+      .env("SOCI_SNAPSHOTTER_CONFIG")
+      .default(DEFAULT_CONFIG_PATH),
+  )
   .addOption(
     new Option("--log-level <level>", "set the logging level [trace, debug, info, warn, error, fatal, panic]")
       .env("SOCI_SNAPSHOTTER_LOG_LEVEL")
       .default("info"),
   )
-  .addOption(new Option("--root <dir>", "path to the root directory for this snapshotter").env("SOCI_SNAPSHOTTER_ROOT").default(DEFAULT_ROOT_PATH))
+  .addOption(
+    new Option("--root <dir>", "path to the root directory for this snapshotter")
+      .env("SOCI_SNAPSHOTTER_ROOT")
+      .default(DEFAULT_ROOT_PATH),
+  )
   .action(async (opts: GlobalOptions) => {
     let level;
     try {
@@ -70,7 +89,9 @@ program.addCommand(
           try {
             process.stdout.write(dumpConfig(await loadConfig(path)));
           } catch (e) {
-            stderrLogger().withError(e).fatal((e as Error).message);
+            stderrLogger()
+              .withError(e)
+              .fatal((e as Error).message);
             process.exit(1);
           }
         }),

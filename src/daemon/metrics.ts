@@ -11,7 +11,15 @@ import { mkdir, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from "prom-client";
 import type { SnapshotterConfig } from "./config/index.js";
 
 /** Operations timed in milliseconds (`soci_fs_operation_duration_milliseconds`). */
@@ -248,7 +256,9 @@ function renderFamily(family: MetricObjectWithValues<MetricValue<string>>): stri
   const series = new Map<string, { key: string[]; lines: string[] }>();
   for (const s of samples) {
     const labels = { ...(s.sharedLabels ?? {}), ...s.labels } as Record<string, string | number>;
-    const names = Object.keys(labels).filter((n) => n !== "le" && n !== "quantile").sort();
+    const names = Object.keys(labels)
+      .filter((n) => n !== "le" && n !== "quantile")
+      .sort();
     const key = names.map((n) => String(labels[n]));
     const id = JSON.stringify([names, key]);
     const parts = names.map((n) => `${n}="${escapeLabel(String(labels[n]))}"`);
@@ -312,7 +322,9 @@ export async function serveMetrics(
       },
       (err: unknown) => {
         res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
-        res.end(`An error has occurred while serving metrics:\n\n${err instanceof Error ? err.message : String(err)}\n`);
+        res.end(
+          `An error has occurred while serving metrics:\n\n${err instanceof Error ? err.message : String(err)}\n`,
+        );
       },
     );
   });

@@ -42,7 +42,12 @@ export function socketPath(address: string): string {
  * what it opened) when it cannot start.
  * `--address fd://` serves the socket systemd passed (socket activation) when there is one.
  */
-export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logger: Logger, metrics: SociMetrics): Promise<void> {
+export async function runDaemon(
+  cfg: SnapshotterConfig,
+  flags: DaemonFlags,
+  logger: Logger,
+  metrics: SociMetrics,
+): Promise<void> {
   let address: string;
   try {
     address = socketPath(flags.address);
@@ -58,7 +63,9 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
   // lived, so a small young generation is enough
   const pool = new InflatePool({ threads: 1, maxYoungGenerationSizeMb: 4 });
   // [cri_keychain]: the kubelet's ImageService calls pass through us, PullImage leaves its credentials
-  const cri = cfg.criKeychain.enableKeychain ? new CriImageService({ backend: cfg.criKeychain.imageServicePath, logger }) : undefined;
+  const cri = cfg.criKeychain.enableKeychain
+    ? new CriImageService({ backend: cfg.criKeychain.imageServicePath, logger })
+    : undefined;
   const client = registryClientFor(cfg, cri?.credentials.provider);
   // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
   const containerd = contentStoreClientFor(cfg);
@@ -96,11 +103,17 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
     await release();
     throw e;
   }
-  if (cfg.debugAddress !== "") logger.warn("debug_address is set but this daemon has no debug endpoint", { address: cfg.debugAddress });
+  if (cfg.debugAddress !== "")
+    logger.warn("debug_address is set but this daemon has no debug endpoint", { address: cfg.debugAddress });
   if (cfg.kubeconfigKeychain.enableKeychain) {
-    logger.warn("kubeconfig_keychain is not supported by this daemon: credentials come from the docker config and, when enabled, the CRI keychain");
+    logger.warn(
+      "kubeconfig_keychain is not supported by this daemon: credentials come from the docker config and, when enabled, the CRI keychain",
+    );
   }
-  if (cfg.filesystemCacheType === "memory") logger.warn("filesystem_cache_type = \"memory\" is not supported by this daemon: spans are cached on disk under the root");
+  if (cfg.filesystemCacheType === "memory")
+    logger.warn(
+      'filesystem_cache_type = "memory" is not supported by this daemon: spans are cached on disk under the root',
+    );
 
   logger.info("soci-snapshotter-grpc successfully started", { address });
   await notifyReady(logger);
@@ -129,12 +142,17 @@ export async function runDaemon(cfg: SnapshotterConfig, flags: DaemonFlags, logg
 export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: CredentialsProvider): RegistryClient {
   const hosts: Record<string, unknown> = {};
   for (const [host, h] of Object.entries(cfg.resolver.host ?? {})) {
-    hosts[host] = { mirrors: h.mirrors.map((m) => ({ host: m.host, insecure: m.insecure, request_timeout_sec: m.requestTimeoutSec })) };
+    hosts[host] = {
+      mirrors: h.mirrors.map((m) => ({ host: m.host, insecure: m.insecure, request_timeout_sec: m.requestTimeoutSec })),
+    };
   }
   return new RegistryClient({
-    authorizer: new RegistryAuthorizer(criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {}),
+    authorizer: new RegistryAuthorizer(
+      criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {},
+    ),
     hosts: resolverFromConfig({ host: hosts }),
-    timeoutMs: cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
+    timeoutMs:
+      cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
     connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,
     // `max_retries = -1` disables retries (§5.3); left undefined it fell back to the client's default
     retries: cfg.blob.maxRetries < 0 ? 0 : Math.min(cfg.blob.maxRetries, 8),
@@ -157,7 +175,13 @@ export function contentStoreClientFor(cfg: SnapshotterConfig): ContainerdClient 
 export function sociPreparerFor(
   cfg: SnapshotterConfig,
   root: string,
-  deps: { client: RegistryClient; pool: InflatePool; logger: Logger; metrics: SociMetrics; containerd?: ContainerdClient },
+  deps: {
+    client: RegistryClient;
+    pool: InflatePool;
+    logger: Logger;
+    metrics: SociMetrics;
+    containerd?: ContainerdClient;
+  },
 ): SociPreparer {
   const bf = cfg.backgroundFetch;
   const p = cfg.pullModes.parallelPullUnpack;
@@ -168,26 +192,43 @@ export function sociPreparerFor(
     discovery: { v1: cfg.pullModes.sociV1.enable, v2: cfg.pullModes.sociV2.enable },
     minLayerSize: cfg.snapshotter.minLayerSize,
     mountTimeoutMs: cfg.mountTimeoutSec * 1000,
-    fuse: { attrTimeout: cfg.fuse.attrTimeout, entryTimeout: cfg.fuse.entryTimeout, negativeTimeout: cfg.fuse.negativeTimeout },
+    fuse: {
+      attrTimeout: cfg.fuse.attrTimeout,
+      entryTimeout: cfg.fuse.entryTimeout,
+      negativeTimeout: cfg.fuse.negativeTimeout,
+    },
     maxSpanVerificationRetries: cfg.blob.maxSpanVerificationRetries,
     fetchTimeoutMs: cfg.blob.fetchingTimeoutSec * 1000,
     blobValidIntervalMs: cfg.blob.validInterval * 1000, // 0 with check_always
     disableVerification: cfg.disableVerification,
     fuseMetricsEmitWaitMs: cfg.fuseMetricsEmitWaitDurationSec * 1000,
     logFuseOperations: cfg.fuse.logFuseOperations,
-    prefetch: cfg.prefetch.enable ? { concurrency: cfg.prefetch.maxConcurrency > 0 ? cfg.prefetch.maxConcurrency : 4 } : undefined,
-    parallel: p.enable || p.experimentalParallelPullAsFallback ? {
-      mode: p.enable ? "primary" : "fallback",
-      maxConcurrentDownloads: p.maxConcurrentDownloads,
-      maxConcurrentDownloadsPerImage: p.maxConcurrentDownloadsPerImage,
-      maxConcurrentUnpacks: p.maxConcurrentUnpacks,
-      maxConcurrentUnpacksPerImage: p.maxConcurrentUnpacksPerImage,
-      chunkSize: p.concurrentDownloadChunkSizeBytes,
-      decompressors: p.decompressStreams,
-      storeLayer: containerd && !p.discardUnpackedLayers
-        ? (namespace, layer, file) => storeLayerBlob(containerd, namespace, layer, fileChunks(file))
+    prefetch: cfg.prefetch.enable
+      ? { concurrency: cfg.prefetch.maxConcurrency > 0 ? cfg.prefetch.maxConcurrency : 4 }
+      : undefined,
+    parallel:
+      p.enable || p.experimentalParallelPullAsFallback
+        ? {
+            mode: p.enable ? "primary" : "fallback",
+            maxConcurrentDownloads: p.maxConcurrentDownloads,
+            maxConcurrentDownloadsPerImage: p.maxConcurrentDownloadsPerImage,
+            maxConcurrentUnpacks: p.maxConcurrentUnpacks,
+            maxConcurrentUnpacksPerImage: p.maxConcurrentUnpacksPerImage,
+            chunkSize: p.concurrentDownloadChunkSizeBytes,
+            decompressors: p.decompressStreams,
+            storeLayer:
+              containerd && !p.discardUnpackedLayers
+                ? (namespace, layer, file) => storeLayerBlob(containerd, namespace, layer, fileChunks(file))
+                : undefined,
+          }
         : undefined,
-    } : undefined,
-    background: bf.disable ? undefined : { silencePeriodMs: bf.silencePeriodMsec, fetchPeriodMs: bf.fetchPeriodMsec, maxQueueSize: bf.maxQueueSize, dropPolicy: bf.dropPolicy },
+    background: bf.disable
+      ? undefined
+      : {
+          silencePeriodMs: bf.silencePeriodMsec,
+          fetchPeriodMs: bf.fetchPeriodMsec,
+          maxQueueSize: bf.maxQueueSize,
+          dropPolicy: bf.dropPolicy,
+        },
   });
 }

@@ -16,7 +16,8 @@ export function notifyReady(logger: Logger): Promise<void> {
       resolve();
     });
     child.on("close", (code) => {
-      if (code !== 0) logger.warn("failed to notify systemd of readiness", { error: err.trim() || `systemd-notify exited ${code}` });
+      if (code !== 0)
+        logger.warn("failed to notify systemd of readiness", { error: err.trim() || `systemd-notify exited ${code}` });
       resolve();
     });
   });

@@ -4,12 +4,31 @@
 
 import { JsonObject, parseGoJson, type JsonValue } from "./go-json.js";
 import {
-  blobOf, cloneDescriptor, clonePlatform, decodeIndex, decodeManifest, isIndexType, isManifestType,
-  marshalIndex, marshalManifest, MediaTypeImageConfig, MediaTypeImageIndex, MediaTypeImageManifest,
-  OciFormatError, type Blob, type Descriptor, type Index, type Manifest, type Platform,
+  blobOf,
+  cloneDescriptor,
+  clonePlatform,
+  decodeIndex,
+  decodeManifest,
+  isIndexType,
+  isManifestType,
+  marshalIndex,
+  marshalManifest,
+  MediaTypeImageConfig,
+  MediaTypeImageIndex,
+  MediaTypeImageManifest,
+  OciFormatError,
+  type Blob,
+  type Descriptor,
+  type Index,
+  type Manifest,
+  type Platform,
 } from "./oci.js";
 import { normalizePlatform, platformMatcher } from "./platform.js";
-import { ImageAnnotationSociIndexDigest, IndexAnnotationImageManifestDigest, SociIndexArtifactTypeV2 } from "./soci-index.js";
+import {
+  ImageAnnotationSociIndexDigest,
+  IndexAnnotationImageManifestDigest,
+  SociIndexArtifactTypeV2,
+} from "./soci-index.js";
 
 // ------------------------------------------------------------------------------------------------
 // Media-type validation (util/ociutil ValidateMediaType, copied from containerd)
@@ -34,7 +53,9 @@ export function validateMediaType(bytes: Uint8Array | string, mt: string): void 
       const f = fold(k);
       if (f === "mediatype") {
         if (val !== null && typeof val !== "string") {
-          throw new OciFormatError("json: cannot unmarshal " + kind(val) + " into Go struct field UnknownDocument.mediaType of type string");
+          throw new OciFormatError(
+            "json: cannot unmarshal " + kind(val) + " into Go struct field UnknownDocument.mediaType of type string",
+          );
         }
         if (typeof val === "string") doc.mediaType = val;
       } else if (f === "config" || f === "layers" || f === "manifests" || f === "fslayers") {
@@ -89,7 +110,11 @@ export function reencodeManifest(
       throw new OciFormatError(`invalid manifest: ${(e as Error).message}`, { cause: e });
     }
   } else {
-    m = { ...original, config: cloneDescriptor(original.config), layers: original.layers ? original.layers.map(cloneDescriptor) : null };
+    m = {
+      ...original,
+      config: cloneDescriptor(original.config),
+      layers: original.layers ? original.layers.map(cloneDescriptor) : null,
+    };
     if (original.subject) m.subject = cloneDescriptor(original.subject);
     if (original.annotations) m.annotations = { ...original.annotations };
   }
@@ -184,7 +209,9 @@ export function addSociIndexDescriptor(index: Index, desc: Descriptor, platform?
   d.platform = clonePlatform(p);
   const matcher = platformMatcher(normalizePlatform(p));
   const manifests = [...(index.manifests ?? [])];
-  const i = manifests.findIndex((m) => m.artifactType === SociIndexArtifactTypeV2 && m.platform != null && matcher.match(m.platform));
+  const i = manifests.findIndex(
+    (m) => m.artifactType === SociIndexArtifactTypeV2 && m.platform != null && matcher.match(m.platform),
+  );
   if (i >= 0) manifests[i] = d;
   else manifests.push(d);
   return { ...index, manifests };
@@ -199,13 +226,17 @@ export function serializeImageIndex(index: Index): Blob & { descriptor: Descript
 /** GC labels of the converted image index: `containerd.io/gc.ref.content.m.<i>` = manifests[i].digest. */
 export function imageIndexGcLabels(index: Index): Record<string, string> {
   const out: Record<string, string> = {};
-  (index.manifests ?? []).forEach((m, i) => { out[`containerd.io/gc.ref.content.m.${i}`] = m.digest; });
+  (index.manifests ?? []).forEach((m, i) => {
+    out[`containerd.io/gc.ref.content.m.${i}`] = m.digest;
+  });
   return out;
 }
 
 /** GC labels of a re-encoded manifest: `...config` and `...l.<i>` per layer. */
 export function manifestGcLabels(m: Manifest): Record<string, string> {
   const out: Record<string, string> = { "containerd.io/gc.ref.content.config": m.config.digest };
-  (m.layers ?? []).forEach((l, i) => { out[`containerd.io/gc.ref.content.l.${i}`] = l.digest; });
+  (m.layers ?? []).forEach((l, i) => {
+    out[`containerd.io/gc.ref.content.l.${i}`] = l.digest;
+  });
   return out;
 }

@@ -66,7 +66,10 @@ export function goDecodeUtf8(b: Uint8Array): string {
   let start = 0;
   let i = 0;
   while (i < b.length) {
-    if (b[i]! < 0x80) { i++; continue; }
+    if (b[i]! < 0x80) {
+      i++;
+      continue;
+    }
     const [r, size] = goDecodeRune(b, i);
     if (r < 0) {
       out += textDecoder.decode(b.subarray(start, i)) + "\ufffd";
@@ -92,14 +95,23 @@ const HEX = "0123456789abcdef";
 
 function escapeAscii(c: number): string | undefined {
   switch (c) {
-    case 0x22: return '\\"';
-    case 0x5c: return "\\\\";
-    case 0x08: return "\\b";
-    case 0x0c: return "\\f";
-    case 0x0a: return "\\n";
-    case 0x0d: return "\\r";
-    case 0x09: return "\\t";
-    case 0x3c: case 0x3e: case 0x26: // < > & (HTML-safe escaping, json.Marshal default)
+    case 0x22:
+      return '\\"';
+    case 0x5c:
+      return "\\\\";
+    case 0x08:
+      return "\\b";
+    case 0x0c:
+      return "\\f";
+    case 0x0a:
+      return "\\n";
+    case 0x0d:
+      return "\\r";
+    case 0x09:
+      return "\\t";
+    case 0x3c:
+    case 0x3e:
+    case 0x26: // < > & (HTML-safe escaping, json.Marshal default)
       return "\\u00" + HEX[c >> 4]! + HEX[c & 0xf]!;
   }
   if (c < 0x20) return "\\u00" + HEX[c >> 4]! + HEX[c & 0xf]!;
@@ -124,7 +136,10 @@ export function goString(s: string | Uint8Array): string {
       rep = c === 0x2028 ? "\\u2028" : "\\u2029";
     } else if (c >= 0xd800 && c <= 0xdfff) {
       const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
-      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) { i++; continue; }
+      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
       rep = "\ufffd";
     }
     if (rep === undefined) continue;
@@ -138,17 +153,29 @@ function goStringBytes(b: Uint8Array): string {
   let out = '"';
   let start = 0;
   let i = 0;
-  const flush = (end: number) => { if (end > start) out += textDecoder.decode(b.subarray(start, end)); };
+  const flush = (end: number) => {
+    if (end > start) out += textDecoder.decode(b.subarray(start, end));
+  };
   while (i < b.length) {
     const c = b[i]!;
     if (c < 0x80) {
       const rep = escapeAscii(c);
-      if (rep !== undefined) { flush(i); out += rep; start = i + 1; }
+      if (rep !== undefined) {
+        flush(i);
+        out += rep;
+        start = i + 1;
+      }
       i++;
       continue;
     }
     const [r, size] = goDecodeRune(b, i);
-    if (r < 0) { flush(i); out += "\\ufffd"; i += 1; start = i; continue; }
+    if (r < 0) {
+      flush(i);
+      out += "\\ufffd";
+      i += 1;
+      start = i;
+      continue;
+    }
     if (r === 0x2028 || r === 0x2029) {
       flush(i);
       out += r === 0x2028 ? "\\u2028" : "\\u2029";
@@ -270,7 +297,9 @@ export function goIndent(src: string | Uint8Array, prefix = "", indent = "  "): 
   const pre = encodeUtf8(prefix);
   const ind = encodeUtf8(indent);
   const out: number[] = [];
-  const push = (bytes: Uint8Array) => { for (const x of bytes) out.push(x); };
+  const push = (bytes: Uint8Array) => {
+    for (const x of bytes) out.push(x);
+  };
   const newline = (depth: number) => {
     out.push(0x0a);
     push(pre);
@@ -281,7 +310,10 @@ export function goIndent(src: string | Uint8Array, prefix = "", indent = "  "): 
   let i = 0;
   while (i < end) {
     const c = b[i]!;
-    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) { i++; continue; }
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) {
+      i++;
+      continue;
+    }
     const closing = c === 0x7d || c === 0x5d;
     if (needIndent && !closing) {
       needIndent = false;
@@ -297,7 +329,8 @@ export function goIndent(src: string | Uint8Array, prefix = "", indent = "  "): 
       continue;
     }
     switch (c) {
-      case 0x7b: case 0x5b:
+      case 0x7b:
+      case 0x5b:
         needIndent = true;
         out.push(c);
         break;
@@ -308,9 +341,13 @@ export function goIndent(src: string | Uint8Array, prefix = "", indent = "  "): 
       case 0x3a:
         out.push(c, 0x20);
         break;
-      case 0x7d: case 0x5d:
+      case 0x7d:
+      case 0x5d:
         if (needIndent) needIndent = false;
-        else { depth--; newline(depth); }
+        else {
+          depth--;
+          newline(depth);
+        }
         out.push(c);
         break;
       default:
@@ -329,7 +366,10 @@ export function goIndent(src: string | Uint8Array, prefix = "", indent = "  "): 
 /** Go's `*json.SyntaxError` (message text matches Go's). */
 export class GoJsonSyntaxError extends Error {
   override name = "GoJsonSyntaxError";
-  constructor(message: string, readonly offset: number) {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
     super(message);
   }
 }
@@ -342,7 +382,9 @@ export class GoJsonTypeError extends Error {
 /** A JSON number, kept as its literal text (Go decodes it according to the target type). */
 export class JsonNumber {
   constructor(readonly text: string) {}
-  toString(): string { return this.text; }
+  toString(): string {
+    return this.text;
+  }
 }
 
 /** A JSON object: its members in document order, duplicates included. */
@@ -361,7 +403,16 @@ function quoteChar(c: number | undefined): string {
   if (c === undefined) return "EOF";
   if (c === 0x27) return "'\\''";
   if (c === 0x22) return "'\"'";
-  const simple: Record<number, string> = { 7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 0x5c: "\\\\" };
+  const simple: Record<number, string> = {
+    7: "\\a",
+    8: "\\b",
+    9: "\\t",
+    10: "\\n",
+    11: "\\v",
+    12: "\\f",
+    13: "\\r",
+    0x5c: "\\\\",
+  };
   if (simple[c]) return `'${simple[c]}'`;
   if (c < 0x20 || c === 0x7f) return `'\\x${HEX[c >> 4]}${HEX[c & 0xf]}'`;
   if (c >= 0x80 && (c < 0xa0 || c === 0xad)) return `'\\u00${HEX[c >> 4]}${HEX[c & 0xf]}'`;
@@ -391,12 +442,21 @@ class Parser {
     const b = this.b;
     const c = b[this.i];
     switch (c) {
-      case 0x7b: return this.object(build);
-      case 0x5b: return this.array(build);
-      case 0x22: return this.string(build);
-      case 0x74: this.literal("true"); return true;
-      case 0x66: this.literal("false"); return false;
-      case 0x6e: this.literal("null"); return null;
+      case 0x7b:
+        return this.object(build);
+      case 0x5b:
+        return this.array(build);
+      case 0x22:
+        return this.string(build);
+      case 0x74:
+        this.literal("true");
+        return true;
+      case 0x66:
+        this.literal("false");
+        return false;
+      case 0x6e:
+        this.literal("null");
+        return null;
     }
     if (c === 0x2d || (c !== undefined && c >= 0x30 && c <= 0x39)) return this.number();
     return this.fail("looking for beginning of value");
@@ -456,7 +516,9 @@ class Parser {
     this.i++; // opening quote
     let out = "";
     let runStart = this.i;
-    const flush = () => { if (build && this.i > runStart) out += goDecodeUtf8(b.subarray(runStart, this.i)); };
+    const flush = () => {
+      if (build && this.i > runStart) out += goDecodeUtf8(b.subarray(runStart, this.i));
+    };
     for (;;) {
       const c = b[this.i];
       if (c === undefined) this.fail("in string literal");
@@ -466,11 +528,23 @@ class Parser {
         return out;
       }
       if (c < 0x20) this.fail("in string literal");
-      if (c !== 0x5c) { this.i++; continue; }
+      if (c !== 0x5c) {
+        this.i++;
+        continue;
+      }
       flush();
       this.i++;
       const e = b[this.i];
-      const simple: Record<number, string> = { 0x22: '"', 0x5c: "\\", 0x2f: "/", 0x62: "\b", 0x66: "\f", 0x6e: "\n", 0x72: "\r", 0x74: "\t" };
+      const simple: Record<number, string> = {
+        0x22: '"',
+        0x5c: "\\",
+        0x2f: "/",
+        0x62: "\b",
+        0x66: "\f",
+        0x6e: "\n",
+        0x72: "\r",
+        0x74: "\t",
+      };
       if (e !== undefined && simple[e] !== undefined) {
         out += simple[e];
         this.i++;
@@ -501,14 +575,23 @@ class Parser {
     this.i++;
     const out: JsonValue[] = [];
     this.ws();
-    if (this.b[this.i] === 0x5d) { this.i++; return out; }
+    if (this.b[this.i] === 0x5d) {
+      this.i++;
+      return out;
+    }
     for (;;) {
       const v = this.value(build);
       if (build) out.push(v);
       this.ws();
       const c = this.b[this.i];
-      if (c === 0x2c) { this.i++; continue; }
-      if (c === 0x5d) { this.i++; return out; }
+      if (c === 0x2c) {
+        this.i++;
+        continue;
+      }
+      if (c === 0x5d) {
+        this.i++;
+        return out;
+      }
       this.fail("after array element");
     }
   }
@@ -517,7 +600,10 @@ class Parser {
     this.i++;
     const out: Array<[string, JsonValue]> = [];
     this.ws();
-    if (this.b[this.i] === 0x7d) { this.i++; return new JsonObject(out); }
+    if (this.b[this.i] === 0x7d) {
+      this.i++;
+      return new JsonObject(out);
+    }
     for (;;) {
       this.ws();
       if (this.b[this.i] !== 0x22) this.fail("looking for beginning of object key string");
@@ -529,8 +615,14 @@ class Parser {
       if (build) out.push([k, v]);
       this.ws();
       const c = this.b[this.i];
-      if (c === 0x2c) { this.i++; continue; }
-      if (c === 0x7d) { this.i++; return new JsonObject(out); }
+      if (c === 0x2c) {
+        this.i++;
+        continue;
+      }
+      if (c === 0x7d) {
+        this.i++;
+        return new JsonObject(out);
+      }
       this.fail("after object key:value pair");
     }
   }
@@ -601,7 +693,9 @@ export function typeError(what: string, ctx: DecodeContext, goType: string): nev
   if (ctx.path.length === 0 || ctx.struct === "") {
     throw new GoJsonTypeError(`json: cannot unmarshal ${what} into Go value of type ${goType}`);
   }
-  throw new GoJsonTypeError(`json: cannot unmarshal ${what} into Go struct field ${ctx.struct}.${ctx.path.join(".")} of type ${goType}`);
+  throw new GoJsonTypeError(
+    `json: cannot unmarshal ${what} into Go struct field ${ctx.struct}.${ctx.path.join(".")} of type ${goType}`,
+  );
 }
 
 /** Go string field: null keeps `cur`. */
@@ -625,7 +719,12 @@ const INT64_MAX = 2n ** 63n - 1n;
  * Go int64/int field (64-bit): the literal must be an integer (no fraction/exponent) within int64.
  * Values outside JS's safe integer range are rejected (Go would accept them up to 2^63-1).
  */
-export function decodeInt64(v: JsonValue, cur: number | undefined, ctx: DecodeContext, goType = "int64"): number | undefined {
+export function decodeInt64(
+  v: JsonValue,
+  cur: number | undefined,
+  ctx: DecodeContext,
+  goType = "int64",
+): number | undefined {
   if (v === null) return cur;
   if (!(v instanceof JsonNumber)) return typeError(kindOf(v), ctx, goType);
   if (!/^-?(0|[1-9][0-9]*)$/.test(v.text)) return typeError(`number ${v.text}`, ctx, goType);
@@ -633,7 +732,9 @@ export function decodeInt64(v: JsonValue, cur: number | undefined, ctx: DecodeCo
   if (big < INT64_MIN || big > INT64_MAX) return typeError(`number ${v.text}`, ctx, goType);
   const n = Number(big);
   if (!Number.isSafeInteger(n)) {
-    throw new GoJsonTypeError(`json: number ${v.text} ${fieldWhere(ctx)}is too large for this implementation (max ${Number.MAX_SAFE_INTEGER})`);
+    throw new GoJsonTypeError(
+      `json: number ${v.text} ${fieldWhere(ctx)}is too large for this implementation (max ${Number.MAX_SAFE_INTEGER})`,
+    );
   }
   return n;
 }
@@ -672,7 +773,8 @@ export function decodeGoSlice<T>(
 
 /** Record with a safe assignment of any key (including `__proto__`). */
 export function setRecord<V>(r: Record<string, V>, k: string, v: V): void {
-  if (k === "__proto__") Object.defineProperty(r, k, { value: v, enumerable: true, writable: true, configurable: true });
+  if (k === "__proto__")
+    Object.defineProperty(r, k, { value: v, enumerable: true, writable: true, configurable: true });
   else r[k] = v;
 }
 

@@ -3,8 +3,12 @@
 // reference's exact skip messages.
 
 import {
-  MediaTypeDockerSchema2Layer, MediaTypeDockerSchema2LayerForeign, MediaTypeDockerSchema2LayerForeignGzip,
-  MediaTypeDockerSchema2LayerGzip, MediaTypeDockerSchema2LayerZstd, MediaTypeImageLayer,
+  MediaTypeDockerSchema2Layer,
+  MediaTypeDockerSchema2LayerForeign,
+  MediaTypeDockerSchema2LayerForeignGzip,
+  MediaTypeDockerSchema2LayerGzip,
+  MediaTypeDockerSchema2LayerZstd,
+  MediaTypeImageLayer,
   MediaTypeImageLayerNonDistributable,
 } from "./oci.js";
 import { PrefetchArtifactMediaType } from "./prefetch.js";
@@ -37,7 +41,10 @@ export class NotLayerTypeError extends Error {
 /** Layer whose compression containerd cannot determine (fails the whole build). */
 export class LayerCompressionError extends Error {
   override name = "LayerCompressionError";
-  constructor(readonly mediaType: string, cause: Error) {
+  constructor(
+    readonly mediaType: string,
+    cause: Error,
+  ) {
     super(`could not determine layer compression: ${cause.message}`, { cause });
   }
 }
@@ -54,7 +61,6 @@ export function parseMediaType(mt: string): { base: string; suffixes: string[] }
   parts.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   return { base: mt.slice(0, i), suffixes: parts };
 }
-
 
 /**
  * containerd `images.IsLayerType`: any `application/vnd.oci.image.layer.` prefix, or (suffixes
@@ -76,8 +82,10 @@ export function isLayerMediaType(mt: string): boolean {
 
 /** containerd `images.IsNonDistributable`. */
 export function isNonDistributable(mt: string): boolean {
-  return mt.startsWith("application/vnd.oci.image.layer.nondistributable.") ||
-    mt.startsWith("application/vnd.docker.image.rootfs.foreign.");
+  return (
+    mt.startsWith("application/vnd.oci.image.layer.nondistributable.") ||
+    mt.startsWith("application/vnd.docker.image.rootfs.foreign.")
+  );
 }
 
 /**
@@ -127,14 +135,14 @@ export interface LayerDescriptorLike {
 export type LayerSelection =
   | { build: true; compression: "gzip" | "uncompressed" | "unknown" }
   | {
-    build: false;
-    /** `prefetch`: a prefetch artifact, silently ignored; `too-small`/`unsupported`: skip lines. */
-    reason: "prefetch" | "too-small" | "unsupported";
-    /** The line the reference prints (without newline); absent for prefetch descriptors. */
-    message?: string;
-    /** For `unsupported`: the compression containerd reported ("" / "zstd"). */
-    compression?: string;
-  };
+      build: false;
+      /** `prefetch`: a prefetch artifact, silently ignored; `too-small`/`unsupported`: skip lines. */
+      reason: "prefetch" | "too-small" | "unsupported";
+      /** The line the reference prints (without newline); absent for prefetch descriptors. */
+      message?: string;
+      /** For `unsupported`: the compression containerd reported ("" / "zstd"). */
+      compression?: string;
+    };
 
 /**
  * Layer selection of `buildSociLayer` (§3.3 steps 1–4), in the reference's order:

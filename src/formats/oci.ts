@@ -3,9 +3,23 @@
 
 import { createHash } from "node:crypto";
 import {
-  decodeGoBytes, decodeGoSlice, decodeGoString, decodeGoStringMap, decodeInt64, decodeStruct,
-  encodeUtf8, goArray, goInt, goString, goStruct, omitEmpty, parseGoJson, topContext,
-  type DecodeContext, type FieldSpec, type JsonValue,
+  decodeGoBytes,
+  decodeGoSlice,
+  decodeGoString,
+  decodeGoStringMap,
+  decodeInt64,
+  decodeStruct,
+  encodeUtf8,
+  goArray,
+  goInt,
+  goString,
+  goStruct,
+  omitEmpty,
+  parseGoJson,
+  topContext,
+  type DecodeContext,
+  type FieldSpec,
+  type JsonValue,
 } from "./go-json.js";
 
 // ------------------------------------------------------------------------------------------------
@@ -198,9 +212,24 @@ export class OciFormatError extends Error {
 }
 
 const platformFields: FieldSpec<Platform>[] = [
-  { name: "architecture", decode: (v, t, c) => { t.architecture = decodeGoString(v, t.architecture, c) ?? ""; } },
-  { name: "os", decode: (v, t, c) => { t.os = decodeGoString(v, t.os, c) ?? ""; } },
-  { name: "os.version", decode: (v, t, c) => { setOpt(t, "osVersion", decodeGoString(v, t.osVersion, c)); } },
+  {
+    name: "architecture",
+    decode: (v, t, c) => {
+      t.architecture = decodeGoString(v, t.architecture, c) ?? "";
+    },
+  },
+  {
+    name: "os",
+    decode: (v, t, c) => {
+      t.os = decodeGoString(v, t.os, c) ?? "";
+    },
+  },
+  {
+    name: "os.version",
+    decode: (v, t, c) => {
+      setOpt(t, "osVersion", decodeGoString(v, t.osVersion, c));
+    },
+  },
   {
     name: "os.features",
     decode: (v, t, c) => {
@@ -208,7 +237,12 @@ const platformFields: FieldSpec<Platform>[] = [
       setOpt(t, "osFeatures", s ?? undefined);
     },
   },
-  { name: "variant", decode: (v, t, c) => { setOpt(t, "variant", decodeGoString(v, t.variant, c)); } },
+  {
+    name: "variant",
+    decode: (v, t, c) => {
+      setOpt(t, "variant", decodeGoString(v, t.variant, c));
+    },
+  },
 ];
 
 function setOpt<T, K extends keyof T>(t: T, k: K, v: T[K] | undefined): void {
@@ -217,7 +251,11 @@ function setOpt<T, K extends keyof T>(t: T, k: K, v: T[K] | undefined): void {
 }
 
 /** Decodes into an existing *Platform (Go reuses a non-nil pointer) or a new one; null → nil. */
-export function decodePlatform(v: JsonValue, cur: Platform | null | undefined, ctx: DecodeContext): Platform | undefined {
+export function decodePlatform(
+  v: JsonValue,
+  cur: Platform | null | undefined,
+  ctx: DecodeContext,
+): Platform | undefined {
   if (v === null) return undefined;
   const t: Platform = cur ? { ...cur } : { architecture: "", os: "" };
   decodeStruct(v, t, ctx, "Platform", "v1.Platform", platformFields);
@@ -225,9 +263,24 @@ export function decodePlatform(v: JsonValue, cur: Platform | null | undefined, c
 }
 
 const descriptorFields: FieldSpec<Descriptor>[] = [
-  { name: "mediaType", decode: (v, t, c) => { t.mediaType = decodeGoString(v, t.mediaType, c) ?? ""; } },
-  { name: "digest", decode: (v, t, c) => { t.digest = decodeGoString(v, t.digest, c) ?? ""; } },
-  { name: "size", decode: (v, t, c) => { t.size = decodeInt64(v, t.size, c) ?? 0; } },
+  {
+    name: "mediaType",
+    decode: (v, t, c) => {
+      t.mediaType = decodeGoString(v, t.mediaType, c) ?? "";
+    },
+  },
+  {
+    name: "digest",
+    decode: (v, t, c) => {
+      t.digest = decodeGoString(v, t.digest, c) ?? "";
+    },
+  },
+  {
+    name: "size",
+    decode: (v, t, c) => {
+      t.size = decodeInt64(v, t.size, c) ?? 0;
+    },
+  },
   {
     name: "urls",
     decode: (v, t, c) => {
@@ -235,10 +288,30 @@ const descriptorFields: FieldSpec<Descriptor>[] = [
       setOpt(t, "urls", s ?? undefined);
     },
   },
-  { name: "annotations", decode: (v, t, c) => { setOpt(t, "annotations", decodeGoStringMap(v, t.annotations ?? undefined, c)); } },
-  { name: "data", decode: (v, t, c) => { setOpt(t, "data", decodeGoBytes(v, t.data ?? undefined, c)); } },
-  { name: "platform", decode: (v, t, c) => { setOpt(t, "platform", decodePlatform(v, t.platform, c)); } },
-  { name: "artifactType", decode: (v, t, c) => { setOpt(t, "artifactType", decodeGoString(v, t.artifactType, c)); } },
+  {
+    name: "annotations",
+    decode: (v, t, c) => {
+      setOpt(t, "annotations", decodeGoStringMap(v, t.annotations ?? undefined, c));
+    },
+  },
+  {
+    name: "data",
+    decode: (v, t, c) => {
+      setOpt(t, "data", decodeGoBytes(v, t.data ?? undefined, c));
+    },
+  },
+  {
+    name: "platform",
+    decode: (v, t, c) => {
+      setOpt(t, "platform", decodePlatform(v, t.platform, c));
+    },
+  },
+  {
+    name: "artifactType",
+    decode: (v, t, c) => {
+      setOpt(t, "artifactType", decodeGoString(v, t.artifactType, c));
+    },
+  },
 ];
 
 /** Decodes a descriptor value (struct semantics: null keeps `cur`). */
@@ -249,32 +322,105 @@ export function decodeDescriptor(v: JsonValue, cur: Descriptor | undefined, ctx:
 }
 
 /** Decodes a *Descriptor (null → nil). */
-export function decodeDescriptorPtr(v: JsonValue, cur: Descriptor | null | undefined, ctx: DecodeContext): Descriptor | undefined {
+export function decodeDescriptorPtr(
+  v: JsonValue,
+  cur: Descriptor | null | undefined,
+  ctx: DecodeContext,
+): Descriptor | undefined {
   if (v === null) return undefined;
   return decodeDescriptor(v, cur ?? undefined, ctx);
 }
 
-function decodeDescriptorSlice(v: JsonValue, cur: Descriptor[] | null | undefined, ctx: DecodeContext): Descriptor[] | null {
+function decodeDescriptorSlice(
+  v: JsonValue,
+  cur: Descriptor[] | null | undefined,
+  ctx: DecodeContext,
+): Descriptor[] | null {
   return decodeGoSlice(v, cur, ctx, "[]v1.Descriptor", (e, c, cc) => decodeDescriptor(e, c, cc));
 }
 
 const manifestFields: FieldSpec<Manifest>[] = [
-  { name: "schemaVersion", decode: (v, t, c) => { t.schemaVersion = decodeInt64(v, t.schemaVersion, c, "int") ?? 0; } },
-  { name: "mediaType", decode: (v, t, c) => { setOpt(t, "mediaType", decodeGoString(v, t.mediaType, c)); } },
-  { name: "artifactType", decode: (v, t, c) => { setOpt(t, "artifactType", decodeGoString(v, t.artifactType, c)); } },
-  { name: "config", decode: (v, t, c) => { t.config = decodeDescriptor(v, t.config, c); } },
-  { name: "layers", decode: (v, t, c) => { t.layers = decodeDescriptorSlice(v, t.layers, c); } },
-  { name: "subject", decode: (v, t, c) => { setOpt(t, "subject", decodeDescriptorPtr(v, t.subject, c)); } },
-  { name: "annotations", decode: (v, t, c) => { setOpt(t, "annotations", decodeGoStringMap(v, t.annotations ?? undefined, c)); } },
+  {
+    name: "schemaVersion",
+    decode: (v, t, c) => {
+      t.schemaVersion = decodeInt64(v, t.schemaVersion, c, "int") ?? 0;
+    },
+  },
+  {
+    name: "mediaType",
+    decode: (v, t, c) => {
+      setOpt(t, "mediaType", decodeGoString(v, t.mediaType, c));
+    },
+  },
+  {
+    name: "artifactType",
+    decode: (v, t, c) => {
+      setOpt(t, "artifactType", decodeGoString(v, t.artifactType, c));
+    },
+  },
+  {
+    name: "config",
+    decode: (v, t, c) => {
+      t.config = decodeDescriptor(v, t.config, c);
+    },
+  },
+  {
+    name: "layers",
+    decode: (v, t, c) => {
+      t.layers = decodeDescriptorSlice(v, t.layers, c);
+    },
+  },
+  {
+    name: "subject",
+    decode: (v, t, c) => {
+      setOpt(t, "subject", decodeDescriptorPtr(v, t.subject, c));
+    },
+  },
+  {
+    name: "annotations",
+    decode: (v, t, c) => {
+      setOpt(t, "annotations", decodeGoStringMap(v, t.annotations ?? undefined, c));
+    },
+  },
 ];
 
 const indexFields: FieldSpec<Index>[] = [
-  { name: "schemaVersion", decode: (v, t, c) => { t.schemaVersion = decodeInt64(v, t.schemaVersion, c, "int") ?? 0; } },
-  { name: "mediaType", decode: (v, t, c) => { setOpt(t, "mediaType", decodeGoString(v, t.mediaType, c)); } },
-  { name: "artifactType", decode: (v, t, c) => { setOpt(t, "artifactType", decodeGoString(v, t.artifactType, c)); } },
-  { name: "manifests", decode: (v, t, c) => { t.manifests = decodeDescriptorSlice(v, t.manifests, c); } },
-  { name: "subject", decode: (v, t, c) => { setOpt(t, "subject", decodeDescriptorPtr(v, t.subject, c)); } },
-  { name: "annotations", decode: (v, t, c) => { setOpt(t, "annotations", decodeGoStringMap(v, t.annotations ?? undefined, c)); } },
+  {
+    name: "schemaVersion",
+    decode: (v, t, c) => {
+      t.schemaVersion = decodeInt64(v, t.schemaVersion, c, "int") ?? 0;
+    },
+  },
+  {
+    name: "mediaType",
+    decode: (v, t, c) => {
+      setOpt(t, "mediaType", decodeGoString(v, t.mediaType, c));
+    },
+  },
+  {
+    name: "artifactType",
+    decode: (v, t, c) => {
+      setOpt(t, "artifactType", decodeGoString(v, t.artifactType, c));
+    },
+  },
+  {
+    name: "manifests",
+    decode: (v, t, c) => {
+      t.manifests = decodeDescriptorSlice(v, t.manifests, c);
+    },
+  },
+  {
+    name: "subject",
+    decode: (v, t, c) => {
+      setOpt(t, "subject", decodeDescriptorPtr(v, t.subject, c));
+    },
+  },
+  {
+    name: "annotations",
+    decode: (v, t, c) => {
+      setOpt(t, "annotations", decodeGoStringMap(v, t.annotations ?? undefined, c));
+    },
+  },
 ];
 
 function wrap<T>(what: string, f: () => T): T {

@@ -43,20 +43,29 @@ function currentHost(): HostInfo {
 /** Go's GOOS for a Node `process.platform`. */
 export function goosOf(nodePlatform: string): string {
   switch (nodePlatform) {
-    case "win32": case "cygwin": return "windows";
-    case "sunos": return "solaris";
-    default: return nodePlatform; // linux, darwin, freebsd, openbsd, netbsd, aix, android
+    case "win32":
+    case "cygwin":
+      return "windows";
+    case "sunos":
+      return "solaris";
+    default:
+      return nodePlatform; // linux, darwin, freebsd, openbsd, netbsd, aix, android
   }
 }
 
 /** Go's GOARCH for a Node `process.arch`. */
 export function goarchOf(nodeArch: string, endianness: "LE" | "BE" = "LE"): string {
   switch (nodeArch) {
-    case "x64": return "amd64";
-    case "ia32": return "386";
-    case "mipsel": return "mipsle";
-    case "ppc64": return endianness === "LE" ? "ppc64le" : "ppc64";
-    default: return nodeArch; // arm, arm64, loong64, mips, ppc, riscv64, s390, s390x
+    case "x64":
+      return "amd64";
+    case "ia32":
+      return "386";
+    case "mipsel":
+      return "mipsle";
+    case "ppc64":
+      return endianness === "LE" ? "ppc64le" : "ppc64";
+    default:
+      return nodeArch; // arm, arm64, loong64, mips, ppc, riscv64, s390, s390x
   }
 }
 
@@ -70,7 +79,8 @@ export function defaultPlatform(host: HostInfo = currentHost()): Platform {
   const architecture = goarchOf(host.arch, host.endianness);
   const p: Platform = { architecture, os };
   if (architecture === "arm64") p.variant = "v8";
-  else if (architecture === "arm") p.variant = "v" + (host.armVersion && /^\d+$/.test(host.armVersion) ? host.armVersion : "7");
+  else if (architecture === "arm")
+    p.variant = "v" + (host.armVersion && /^\d+$/.test(host.armVersion) ? host.armVersion : "7");
   return p;
 }
 
@@ -78,13 +88,49 @@ export function defaultPlatform(host: HostInfo = currentHost()): Platform {
 // Normalization
 
 const KNOWN_OS = new Set([
-  "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux", "nacl",
-  "netbsd", "openbsd", "plan9", "solaris", "windows", "zos",
+  "aix",
+  "android",
+  "darwin",
+  "dragonfly",
+  "freebsd",
+  "hurd",
+  "illumos",
+  "ios",
+  "js",
+  "linux",
+  "nacl",
+  "netbsd",
+  "openbsd",
+  "plan9",
+  "solaris",
+  "windows",
+  "zos",
 ]);
 const KNOWN_ARCH = new Set([
-  "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "ppc64", "ppc64le", "loong64", "mips",
-  "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "riscv", "riscv64", "s390", "s390x",
-  "sparc", "sparc64", "wasm",
+  "386",
+  "amd64",
+  "amd64p32",
+  "arm",
+  "armbe",
+  "arm64",
+  "arm64be",
+  "ppc64",
+  "ppc64le",
+  "loong64",
+  "mips",
+  "mipsle",
+  "mips64",
+  "mips64le",
+  "mips64p32",
+  "mips64p32le",
+  "ppc",
+  "riscv",
+  "riscv64",
+  "s390",
+  "s390x",
+  "sparc",
+  "sparc64",
+  "wasm",
 ]);
 
 export function isKnownOS(os: string): boolean {
@@ -114,11 +160,14 @@ export function normalizeArch(arch: string, variant: string): [string, string] {
       a = "386";
       v = "";
       break;
-    case "x86_64": case "x86-64": case "amd64":
+    case "x86_64":
+    case "x86-64":
+    case "amd64":
       a = "amd64";
       if (v === "v1") v = "";
       break;
-    case "aarch64": case "arm64":
+    case "aarch64":
+    case "arm64":
       a = "arm64";
       if (v === "8" || v === "v8") v = "";
       break;
@@ -171,7 +220,9 @@ function decodeOSOption(v: string, specifier: string, what: string): string {
   try {
     return decodeURIComponent(v);
   } catch {
-    throw new PlatformError(`${JSON.stringify(specifier)} has an invalid OS ${what} ${JSON.stringify(v)}: invalid argument`);
+    throw new PlatformError(
+      `${JSON.stringify(specifier)} has an invalid OS ${what} ${JSON.stringify(v)}: invalid argument`,
+    );
   }
 }
 
@@ -183,7 +234,9 @@ function decodeOSOption(v: string, specifier: string, what: string): string {
  */
 export function parsePlatform(specifier: string, host?: HostInfo): Platform {
   const h = host ?? currentHost();
-  const bad = (msg: string): never => { throw new PlatformError(`${msg}: invalid argument`); };
+  const bad = (msg: string): never => {
+    throw new PlatformError(`${msg}: invalid argument`);
+  };
   if (specifier.includes("*")) bad(`${JSON.stringify(specifier)}: wildcards not yet supported`);
   const parts = splitN(specifier, "/", 4);
   const p: Platform = { architecture: "", os: "" };
@@ -192,14 +245,22 @@ export function parsePlatform(specifier: string, host?: HostInfo): Platform {
     if (i === 0) {
       const m = OS_RE.exec(part);
       if (!m) {
-        bad(`${JSON.stringify(part)} is an invalid OS component of ${JSON.stringify(specifier)}: OSAndVersion specifier component must match ${JSON.stringify(OS_RE.source)}`);
+        bad(
+          `${JSON.stringify(part)} is an invalid OS component of ${JSON.stringify(specifier)}: OSAndVersion specifier component must match ${JSON.stringify(OS_RE.source)}`,
+        );
       }
       p.os = normalizeOS(m![1]!, h);
       const osVersion = decodeOSOption(m![2] ?? "", specifier, "version");
       if (osVersion) p.osVersion = osVersion;
-      if (m![3]) p.osFeatures = m![3].slice(1).split("+").map((f) => decodeOSOption(f, specifier, "feature"));
+      if (m![3])
+        p.osFeatures = m![3]
+          .slice(1)
+          .split("+")
+          .map((f) => decodeOSOption(f, specifier, "feature"));
     } else if (!SPECIFIER_RE.test(part)) {
-      bad(`${JSON.stringify(part)} is an invalid component of ${JSON.stringify(specifier)}: platform specifier component must match ${JSON.stringify(SPECIFIER_RE.source)}`);
+      bad(
+        `${JSON.stringify(part)} is an invalid component of ${JSON.stringify(specifier)}: platform specifier component must match ${JSON.stringify(SPECIFIER_RE.source)}`,
+      );
     }
   }
   const setArch = (a: string, v: string) => {
@@ -270,7 +331,8 @@ export function formatPlatform(p: Platform): string {
 /** containerd `platforms.FormatAll`: like Format with `os(version+feature...)` when present. */
 export function formatPlatformAll(p: Platform): string {
   if (!p.os) return "unknown";
-  const enc = (v: string) => v.replace(/%/g, "%25").replace(/\+/g, "%2B").replace(/\(/g, "%28").replace(/\)/g, "%29").replace(/\//g, "%2F");
+  const enc = (v: string) =>
+    v.replace(/%/g, "%25").replace(/\+/g, "%2B").replace(/\(/g, "%28").replace(/\)/g, "%29").replace(/\//g, "%2F");
   let opts = enc(p.osVersion ?? "");
   const features = [...(p.osFeatures ?? [])].sort(byteCompare);
   for (const f of features) opts += "+" + enc(f);
@@ -318,7 +380,11 @@ export function platformMatcher(want: Platform, host?: HostInfo): PlatformMatche
       for (const feature of nf) {
         let found = false;
         for (; j < mf.length; j++) {
-          if (feature === mf[j]) { found = true; j++; break; }
+          if (feature === mf[j]) {
+            found = true;
+            j++;
+            break;
+          }
           if (byteCompare(feature, mf[j]!) < 0) return false;
         }
         if (!found) return false;
@@ -361,14 +427,36 @@ interface ConfigPlatform {
 }
 
 const configFields: FieldSpec<ConfigPlatform>[] = [
-  { name: "architecture", decode: (v, t, c) => { t.architecture = decodeGoString(v, t.architecture, c) ?? ""; } },
-  { name: "os", decode: (v, t, c) => { t.os = decodeGoString(v, t.os, c) ?? ""; } },
-  { name: "os.version", decode: (v, t, c) => { t.osVersion = decodeGoString(v, t.osVersion, c); } },
+  {
+    name: "architecture",
+    decode: (v, t, c) => {
+      t.architecture = decodeGoString(v, t.architecture, c) ?? "";
+    },
+  },
+  {
+    name: "os",
+    decode: (v, t, c) => {
+      t.os = decodeGoString(v, t.os, c) ?? "";
+    },
+  },
+  {
+    name: "os.version",
+    decode: (v, t, c) => {
+      t.osVersion = decodeGoString(v, t.osVersion, c);
+    },
+  },
   {
     name: "os.features",
-    decode: (v, t, c) => { t.osFeatures = decodeGoSlice(v, t.osFeatures, c, "[]string", (e, cur, cc) => decodeGoString(e, cur, cc) ?? ""); },
+    decode: (v, t, c) => {
+      t.osFeatures = decodeGoSlice(v, t.osFeatures, c, "[]string", (e, cur, cc) => decodeGoString(e, cur, cc) ?? "");
+    },
   },
-  { name: "variant", decode: (v, t, c) => { t.variant = decodeGoString(v, t.variant, c); } },
+  {
+    name: "variant",
+    decode: (v, t, c) => {
+      t.variant = decodeGoString(v, t.variant, c);
+    },
+  },
 ];
 
 /**

@@ -2,8 +2,19 @@
 // and the cleaning of requested paths.
 
 import {
-  decodeGoSlice, decodeGoString, decodeInt64, decodeStruct, encodeUtf8, goArray, goInt, goString,
-  goStruct, omitEmpty, parseGoJson, topContext, type FieldSpec,
+  decodeGoSlice,
+  decodeGoString,
+  decodeInt64,
+  decodeStruct,
+  encodeUtf8,
+  goArray,
+  goInt,
+  goString,
+  goStruct,
+  omitEmpty,
+  parseGoJson,
+  topContext,
+  type FieldSpec,
 } from "./go-json.js";
 import { digestOf, type Descriptor } from "./oci.js";
 
@@ -56,19 +67,37 @@ export function prefetchArtifactJson(a: PrefetchArtifact): string {
  * (`prefetch artifact is empty`).
  */
 export function marshalPrefetchArtifact(a: PrefetchArtifact | null | undefined): {
-  bytes: Uint8Array; digest: string; size: number; descriptor: Descriptor;
+  bytes: Uint8Array;
+  digest: string;
+  size: number;
+  descriptor: Descriptor;
 } {
   if (a == null || !a.prefetchSpans || a.prefetchSpans.length === 0) {
     throw new PrefetchArtifactError(ErrEmptyPrefetchArtifactMessage);
   }
   const bytes = encodeUtf8(prefetchArtifactJson(a));
   const digest = digestOf(bytes);
-  return { bytes, digest, size: bytes.length, descriptor: { mediaType: PrefetchArtifactMediaType, digest, size: bytes.length } };
+  return {
+    bytes,
+    digest,
+    size: bytes.length,
+    descriptor: { mediaType: PrefetchArtifactMediaType, digest, size: bytes.length },
+  };
 }
 
 const spanFields: FieldSpec<PrefetchSpan>[] = [
-  { name: "start_span", decode: (v, t, c) => { t.startSpan = decodeInt64(v, t.startSpan, c, "compression.SpanID") ?? 0; } },
-  { name: "end_span", decode: (v, t, c) => { t.endSpan = decodeInt64(v, t.endSpan, c, "compression.SpanID") ?? 0; } },
+  {
+    name: "start_span",
+    decode: (v, t, c) => {
+      t.startSpan = decodeInt64(v, t.startSpan, c, "compression.SpanID") ?? 0;
+    },
+  },
+  {
+    name: "end_span",
+    decode: (v, t, c) => {
+      t.endSpan = decodeInt64(v, t.endSpan, c, "compression.SpanID") ?? 0;
+    },
+  },
   {
     name: "priority",
     decode: (v, t, c) => {
@@ -80,7 +109,12 @@ const spanFields: FieldSpec<PrefetchSpan>[] = [
 ];
 
 const artifactFields: FieldSpec<PrefetchArtifact>[] = [
-  { name: "version", decode: (v, t, c) => { t.version = decodeGoString(v, t.version, c) ?? ""; } },
+  {
+    name: "version",
+    decode: (v, t, c) => {
+      t.version = decodeGoString(v, t.version, c) ?? "";
+    },
+  },
   {
     name: "prefetch_spans",
     decode: (v, t, c) => {
@@ -101,14 +135,24 @@ const artifactFields: FieldSpec<PrefetchArtifact>[] = [
 export function parsePrefetchArtifact(bytes: Uint8Array | string): PrefetchArtifact {
   const a: PrefetchArtifact = { version: "", prefetchSpans: null };
   try {
-    decodeStruct(parseGoJson(bytes), a, topContext("soci.PrefetchArtifact"), "PrefetchArtifact", "soci.PrefetchArtifact", artifactFields);
+    decodeStruct(
+      parseGoJson(bytes),
+      a,
+      topContext("soci.PrefetchArtifact"),
+      "PrefetchArtifact",
+      "soci.PrefetchArtifact",
+      artifactFields,
+    );
   } catch (e) {
     throw new PrefetchArtifactError(`failed to unmarshal prefetch artifact: ${(e as Error).message}`, { cause: e });
   }
   if (a.version !== PrefetchArtifactVersion) {
-    throw new PrefetchArtifactError(`unsupported prefetch artifact version: ${a.version} (expected ${PrefetchArtifactVersion})`);
+    throw new PrefetchArtifactError(
+      `unsupported prefetch artifact version: ${a.version} (expected ${PrefetchArtifactVersion})`,
+    );
   }
-  if (!a.prefetchSpans || a.prefetchSpans.length === 0) throw new PrefetchArtifactError(ErrEmptyPrefetchArtifactMessage);
+  if (!a.prefetchSpans || a.prefetchSpans.length === 0)
+    throw new PrefetchArtifactError(ErrEmptyPrefetchArtifactMessage);
   return a;
 }
 
@@ -146,7 +190,11 @@ export function normalizePrefetchSpans(spans: readonly PrefetchSpan[]): Prefetch
  * The span range of a file: `[SpanID(offset), SpanID(offset+size)]` with the EXCLUSIVE end offset,
  * `end < start` ⇒ `end = start`. `spanOf` maps an uncompressed offset to its span id.
  */
-export function fileSpanRange(offset: number, size: number, spanOf: (uncompressedOffset: number) => number): PrefetchSpan {
+export function fileSpanRange(
+  offset: number,
+  size: number,
+  spanOf: (uncompressedOffset: number) => number,
+): PrefetchSpan {
   const startSpan = spanOf(offset);
   let endSpan = spanOf(offset + size);
   if (endSpan < startSpan) endSpan = startSpan;

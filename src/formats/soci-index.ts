@@ -3,12 +3,24 @@
 // must be exactly Go's `json.Marshal(ocispec.Manifest)` output.
 
 import {
-  decodeGoSlice, decodeGoString, decodeGoStringMap, decodeStruct, parseGoJson, topContext,
-  type FieldSpec, type JsonValue,
+  decodeGoSlice,
+  decodeGoString,
+  decodeGoStringMap,
+  decodeStruct,
+  parseGoJson,
+  topContext,
+  type FieldSpec,
+  type JsonValue,
 } from "./go-json.js";
 import {
-  decodeDescriptor, decodeDescriptorPtr, decodeManifest, digestOf, marshalManifest, MediaTypeImageManifest,
-  type Descriptor, type Manifest,
+  decodeDescriptor,
+  decodeDescriptorPtr,
+  decodeManifest,
+  digestOf,
+  marshalManifest,
+  MediaTypeImageManifest,
+  type Descriptor,
+  type Manifest,
 } from "./oci.js";
 import { PrefetchArtifactMediaType } from "./prefetch.js";
 import type { FileMetadata } from "./toc.js";
@@ -109,11 +121,36 @@ interface IndexShape {
 }
 
 const indexShapeFields: FieldSpec<IndexShape>[] = [
-  { name: "mediaType", decode: (v, t, c) => { t.mediaType = decodeGoString(v, t.mediaType, c); } },
-  { name: "artifactType", decode: (v, t, c) => { t.artifactType = decodeGoString(v, t.artifactType, c); } },
-  { name: "blobs", decode: (v, t, c) => { t.blobs = decodeGoSlice(v, t.blobs, c, "[]v1.Descriptor", (e, cur, cc) => decodeDescriptor(e, cur, cc)); } },
-  { name: "subject", decode: (v, t, c) => { t.subject = decodeDescriptorPtr(v, t.subject, c); } },
-  { name: "annotations", decode: (v, t, c) => { t.annotations = decodeGoStringMap(v, t.annotations, c); } },
+  {
+    name: "mediaType",
+    decode: (v, t, c) => {
+      t.mediaType = decodeGoString(v, t.mediaType, c);
+    },
+  },
+  {
+    name: "artifactType",
+    decode: (v, t, c) => {
+      t.artifactType = decodeGoString(v, t.artifactType, c);
+    },
+  },
+  {
+    name: "blobs",
+    decode: (v, t, c) => {
+      t.blobs = decodeGoSlice(v, t.blobs, c, "[]v1.Descriptor", (e, cur, cc) => decodeDescriptor(e, cur, cc));
+    },
+  },
+  {
+    name: "subject",
+    decode: (v, t, c) => {
+      t.subject = decodeDescriptorPtr(v, t.subject, c);
+    },
+  },
+  {
+    name: "annotations",
+    decode: (v, t, c) => {
+      t.annotations = decodeGoStringMap(v, t.annotations, c);
+    },
+  },
 ];
 
 /**
@@ -267,9 +304,19 @@ export function prefetchesByLayer(index: SociIndex): Map<string, Descriptor> {
 /** Go `strconv.ParseBool` (how the snapshotter reads the disable-xattrs annotation). */
 export function goParseBool(s: string): boolean {
   switch (s) {
-    case "1": case "t": case "T": case "TRUE": case "true": case "True":
+    case "1":
+    case "t":
+    case "T":
+    case "TRUE":
+    case "true":
+    case "True":
       return true;
-    case "0": case "f": case "F": case "FALSE": case "false": case "False":
+    case "0":
+    case "f":
+    case "F":
+    case "FALSE":
+    case "false":
+    case "False":
       return false;
   }
   throw new SyntaxError(`strconv.ParseBool: parsing ${JSON.stringify(s)}: invalid syntax`);
@@ -279,10 +326,12 @@ export function goParseBool(s: string): boolean {
 // disable-xattrs (§3.2)
 
 /** A TOC entry as the xattr rule needs it (FileMetadata fits). */
-export type XattrRuleEntry = Pick<FileMetadata, "name" | "xattrs"> | {
-  name: string | Uint8Array;
-  xattrs: ReadonlyArray<{ key: string | Uint8Array }>;
-};
+export type XattrRuleEntry =
+  | Pick<FileMetadata, "name" | "xattrs">
+  | {
+      name: string | Uint8Array;
+      xattrs: ReadonlyArray<{ key: string | Uint8Array }>;
+    };
 
 const SCHILY_XATTR = new TextEncoder().encode("SCHILY.xattr.");
 const OPAQUE = new TextEncoder().encode(WhiteoutOpaqueDir);

@@ -71,7 +71,13 @@ const TYPES: Record<number, EntryType> = {
   0x36: "fifo",
 };
 const isHeaderOnlyType = (t: number) => t >= 0x31 && t <= 0x36;
-const T_REGA = 0x00, T_DIR = 0x35, T_X = 0x78, T_G = 0x67, T_LONGNAME = 0x4c, T_LONGLINK = 0x4b, T_SPARSE = 0x53;
+const T_REGA = 0x00,
+  T_DIR = 0x35,
+  T_X = 0x78,
+  T_G = 0x67,
+  T_LONGNAME = 0x4c,
+  T_LONGLINK = 0x4b,
+  T_SPARSE = 0x53;
 
 const GNU_SPARSE = {
   numBlocks: "GNU.sparse.numblocks",
@@ -85,7 +91,13 @@ const GNU_SPARSE = {
   realSize: "GNU.sparse.realsize",
 };
 
-enum Format { Unknown, V7, USTAR, GNU, STAR }
+enum Format {
+  Unknown,
+  V7,
+  USTAR,
+  GNU,
+  STAR,
+}
 
 // ---- byte/string helpers ------------------------------------------------------------------------
 
@@ -150,7 +162,8 @@ interface Parser {
 }
 
 function parseOctal(b: Uint8Array, off: number, len: number, p: Parser): number {
-  let lo = off, hi = off + len;
+  let lo = off,
+    hi = off + len;
   while (lo < hi && (b[lo] === 0x20 || b[lo] === 0)) lo++;
   while (hi > lo && (b[hi - 1] === 0x20 || b[hi - 1] === 0)) hi--;
   if (lo === hi) return 0;
@@ -197,7 +210,9 @@ function parseNumeric(b: Uint8Array, off: number, len: number, p: Parser): numbe
 
 /** uint32(int(parseNumeric(b))). */
 function parseUint32(b: Uint8Array, off: number, len: number, p: Parser): number {
-  return b[off]! & 0x80 ? Number(BigInt.asUintN(32, parseNumericBig(b, off, len, p))) : parseOctal(b, off, len, p) >>> 0;
+  return b[off]! & 0x80
+    ? Number(BigInt.asUintN(32, parseNumericBig(b, off, len, p)))
+    : parseOctal(b, off, len, p) >>> 0;
 }
 
 /** Go parsePAXTime → [sec, nsec] of time.Unix(secs, ±nsecs), nsec normalised to [0, 1e9). */
@@ -221,7 +236,8 @@ function getFormat(blk: Uint8Array): Format {
   const p: Parser = { err: false };
   const value = parseOctal(blk, 148, 8, p);
   // The checksum field itself counts as spaces; the signed sum differs by 256 per byte >= 0x80.
-  let unsigned = 0, high = 0;
+  let unsigned = 0,
+    high = 0;
   for (let i = 0; i < BLOCK; i++) {
     const c = blk[i]!;
     unsigned += c;
@@ -325,7 +341,8 @@ function parsePAX(body: Uint8Array): Map<string, string> {
     const rec = s.slice(sp + 1, end - 1);
     const eq = rec.indexOf("=");
     if (eq < 0) throw errHeader();
-    const k = rec.slice(0, eq), v = rec.slice(eq + 1);
+    const k = rec.slice(0, eq),
+      v = rec.slice(eq + 1);
     if (!validPAXRecord(k, v)) throw errHeader();
     i = end;
     if (k === GNU_SPARSE.offset || k === GNU_SPARSE.numBytes) {
@@ -351,10 +368,18 @@ function mergePAX(h: Header, pax: Map<string, string> | null): void {
   for (const [k, v] of pax ?? []) {
     if (v === "") continue;
     switch (k) {
-      case "path": h.name = v; break;
-      case "linkpath": h.linkname = v; break;
-      case "uname": h.uname = v; break;
-      case "gname": h.gname = v; break;
+      case "path":
+        h.name = v;
+        break;
+      case "linkpath":
+        h.linkname = v;
+        break;
+      case "uname":
+        h.uname = v;
+        break;
+      case "gname":
+        h.gname = v;
+        break;
       case "uid":
       case "gid": {
         const id = lowUint32(v);
@@ -362,9 +387,13 @@ function mergePAX(h: Header, pax: Map<string, string> | null): void {
         h[k] = id;
         break;
       }
-      case "mtime": [h.mtimeSec, h.mtimeNsec] = parsePAXTime(v); break;
+      case "mtime":
+        [h.mtimeSec, h.mtimeNsec] = parsePAXTime(v);
+        break;
       case "atime":
-      case "ctime": parsePAXTime(v); break; // only their errors matter here
+      case "ctime":
+        parsePAXTime(v);
+        break; // only their errors matter here
       case "size": {
         const size = parseInt64Num(v);
         if (size === null) throw errHeader();
@@ -387,7 +416,13 @@ class SparseCheck {
   }
   add(offset: bigint, length: bigint): void {
     if (!this.ok) return;
-    if (offset < 0n || length < 0n || offset > MAX_INT64 - length || offset + length > this.size || this.preEnd > offset) {
+    if (
+      offset < 0n ||
+      length < 0n ||
+      offset > MAX_INT64 - length ||
+      offset + length > this.size ||
+      this.preEnd > offset
+    ) {
       this.ok = false;
     }
     this.preEnd = offset + length;
@@ -402,7 +437,8 @@ function checkSparseMap0x1(pax: Map<string, string>, check: SparseCheck): void {
   if (parts.length === 1 && parts[0] === "") parts = [];
   if (BigInt(parts.length) !== 2n * n) throw errHeader();
   for (let i = 0; i < parts.length; i += 2) {
-    const offset = parseInt64(parts[i]!), length = parseInt64(parts[i + 1]!);
+    const offset = parseInt64(parts[i]!),
+      length = parseInt64(parts[i + 1]!);
     if (offset === null || length === null) throw errHeader();
     check.add(offset, length);
   }
@@ -410,7 +446,8 @@ function checkSparseMap0x1(pax: Map<string, string>, check: SparseCheck): void {
 
 // ---- the reader ----------------------------------------------------------------------------------
 
-const READ = 0, SKIP = 1;
+const READ = 0,
+  SKIP = 1;
 interface Request {
   op: typeof READ | typeof SKIP;
   n: number;
@@ -548,7 +585,8 @@ export class TarReader {
   /** Go Reader.next(): the next entry, or null at the end of the archive. */
   private *next(): Walk<Header | null> {
     let pax: Map<string, string> | null = null;
-    let longName = "", longLink = "";
+    let longName = "",
+      longLink = "";
     for (;;) {
       // Discard the rest of the previous entry; running out of stream inside its padding is a clean end.
       if (this.remaining > 0 && (yield* skip(this.remaining)) < this.remaining) throw errUnexpectedEOF();
@@ -640,7 +678,10 @@ export class TarReader {
     if (p.err) throw errHeader();
     h.size = Number(realSize);
     const check = new SparseCheck(realSize);
-    let b = blk, start = 386, count = 4, isExtended = 482;
+    let b = blk,
+      start = 386,
+      count = 4,
+      isExtended = 482;
     for (;;) {
       for (let i = 0; i < count; i++) {
         const at = start + i * 24;
@@ -661,11 +702,13 @@ export class TarReader {
   /** Go readGNUSparsePAXHeaders + the validation in handleSparseFile. */
   private *readGNUSparsePAXHeaders(h: Header): Walk<void> {
     const pax = h.pax ?? new Map<string, string>();
-    const major = pax.get(GNU_SPARSE.major) ?? "", minor = pax.get(GNU_SPARSE.minor) ?? "";
+    const major = pax.get(GNU_SPARSE.major) ?? "",
+      minor = pax.get(GNU_SPARSE.minor) ?? "";
     let is1x0: boolean;
     if (major === "0" && (minor === "0" || minor === "1")) is1x0 = false;
     else if (major === "1" && minor === "0") is1x0 = true;
-    else if (major !== "" || minor !== "") return; // unknown version: a regular file
+    else if (major !== "" || minor !== "")
+      return; // unknown version: a regular file
     else if ((pax.get(GNU_SPARSE.map) ?? "") !== "") is1x0 = false;
     else return; // not sparse
 
@@ -688,7 +731,10 @@ export class TarReader {
    * start of the entry's data, read a block at a time. The entry's reported data starts after it.
    */
   private *checkSparseMap1x0(check: SparseCheck): Walk<void> {
-    let text = "", at = 0, newlines = 0, total = 0;
+    let text = "",
+      at = 0,
+      newlines = 0,
+      total = 0;
     const self = this;
     function* feed(n: number): Walk<void> {
       while (newlines < n) {
@@ -711,7 +757,8 @@ export class TarReader {
     if (n === null || n < 0n || n >= 1n << 62n) throw errHeader();
     yield* feed(2 * Number(n));
     for (let i = 0n; i < n; i++) {
-      const offset = parseInt64(token()), length = parseInt64(token());
+      const offset = parseInt64(token()),
+        length = parseInt64(token());
       if (offset === null || length === null) throw errHeader();
       check.add(offset, length);
     }

@@ -55,7 +55,12 @@ interface Work {
 }
 
 export class BackgroundFetcher {
-  readonly metrics: BackgroundMetrics = { spanFetchCount: 0, spanFetchFailureCount: 0, workQueueEvicted: 0, lastLayerMs: 0 };
+  readonly metrics: BackgroundMetrics = {
+    spanFetchCount: 0,
+    spanFetchFailureCount: 0,
+    workQueueEvicted: 0,
+    lastLayerMs: 0,
+  };
   private readonly queue: Work[] = [];
   /** Layers with a span fetch under way (re-queued when it ends). */
   private readonly busy = new Set<Work>();
@@ -202,7 +207,12 @@ export class BackgroundFetcher {
       (e: unknown) => {
         this.busy.delete(w);
         this.metrics.spanFetchFailureCount++;
-        this.options.onEvent?.({ kind: "span-failed", layer: w.spans.digest, span: i, error: e instanceof Error ? e : new Error(String(e)) });
+        this.options.onEvent?.({
+          kind: "span-failed",
+          layer: w.spans.digest,
+          span: i,
+          error: e instanceof Error ? e : new Error(String(e)),
+        });
         w.finish("failed");
       },
     );
@@ -229,8 +239,18 @@ export async function prefetchSpans(
   const ids = new Set<number>();
   const errors: Error[] = [];
   for (const r of ranges) {
-    if (!Number.isSafeInteger(r.startSpan) || !Number.isSafeInteger(r.endSpan) || r.startSpan < 0 || r.endSpan < r.startSpan || r.endSpan >= spans.spanCount) {
-      errors.push(new RangeError(`prefetch span range ${r.startSpan}-${r.endSpan} is outside layer ${spans.digest} (${spans.spanCount} spans)`));
+    if (
+      !Number.isSafeInteger(r.startSpan) ||
+      !Number.isSafeInteger(r.endSpan) ||
+      r.startSpan < 0 ||
+      r.endSpan < r.startSpan ||
+      r.endSpan >= spans.spanCount
+    ) {
+      errors.push(
+        new RangeError(
+          `prefetch span range ${r.startSpan}-${r.endSpan} is outside layer ${spans.digest} (${spans.spanCount} spans)`,
+        ),
+      );
       continue;
     }
     for (let i = r.startSpan; i <= r.endSpan; i++) ids.add(i);

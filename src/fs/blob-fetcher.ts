@@ -26,7 +26,10 @@ export class BlobRangeError extends Error {
 
 /** Ranges sorted and merged where they touch or overlap (consecutive gzip spans share a byte). */
 export function coalesce(ranges: readonly ByteRange[]): ByteRange[] {
-  const sorted = ranges.filter((r) => r.end > r.start).map((r) => ({ start: r.start, end: r.end })).sort((a, b) => a.start - b.start);
+  const sorted = ranges
+    .filter((r) => r.end > r.start)
+    .map((r) => ({ start: r.start, end: r.end }))
+    .sort((a, b) => a.start - b.start);
   const out: ByteRange[] = [];
   for (const r of sorted) {
     const last = out[out.length - 1];
@@ -38,14 +41,24 @@ export function coalesce(ranges: readonly ByteRange[]): ByteRange[] {
 
 function checkRanges(ranges: readonly ByteRange[], size: number): void {
   for (const r of ranges) {
-    if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end) || r.start < 0 || r.end < r.start || r.end > size) {
+    if (
+      !Number.isSafeInteger(r.start) ||
+      !Number.isSafeInteger(r.end) ||
+      r.start < 0 ||
+      r.end < r.start ||
+      r.end > size
+    ) {
       throw new BlobRangeError(`invalid byte range [${r.start}, ${r.end}) of a blob of ${size} bytes`);
     }
   }
 }
 
 /** Slices each wanted range out of the merged pieces that were fetched. */
-function sliceOut(ranges: readonly ByteRange[], merged: readonly ByteRange[], data: readonly Uint8Array[]): Uint8Array[] {
+function sliceOut(
+  ranges: readonly ByteRange[],
+  merged: readonly ByteRange[],
+  data: readonly Uint8Array[],
+): Uint8Array[] {
   return ranges.map((r) => {
     if (r.end === r.start) return new Uint8Array(0);
     const i = merged.findIndex((m) => m.start <= r.start && r.end <= m.end);
@@ -66,8 +79,14 @@ export function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): P
     const onAbort = () => reject(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     p.then(
-      (v) => { signal.removeEventListener("abort", onAbort); resolve(v); },
-      (e) => { signal.removeEventListener("abort", onAbort); reject(e); },
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
     );
   });
 }
@@ -90,9 +109,10 @@ export class RegistryBlobFetcher implements BlobFetcher {
     const merged = coalesce(ranges);
     if (merged.length === 0) return ranges.map(() => new Uint8Array(0));
     // The client has no cancellation: an abandoned request runs to its own timeout, unused.
-    const data = merged.length === 1
-      ? [await raceSignal(this.client.fetchRange(this.ref, this.digest, merged[0]!.start, merged[0]!.end), signal)]
-      : await raceSignal(this.client.fetchRanges(this.ref, this.digest, merged), signal);
+    const data =
+      merged.length === 1
+        ? [await raceSignal(this.client.fetchRange(this.ref, this.digest, merged[0]!.start, merged[0]!.end), signal)]
+        : await raceSignal(this.client.fetchRanges(this.ref, this.digest, merged), signal);
     this.lastSuccess = Date.now();
     return sliceOut(ranges, merged, data);
   }
@@ -127,10 +147,12 @@ export class FileBlobFetcher implements BlobFetcher {
       throw e;
     });
     const fh = await this.handle;
-    const data = await Promise.all(merged.map(async (m) => {
-      const buf = new Uint8Array(m.end - m.start);
-      return buf.subarray(0, await readAt(fh, buf, m.start));
-    }));
+    const data = await Promise.all(
+      merged.map(async (m) => {
+        const buf = new Uint8Array(m.end - m.start);
+        return buf.subarray(0, await readAt(fh, buf, m.start));
+      }),
+    );
     return sliceOut(ranges, merged, data);
   }
 

@@ -33,7 +33,8 @@ function parseOneHeader(bytes: Uint8Array): TarEntry {
   const entries: TarEntry[] = [];
   const r = new TarReader((e) => entries.push(e));
   r.push(bytes);
-  if (entries.length !== 1) throw new FileVerificationError(`found ${entries.length} tar headers where one was expected`);
+  if (entries.length !== 1)
+    throw new FileVerificationError(`found ${entries.length} tar headers where one was expected`);
   const e = entries[0]!;
   if (e.dataOffset !== bytes.length) {
     throw new FileVerificationError(`tar header is ${e.dataOffset} bytes, the TOC says ${bytes.length}`);
@@ -50,9 +51,11 @@ export function compareHeader(h: TarEntry, m: FileMetadata): string[] {
   if (h.size !== m.uncompressedSize) diffs.push(`size ${h.size} != ${m.uncompressedSize}`);
   if (h.mode !== m.mode) diffs.push(`mode ${h.mode.toString(8)} != ${m.mode.toString(8)}`);
   if (h.uid !== m.uid || h.gid !== m.gid) diffs.push(`owner ${h.uid}:${h.gid} != ${m.uid}:${m.gid}`);
-  if (!t || t.sec !== h.mtimeSec || t.nsec !== h.mtimeNsec) diffs.push(`mtime ${h.mtimeSec}.${h.mtimeNsec} != ${m.modTime}`);
+  if (!t || t.sec !== h.mtimeSec || t.nsec !== h.mtimeNsec)
+    diffs.push(`mtime ${h.mtimeSec}.${h.mtimeNsec} != ${m.modTime}`);
   if (!equalBytes(h.linkname, m.linkname)) diffs.push(`linkname ${show(h.linkname)} != ${show(m.linkname)}`);
-  if (h.devmajor !== m.devmajor || h.devminor !== m.devminor) diffs.push(`device ${h.devmajor}:${h.devminor} != ${m.devmajor}:${m.devminor}`);
+  if (h.devmajor !== m.devmajor || h.devminor !== m.devminor)
+    diffs.push(`device ${h.devmajor}:${h.devminor} != ${m.devmajor}:${m.devminor}`);
   if (xattrs(h.pax) !== xattrs(m.xattrs)) diffs.push("xattrs differ");
   return diffs;
 }
@@ -102,7 +105,11 @@ export class FileVerifier {
     } catch (e) {
       throw this.fail(entry, new FileVerificationError(`file ${name}: ${(e as Error).message}`));
     }
-    if (diffs.length) throw this.fail(entry, new FileVerificationError(`file ${name}: tar header does not match the TOC: ${diffs.join("; ")}`));
+    if (diffs.length)
+      throw this.fail(
+        entry,
+        new FileVerificationError(`file ${name}: tar header does not match the TOC: ${diffs.join("; ")}`),
+      );
     this.ok.add(entry);
   }
 

@@ -348,7 +348,15 @@ class LayerFs {
     const timer = setTimeout(() => {
       if (done) return;
       done = true;
-      signal(this.fail("file.Read", path, new Error(`read of ${want} bytes at ${off} timed out after ${this.readTimeout} ms`)), 0, buf.buffer);
+      signal(
+        this.fail(
+          "file.Read",
+          path,
+          new Error(`read of ${want} bytes at ${off} timed out after ${this.readTimeout} ms`),
+        ),
+        0,
+        buf.buffer,
+      );
     }, this.readTimeout);
     let p: Promise<Uint8Array>;
     try {
@@ -364,7 +372,11 @@ class LayerFs {
         // a short answer would read as end-of-file to the kernel (which then zero-fills and may
         // shrink its idea of the size): never let one through as data
         if (data.length !== want) {
-          return signal(this.fail("file.Read", path, new Error(`reader returned ${data.length} of ${want} bytes at ${off}`)), 0, buf.buffer);
+          return signal(
+            this.fail("file.Read", path, new Error(`reader returned ${data.length} of ${want} bytes at ${off}`)),
+            0,
+            buf.buffer,
+          );
         }
         buf.set(data);
         signal(want, 0, buf.buffer);
@@ -453,7 +465,15 @@ class LayerFuse extends Fuse {
     signal(0, names, stats);
   }
 
-  _op_read(signal: Fuse.Signal, path: string, fh: number, buf: Buffer, len: number, offLo: number, offHi: number): void {
+  _op_read(
+    signal: Fuse.Signal,
+    path: string,
+    fh: number,
+    buf: Buffer,
+    len: number,
+    offLo: number,
+    offHi: number,
+  ): void {
     this.layer.read(path, fh, buf, len, offLo + offHi * 0x1_0000_0000, signal);
   }
 
@@ -488,13 +508,22 @@ class LayerFuse extends Fuse {
 }
 
 /** The libfuse option string for a layer mount. */
-export function layerMountOptions(opts: Pick<MountLayerOptions, "attrTimeout" | "entryTimeout" | "negativeTimeout" | "defaultPermissions" | "allowOther" | "extraOptions" | "debug">): string {
+export function layerMountOptions(
+  opts: Pick<
+    MountLayerOptions,
+    "attrTimeout" | "entryTimeout" | "negativeTimeout" | "defaultPermissions" | "allowOther" | "extraOptions" | "debug"
+  >,
+): string {
   const o: string[] = [];
   if (opts.debug) o.push("debug");
   if (opts.allowOther ?? true) o.push("allow_other");
   o.push("fsname=soci", "subtype=rawBridge", "suid", "use_ino", "kernel_cache");
   if (opts.defaultPermissions) o.push("default_permissions");
-  o.push(`attr_timeout=${opts.attrTimeout ?? 1}`, `entry_timeout=${opts.entryTimeout ?? 1}`, `negative_timeout=${opts.negativeTimeout ?? 1}`);
+  o.push(
+    `attr_timeout=${opts.attrTimeout ?? 1}`,
+    `entry_timeout=${opts.entryTimeout ?? 1}`,
+    `negative_timeout=${opts.negativeTimeout ?? 1}`,
+  );
   for (const x of opts.extraOptions ?? []) o.push(x);
   return "-o" + o.join(",");
 }
@@ -562,7 +591,13 @@ export async function mountLayer(opts: MountLayerOptions): Promise<MountedLayer>
   // fuse-native's timeout answers ETIMEDOUT; reads carry their own (EIO) timer, so theirs is off and
   // the rest keep a generous backstop (they answer synchronously).
   const backstop = (opts.operationTimeoutMs ?? 60_000) + 5_000;
-  const fuse = new LayerFuse(mountpoint, ops, { timeout: { default: backstop, read: false, statfs: backstop } }, layer, options);
+  const fuse = new LayerFuse(
+    mountpoint,
+    ops,
+    { timeout: { default: backstop, read: false, statfs: backstop } },
+    layer,
+    options,
+  );
 
   await new Promise<void>((resolve, reject) => {
     fuse.mount((err) => (err ? reject(new Error(`mount ${mountpoint}: ${err.message}`)) : resolve()));
@@ -589,11 +624,23 @@ export async function mountLayer(opts: MountLayerOptions): Promise<MountedLayer>
 // ---------------------------------------------------------------------------------------------------
 // Mount table helpers (usable by a daemon recovering after a crash)
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) + (err && code === -1 ? String(err.message) : "") });
+      const code = err
+        ? typeof (err as { code?: unknown }).code === "number"
+          ? (err as { code: number }).code
+          : -1
+        : 0;
+      resolve({
+        code,
+        stdout: String(stdout),
+        stderr: String(stderr) + (err && code === -1 ? String(err.message) : ""),
+      });
     });
   });
 }
@@ -658,8 +705,8 @@ export async function unmountPath(mountpoint: string): Promise<void> {
     if ((await mountsAt(mp)).length === 0) return;
     let r = await run("fusermount", ["-u", "-z", "--", mp], 30_000);
     if (r.code !== 0) r = await run("umount", ["-l", "--", mp], 30_000);
-    if (r.code !== 0 && (await mountsAt(mp)).length > 0) throw new Error(`unmount ${mp}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    if (r.code !== 0 && (await mountsAt(mp)).length > 0)
+      throw new Error(`unmount ${mp}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
   if ((await mountsAt(mp)).length > 0) throw new Error(`unmount ${mp}: still mounted`);
 }
-

@@ -12,7 +12,12 @@ import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type { Descriptor, Platform } from "../formats/oci.js";
-import { isIndexType, MediaTypeDockerSchema2LayerGzip, MediaTypeImageLayerGzip, parseManifest } from "../formats/oci.js";
+import {
+  isIndexType,
+  MediaTypeDockerSchema2LayerGzip,
+  MediaTypeImageLayerGzip,
+  parseManifest,
+} from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
 import { manifestForPlatform } from "../build/index-builder.js";
 import { RegistrySource } from "../build/registry-source.js";
@@ -22,7 +27,14 @@ import type { ImageRef } from "../registry/types.js";
 import { ContentStore } from "../store/content-store.js";
 import { parseDigest } from "../store/digest.js";
 import type { InflatePool } from "../wasm/pool.js";
-import { fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, type DiscoveryOptions, type LayerZtoc } from "./soci-artifacts.js";
+import {
+  fetchSociIndex,
+  fetchZtoc,
+  findSociIndex,
+  NoIndexError,
+  type DiscoveryOptions,
+  type LayerZtoc,
+} from "./soci-artifacts.js";
 import { mountLayer, unmountPath } from "./fuse-layer.js";
 import { createLayerReader } from "./layer-reader.js";
 import { SpanCache } from "./span-cache.js";
@@ -78,18 +90,22 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
   const log = opts.log ?? (() => undefined);
   const mountpoint = resolve(opts.mountpoint);
   const running = await readMountState(opts.root, mountpoint);
-  if (running && isAlive(running.pid)) throw new Error(`${mountpoint} is already mounted by soci mount (pid ${running.pid}); run soci unmount first`);
+  if (running && isAlive(running.pid))
+    throw new Error(`${mountpoint} is already mounted by soci mount (pid ${running.pid}); run soci unmount first`);
   const ref = parseReference(opts.ref);
   const store = await ContentStore.open(join(opts.root, "content"));
   const source = new RegistrySource(opts.client, ref);
 
   const root = await opts.client.resolve(ref);
-  const manifestDesc = isIndexType(root.mediaType) ? await manifestForPlatform(source, root, opts.platform ?? defaultPlatform()) : root;
+  const manifestDesc = isIndexType(root.mediaType)
+    ? await manifestForPlatform(source, root, opts.platform ?? defaultPlatform())
+    : root;
   const manifestBytes = await source.get(manifestDesc.digest, manifestDesc.mediaType);
   const manifest = parseManifest(manifestBytes);
   const layerDescs = manifest.layers ?? [];
   const diffIds = await configDiffIds(source, manifest.config);
-  if (diffIds.length !== layerDescs.length) throw new Error(`image config lists ${diffIds.length} diff IDs for ${layerDescs.length} layers`);
+  if (diffIds.length !== layerDescs.length)
+    throw new Error(`image config lists ${diffIds.length} diff IDs for ${layerDescs.length} layers`);
 
   // A missing index still mounts the image (every layer local), as the snapshotter would defer.
   let ztocs = new Map<string, Descriptor>();
@@ -123,52 +139,71 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
 
   try {
     // Lazy layers mount immediately; local layers download in parallel with them.
-    await Promise.all(layerDescs.map(async (layer, i) => {
-      const ztocDesc = ztocs.get(layer.digest);
-      let z: LayerZtoc | undefined;
-      if (ztocDesc) {
-        try {
-          z = await fetchZtoc(opts.client, ref, store, ztocDesc, layer);
-        } catch (e) {
-          log(`layer ${layer.digest}: ztoc ${ztocDesc.digest} unusable (${(e as Error).message}); unpacking locally`);
+    await Promise.all(
+      layerDescs.map(async (layer, i) => {
+        const ztocDesc = ztocs.get(layer.digest);
+        let z: LayerZtoc | undefined;
+        if (ztocDesc) {
+          try {
+            z = await fetchZtoc(opts.client, ref, store, ztocDesc, layer);
+          } catch (e) {
+            log(`layer ${layer.digest}: ztoc ${ztocDesc.digest} unusable (${(e as Error).message}); unpacking locally`);
+          }
         }
-      }
-      if (z) {
-        const dir = join(state, "layers", String(i));
-        await mkdir(dir, { recursive: true });
-        const reader = await createLayerReader({
-          ztoc: z.ztoc,
-          digest: layer.digest,
-          fetcher: new RegistryBlobFetcher(opts.client, ref, layer.digest, layer.size),
-          cache: spanCache,
-          inflater: opts.pool,
-        });
-        try {
-          const m = await mountLayer({ mountpoint: dir, ztoc: z.ztoc, digest: layer.digest, reader, disableXattrs: z.disableXattrs, statfsDir: opts.root });
-          lazy.push({ unmount: () => m.unmount().finally(() => reader.close()) });
-        } catch (e) {
-          reader.close();
-          throw e;
-        }
-        layers[i] = { digest: layer.digest, mode: "lazy", dir };
-      } else {
-        const dir = join(opts.root, "layers", parseDigest(layer.digest).hex);
-        if (!(await exists(dir))) {
-          await mkdir(join(opts.root, "layers"), { recursive: true });
-          await unpackLayer(opts.client.blobStream(ref, layer.digest, { size: layer.size }), dir, {
-            compression: isGzipLayer(layer.mediaType) ? "gzip" : "auto",
+        if (z) {
+          const dir = join(state, "layers", String(i));
+          await mkdir(dir, { recursive: true });
+          const reader = await createLayerReader({
+            ztoc: z.ztoc,
             digest: layer.digest,
-            diffId: diffIds[i]!,
+            fetcher: new RegistryBlobFetcher(opts.client, ref, layer.digest, layer.size),
+            cache: spanCache,
+            inflater: opts.pool,
           });
+          try {
+            const m = await mountLayer({
+              mountpoint: dir,
+              ztoc: z.ztoc,
+              digest: layer.digest,
+              reader,
+              disableXattrs: z.disableXattrs,
+              statfsDir: opts.root,
+            });
+            lazy.push({ unmount: () => m.unmount().finally(() => reader.close()) });
+          } catch (e) {
+            reader.close();
+            throw e;
+          }
+          layers[i] = { digest: layer.digest, mode: "lazy", dir };
+        } else {
+          const dir = join(opts.root, "layers", parseDigest(layer.digest).hex);
+          if (!(await exists(dir))) {
+            await mkdir(join(opts.root, "layers"), { recursive: true });
+            await unpackLayer(opts.client.blobStream(ref, layer.digest, { size: layer.size }), dir, {
+              compression: isGzipLayer(layer.mediaType) ? "gzip" : "auto",
+              digest: layer.digest,
+              diffId: diffIds[i]!,
+            });
+          }
+          layers[i] = { digest: layer.digest, mode: "local", dir };
         }
-        layers[i] = { digest: layer.digest, mode: "local", dir };
-      }
-    }));
+      }),
+    );
 
     // overlayfs: first lowerdir is the top layer; an empty bottom dir allows a one-layer image.
-    const lower = [...layers].reverse().map((l) => l.dir).concat(join(state, "empty"));
+    const lower = [...layers]
+      .reverse()
+      .map((l) => l.dir)
+      .concat(join(state, "empty"));
     await mkdir(mountpoint, { recursive: true });
-    await run("mount", ["-t", "overlay", "overlay", "-o", `ro,lowerdir=${lower.map(escapeLowerdir).join(":")}`, mountpoint]);
+    await run("mount", [
+      "-t",
+      "overlay",
+      "overlay",
+      "-o",
+      `ro,lowerdir=${lower.map(escapeLowerdir).join(":")}`,
+      mountpoint,
+    ]);
     overlayMounted = true;
     const file: MountStateFile = { pid: process.pid, mountpoint, ref: opts.ref, layers };
     await writeFile(join(state, "state.json"), JSON.stringify(file) + "\n");
@@ -212,7 +247,10 @@ function escapeLowerdir(dir: string): string {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 export type { ImageRef };

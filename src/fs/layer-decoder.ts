@@ -24,7 +24,11 @@ export class LayerDecoder {
   private compressedBytes = 0;
   private tarBytes = 0;
 
-  constructor(compression: Compression, private readonly digestAlgorithm = "sha256", private readonly diffIdAlgorithm = "sha256") {
+  constructor(
+    compression: Compression,
+    private readonly digestAlgorithm = "sha256",
+    private readonly diffIdAlgorithm = "sha256",
+  ) {
     this.digestHash = createHash(digestAlgorithm);
     this.diffHash = createHash(diffIdAlgorithm);
     if (compression !== "auto") this.start(compression);
@@ -113,11 +117,16 @@ export class LayerDecoder {
       try {
         // The inflater reports "done" only once it has the final input, so nothing can follow it.
         const st = inf.feed(chunk.subarray(pos, end), isLast, sink);
-        if (st !== "done" && isLast) throw new LayerDecodeError("gzip stream is truncated: unexpected end of compressed data");
+        if (st !== "done" && isLast)
+          throw new LayerDecodeError("gzip stream is truncated: unexpected end of compressed data");
       } catch (e) {
         this.release();
         if (e instanceof InflateError) {
-          throw new LayerDecodeError(e.code === -15 ? "gzip stream is truncated: unexpected end of compressed data" : `corrupt gzip stream: ${e.message}`);
+          throw new LayerDecodeError(
+            e.code === -15
+              ? "gzip stream is truncated: unexpected end of compressed data"
+              : `corrupt gzip stream: ${e.message}`,
+          );
         }
         throw e;
       }

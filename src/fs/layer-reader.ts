@@ -74,7 +74,11 @@ export class LayerReader implements LayerFileReader {
     if (this.readAheadSpans > 0) this.readAhead(entry, start, end);
     const bytes = this.readRange(entry, start, end);
     // after this read's own spans are on their way
-    if (firstRead && size <= this.fileAheadBytes) this.spans.fetchAhead(this.spans.spanOf(entry.uncompressedOffset), this.spans.spanOf(entry.uncompressedOffset + size - 1));
+    if (firstRead && size <= this.fileAheadBytes)
+      this.spans.fetchAhead(
+        this.spans.spanOf(entry.uncompressedOffset),
+        this.spans.spanOf(entry.uncompressedOffset + size - 1),
+      );
     return bytes;
   }
 
@@ -111,7 +115,11 @@ export class LayerReader implements LayerFileReader {
   }
 
   state(): LayerState {
-    const s: LayerState = { digest: this.spans.digest, size: this.spans.ztoc.compressedArchiveSize, fetchedSize: this.spans.fetchedSize };
+    const s: LayerState = {
+      digest: this.spans.digest,
+      size: this.spans.ztoc.compressedArchiveSize,
+      fetchedSize: this.spans.fetchedSize,
+    };
     const err = this.lastError ?? this.spans.lastError?.message;
     if (err !== undefined) s.error = err;
     return s;
@@ -155,5 +163,10 @@ export async function createLayerReader(opts: LayerReaderOptions): Promise<Layer
     fetchTimeoutMs: opts.fetchTimeoutMs,
     activity: opts.activity,
   });
-  return new LayerReader(spans, opts.disableVerification, opts.readAheadSpans ?? 2, opts.fileAheadBytes ?? DEFAULT_FILE_AHEAD_BYTES);
+  return new LayerReader(
+    spans,
+    opts.disableVerification,
+    opts.readAheadSpans ?? 2,
+    opts.fileAheadBytes ?? DEFAULT_FILE_AHEAD_BYTES,
+  );
 }

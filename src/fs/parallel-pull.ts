@@ -212,7 +212,13 @@ export class ParallelPuller {
     return entry;
   }
 
-  private async fetchAndUnpack(image: ParallelImage, job: ImageJob, layer: Descriptor, diffId: string | undefined, dir: string): Promise<string> {
+  private async fetchAndUnpack(
+    image: ParallelImage,
+    job: ImageJob,
+    layer: Descriptor,
+    diffId: string | undefined,
+    dir: string,
+  ): Promise<string> {
     const signal = job.abort.signal;
     const started = Date.now();
     await mkdir(dir, { recursive: true });
@@ -236,33 +242,60 @@ export class ParallelPuller {
     if (store) await store(image.namespace, layer, blob);
     await rm(blob, { force: true });
     const tool = this.opts.decompressors?.[compressionOf(layer.mediaType)];
-    this.opts.logger?.debug("parallel pull: layer unpacked", { layer: layer.digest, ms: Date.now() - started, decompressor: tool?.path ?? "built-in" });
+    this.opts.logger?.debug("parallel pull: layer unpacked", {
+      layer: layer.digest,
+      ms: Date.now() - started,
+      decompressor: tool?.path ?? "built-in",
+    });
     return tree;
   }
 
   /** The blob into `file` in ranged chunks, several at a time, each written at its offset (checked by the unpack). */
-  private async downloadChunks(ref: ImageRef, layer: Descriptor, file: string, chunk: number, sems: (Semaphore | undefined)[], signal: AbortSignal): Promise<void> {
+  private async downloadChunks(
+    ref: ImageRef,
+    layer: Descriptor,
+    file: string,
+    chunk: number,
+    sems: (Semaphore | undefined)[],
+    signal: AbortSignal,
+  ): Promise<void> {
     const fh = await open(file, "w", 0o600);
     try {
       const starts: number[] = [];
       for (let s = 0; s < layer.size; s += chunk) starts.push(s);
-      await Promise.all(starts.map((start) => bounded(sems, async () => {
-        signal.throwIfAborted();
-        const bytes = await this.opts.client.fetchRange(ref, layer.digest, start, Math.min(start + chunk, layer.size));
-        await writeAt(fh, bytes, start);
-      })));
+      await Promise.all(
+        starts.map((start) =>
+          bounded(sems, async () => {
+            signal.throwIfAborted();
+            const bytes = await this.opts.client.fetchRange(
+              ref,
+              layer.digest,
+              start,
+              Math.min(start + chunk, layer.size),
+            );
+            await writeAt(fh, bytes, start);
+          }),
+        ),
+      );
     } finally {
       await fh.close();
     }
   }
 
   /** Unpacks the blob's bytes; an external decompressor, when configured for its media type, inflates them. */
-  private async unpack(layer: Descriptor, source: AsyncIterable<Uint8Array>, tree: string, diffId: string | undefined, signal: AbortSignal): Promise<void> {
+  private async unpack(
+    layer: Descriptor,
+    source: AsyncIterable<Uint8Array>,
+    tree: string,
+    diffId: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     const kind = compressionOf(layer.mediaType);
     const tool = this.opts.decompressors?.[kind];
     const opts: UnpackOptions = { diffId, signal };
     if (!tool) {
-      if (kind !== "gzip" && kind !== "uncompressed") throw new Error(`layer ${layer.digest}: no decompressor for ${layer.mediaType}`);
+      if (kind !== "gzip" && kind !== "uncompressed")
+        throw new Error(`layer ${layer.digest}: no decompressor for ${layer.mediaType}`);
       await unpackLayer(source, tree, { ...opts, digest: layer.digest, compression: kind });
       return;
     }
@@ -294,7 +327,13 @@ export async function* fileChunks(file: string): AsyncGenerator<Uint8Array> {
  * The blob's bytes through `tool` (its stdin; the tar comes out of its stdout): the layer digest
  * is checked on the way in, the diff ID by the unpack.
  */
-async function unpackWithTool(tool: Decompressor, layer: Descriptor, source: AsyncIterable<Uint8Array>, tree: string, opts: UnpackOptions): Promise<void> {
+async function unpackWithTool(
+  tool: Decompressor,
+  layer: Descriptor,
+  source: AsyncIterable<Uint8Array>,
+  tree: string,
+  opts: UnpackOptions,
+): Promise<void> {
   const child = spawn(tool.path, tool.args, { stdio: ["pipe", "pipe", "pipe"], shell: false });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-2000)));

@@ -6,8 +6,15 @@
 import type { Descriptor } from "../formats/oci.js";
 import { parseManifest } from "../formats/oci.js";
 import {
-  ImageAnnotationSociIndexDigest, IndexAnnotationDisableXAttrs, IndexAnnotationSpanSize, goParseBool, parseSociIndex,
-  prefetchesByLayer, SociIndexArtifactTypeV1, ztocsByLayer, type SociIndex,
+  ImageAnnotationSociIndexDigest,
+  IndexAnnotationDisableXAttrs,
+  IndexAnnotationSpanSize,
+  goParseBool,
+  parseSociIndex,
+  prefetchesByLayer,
+  SociIndexArtifactTypeV1,
+  ztocsByLayer,
+  type SociIndex,
 } from "../formats/soci-index.js";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { parsePrefetchArtifact, type PrefetchArtifact } from "../formats/prefetch.js";
@@ -48,7 +55,8 @@ export async function findSociIndex(
   manifestBytes?: Uint8Array,
 ): Promise<Descriptor> {
   if (opts.indexDigest) {
-    if (!isValidDigest(opts.indexDigest)) throw new NoIndexError(`invalid SOCI index digest ${JSON.stringify(opts.indexDigest)}`);
+    if (!isValidDigest(opts.indexDigest))
+      throw new NoIndexError(`invalid SOCI index digest ${JSON.stringify(opts.indexDigest)}`);
     return { mediaType: "", digest: opts.indexDigest, size: 0 };
   }
   const v1 = opts.v1 ?? false;
@@ -58,7 +66,10 @@ export async function findSociIndex(
     const bytes = manifestBytes ?? (await client.getManifest(ref, manifest)).bytes;
     const digest = parseManifest(bytes).annotations?.[ImageAnnotationSociIndexDigest];
     if (digest !== undefined) {
-      if (!isValidDigest(digest)) throw new NoIndexError(`image manifest ${manifest.digest} names an invalid SOCI index digest ${JSON.stringify(digest)}`);
+      if (!isValidDigest(digest))
+        throw new NoIndexError(
+          `image manifest ${manifest.digest} names an invalid SOCI index digest ${JSON.stringify(digest)}`,
+        );
       return { mediaType: "", digest, size: 0 };
     }
   }
@@ -73,10 +84,17 @@ export async function findSociIndex(
  * Local copy first (trusted as is, its labels left alone), else from the registry into the store
  * (verified). The SOCI index is fetched as a manifest and put with `index` set.
  */
-async function fetchArtifact(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor, manifest: boolean): Promise<Uint8Array> {
+async function fetchArtifact(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+  manifest: boolean,
+): Promise<Uint8Array> {
   if (await store.exists(desc.digest)) return store.get(desc.digest);
   const bytes = manifest
-    ? (await client.getManifest({ ...ref, tag: undefined, digest: desc.digest }, desc.size > 0 ? desc : undefined)).bytes
+    ? (await client.getManifest({ ...ref, tag: undefined, digest: desc.digest }, desc.size > 0 ? desc : undefined))
+        .bytes
     : await client.getBlob(ref, desc.digest, { size: desc.size > 0 ? desc.size : undefined, verify: true });
   const opts: PutOptions = manifest ? { index: true } : {};
   await store.put(bytes, { digest: desc.digest, size: bytes.length }, opts);
@@ -84,21 +102,37 @@ async function fetchArtifact(client: RegistryClient, ref: ImageRef, store: Artif
 }
 
 /** Fetches a blob artifact (a ztoc, a prefetch list) into the store unless it is there. */
-export async function storeArtifact(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor): Promise<void> {
+export async function storeArtifact(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+): Promise<void> {
   await fetchArtifact(client, ref, store, desc, false);
 }
 
 /** §3.3: the SOCI index document (stored in `store`), with its ztocs keyed by layer. */
-export async function fetchSociIndex(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor): Promise<ResolvedIndex> {
+export async function fetchSociIndex(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+): Promise<ResolvedIndex> {
   let bytes: Uint8Array;
   try {
     bytes = await fetchArtifact(client, ref, store, desc, true);
   } catch (e) {
-    if (e instanceof NotFoundError) throw new NoIndexError(`SOCI index ${desc.digest} not found in ${ref.host}/${ref.repository}`, { cause: e });
+    if (e instanceof NotFoundError)
+      throw new NoIndexError(`SOCI index ${desc.digest} not found in ${ref.host}/${ref.repository}`, { cause: e });
     throw e;
   }
   const index = parseSociIndex(bytes);
-  return { descriptor: { ...desc, size: bytes.length }, index, ztocs: ztocsByLayer(index), prefetches: prefetchesByLayer(index) };
+  return {
+    descriptor: { ...desc, size: bytes.length },
+    index,
+    ztocs: ztocsByLayer(index),
+    prefetches: prefetchesByLayer(index),
+  };
 }
 
 /** A layer's ztoc, decoded and checked against the layer it claims to index. */
@@ -109,10 +143,18 @@ export interface LayerZtoc {
   spanSize?: number;
 }
 
-export async function fetchZtoc(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor, layer: Descriptor): Promise<LayerZtoc> {
+export async function fetchZtoc(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+  layer: Descriptor,
+): Promise<LayerZtoc> {
   const ztoc = decodeZtoc(await fetchArtifact(client, ref, store, desc, false));
   if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
-    throw new Error(`ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`);
+    throw new Error(
+      `ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,
+    );
   }
   const flag = desc.annotations?.[IndexAnnotationDisableXAttrs];
   const span = desc.annotations?.[IndexAnnotationSpanSize];
@@ -121,7 +163,12 @@ export async function fetchZtoc(client: RegistryClient, ref: ImageRef, store: Ar
   return out;
 }
 
-export async function fetchPrefetch(client: RegistryClient, ref: ImageRef, store: ArtifactStore, desc: Descriptor): Promise<PrefetchArtifact> {
+export async function fetchPrefetch(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+): Promise<PrefetchArtifact> {
   return parsePrefetchArtifact(await fetchArtifact(client, ref, store, desc, false));
 }
 

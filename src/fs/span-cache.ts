@@ -117,7 +117,12 @@ export class SpanCache {
   layer(digest: string): LayerSpanCache {
     const m = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(digest);
     if (!m) throw new Error(`invalid layer digest ${JSON.stringify(digest)}`);
-    return new LayerSpanCache(join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`), `${digest}/`, this.lru, this.checked);
+    return new LayerSpanCache(
+      join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`),
+      `${digest}/`,
+      this.lru,
+      this.checked,
+    );
   }
 
   /** Bytes held in memory. */
@@ -171,10 +176,12 @@ export class LayerSpanCache {
     const wip = join(this.dir, "wip");
     const names = await readdir(wip).catch(() => [] as string[]);
     const cutoff = Date.now() - WIP_MAX_AGE_MS;
-    await Promise.all(names.map(async (n) => {
-      const st = await stat(join(wip, n)).catch(() => undefined);
-      if (st && st.mtimeMs < cutoff) await unlink(join(wip, n)).catch(() => undefined);
-    }));
+    await Promise.all(
+      names.map(async (n) => {
+        const st = await stat(join(wip, n)).catch(() => undefined);
+        if (st && st.mtimeMs < cutoff) await unlink(join(wip, n)).catch(() => undefined);
+      }),
+    );
   }
 
   /** An uncompressed span of `length` bytes from memory or disk; undefined when absent or damaged. */

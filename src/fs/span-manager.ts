@@ -89,7 +89,8 @@ export class ReadActivity {
 
 const noop = () => {};
 /** One array of consecutive parts (the part itself when there is one: no copy). */
-const joinParts = (parts: Uint8Array[], total: number): Uint8Array => (parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
+const joinParts = (parts: Uint8Array[], total: number): Uint8Array =>
+  parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
 const sha256Digest = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
 /** The retries the reference's config value means: 0 by default, negative ⇒ 3. */
@@ -135,7 +136,13 @@ export class SpanManager {
   readonly ztoc: Ztoc;
   readonly zinfo: Zinfo;
   readonly digest: string;
-  readonly counters: SpanCounters = { spansFetched: 0, bytesFetched: 0, bytesServed: 0, readErrors: 0, verificationFailures: 0 };
+  readonly counters: SpanCounters = {
+    spansFetched: 0,
+    bytesFetched: 0,
+    bytesServed: 0,
+    readErrors: 0,
+    verificationFailures: 0,
+  };
   /** The last error a read or fetch met. */
   lastError: Error | undefined;
 
@@ -181,7 +188,9 @@ export class SpanManager {
       );
     }
     if (opts.fetcher.size !== opts.ztoc.compressedArchiveSize) {
-      throw new SpanError(`layer ${this.digest} is ${opts.fetcher.size} bytes but its ztoc describes ${opts.ztoc.compressedArchiveSize}`);
+      throw new SpanError(
+        `layer ${this.digest} is ${opts.fetcher.size} bytes but its ztoc describes ${opts.ztoc.compressedArchiveSize}`,
+      );
     }
     for (let i = 0; i < n; i++) {
       this.cStart.push(z.startCompressedOffset(i));
@@ -190,8 +199,11 @@ export class SpanManager {
       this.uEnd.push(z.endUncompressedOffset(i, opts.ztoc.uncompressedArchiveSize));
       const last = i === n - 1;
       if (
-        this.cStart[i]! < 0 || this.cEnd[i]! > opts.ztoc.compressedArchiveSize ||
-        (last ? this.cStart[i]! > this.cEnd[i]! || this.uStart[i]! > this.uEnd[i]! : this.cStart[i]! >= this.cEnd[i]! || this.uStart[i]! >= this.uEnd[i]!) ||
+        this.cStart[i]! < 0 ||
+        this.cEnd[i]! > opts.ztoc.compressedArchiveSize ||
+        (last
+          ? this.cStart[i]! > this.cEnd[i]! || this.uStart[i]! > this.uEnd[i]!
+          : this.cStart[i]! >= this.cEnd[i]! || this.uStart[i]! >= this.uEnd[i]!) ||
         (i > 0 && this.uStart[i]! !== this.uEnd[i - 1]!)
       ) {
         throw new SpanError(`invalid ztoc for layer ${this.digest}: span ${i} offsets are not increasing`);
@@ -308,8 +320,18 @@ export class SpanManager {
    * `served` = false keeps internal reads (tar header checks) out of `bytesServed` and `readErrors`.
    */
   read(start: number, end: number, served = true): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.ztoc.uncompressedArchiveSize) {
-      return Promise.reject(new SpanError(`invalid read [${start}, ${end}) of layer ${this.digest} (${this.ztoc.uncompressedArchiveSize} bytes uncompressed)`));
+    if (
+      !Number.isSafeInteger(start) ||
+      !Number.isSafeInteger(end) ||
+      start < 0 ||
+      end < start ||
+      end > this.ztoc.uncompressedArchiveSize
+    ) {
+      return Promise.reject(
+        new SpanError(
+          `invalid read [${start}, ${end}) of layer ${this.digest} (${this.ztoc.uncompressedArchiveSize} bytes uncompressed)`,
+        ),
+      );
     }
     const hot = this.readHot(start, end, served);
     return hot ? Promise.resolve(hot) : this.readSlow(start, end, served);
@@ -525,9 +547,13 @@ export class SpanManager {
       }
       this.counters.verificationFailures++;
       if (attempt >= this.retries) {
-        throw new SpanError(`span ${i} of layer ${this.digest}: digest mismatch: got ${got}, want ${want} (after ${attempt} refetches)`);
+        throw new SpanError(
+          `span ${i} of layer ${this.digest}: digest mismatch: got ${got}, want ${want} (after ${attempt} refetches)`,
+        );
       }
-      [bytes] = (await this.fetchNetwork([{ start: this.cStart[i]!, end: this.cEnd[i]! }], `span ${i}`)) as [Uint8Array];
+      [bytes] = (await this.fetchNetwork([{ start: this.cStart[i]!, end: this.cEnd[i]! }], `span ${i}`)) as [
+        Uint8Array,
+      ];
     }
   }
 
@@ -545,9 +571,14 @@ export class SpanManager {
       });
       return got;
     } catch (e) {
-      if (signal.aborted) throw new SpanError(`fetching ${what} of layer ${this.digest}: timed out after ${this.timeoutMs} ms`, { cause: e });
+      if (signal.aborted)
+        throw new SpanError(`fetching ${what} of layer ${this.digest}: timed out after ${this.timeoutMs} ms`, {
+          cause: e,
+        });
       if (e instanceof SpanError) throw e;
-      throw new SpanError(`fetching ${what} of layer ${this.digest}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      throw new SpanError(`fetching ${what} of layer ${this.digest}: ${(e as Error)?.message ?? String(e)}`, {
+        cause: e,
+      });
     }
   }
 
@@ -561,15 +592,19 @@ export class SpanManager {
         // soon will be too, once out of the hot LRU
         noteDroppedBuffers(comp.length * 2 + len);
       } catch (e) {
-        throw new SpanError(`inflating span ${i} of layer ${this.digest}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+        throw new SpanError(`inflating span ${i} of layer ${this.digest}: ${(e as Error)?.message ?? String(e)}`, {
+          cause: e,
+        });
       }
     } else {
       // uncompressed layer: the span is its own data (copied off the response); the last span's
       // compressed range runs to the end of the file, past the end-of-archive the TOC counts
-      if (comp.length < len) throw new SpanError(`span ${i} of layer ${this.digest}: ${comp.length} bytes, want ${len}`);
+      if (comp.length < len)
+        throw new SpanError(`span ${i} of layer ${this.digest}: ${comp.length} bytes, want ${len}`);
       data = comp.slice(0, len);
     }
-    if (data.length !== len) throw new SpanError(`span ${i} of layer ${this.digest}: ${data.length} bytes inflated, want ${len}`);
+    if (data.length !== len)
+      throw new SpanError(`span ${i} of layer ${this.digest}: ${data.length} bytes inflated, want ${len}`);
     return data;
   }
 

@@ -5,7 +5,13 @@ import { runToolOrThrow } from "./run-tool.js";
 
 export type SpecialKind = "char" | "block" | "fifo";
 
-export async function makeSpecial(path: string, kind: SpecialKind, major = 0, minor = 0, signal?: AbortSignal): Promise<void> {
+export async function makeSpecial(
+  path: string,
+  kind: SpecialKind,
+  major = 0,
+  minor = 0,
+  signal?: AbortSignal,
+): Promise<void> {
   const opts = signal ? { signal } : {};
   if (kind === "fifo") {
     await runToolOrThrow("mkfifo", "mkfifo", ["-m", "000", "--", path], opts);
@@ -14,5 +20,10 @@ export async function makeSpecial(path: string, kind: SpecialKind, major = 0, mi
   if (!Number.isInteger(major) || !Number.isInteger(minor) || major < 0 || minor < 0) {
     throw new RangeError(`invalid device number ${major}:${minor}`);
   }
-  await runToolOrThrow("mknod", "mknod", ["-m", "000", "--", path, kind === "char" ? "c" : "b", String(major), String(minor)], opts);
+  await runToolOrThrow(
+    "mknod",
+    "mknod",
+    ["-m", "000", "--", path, kind === "char" ? "c" : "b", String(major), String(minor)],
+    opts,
+  );
 }

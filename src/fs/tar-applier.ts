@@ -38,7 +38,8 @@ export class TarApplier {
         continue;
       }
       // The reader reports an entry right after its header, so its data starts in this chunk or at its end.
-      const from = e.dataOffset, to = from + e.size;
+      const from = e.dataOffset,
+        to = from + e.size;
       if (to <= end) {
         await this.writer.add(e, chunk.subarray(from - start, to - start));
       } else {

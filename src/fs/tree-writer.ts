@@ -11,7 +11,20 @@
 //
 // Times are set through Node, whose libuv truncates to microseconds: sub-microsecond digits of an
 // mtime are dropped (Docker and BuildKit layers carry whole seconds).
-import { chmod, link, lchown, lutimes, mkdir, open, readFile, rename, rm, symlink, utimes, type FileHandle } from "node:fs/promises";
+import {
+  chmod,
+  link,
+  lchown,
+  lutimes,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  utimes,
+  type FileHandle,
+} from "node:fs/promises";
 import { Semaphore } from "../registry/semaphore.js";
 import type { TarEntry } from "../formats/tar.js";
 import { cleanComponents, resolveParent, show, UnsafePathError, type NodeKind, type TreeIndex } from "./safe-path.js";
@@ -34,7 +47,10 @@ export interface TreeWriterOptions {
 /** A problem with one entry of the layer (hostile name, missing link target, device without root...). */
 export class LayerEntryError extends Error {
   override name = "LayerEntryError";
-  constructor(readonly entry: string, message: string) {
+  constructor(
+    readonly entry: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -70,7 +86,11 @@ export class TreeWriter implements TreeIndex {
   private specialSeq = 0;
 
   /** `root` is where the tree goes (empty, private); `scratch` a private directory on the same filesystem. */
-  constructor(root: string, private readonly scratch: string, private readonly opts: TreeWriterOptions = {}) {
+  constructor(
+    root: string,
+    private readonly scratch: string,
+    private readonly opts: TreeWriterOptions = {},
+  ) {
     this.rootBytes = Buffer.from(root.replace(/\/+$/, ""));
     this.slots = new Semaphore(opts.concurrency ?? 16);
     this.opaqueName = `${opts.opaqueXattr ?? "trusted"}.overlay.opaque`;
@@ -106,7 +126,8 @@ export class TreeWriter implements TreeIndex {
         return;
       case "reg": {
         const body = data ?? new Uint8Array(0);
-        if (body.length !== e.size) throw new LayerEntryError(name, `entry ${show(name)}: got ${body.length} of ${e.size} bytes`);
+        if (body.length !== e.size)
+          throw new LayerEntryError(name, `entry ${show(name)}: got ${body.length} of ${e.size} bytes`);
         this.nodes.set(rel, { kind: "other" });
         this.noteXattrs(rel, e, false);
         await this.task(rel, name, async () => {
@@ -139,7 +160,10 @@ export class TreeWriter implements TreeIndex {
       case "block":
       case "fifo":
         if (e.type !== "fifo" && this.euid !== 0) {
-          throw new LayerEntryError(name, `entry ${show(name)}: creating ${e.type} device ${e.devmajor}:${e.devminor} needs root`);
+          throw new LayerEntryError(
+            name,
+            `entry ${show(name)}: creating ${e.type} device ${e.devmajor}:${e.devminor} needs root`,
+          );
         }
         this.nodes.set(rel, { kind: "other" });
         this.noteXattrs(rel, e, false);
@@ -175,7 +199,8 @@ export class TreeWriter implements TreeIndex {
       close: async () => {
         closed = true;
         try {
-          if (written !== e.size) throw new LayerEntryError(name, `entry ${show(name)}: got ${written} of ${e.size} bytes`);
+          if (written !== e.size)
+            throw new LayerEntryError(name, `entry ${show(name)}: got ${written} of ${e.size} bytes`);
           await this.guard(name, this.finishFile(fh, e, created));
         } finally {
           await fh.close();
@@ -296,14 +321,20 @@ export class TreeWriter implements TreeIndex {
       const comps = cleanComponents(linkname, "hardlink target");
       if (comps.length === 0) throw new UnsafePathError(`entry ${show(name)}: hardlink to the layer root`);
       const p = resolveParent(this, comps.slice(0, -1), name);
-      if (p.missing.length > 0) throw new UnsafePathError(`entry ${show(name)}: hardlink target ${show(linkname)} does not exist in the layer`);
+      if (p.missing.length > 0)
+        throw new UnsafePathError(`entry ${show(name)}: hardlink target ${show(linkname)} does not exist in the layer`);
       trel = p.existing === "" ? comps[comps.length - 1]! : `${p.existing}/${comps[comps.length - 1]}`;
     } catch (err) {
       throw this.entryError(name, err);
     }
     const target = this.nodes.get(trel);
-    if (!target) throw new LayerEntryError(name, `entry ${show(name)}: hardlink target ${show(linkname)} does not exist in the layer`);
-    if (target.kind === "dir") throw new LayerEntryError(name, `entry ${show(name)}: hardlink target ${show(linkname)} is a directory`);
+    if (!target)
+      throw new LayerEntryError(
+        name,
+        `entry ${show(name)}: hardlink target ${show(linkname)} does not exist in the layer`,
+      );
+    if (target.kind === "dir")
+      throw new LayerEntryError(name, `entry ${show(name)}: hardlink target ${show(linkname)} is a directory`);
     await this.pending.get(trel);
     this.check();
     await this.guard(name, link(this.full(trel), this.full(rel)));

@@ -216,7 +216,10 @@ export function buildTree(toc: readonly FileMetadata[]): LayerTree {
     let n = root;
     for (const seg of clean.split("/")) {
       const c = n.children?.get(seg);
-      if (!c) return n.children ? `not found child ${goQuote(seg)} in ${n.id}` : `not found children of ${goQuote(String(n.id))}`;
+      if (!c)
+        return n.children
+          ? `not found child ${goQuote(seg)} in ${n.id}`
+          : `not found children of ${goQuote(String(n.id))}`;
       n = c.node;
     }
     return n;
@@ -483,7 +486,11 @@ export function listXattrs(node: TreeNode, opaque: OpaqueXattr = DEFAULT_OPAQUE_
 const OPAQUE_VALUE_BYTES = new Uint8Array([0x79]); // "y"
 
 /** getxattr: the opaque marker wins on an opaque dir; else the node's xattr; undefined ⇒ ENODATA. */
-export function getXattr(node: TreeNode, name: string, opaque: OpaqueXattr = DEFAULT_OPAQUE_XATTR): Uint8Array | undefined {
+export function getXattr(
+  node: TreeNode,
+  name: string,
+  opaque: OpaqueXattr = DEFAULT_OPAQUE_XATTR,
+): Uint8Array | undefined {
   if (name === opaque && isOpaqueDir(node)) return OPAQUE_VALUE_BYTES;
   return node.xattrs.get(name);
 }

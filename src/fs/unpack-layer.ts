@@ -43,7 +43,11 @@ export interface UnpackResult {
 /** Why an unpack failed; `entry` names the tar entry when one is to blame. */
 export class UnpackError extends Error {
   override name = "UnpackError";
-  constructor(message: string, readonly entry?: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly entry?: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }
@@ -55,7 +59,11 @@ const WORK_DIR = /^\..+\.unpack-[A-Za-z0-9]{6}$/; // mkdtemp(".<name>.unpack-")
  * Unpacks the layer blob `source` into `dir`, which must not exist or be an empty directory (its
  * parent is created if needed). The source's chunks must not be reused after they are yielded.
  */
-export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
+export async function unpackLayer(
+  source: AsyncIterable<Uint8Array>,
+  dir: string,
+  opts: UnpackOptions = {},
+): Promise<UnpackResult> {
   const what = opts.digest ?? dir;
   const fail = (msg: string, entry?: string, cause?: unknown) =>
     new UnpackError(`unpacking layer ${what}: ${msg}`, entry, cause === undefined ? undefined : { cause });
@@ -64,7 +72,10 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
   let target: Awaited<ReturnType<typeof emptyTarget>>;
   let work: string;
   try {
-    for (const [k, v] of [["digest", opts.digest], ["diffId", opts.diffId]] as const) {
+    for (const [k, v] of [
+      ["digest", opts.digest],
+      ["diffId", opts.diffId],
+    ] as const) {
       if (v !== undefined && !DIGEST.test(v)) throw new Error(`invalid expected ${k} ${JSON.stringify(v)}`);
     }
     signal?.throwIfAborted();
@@ -105,13 +116,18 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
 
     const digest = decoder.digest();
     const diffId = decoder.diffId();
-    if (opts.digest && opts.digest !== digest) throw fail(`layer digest mismatch: expected ${opts.digest}, got ${digest}`);
+    if (opts.digest && opts.digest !== digest)
+      throw fail(`layer digest mismatch: expected ${opts.digest}, got ${digest}`);
     if (opts.diffId && opts.diffId !== diffId) throw fail(`diff id mismatch: expected ${opts.diffId}, got ${diffId}`);
 
     const warnings = await writer.finish();
     signal?.throwIfAborted();
     await rename(root, dir).catch((e: NodeJS.ErrnoException) => {
-      throw fail(e.code === "ENOTEMPTY" || e.code === "EEXIST" ? `${dir} appeared and is not empty` : e.message, undefined, e);
+      throw fail(
+        e.code === "ENOTEMPTY" || e.code === "EEXIST" ? `${dir} appeared and is not empty` : e.message,
+        undefined,
+        e,
+      );
     });
     await rm(work, { recursive: true, force: true });
     return { diffId, digest, size: decoder.size, uncompressedSize: decoder.uncompressedSize, warnings };
@@ -123,7 +139,8 @@ export async function unpackLayer(source: AsyncIterable<Uint8Array>, dir: string
     if (signal?.aborted) throw signal.reason; // whatever broke on the way, the caller asked to stop
     if (e instanceof UnpackError) throw e;
     if (e instanceof LayerEntryError) throw fail(e.message, e.entry, e);
-    if (e instanceof TarError) throw fail(e.kind === "unsupported" ? e.message : `corrupt tar: ${e.message}`, undefined, e);
+    if (e instanceof TarError)
+      throw fail(e.kind === "unsupported" ? e.message : `corrupt tar: ${e.message}`, undefined, e);
     if (e instanceof LayerDecodeError) throw fail(e.message, undefined, e);
     throw fail((e as Error).message ?? String(e), undefined, e);
   } finally {
@@ -203,7 +220,10 @@ export interface LayerJob {
  * first failure is thrown after aborting the layers still in progress (which leave nothing behind)
  * and starting no more; layers already unpacked stay.
  */
-export async function unpackLayers(jobs: LayerJob[], opts: { concurrency?: number; signal?: AbortSignal } = {}): Promise<UnpackResult[]> {
+export async function unpackLayers(
+  jobs: LayerJob[],
+  opts: { concurrency?: number; signal?: AbortSignal } = {},
+): Promise<UnpackResult[]> {
   const ac = new AbortController();
   const onAbort = () => ac.abort(opts.signal!.reason);
   opts.signal?.addEventListener("abort", onAbort, { once: true });

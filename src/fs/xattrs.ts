@@ -13,7 +13,14 @@ export interface XattrSet {
 function escape(bytes: Uint8Array): string {
   let s = "";
   for (const c of bytes) {
-    const safe = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2e || c === 0x2f || c === 0x5f || c === 0x2d;
+    const safe =
+      (c >= 0x30 && c <= 0x39) ||
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      c === 0x2e ||
+      c === 0x2f ||
+      c === 0x5f ||
+      c === 0x2d;
     s += safe ? String.fromCharCode(c) : "\\" + c.toString(8).padStart(3, "0");
   }
   return s;
@@ -37,12 +44,17 @@ export function restoreScript(sets: XattrSet[]): Buffer {
  */
 export async function setXattrs(sets: XattrSet[], signal?: AbortSignal): Promise<string[]> {
   if (!sets.some((s) => s.attrs.length > 0)) return [];
-  const r = await runTool("setfattr", ["-h", "--restore=-"], { input: restoreScript(sets), ...(signal ? { signal } : {}) });
+  const r = await runTool("setfattr", ["-h", "--restore=-"], {
+    input: restoreScript(sets),
+    ...(signal ? { signal } : {}),
+  });
   if (r.code === 0) return [];
   const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
   const fatal = lines.filter((l) => !/Operation not supported$/.test(l));
   if (fatal.length > 0 || lines.length === 0) {
-    throw new Error(`setting extended attributes failed: ${fatal.slice(0, 5).join("; ") || `setfattr exited with status ${r.code}`}`);
+    throw new Error(
+      `setting extended attributes failed: ${fatal.slice(0, 5).join("; ") || `setfattr exited with status ${r.code}`}`,
+    );
   }
   return lines;
 }

@@ -213,7 +213,8 @@ export async function runCredentialHelper(
   serverUrl: string,
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<HelperOutput | undefined> {
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new CredentialsError(`invalid credential helper name ${JSON.stringify(name)}`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new CredentialsError(`invalid credential helper name ${JSON.stringify(name)}`);
   const exe = `docker-credential-${name}`;
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise<HelperOutput | undefined>((resolve, reject) => {
@@ -235,7 +236,11 @@ export async function runCredentialHelper(
       reject(e);
     };
     child.on("error", (err: NodeJS.ErrnoException) => {
-      fail(new CredentialsError(`credential helper ${exe}: ${err.code === "ENOENT" ? "not found on PATH" : (err.code ?? "spawn failed")}`));
+      fail(
+        new CredentialsError(
+          `credential helper ${exe}: ${err.code === "ENOENT" ? "not found on PATH" : (err.code ?? "spawn failed")}`,
+        ),
+      );
     });
     child.stdout.on("data", (b: Buffer) => stdout.push(b));
     child.stderr.on("data", (b: Buffer) => stderr.push(b));

@@ -271,7 +271,8 @@ export class RegistryAuthorizer implements Authorizer {
   private remember(c: Credentials): void {
     if (c.password) this.secrets.add(c.password);
     if (c.identityToken) this.secrets.add(c.identityToken);
-    if (c.username || c.password) this.secrets.add(Buffer.from(`${c.username}:${c.password}`, "utf8").toString("base64"));
+    if (c.username || c.password)
+      this.secrets.add(Buffer.from(`${c.username}:${c.password}`, "utf8").toString("base64"));
   }
 
   private fetchTokenCoalesced(key: string, scope: AuthScope, st: BearerChallenge): Promise<CachedToken> {
@@ -334,7 +335,11 @@ export class RegistryAuthorizer implements Authorizer {
     return { ...this.headers, "User-Agent": this.userAgent, Accept: "application/json" };
   }
 
-  private async getToken(st: BearerChallenge, scopes: string[], creds: Credentials | undefined): Promise<TokenResponse> {
+  private async getToken(
+    st: BearerChallenge,
+    scopes: string[],
+    creds: Credentials | undefined,
+  ): Promise<TokenResponse> {
     const u = parseRealm(st.realm);
     if (st.service) u.searchParams.set("service", st.service);
     for (const s of scopes) u.searchParams.append("scope", s);
@@ -366,7 +371,10 @@ export class RegistryAuthorizer implements Authorizer {
       res = await this.fetchFn(u, { ...init, redirect: "follow", signal: AbortSignal.timeout(this.tokenTimeoutMs) });
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      const detail = e.name === "TimeoutError" ? `timed out after ${this.tokenTimeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+      const detail =
+        e.name === "TimeoutError"
+          ? `timed out after ${this.tokenTimeoutMs} ms`
+          : (e.cause?.code ?? e.cause?.message ?? e.message);
       throw new AuthError(this.scrub(`fetching token from ${where}: ${detail}`));
     }
     const text = await res.text().catch(() => "");
@@ -374,7 +382,11 @@ export class RegistryAuthorizer implements Authorizer {
       let code: string | undefined;
       let detail = "";
       try {
-        const j = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[]; error?: unknown; details?: unknown };
+        const j = JSON.parse(text) as {
+          errors?: { code?: unknown; message?: unknown }[];
+          error?: unknown;
+          details?: unknown;
+        };
         const e0 = j.errors?.[0];
         if (e0 && typeof e0.code === "string") code = e0.code;
         const m = e0?.message ?? j.details ?? j.error;

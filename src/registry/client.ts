@@ -13,15 +13,36 @@ import { rootCertificates } from "node:tls";
 import type { Dispatcher } from "undici";
 import { Agent } from "./undici-agent.js";
 import {
-  MediaTypeDockerSchema2Manifest, MediaTypeDockerSchema2ManifestList, MediaTypeImageIndex, MediaTypeImageManifest,
-  marshalIndex, parseIndex, parseManifest, type Descriptor,
+  MediaTypeDockerSchema2Manifest,
+  MediaTypeDockerSchema2ManifestList,
+  MediaTypeImageIndex,
+  MediaTypeImageManifest,
+  marshalIndex,
+  parseIndex,
+  parseManifest,
+  type Descriptor,
 } from "../formats/oci.js";
 import {
-  DigestMismatchError, InvalidArgumentError, NotFoundError, RegistryError, UnauthorizedError, UnavailableError,
-  UnsupportedError, errorFromResponse, redactUrl,
+  DigestMismatchError,
+  InvalidArgumentError,
+  NotFoundError,
+  RegistryError,
+  UnauthorizedError,
+  UnavailableError,
+  UnsupportedError,
+  errorFromResponse,
+  redactUrl,
 } from "./errors.js";
 import { formatReference, manifestReference, parseReference, referrersTag, withReference } from "./reference.js";
-import { RetryableError, backoffDelay, isRetryableNetworkError, isRetryableStatus, parseRetryAfter, sleep, withRetries } from "./retry.js";
+import {
+  RetryableError,
+  backoffDelay,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  parseRetryAfter,
+  sleep,
+  withRetries,
+} from "./retry.js";
 import { Semaphore } from "./semaphore.js";
 import type { AuthScope, Authorizer, HostResolver, ImageRef, RegistryEndpoint } from "./types.js";
 
@@ -55,7 +76,10 @@ export interface RegistryClientOptions {
 
 /** Manifest media types asked for (OCI and Docker schema 2). */
 export const MANIFEST_ACCEPT = [
-  MediaTypeImageManifest, MediaTypeImageIndex, MediaTypeDockerSchema2Manifest, MediaTypeDockerSchema2ManifestList,
+  MediaTypeImageManifest,
+  MediaTypeImageIndex,
+  MediaTypeDockerSchema2Manifest,
+  MediaTypeDockerSchema2ManifestList,
 ];
 
 export interface ManifestResult {
@@ -130,10 +154,18 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-async function readAll(body: Response["body"], limit?: number, what = "response", expected?: number): Promise<Uint8Array> {
+async function readAll(
+  body: Response["body"],
+  limit?: number,
+  what = "response",
+  expected?: number,
+): Promise<Uint8Array> {
   // with the length known, chunks go straight into one buffer (each is garbage at once) instead of
   // all of them living until a final copy: half the peak memory of a span fetch
-  let out = expected !== undefined && expected > 0 && (limit === undefined || expected <= limit) ? new Uint8Array(expected) : undefined;
+  let out =
+    expected !== undefined && expected > 0 && (limit === undefined || expected <= limit)
+      ? new Uint8Array(expected)
+      : undefined;
   const chunks: Uint8Array[] = [];
   let n = 0;
   for await (const c of body as AsyncIterable<Buffer>) {
@@ -186,7 +218,8 @@ export function digester(digest: string): { hash: Hash; algorithm: string } {
   if (algorithm !== "sha256" && algorithm !== "sha384" && algorithm !== "sha512") {
     throw new UnsupportedError(`unsupported digest algorithm in ${JSON.stringify(digest)}`);
   }
-  if (!/^[0-9a-f]+$/.test(digest.slice(i + 1))) throw new InvalidArgumentError(`invalid digest ${JSON.stringify(digest)}`);
+  if (!/^[0-9a-f]+$/.test(digest.slice(i + 1)))
+    throw new InvalidArgumentError(`invalid digest ${JSON.stringify(digest)}`);
   return { hash: createHash(algorithm), algorithm };
 }
 
@@ -197,7 +230,8 @@ function computeDigest(algorithm: string, bytes: Uint8Array): string {
 function verifyDigest(expected: string, bytes: Uint8Array, url?: string, what = "blob"): void {
   const { algorithm } = digester(expected);
   const actual = computeDigest(algorithm, bytes);
-  if (actual !== expected) throw new DigestMismatchError(expected, actual, { what, ...(url ? { url: redactUrl(url) } : {}) });
+  if (actual !== expected)
+    throw new DigestMismatchError(expected, actual, { what, ...(url ? { url: redactUrl(url) } : {}) });
 }
 
 /** Parses `Content-Range: bytes a-b/total`. */
@@ -287,11 +321,16 @@ export class RegistryClient {
     const ref = toRef(refLike);
     return this.withEndpoints(ref, "resolve", ["pull"], async (t) => {
       const url = this.repoUrl(t, `/manifests/${manifestReference(ref)}`);
-      const head = await this.call(t, "HEAD manifest", { method: "HEAD", url, headers: { accept: MANIFEST_ACCEPT.join(", ") } }, [200],
+      const head = await this.call(
+        t,
+        "HEAD manifest",
+        { method: "HEAD", url, headers: { accept: MANIFEST_ACCEPT.join(", ") } },
+        [200],
         async (res) => {
           await discard(res.body);
           return res;
-        });
+        },
+      );
       const digest = header(head.headers, "docker-content-digest") ?? ref.digest;
       const mediaType = mediaTypeOf(header(head.headers, "content-type"));
       const len = header(head.headers, "content-length");
@@ -315,46 +354,74 @@ export class RegistryClient {
     const expected = desc?.digest ?? ref.digest;
     const reference = expected ?? manifestReference(ref);
     const url = this.repoUrl(t, `/manifests/${reference}`);
-    const accept = desc?.mediaType && !MANIFEST_ACCEPT.includes(desc.mediaType) ? [desc.mediaType, ...MANIFEST_ACCEPT] : MANIFEST_ACCEPT;
+    const accept =
+      desc?.mediaType && !MANIFEST_ACCEPT.includes(desc.mediaType)
+        ? [desc.mediaType, ...MANIFEST_ACCEPT]
+        : MANIFEST_ACCEPT;
     const limit = this.opts.maxManifestBytes ?? 4 << 20;
-    return this.call(t, "GET manifest", { method: "GET", url, headers: { accept: accept.join(", ") } }, [200], async (res) => {
-      const bytes = await readAll(res.body, limit, "manifest");
-      const headerDigest = header(res.headers, "docker-content-digest");
-      let digest: string;
-      if (expected) {
-        verifyDigest(expected, bytes, url, "manifest");
-        digest = expected;
-      } else {
-        const alg = headerDigest?.startsWith("sha512:") ? "sha512" : headerDigest?.startsWith("sha384:") ? "sha384" : "sha256";
-        digest = computeDigest(alg, bytes);
-        if (headerDigest && headerDigest !== digest) {
-          throw new DigestMismatchError(headerDigest, digest, { what: "manifest", url: redactUrl(url) });
+    return this.call(
+      t,
+      "GET manifest",
+      { method: "GET", url, headers: { accept: accept.join(", ") } },
+      [200],
+      async (res) => {
+        const bytes = await readAll(res.body, limit, "manifest");
+        const headerDigest = header(res.headers, "docker-content-digest");
+        let digest: string;
+        if (expected) {
+          verifyDigest(expected, bytes, url, "manifest");
+          digest = expected;
+        } else {
+          const alg = headerDigest?.startsWith("sha512:")
+            ? "sha512"
+            : headerDigest?.startsWith("sha384:")
+              ? "sha384"
+              : "sha256";
+          digest = computeDigest(alg, bytes);
+          if (headerDigest && headerDigest !== digest) {
+            throw new DigestMismatchError(headerDigest, digest, { what: "manifest", url: redactUrl(url) });
+          }
         }
-      }
-      if (desc && desc.size > 0 && desc.size !== bytes.length) {
-        throw new DigestMismatchError(expected!, `${bytes.length} bytes instead of ${desc.size}`, { what: "manifest size", url: redactUrl(url) });
-      }
-      const mediaType = mediaTypeOf(header(res.headers, "content-type")) ?? sniffMediaType(bytes) ?? desc?.mediaType ?? "";
-      return { bytes, descriptor: { mediaType, digest, size: bytes.length } };
-    });
+        if (desc && desc.size > 0 && desc.size !== bytes.length) {
+          throw new DigestMismatchError(expected!, `${bytes.length} bytes instead of ${desc.size}`, {
+            what: "manifest size",
+            url: redactUrl(url),
+          });
+        }
+        const mediaType =
+          mediaTypeOf(header(res.headers, "content-type")) ?? sniffMediaType(bytes) ?? desc?.mediaType ?? "";
+        return { bytes, descriptor: { mediaType, digest, size: bytes.length } };
+      },
+    );
   }
 
   /** Pushes a manifest/index under a tag or its digest (default: `ref.tag`, else the digest). */
-  async pushManifest(refLike: RefLike, bytes: Uint8Array, mediaType: string, reference?: string): Promise<PushedManifest> {
+  async pushManifest(
+    refLike: RefLike,
+    bytes: Uint8Array,
+    mediaType: string,
+    reference?: string,
+  ): Promise<PushedManifest> {
     const ref = toRef(refLike);
     const digest = computeDigest("sha256", bytes);
     const where = reference ?? ref.tag ?? digest;
     return this.withEndpoints(ref, "push", ["pull", "push"], async (t) => {
       const url = this.repoUrl(t, `/manifests/${where}`);
-      return this.call(t, "PUT manifest", { method: "PUT", url, headers: { "content-type": mediaType }, body: bytes }, [200, 201], async (res) => {
-        await discard(res.body);
-        const got = header(res.headers, "docker-content-digest");
-        if (got && got.startsWith("sha256:") && got !== digest) {
-          throw new DigestMismatchError(digest, got, { what: "pushed manifest", url: redactUrl(url) });
-        }
-        const ociSubject = header(res.headers, "oci-subject");
-        return { descriptor: { mediaType, digest, size: bytes.length }, ...(ociSubject ? { ociSubject } : {}) };
-      });
+      return this.call(
+        t,
+        "PUT manifest",
+        { method: "PUT", url, headers: { "content-type": mediaType }, body: bytes },
+        [200, 201],
+        async (res) => {
+          await discard(res.body);
+          const got = header(res.headers, "docker-content-digest");
+          if (got && got.startsWith("sha256:") && got !== digest) {
+            throw new DigestMismatchError(digest, got, { what: "pushed manifest", url: redactUrl(url) });
+          }
+          const ociSubject = header(res.headers, "oci-subject");
+          return { descriptor: { mediaType, digest, size: bytes.length }, ...(ociSubject ? { ociSubject } : {}) };
+        },
+      );
     });
   }
 
@@ -400,7 +467,10 @@ export class RegistryClient {
         const bytes = await readAll(res.body, opts.size !== undefined ? opts.size : undefined, `blob ${digest}`);
         if (opts.verify !== false) verifyDigest(digest, bytes, res.url);
         if (opts.size !== undefined && bytes.length !== opts.size) {
-          throw new DigestMismatchError(digest, `${bytes.length} bytes instead of ${opts.size}`, { what: "blob size", url: redactUrl(res.url) });
+          throw new DigestMismatchError(digest, `${bytes.length} bytes instead of ${opts.size}`, {
+            what: "blob size",
+            url: redactUrl(res.url),
+          });
         }
         return bytes;
       });
@@ -411,7 +481,11 @@ export class RegistryClient {
    * Streams a blob. A dropped connection resumes with a Range request; the digest is checked at the
    * end and the last chunk is only yielded once it matched (a corrupt blob never completes).
    */
-  async *blobStream(refLike: RefLike, digest: string, opts: { size?: number } = {}): AsyncGenerator<Uint8Array, void, undefined> {
+  async *blobStream(
+    refLike: RefLike,
+    digest: string,
+    opts: { size?: number } = {},
+  ): AsyncGenerator<Uint8Array, void, undefined> {
     const ref = toRef(refLike);
     const { hash, algorithm } = digester(digest);
     const eps = this.liveEndpoints(await this.endpointsFor(ref.host, "pull"));
@@ -448,7 +522,10 @@ export class RegistryClient {
           hash.update(c);
           received += c.length;
           if (opts.size !== undefined && received > opts.size) {
-            throw new DigestMismatchError(digest, `more than ${opts.size} bytes`, { what: "blob size", url: redactUrl(url) });
+            throw new DigestMismatchError(digest, `more than ${opts.size} bytes`, {
+              what: "blob size",
+              url: redactUrl(url),
+            });
           }
           const prev = pending;
           pending = c;
@@ -474,7 +551,8 @@ export class RegistryClient {
         }
         const retryAfter = e instanceof RetryableError ? e.retryAfterMs : undefined;
         const retryable = e instanceof RetryableError || isRetryableNetworkError(e);
-        if (!retryable || failures >= retries) throw this.networkError("GET blob", url, e instanceof RetryableError ? e.final : e);
+        if (!retryable || failures >= retries)
+          throw this.networkError("GET blob", url, e instanceof RetryableError ? e.final : e);
         failures++;
         await sleep(backoffDelay(failures, this.opts, retryAfter));
       } finally {
@@ -484,7 +562,10 @@ export class RegistryClient {
     const actual = `${algorithm}:${hash.digest("hex")}`;
     if (actual !== digest) throw new DigestMismatchError(digest, actual, { what: "blob", url: redactUrl(url) });
     if (opts.size !== undefined && received !== opts.size) {
-      throw new DigestMismatchError(digest, `${received} bytes instead of ${opts.size}`, { what: "blob size", url: redactUrl(url) });
+      throw new DigestMismatchError(digest, `${received} bytes instead of ${opts.size}`, {
+        what: "blob size",
+        url: redactUrl(url),
+      });
     }
     if (pending) yield pending;
   }
@@ -496,20 +577,29 @@ export class RegistryClient {
     const ref = toRef(refLike);
     return this.withEndpoints(ref, "pull", ["pull"], async (t) => {
       const url = this.repoUrl(t, `/blobs/${digest}`);
-      return this.call(t, "GET blob range", { method: "GET", url, headers: { range: `bytes=${start}-${end - 1}` }, followRedirects: true }, [200, 206],
+      return this.call(
+        t,
+        "GET blob range",
+        { method: "GET", url, headers: { range: `bytes=${start}-${end - 1}` }, followRedirects: true },
+        [200, 206],
         async (res) => {
           const bytes = await readAll(res.body, undefined, "response", res.status === 206 ? end - start : undefined);
           if (res.status === 200) {
             verifyDigest(digest, bytes, res.url);
-            if (end > bytes.length) throw new InvalidArgumentError(`range ${start}-${end} beyond blob size ${bytes.length}`);
+            if (end > bytes.length)
+              throw new InvalidArgumentError(`range ${start}-${end} beyond blob size ${bytes.length}`);
             return bytes.subarray(start, end);
           }
           const cr = parseContentRange(header(res.headers, "content-range"));
           if (!cr || cr.start !== start || cr.end !== end || bytes.length !== end - start) {
-            throw new RegistryError("Unavailable", `GET blob range: ${redactUrl(res.url)}: answered ${header(res.headers, "content-range") ?? "no Content-Range"} with ${bytes.length} bytes for ${start}-${end - 1}`);
+            throw new RegistryError(
+              "Unavailable",
+              `GET blob range: ${redactUrl(res.url)}: answered ${header(res.headers, "content-range") ?? "no Content-Range"} with ${bytes.length} bytes for ${start}-${end - 1}`,
+            );
           }
           return bytes;
-        });
+        },
+      );
     });
   }
 
@@ -523,7 +613,12 @@ export class RegistryClient {
     const wanted = ranges.map((r, i) => ({ ...r, i })).filter((r) => r.end > r.start);
     const out: Uint8Array[] = ranges.map(() => new Uint8Array(0));
     if (wanted.length === 0) return out;
-    const single = () => Promise.all(wanted.map(async (r) => { out[r.i] = await this.fetchRange(ref, digest, r.start, r.end); }));
+    const single = () =>
+      Promise.all(
+        wanted.map(async (r) => {
+          out[r.i] = await this.fetchRange(ref, digest, r.start, r.end);
+        }),
+      );
     if (wanted.length === 1 || this.multiRangeUnsupported.has(ref.host)) {
       await single();
       return out;
@@ -532,32 +627,44 @@ export class RegistryClient {
     const batches: (typeof wanted)[] = [];
     for (let i = 0; i < wanted.length; i += per) batches.push(wanted.slice(i, i + per));
     const missing: typeof wanted = [];
-    await Promise.all(batches.map(async (batch) => {
-      const got = await this.withEndpoints(ref, "pull", ["pull"], async (t) => {
-        const url = this.repoUrl(t, `/blobs/${digest}`);
-        const range = "bytes=" + batch.map((r) => `${r.start}-${r.end - 1}`).join(",");
-        return this.call(t, "GET blob ranges", { method: "GET", url, headers: { range }, followRedirects: true }, [200, 206], async (res) => {
-          const bytes = await readAll(res.body);
-          if (res.status === 200) {
-            verifyDigest(digest, bytes, res.url);
-            return [{ start: 0, end: bytes.length, data: bytes }];
-          }
-          const ct = header(res.headers, "content-type") ?? "";
-          const b = /multipart\/byteranges.*boundary="?([^";]+)"?/i.exec(ct);
-          if (b) return parseMultipartByteranges(bytes, b[1]!);
-          const cr = parseContentRange(header(res.headers, "content-range"));
-          if (!cr || bytes.length !== cr.end - cr.start) return [];
-          this.multiRangeUnsupported.add(ref.host);
-          return [{ start: cr.start, end: cr.end, data: bytes }];
+    await Promise.all(
+      batches.map(async (batch) => {
+        const got = await this.withEndpoints(ref, "pull", ["pull"], async (t) => {
+          const url = this.repoUrl(t, `/blobs/${digest}`);
+          const range = "bytes=" + batch.map((r) => `${r.start}-${r.end - 1}`).join(",");
+          return this.call(
+            t,
+            "GET blob ranges",
+            { method: "GET", url, headers: { range }, followRedirects: true },
+            [200, 206],
+            async (res) => {
+              const bytes = await readAll(res.body);
+              if (res.status === 200) {
+                verifyDigest(digest, bytes, res.url);
+                return [{ start: 0, end: bytes.length, data: bytes }];
+              }
+              const ct = header(res.headers, "content-type") ?? "";
+              const b = /multipart\/byteranges.*boundary="?([^";]+)"?/i.exec(ct);
+              if (b) return parseMultipartByteranges(bytes, b[1]!);
+              const cr = parseContentRange(header(res.headers, "content-range"));
+              if (!cr || bytes.length !== cr.end - cr.start) return [];
+              this.multiRangeUnsupported.add(ref.host);
+              return [{ start: cr.start, end: cr.end, data: bytes }];
+            },
+          );
         });
-      });
-      for (const r of batch) {
-        const part = got.find((p) => p.start <= r.start && r.end <= p.end);
-        if (part) out[r.i] = part.data.subarray(r.start - part.start, r.end - part.start);
-        else missing.push(r);
-      }
-    }));
-    await Promise.all(missing.map(async (r) => { out[r.i] = await this.fetchRange(ref, digest, r.start, r.end); }));
+        for (const r of batch) {
+          const part = got.find((p) => p.start <= r.start && r.end <= p.end);
+          if (part) out[r.i] = part.data.subarray(r.start - part.start, r.end - part.start);
+          else missing.push(r);
+        }
+      }),
+    );
+    await Promise.all(
+      missing.map(async (r) => {
+        out[r.i] = await this.fetchRange(ref, digest, r.start, r.end);
+      }),
+    );
     return out;
   }
 
@@ -573,9 +680,14 @@ export class RegistryClient {
   ): Promise<Descriptor & { mounted?: boolean; existed?: boolean }> {
     const ref = toRef(refLike);
     digester(desc.digest);
-    const result: Descriptor = { mediaType: desc.mediaType ?? "application/octet-stream", digest: desc.digest, size: desc.size };
+    const result: Descriptor = {
+      mediaType: desc.mediaType ?? "application/octet-stream",
+      digest: desc.digest,
+      size: desc.size,
+    };
     if (data instanceof Uint8Array) {
-      if (data.length !== desc.size) throw new InvalidArgumentError(`blob ${desc.digest}: ${data.length} bytes, descriptor says ${desc.size}`);
+      if (data.length !== desc.size)
+        throw new InvalidArgumentError(`blob ${desc.digest}: ${data.length} bytes, descriptor says ${desc.size}`);
       verifyDigest(desc.digest, data, undefined, "blob to push");
     }
     return this.withEndpoints(ref, "push", ["pull", "push"], async (t) => {
@@ -600,7 +712,12 @@ export class RegistryClient {
         await withRetries(async (attempt) => {
           const loc = attempt === 0 ? location : await this.startUpload(t, uploads);
           const url = withQuery(loc, { digest: desc.digest });
-          await this.send1(t, "PUT blob", { method: "PUT", url, headers: { "content-type": "application/octet-stream" }, body: data }, [201, 204]);
+          await this.send1(
+            t,
+            "PUT blob",
+            { method: "PUT", url, headers: { "content-type": "application/octet-stream" }, body: data },
+            [201, 204],
+          );
         }, this.retryOpts());
         return result;
       }
@@ -633,10 +750,19 @@ export class RegistryClient {
     const actual = `${algorithm}:${hash.digest("hex")}`;
     if (actual !== desc.digest || offset !== desc.size) {
       await this.send1(t, "DELETE blob upload", { method: "DELETE", url: loc }, [204, 200, 404]).catch(() => undefined);
-      throw new DigestMismatchError(desc.digest, offset !== desc.size ? `${offset} bytes instead of ${desc.size}` : actual, { what: "blob to push" });
+      throw new DigestMismatchError(
+        desc.digest,
+        offset !== desc.size ? `${offset} bytes instead of ${desc.size}` : actual,
+        { what: "blob to push" },
+      );
     }
-    await this.call(t, "PUT blob", { method: "PUT", url: withQuery(loc, { digest: desc.digest }), headers: { "content-length": "0" } }, [201, 204],
-      (res) => discard(res.body));
+    await this.call(
+      t,
+      "PUT blob",
+      { method: "PUT", url: withQuery(loc, { digest: desc.digest }), headers: { "content-length": "0" } },
+      [201, 204],
+      (res) => discard(res.body),
+    );
   }
 
   /** One PATCH; on a transient failure asks the session's progress and resends or moves on. */
@@ -645,15 +771,24 @@ export class RegistryClient {
     let current = loc;
     return withRetries(async () => {
       try {
-        const res = await this.send1(t, "PATCH blob", {
-          method: "PATCH", url: current, body: chunk,
-          headers: { "content-type": "application/octet-stream", "content-range": `${offset}-${end - 1}` },
-        }, [202]);
+        const res = await this.send1(
+          t,
+          "PATCH blob",
+          {
+            method: "PATCH",
+            url: current,
+            body: chunk,
+            headers: { "content-type": "application/octet-stream", "content-range": `${offset}-${end - 1}` },
+          },
+          [202],
+        );
         return locationOf(res);
       } catch (e) {
         if (!(e instanceof RetryableError) && !isRetryableNetworkError(e)) throw e;
         // Where is the session? (GET upload URL → 204 with Range: 0-<last>)
-        const st = await this.send1(t, "GET blob upload", { method: "GET", url: current }, [204]).catch(() => undefined);
+        const st = await this.send1(t, "GET blob upload", { method: "GET", url: current }, [204]).catch(
+          () => undefined,
+        );
         if (st) {
           const r = /^(?:bytes=)?0-(\d+)$/.exec(header(st.headers, "range") ?? "");
           // distribution answers "0-0" for an empty session as well as for one byte.
@@ -662,7 +797,9 @@ export class RegistryClient {
           const next = locationOf(st, current);
           if (have === end) return next;
           if (have !== offset) {
-            throw new UnavailableError(`PATCH blob: upload session at ${have} bytes, expected ${offset} or ${end}`, { cause: e });
+            throw new UnavailableError(`PATCH blob: upload session at ${have} bytes, expected ${offset} or ${end}`, {
+              cause: e,
+            });
           }
           current = next;
         }
@@ -679,14 +816,22 @@ export class RegistryClient {
     const ref = toRef(refLike);
     return this.withEndpoints(ref, "pull", ["pull"], async (t) => {
       const tags: string[] = [];
-      let url: string | undefined = opts.pageSize ? withQuery(this.repoUrl(t, "/tags/list"), { n: String(opts.pageSize) }) : this.repoUrl(t, "/tags/list");
+      let url: string | undefined = opts.pageSize
+        ? withQuery(this.repoUrl(t, "/tags/list"), { n: String(opts.pageSize) })
+        : this.repoUrl(t, "/tags/list");
       for (let pages = 0; url && pages < 10_000; pages++) {
-        const page: { tags: string[]; next: string | undefined } = await this.call(t, "GET tags", { method: "GET", url }, [200], async (res) => {
-          const body = JSON.parse(new TextDecoder().decode(await readAll(res.body, 64 << 20))) as { tags?: unknown };
-          const list = Array.isArray(body.tags) ? body.tags.filter((x): x is string => typeof x === "string") : [];
-          const next = parseLinkNext(header(res.headers, "link"));
-          return { tags: list, next: next ? new URL(next, res.url).toString() : undefined };
-        });
+        const page: { tags: string[]; next: string | undefined } = await this.call(
+          t,
+          "GET tags",
+          { method: "GET", url },
+          [200],
+          async (res) => {
+            const body = JSON.parse(new TextDecoder().decode(await readAll(res.body, 64 << 20))) as { tags?: unknown };
+            const list = Array.isArray(body.tags) ? body.tags.filter((x): x is string => typeof x === "string") : [];
+            const next = parseLinkNext(header(res.headers, "link"));
+            return { tags: list, next: next ? new URL(next, res.url).toString() : undefined };
+          },
+        );
         tags.push(...page.tags);
         url = page.next;
       }
@@ -701,24 +846,42 @@ export class RegistryClient {
   async referrers(refLike: RefLike, subject: string, artifactType?: string): Promise<Descriptor[]> {
     const ref = toRef(refLike);
     digester(subject);
-    const filter = (ds: Descriptor[]) => (artifactType === undefined ? ds : ds.filter((d) => d.artifactType === artifactType));
+    const filter = (ds: Descriptor[]) =>
+      artifactType === undefined ? ds : ds.filter((d) => d.artifactType === artifactType);
     const api = await this.withEndpoints(ref, "pull", ["pull"], async (t) => {
       const out: Descriptor[] = [];
-      let url: string | undefined = artifactType !== undefined ? withQuery(this.repoUrl(t, `/referrers/${subject}`), { artifactType }) : this.repoUrl(t, `/referrers/${subject}`);
+      let url: string | undefined =
+        artifactType !== undefined
+          ? withQuery(this.repoUrl(t, `/referrers/${subject}`), { artifactType })
+          : this.repoUrl(t, `/referrers/${subject}`);
       for (let pages = 0; url && pages < 10_000; pages++) {
         let page: { ds: Descriptor[]; next: string | undefined } | undefined;
         try {
-          page = await this.call(t, "GET referrers", { method: "GET", url, headers: { accept: MediaTypeImageIndex } }, [200], async (res) => {
-            const mt = mediaTypeOf(header(res.headers, "content-type"));
-            const bytes = await readAll(res.body, this.opts.maxManifestBytes ?? 4 << 20, "referrers index");
-            if (mt !== MediaTypeImageIndex) return undefined;
-            const idx = parseIndex(bytes);
-            const applied = (header(res.headers, "oci-filters-applied") ?? idx.annotations?.["org.opencontainers.image.referrers.filtersApplied"] ?? "")
-              .split(",").map((s) => s.trim());
-            const ds = idx.manifests ?? [];
-            const next = parseLinkNext(header(res.headers, "link"));
-            return { ds: applied.includes("artifactType") ? ds : filter(ds), next: next ? new URL(next, res.url).toString() : undefined };
-          });
+          page = await this.call(
+            t,
+            "GET referrers",
+            { method: "GET", url, headers: { accept: MediaTypeImageIndex } },
+            [200],
+            async (res) => {
+              const mt = mediaTypeOf(header(res.headers, "content-type"));
+              const bytes = await readAll(res.body, this.opts.maxManifestBytes ?? 4 << 20, "referrers index");
+              if (mt !== MediaTypeImageIndex) return undefined;
+              const idx = parseIndex(bytes);
+              const applied = (
+                header(res.headers, "oci-filters-applied") ??
+                idx.annotations?.["org.opencontainers.image.referrers.filtersApplied"] ??
+                ""
+              )
+                .split(",")
+                .map((s) => s.trim());
+              const ds = idx.manifests ?? [];
+              const next = parseLinkNext(header(res.headers, "link"));
+              return {
+                ds: applied.includes("artifactType") ? ds : filter(ds),
+                next: next ? new URL(next, res.url).toString() : undefined,
+              };
+            },
+          );
         } catch (e) {
           if (pages === 0 && (e instanceof NotFoundError || e instanceof UnsupportedError)) return undefined;
           throw e;
@@ -733,7 +896,9 @@ export class RegistryClient {
     try {
       const { bytes, descriptor } = await this.getManifest(withReference(ref, { tag: referrersTag(subject) }));
       if (descriptor.mediaType !== MediaTypeImageIndex) {
-        throw new UnsupportedError(`referrers tag ${referrersTag(subject)} is ${descriptor.mediaType}, not an OCI image index`);
+        throw new UnsupportedError(
+          `referrers tag ${referrersTag(subject)} is ${descriptor.mediaType}, not an OCI image index`,
+        );
       }
       return filter(parseIndex(bytes).manifests ?? []);
     } catch (e) {
@@ -754,9 +919,13 @@ export class RegistryClient {
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
     }
-    const manifests = old ? parseIndex(old.bytes).manifests ?? [] : [];
+    const manifests = old ? (parseIndex(old.bytes).manifests ?? []) : [];
     if (old && manifests.some((d) => d.digest === descriptor.digest)) return old.descriptor;
-    const bytes = marshalIndex({ schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: [...manifests, descriptor] });
+    const bytes = marshalIndex({
+      schemaVersion: 2,
+      mediaType: MediaTypeImageIndex,
+      manifests: [...manifests, descriptor],
+    });
     const { descriptor: pushed } = await this.pushManifest(ref, bytes, MediaTypeImageIndex, ref.tag);
     if (old && old.descriptor.digest !== pushed.digest) {
       await this.deleteManifest(ref, old.descriptor.digest).catch((e: unknown) => {
@@ -770,7 +939,11 @@ export class RegistryClient {
   // Plumbing
 
   private retryOpts(t?: Target) {
-    const o = { retries: this.opts.retries ?? 4, baseDelayMs: this.opts.baseDelayMs ?? 200, maxDelayMs: this.opts.maxDelayMs ?? 10_000 };
+    const o = {
+      retries: this.opts.retries ?? 4,
+      baseDelayMs: this.opts.baseDelayMs ?? 200,
+      maxDelayMs: this.opts.maxDelayMs ?? 10_000,
+    };
     // a mirror that cannot be reached is left for the next endpoint, not waited for
     return t?.failFast ? { ...o, giveUp: isUnreachable } : o;
   }
@@ -780,9 +953,14 @@ export class RegistryClient {
       const eps = (await this.opts.hosts.endpoints(host)).filter((e) => e.capabilities.includes(cap));
       if (eps.length === 0) throw new UnsupportedError(`no endpoint of ${host} has the ${cap} capability`);
       // https-first endpoints become an HTTPS attempt followed by their plain-HTTP twin
-      return eps.flatMap((e) => e.httpsFirst && e.url.startsWith("http://")
-        ? [{ ...e, url: `https://${e.url.slice(7)}`, httpsFirst: false, plainFallback: true }, { ...e, httpsFirst: false }]
-        : [e]);
+      return eps.flatMap((e) =>
+        e.httpsFirst && e.url.startsWith("http://")
+          ? [
+              { ...e, url: `https://${e.url.slice(7)}`, httpsFirst: false, plainFallback: true },
+              { ...e, httpsFirst: false },
+            ]
+          : [e],
+      );
     }
     const p = this.opts.plainHttp;
     const plain = typeof p === "function" ? p(host) : p === true;
@@ -794,7 +972,12 @@ export class RegistryClient {
    * Tries endpoints in order (mirrors first); NotFound/Unavailable/network/TLS errors move on. An
    * endpoint that is not the last is not retried when unreachable, and is skipped for a while after.
    */
-  private async withEndpoints<T>(ref: ImageRef, cap: Capability, actions: Action[], fn: (t: Target) => Promise<T>): Promise<T> {
+  private async withEndpoints<T>(
+    ref: ImageRef,
+    cap: Capability,
+    actions: Action[],
+    fn: (t: Target) => Promise<T>,
+  ): Promise<T> {
     if (this.closed) throw new UnavailableError("registry client is closed");
     const eps = this.liveEndpoints(await this.endpointsFor(ref.host, cap));
     let last: unknown;
@@ -851,9 +1034,10 @@ export class RegistryClient {
 
   private agentFor(ep: RegistryEndpoint | undefined): Agent {
     const caFiles = ep?.caFiles ?? (ep?.caFile ? [ep.caFile] : undefined);
-    const tls = ep && (ep.skipVerify || caFiles || ep.clientCert)
-      ? { skipVerify: !!ep.skipVerify, caFiles, cert: ep.clientCert?.cert, key: ep.clientCert?.key }
-      : undefined;
+    const tls =
+      ep && (ep.skipVerify || caFiles || ep.clientCert)
+        ? { skipVerify: !!ep.skipVerify, caFiles, cert: ep.clientCert?.cert, key: ep.clientCert?.key }
+        : undefined;
     const key = tls ? JSON.stringify(tls) : "";
     let a = this.agents.get(key);
     if (!a) {
@@ -875,7 +1059,12 @@ export class RegistryClient {
   private async send(t: Target, spec: RequestSpec): Promise<Response> {
     const origin = new URL(t.ep.url).origin;
     // credentials and tokens belong to the host answering (a mirror is not the upstream registry)
-    const scope: AuthScope = { host: new URL(t.ep.url).host, repository: t.ref.repository, actions: t.actions, ...(t.also ? { also: t.also } : {}) };
+    const scope: AuthScope = {
+      host: new URL(t.ep.url).host,
+      repository: t.ref.repository,
+      actions: t.actions,
+      ...(t.also ? { also: t.also } : {}),
+    };
     const az = this.opts.authorizer;
     let method = spec.method;
     let url = spec.url;
@@ -892,8 +1081,13 @@ export class RegistryClient {
         if (a) headers.authorization = a;
       }
       const r = await this.agentFor(sameOrigin ? t.ep : undefined).request({
-        origin: u.origin, path: u.pathname + u.search, method: method as Dispatcher.HttpMethod, headers, body: body ?? null,
-        headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs,
+        origin: u.origin,
+        path: u.pathname + u.search,
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body ?? null,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
       });
       const res: Response = { status: r.statusCode, headers: r.headers, body: r.body, url };
       if (res.status === 401 && sameOrigin && az && !challenged) {
@@ -920,7 +1114,13 @@ export class RegistryClient {
   }
 
   /** Lets the authorizer answer a 401; its failures (token service refused) name the registry too. */
-  private async answerChallenge(az: Authorizer, scope: AuthScope, www: string, method: string, url: string): Promise<boolean> {
+  private async answerChallenge(
+    az: Authorizer,
+    scope: AuthScope,
+    www: string,
+    method: string,
+    url: string,
+  ): Promise<boolean> {
     try {
       return await az.challenged(scope, www);
     } catch (e) {
@@ -928,7 +1128,9 @@ export class RegistryClient {
       // AuthError / CredentialsError: their messages are already free of secrets
       const status = (e as { status?: unknown }).status;
       throw new UnauthorizedError(`${method} ${redactUrl(url)}: unauthorized: ${e.message}`, {
-        url: redactUrl(url), cause: e, ...(typeof status === "number" ? { status } : {}),
+        url: redactUrl(url),
+        cause: e,
+        ...(typeof status === "number" ? { status } : {}),
       });
     }
   }
@@ -941,7 +1143,11 @@ export class RegistryClient {
     if (spec.method === "HEAD") await discard(res.body);
     const err = errorFromResponse(what, res.status, res.url, body);
     if (err instanceof UnauthorizedError && !this.opts.authorizer) {
-      throw new UnauthorizedError(err.message + " (no credentials configured)", { status: err.status, ociErrors: err.ociErrors, url: err.url });
+      throw new UnauthorizedError(err.message + " (no credentials configured)", {
+        status: err.status,
+        ociErrors: err.ociErrors,
+        url: err.url,
+      });
     }
     if (isRetryableStatus(res.status)) throw new RetryableError(err, parseRetryAfter(res.headers["retry-after"]));
     throw err;
@@ -956,16 +1162,26 @@ export class RegistryClient {
   }
 
   /** A request with retries; `consume` runs inside the attempt, so a body cut short is retried too. */
-  private async call<T>(t: Target, what: string, spec: RequestSpec, ok: number[], consume: (res: Response) => Promise<T>): Promise<T> {
-    return withRetries(() => this.sem.run(async () => {
-      const res = await this.sendChecked(t, what, spec, ok);
-      try {
-        return await consume(res);
-      } catch (e) {
-        res.body.destroy();
-        throw e;
-      }
-    }), this.retryOpts(t)).catch((e: unknown) => {
+  private async call<T>(
+    t: Target,
+    what: string,
+    spec: RequestSpec,
+    ok: number[],
+    consume: (res: Response) => Promise<T>,
+  ): Promise<T> {
+    return withRetries(
+      () =>
+        this.sem.run(async () => {
+          const res = await this.sendChecked(t, what, spec, ok);
+          try {
+            return await consume(res);
+          } catch (e) {
+            res.body.destroy();
+            throw e;
+          }
+        }),
+      this.retryOpts(t),
+    ).catch((e: unknown) => {
       throw this.networkError(what, spec.url, e);
     });
   }
@@ -975,13 +1191,20 @@ export class RegistryClient {
     if (e instanceof RegistryError) return e;
     const tls = tlsProblem(e);
     if (tls) {
-      return new UnavailableError(`${what}: ${redactUrl(url)}: TLS: ${tls} (trust the registry's CA with \`ca\` in hosts.toml, or set skip_verify = true)`, {
-        cause: e, url: redactUrl(url),
-      });
+      return new UnavailableError(
+        `${what}: ${redactUrl(url)}: TLS: ${tls} (trust the registry's CA with \`ca\` in hosts.toml, or set skip_verify = true)`,
+        {
+          cause: e,
+          url: redactUrl(url),
+        },
+      );
     }
     if (isRetryableNetworkError(e)) {
       const code = networkCode(e);
-      return new UnavailableError(`${what}: ${redactUrl(url)}: ${code ? `${code}: ` : ""}${(e as Error).message}`, { cause: e, url: redactUrl(url) });
+      return new UnavailableError(`${what}: ${redactUrl(url)}: ${code ? `${code}: ` : ""}${(e as Error).message}`, {
+        cause: e,
+        url: redactUrl(url),
+      });
     }
     return e;
   }
@@ -990,7 +1213,14 @@ export class RegistryClient {
 /** How long an unreachable mirror is skipped. */
 const DOWN_FOR_MS = 30_000;
 
-const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT", "ENOTFOUND", "EAI_AGAIN"]);
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
 
 function networkCode(e: unknown): string | undefined {
   for (let x: unknown = e, depth = 0; x && typeof x === "object" && depth < 5; depth++) {
@@ -1035,10 +1265,14 @@ function isUnreachable(e: unknown): boolean {
 function tlsProblem(e: unknown): string | undefined {
   for (let x: unknown = e, depth = 0; x && typeof x === "object" && depth < 5; depth++) {
     const code = (x as { code?: unknown }).code;
-    if (typeof code === "string" && /^(CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|ERR_TLS_|ERR_SSL_|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME)/.test(code)) {
-      const why = code === "SELF_SIGNED_CERT_IN_CHAIN" || code === "DEPTH_ZERO_SELF_SIGNED_CERT" || code.startsWith("UNABLE_TO_")
-        ? "certificate signed by an unknown authority"
-        : "handshake failed";
+    if (
+      typeof code === "string" &&
+      /^(CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|ERR_TLS_|ERR_SSL_|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME)/.test(code)
+    ) {
+      const why =
+        code === "SELF_SIGNED_CERT_IN_CHAIN" || code === "DEPTH_ZERO_SELF_SIGNED_CERT" || code.startsWith("UNABLE_TO_")
+          ? "certificate signed by an unknown authority"
+          : "handshake failed";
       return `${why} (${code}: ${(x as Error).message})`;
     }
     x = (x as { cause?: unknown }).cause;

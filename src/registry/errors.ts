@@ -70,7 +70,11 @@ export class DigestMismatchError extends RegistryError {
     readonly actual: string,
     details?: RegistryErrorDetails & { what?: string },
   ) {
-    super("DigestMismatch", `${details?.what ?? "content"} digest mismatch: expected ${expected}, got ${actual}`, details);
+    super(
+      "DigestMismatch",
+      `${details?.what ?? "content"} digest mismatch: expected ${expected}, got ${actual}`,
+      details,
+    );
   }
 }
 

@@ -70,7 +70,8 @@ export function splitHostPort(host: string): { hostname: string; port: string } 
     }
   }
   const first = host.indexOf(":");
-  if (first >= 0 && first === host.lastIndexOf(":")) return { hostname: host.slice(0, first), port: host.slice(first + 1) };
+  if (first >= 0 && first === host.lastIndexOf(":"))
+    return { hostname: host.slice(0, first), port: host.slice(first + 1) };
   return { hostname: host, port: "" };
 }
 
@@ -117,7 +118,16 @@ function stringList(v: unknown[], what: string): string[] {
 
 /** Go time.ParseDuration subset: "1.5s", "300ms", "1m30s", "2h". */
 export function parseGoDuration(s: string): number {
-  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, "μs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const units: Record<string, number> = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    μs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+  };
   let rest = s.trim();
   let sign = 1;
   if (rest.startsWith("-") || rest.startsWith("+")) {
@@ -204,7 +214,8 @@ function parseHostSection(server: string, baseDir: string, cfg: TomlTable): Pars
     }
     result.header = h;
   }
-  if (typeof cfg.dial_timeout === "string" && cfg.dial_timeout) result.dialTimeoutMs = parseGoDuration(cfg.dial_timeout);
+  if (typeof cfg.dial_timeout === "string" && cfg.dial_timeout)
+    result.dialTimeoutMs = parseGoDuration(cfg.dial_timeout);
   if (typeof cfg.proxy === "string" && cfg.proxy) result.proxy = cfg.proxy;
   return result;
 }
@@ -239,7 +250,10 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
   let names: string[] = [];
   try {
     const ents = await readdir(dir, { withFileTypes: true });
-    names = ents.filter((e) => !e.isDirectory()).map((e) => e.name).sort();
+    names = ents
+      .filter((e) => !e.isDirectory())
+      .map((e) => e.name)
+      .sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
@@ -423,7 +437,8 @@ function mirrorEndpoint(m: MirrorConfig, namespace: string): HostEndpoint {
   if (isLocalhost(hostPart) || m.insecure === true) scheme = "http";
   if (hostPart === "docker.io") hostPart = "registry-1.docker.io";
   const ep: HostEndpoint = { url: `${scheme}://${hostPart}${path}`, capabilities: ["pull", "resolve"], namespace };
-  if (typeof m.request_timeout_sec === "number" && m.request_timeout_sec !== 0) ep.requestTimeoutSec = m.request_timeout_sec;
+  if (typeof m.request_timeout_sec === "number" && m.request_timeout_sec !== 0)
+    ep.requestTimeoutSec = m.request_timeout_sec;
   if (m.header && isTable(m.header)) {
     const hv: Record<string, string[]> = {};
     for (const [k, v] of Object.entries(m.header)) {
@@ -464,7 +479,9 @@ function resolverTable(table: unknown): TomlTable {
  * else https; `docker.io` ⇒ `registry-1.docker.io`; capabilities pull+resolve.
  * `table` is the parsed config document or its `[resolver]` table.
  */
-export function resolverFromConfig(table: unknown): HostResolver & { endpoints(host: string): Promise<HostEndpoint[]> } {
+export function resolverFromConfig(
+  table: unknown,
+): HostResolver & { endpoints(host: string): Promise<HostEndpoint[]> } {
   const t = resolverTable(table);
   const hostsTable = isTable(t.host) ? t.host : {};
   const mirrorsFor = (host: string): MirrorConfig[] => {

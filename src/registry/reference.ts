@@ -8,7 +8,8 @@ export const DEFAULT_REGISTRY = "docker.io";
 const LEGACY_DEFAULT_REGISTRY = "index.docker.io";
 
 const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const DOMAIN_RE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$/;
+const DOMAIN_RE =
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const SHA256_RE = /^sha256:[0-9a-f]{64}$/;
@@ -39,7 +40,10 @@ export function parseReference(s: string): ImageRef {
   let repository: string;
   const slash = rest.indexOf("/");
   const first = slash >= 0 ? rest.slice(0, slash) : "";
-  if (slash >= 0 && (first.includes(".") || first.includes(":") || first === "localhost" || first !== first.toLowerCase())) {
+  if (
+    slash >= 0 &&
+    (first.includes(".") || first.includes(":") || first === "localhost" || first !== first.toLowerCase())
+  ) {
     host = first;
     repository = rest.slice(slash + 1);
     if (!DOMAIN_RE.test(host)) throw bad("invalid registry host");
@@ -67,9 +71,10 @@ export function formatReference(ref: ImageRef): string {
 export function familiarReference(ref: ImageRef): string {
   let name = `${ref.host}/${ref.repository}`;
   if (ref.host === DEFAULT_REGISTRY) {
-    name = ref.repository.startsWith("library/") && ref.repository.split("/").length === 2
-      ? ref.repository.slice("library/".length)
-      : ref.repository;
+    name =
+      ref.repository.startsWith("library/") && ref.repository.split("/").length === 2
+        ? ref.repository.slice("library/".length)
+        : ref.repository;
   }
   return `${name}${ref.tag !== undefined ? ":" + ref.tag : ""}${ref.digest !== undefined ? "@" + ref.digest : ""}`;
 }

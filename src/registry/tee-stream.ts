@@ -23,7 +23,10 @@ interface Branch {
 export function teeStream(source: AsyncIterable<Uint8Array>, opts: { maxQueuedBytes?: number } = {}): Tee {
   const max = opts.maxQueuedBytes ?? 32 << 20;
   const it = source[Symbol.asyncIterator]();
-  const branches: [Branch, Branch] = [{ queue: [], bytes: 0, detached: false }, { queue: [], bytes: 0, detached: false }];
+  const branches: [Branch, Branch] = [
+    { queue: [], bytes: 0, detached: false },
+    { queue: [], bytes: 0, detached: false },
+  ];
   let done = false;
   let failure: { error: unknown } | undefined;
   let pulling: Promise<void> | undefined;
@@ -106,10 +109,15 @@ export function teeStream(source: AsyncIterable<Uint8Array>, opts: { maxQueuedBy
           if (done) return { done: true, value: undefined };
           if (!other.detached && other.bytes >= max) {
             // the other reader lags: wait for it instead of buffering without bound
-            await new Promise<void>((r) => { drained = r; });
+            await new Promise<void>((r) => {
+              drained = r;
+            });
             continue;
           }
-          if (pulling) await new Promise<void>((r) => { me.wake = r; });
+          if (pulling)
+            await new Promise<void>((r) => {
+              me.wake = r;
+            });
           else await pull();
         }
       },

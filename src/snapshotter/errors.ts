@@ -33,7 +33,11 @@ const GRPC_CODE: Record<SnapshotErrorClass, Status> = {
 export class SnapshotError extends Error {
   override name = "SnapshotError";
   /** @param context what failed, e.g. `snapshot foo`; the class text is appended */
-  constructor(readonly errorClass: SnapshotErrorClass, context: string, options?: ErrorOptions & { classTextIncluded?: boolean }) {
+  constructor(
+    readonly errorClass: SnapshotErrorClass,
+    context: string,
+    options?: ErrorOptions & { classTextIncluded?: boolean },
+  ) {
     super(options?.classTextIncluded ? context : `${context}: ${CLASS_TEXT[errorClass]}`, options);
   }
 

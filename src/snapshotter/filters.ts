@@ -211,7 +211,16 @@ class Parser {
   }
 }
 
-const SIMPLE_ESCAPES: Record<string, string> = { a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v", "\\": "\\" };
+const SIMPLE_ESCAPES: Record<string, string> = {
+  a: "\x07",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+  v: "\v",
+  "\\": "\\",
+};
 
 /** Go-style unquoting with `"`, `/` or `|` as the delimiter (only that delimiter may be escaped). */
 export function unquote(text: string): string {
@@ -241,7 +250,8 @@ export function unquote(text: string): string {
       if (hex.length !== n || !/^[0-9a-fA-F]+$/.test(hex)) throw new Error("quote syntax error");
       i += n;
       const v = parseInt(hex, 16);
-      if (e === "x") bytes.push(v); // a raw byte, as Go allows
+      if (e === "x")
+        bytes.push(v); // a raw byte, as Go allows
       else if (v > 0x10ffff) throw new Error("quote syntax error");
       else pushChar(String.fromCodePoint(v));
     } else if (e >= "0" && e <= "7") {

@@ -1,6 +1,11 @@
 // The containerd snapshots service of soci-snapshotter-grpc: a plain overlay snapshotter with a
 // hook (RemotePreparer) for lazily loaded layers.
-export { startSnapshotterServer, systemdListenFds, type SnapshotterServer, type SnapshotterServerOptions } from "./server.js";
+export {
+  startSnapshotterServer,
+  systemdListenFds,
+  type SnapshotterServer,
+  type SnapshotterServerOptions,
+} from "./server.js";
 export { Snapshotter, type SnapshotterOptions } from "./snapshotter.js";
 export {
   LABEL_HAS_SOCI_INDEX_DIGEST,

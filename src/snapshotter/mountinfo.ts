@@ -40,7 +40,9 @@ export async function forceUnmount(path: string): Promise<void> {
     try {
       await run("umount", ["-l", path]);
     } catch {
-      throw new Error(`cannot unmount ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+      throw new Error(
+        `cannot unmount ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`,
+      );
     }
   }
 }

@@ -13,7 +13,11 @@ export async function checkOverlaySupported(dir: string, userxattr: boolean): Pr
   try {
     for (const d of ["lower1", "lower2", "upper", "work", "merged"]) await mkdir(join(scratch, d));
     // two lower dirs: the shape of every container on a multi-layer image
-    const opts = [`lowerdir=${join(scratch, "lower2")}:${join(scratch, "lower1")}`, `upperdir=${join(scratch, "upper")}`, `workdir=${join(scratch, "work")}`];
+    const opts = [
+      `lowerdir=${join(scratch, "lower2")}:${join(scratch, "lower1")}`,
+      `upperdir=${join(scratch, "upper")}`,
+      `workdir=${join(scratch, "work")}`,
+    ];
     if (userxattr) opts.push("userxattr");
     try {
       await run("mount", ["-t", "overlay", "overlay", join(scratch, "merged"), "-o", opts.join(",")]);

@@ -16,7 +16,10 @@ let cached: grpc.ServiceClientConstructor | undefined;
 export function snapshotsService(): grpc.ServiceClientConstructor {
   if (cached) return cached;
   const dir = protoDir();
-  const pkg = loadSync(join(dir, "containerd/services/snapshots/v1/snapshots.proto"), { ...PROTO_OPTIONS, includeDirs: [dir] });
+  const pkg = loadSync(join(dir, "containerd/services/snapshots/v1/snapshots.proto"), {
+    ...PROTO_OPTIONS,
+    includeDirs: [dir],
+  });
   const def = grpc.loadPackageDefinition(pkg) as unknown as {
     containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
   };

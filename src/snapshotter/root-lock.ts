@@ -22,7 +22,8 @@ export async function lockRoot(root: string): Promise<RootLock> {
   const server = createServer((conn) => conn.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "EADDRINUSE") reject(new Error(`another snapshotter is already running on ${real}`, { cause: err }));
+      if (err.code === "EADDRINUSE")
+        reject(new Error(`another snapshotter is already running on ${real}`, { cause: err }));
       else reject(new Error(`cannot lock ${real}: ${err.message}`, { cause: err }));
     });
     server.listen(rootLockName(real), () => resolve());

@@ -31,7 +31,10 @@ export interface SnapshotterServerOptions {
   /** skip the startup check that overlayfs works under `root` */
   skipOverlayCheck?: boolean;
   /** more gRPC services served on the same socket (the daemon's CRI ImageService proxy) */
-  extraServices?: ReadonlyArray<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }>;
+  extraServices?: ReadonlyArray<{
+    definition: grpc.ServiceDefinition;
+    implementation: grpc.UntypedServiceImplementation;
+  }>;
 }
 
 export interface SnapshotterServer {

@@ -1,7 +1,12 @@
 // The containerd snapshots gRPC service (SNAPSHOTTER.md §1.1): the ten RPCs mapped onto the
 // Snapshotter, failures as gRPC statuses with containerd's error codes (§1.2), List streamed in
 // batches of 100 like containerd's contrib/snapshotservice.
-import { status as Status, type ServerErrorResponse, type ServerWritableStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import {
+  status as Status,
+  type ServerErrorResponse,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
 import { SnapshotError } from "./errors.js";
 import { silentLogger, type SnapshotterLogger } from "./logger.js";
 import { requestNamespace } from "./namespace.js";
@@ -48,13 +53,17 @@ const mountMessages = (mounts: Mount[]) => ({ mounts: mounts.map((m) => ({ ...m,
 
 /** A gRPC status for `err`: containerd's class for snapshot errors, Unknown for anything else. */
 export function toStatus(err: unknown): ServerErrorResponse {
-  if (err instanceof SnapshotError) return Object.assign(new Error(err.message), { code: err.grpcCode, details: err.message });
+  if (err instanceof SnapshotError)
+    return Object.assign(new Error(err.message), { code: err.grpcCode, details: err.message });
   const message = err instanceof Error ? err.message : String(err);
   return Object.assign(new Error(message), { code: Status.UNKNOWN, details: message });
 }
 
 /** The service implementation to add to a grpc.Server under the Snapshots service definition. */
-export function snapshotsServiceImpl(snapshotter: Snapshotter, logger: SnapshotterLogger = silentLogger): UntypedServiceImplementation {
+export function snapshotsServiceImpl(
+  snapshotter: Snapshotter,
+  logger: SnapshotterLogger = silentLogger,
+): UntypedServiceImplementation {
   type Callback = (err: ServerErrorResponse | null, value?: unknown) => void;
   type Call<R> = { request: R; metadata: import("@grpc/grpc-js").Metadata };
 
@@ -85,7 +94,9 @@ export function snapshotsServiceImpl(snapshotter: Snapshotter, logger: Snapshott
       const ns = requestNamespace(metadata, r.key);
       return mountMessages(await snapshotter.prepare(r.key, r.parent, r.labels ?? {}, ns));
     }),
-    View: unary<CreateRequest>("View", async ({ request: r }) => mountMessages(await snapshotter.view(r.key, r.parent, r.labels ?? {}))),
+    View: unary<CreateRequest>("View", async ({ request: r }) =>
+      mountMessages(await snapshotter.view(r.key, r.parent, r.labels ?? {})),
+    ),
     Mounts: unary<KeyRequest>("Mounts", async ({ request: r }) => mountMessages(await snapshotter.mounts(r.key))),
     Commit: unary<CommitRequest>("Commit", async ({ request: r }) => {
       await snapshotter.commit(r.name, r.key, r.labels ?? {});

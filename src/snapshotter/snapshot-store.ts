@@ -159,7 +159,8 @@ export class SnapshotStore {
       if (parent !== "") {
         const p = this.row(parent);
         if (!p) throw notFound(`missing parent ${JSON.stringify(parent)} bucket`);
-        if (p.kind !== KIND_CODE.committed) throw invalidArgument(`parent ${JSON.stringify(parent)} is not committed snapshot`);
+        if (p.kind !== KIND_CODE.committed)
+          throw invalidArgument(`parent ${JSON.stringify(parent)} is not committed snapshot`);
         parentIds = this.parentIds(parent);
       }
       if (this.row(key)) throw alreadyExists(`snapshot ${key}`);
@@ -170,7 +171,17 @@ export class SnapshotStore {
           `INSERT INTO snapshots (key, id, kind, parent, created_s, created_ns, updated_s, updated_ns, labels)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(key, id, KIND_CODE[kind], parent === "" ? null : parent, t.seconds, t.nanos, t.seconds, t.nanos, JSON.stringify(cleanLabels(labels)));
+        .run(
+          key,
+          id,
+          KIND_CODE[kind],
+          parent === "" ? null : parent,
+          t.seconds,
+          t.nanos,
+          t.seconds,
+          t.nanos,
+          JSON.stringify(cleanLabels(labels)),
+        );
       const ref: SnapshotRef = { id: String(id), kind, parentIds };
       withinTransaction?.(ref);
       return ref;
@@ -178,7 +189,9 @@ export class SnapshotStore {
   }
 
   private nextId(): number {
-    const r = this.db.prepare("UPDATE sequence SET value = value + 1 WHERE name = 'snapshot_id' RETURNING value").get() as { value: number };
+    const r = this.db
+      .prepare("UPDATE sequence SET value = value + 1 WHERE name = 'snapshot_id' RETURNING value")
+      .get() as { value: number };
     return r.value;
   }
 
@@ -248,7 +261,18 @@ export class SnapshotStore {
           `UPDATE snapshots SET key = ?, kind = ?, created_s = ?, created_ns = ?, updated_s = ?, updated_ns = ?,
              size = ?, inodes = ?, labels = ? WHERE key = ?`,
         )
-        .run(name, KIND_CODE.committed, t.seconds, t.nanos, t.seconds, t.nanos, usage.size, usage.inodes, JSON.stringify(cleanLabels(labels)), key);
+        .run(
+          name,
+          KIND_CODE.committed,
+          t.seconds,
+          t.nanos,
+          t.seconds,
+          t.nanos,
+          usage.size,
+          usage.inodes,
+          JSON.stringify(cleanLabels(labels)),
+          key,
+        );
       return String(r.id);
     })();
   }
@@ -317,7 +341,9 @@ function fieldsOf(info: SnapshotInfo): FieldLookup {
       case "labels": {
         // An unquoted dotted key (labels.a.b) means the label "a.b".
         const k = path.slice(1).join(".");
-        return Object.hasOwn(info.labels, k) ? { value: info.labels[k]!, present: true } : { value: "", present: false };
+        return Object.hasOwn(info.labels, k)
+          ? { value: info.labels[k]!, present: true }
+          : { value: "", present: false };
       }
       default:
         return { value: "", present: false };

@@ -20,7 +20,14 @@ import {
   LABEL_TARGET_SNAPSHOT_REF,
   type RemotePreparer,
 } from "./remote.js";
-import { SnapshotStore, type Labels, type SnapshotInfo, type SnapshotKind, type SnapshotRef, type Usage } from "./snapshot-store.js";
+import {
+  SnapshotStore,
+  type Labels,
+  type SnapshotInfo,
+  type SnapshotKind,
+  type SnapshotRef,
+  type Usage,
+} from "./snapshot-store.js";
 
 export interface SnapshotterOptions {
   /** the snapshotter's directory: `metadata.db` and `snapshots/` live here */
@@ -106,7 +113,14 @@ export class Snapshotter {
     }
   }
 
-  private async prepareLayer(key: string, parent: string, labels: Labels, namespace: string, target: string, remote: RemotePreparer): Promise<Mount[]> {
+  private async prepareLayer(
+    key: string,
+    parent: string,
+    labels: Labels,
+    namespace: string,
+    target: string,
+    remote: RemotePreparer,
+  ): Promise<Mount[]> {
     if (this.isCommittedLayer(target, parent)) {
       // Already provided (e.g. the same image pulled in another namespace): containerd's List
       // lookup finds it; mounting the layer a second time would only leave a mount to clean up.
@@ -139,7 +153,12 @@ export class Snapshotter {
       return this.mountsFor(s, parent);
     }
     if (result.outcome === "failed") {
-      this.log.warn("failed to prepare local snapshot", { key, parent, "local-snapshot-prepared": "false", error: result.error.message });
+      this.log.warn("failed to prepare local snapshot", {
+        key,
+        parent,
+        "local-snapshot-prepared": "false",
+        error: result.error.message,
+      });
       await this.clearMountpoint(mountpoint);
       this.store.remove(key);
       throw result.error;

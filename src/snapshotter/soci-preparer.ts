@@ -19,7 +19,16 @@ import { BackgroundFetcher, prefetchSpans } from "../fs/background-fetcher.js";
 import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
 import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/fuse-layer.js";
 import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
-import { fetchPrefetch, fetchSociIndex, fetchZtoc, findSociIndex, NoIndexError, storeArtifact, type DiscoveryOptions, type ResolvedIndex } from "../fs/soci-artifacts.js";
+import {
+  fetchPrefetch,
+  fetchSociIndex,
+  fetchZtoc,
+  findSociIndex,
+  NoIndexError,
+  storeArtifact,
+  type DiscoveryOptions,
+  type ResolvedIndex,
+} from "../fs/soci-artifacts.js";
 import { SpanCache } from "../fs/span-cache.js";
 import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
@@ -47,7 +56,11 @@ const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
 
 /** The metric calls the preparer makes (the daemon's SociMetrics satisfies it). */
 export interface PreparerMetrics {
-  countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count" | "fuse_failure_state", by?: number): void;
+  countOperation(
+    layer: string,
+    type: "fuse_mount_failure_count" | "local_mount_failure_count" | "fuse_failure_state",
+    by?: number,
+  ): void;
   observeOperation(layer: string, type: "mount" | "fuse_mount" | "soci_index_fetch" | "ztoc_fetch", ms: number): void;
   addLayer?(mountpoint: string, layer: { digest: string; size(): number; fetchedSize(): number }): void;
   removeLayer?(mountpoint: string): void;
@@ -95,7 +108,12 @@ export interface SociPreparerOptions {
    */
   parallel?: { mode: "primary" | "fallback" } & Omit<ParallelPullOptions, "root" | "client" | "logger">;
   /** `[background_fetch]`; undefined or `disable` ⇒ none. */
-  background?: { silencePeriodMs: number; fetchPeriodMs: number; maxQueueSize: number; dropPolicy: "newest" | "oldest" };
+  background?: {
+    silencePeriodMs: number;
+    fetchPeriodMs: number;
+    maxQueueSize: number;
+    dropPolicy: "newest" | "oldest";
+  };
 }
 
 interface LayerLabels {
@@ -154,7 +172,12 @@ export class SociPreparer implements RemotePreparer {
     // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
     this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
     if (opts.parallel) {
-      const puller = new ParallelPuller({ ...opts.parallel, root: opts.root, client: opts.client, logger: opts.logger });
+      const puller = new ParallelPuller({
+        ...opts.parallel,
+        root: opts.root,
+        client: opts.client,
+        logger: opts.logger,
+      });
       const ready = puller.start();
       ready.catch(() => undefined); // reported by the first parallel pull
       this.parallel = { mode: opts.parallel.mode, puller, ready };
@@ -164,10 +187,17 @@ export class SociPreparer implements RemotePreparer {
         ...opts.background,
         activity: this.activity,
         onEvent: (e) => {
-          if (e.kind === "span-failed") opts.logger.debug("background fetch of a span failed", { layer: e.layer, span: e.span, error: e.error.message });
+          if (e.kind === "span-failed")
+            opts.logger.debug("background fetch of a span failed", {
+              layer: e.layer,
+              span: e.span,
+              error: e.error.message,
+            });
         },
       });
-      this.background.start().catch((e: Error) => opts.logger.error("background fetcher stopped", { error: e.message }));
+      this.background
+        .start()
+        .catch((e: Error) => opts.logger.error("background fetcher stopped", { error: e.message }));
     }
   }
 
@@ -175,7 +205,12 @@ export class SociPreparer implements RemotePreparer {
     const log = this.opts.logger;
     const labels = layerLabels(req.labels);
     if (!labels) return { outcome: "defer", reason: "unable to get image ref from labels" };
-    const fields = { key: req.key, parent: req.parent, "layer-digest": labels.layerDigest, "image-ref": labels.imageRef };
+    const fields = {
+      key: req.key,
+      parent: req.parent,
+      "layer-digest": labels.layerDigest,
+      "image-ref": labels.imageRef,
+    };
     if (this.parallel?.mode === "primary") return this.pullParallel(req, labels);
 
     let ctx: ImageContext;
@@ -184,13 +219,21 @@ export class SociPreparer implements RemotePreparer {
       ctx = await this.imageContext(labels);
       index = await ctx.index;
     } catch (e) {
-      log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
+      log.warn("failed to prepare remote snapshot", {
+        ...fields,
+        "remote-snapshot-prepared": "false",
+        error: (e as Error).message,
+      });
       // §2.3: every discovery/fetch failure is ErrNoIndex in the reference; the error is in the line above
       if (this.parallel?.mode === "fallback") return this.pullParallel(req, labels);
       return { outcome: "defer", reason: DEFER_NO_INDEX };
     }
     const layerIdx = ctx.layers.findIndex((l) => l.digest === labels.layerDigest);
-    if (layerIdx < 0) return { outcome: "defer", reason: `layer ${labels.layerDigest} is not in image manifest ${ctx.manifest.digest}` };
+    if (layerIdx < 0)
+      return {
+        outcome: "defer",
+        reason: `layer ${labels.layerDigest} is not in image manifest ${ctx.manifest.digest}`,
+      };
     const layer = ctx.layers[layerIdx]!;
     const small = (this.opts.minLayerSize ?? 0) > 0 && (labels.size ?? layer.size) < this.opts.minLayerSize!;
 
@@ -198,14 +241,26 @@ export class SociPreparer implements RemotePreparer {
     if (ztocDesc) {
       try {
         if (!this.mountedImages.has(ctx.manifest.digest)) this.countImageOps(ctx.manifest.digest);
-        await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, index.prefetches.get(layer.digest), ctx.manifest.digest, labels.namespace);
+        await this.mountRemote(
+          req.mountpoint,
+          labels.ref,
+          layer,
+          ztocDesc,
+          index.prefetches.get(layer.digest),
+          ctx.manifest.digest,
+          labels.namespace,
+        );
         if (!this.mountedImages.has(ctx.manifest.digest)) {
           this.mountedImages.add(ctx.manifest.digest);
           this.background?.pause();
         }
         return { outcome: "remote", labels: { [LABEL_HAS_SOCI_INDEX_DIGEST]: "true" } };
       } catch (e) {
-        log.warn("failed to prepare remote snapshot", { ...fields, "remote-snapshot-prepared": "false", error: (e as Error).message });
+        log.warn("failed to prepare remote snapshot", {
+          ...fields,
+          "remote-snapshot-prepared": "false",
+          error: (e as Error).message,
+        });
         this.opts.metrics?.countOperation("", "fuse_mount_failure_count");
         await unmountPath(req.mountpoint).catch(() => undefined);
       }
@@ -232,11 +287,20 @@ export class SociPreparer implements RemotePreparer {
       const ctx = await this.imageContext(labels);
       const index = ctx.layers.findIndex((l) => l.digest === labels.layerDigest);
       if (index < 0) throw new Error(`layer ${labels.layerDigest} is not in image manifest ${ctx.manifest.digest}`);
-      const image = { key: ctx.manifest.digest, ref: labels.ref, namespace: req.namespace, layers: ctx.layers, diffIds: ctx.diffIds };
+      const image = {
+        key: ctx.manifest.digest,
+        ref: labels.ref,
+        namespace: req.namespace,
+        layers: ctx.layers,
+        diffIds: ctx.diffIds,
+      };
       await puller.pullLayer(image, index, req.mountpoint);
       return { outcome: "local" };
     } catch (e) {
-      return { outcome: "failed", error: new Error(`parallel pull of layer ${labels.layerDigest}: ${(e as Error).message}`, { cause: e }) };
+      return {
+        outcome: "failed",
+        error: new Error(`parallel pull of layer ${labels.layerDigest}: ${(e as Error).message}`, { cause: e }),
+      };
     }
   }
 
@@ -244,7 +308,9 @@ export class SociPreparer implements RemotePreparer {
   removed(labels: Labels): void {
     const image = labels[LABEL_MANIFEST_DIGEST];
     if (!this.parallel || !image) return;
-    this.parallel.puller.cleanImage(image).catch((e: Error) => this.opts.logger.warn("parallel pull: cleanup failed", { image, error: e.message }));
+    this.parallel.puller
+      .cleanImage(image)
+      .catch((e: Error) => this.opts.logger.warn("parallel pull: cleanup failed", { image, error: e.message }));
   }
 
   async check(mountpoint: string): Promise<void> {
@@ -256,7 +322,10 @@ export class SociPreparer implements RemotePreparer {
     // byte unless a fetch succeeded within blob.valid_interval)
     if (m.reader.fullyLocal) return;
     try {
-      await m.fetcher.check(this.opts.blobValidIntervalMs ?? 60_000, AbortSignal.timeout(this.opts.fetchTimeoutMs ?? 60_000));
+      await m.fetcher.check(
+        this.opts.blobValidIntervalMs ?? 60_000,
+        AbortSignal.timeout(this.opts.fetchTimeoutMs ?? 60_000),
+      );
     } catch (e) {
       throw new Error(`layer ${m.fetcher.digest} is not reachable: ${(e as Error).message}`, { cause: e });
     }
@@ -269,8 +338,17 @@ export class SociPreparer implements RemotePreparer {
     const index = await ctx.index;
     const layer = ctx.layers.find((l) => l.digest === labels.layerDigest);
     const ztocDesc = layer && index.ztocs.get(layer.digest);
-    if (!layer || !ztocDesc) throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
-    await this.mountRemote(req.mountpoint, labels.ref, layer, ztocDesc, undefined, ctx.manifest.digest, labels.namespace);
+    if (!layer || !ztocDesc)
+      throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
+    await this.mountRemote(
+      req.mountpoint,
+      labels.ref,
+      layer,
+      ztocDesc,
+      undefined,
+      ctx.manifest.digest,
+      labels.namespace,
+    );
   }
 
   async unmount(mountpoint: string): Promise<void> {
@@ -292,7 +370,15 @@ export class SociPreparer implements RemotePreparer {
     if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
   }
 
-  private async mountRemote(mountpoint: string, ref: ImageRef, layer: Descriptor, ztocDesc: Descriptor, prefetch: Descriptor | undefined, image: string, namespace: string): Promise<void> {
+  private async mountRemote(
+    mountpoint: string,
+    ref: ImageRef,
+    layer: Descriptor,
+    ztocDesc: Descriptor,
+    prefetch: Descriptor | undefined,
+    image: string,
+    namespace: string,
+  ): Promise<void> {
     const started = Date.now();
     const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
     const store = await this.storeFor(namespace);
@@ -346,9 +432,17 @@ export class SociPreparer implements RemotePreparer {
     }
     this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", Date.now() - t);
     this.opts.metrics?.observeOperation(layer.digest, "mount", Date.now() - started);
-    this.opts.logger.debug("layer mounted", { layer: layer.digest, "resolve-ms": t - started, "fuse-mount-ms": Date.now() - t });
+    this.opts.logger.debug("layer mounted", {
+      layer: layer.digest,
+      "resolve-ms": t - started,
+      "fuse-mount-ms": Date.now() - t,
+    });
     this.mounted.set(mountpoint, { mount, reader, fetcher });
-    this.opts.metrics?.addLayer?.(mountpoint, { digest: layer.digest, size: () => layer.size, fetchedSize: () => reader.state().fetchedSize });
+    this.opts.metrics?.addLayer?.(mountpoint, {
+      digest: layer.digest,
+      size: () => layer.size,
+      fetchedSize: () => reader.state().fetchedSize,
+    });
     this.background?.add(reader.spans).catch(() => undefined);
   }
 
@@ -375,14 +469,21 @@ export class SociPreparer implements RemotePreparer {
   }
 
   /** §4.6: the layer's prefetch artifact, resolved before the mount completes; failures only logged. */
-  private async prefetchLayer(ref: ImageRef, store: ArtifactStore, desc: Descriptor, reader: LayerReader): Promise<void> {
+  private async prefetchLayer(
+    ref: ImageRef,
+    store: ArtifactStore,
+    desc: Descriptor,
+    reader: LayerReader,
+  ): Promise<void> {
     const log = this.opts.logger;
     const layer = reader.spans.digest;
     try {
       log.info(`Loading prefetch artifact ${desc.digest}`, { layer });
       const spans = (await fetchPrefetch(this.opts.client, ref, store, desc)).prefetchSpans ?? [];
       log.info(`Successfully loaded prefetch artifact with ${spans.length} span ranges`, { layer });
-      const { resolved, errors } = await prefetchSpans(reader.spans, spans, { concurrency: this.opts.prefetch?.concurrency ?? 4 });
+      const { resolved, errors } = await prefetchSpans(reader.spans, spans, {
+        concurrency: this.opts.prefetch?.concurrency ?? 4,
+      });
       log.debug("prefetched spans", { layer, spans: resolved });
       for (const e of errors) log.warn("failed to prefetch a span", { layer, error: e.message });
     } catch (e) {
@@ -431,7 +532,13 @@ export class SociPreparer implements RemotePreparer {
    * as soon as the index is known overlaps those fetches with each other and with the layers
    * before them, instead of one round trip (and transfer) per Prepare.
    */
-  private fetchZtocsAhead(ref: ImageRef, store: ArtifactStore, namespace: string, layers: Descriptor[], index: ResolvedIndex): Promise<void> {
+  private fetchZtocsAhead(
+    ref: ImageRef,
+    store: ArtifactStore,
+    namespace: string,
+    layers: Descriptor[],
+    index: ResolvedIndex,
+  ): Promise<void> {
     const min = this.opts.minLayerSize ?? 0;
     const started: Promise<void>[] = [];
     for (const layer of layers) {
@@ -495,29 +602,35 @@ export class SociPreparer implements RemotePreparer {
     if (labels.indexDigest) discovery.indexDigest = labels.indexDigest;
     // the SOCI index and the image config are fetched at the same time (one round trip saved);
     // parallel pull as the primary mode never looks for one
-    const index = this.parallel?.mode === "primary" ? Promise.reject(new NoIndexError("parallel pull mode")) : (async () => {
-      const t = Date.now();
-      const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
-      this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });
-      // the index and the ztocs fetched ahead are written in one batch (one containerd lease),
-      // which ends once the ztocs are in: the index's GC labels keep them from then on
-      const batch = await openBatch(await this.storeFor(labels.namespace));
-      let found: ResolvedIndex;
-      try {
-        found = await fetchSociIndex(client, labels.ref, batch.store, desc);
-      } catch (e) {
-        await batch.done();
-        throw e;
-      }
-      this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
-      void this.fetchZtocsAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() => batch.done());
-      return found;
-    })();
+    const index =
+      this.parallel?.mode === "primary"
+        ? Promise.reject(new NoIndexError("parallel pull mode"))
+        : (async () => {
+            const t = Date.now();
+            const desc = await findSociIndex(client, labels.ref, manifest, discovery, bytes);
+            this.opts.logger.info("fetching SOCI artifacts using index descriptor", { digest: desc.digest });
+            // the index and the ztocs fetched ahead are written in one batch (one containerd lease),
+            // which ends once the ztocs are in: the index's GC labels keep them from then on
+            const batch = await openBatch(await this.storeFor(labels.namespace));
+            let found: ResolvedIndex;
+            try {
+              found = await fetchSociIndex(client, labels.ref, batch.store, desc);
+            } catch (e) {
+              await batch.done();
+              throw e;
+            }
+            this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
+            void this.fetchZtocsAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() =>
+              batch.done(),
+            );
+            return found;
+          })();
     index.catch(() => undefined); // observed by prepare
-    const config = JSON.parse(Buffer.from(await source.get(m.config.digest, m.config.mediaType)).toString("utf8")) as { rootfs?: { diff_ids?: string[] } };
+    const config = JSON.parse(Buffer.from(await source.get(m.config.digest, m.config.mediaType)).toString("utf8")) as {
+      rootfs?: { diff_ids?: string[] };
+    };
     return { manifest, layers: m.layers ?? [], diffIds: config.rootfs?.diff_ids ?? [], index };
   }
-
 }
 
 /** The image reference, layer digest and the rest from either label dialect, or undefined. */
@@ -540,10 +653,17 @@ export function layerLabels(labels: Labels): LayerLabels | undefined {
 }
 
 /** ctr-remote sends no manifest digest: resolve the reference and pick the manifest holding the layer. */
-async function manifestHoldingLayer(client: RegistryClient, source: RegistrySource, ref: ImageRef, layerDigest: string): Promise<Descriptor> {
+async function manifestHoldingLayer(
+  client: RegistryClient,
+  source: RegistrySource,
+  ref: ImageRef,
+  layerDigest: string,
+): Promise<Descriptor> {
   const root = await client.resolve(ref);
   const candidates = isIndexType(root.mediaType)
-    ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) => m.artifactType !== SociIndexArtifactTypeV2)
+    ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter(
+        (m) => m.artifactType !== SociIndexArtifactTypeV2,
+      )
     : [root];
   for (const c of candidates) {
     const m = parseManifest(await source.get(c.digest, c.mediaType));

@@ -55,7 +55,8 @@ interface Row {
   span_size: number;
 }
 
-const COLUMNS = "digest, size, location, oci_digest, image_digest, platform, type, media_type, artifact_type, created_at, span_size";
+const COLUMNS =
+  "digest, size, location, oci_digest, image_digest, platform, type, media_type, artifact_type, created_at, span_size";
 const NEWEST_FIRST = "ORDER BY created_at DESC, rowid DESC";
 
 // Append-only: entry i upgrades a database at schema version i to version i+1.
@@ -142,7 +143,9 @@ export class ArtifactsDb {
   put(entry: ArtifactEntryInput): ArtifactEntry {
     const row = toRow(entry);
     this.db
-      .prepare(`INSERT OR REPLACE INTO artifacts (${COLUMNS}) VALUES (@digest, @size, @location, @oci_digest, @image_digest, @platform, @type, @media_type, @artifact_type, @created_at, @span_size)`)
+      .prepare(
+        `INSERT OR REPLACE INTO artifacts (${COLUMNS}) VALUES (@digest, @size, @location, @oci_digest, @image_digest, @platform, @type, @media_type, @artifact_type, @created_at, @span_size)`,
+      )
       .run(row);
     return fromRow(row);
   }
@@ -203,18 +206,31 @@ export class ArtifactsDb {
 
   /** A reusable ztoc: the newest `soci_layer` entry for this layer built with this span size. */
   findZtoc(layerDigest: string, spanSize: number): ArtifactEntry | undefined {
-    return this.select(`WHERE type = 'soci_layer' AND oci_digest = ? AND span_size = ? ${NEWEST_FIRST} LIMIT 1`, layerDigest, spanSize)[0];
+    return this.select(
+      `WHERE type = 'soci_layer' AND oci_digest = ? AND span_size = ? ${NEWEST_FIRST} LIMIT 1`,
+      layerDigest,
+      spanSize,
+    )[0];
   }
 
   /** Index entries for a platform manifest, newest first, optionally of one artifact type (v1/v2). */
   indexesForManifest(ociDigest: string, artifactType?: string): ArtifactEntry[] {
-    if (artifactType === undefined) return this.select(`WHERE type = 'soci_index' AND oci_digest = ? ${NEWEST_FIRST}`, ociDigest);
-    return this.select(`WHERE type = 'soci_index' AND oci_digest = ? AND artifact_type = ? ${NEWEST_FIRST}`, ociDigest, artifactType);
+    if (artifactType === undefined)
+      return this.select(`WHERE type = 'soci_index' AND oci_digest = ? ${NEWEST_FIRST}`, ociDigest);
+    return this.select(
+      `WHERE type = 'soci_index' AND oci_digest = ? AND artifact_type = ? ${NEWEST_FIRST}`,
+      ociDigest,
+      artifactType,
+    );
   }
 
   /** Index entries (OCI-manifest media type, as the reference checks) for an image target, newest first. */
   indexesForImage(imageDigest: string): ArtifactEntry[] {
-    return this.select(`WHERE media_type = ? AND image_digest = ? ${NEWEST_FIRST}`, MEDIA_TYPE_OCI_MANIFEST, imageDigest);
+    return this.select(
+      `WHERE media_type = ? AND image_digest = ? ${NEWEST_FIRST}`,
+      MEDIA_TYPE_OCI_MANIFEST,
+      imageDigest,
+    );
   }
 
   /** convert step 7: rebinds a v2 index entry to the rewritten manifest and the new OCI index. */
@@ -246,7 +262,9 @@ function migrate(db: Database.Database): void {
     const row = db.prepare("SELECT version FROM schema_version").get() as { version: number } | undefined;
     const current = row?.version ?? 0;
     if (current > MIGRATIONS.length) {
-      throw new Error(`artifacts.db schema version ${current} is newer than this program supports (${MIGRATIONS.length})`);
+      throw new Error(
+        `artifacts.db schema version ${current} is newer than this program supports (${MIGRATIONS.length})`,
+      );
     }
     for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
     if (row === undefined) db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(MIGRATIONS.length);

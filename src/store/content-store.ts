@@ -186,7 +186,11 @@ export class ContentStore {
     }
     const size = (await handle.stat()).size;
     const stop = Math.min(end ?? size, size);
-    if (start < 0 || !Number.isSafeInteger(start) || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
+    if (
+      start < 0 ||
+      !Number.isSafeInteger(start) ||
+      (end !== undefined && (!Number.isSafeInteger(end) || end < start))
+    ) {
       await handle.close();
       throw new RangeError(`invalid range [${start}, ${end}) for ${digest}`);
     }

@@ -34,7 +34,9 @@ export class SizeMismatchError extends StoreError {
     readonly expected: number,
     readonly actual: number,
   ) {
-    super(`size mismatch for ${digest}: expected ${expected} bytes, got ${actual}${actual > expected ? " or more" : ""}`);
+    super(
+      `size mismatch for ${digest}: expected ${expected} bytes, got ${actual}${actual > expected ? " or more" : ""}`,
+    );
   }
 }
 

@@ -46,11 +46,12 @@ export async function ensureLayoutFile(dir: string): Promise<void> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    await writeFile(path, JSON.stringify({ imageLayoutVersion: IMAGE_LAYOUT_VERSION }), { mode: 0o666, flag: "wx" }).catch(
-      (e: NodeJS.ErrnoException) => {
-        if (e.code !== "EEXIST") throw e; // created concurrently by another opener
-      },
-    );
+    await writeFile(path, JSON.stringify({ imageLayoutVersion: IMAGE_LAYOUT_VERSION }), {
+      mode: 0o666,
+      flag: "wx",
+    }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e; // created concurrently by another opener
+    });
     return;
   }
   checkLayoutFile(dir, text);
@@ -113,7 +114,11 @@ export async function readIndexJson(dir: string): Promise<(Index & { manifests: 
 }
 
 /** Writes `index.json` as Go-JSON `{"schemaVersion":2,"mediaType":<OCI index>,"manifests":[...]}`. */
-export async function writeIndexJson(dir: string, manifests: Descriptor[], extra: Partial<Omit<Index, "manifests">> = {}): Promise<void> {
+export async function writeIndexJson(
+  dir: string,
+  manifests: Descriptor[],
+  extra: Partial<Omit<Index, "manifests">> = {},
+): Promise<void> {
   const index: Index = { schemaVersion: 2, mediaType: MediaTypeImageIndex, ...extra, manifests };
   await writeIndex(dir, index);
 }

@@ -1,6 +1,11 @@
 // What oras-go's oci.Store (v2.6) needs beyond the image-spec documents of formats/oci.ts: the
 // ref-name annotation of index.json entries, the layout version, and which pushes get tracked.
-import { MediaTypeDockerSchema2Manifest, MediaTypeDockerSchema2ManifestList, MediaTypeImageIndex, MediaTypeImageManifest } from "../formats/oci.js";
+import {
+  MediaTypeDockerSchema2Manifest,
+  MediaTypeDockerSchema2ManifestList,
+  MediaTypeImageIndex,
+  MediaTypeImageManifest,
+} from "../formats/oci.js";
 
 export const ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name";
 export const IMAGE_LAYOUT_VERSION = "1.0.0";

@@ -4,7 +4,8 @@
 
 const NS_PER_S = 1_000_000_000n;
 const NS_PER_MS = 1_000_000n;
-const TIMESTAMP_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+const TIMESTAMP_RE =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
 // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z in ns since the Unix epoch
 const MIN_NS = -62135596800n * NS_PER_S;
 const MAX_NS = 253402300800n * NS_PER_S - 1n;
@@ -48,7 +49,14 @@ export function timestampToNs(ts: string): bigint {
   // setUTCFullYear, unlike Date.UTC, does not map years 0..99 to 1900..1999
   date.setUTCFullYear(Number(y), Number(mo) - 1, Number(d));
   date.setUTCHours(Number(h), Number(mi), Number(s), 0);
-  if (date.getUTCFullYear() !== Number(y) || date.getUTCMonth() !== Number(mo) - 1 || date.getUTCDate() !== Number(d) || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) {
+  if (
+    date.getUTCFullYear() !== Number(y) ||
+    date.getUTCMonth() !== Number(mo) - 1 ||
+    date.getUTCDate() !== Number(d) ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s) > 59
+  ) {
     throw new RangeError(`invalid timestamp ${JSON.stringify(ts)}`);
   }
   let ns = BigInt(date.getTime()) * NS_PER_MS + BigInt(frac.padEnd(9, "0"));

@@ -111,7 +111,11 @@ export async function buildCheckpoints(
 }
 
 /** Synchronous variant for bytes already in memory. */
-export function buildCheckpointsSync(bytes: Uint8Array, spanSize: number, opts: CheckpointOptions = {}): CheckpointResult {
+export function buildCheckpointsSync(
+  bytes: Uint8Array,
+  spanSize: number,
+  opts: CheckpointOptions = {},
+): CheckpointResult {
   const b = new CheckpointBuilder(spanSize, opts);
   b.push(bytes);
   return b.finish();

@@ -16,7 +16,12 @@ export interface CheckpointState {
  * compressed bytes of one or more consecutive spans, starting at the checkpoint's span.
  * Later gzip members are crossed transparently.
  */
-export function extract(spanBytes: Uint8Array, checkpoint: CheckpointState, offset: number, length: number): Uint8Array {
+export function extract(
+  spanBytes: Uint8Array,
+  checkpoint: CheckpointState,
+  offset: number,
+  length: number,
+): Uint8Array {
   if (!Number.isInteger(offset) || !Number.isInteger(length) || length < 0) {
     throw new RangeError(`extract: invalid offset/length ${offset}/${length}`);
   }

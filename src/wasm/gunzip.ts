@@ -10,7 +10,8 @@ export function gunzip(bytes: Uint8Array, opts: GunzipOptions = {}): Uint8Array 
   const max = opts.maxOutput ?? Number.MAX_SAFE_INTEGER;
   // ISIZE of the last member sizes the result exactly for the common single-member case. It is
   // untrusted: DEFLATE cannot expand more than 1032:1, so a larger claim is not believed.
-  const isize = bytes.length >= 18 ? new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0, true) : 0;
+  const isize =
+    bytes.length >= 18 ? new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 4, 4).getUint32(0, true) : 0;
   const hint = Math.min(isize, bytes.length * 1032);
   let out: Uint8Array = Buffer.allocUnsafeSlow(Math.min(hint, max));
   let used = 0;

@@ -119,7 +119,9 @@ export class Inflater {
           this.emit(sink);
           const op = ex.outPtr();
           sink.checkpoint?.(
-            ex.checkpointIn(), ex.checkpointOut(), ex.checkpointBits(),
+            ex.checkpointIn(),
+            ex.checkpointOut(),
+            ex.checkpointBits(),
             new Uint8Array(ex.memory.buffer, op - WINDOW_SIZE, WINDOW_SIZE),
           );
           continue;

@@ -45,7 +45,9 @@ export class InflatePool {
       maxThreads: threads,
       idleTimeout: opts.idleTimeout ?? 30_000,
       concurrentTasksPerWorker: 1,
-      ...(opts.maxYoungGenerationSizeMb ? { resourceLimits: { maxYoungGenerationSizeMb: opts.maxYoungGenerationSizeMb } } : {}),
+      ...(opts.maxYoungGenerationSizeMb
+        ? { resourceLimits: { maxYoungGenerationSizeMb: opts.maxYoungGenerationSizeMb } }
+        : {}),
     });
   }
 
@@ -64,7 +66,13 @@ export class InflatePool {
     const bytes = new Uint8Array(spanBytes);
     const window = new Uint8Array(checkpoint.window);
     return this.run(
-      { op: "extract", spanBytes: bytes, checkpoint: { out: checkpoint.out, bits: checkpoint.bits, window }, offset, length },
+      {
+        op: "extract",
+        spanBytes: bytes,
+        checkpoint: { out: checkpoint.out, bits: checkpoint.bits, window },
+        offset,
+        length,
+      },
       [bytes.buffer, window.buffer],
     );
   }

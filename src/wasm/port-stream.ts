@@ -41,7 +41,11 @@ export function portSender(port: MessagePort, inFlight: number, onProgress?: (by
       const chunks = stream instanceof Uint8Array ? [stream] : stream;
       for await (const chunk of chunks as AsyncIterable<Uint8Array>) {
         if (stopped) return;
-        const owned = transfer && chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
+        const owned =
+          transfer &&
+          chunk.byteOffset === 0 &&
+          chunk.byteLength === chunk.buffer.byteLength &&
+          chunk.buffer instanceof ArrayBuffer;
         const copy = owned ? chunk : new Uint8Array(chunk);
         sizes.push(copy.length);
         port.postMessage({ chunk: copy } satisfies ChunkMessage, [copy.buffer as ArrayBuffer]);
@@ -57,7 +61,12 @@ export function portSender(port: MessagePort, inFlight: number, onProgress?: (by
  * Feeds chunks arriving on `port` to `onChunk` (acknowledging each), then resolves with `onEnd()`.
  * Any exception rejects and closes the port.
  */
-export function consumePort<T>(port: MessagePort, onChunk: (c: Uint8Array) => void, onEnd: () => T, onError: () => void): Promise<T> {
+export function consumePort<T>(
+  port: MessagePort,
+  onChunk: (c: Uint8Array) => void,
+  onEnd: () => T,
+  onError: () => void,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     let seq = 0;
     let settled = false;

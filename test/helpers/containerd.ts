@@ -88,7 +88,11 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     `  path = ${toml(join(root, "opt"))}`,
   ];
   for (const [name, p] of Object.entries(opts.proxyPlugins ?? {})) {
-    lines.push(`[proxy_plugins.${toml(name)}]`, `  type = ${toml(p.type ?? "snapshot")}`, `  address = ${toml(p.address)}`);
+    lines.push(
+      `[proxy_plugins.${toml(name)}]`,
+      `  type = ${toml(p.type ?? "snapshot")}`,
+      `  address = ${toml(p.address)}`,
+    );
   }
   if (opts.extraConfig) lines.push(opts.extraConfig);
   writeFileSync(configPath, lines.join("\n") + "\n");
@@ -133,12 +137,18 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   // ready when `ctr version` reaches the server
   const deadline = Date.now() + (opts.startTimeoutMs ?? 20_000);
   for (;;) {
-    const died = await Promise.race([exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 100))]);
+    const died = await Promise.race([
+      exited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 100)),
+    ]);
     if (died) {
       await stop();
       throw new Error(`containerd exited during startup:\n${output}`);
     }
-    const ok = await execFileP(CTR_BIN, ["--address", socket, "--timeout", "2s", "version"]).then(() => true, () => false);
+    const ok = await execFileP(CTR_BIN, ["--address", socket, "--timeout", "2s", "version"]).then(
+      () => true,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) {
       await stop();

@@ -4,9 +4,14 @@
 import { BitWriter } from "./ref-inflate.js";
 import type { Rng } from "./inflate-util.js";
 
-const LBASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LBASE = [
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+];
 const LEXT = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DBASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DBASE = [
+  1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+  8193, 12289, 16385, 24577,
+];
 const DEXT = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 
 /** Writes a match in a fixed-Huffman block (length 3..258, distance 1..32768). */
@@ -42,7 +47,9 @@ export function randomDeflate(r: Rng, size: number, opts: GenOptions = {}): { ra
     if (kind === 0) {
       // stored block, possibly empty
       const len = r.int(4) === 0 ? 0 : Math.min(size - n, r.range(1, 5000));
-      w.bits(0, 1).bits(0, 2).raw([len & 0xff, len >> 8, ~len & 0xff, (~len >> 8) & 0xff]);
+      w.bits(0, 1)
+        .bits(0, 2)
+        .raw([len & 0xff, len >> 8, ~len & 0xff, (~len >> 8) & 0xff]);
       const b = r.bytes(len);
       w.raw(b);
       out.set(b, n);

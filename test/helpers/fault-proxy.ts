@@ -47,7 +47,10 @@ export interface FaultProxy {
 }
 
 export async function startFaultProxy(upstream: string /* host:port */): Promise<FaultProxy> {
-  const [upHost, upPort] = [upstream.slice(0, upstream.lastIndexOf(":")), Number(upstream.slice(upstream.lastIndexOf(":") + 1))];
+  const [upHost, upPort] = [
+    upstream.slice(0, upstream.lastIndexOf(":")),
+    Number(upstream.slice(upstream.lastIndexOf(":") + 1)),
+  ];
   const agent = new Agent({ keepAlive: true });
   let rules: { rule: FaultRule; left: number }[] = [];
   const log: LoggedRequest[] = [];
@@ -68,7 +71,9 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
     const path = req.url ?? "/";
     const action = origin === "main" ? pick(req, path) : undefined;
     const entry: LoggedRequest = {
-      method: req.method ?? "", path, origin,
+      method: req.method ?? "",
+      path,
+      origin,
       ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
       ...(req.headers.range ? { range: req.headers.range } : {}),
       ...(action ? { fault: action.kind } : {}),
@@ -79,7 +84,8 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
       req.on("end", () => {
         const body = action.body ?? JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected fault" }] });
         res.writeHead(action.status, {
-          "content-type": "application/json", "content-length": Buffer.byteLength(body),
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
           ...(action.retryAfter !== undefined ? { "retry-after": action.retryAfter } : {}),
           ...(action.wwwAuthenticate !== undefined ? { "www-authenticate": action.wwwAuthenticate } : {}),
         });
@@ -134,7 +140,8 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
     req.pipe(up);
   };
 
-  const listen = (s: Server) => new Promise<number>((resolve) => s.listen(0, "127.0.0.1", () => resolve((s.address() as AddressInfo).port)));
+  const listen = (s: Server) =>
+    new Promise<number>((resolve) => s.listen(0, "127.0.0.1", () => resolve((s.address() as AddressInfo).port)));
   const main = createServer(handler("main"));
   const redirect = createServer(handler("redirect"));
   const port = await listen(main);

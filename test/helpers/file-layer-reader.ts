@@ -44,7 +44,12 @@ export class FileLayerReader implements LayerFileReader {
     this.cacheSpans = opts.cacheSpans ?? 64;
   }
 
-  static async open(blobPath: string, ztoc: Ztoc, digest: string, opts: FileLayerReaderOptions = {}): Promise<FileLayerReader> {
+  static async open(
+    blobPath: string,
+    ztoc: Ztoc,
+    digest: string,
+    opts: FileLayerReaderOptions = {},
+  ): Promise<FileLayerReader> {
     const fh = await open(blobPath, "r");
     const { size } = await fh.stat();
     const r = new FileLayerReader(fh, ztoc, digest, size, opts);
@@ -119,11 +124,15 @@ export class FileLayerReader implements LayerFileReader {
     const cEnd = z.endCompressedOffset(i, this.ztoc.compressedArchiveSize);
     const bytes = await this.readBlob(cStart, cEnd);
     const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-    if (digest !== this.ztoc.spanDigests[i]) throw new Error(`span ${i}: digest mismatch: ${digest} != ${this.ztoc.spanDigests[i]}`);
+    if (digest !== this.ztoc.spanDigests[i])
+      throw new Error(`span ${i}: digest mismatch: ${digest} != ${this.ztoc.spanDigests[i]}`);
     this.fetched.add(i);
     const uStart = z.startUncompressedOffset(i);
     const uEnd = z.endUncompressedOffset(i, this.ztoc.uncompressedArchiveSize);
-    const data = z instanceof GzipZinfo ? extract(bytes, z.checkpoint(i), uStart, uEnd - uStart) : bytes.subarray(0, uEnd - uStart);
+    const data =
+      z instanceof GzipZinfo
+        ? extract(bytes, z.checkpoint(i), uStart, uEnd - uStart)
+        : bytes.subarray(0, uEnd - uStart);
     this.cache.set(i, data);
     while (this.cache.size > this.cacheSpans) this.cache.delete(this.cache.keys().next().value!);
     return data;
@@ -144,7 +153,13 @@ export class FileLayerReader implements LayerFileReader {
   fetchedSize(): number {
     const ranges = [...this.fetched]
       .sort((a, b) => a - b)
-      .map((i) => [this.zinfo.startCompressedOffset(i), this.zinfo.endCompressedOffset(i, this.ztoc.compressedArchiveSize)] as const);
+      .map(
+        (i) =>
+          [
+            this.zinfo.startCompressedOffset(i),
+            this.zinfo.endCompressedOffset(i, this.ztoc.compressedArchiveSize),
+          ] as const,
+      );
     let total = this.headerFetched;
     let reach = this.headerFetched;
     for (const [s, e] of ranges) {

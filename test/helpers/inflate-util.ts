@@ -91,10 +91,18 @@ export function mixed(rng: Rng, size: number): Uint8Array {
     const kind = rng.int(7);
     let seg: Uint8Array;
     switch (kind) {
-      case 0: seg = rng.bytes(len); break;
-      case 1: seg = new Uint8Array(len).fill(rng.int(2) ? 0 : rng.int(256)); break;
-      case 2: seg = textLike(rng, len); break;
-      case 3: seg = repeating(rng, rng.range(1, 40), len); break;
+      case 0:
+        seg = rng.bytes(len);
+        break;
+      case 1:
+        seg = new Uint8Array(len).fill(rng.int(2) ? 0 : rng.int(256));
+        break;
+      case 2:
+        seg = textLike(rng, len);
+        break;
+      case 3:
+        seg = repeating(rng, rng.range(1, 40), len);
+        break;
       case 4: {
         seg = new Uint8Array(len);
         const dv = new DataView(seg.buffer);
@@ -202,7 +210,8 @@ export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
     return `length ${actual.length} != expected ${expected.length} (first difference at ${i})`;
   }
   for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) return `differ at byte ${i} of ${actual.length}: ${actual[i]} != expected ${expected[i]}`;
+    if (actual[i] !== expected[i])
+      return `differ at byte ${i} of ${actual.length}: ${actual[i]} != expected ${expected[i]}`;
   }
   return "equal";
 }

@@ -362,11 +362,22 @@ export function runCommand(
     const child = execFile(
       cmd,
       args,
-      { maxBuffer: 512 * 1024 * 1024, timeout: opts.timeoutMs ?? 120_000, killSignal: "SIGKILL", env: opts.env, encoding: "utf8" },
+      {
+        maxBuffer: 512 * 1024 * 1024,
+        timeout: opts.timeoutMs ?? 120_000,
+        killSignal: "SIGKILL",
+        env: opts.env,
+        encoding: "utf8",
+      },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
+        const code = err
+          ? typeof (err as { code?: unknown }).code === "number"
+            ? (err as { code: number }).code
+            : -1
+          : 0;
         const r = { code, stdout, stderr: stderr + (err && code === -1 ? `\n${err.message}` : "") };
-        if (code !== 0 && !opts.allowFail) reject(new Error(`${cmd} ${args.join(" ").slice(0, 200)} failed (${code}): ${r.stderr.slice(0, 2000)}`));
+        if (code !== 0 && !opts.allowFail)
+          reject(new Error(`${cmd} ${args.join(" ").slice(0, 200)} failed (${code}): ${r.stderr.slice(0, 2000)}`));
         else resolve(r);
       },
     );
@@ -383,20 +394,27 @@ function pipeThrough(cmd: string, args: string[], input: Uint8Array): Promise<Bu
     child.stdout.on("data", (c: Buffer) => out.push(c));
     child.stderr.on("data", (c: Buffer) => (err += c.toString()));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${cmd} exited ${code}: ${err}`))));
+    child.on("close", (code) =>
+      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${cmd} exited ${code}: ${err}`)),
+    );
     child.stdin.end(input);
   });
 }
 
 const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
-async function variant(name: LayerVariantName, path: string, compression: "gzip" | "uncompressed"): Promise<LayerVariant> {
+async function variant(
+  name: LayerVariantName,
+  path: string,
+  compression: "gzip" | "uncompressed",
+): Promise<LayerVariant> {
   const bytes = await readFile(path);
   return {
     name,
     path,
     compression,
-    mediaType: compression === "gzip" ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
+    mediaType:
+      compression === "gzip" ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
     digest: sha256(bytes),
     size: bytes.length,
   };
@@ -410,7 +428,18 @@ export async function buildLayerFixture(opts: LayerFixtureOptions = {}): Promise
   const tarPath = join(workDir, "layer.tar");
   try {
     await runCommand("python3", ["-c", GENERATOR, sourceDir, String(opts.seed ?? 1), String(opts.smallFiles ?? 3000)]);
-    await runCommand("tar", ["--format=posix", "--xattrs", "--xattrs-include=*", "--numeric-owner", "--sort=name", "-C", sourceDir, "-cf", tarPath, "."]);
+    await runCommand("tar", [
+      "--format=posix",
+      "--xattrs",
+      "--xattrs-include=*",
+      "--numeric-owner",
+      "--sort=name",
+      "-C",
+      sourceDir,
+      "-cf",
+      tarPath,
+      ".",
+    ]);
     const tar = await readFile(tarPath);
 
     const gzPath = join(workDir, "layer.tar.gz");
@@ -519,7 +548,9 @@ export type TreeDump = Record<string, TreeEntry>;
  * child process: safe to point at a FUSE mount served by this process.
  */
 export async function walkTree(dir: string, opts: { hash?: boolean; timeoutMs?: number } = {}): Promise<TreeDump> {
-  const r = await runCommand("python3", ["-c", WALKER, dir, opts.hash === false ? "0" : "1"], { timeoutMs: opts.timeoutMs ?? 300_000 });
+  const r = await runCommand("python3", ["-c", WALKER, dir, opts.hash === false ? "0" : "1"], {
+    timeoutMs: opts.timeoutMs ?? 300_000,
+  });
   return JSON.parse(r.stdout) as TreeDump;
 }
 
@@ -541,7 +572,10 @@ export interface RangeResult {
 }
 
 /** pread()s of the requested ranges in a child process with `threads` concurrent readers. */
-export async function readRanges(reqs: RangeRequest[], opts: { threads?: number; timeoutMs?: number } = {}): Promise<RangeResult[]> {
+export async function readRanges(
+  reqs: RangeRequest[],
+  opts: { threads?: number; timeoutMs?: number } = {},
+): Promise<RangeResult[]> {
   const r = await runCommand("python3", ["-c", RANGE_READER, String(opts.threads ?? 8)], {
     input: JSON.stringify(reqs),
     timeoutMs: opts.timeoutMs ?? 300_000,

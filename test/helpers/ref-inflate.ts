@@ -134,7 +134,9 @@ function construct(lengths: ArrayLike<number>): { h: Huffman; left: number } {
 }
 
 function decode(r: BitReader, h: Huffman): number {
-  let code = 0, first = 0, index = 0;
+  let code = 0,
+    first = 0,
+    index = 0;
   for (let len = 1; len < 16; len++) {
     code |= r.bit();
     const count = h.count[len]!;
@@ -147,9 +149,14 @@ function decode(r: BitReader, h: Huffman): number {
   throw new RefInflateError("invalid Huffman code");
 }
 
-const LBASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LBASE = [
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+];
 const LEXT = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DBASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DBASE = [
+  1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+  8193, 12289, 16385, 24577,
+];
 const DEXT = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 const ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
@@ -187,7 +194,8 @@ function dynamicCodes(r: BitReader): { lit: Huffman; dist: Huffman } {
       lengths.push(sym);
       continue;
     }
-    let rep: number, val = 0;
+    let rep: number,
+      val = 0;
     if (sym === 16) {
       if (lengths.length === 0) throw new RefInflateError("repeat with no first length");
       val = lengths[lengths.length - 1]!;

@@ -35,10 +35,22 @@ export interface RegistryOptions {
 
 function authConfig(opts: RegistryOptions): string[] {
   if (opts.token) {
-    return ["auth:", "  token:", `    realm: ${opts.token.realm}`, `    service: ${opts.token.service}`,
-      `    issuer: ${opts.token.issuer}`, `    rootcertbundle: ${opts.token.rootCertBundle}`];
+    return [
+      "auth:",
+      "  token:",
+      `    realm: ${opts.token.realm}`,
+      `    service: ${opts.token.service}`,
+      `    issuer: ${opts.token.issuer}`,
+      `    rootcertbundle: ${opts.token.rootCertBundle}`,
+    ];
   }
-  if (opts.htpasswd) return ["auth:", "  htpasswd:", `    realm: ${opts.htpasswd.realm ?? "soci-test"}`, `    path: ${opts.htpasswd.path}`];
+  if (opts.htpasswd)
+    return [
+      "auth:",
+      "  htpasswd:",
+      `    realm: ${opts.htpasswd.realm ?? "soci-test"}`,
+      `    path: ${opts.htpasswd.path}`,
+    ];
   return [];
 }
 
@@ -59,33 +71,40 @@ export function freePort(): Promise<number> {
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryServer> {
   if (!existsSync(REGISTRY_BIN)) {
-    throw new Error(`${REGISTRY_BIN} not found: install the Debian package docker-registry (apt-get install -y docker-registry)`);
+    throw new Error(
+      `${REGISTRY_BIN} not found: install the Debian package docker-registry (apt-get install -y docker-registry)`,
+    );
   }
   const dir = mkdtempSync(join(tmpdir(), "soci-registry-"));
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const host = `127.0.0.1:${port}`;
     const config = join(dir, "config.yml");
-    writeFileSync(config, [
-      "version: 0.1",
-      "log:",
-      "  level: error",
-      "  accesslog:",
-      `    disabled: ${opts.accessLog ? "false" : "true"}`,
-      "storage:",
-      "  filesystem:",
-      `    rootdirectory: ${join(dir, "data")}`,
-      "  delete:",
-      "    enabled: true",
-      "http:",
-      `  addr: ${host}`,
-      ...(opts.tls ? ["  tls:", `    certificate: ${opts.tls.certFile}`, `    key: ${opts.tls.keyFile}`] : []),
-      ...authConfig(opts),
-      "",
-    ].join("\n"));
+    writeFileSync(
+      config,
+      [
+        "version: 0.1",
+        "log:",
+        "  level: error",
+        "  accesslog:",
+        `    disabled: ${opts.accessLog ? "false" : "true"}`,
+        "storage:",
+        "  filesystem:",
+        `    rootdirectory: ${join(dir, "data")}`,
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        `  addr: ${host}`,
+        ...(opts.tls ? ["  tls:", `    certificate: ${opts.tls.certFile}`, `    key: ${opts.tls.keyFile}`] : []),
+        ...authConfig(opts),
+        "",
+      ].join("\n"),
+    );
     const child = spawn(REGISTRY_BIN, ["serve", config], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
     const requests: string[] = [];
     let partial = "";
     child.stdout!.on("data", (d: Buffer) => {
@@ -102,7 +121,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     if (ok) {
       requests.length = 0; // readiness probes are not the test's traffic
       return {
-        host, url, dir, requests,
+        host,
+        url,
+        dir,
+        requests,
         stop: async () => {
           await stopChild(child, exited);
           rmSync(dir, { recursive: true, force: true });
@@ -119,7 +141,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
 
 async function waitReady(url: string, exited: Promise<number | null>): Promise<boolean> {
   let dead = false;
-  void exited.then(() => { dead = true; });
+  void exited.then(() => {
+    dead = true;
+  });
   const deadline = Date.now() + 15_000;
   // the probe only asks "is it serving": TLS unverified, 401 (auth configured) counts as up
   const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });

@@ -26,13 +26,25 @@ export interface SociDaemon {
   stop(signal: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnDaemon(opts: { address: string; root: string; config: string; logLevel?: string; env?: NodeJS.ProcessEnv }): SociDaemon {
+export function spawnDaemon(opts: {
+  address: string;
+  root: string;
+  config: string;
+  logLevel?: string;
+  env?: NodeJS.ProcessEnv;
+}): SociDaemon {
   let output = "";
-  const proc = spawn(DAEMON_BIN, ["--address", opts.address, "--root", opts.root, "--config", opts.config, "--log-level", opts.logLevel ?? "debug"], {
-    stdio: ["ignore", "pipe", "pipe"],
-    ...(opts.env ? { env: opts.env } : {}),
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));
+  const proc = spawn(
+    DAEMON_BIN,
+    ["--address", opts.address, "--root", opts.root, "--config", opts.config, "--log-level", opts.logLevel ?? "debug"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(opts.env ? { env: opts.env } : {}),
+    },
+  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   // never leave a daemon behind if the test process ends early
   const killOnExit = () => proc.kill("SIGKILL");
   process.once("exit", killOnExit);
@@ -44,7 +56,9 @@ export function spawnDaemon(opts: { address: string; root: string; config: strin
     };
     proc.stdout!.on("data", onData);
     proc.stderr!.on("data", onData);
-    void exited.then(({ code, signal }) => reject(new Error(`daemon exited (${code ?? signal}) before it started:\n${output.slice(-4000)}`)));
+    void exited.then(({ code, signal }) =>
+      reject(new Error(`daemon exited (${code ?? signal}) before it started:\n${output.slice(-4000)}`)),
+    );
   });
   ready.catch(() => undefined);
   return {
@@ -97,7 +111,11 @@ export async function initLayout(layout: string): Promise<void> {
 }
 
 /** Adds one layer to `<layout>:latest`: `fill` writes into an unpacked rootfs; the diff is repacked. */
-export async function addLayer(layout: string, scratch: string, fill: (rootfs: string) => Promise<void>): Promise<void> {
+export async function addLayer(
+  layout: string,
+  scratch: string,
+  fill: (rootfs: string) => Promise<void>,
+): Promise<void> {
   const bundle = join(scratch, `bundle-${randomBytes(4).toString("hex")}`);
   await run("umoci", ["unpack", "--image", `${layout}:latest`, bundle]);
   await fill(join(bundle, "rootfs"));
@@ -109,7 +127,8 @@ export async function addLayer(layout: string, scratch: string, fill: (rootfs: s
 export async function busyboxLayer(rootfs: string): Promise<void> {
   await mkdir(join(rootfs, "bin"), { recursive: true });
   await cp("/bin/busybox", join(rootfs, "bin", "busybox"));
-  for (const tool of ["sh", "cat", "sha256sum", "ls", "find", "sort", "wc", "head"]) await symlink("busybox", join(rootfs, "bin", tool));
+  for (const tool of ["sh", "cat", "sha256sum", "ls", "find", "sort", "wc", "head"])
+    await symlink("busybox", join(rootfs, "bin", tool));
 }
 
 /**

@@ -65,11 +65,17 @@ export async function makeTree(root: string): Promise<void> {
   await mkdir(join(root, "big"), { recursive: true });
   for (let i = 0; i < 150; i++) {
     const n = (i * 977) % 6000;
-    await writeFile(join(root, "small", `f${String(i).padStart(3, "0")}.txt`), i % 3 ? words(i + 1, n) : prng(i + 1, n));
+    await writeFile(
+      join(root, "small", `f${String(i).padStart(3, "0")}.txt`),
+      i % 3 ? words(i + 1, n) : prng(i + 1, n),
+    );
   }
   await writeFile(join(root, "big", "text.bin"), words(7, 3 << 20));
   await writeFile(join(root, "big", "random.bin"), prng(9, 1536 << 10));
-  await writeFile(join(root, "big", "mixed.bin"), Buffer.concat([words(11, 700_000), prng(12, 300_000), words(13, 1_000_000)]));
+  await writeFile(
+    join(root, "big", "mixed.bin"),
+    Buffer.concat([words(11, 700_000), prng(12, 300_000), words(13, 1_000_000)]),
+  );
   await writeFile(join(root, "empty"), "");
   await writeFile(join(root, `${"long-name-".repeat(14)}end.txt`), words(21, 5000));
   await symlink("big/text.bin", join(root, "text-link"));
@@ -96,7 +102,10 @@ export async function buildTestLayers(dir: string, spanSize = 64 << 10): Promise
   // two gzip members, split mid-file: the span machinery must cross the member boundary
   const size = (await readFile(posix)).length;
   const cut = Math.floor(size / 3) + 123;
-  await run("sh", ["-c", `head -c ${cut} ${posix} | pigz -6 -b 128 > ${dir}/a.gz && tail -c +${cut + 1} ${posix} | pigz -6 -b 128 > ${dir}/b.gz && cat ${dir}/a.gz ${dir}/b.gz > ${dir}/layer.pigz.gz`]);
+  await run("sh", [
+    "-c",
+    `head -c ${cut} ${posix} | pigz -6 -b 128 > ${dir}/a.gz && tail -c +${cut + 1} ${posix} | pigz -6 -b 128 > ${dir}/b.gz && cat ${dir}/a.gz ${dir}/b.gz > ${dir}/layer.pigz.gz`,
+  ]);
   const extracted = join(dir, "extracted");
   await mkdir(extracted);
   await run("tar", ["--xattrs", "-C", extracted, "-xf", posix]);
@@ -108,7 +117,14 @@ export async function buildTestLayers(dir: string, spanSize = 64 << 10): Promise
     ["tar", gnu, "uncompressed"],
   ] as const) {
     const blob = await readFile(path);
-    layers.push({ name, path, blob, digest: sha256(blob), size: blob.length, ztoc: index(blob, compression, spanSize) });
+    layers.push({
+      name,
+      path,
+      blob,
+      digest: sha256(blob),
+      size: blob.length,
+      ztoc: index(blob, compression, spanSize),
+    });
   }
   const files = layers[0]!.ztoc.toc.filter((e) => e.type === "reg" && e.uncompressedSize > 0);
   return { extracted, layers, files };

@@ -74,7 +74,8 @@ export function header(s: HeaderSpec): Uint8Array {
     if (format === "star") put(508, "tar\0");
   }
   for (const [off, v] of s.raw ?? []) put(off, v);
-  let unsigned = 0, signed = 0;
+  let unsigned = 0,
+    signed = 0;
   blk.fill(0x20, 148, 156);
   for (const c of blk) {
     unsigned += c;

@@ -29,9 +29,13 @@ const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).diges
 
 export function tarLayer(files: LayerFile[]): Uint8Array {
   const parts = files.map((f) => {
-    if (f.type === "dir") return entry({ name: f.path.endsWith("/") ? f.path : `${f.path}/`, typeflag: "5", mode: 0o755 });
+    if (f.type === "dir")
+      return entry({ name: f.path.endsWith("/") ? f.path : `${f.path}/`, typeflag: "5", mode: 0o755 });
     if (f.type === "symlink") return entry({ name: f.path, typeflag: "2", linkname: f.target, mode: 0o777 });
-    return entry({ name: f.path, typeflag: "0", mode: f.mode ?? 0o644 }, typeof f.data === "string" ? Buffer.from(f.data) : f.data);
+    return entry(
+      { name: f.path, typeflag: "0", mode: f.mode ?? 0o644 },
+      typeof f.data === "string" ? Buffer.from(f.data) : f.data,
+    );
   });
   return archive(...parts);
 }
@@ -40,7 +44,13 @@ export function tarLayer(files: LayerFile[]): Uint8Array {
  * Pushes a three-layer image `<repo>:<tag>` (busybox shell; /data/big.bin of `bigBytes` (half
  * random, half repetitive) and 50 small files; /etc/hello) and returns its digests.
  */
-export async function pushTestImage(client: RegistryClient, host: string, repo: string, tag: string, bigBytes = 2 << 20): Promise<PushedImage> {
+export async function pushTestImage(
+  client: RegistryClient,
+  host: string,
+  repo: string,
+  tag: string,
+  bigBytes = 2 << 20,
+): Promise<PushedImage> {
   const busybox = await readFile("/bin/busybox");
   const id = `${tag}-${randomBytes(8).toString("hex")}`;
   const big = Buffer.concat([randomBytes(bigBytes / 2), Buffer.alloc(bigBytes / 2, `${id} 0123456789abcdef `)]);
@@ -55,7 +65,10 @@ export async function pushTestImage(client: RegistryClient, host: string, repo: 
     [
       { path: "data", type: "dir" },
       { path: "data/big.bin", type: "file", data: big },
-      ...Array.from({ length: 50 }, (_, i): LayerFile => ({ path: `data/f${i}.txt`, type: "file", data: `${id} file ${i}\n` })),
+      ...Array.from(
+        { length: 50 },
+        (_, i): LayerFile => ({ path: `data/f${i}.txt`, type: "file", data: `${id} file ${i}\n` }),
+      ),
     ],
     [
       { path: "etc", type: "dir" },
@@ -73,21 +86,28 @@ export async function pushTestImage(client: RegistryClient, host: string, repo: 
     layers.push({ digest: desc.digest, size: desc.size });
     diffIds.push(sha256(tar));
   }
-  const config = Buffer.from(JSON.stringify({
-    architecture: "amd64",
-    os: "linux",
-    config: { Cmd: ["/bin/sh"], Env: ["PATH=/bin"] },
-    rootfs: { type: "layers", diff_ids: diffIds },
-  }));
-  const configDesc = { digest: sha256(config), size: config.length, mediaType: "application/vnd.oci.image.config.v1+json" };
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: "amd64",
+      os: "linux",
+      config: { Cmd: ["/bin/sh"], Env: ["PATH=/bin"] },
+      rootfs: { type: "layers", diff_ids: diffIds },
+    }),
+  );
+  const configDesc = {
+    digest: sha256(config),
+    size: config.length,
+    mediaType: "application/vnd.oci.image.config.v1+json",
+  };
   await client.pushBlob(ref, config, configDesc);
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: configDesc,
-    layers: layers.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...l })),
-  }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: configDesc,
+      layers: layers.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...l })),
+    }),
+  );
   const pushed = await client.pushManifest(ref, manifest, "application/vnd.oci.image.manifest.v1+json", tag);
   return { ref, manifestDigest: pushed.descriptor.digest, manifestBytes: manifest, layers, files: { id, big, hello } };
 }
-

@@ -26,7 +26,21 @@ export interface SigningCert {
 export async function makeSigningCert(dir: string, name = "token-issuer"): Promise<SigningCert> {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
-  await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`]);
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+  ]);
   const pem = await readFile(certFile, "utf8");
   const b64 = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, "").replace(/\s+/g, "");
   return { keyFile, certFile, keyPem: await readFile(keyFile, "utf8"), certDerBase64: b64 };
@@ -48,17 +62,69 @@ export async function makeServerCerts(dir: string): Promise<ServerCerts> {
   const csr = join(dir, "server.csr");
   const certFile = join(dir, "server.crt");
   const ext = join(dir, "server.ext");
-  await openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", caKey, "-out", caFile,
-    "-days", "2", "-subj", "/CN=soci test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-  await openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", keyFile, "-out", csr, "-subj", "/CN=127.0.0.1"]);
-  await writeFile(ext, [
-    "basicConstraints=CA:FALSE",
-    "keyUsage=critical,digitalSignature",
-    "extendedKeyUsage=serverAuth",
-    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "",
-  ].join("\n"));
-  await openssl(["x509", "-req", "-in", csr, "-CA", caFile, "-CAkey", caKey, "-CAcreateserial", "-out", certFile, "-days", "2", "-extfile", ext]);
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    caKey,
+    "-out",
+    caFile,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=soci test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  await openssl([
+    "req",
+    "-new",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    csr,
+    "-subj",
+    "/CN=127.0.0.1",
+  ]);
+  await writeFile(
+    ext,
+    [
+      "basicConstraints=CA:FALSE",
+      "keyUsage=critical,digitalSignature",
+      "extendedKeyUsage=serverAuth",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "",
+    ].join("\n"),
+  );
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    caFile,
+    "-CAkey",
+    caKey,
+    "-CAcreateserial",
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-extfile",
+    ext,
+  ]);
   return { caFile, certFile, keyFile };
 }
 
@@ -66,14 +132,21 @@ export async function makeServerCerts(dir: string): Promise<ServerCerts> {
 export async function htpasswdLine(user: string, password: string): Promise<string> {
   // node has no bcrypt; Debian's python3 `crypt` module (libxcrypt) does; the password goes on stdin
   return new Promise((resolve, reject) => {
-    const child = execFile("python3", ["-W", "ignore", "-c",
-      "import crypt,sys; print(crypt.crypt(sys.stdin.readline().rstrip('\\n'), crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"],
-    (err, out) => {
-      if (err) return reject(new Error(`python3 crypt (bcrypt) failed: ${err.message}`));
-      const hash = out.trim();
-      if (!/^\$2[aby]\$04\$/.test(hash)) return reject(new Error("python3 crypt did not produce a bcrypt hash"));
-      resolve(`${user}:${hash}`);
-    });
+    const child = execFile(
+      "python3",
+      [
+        "-W",
+        "ignore",
+        "-c",
+        "import crypt,sys; print(crypt.crypt(sys.stdin.readline().rstrip('\\n'), crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
+      ],
+      (err, out) => {
+        if (err) return reject(new Error(`python3 crypt (bcrypt) failed: ${err.message}`));
+        const hash = out.trim();
+        if (!/^\$2[aby]\$04\$/.test(hash)) return reject(new Error("python3 crypt did not produce a bcrypt hash"));
+        resolve(`${user}:${hash}`);
+      },
+    );
     child.stdin!.end(`${password}\n`);
   });
 }

@@ -52,7 +52,14 @@ function access(scope: string): { type: string; name: string; actions: string[] 
   const first = scope.indexOf(":");
   const last = scope.lastIndexOf(":");
   if (first <= 0 || last <= first) return undefined;
-  return { type: scope.slice(0, first), name: scope.slice(first + 1, last), actions: scope.slice(last + 1).split(",").filter(Boolean) };
+  return {
+    type: scope.slice(0, first),
+    name: scope.slice(first + 1, last),
+    actions: scope
+      .slice(last + 1)
+      .split(",")
+      .filter(Boolean),
+  };
 }
 
 export async function startTokenServer(opts: TokenServerOptions): Promise<TokenServer> {
@@ -61,17 +68,22 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const server: Server = createServer((req, res) => {
     const body: Buffer[] = [];
     req.on("data", (c: Buffer) => body.push(c));
-    req.on("end", () => answer(req.method ?? "GET", req.url ?? "/", req.headers.authorization, Buffer.concat(body).toString("utf8"), res));
+    req.on("end", () =>
+      answer(req.method ?? "GET", req.url ?? "/", req.headers.authorization, Buffer.concat(body).toString("utf8"), res),
+    );
   });
   const answer = (method: string, url: string, auth: string | undefined, form: string, res: ServerResponse): void => {
     const u = new URL(url, "http://x");
     // OAuth2 POST: the form carries service, scope (space-separated) and the grant
     const params = method === "POST" ? new URLSearchParams(form) : u.searchParams;
-    const scopes = params.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
+    const scopes = params
+      .getAll("scope")
+      .flatMap((s) => s.split(" "))
+      .filter(Boolean);
     let user: string | undefined;
     let ok = false;
     if (method === "POST") {
-      const rt = params.get("grant_type") === "refresh_token" ? params.get("refresh_token") ?? "" : "";
+      const rt = params.get("grant_type") === "refresh_token" ? (params.get("refresh_token") ?? "") : "";
       user = opts.refreshTokens && Object.hasOwn(opts.refreshTokens, rt) ? opts.refreshTokens[rt] : undefined;
       ok = user !== undefined;
       if (!ok) {
@@ -93,7 +105,13 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
         return;
       }
     }
-    requests.push({ method, service: params.get("service") ?? undefined, scopes, user, outcome: ok ? "granted" : "anonymous" });
+    requests.push({
+      method,
+      service: params.get("service") ?? undefined,
+      scopes,
+      user,
+      outcome: ok ? "granted" : "anonymous",
+    });
     const now = Math.floor(Date.now() / 1000);
     const expires = opts.expiresInSec ?? 300;
     const token = jwt(key, opts.certDerBase64, {
@@ -107,16 +125,24 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       access: ok ? scopes.map(access).filter((a) => a !== undefined) : [],
     });
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ token, access_token: token, expires_in: expires, issued_at: new Date(now * 1000).toISOString() }));
+    res.end(
+      JSON.stringify({
+        token,
+        access_token: token,
+        expires_in: expires,
+        issued_at: new Date(now * 1000).toISOString(),
+      }),
+    );
   };
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     realm: `http://127.0.0.1:${port}/token`,
     requests,
-    stop: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -193,7 +193,8 @@ export async function buildRealisticTree(dir: string): Promise<number> {
 
 /** Files a lower layer holds that the layer's whiteouts and opaque dir must hide (or not). */
 export async function buildLowerTree(dir: string): Promise<void> {
-  for (const d of ["etc/removed-dir/sub", "opaque/sub", "usr/lib/pkg3", "usr/lib/lower-only"]) await mkdir(join(dir, d), { recursive: true });
+  for (const d of ["etc/removed-dir/sub", "opaque/sub", "usr/lib/pkg3", "usr/lib/lower-only"])
+    await mkdir(join(dir, d), { recursive: true });
   await writeFile(join(dir, "gone"), "should be hidden\n");
   await writeFile(join(dir, "etc/removed-dir/x"), "hidden\n");
   await writeFile(join(dir, "etc/removed-dir/sub/y"), "hidden\n");
@@ -244,7 +245,17 @@ export async function dumpTree(root: string): Promise<Map<string, DumpEntry>> {
       const p = Buffer.concat([rootB, B("/" + r)]);
       const st = await lstat(p, { bigint: true });
       const fmt = Number(st.mode) & 0o170000;
-      const type = ({ 0o100000: "file", 0o040000: "dir", 0o120000: "symlink", 0o020000: "char", 0o060000: "block", 0o010000: "fifo", 0o140000: "socket" } as const)[fmt]!;
+      const type = (
+        {
+          0o100000: "file",
+          0o040000: "dir",
+          0o120000: "symlink",
+          0o020000: "char",
+          0o060000: "block",
+          0o010000: "fifo",
+          0o140000: "socket",
+        } as const
+      )[fmt]!;
       const e: DumpEntry = {
         type,
         mode: Number(st.mode) & 0o7777,
@@ -258,7 +269,10 @@ export async function dumpTree(root: string): Promise<Map<string, DumpEntry>> {
       };
       if (type === "symlink") e.link = (await readlink(p, { encoding: "buffer" })).toString("hex");
       if (type === "char" || type === "block") e.rdev = `${Number(st.rdev) >> 8}:${Number(st.rdev) & 0xff}`;
-      if (type === "file") e.sha256 = createHash("sha256").update(await readFile(p)).digest("hex");
+      if (type === "file")
+        e.sha256 = createHash("sha256")
+          .update(await readFile(p))
+          .digest("hex");
       out.set(r, e);
       if (type === "dir") await walk(r);
     }
@@ -295,7 +309,10 @@ function unquote(s: string): string {
  * What containerd's overlay conversion makes of an extracted layer: `.wh.X` becomes a 0:0 char
  * device X (mode 0, the whiteout's owner), `.wh..wh..opq` becomes `<ns>.overlay.opaque=y` on its dir.
  */
-export function overlayConverted(tree: Map<string, DumpEntry>, ns: "trusted" | "user" = "trusted"): Map<string, DumpEntry> {
+export function overlayConverted(
+  tree: Map<string, DumpEntry>,
+  ns: "trusted" | "user" = "trusted",
+): Map<string, DumpEntry> {
   const out = new Map(tree);
   for (const [rel, e] of tree) {
     const slash = rel.lastIndexOf("/");
@@ -311,7 +328,18 @@ export function overlayConverted(tree: Map<string, DumpEntry>, ns: "trusted" | "
       continue;
     }
     const target = (parent === "" ? "" : parent + "/") + base.slice(4);
-    out.set(target, { type: "char", mode: 0, uid: e.uid, gid: e.gid, mtimeNs: -1n, size: 0, rdev: "0:0", xattrs: {}, ino: -1n, nlink: 1 });
+    out.set(target, {
+      type: "char",
+      mode: 0,
+      uid: e.uid,
+      gid: e.gid,
+      mtimeNs: -1n,
+      size: 0,
+      rdev: "0:0",
+      xattrs: {},
+      ino: -1n,
+      nlink: 1,
+    });
   }
   return out;
 }
@@ -327,9 +355,23 @@ export function comparable(tree: Map<string, DumpEntry>): { entries: string[]; l
   for (const [rel, e] of [...tree].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const whiteout = e.type === "char" && e.rdev === "0:0";
     const us = whiteout ? "-" : String(floorDiv(e.mtimeNs, 1000n));
-    const x = Object.entries(e.xattrs).sort().map(([k, v]) => `${k}=${v}`).join(",");
+    const x = Object.entries(e.xattrs)
+      .sort()
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
     entries.push(
-      [JSON.stringify(B(rel).toString("utf8")), e.type, e.mode.toString(8), `${e.uid}:${e.gid}`, us, e.size, e.link ?? "", e.rdev ?? "", e.sha256 ?? "", x].join(" "),
+      [
+        JSON.stringify(B(rel).toString("utf8")),
+        e.type,
+        e.mode.toString(8),
+        `${e.uid}:${e.gid}`,
+        us,
+        e.size,
+        e.link ?? "",
+        e.rdev ?? "",
+        e.sha256 ?? "",
+        x,
+      ].join(" "),
     );
     if (e.type !== "dir" && e.nlink > 1) byIno.set(e.ino, [...(byIno.get(e.ino) ?? []), rel]);
   }

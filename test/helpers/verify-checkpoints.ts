@@ -11,7 +11,13 @@ export const key = (c: { in: number; out: number; bits: number }) => `${c.in}/${
  * sizes, the structural invariants, equality with the zran rule applied to the reference decoder's
  * block boundaries, windows, and that every span extracts to the right bytes.
  */
-export function verifyCheckpoints(gz: Uint8Array, data: Uint8Array, span: number, res: CheckpointResult, ref?: RefResult): void {
+export function verifyCheckpoints(
+  gz: Uint8Array,
+  data: Uint8Array,
+  span: number,
+  res: CheckpointResult,
+  ref?: RefResult,
+): void {
   const cps = res.checkpoints;
   expect(res.compressedSize).toBe(gz.length);
   expect(res.uncompressedSize).toBe(data.length);
@@ -70,7 +76,11 @@ export function verifySpans(gz: Uint8Array, data: Uint8Array, res: CheckpointRes
 export const SPANS = [0, 1000, 65536, 1 << 20] as const;
 
 /** Builds and verifies at every span of SPANS; checks span-0 checkpoints are a superset. */
-export function verifyAllSpans(gz: Uint8Array, data: Uint8Array, spans: readonly number[] = SPANS): Map<number, CheckpointResult> {
+export function verifyAllSpans(
+  gz: Uint8Array,
+  data: Uint8Array,
+  spans: readonly number[] = SPANS,
+): Map<number, CheckpointResult> {
   const ref = refGunzip(gz);
   expect(sameBytes(ref.output, data)).toBe("equal"); // sanity of the test input itself
   const results = new Map<number, CheckpointResult>();
@@ -83,7 +93,8 @@ export function verifyAllSpans(gz: Uint8Array, data: Uint8Array, spans: readonly
   if (all) {
     const set = new Set(all.checkpoints.map(key));
     for (const [span, r] of results) {
-      for (const c of r.checkpoints) expect(set.has(key(c)), `span ${span} checkpoint ${key(c)} is a block boundary`).toBe(true);
+      for (const c of r.checkpoints)
+        expect(set.has(key(c)), `span ${span} checkpoint ${key(c)} is a block boundary`).toBe(true);
       expect(r.checkpoints.length).toBeLessThanOrEqual(all.checkpoints.length);
     }
   }

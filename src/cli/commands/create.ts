@@ -16,7 +16,9 @@ import { artifactsDbPath, contentStorePath } from "../../store/paths.js";
 
 export function createCommand(): Command {
   const cmd = new Command("create")
-    .description("create a SOCI index (v1) for an image in a registry, an OCI layout (oci:<dir>[:tag]) or an OCI archive (oci-archive:<file>[:tag])")
+    .description(
+      "create a SOCI index (v1) for an image in a registry, an OCI layout (oci:<dir>[:tag]) or an OCI archive (oci-archive:<file>[:tag])",
+    )
     .arguments("<image_ref>");
   addBuildFlags(cmd);
   addRegistryFlags(cmd);

@@ -14,7 +14,9 @@ interface RpullFlags extends RegistryFlags {
 
 export function imageCommand(): Command {
   const rpull = new Command("rpull")
-    .description("pull an image into containerd, letting the snapshotter mount indexed layers lazily (cri.* labels, as the CRI plugin sends)")
+    .description(
+      "pull an image into containerd, letting the snapshotter mount indexed layers lazily (cri.* labels, as the CRI plugin sends)",
+    )
     .arguments("<ref>")
     .option("--platform <platform>", "platform to pull (default: this host's)")
     .option("--snapshotter <name>", "containerd snapshotter to unpack with", "soci")
@@ -30,7 +32,10 @@ export function imageCommand(): Command {
     resolving.catch(() => undefined); // awaited below
     let ctd: ContainerdClient | undefined;
     try {
-      const [client, { pullImage }] = await Promise.all([import("../../containerd/client.js"), import("../../containerd/pull-image.js")]);
+      const [client, { pullImage }] = await Promise.all([
+        import("../../containerd/client.js"),
+        import("../../containerd/pull-image.js"),
+      ]);
       ctd = client.ContainerdClient.connect({ address: globals.address, namespace: globals.namespace });
       const r = await pullImage(ctd, registry, await resolving, {
         snapshotter: flags.snapshotter,
@@ -40,7 +45,9 @@ export function imageCommand(): Command {
       });
       if (!flags.quiet) {
         const lazy = r.unpack.layers.filter((l) => l.outcome === "remote").length;
-        process.stdout.write(`pulled ${r.name}: ${lazy} of ${r.unpack.layers.length} layers provided by ${flags.snapshotter}\n`);
+        process.stdout.write(
+          `pulled ${r.name}: ${lazy} of ${r.unpack.layers.length} layers provided by ${flags.snapshotter}\n`,
+        );
       }
     } finally {
       ctd?.close();

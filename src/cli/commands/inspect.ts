@@ -16,8 +16,16 @@ import { lstat, open, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Command } from "commander";
 import {
-  fetchBlob, getArtifactEntry, imageManifestFor, imagePlatforms, LocalStore, NotFoundError, parseGoDigest, resolveImage,
-  walkArtifacts, withLocalStore,
+  fetchBlob,
+  getArtifactEntry,
+  imageManifestFor,
+  imagePlatforms,
+  LocalStore,
+  NotFoundError,
+  parseGoDigest,
+  resolveImage,
+  walkArtifacts,
+  withLocalStore,
 } from "../local-store.js";
 import { NotImplementedError } from "../errors.js";
 import { formatSociTable } from "../tables.js";
@@ -28,8 +36,13 @@ import { decodeZtoc, ztocInfoJson } from "../../formats/ztoc.js";
 import { collect } from "../build-flags.js";
 import { extractFile, metadataEntry, zinfoOf } from "../../build/extract-file.js";
 import {
-  IndexAnnotationImageLayerDigest, IndexAnnotationSpanSize, parseSociIndex, SociIndexArtifactTypeV1,
-  SociIndexArtifactTypeV2, SociLayerMediaType, type SociIndex,
+  IndexAnnotationImageLayerDigest,
+  IndexAnnotationSpanSize,
+  parseSociIndex,
+  SociIndexArtifactTypeV1,
+  SociIndexArtifactTypeV2,
+  SociLayerMediaType,
+  type SociIndex,
 } from "../../formats/soci-index.js";
 import { goArray, goIndent, goInt, goString, goStruct } from "../../formats/go-json.js";
 import { parsePrefetchArtifact, prefetchArtifactJson, totalPrefetchSpans } from "../../formats/prefetch.js";
@@ -38,7 +51,6 @@ import { formatPlatform, parsePlatform, platformFromImageConfig } from "../../fo
 import { formatGoTime, localOffsetSeconds } from "../../formats/go-time.js";
 
 const textEncoder = new TextEncoder();
-
 
 /** Everything a command prints, written to stdout in one piece when it succeeds. */
 class Output {
@@ -103,9 +115,16 @@ export function goDuration(d: bigint): string {
   if (u < NS_PER_SECOND) {
     let unit: string;
     let prec: number;
-    if (u < 1000n) { unit = "ns"; prec = 0; }
-    else if (u < 1_000_000n) { unit = "µs"; prec = 3; }
-    else { unit = "ms"; prec = 6; }
+    if (u < 1000n) {
+      unit = "ns";
+      prec = 0;
+    } else if (u < 1_000_000n) {
+      unit = "µs";
+      prec = 3;
+    } else {
+      unit = "ms";
+      prec = 6;
+    }
     const [f, rest] = frac(u, prec);
     s = rest.toString() + f + unit;
   } else {
@@ -156,7 +175,12 @@ function manifestVersion(artifactType: string): string {
 }
 
 /** Platform manifests of an image for `platforms`, with the reference's not-found message. */
-async function manifestDigestsFor(cs: ContentStore, ref: string, platforms: Platform[], wrapNotFound: boolean): Promise<string[]> {
+async function manifestDigestsFor(
+  cs: ContentStore,
+  ref: string,
+  platforms: Platform[],
+  wrapNotFound: boolean,
+): Promise<string[]> {
   const img = await resolveImage(cs, ref);
   const ps = platforms.length > 0 ? platforms : await imagePlatforms(cs, img);
   const out: string[] = [];
@@ -165,7 +189,8 @@ async function manifestDigestsFor(cs: ContentStore, ref: string, platforms: Plat
     try {
       desc = await imageManifestFor(cs, img, p);
     } catch (err) {
-      if (wrapNotFound && err instanceof NotFoundError) throw new Error(`image manifest for platform ${formatPlatform(p)}: ${err.message}`);
+      if (wrapNotFound && err instanceof NotFoundError)
+        throw new Error(`image manifest for platform ${formatPlatform(p)}: ${err.message}`);
       throw err;
     }
     if (!desc) throw new Error(`${img.digest}: not an image manifest or index`);
@@ -178,56 +203,73 @@ function indexListCommand(): Command {
   return new Command("list")
     .alias("ls")
     .description("list indices")
-    .option("--ref <image>", "filter indices to those that are associated with a specific image ref (a digest in the content store)")
+    .option(
+      "--ref <image>",
+      "filter indices to those that are associated with a specific image ref (a digest in the content store)",
+    )
     .option("-q, --quiet", "only display the index digests", false)
     .option("-p, --platform <platform>", "filter indices to a specific platform (repeatable)", collect, [] as string[])
-    .action(async (opts: { ref?: string; quiet: boolean; platform: string[] }, cmd: Command) => run(cmd, async (s, out) => {
-      const plats = opts.platform.map((p) => parsePlatform(p));
-      let filter = (e: ArtifactEntry) => e.type === "soci_index";
-      if (opts.ref) {
-        const manifests = new Set(await manifestDigestsFor(await s.contentStore(), opts.ref, plats, true));
-        filter = (e) => e.type === "soci_index" && manifests.has(e.ociDigest);
-      } else if (plats.length > 0) {
-        const wanted = new Set(plats.map(formatPlatform));
-        filter = (e) => e.type === "soci_index" && wanted.has(e.platform);
-      }
-      const entries = walkArtifacts(s.db).filter(filter);
-      // newest first (stable, so equal times keep the walk order)
-      entries.sort((a, b) => {
-        const ta = timestampToNs(a.createdAt);
-        const tb = timestampToNs(b.createdAt);
-        return ta > tb ? -1 : ta < tb ? 1 : 0;
-      });
-      if (opts.quiet) {
-        for (const e of entries) out.print(`${e.digest}\n`);
-        return;
-      }
-      const rows = [["DIGEST", "SIZE", "IMAGE REF", "PLATFORM", "MEDIA TYPE", "MANIFEST VERSION", "CREATED"]];
-      // IMAGE REF: one row per containerd image whose target is the entry's image digest (none: one empty row)
-      for (const e of entries) {
-        const names = await s.imageNamesFor(e.imageDigest);
-        for (const name of names.length > 0 ? names : [""]) {
-          rows.push([e.digest, String(e.size), name, e.platform, e.mediaType, manifestVersion(e.artifactType), createdAgo(e.createdAt)]);
+    .action(async (opts: { ref?: string; quiet: boolean; platform: string[] }, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        const plats = opts.platform.map((p) => parsePlatform(p));
+        let filter = (e: ArtifactEntry) => e.type === "soci_index";
+        if (opts.ref) {
+          const manifests = new Set(await manifestDigestsFor(await s.contentStore(), opts.ref, plats, true));
+          filter = (e) => e.type === "soci_index" && manifests.has(e.ociDigest);
+        } else if (plats.length > 0) {
+          const wanted = new Set(plats.map(formatPlatform));
+          filter = (e) => e.type === "soci_index" && wanted.has(e.platform);
         }
-      }
-      out.print(formatSociTable(rows));
-    }));
+        const entries = walkArtifacts(s.db).filter(filter);
+        // newest first (stable, so equal times keep the walk order)
+        entries.sort((a, b) => {
+          const ta = timestampToNs(a.createdAt);
+          const tb = timestampToNs(b.createdAt);
+          return ta > tb ? -1 : ta < tb ? 1 : 0;
+        });
+        if (opts.quiet) {
+          for (const e of entries) out.print(`${e.digest}\n`);
+          return;
+        }
+        const rows = [["DIGEST", "SIZE", "IMAGE REF", "PLATFORM", "MEDIA TYPE", "MANIFEST VERSION", "CREATED"]];
+        // IMAGE REF: one row per containerd image whose target is the entry's image digest (none: one empty row)
+        for (const e of entries) {
+          const names = await s.imageNamesFor(e.imageDigest);
+          for (const name of names.length > 0 ? names : [""]) {
+            rows.push([
+              e.digest,
+              String(e.size),
+              name,
+              e.platform,
+              e.mediaType,
+              manifestVersion(e.artifactType),
+              createdAgo(e.createdAt),
+            ]);
+          }
+        }
+        out.print(formatSociTable(rows));
+      }),
+    );
 }
 
 function indexInfoCommand(): Command {
   return new Command("info")
     .description("display an index")
     .argument("[digest]", "SOCI index digest")
-    .action(async (arg: string | undefined, _opts: unknown, cmd: Command) => run(cmd, async (s, out) => {
-      const digest = parseGoDigest(arg ?? "");
-      const entry = getArtifactEntry(s.db, digest);
-      if (entry.type === "soci_layer") {
-        throw new Error('the provided digest is of ztoc not SOCI index. Use "soci ztoc info" command to get detailed info of ztoc');
-      }
-      const bytes = await fetchBlob(await s.contentStore(), digest);
-      out.print(goIndent(bytes, "", "  "));
-      out.print("\n");
-    }));
+    .action(async (arg: string | undefined, _opts: unknown, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        const digest = parseGoDigest(arg ?? "");
+        const entry = getArtifactEntry(s.db, digest);
+        if (entry.type === "soci_layer") {
+          throw new Error(
+            'the provided digest is of ztoc not SOCI index. Use "soci ztoc info" command to get detailed info of ztoc',
+          );
+        }
+        const bytes = await fetchBlob(await s.contentStore(), digest);
+        out.print(goIndent(bytes, "", "  "));
+        out.print("\n");
+      }),
+    );
 }
 
 /** `RemoveArtifactEntryByIndexDigest`. */
@@ -241,28 +283,36 @@ function indexRemoveCommand(): Command {
     .alias("rm")
     .description("remove indices from the artifacts database (and from the content store if supported)")
     .argument("[digests...]", "SOCI index digests")
-    .option("--ref <image>", "only remove indices that are associated with a specific image ref (a digest in the content store)")
-    .action(async (digests: string[], opts: { ref?: string }, cmd: Command) => run(cmd, async (s) => {
-      if (digests.length > 0 && opts.ref) throw new Error("please provide either index digests or image ref, but not both");
-      let cs: ContentStore;
-      try {
-        cs = await s.contentStore();
-      } catch (err) {
-        if (err instanceof NotImplementedError) throw err;
-        throw new Error(`cannot create local content store: ${(err as Error).message}`, { cause: err });
-      }
-      let toRemove = digests;
-      if (opts.ref) {
-        const img = await resolveImage(cs, opts.ref);
-        toRemove = walkArtifacts(s.db).filter((e) => e.mediaType === MediaTypeImageManifest && e.imageDigest === img.digest).map((e) => e.digest);
-      }
-      for (const d of toRemove) {
-        removeIndexEntry(s, d);
-        parseGoDigest(d);
-        // containerd deletes the index blob (its GC then drops the ztocs); the SOCI store keeps blobs, as the reference's does
-        await s.deleteBlob(d);
-      }
-    }));
+    .option(
+      "--ref <image>",
+      "only remove indices that are associated with a specific image ref (a digest in the content store)",
+    )
+    .action(async (digests: string[], opts: { ref?: string }, cmd: Command) =>
+      run(cmd, async (s) => {
+        if (digests.length > 0 && opts.ref)
+          throw new Error("please provide either index digests or image ref, but not both");
+        let cs: ContentStore;
+        try {
+          cs = await s.contentStore();
+        } catch (err) {
+          if (err instanceof NotImplementedError) throw err;
+          throw new Error(`cannot create local content store: ${(err as Error).message}`, { cause: err });
+        }
+        let toRemove = digests;
+        if (opts.ref) {
+          const img = await resolveImage(cs, opts.ref);
+          toRemove = walkArtifacts(s.db)
+            .filter((e) => e.mediaType === MediaTypeImageManifest && e.imageDigest === img.digest)
+            .map((e) => e.digest);
+        }
+        for (const d of toRemove) {
+          removeIndexEntry(s, d);
+          parseGoDigest(d);
+          // containerd deletes the index blob (its GC then drops the ztocs); the SOCI store keeps blobs, as the reference's does
+          await s.deleteBlob(d);
+        }
+      }),
+    );
 }
 
 export function indexCommand(): Command {
@@ -281,84 +331,108 @@ function ztocListCommand(): Command {
     .alias("ls")
     .description("list ztocs")
     .option("--ztoc-digest <digest>", "filter ztocs by digest")
-    .option("--image-ref <ref>", "filter ztocs to those that are associated with a specific image (a digest in the content store)")
+    .option(
+      "--image-ref <ref>",
+      "filter ztocs to those that are associated with a specific image (a digest in the content store)",
+    )
     .option("-q, --quiet", "only display the ztoc digests", false)
-    .action(async (opts: { ztocDigest?: string; imageRef?: string; quiet: boolean }, cmd: Command) => run(cmd, async (s, out) => {
-      const want = opts.ztocDigest ?? "";
-      let entries: ArtifactEntry[];
-      if (!opts.imageRef) {
-        entries = walkArtifacts(s.db).filter((e) => e.type === "soci_layer" && (want === "" || e.digest === want));
-      } else {
-        const cs = await s.contentStore();
-        const img = await resolveImage(cs, opts.imageRef);
-        let platforms: Platform[];
-        try {
-          platforms = await imagePlatforms(cs, img);
-        } catch (err) {
-          throw new Error(`failed to get supported platforms for the image: ${(err as Error).message}`, { cause: err });
-        }
-        const indexes: ArtifactEntry[] = [];
-        try {
-          const all = walkArtifacts(s.db);
-          for (const p of platforms) {
-            const desc = await imageManifestFor(cs, img, p);
-            if (!desc) throw new Error(`${img.digest}: not an image manifest or index`);
-            indexes.push(...all.filter((e) => e.type === "soci_index" && e.ociDigest === desc.digest));
-          }
-        } catch (err) {
-          throw new Error(`failed to get soci indexes for the image: ${(err as Error).message}`, { cause: err });
-        }
-        const ztocDigests: string[] = [];
-        for (const ix of indexes) {
-          if (!(await cs.exists(ix.digest))) continue; // in the artifacts db but not in the content store
-          let index: SociIndex;
+    .action(async (opts: { ztocDigest?: string; imageRef?: string; quiet: boolean }, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        const want = opts.ztocDigest ?? "";
+        let entries: ArtifactEntry[];
+        if (!opts.imageRef) {
+          entries = walkArtifacts(s.db).filter((e) => e.type === "soci_layer" && (want === "" || e.digest === want));
+        } else {
+          const cs = await s.contentStore();
+          const img = await resolveImage(cs, opts.imageRef);
+          let platforms: Platform[];
           try {
-            index = parseSociIndex(await cs.get(ix.digest));
+            platforms = await imagePlatforms(cs, img);
           } catch (err) {
-            throw new Error(`failed to decode a soci index with digest ${ix.digest}: ${(err as Error).message}`, { cause: err });
+            throw new Error(`failed to get supported platforms for the image: ${(err as Error).message}`, {
+              cause: err,
+            });
           }
-          for (const blob of index.blobs ?? []) if (blob.mediaType === SociLayerMediaType) ztocDigests.push(blob.digest);
-        }
-        entries = [];
-        for (const d of ztocDigests) {
-          let e: ArtifactEntry;
+          const indexes: ArtifactEntry[] = [];
           try {
-            e = getArtifactEntry(s.db, d);
+            const all = walkArtifacts(s.db);
+            for (const p of platforms) {
+              const desc = await imageManifestFor(cs, img, p);
+              if (!desc) throw new Error(`${img.digest}: not an image manifest or index`);
+              indexes.push(...all.filter((e) => e.type === "soci_index" && e.ociDigest === desc.digest));
+            }
           } catch (err) {
-            throw new Error(`failed to get ztoc from artifacts store (try running "soci rebuild-db" first): ${(err as Error).message}`, { cause: err });
+            throw new Error(`failed to get soci indexes for the image: ${(err as Error).message}`, { cause: err });
           }
-          if (want === "" || want === e.digest) entries.push(e);
+          const ztocDigests: string[] = [];
+          for (const ix of indexes) {
+            if (!(await cs.exists(ix.digest))) continue; // in the artifacts db but not in the content store
+            let index: SociIndex;
+            try {
+              index = parseSociIndex(await cs.get(ix.digest));
+            } catch (err) {
+              throw new Error(`failed to decode a soci index with digest ${ix.digest}: ${(err as Error).message}`, {
+                cause: err,
+              });
+            }
+            for (const blob of index.blobs ?? [])
+              if (blob.mediaType === SociLayerMediaType) ztocDigests.push(blob.digest);
+          }
+          entries = [];
+          for (const d of ztocDigests) {
+            let e: ArtifactEntry;
+            try {
+              e = getArtifactEntry(s.db, d);
+            } catch (err) {
+              throw new Error(
+                `failed to get ztoc from artifacts store (try running "soci rebuild-db" first): ${(err as Error).message}`,
+                { cause: err },
+              );
+            }
+            if (want === "" || want === e.digest) entries.push(e);
+          }
+          if (want !== "" && entries.length === 0)
+            throw new Error("the specified ztoc doesn't exist or is not associated with the specified image");
         }
-        if (want !== "" && entries.length === 0) throw new Error("the specified ztoc doesn't exist or is not associated with the specified image");
-      }
-      if (opts.quiet) {
-        for (const e of entries) out.print(`${e.digest}\n`);
-        return;
-      }
-      out.print(formatSociTable([["DIGEST", "SIZE", "LAYER DIGEST"], ...entries.map((e) => [e.digest, String(e.size), e.ociDigest])]));
-    }));
+        if (opts.quiet) {
+          for (const e of entries) out.print(`${e.digest}\n`);
+          return;
+        }
+        out.print(
+          formatSociTable([
+            ["DIGEST", "SIZE", "LAYER DIGEST"],
+            ...entries.map((e) => [e.digest, String(e.size), e.ociDigest]),
+          ]),
+        );
+      }),
+    );
 }
 
 function ztocInfoCommand(): Command {
   return new Command("info")
     .description("get detailed info about a ztoc")
     .argument("[digest]", "ztoc digest")
-    .action(async (arg: string | undefined, _opts: unknown, cmd: Command) => run(cmd, async (s, out) => {
-      const digest = parseGoDigest(arg ?? "");
-      const entry = getArtifactEntry(s.db, digest);
-      if (entry.type === "soci_index") {
-        throw new Error("the provided digest belongs to a SOCI index. Use `soci index info` to get the detailed information about it");
-      }
-      const ztoc = decodeZtoc(await fetchBlob(await s.contentStore(), digest));
-      out.print(ztocInfoJson(ztoc, entry.size, zinfoOf(ztoc)));
-    }));
+    .action(async (arg: string | undefined, _opts: unknown, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        const digest = parseGoDigest(arg ?? "");
+        const entry = getArtifactEntry(s.db, digest);
+        if (entry.type === "soci_index") {
+          throw new Error(
+            "the provided digest belongs to a SOCI index. Use `soci index info` to get the detailed information about it",
+          );
+        }
+        const ztoc = decodeZtoc(await fetchBlob(await s.contentStore(), digest));
+        out.print(ztocInfoJson(ztoc, entry.size, zinfoOf(ztoc)));
+      }),
+    );
 }
 
 async function readLayerRange(cs: ContentStore, layer: string, start: number, end: number): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   for await (const c of await cs.createReadStream(layer, start, end)) chunks.push(c as Buffer);
   const data = Buffer.concat(chunks);
-  if (data.length !== end - start) throw new Error(`unexpected data size. read = ${data.length}, expected = ${end - start}`);
+  if (data.length !== end - start)
+    throw new Error(`unexpected data size. read = ${data.length}, expected = ${end - start}`);
   return data;
 }
 
@@ -368,24 +442,26 @@ function ztocGetFileCommand(): Command {
     .usage("[options] <digest> <file>")
     .argument("[args...]")
     .option("-o, --output <file>", "the file to write the extracted content. Defaults to stdout")
-    .action(async (args: string[], opts: { output?: string }, cmd: Command) => run(cmd, async (s, out) => {
-      if (args.length !== 2) throw new Error("please provide both a ztoc digest and a filename to extract");
-      const ztocDigest = parseGoDigest(args[0]!);
-      const file = args[1]!;
-      const cs = await s.contentStore();
-      const ztoc = decodeZtoc(await fetchBlob(cs, ztocDigest));
-      const layer = parseGoDigest(getArtifactEntry(s.db, ztocDigest).ociDigest);
-      if (!(await cs.exists(layer))) throw new NotFoundError(`content digest ${layer}: not found`);
-      const entry = metadataEntry(ztoc, textEncoder.encode(file));
-      const data = await extractFile(ztoc, entry, (start, end) => readLayerRange(cs, layer, start, end));
-      if (opts.output) {
-        // os.WriteFile(path, data, 0): permission bits 0, and the reference ignores a failed write
-        await writeFile(opts.output, data, { mode: 0 }).catch(() => undefined);
-        return;
-      }
-      out.print(data);
-      out.print("\n");
-    }));
+    .action(async (args: string[], opts: { output?: string }, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        if (args.length !== 2) throw new Error("please provide both a ztoc digest and a filename to extract");
+        const ztocDigest = parseGoDigest(args[0]!);
+        const file = args[1]!;
+        const cs = await s.contentStore();
+        const ztoc = decodeZtoc(await fetchBlob(cs, ztocDigest));
+        const layer = parseGoDigest(getArtifactEntry(s.db, ztocDigest).ociDigest);
+        if (!(await cs.exists(layer))) throw new NotFoundError(`content digest ${layer}: not found`);
+        const entry = metadataEntry(ztoc, textEncoder.encode(file));
+        const data = await extractFile(ztoc, entry, (start, end) => readLayerRange(cs, layer, start, end));
+        if (opts.output) {
+          // os.WriteFile(path, data, 0): permission bits 0, and the reference ignores a failed write
+          await writeFile(opts.output, data, { mode: 0 }).catch(() => undefined);
+          return;
+        }
+        out.print(data);
+        out.print("\n");
+      }),
+    );
 }
 
 export function ztocCommand(): Command {
@@ -404,35 +480,41 @@ function prefetchListCommand(): Command {
     .alias("ls")
     .description("list all prefetch artifacts in the local store")
     .option("--json", "output in JSON format", false)
-    .action(async (opts: { json: boolean }, cmd: Command) => run(cmd, async (s, out) => {
-      const db = s.db;
-      const cs = await s.contentStore();
-      const rows: { digest: string; layer: string; spans: number; createdAt: string }[] = [];
-      for (const e of walkArtifacts(db)) {
-        if (e.type !== "soci_prefetch") continue;
-        let spans = -1;
-        try {
-          spans = totalPrefetchSpans(parsePrefetchArtifact(await cs.get(parseGoDigest(e.digest))));
-        } catch {
-          // listed with limited info (SPANS N/A)
+    .action(async (opts: { json: boolean }, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        const db = s.db;
+        const cs = await s.contentStore();
+        const rows: { digest: string; layer: string; spans: number; createdAt: string }[] = [];
+        for (const e of walkArtifacts(db)) {
+          if (e.type !== "soci_prefetch") continue;
+          let spans = -1;
+          try {
+            spans = totalPrefetchSpans(parsePrefetchArtifact(await cs.get(parseGoDigest(e.digest))));
+          } catch {
+            // listed with limited info (SPANS N/A)
+          }
+          rows.push({ digest: e.digest, layer: e.ociDigest, spans, createdAt: e.createdAt });
         }
-        rows.push({ digest: e.digest, layer: e.ociDigest, spans, createdAt: e.createdAt });
-      }
-      if (opts.json) {
-        const json = goArray(rows.length === 0 ? null : rows, (r) => goStruct([
-          ["Digest", goString(r.digest)],
-          ["LayerDigest", goString(r.layer)],
-          ["TotalSpans", goInt(r.spans)],
-          ["CreatedAt", goString(localRfc3339Nano(r.createdAt))],
-        ]));
-        out.print(goIndent(json, "", "  ") + "\n");
-        return;
-      }
-      out.print(formatSociTable([
-        ["DIGEST", "LAYER DIGEST", "SPANS", "CREATED"],
-        ...rows.map((r) => [r.digest, r.layer, r.spans === -1 ? "N/A" : String(r.spans), createdAgo(r.createdAt)]),
-      ]));
-    }));
+        if (opts.json) {
+          const json = goArray(rows.length === 0 ? null : rows, (r) =>
+            goStruct([
+              ["Digest", goString(r.digest)],
+              ["LayerDigest", goString(r.layer)],
+              ["TotalSpans", goInt(r.spans)],
+              ["CreatedAt", goString(localRfc3339Nano(r.createdAt))],
+            ]),
+          );
+          out.print(goIndent(json, "", "  ") + "\n");
+          return;
+        }
+        out.print(
+          formatSociTable([
+            ["DIGEST", "LAYER DIGEST", "SPANS", "CREATED"],
+            ...rows.map((r) => [r.digest, r.layer, r.spans === -1 ? "N/A" : String(r.spans), createdAgo(r.createdAt)]),
+          ]),
+        );
+      }),
+    );
 }
 
 function prefetchInfoCommand(): Command {
@@ -440,32 +522,35 @@ function prefetchInfoCommand(): Command {
     .description("get detailed info about a prefetch artifact")
     .argument("[digest]", "prefetch artifact digest")
     .option("--json", "output raw JSON", false)
-    .action(async (arg: string | undefined, opts: { json: boolean }, cmd: Command) => run(cmd, async (s, out) => {
-      const digest = parseGoDigest(arg ?? "");
-      const entry = getArtifactEntry(s.db, digest);
-      if (entry.type !== "soci_prefetch") throw new Error(`the provided digest is not a prefetch artifact (type: ${entry.type})`);
-      const artifact = parsePrefetchArtifact(await fetchBlob(await s.contentStore(), digest));
-      const spans = artifact.prefetchSpans ?? [];
-      out.print(`Digest:        ${digest}\n`);
-      out.print(`Version:       ${artifact.version}\n`);
-      out.print(`Span Ranges:   ${spans.length}\n`);
-      out.print(`Layer Digest:  ${entry.ociDigest}\n`);
-      out.print(`Size:          ${entry.size} bytes\n`);
-      out.print(`Created:       ${localDateTime(entry.createdAt)}\n`);
-      out.print("\nPrefetch Spans:\n");
-      let total = 0;
-      spans.forEach((span, i) => {
-        const count = span.endSpan - span.startSpan + 1;
-        total += count;
-        out.print(`  [${i}] StartSpan: ${span.startSpan}, EndSpan: ${span.endSpan} (covers ${count} spans)\n`);
-        if (span.priority) out.print(`      Priority: ${span.priority}\n`);
-      });
-      out.print(`\nTotal spans to prefetch: ${total}\n`);
-      if (opts.json) {
-        out.print("\nRaw JSON:\n");
-        out.print(goIndent(prefetchArtifactJson(artifact), "", "  ") + "\n");
-      }
-    }));
+    .action(async (arg: string | undefined, opts: { json: boolean }, cmd: Command) =>
+      run(cmd, async (s, out) => {
+        const digest = parseGoDigest(arg ?? "");
+        const entry = getArtifactEntry(s.db, digest);
+        if (entry.type !== "soci_prefetch")
+          throw new Error(`the provided digest is not a prefetch artifact (type: ${entry.type})`);
+        const artifact = parsePrefetchArtifact(await fetchBlob(await s.contentStore(), digest));
+        const spans = artifact.prefetchSpans ?? [];
+        out.print(`Digest:        ${digest}\n`);
+        out.print(`Version:       ${artifact.version}\n`);
+        out.print(`Span Ranges:   ${spans.length}\n`);
+        out.print(`Layer Digest:  ${entry.ociDigest}\n`);
+        out.print(`Size:          ${entry.size} bytes\n`);
+        out.print(`Created:       ${localDateTime(entry.createdAt)}\n`);
+        out.print("\nPrefetch Spans:\n");
+        let total = 0;
+        spans.forEach((span, i) => {
+          const count = span.endSpan - span.startSpan + 1;
+          total += count;
+          out.print(`  [${i}] StartSpan: ${span.startSpan}, EndSpan: ${span.endSpan} (covers ${count} spans)\n`);
+          if (span.priority) out.print(`      Priority: ${span.priority}\n`);
+        });
+        out.print(`\nTotal spans to prefetch: ${total}\n`);
+        if (opts.json) {
+          out.print("\nRaw JSON:\n");
+          out.print(goIndent(prefetchArtifactJson(artifact), "", "  ") + "\n");
+        }
+      }),
+    );
 }
 
 export function prefetchCommand(): Command {
@@ -482,7 +567,8 @@ export function prefetchCommand(): Command {
 function parseInt64(s: string): number {
   if (!/^[+-]?[0-9]+$/.test(s)) throw new Error(`strconv.ParseInt: parsing ${JSON.stringify(s)}: invalid syntax`);
   const v = BigInt(s);
-  if (v > MAX_DURATION || v < MIN_DURATION) throw new Error(`strconv.ParseInt: parsing ${JSON.stringify(s)}: value out of range`);
+  if (v > MAX_DURATION || v < MIN_DURATION)
+    throw new Error(`strconv.ParseInt: parsing ${JSON.stringify(s)}: value out of range`);
   return Number(v);
 }
 
@@ -552,7 +638,8 @@ async function addNewArtifacts(s: LocalStore, cs: ContentStore, blobsDir: string
       continue;
     }
     // only v1 indexes with a subject are rediscovered (v2 indexes never are)
-    if (index.mediaType !== MediaTypeImageManifest || index.artifactType !== SociIndexArtifactTypeV1 || !index.subject) continue;
+    if (index.mediaType !== MediaTypeImageManifest || index.artifactType !== SociIndexArtifactTypeV1 || !index.subject)
+      continue;
     const indexDigest = name.length === 64 ? `sha256:${name}` : `sha512:${name}`;
     if (s.db.find(indexDigest)) continue;
     const manifestDigest = index.subject.digest;
@@ -574,7 +661,10 @@ async function addNewArtifacts(s: LocalStore, cs: ContentStore, blobsDir: string
         try {
           spanSize = parseInt64(annotation);
         } catch (err) {
-          throw new Error(`failed to parse span size from annotations for layer  ${blob.digest}: ${(err as Error).message}`, { cause: err });
+          throw new Error(
+            `failed to parse span size from annotations for layer  ${blob.digest}: ${(err as Error).message}`,
+            { cause: err },
+          );
         }
       }
       const layer = blob.annotations?.[IndexAnnotationImageLayerDigest] ?? "";
@@ -594,22 +684,27 @@ async function addNewArtifacts(s: LocalStore, cs: ContentStore, blobsDir: string
 export function rebuildDbCommand(): Command {
   return new Command("rebuild-db")
     .description("rebuilds the artifacts database")
-    .addHelpText("after", `
+    .addHelpText(
+      "after",
+      `
 Use after pulling an image to discover SOCI indices/ztocs or after "index rm"
-when using the containerd content store to clear the database of removed zTOCs.`)
-    .action(async (_opts: unknown, cmd: Command) => run(cmd, async (s) => {
-      void s.db; // opened (created if missing) before the content store, as in the reference
-      const cs = await s.contentStore();
-      const blobsDir = join(s.contentStorePath(), "blobs");
-      try {
-        await removeOldArtifacts(s, cs);
-      } catch (err) {
-        throw new Error(`failed to remove old artifacts from db: ${(err as Error).message}`, { cause: err });
-      }
-      try {
-        await addNewArtifacts(s, cs, blobsDir);
-      } catch (err) {
-        throw new Error(`failed to add new artifacts to db: ${(err as Error).message}`, { cause: err });
-      }
-    }));
+when using the containerd content store to clear the database of removed zTOCs.`,
+    )
+    .action(async (_opts: unknown, cmd: Command) =>
+      run(cmd, async (s) => {
+        void s.db; // opened (created if missing) before the content store, as in the reference
+        const cs = await s.contentStore();
+        const blobsDir = join(s.contentStorePath(), "blobs");
+        try {
+          await removeOldArtifacts(s, cs);
+        } catch (err) {
+          throw new Error(`failed to remove old artifacts from db: ${(err as Error).message}`, { cause: err });
+        }
+        try {
+          await addNewArtifacts(s, cs, blobsDir);
+        } catch (err) {
+          throw new Error(`failed to add new artifacts to db: ${(err as Error).message}`, { cause: err });
+        }
+      }),
+    );
 }

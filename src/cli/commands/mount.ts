@@ -14,7 +14,9 @@ interface MountFlags extends RegistryFlags {
 
 export function mountCommand(): Command {
   const cmd = new Command("mount")
-    .description("lazily mount an image from its SOCI index (read-only, overlayfs over FUSE layers); stays in the foreground")
+    .description(
+      "lazily mount an image from its SOCI index (read-only, overlayfs over FUSE layers); stays in the foreground",
+    )
     .arguments("<ref> <mountpoint>")
     .option("--platform <platform>", "platform of a multi-platform image (default: this host's)")
     .option("--index-digest <digest>", "use this SOCI index instead of discovering one")
@@ -27,7 +29,12 @@ export function mountCommand(): Command {
     const pool = new InflatePool();
     const log = (line: string) => process.stderr.write(`${line}\n`);
     const mounted = await mountImage({
-      client, ref, mountpoint, root, pool, log,
+      client,
+      ref,
+      mountpoint,
+      root,
+      pool,
+      log,
       platform: flags.platform ? parsePlatform(flags.platform) : undefined,
       discovery: { indexDigest: flags.indexDigest, v1: flags.sociV1, v2: true },
     }).catch(async (e: unknown) => {
@@ -36,7 +43,9 @@ export function mountCommand(): Command {
       throw e;
     });
     const lazy = mounted.layers.filter((l) => l.mode === "lazy").length;
-    process.stdout.write(`mounted ${ref} at ${mounted.mountpoint} (${lazy} lazy, ${mounted.layers.length - lazy} local layers)\n`);
+    process.stdout.write(
+      `mounted ${ref} at ${mounted.mountpoint} (${lazy} lazy, ${mounted.layers.length - lazy} local layers)\n`,
+    );
     await new Promise<void>((done) => {
       const stop = () => done();
       process.once("SIGINT", stop);

@@ -18,26 +18,34 @@ export function pushCommand(): Command {
     .option("-p, --platform <platform>", "platform to push (repeatable)", collect, [] as string[])
     .option("-q, --quiet", "print only the pushed index digests", false);
   addRegistryFlags(cmd);
-  return cmd.action(async (ref: string, flags: RegistryFlags & { existingIndex: string; platform: string[]; quiet: boolean }, self: Command) => {
-    const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
-    if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
-    if (!["warn", "skip", "allow"].includes(flags.existingIndex)) {
-      throw new Error(`unexpected value for flag --existing-index: ${flags.existingIndex}, expected types: [warn skip allow]`);
-    }
-    await mkdir(globals.root, { recursive: true, mode: 0o700 });
-    const store = await ContentStore.open(contentStorePath(globals.root));
-    const db = ArtifactsDb.open(artifactsDbPath(globals.root));
-    const client = registryClient(flags);
-    try {
-      await pushSociIndexes(client, ref, store, db, {
-        existingIndex: flags.existingIndex as ExistingIndexPolicy,
-        platforms: flags.platform.map((p) => parsePlatform(p)),
-        quiet: flags.quiet,
-        log: (line) => process.stdout.write(`${line}\n`),
-      });
-    } finally {
-      db.close();
-      await client.close();
-    }
-  });
+  return cmd.action(
+    async (
+      ref: string,
+      flags: RegistryFlags & { existingIndex: string; platform: string[]; quiet: boolean },
+      self: Command,
+    ) => {
+      const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
+      if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
+      if (!["warn", "skip", "allow"].includes(flags.existingIndex)) {
+        throw new Error(
+          `unexpected value for flag --existing-index: ${flags.existingIndex}, expected types: [warn skip allow]`,
+        );
+      }
+      await mkdir(globals.root, { recursive: true, mode: 0o700 });
+      const store = await ContentStore.open(contentStorePath(globals.root));
+      const db = ArtifactsDb.open(artifactsDbPath(globals.root));
+      const client = registryClient(flags);
+      try {
+        await pushSociIndexes(client, ref, store, db, {
+          existingIndex: flags.existingIndex as ExistingIndexPolicy,
+          platforms: flags.platform.map((p) => parsePlatform(p)),
+          quiet: flags.quiet,
+          log: (line) => process.stdout.write(`${line}\n`),
+        });
+      } finally {
+        db.close();
+        await client.close();
+      }
+    },
+  );
 }

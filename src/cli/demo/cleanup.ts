@@ -37,7 +37,10 @@ export class Cleanup {
     this.finals.push({ what, fn });
   }
 
-  private async runStep(step: { what: string; fn: () => Promise<void> | void }, report: (line: string) => void): Promise<void> {
+  private async runStep(
+    step: { what: string; fn: () => Promise<void> | void },
+    report: (line: string) => void,
+  ): Promise<void> {
     try {
       await step.fn();
     } catch (e) {

@@ -10,7 +10,14 @@ import { pipeline } from "node:stream/promises";
 import { PassThrough } from "node:stream";
 import zlib from "node:zlib";
 import { ContentStore } from "../../store/content-store.js";
-import { marshalManifest, MediaTypeImageConfig, MediaTypeImageLayerGzip, MediaTypeImageManifest, parseManifest, type Descriptor } from "../../formats/oci.js";
+import {
+  marshalManifest,
+  MediaTypeImageConfig,
+  MediaTypeImageLayerGzip,
+  MediaTypeImageManifest,
+  parseManifest,
+  type Descriptor,
+} from "../../formats/oci.js";
 import { parseReference } from "../../registry/reference.js";
 import { RegistryClient } from "../../registry/client.js";
 
@@ -32,7 +39,18 @@ export interface LayerFile {
 
 /** Tars `src` (ustar/pax, numeric root ownership) and gzips it to `gzPath`, hashing the tar on the way. */
 export async function writeLayer(src: LayerSource, gzPath: string): Promise<LayerFile> {
-  const args = ["--format=posix", "--pax-option=delete=atime,delete=ctime", "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-C", src.dir, "-cf", "-"];
+  const args = [
+    "--format=posix",
+    "--pax-option=delete=atime,delete=ctime",
+    "--numeric-owner",
+    "--owner=0",
+    "--group=0",
+    "--sort=name",
+    "-C",
+    src.dir,
+    "-cf",
+    "-",
+  ];
   for (const e of src.exclude ?? []) args.push(`--exclude=${e}`);
   args.push(...(src.paths ?? ["."]));
   const tar = spawn("tar", args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -57,10 +75,18 @@ export interface ImageConfig {
   env?: string[];
 }
 
-const goArch = (): string => ({ x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x" })[process.arch as string] ?? process.arch;
+const goArch = (): string =>
+  ({ x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x" })[
+    process.arch as string
+  ] ?? process.arch;
 
 /** An OCI image layout at `layout` with these layers (lowest first), tagged `tag`. */
-export async function writeImageLayout(layout: string, layers: LayerFile[], cfg: ImageConfig, tag = "latest"): Promise<Descriptor> {
+export async function writeImageLayout(
+  layout: string,
+  layers: LayerFile[],
+  cfg: ImageConfig,
+  tag = "latest",
+): Promise<Descriptor> {
   await rm(layout, { recursive: true, force: true });
   const store = await ContentStore.open(layout);
   const descs: Descriptor[] = [];
@@ -68,13 +94,15 @@ export async function writeImageLayout(layout: string, layers: LayerFile[], cfg:
     const info = await store.put(createReadStream(l.gzPath, { highWaterMark: 1 << 20 }));
     descs.push({ mediaType: MediaTypeImageLayerGzip, digest: info.digest, size: info.size });
   }
-  const config = Buffer.from(JSON.stringify({
-    architecture: goArch(),
-    os: "linux",
-    config: { Env: cfg.env ?? ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: cfg.cmd },
-    rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
-    history: layers.map(() => ({ created_by: "soci demo" })),
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: goArch(),
+      os: "linux",
+      config: { Env: cfg.env ?? ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: cfg.cmd },
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
+      history: layers.map(() => ({ created_by: "soci demo" })),
+    }),
+  );
   const c = await store.put(config);
   const manifest = marshalManifest({
     schemaVersion: 2,
@@ -82,7 +110,11 @@ export async function writeImageLayout(layout: string, layers: LayerFile[], cfg:
     config: { mediaType: MediaTypeImageConfig, digest: c.digest, size: c.size },
     layers: descs,
   });
-  const desc: Descriptor = { mediaType: MediaTypeImageManifest, digest: `sha256:${createHash("sha256").update(manifest).digest("hex")}`, size: manifest.length };
+  const desc: Descriptor = {
+    mediaType: MediaTypeImageManifest,
+    digest: `sha256:${createHash("sha256").update(manifest).digest("hex")}`,
+    size: manifest.length,
+  };
   await store.putDescriptor(desc, manifest);
   await store.tag(desc, tag);
   return desc;
@@ -98,10 +130,16 @@ export async function pushLayout(layout: string, tag: string, ref: string): Prom
   try {
     const bytes = await store.get(root.digest);
     const m = parseManifest(bytes);
-    await Promise.all([m.config, ...(m.layers ?? [])].map(async (b) => {
-      if ((await client.blobExists(target, b.digest)) !== undefined) return;
-      await client.pushBlob(target, await store.createReadStream(b.digest), { digest: b.digest, size: b.size, mediaType: b.mediaType });
-    }));
+    await Promise.all(
+      [m.config, ...(m.layers ?? [])].map(async (b) => {
+        if ((await client.blobExists(target, b.digest)) !== undefined) return;
+        await client.pushBlob(target, await store.createReadStream(b.digest), {
+          digest: b.digest,
+          size: b.size,
+          mediaType: b.mediaType,
+        });
+      }),
+    );
     await client.pushManifest(target, bytes, root.mediaType, target.tag ?? root.digest);
   } finally {
     await client.close();
@@ -112,7 +150,10 @@ export async function pushLayout(layout: string, tag: string, ref: string): Prom
 export const BUSYBOX = "/bin/busybox";
 
 /** `dir/bin/busybox` and applet links for a shell. */
-export async function writeBusyboxRootfs(dir: string, applets = ["sh", "cat", "head", "ls", "echo", "dd", "true", "wc"]): Promise<void> {
+export async function writeBusyboxRootfs(
+  dir: string,
+  applets = ["sh", "cat", "head", "ls", "echo", "dd", "true", "wc"],
+): Promise<void> {
   await mkdir(join(dir, "bin"), { recursive: true });
   await mkdir(join(dir, "tmp"), { recursive: true });
   await copyFile(BUSYBOX, join(dir, "bin", "busybox"));
@@ -125,11 +166,13 @@ export async function writeBusyboxRootfs(dir: string, applets = ["sh", "cat", "h
  */
 export function sampleData(size: number): Buffer {
   const out = Buffer.allocUnsafe(size);
-  const text = Buffer.from("layer span checkpoint window inflate registry snapshot container image lazy fetch verify ".repeat(32));
+  const text = Buffer.from(
+    "layer span checkpoint window inflate registry snapshot container image lazy fetch verify ".repeat(32),
+  );
   for (let o = 0; o < size; o += 4096) {
     const rnd = randomBytes(Math.min(2048, size - o));
     rnd.copy(out, o);
-    if (o + 2048 < size) text.copy(out, o + 2048, (o >> 12) % 64, (o >> 12) % 64 + Math.min(2048, size - o - 2048));
+    if (o + 2048 < size) text.copy(out, o + 2048, (o >> 12) % 64, ((o >> 12) % 64) + Math.min(2048, size - o - 2048));
   }
   return out;
 }

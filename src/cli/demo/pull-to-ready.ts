@@ -56,12 +56,21 @@ export interface PullToReadyResult {
   output: string;
 }
 
-function waitForLine(child: ChildProcess, line: string, timeoutMs: number): Promise<{ at: number; exited: Promise<{ code: number | null; out: string }> }> {
+function waitForLine(
+  child: ChildProcess,
+  line: string,
+  timeoutMs: number,
+): Promise<{ at: number; exited: Promise<{ code: number | null; out: string }> }> {
   let out = "";
   let err = "";
-  const exited = new Promise<{ code: number | null; out: string }>((resolve) => child.once("close", (code) => resolve({ code, out })));
+  const exited = new Promise<{ code: number | null; out: string }>((resolve) =>
+    child.once("close", (code) => resolve({ code, out })),
+  );
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${line}" line within ${timeoutMs} ms; output: ${out}${err}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no "${line}" line within ${timeoutMs} ms; output: ${out}${err}`)),
+      timeoutMs,
+    );
     child.stdout!.on("data", (d: Buffer) => {
       const at = performance.now();
       const before = out;
@@ -89,7 +98,10 @@ export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReady
     await mkdir(opts.dir, { recursive: true });
     let daemon: Daemon | undefined;
     const ours = opts.mode !== "overlayfs";
-    if (ours) daemon = await startDaemon(join(opts.dir, "d"), cleanup, { configToml: opts.mode === "parallel" ? `${opts.daemonConfig ?? ""}\n${PARALLEL_CONFIG}` : opts.daemonConfig });
+    if (ours)
+      daemon = await startDaemon(join(opts.dir, "d"), cleanup, {
+        configToml: opts.mode === "parallel" ? `${opts.daemonConfig ?? ""}\n${PARALLEL_CONFIG}` : opts.daemonConfig,
+      });
     const ctd = await startContainerd(join(opts.dir, "c"), cleanup, daemon ? { sociSocket: daemon.socket } : {});
     const snap = ours ? ["--snapshotter", "soci"] : [];
 
@@ -97,16 +109,30 @@ export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReady
     const t0 = performance.now();
     let pullSummary: string | undefined;
     if (ours) {
-      const r = await execFileP(process.execPath, [SOCI_BIN, "--address", ctd.socket, "image", "rpull", "--plain-http", opts.ref], { maxBuffer: 16 << 20 })
-        .catch((e: Error & { stderr?: string }) => {
-          throw new Error(`soci image rpull: ${e.stderr?.trim() || e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`);
-        });
+      const r = await execFileP(
+        process.execPath,
+        [SOCI_BIN, "--address", ctd.socket, "image", "rpull", "--plain-http", opts.ref],
+        { maxBuffer: 16 << 20 },
+      ).catch((e: Error & { stderr?: string }) => {
+        throw new Error(
+          `soci image rpull: ${e.stderr?.trim() || e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`,
+        );
+      });
       pullSummary = /provided by soci/.test(r.stdout) ? r.stdout.trim().split("\n").pop() : undefined;
     } else {
       await ctd.ctr(["images", "pull", "--plain-http", opts.ref]);
     }
     const t1 = performance.now();
-    const child = ctd.spawnCtr(["run", "--rm", ...snap, "--runc-root", join(opts.dir, "runc"), opts.ref, `bench-${opts.mode}`, ...opts.command]);
+    const child = ctd.spawnCtr([
+      "run",
+      "--rm",
+      ...snap,
+      "--runc-root",
+      join(opts.dir, "runc"),
+      opts.ref,
+      `bench-${opts.mode}`,
+      ...opts.command,
+    ]);
     const killCtr = cleanup.add("ctr run", () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     });

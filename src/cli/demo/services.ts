@@ -20,7 +20,8 @@ export const CTR_BIN = process.env.CTR_BIN ?? "/usr/bin/ctr";
 /** The `soci` executable (SOCI_CLI_BIN overrides it, e.g. to measure another build). */
 export const SOCI_BIN = process.env.SOCI_CLI_BIN || fileURLToPath(new URL("../../../bin/soci.js", import.meta.url));
 /** The daemon executable (SOCI_DAEMON_BIN overrides it, e.g. to measure another build). */
-export const DAEMON_BIN = process.env.SOCI_DAEMON_BIN || fileURLToPath(new URL("../../../bin/soci-snapshotter-grpc.js", import.meta.url));
+export const DAEMON_BIN =
+  process.env.SOCI_DAEMON_BIN || fileURLToPath(new URL("../../../bin/soci-snapshotter-grpc.js", import.meta.url));
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -40,7 +41,11 @@ function exitOf(child: ChildProcess): Promise<void> {
 }
 
 /** SIGTERM (or `signal`), then SIGKILL after `graceMs`. */
-export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 10_000): Promise<void> {
+export async function stopProcess(
+  child: ChildProcess,
+  signal: NodeJS.Signals = "SIGTERM",
+  graceMs = 10_000,
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = exitOf(child);
   child.kill(signal);
@@ -61,7 +66,14 @@ function capture(child: ChildProcess, max = 64 << 10): () => string {
   return () => out.slice(-max);
 }
 
-async function until(what: string, probe: () => Promise<boolean>, died: () => boolean, log: () => string, ms: number, cleanup: Cleanup): Promise<void> {
+async function until(
+  what: string,
+  probe: () => Promise<boolean>,
+  died: () => boolean,
+  log: () => string,
+  ms: number,
+  cleanup: Cleanup,
+): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     if (cleanup.aborted) throw new Error(`interrupted while starting ${what}`);
@@ -79,28 +91,43 @@ export interface Registry {
 
 /** docker-registry on 127.0.0.1:<free port>, storage under `dir`. */
 export async function startRegistry(dir: string, cleanup: Cleanup): Promise<Registry> {
-  if (!existsSync(REGISTRY_BIN)) throw new Error(`${REGISTRY_BIN} not found: install the Debian package docker-registry`);
+  if (!existsSync(REGISTRY_BIN))
+    throw new Error(`${REGISTRY_BIN} not found: install the Debian package docker-registry`);
   await mkdir(dir, { recursive: true });
   const host = `127.0.0.1:${await freePort()}`;
   const config = join(dir, "config.yml");
-  await writeFile(config, [
-    "version: 0.1",
-    "log:",
-    "  level: error",
-    "  accesslog:",
-    "    disabled: true",
-    "storage:",
-    "  filesystem:",
-    `    rootdirectory: ${join(dir, "data")}`,
-    "http:",
-    `  addr: ${host}`,
-    "",
-  ].join("\n"));
+  await writeFile(
+    config,
+    [
+      "version: 0.1",
+      "log:",
+      "  level: error",
+      "  accesslog:",
+      "    disabled: true",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${join(dir, "data")}`,
+      "http:",
+      `  addr: ${host}`,
+      "",
+    ].join("\n"),
+  );
   const child = spawn(REGISTRY_BIN, ["serve", config], { stdio: ["ignore", "pipe", "pipe"] });
   const log = capture(child);
   const stop = cleanup.add("registry", () => stopProcess(child, "SIGTERM", 3000));
   const dead = () => child.exitCode !== null || child.signalCode !== null;
-  await until("docker-registry", () => fetch(`http://${host}/v2/`).then((r) => r.ok, () => false), dead, log, 15_000, cleanup);
+  await until(
+    "docker-registry",
+    () =>
+      fetch(`http://${host}/v2/`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    dead,
+    log,
+    15_000,
+    cleanup,
+  );
   return { host, stop };
 }
 
@@ -116,8 +143,13 @@ export interface Containerd {
 }
 
 /** A private containerd in `dir` (which must be short: unix socket paths end at 108 bytes). */
-export async function startContainerd(dir: string, cleanup: Cleanup, opts: { sociSocket?: string } = {}): Promise<Containerd> {
-  if (!existsSync(CONTAINERD_BIN)) throw new Error(`${CONTAINERD_BIN} not found: install the Debian package containerd`);
+export async function startContainerd(
+  dir: string,
+  cleanup: Cleanup,
+  opts: { sociSocket?: string } = {},
+): Promise<Containerd> {
+  if (!existsSync(CONTAINERD_BIN))
+    throw new Error(`${CONTAINERD_BIN} not found: install the Debian package containerd`);
   const root = join(dir, "root");
   const state = join(dir, "state");
   const socket = join(dir, "c.sock");
@@ -170,7 +202,11 @@ export async function startContainerd(dir: string, cleanup: Cleanup, opts: { soc
   };
   await until("containerd", probe, dead, log, 30_000, cleanup);
   return {
-    socket, dir, ctr, log, stop,
+    socket,
+    dir,
+    ctr,
+    log,
+    stop,
     spawnCtr: (args) => spawn(CTR_BIN, ["--address", socket, ...args], { stdio: ["ignore", "pipe", "pipe"] }),
   };
 }
@@ -189,7 +225,8 @@ let clockTicks: number | undefined;
 
 /** Peak RSS and CPU seconds of a live process, from /proc. */
 export async function processUsage(pid: number): Promise<{ peakRssBytes: number; cpuSeconds: number }> {
-  clockTicks ??= Number((await execFileP("getconf", ["CLK_TCK"]).catch(() => ({ stdout: "100" }))).stdout.trim()) || 100;
+  clockTicks ??=
+    Number((await execFileP("getconf", ["CLK_TCK"]).catch(() => ({ stdout: "100" }))).stdout.trim()) || 100;
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(status);
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
@@ -200,15 +237,23 @@ export async function processUsage(pid: number): Promise<{ peakRssBytes: number;
 }
 
 /** Our snapshotter daemon with root, socket and config in `dir`; resolves once it serves. */
-export async function startDaemon(dir: string, cleanup: Cleanup, opts: { configToml?: string; logLevel?: string } = {}): Promise<Daemon> {
+export async function startDaemon(
+  dir: string,
+  cleanup: Cleanup,
+  opts: { configToml?: string; logLevel?: string } = {},
+): Promise<Daemon> {
   await mkdir(dir, { recursive: true });
   const socket = join(dir, "soci.sock");
   const root = join(dir, "root");
   const config = join(dir, "config.toml");
   await writeFile(config, opts.configToml ?? "");
-  const child = spawn(DAEMON_BIN, ["--address", socket, "--root", root, "--config", config, "--log-level", opts.logLevel ?? "info"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    DAEMON_BIN,
+    ["--address", socket, "--root", root, "--config", config, "--log-level", opts.logLevel ?? "info"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let started = false;
   let out = "";
   const onData = (d: Buffer) => {
@@ -224,6 +269,13 @@ export async function startDaemon(dir: string, cleanup: Cleanup, opts: { configT
     await rm(dir, { recursive: true, force: true });
   });
   const dead = () => child.exitCode !== null || child.signalCode !== null;
-  await until("soci-snapshotter-grpc", async () => started, dead, () => out, 30_000, cleanup);
+  await until(
+    "soci-snapshotter-grpc",
+    async () => started,
+    dead,
+    () => out,
+    30_000,
+    cleanup,
+  );
   return { pid: child.pid!, socket, root, log: () => out, usage: () => processUsage(child.pid!), stop };
 }

@@ -45,17 +45,26 @@ function aptGet(args: string[], log: (line: string) => void): Promise<void> {
  * Checks root, apt and /dev/fuse; installs the missing packages (`apt-get install -y`, after an
  * `apt-get update` if the first attempt fails). Returns what it installed.
  */
-export async function ensureDemoPrerequisites(log: (line: string) => void, opts: { install?: boolean } = {}): Promise<string[]> {
-  if (process.platform !== "linux") throw new SetupError("soci demo runs containers with containerd and FUSE: it needs Linux");
+export async function ensureDemoPrerequisites(
+  log: (line: string) => void,
+  opts: { install?: boolean } = {},
+): Promise<string[]> {
+  if (process.platform !== "linux")
+    throw new SetupError("soci demo runs containers with containerd and FUSE: it needs Linux");
   if (typeof process.getuid === "function" && process.getuid() !== 0) {
-    throw new SetupError("soci demo starts containerd, mounts FUSE filesystems and may install packages: run it as root (sudo)");
+    throw new SetupError(
+      "soci demo starts containerd, mounts FUSE filesystems and may install packages: run it as root (sudo)",
+    );
   }
   const hasDpkg = existsSync("/usr/bin/dpkg-query");
   const missing = hasDpkg ? await missingPackages(DEMO_PACKAGES) : DEMO_PACKAGES.filter((p) => !fallbackPresent(p));
   if (missing.length) {
-    if (opts.install === false) throw new SetupError(`missing packages: ${missing.join(" ")} (install them, or drop --no-install)`);
+    if (opts.install === false)
+      throw new SetupError(`missing packages: ${missing.join(" ")} (install them, or drop --no-install)`);
     if (!existsSync("/usr/bin/apt-get")) {
-      throw new SetupError(`missing packages: ${missing.join(" ")}; this machine has no apt-get: install their equivalents by hand`);
+      throw new SetupError(
+        `missing packages: ${missing.join(" ")}; this machine has no apt-get: install their equivalents by hand`,
+      );
     }
     log(`installing with apt-get: ${missing.join(" ")}`);
     await aptGet(["install", "-y", "--no-install-recommends", ...missing], log).catch(async () => {
@@ -68,7 +77,8 @@ export async function ensureDemoPrerequisites(log: (line: string) => void, opts:
   }
   if (!existsSync("/dev/fuse")) {
     await run("modprobe", ["fuse"]).catch(() => undefined);
-    if (!existsSync("/dev/fuse")) throw new SetupError("/dev/fuse is missing (load the fuse module, or in a container pass --device /dev/fuse)");
+    if (!existsSync("/dev/fuse"))
+      throw new SetupError("/dev/fuse is missing (load the fuse module, or in a container pass --device /dev/fuse)");
   }
   return missing;
 }

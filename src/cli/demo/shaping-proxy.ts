@@ -20,7 +20,10 @@ export interface ShapingOptions {
 }
 
 export async function startShapingProxy(upstream: string, opts: ShapingOptions): Promise<ShapingProxy> {
-  const [uhost, uport] = [upstream.slice(0, upstream.lastIndexOf(":")), Number(upstream.slice(upstream.lastIndexOf(":") + 1))];
+  const [uhost, uport] = [
+    upstream.slice(0, upstream.lastIndexOf(":")),
+    Number(upstream.slice(upstream.lastIndexOf(":") + 1)),
+  ];
   const bytesPerMs = opts.bitsPerSecond / 8 / 1000;
   const half = opts.rttMs / 2;
   let linkFreeAt = 0;

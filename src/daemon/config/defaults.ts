@@ -43,7 +43,14 @@ export function zeroConfig(): SnapshotterConfig {
     metadataDbNoSync: false,
     metadataInsertionChunkSize: 0,
     skipCheckSnapshotterSupported: false,
-    http: { dialTimeoutMsec: 0, responseHeaderTimeoutMsec: 0, requestTimeoutMsec: 0, maxRetries: 0, minWaitMsec: 0, maxWaitMsec: 0 },
+    http: {
+      dialTimeoutMsec: 0,
+      responseHeaderTimeoutMsec: 0,
+      requestTimeoutMsec: 0,
+      maxRetries: 0,
+      minWaitMsec: 0,
+      maxWaitMsec: 0,
+    },
     blob: {
       validInterval: 0,
       fetchingTimeoutSec: 0,
@@ -56,7 +63,14 @@ export function zeroConfig(): SnapshotterConfig {
     },
     directoryCache: { maxLruCacheEntry: 0, maxCacheFds: 0, syncAdd: false, direct: false },
     fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0, logFuseOperations: false },
-    backgroundFetch: { disable: false, silencePeriodMsec: 0, fetchPeriodMsec: 0, maxQueueSize: 0, dropPolicy: "" as never, emitMetricPeriodSec: 0 },
+    backgroundFetch: {
+      disable: false,
+      silencePeriodMsec: 0,
+      fetchPeriodMsec: 0,
+      maxQueueSize: 0,
+      dropPolicy: "" as never,
+      emitMetricPeriodSec: 0,
+    },
     contentStore: { type: "" as never, containerdAddress: "" },
     prefetch: { enable: false, maxConcurrency: 0 },
     pullModes: {
@@ -138,7 +152,8 @@ export function fillZeroValues(cfg: SnapshotterConfig): void {
   if (bl.maxWaitMsec === 0) bl.maxWaitMsec = h.maxWaitMsec;
   const cs = cfg.contentStore;
   if ((cs.type as string) === "") cs.type = "soci";
-  cs.containerdAddress = cs.containerdAddress === "" ? DEFAULT_CONTAINERD_ADDRESS : trimSocketAddress(cs.containerdAddress);
+  cs.containerdAddress =
+    cs.containerdAddress === "" ? DEFAULT_CONTAINERD_ADDRESS : trimSocketAddress(cs.containerdAddress);
   if (cfg.prefetch.maxConcurrency < 0) cfg.prefetch.maxConcurrency = 0;
   // parallel
   const p = cfg.pullModes.parallelPullUnpack;
@@ -159,9 +174,13 @@ const UNIT: Record<string, number> = { "": 1, b: 1, kb: 1024, mb: 1024 ** 2, gb:
 export function parseSize(text: string): number {
   if (text === "") return UNBOUNDED;
   const m = SIZE_RE.exec(text);
-  if (!m) throw new ConfigError(`pull_modes.parallel_pull_unpack.concurrent_download_chunk_size: invalid size format: ${text}`);
+  if (!m)
+    throw new ConfigError(
+      `pull_modes.parallel_pull_unpack.concurrent_download_chunk_size: invalid size format: ${text}`,
+    );
   const size = Math.trunc(Number(m[1]) * UNIT[(m[4] ?? "").toLowerCase()]!);
-  if (!Number.isSafeInteger(size)) throw new ConfigError(`pull_modes.parallel_pull_unpack.concurrent_download_chunk_size: size too large: ${text}`);
+  if (!Number.isSafeInteger(size))
+    throw new ConfigError(`pull_modes.parallel_pull_unpack.concurrent_download_chunk_size: size too large: ${text}`);
   return size === 0 ? UNBOUNDED : size;
 }
 
@@ -194,7 +213,9 @@ const NON_NEGATIVE: Array<[string, (c: SnapshotterConfig) => number]> = [
 
 function oneOf(key: string, value: string, allowed: readonly string[]): void {
   if (!allowed.includes(value)) {
-    throw new ConfigError(`${key}: invalid value ${JSON.stringify(value)}: must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}`);
+    throw new ConfigError(
+      `${key}: invalid value ${JSON.stringify(value)}: must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}`,
+    );
   }
 }
 
@@ -210,13 +231,15 @@ export function validateConfig(cfg: SnapshotterConfig): void {
   }
   for (const [name, host] of Object.entries(cfg.resolver.host ?? {})) {
     host.mirrors.forEach((m, i) => {
-      if (m.host === "") throw new ConfigError(`resolver.host.${JSON.stringify(name)}.mirrors[${i}].host: must not be empty`);
+      if (m.host === "")
+        throw new ConfigError(`resolver.host.${JSON.stringify(name)}.mirrors[${i}].host: must not be empty`);
     });
   }
   const p = cfg.pullModes.parallelPullUnpack;
   for (const [name, d] of Object.entries(p.decompressStreams ?? {})) {
     const key = `pull_modes.parallel_pull_unpack.decompress_streams.${JSON.stringify(name)}.path`;
-    if (!d.path.startsWith("/")) throw new ConfigError(`${key}: must be an absolute path to an executable, got ${JSON.stringify(d.path)}`);
+    if (!d.path.startsWith("/"))
+      throw new ConfigError(`${key}: must be an absolute path to an executable, got ${JSON.stringify(d.path)}`);
   }
   if (p.enable || p.experimentalParallelPullAsFallback) {
     if (cfg.contentStore.type !== "containerd" && !p.discardUnpackedLayers) {
@@ -224,8 +247,18 @@ export function validateConfig(cfg: SnapshotterConfig): void {
         'pull_modes.parallel_pull_unpack: needs content_store.type = "containerd" unless discard_unpacked_layers = true',
       );
     }
-    limitWithin("max_concurrent_downloads_per_image", p.maxConcurrentDownloadsPerImage, "max_concurrent_downloads", p.maxConcurrentDownloads);
-    limitWithin("max_concurrent_unpacks_per_image", p.maxConcurrentUnpacksPerImage, "max_concurrent_unpacks", p.maxConcurrentUnpacks);
+    limitWithin(
+      "max_concurrent_downloads_per_image",
+      p.maxConcurrentDownloadsPerImage,
+      "max_concurrent_downloads",
+      p.maxConcurrentDownloads,
+    );
+    limitWithin(
+      "max_concurrent_unpacks_per_image",
+      p.maxConcurrentUnpacksPerImage,
+      "max_concurrent_unpacks",
+      p.maxConcurrentUnpacks,
+    );
   }
 }
 

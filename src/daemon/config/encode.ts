@@ -77,7 +77,8 @@ function buildTable(fields: Field[], obj: Obj): Table {
         if (v === undefined) break; // a nil Go map is not written at all
         const map = v as Record<string, Obj>;
         const inner: Table = { kvs: [], tables: [] };
-        for (const name of Object.keys(map).sort(compareUtf8)) inner.tables.push([name, buildTable(f.entry, map[name]!)]);
+        for (const name of Object.keys(map).sort(compareUtf8))
+          inner.tables.push([name, buildTable(f.entry, map[name]!)]);
         table.tables.push([f.key, inner]);
         break;
       }

@@ -60,17 +60,22 @@ export async function loadConfig(path: string | undefined): Promise<SnapshotterC
   try {
     return parseConfig(text);
   } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(`failed to load config file ${JSON.stringify(file)}: ${e.message}`);
+    if (e instanceof ConfigError)
+      throw new ConfigError(`failed to load config file ${JSON.stringify(file)}: ${e.message}`);
     throw e;
   }
 }
 
 function describeFsError(err: NodeJS.ErrnoException): string {
   switch (err.code) {
-    case "ENOENT": return "no such file or directory";
-    case "EACCES": return "permission denied";
-    case "EISDIR": return "is a directory";
-    default: return err.message;
+    case "ENOENT":
+      return "no such file or directory";
+    case "EACCES":
+      return "permission denied";
+    case "EISDIR":
+      return "is a directory";
+    default:
+      return err.message;
   }
 }
 

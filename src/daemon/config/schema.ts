@@ -60,10 +60,20 @@ const b = (key: string, prop: string): ScalarField => ({ kind: "bool", key, prop
 const i = (key: string, prop: string): ScalarField => ({ kind: "int", key, prop });
 const t = (key: string, prop: string, fields: Field[]): TableField => ({ kind: "table", key, prop, fields });
 
-const mirrorFields: Field[] = [s("host", "host"), b("insecure", "insecure"), i("request_timeout_sec", "requestTimeoutSec")];
+const mirrorFields: Field[] = [
+  s("host", "host"),
+  b("insecure", "insecure"),
+  i("request_timeout_sec", "requestTimeoutSec"),
+];
 
 const hostFields: Field[] = [
-  { kind: "tableArray", key: "mirrors", prop: "mirrors", entry: mirrorFields, make: () => ({ host: "", insecure: false, requestTimeoutSec: 0 }) },
+  {
+    kind: "tableArray",
+    key: "mirrors",
+    prop: "mirrors",
+    entry: mirrorFields,
+    make: () => ({ host: "", insecure: false, requestTimeoutSec: 0 }),
+  },
 ];
 
 const decompressStreamFields: Field[] = [s("path", "path"), { kind: "strings", key: "args", prop: "args" }];
@@ -142,15 +152,30 @@ export const CONFIG_SCHEMA: Field[] = [
       i("max_concurrent_unpacks", "maxConcurrentUnpacks"),
       i("max_concurrent_unpacks_per_image", "maxConcurrentUnpacksPerImage"),
       b("discard_unpacked_layers", "discardUnpackedLayers"),
-      { kind: "map", key: "decompress_streams", prop: "decompressStreams", entry: decompressStreamFields, make: () => ({ path: "", args: [] }) },
+      {
+        kind: "map",
+        key: "decompress_streams",
+        prop: "decompressStreams",
+        entry: decompressStreamFields,
+        make: () => ({ path: "", args: [] }),
+      },
     ]),
   ]),
-  t("kubeconfig_keychain", "kubeconfigKeychain", [b("enable_keychain", "enableKeychain"), s("kubeconfig_path", "kubeconfigPath")]),
-  t("cri_keychain", "criKeychain", [b("enable_keychain", "enableKeychain"), s("image_service_path", "imageServicePath")]),
+  t("kubeconfig_keychain", "kubeconfigKeychain", [
+    b("enable_keychain", "enableKeychain"),
+    s("kubeconfig_path", "kubeconfigPath"),
+  ]),
+  t("cri_keychain", "criKeychain", [
+    b("enable_keychain", "enableKeychain"),
+    s("image_service_path", "imageServicePath"),
+  ]),
   t("resolver", "resolver", [
     { kind: "map", key: "host", prop: "host", entry: hostFields, make: () => ({ mirrors: [] }) },
     i("auth_client_ttl_sec", "authClientTtlSec"),
     b("enable_auth_client_sharing", "enableAuthClientSharing"),
   ]),
-  t("snapshotter", "snapshotter", [i("min_layer_size", "minLayerSize"), b("allow_invalid_mounts_on_restart", "allowInvalidMountsOnRestart")]),
+  t("snapshotter", "snapshotter", [
+    i("min_layer_size", "minLayerSize"),
+    b("allow_invalid_mounts_on_restart", "allowInvalidMountsOnRestart"),
+  ]),
 ];

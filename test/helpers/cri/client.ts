@@ -17,16 +17,31 @@ export interface CriImage {
 export type CriAuth = CriAuthConfig;
 
 export interface CriImageClient {
-  pullImage(image: string, opts?: { auth?: CriAuth; sandbox?: { name: string; namespace: string; uid: string } }): Promise<string>;
+  pullImage(
+    image: string,
+    opts?: { auth?: CriAuth; sandbox?: { name: string; namespace: string; uid: string } },
+  ): Promise<string>;
   /** `null` when the runtime does not have the image */
   imageStatus(image: string): Promise<CriImage | null>;
   listImages(image?: string): Promise<CriImage[]>;
   removeImage(image: string): Promise<void>;
-  imageFsInfo(): Promise<{ image_filesystems: Array<{ timestamp: number; fs_id: { mountpoint: string } | null; used_bytes: { value: number } | null; inodes_used: { value: number } | null }> }>;
+  imageFsInfo(): Promise<{
+    image_filesystems: Array<{
+      timestamp: number;
+      fs_id: { mountpoint: string } | null;
+      used_bytes: { value: number } | null;
+      inodes_used: { value: number } | null;
+    }>;
+  }>;
   close(): void;
 }
 
-type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+type Unary = (
+  req: unknown,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res: unknown) => void,
+) => void;
 
 let ctor: grpc.ServiceClientConstructor | undefined;
 
@@ -39,7 +54,9 @@ export function imageServiceClient(): grpc.ServiceClientConstructor {
     enums: String,
     defaults: true,
   });
-  const def = grpc.loadPackageDefinition(pkg) as unknown as { runtime: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+  const def = grpc.loadPackageDefinition(pkg) as unknown as {
+    runtime: { v1: { ImageService: grpc.ServiceClientConstructor } };
+  };
   ctor = def.runtime.v1.ImageService;
   return ctor;
 }
@@ -47,10 +64,13 @@ export function imageServiceClient(): grpc.ServiceClientConstructor {
 /** `socket`: a gRPC socket path. Calls time out after `timeoutMs` (default 120 s). */
 export function criImageClient(socket: string, timeoutMs = 120_000): CriImageClient {
   const Client = imageServiceClient();
-  const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as Record<string, Unary> & grpc.Client;
+  const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as Record<string, Unary> &
+    grpc.Client;
   const call = <T>(method: string, req: unknown): Promise<T> =>
     new Promise((resolve, reject) => {
-      client[method]!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as T)));
+      client[method]!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res as T),
+      );
     });
   return {
     async pullImage(image, opts = {}) {

@@ -7,7 +7,11 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { startContainerd, type Containerd } from "../containerd.js";
 
-export async function startCriContainerd(opts: { dir: string; sociSocket: string; registryHost: string }): Promise<Containerd> {
+export async function startCriContainerd(opts: {
+  dir: string;
+  sociSocket: string;
+  registryHost: string;
+}): Promise<Containerd> {
   const cniDir = join(opts.dir, "cni");
   await mkdir(join(cniDir, "net.d"), { recursive: true });
   await mkdir(join(cniDir, "bin"), { recursive: true });
