@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { availableParallelism } from "node:os";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { BuildPool } from "../src/build/pool.js";
+import { BuildPool } from "../src/indexer/pool.js";
 import { ensureCorpus, type Corpus } from "./lib/corpus.js";
 import { commandLine, fmt, machineInfo, mb, table, writeResults } from "./lib/report.js";
 

@@ -14,7 +14,7 @@ import { parseIndex, parseManifest, type Descriptor } from "../src/formats/oci.j
 import { parseSociIndex, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
 import { decodeZtoc } from "../src/formats/ztoc.js";
 import { ContentStore } from "../src/store/content-store.js";
-import { parseImageLocation } from "../src/build/image-location.js";
+import { parseImageLocation } from "../src/indexer/image-location.js";
 
 const run = promisify(execFile);
 const soci = new URL("../bin/soci.js", import.meta.url).pathname;

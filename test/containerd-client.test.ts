@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { mkdir } from "node:fs/promises";
-import { chainIds, unpackImage } from "../src/containerd/unpack.js";
+import { chainIds, unpackImage } from "../src/pull/unpack.js";
 import { parseManifest } from "../src/formats/oci.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";

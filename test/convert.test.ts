@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { parseIndex, parseManifest, type Descriptor } from "../src/formats/oci.js";
 import { parseSociIndex, SociIndexArtifactTypeV1, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
 import { decodeZtoc } from "../src/formats/ztoc.js";
-import { extractFile } from "../src/build/extract-file.js";
+import { extractFile } from "../src/indexer/extract-file.js";
 import { ArtifactsDb } from "../src/store/artifacts-db.js";
 
 const run = promisify(execFile);

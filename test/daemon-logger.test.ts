@@ -2,8 +2,8 @@
 // credential-like reaches the output (the patterns of the reference's
 // TestSnapshotterDoesNotLogSensitiveInformation, integration/log_test.go).
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { formatLogTime, Logger, parseLogLevel, type LogLevel } from "../src/daemon/logger.js";
-import { redact, redactUrl } from "../src/daemon/redact.js";
+import { formatLogTime, JsonLogger, parseLogLevel, type LogLevel } from "../src/log/json-logger.js";
+import { redact, redactUrl } from "../src/log/redact.js";
 
 const SENSITIVE = [
   /password/i,
@@ -25,7 +25,7 @@ const SENSITIVE = [
 
 function capture(level: LogLevel = "trace", now = () => Date.UTC(2024, 1, 3, 4, 5, 6, 789)) {
   const lines: string[] = [];
-  const logger = Logger.create({ sink: { write: (l: string) => lines.push(l) }, level, now });
+  const logger = JsonLogger.create({ sink: { write: (l: string) => lines.push(l) }, level, now });
   return { logger, lines, json: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
@@ -108,7 +108,7 @@ describe("levels", () => {
   });
 
   it("a failing sink does not throw into the caller", () => {
-    const logger = Logger.create({
+    const logger = JsonLogger.create({
       sink: {
         write() {
           throw new Error("EPIPE");

@@ -18,9 +18,9 @@ import { createHash } from "node:crypto";
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { join, posix } from "node:path";
-import { LayerIndexer } from "../src/build/layer-indexer.js";
+import { LayerIndexer } from "../src/indexer/layer-indexer.js";
 import { decodeZtoc, type Ztoc } from "../src/formats/ztoc.js";
-import { zinfoOf } from "../src/build/extract-file.js";
+import { zinfoOf } from "../src/indexer/extract-file.js";
 import {
   mountLayer,
   mountStatus,

@@ -8,9 +8,9 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LayerIndexer } from "../src/build/layer-indexer.js";
-import { BuildPool } from "../src/build/pool.js";
-import { extractFile, metadataEntry } from "../src/build/extract-file.js";
+import { LayerIndexer } from "../src/indexer/layer-indexer.js";
+import { BuildPool } from "../src/indexer/pool.js";
+import { extractFile, metadataEntry } from "../src/indexer/extract-file.js";
 import { decodeZtoc } from "../src/formats/ztoc.js";
 
 const run = promisify(execFile);
@@ -47,7 +47,7 @@ describe("ztoc builder against the reference's vectors", () => {
   it("is independent of the host time zone (UTC text, as the reference writes in UTC)", async () => {
     const script = `
       import { readFileSync } from "node:fs";
-      import { LayerIndexer } from "${new URL("../src/build/layer-indexer.ts", import.meta.url).pathname}";
+      import { LayerIndexer } from "${new URL("../src/indexer/layer-indexer.ts", import.meta.url).pathname}";
       const ix = new LayerIndexer({ spanSize: 4096, compression: "uncompressed" });
       ix.push(readFileSync("${new URL("layer.tar", V).pathname}"));
       console.log(ix.finish().digest, new Date(0).getTimezoneOffset());`;

@@ -19,7 +19,7 @@ import {
   type ImageConfig,
   type LayerFile,
   type LayerSource,
-} from "../../src/cli/demo/image.js";
+} from "../../src/demo/image.js";
 import { benchDir } from "./env.js";
 
 const run = promisify(execFile);

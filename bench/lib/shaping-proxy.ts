@@ -1,3 +1,3 @@
-// The link-shaping proxy lives with the demo (src/cli/demo/shaping-proxy.ts, shipped) so that
+// The link-shaping proxy lives with the demo (src/demo/shaping-proxy.ts, shipped) so that
 // `soci demo` and the benchmarks model the same link; re-exported here for the benchmarks.
-export { startShapingProxy, type ShapingOptions, type ShapingProxy } from "../../src/cli/demo/shaping-proxy.js";
+export { startShapingProxy, type ShapingOptions, type ShapingProxy } from "../../src/demo/shaping-proxy.js";

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
 import { parsePlatform } from "../formats/platform.js";
-import type { BuildOptions, PlatformChoice } from "../build/index-builder.js";
+import type { BuildOptions, PlatformChoice } from "../indexer/index-builder.js";
 
 /** urfave/cli slice flags: repeatable, and each value split on commas. */
 export const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(",")];

@@ -33,9 +33,9 @@ import {
   type Platform,
 } from "../formats/oci.js";
 import { matchPlatformStrict, platformFromImageConfig } from "../formats/platform.js";
-import { BuildPool } from "../build/pool.js";
-import type { BuildOptions, LayerProgress, PlatformChoice } from "../build/index-builder.js";
-import { convertInContainerd, createInContainerd } from "../containerd/soci-build.js";
+import { BuildPool } from "../indexer/pool.js";
+import type { BuildOptions, LayerProgress, PlatformChoice } from "../indexer/index-builder.js";
+import { convertInContainerd, createInContainerd } from "../indexer/containerd-build.js";
 
 export const CONTENT_STORE_SOCI = "soci";
 export const CONTENT_STORE_CONTAINERD = "containerd";
@@ -370,7 +370,7 @@ async function withContainerdBuild<T>(cmd: Command, f: (s: LocalStore, pool: Bui
   });
 }
 
-/** `soci --content-store containerd create <image>`: v1 indexes into containerd (containerd/soci-build.ts). */
+/** `soci --content-store containerd create <image>`: v1 indexes into containerd (indexer/containerd-build.ts). */
 export async function createWithContainerd(cmd: Command, image: string, opts: CliBuildOptions): Promise<void> {
   await withContainerdBuild(cmd, (s, pool) => createInContainerd(s.client, image, { ...opts, db: s.db, pool }));
 }

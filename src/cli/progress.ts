@@ -1,6 +1,6 @@
 // Live progress for index builds: on a terminal, one status line rewritten in place; otherwise
 // nothing beyond the per-layer result lines.
-import type { LayerProgress } from "../build/index-builder.js";
+import type { LayerProgress } from "../indexer/index-builder.js";
 
 export function terminalProgress(out: NodeJS.WriteStream = process.stdout): {
   progress?: LayerProgress;

@@ -1,6 +1,6 @@
 // `soci`: the SOCI command line (command names and flags follow the reference CLI).
 import { Command } from "commander";
-import { packageVersion } from "./version.js";
+import { packageVersion } from "../version.js";
 import { reportAndExit } from "./errors.js";
 
 const program = new Command("soci")
@@ -30,7 +30,7 @@ const commands: [string, () => Promise<Command[]>][] = [
   ["image", async () => [(await import("./commands/image.js")).imageCommand()]],
   ["mount", async () => [(await import("./commands/mount.js")).mountCommand()]],
   ["unmount", async () => [(await import("./commands/mount.js")).unmountCommand()]],
-  ["demo", async () => [(await import("./demo.js")).demoCommand()]],
+  ["demo", async () => [(await import("../demo/main.js")).demoCommand()]],
 ];
 
 /** Global options that take a value (the command name is the first argument that is neither). */

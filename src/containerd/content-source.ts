@@ -6,7 +6,7 @@
 // Writes should run under a lease (ContainerdClient.withLease) until the image that references
 // them is labelled or created, or containerd's GC may collect them in between.
 import type { Descriptor } from "../formats/oci.js";
-import type { BlobSource } from "../build/index-builder.js";
+import type { BlobSource } from "../indexer/index-builder.js";
 import { BlobNotFoundError } from "../store/errors.js";
 import type { ContainerdClient } from "./client.js";
 import { NotFoundError } from "./errors.js";

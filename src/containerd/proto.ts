@@ -1,5 +1,5 @@
-// Loads our containerd .proto files at run time. tsc does not copy them into dist/, so they are
-// found under the package root, from src/ (vitest, tsx) and dist/ alike.
+// Loads our containerd .proto files at run time from `<package root>/proto/` (shipped with the
+// package; found from src/ under vitest/tsx and from dist/ alike).
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -21,9 +21,9 @@ export const PROTO_FILES = [
  */
 export const PROTO_OPTIONS: Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
 
-/** The directory holding our .proto files: `<package root>/src/containerd/proto`, two levels above this module in src/containerd and dist/containerd alike. */
+/** The directory holding our .proto files: `<package root>/proto`, two levels above this module in src/containerd and dist/containerd alike. */
 export function protoDir(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "containerd", "proto");
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "proto");
 }
 
 /** Constructors for each service client, keyed by full service name. */

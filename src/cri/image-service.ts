@@ -13,7 +13,7 @@
 // The caller's deadline and cancellation carry over to the backend call, its custom metadata is
 // passed on, and the backend's errors come back with their code, message and trailers.
 import * as grpc from "@grpc/grpc-js";
-import { silentLogger, type SnapshotterLogger } from "../snapshotter/logger.js";
+import { silentLogger, type Logger } from "../log/log.js";
 import { CriCredentials, hasCredentials, type CriAuthConfig } from "./credentials.js";
 import {
   IMAGE_SERVICE_METHODS,
@@ -34,7 +34,7 @@ export interface CriImageServiceOptions {
   backend: string;
   /** Where PullImage credentials go (default: a new cache). */
   credentials?: CriCredentials;
-  logger?: SnapshotterLogger;
+  logger?: Logger;
   /** Serve `runtime.v1alpha2.ImageService` too (default true). */
   v1alpha2?: boolean;
   /** Log the backend connection state in the background, as the reference does (default true). */
@@ -71,7 +71,7 @@ export class CriImageService {
   /** The services to add to the snapshotter's gRPC server. */
   readonly services: GrpcServiceRegistration[];
   private readonly client: grpc.Client;
-  private readonly logger: SnapshotterLogger;
+  private readonly logger: Logger;
   private readonly backend: string;
   private closed = false;
 

@@ -1,5 +1,5 @@
-// Loads ./api.proto (the CRI ImageService, runtime.v1) at run time. tsc does not copy .proto files
-// into dist/, so it is found under the package root, from src/ (vitest, tsx) and dist/ alike.
+// Loads the CRI ImageService proto (runtime.v1) at run time from `<package root>/proto/cri-api.proto`
+// (shipped with the package; found from src/ under vitest/tsx and from dist/ alike).
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -25,9 +25,9 @@ export const CRI_PROTO_OPTIONS: Options = {
   oneofs: true,
 };
 
-/** `<package root>/src/cri/api.proto`, two levels above this module in src/cri and dist/cri alike (as the WASM module and the containerd protos are found). */
+/** `<package root>/proto/cri-api.proto`, two levels above this module in src/cri and dist/cri alike (as the WASM module and the containerd protos are found). */
 export function criProtoPath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cri", "api.proto");
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "proto", "cri-api.proto");
 }
 
 let cached: grpc.ServiceClientConstructor | undefined;

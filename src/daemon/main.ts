@@ -1,7 +1,7 @@
 // `soci-snapshotter-grpc`: the containerd proxy snapshotter daemon. A thin shell: flags and
 // environment, configuration, logger and metrics, then `runDaemon`.
 import { Command, Option } from "commander";
-import { packageVersion } from "../cli/version.js";
+import { packageVersion } from "../version.js";
 import { reportAndExit } from "../cli/errors.js";
 import {
   DEFAULT_ADDRESS,
@@ -11,7 +11,7 @@ import {
   dumpConfig,
   loadConfig,
 } from "./config/index.js";
-import { parseLogLevel, stderrLogger } from "./logger.js";
+import { parseLogLevel, stderrLogger } from "../log/json-logger.js";
 
 const PROGRAM = "soci-snapshotter-grpc";
 

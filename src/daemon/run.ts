@@ -7,7 +7,7 @@ import { startSnapshotterServer, type SnapshotterServer } from "../snapshotter/i
 import { systemdListenFds } from "../snapshotter/server.js";
 import type { SnapshotterConfig } from "./config/index.js";
 import { DEFAULT_ADDRESS } from "./config/index.js";
-import type { Logger } from "./logger.js";
+import type { JsonLogger } from "../log/json-logger.js";
 import { notifyReady } from "./sd-notify.js";
 import { serveMetrics, type MetricsServer, type SociMetrics } from "./metrics.js";
 import { SociPreparer } from "../snapshotter/soci-preparer.js";
@@ -45,7 +45,7 @@ export function socketPath(address: string): string {
 export async function runDaemon(
   cfg: SnapshotterConfig,
   flags: DaemonFlags,
-  logger: Logger,
+  logger: JsonLogger,
   metrics: SociMetrics,
 ): Promise<void> {
   let address: string;
@@ -178,7 +178,7 @@ export function sociPreparerFor(
   deps: {
     client: RegistryClient;
     pool: InflatePool;
-    logger: Logger;
+    logger: JsonLogger;
     metrics: SociMetrics;
     containerd?: ContainerdClient;
   },

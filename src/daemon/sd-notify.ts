@@ -2,10 +2,10 @@
 // so the message goes through `systemd-notify`, naming this process as the main PID (the unit sets
 // NotifyAccess=all: the datagram comes from a child). Without NOTIFY_SOCKET this does nothing.
 import { spawn } from "node:child_process";
-import type { Logger } from "./logger.js";
+import type { JsonLogger } from "../log/json-logger.js";
 
 /** Tells systemd the daemon is ready; a failure is logged, never fatal. */
-export function notifyReady(logger: Logger): Promise<void> {
+export function notifyReady(logger: JsonLogger): Promise<void> {
   if (!process.env.NOTIFY_SOCKET) return Promise.resolve();
   return new Promise((resolve) => {
     const child = spawn("systemd-notify", ["--ready", `--pid=${process.pid}`], { stdio: ["ignore", "ignore", "pipe"] });

@@ -20,7 +20,7 @@ import type { Descriptor } from "../formats/oci.js";
 import type { RegistryClient } from "../registry/client.js";
 import { Semaphore } from "../registry/semaphore.js";
 import type { ImageRef } from "../registry/types.js";
-import type { SnapshotterLogger } from "../snapshotter/logger.js";
+import type { Logger } from "../log/log.js";
 import { writeAt } from "./positioned-io.js";
 import { unpackLayer, type UnpackOptions } from "./unpack-layer.js";
 
@@ -48,7 +48,7 @@ export interface ParallelPullOptions {
   decompressors?: Record<string, Decompressor>;
   /** Keeps the downloaded blob (containerd's content store) before it is deleted; absent with `discard_unpacked_layers`. */
   storeLayer?: (namespace: string, layer: Descriptor, file: string) => Promise<void>;
-  logger?: SnapshotterLogger;
+  logger?: Logger;
   /** Image jobs older than this are cancelled (default 2 h). */
   maxJobAgeMs?: number;
   /** How often old jobs and stray directories are looked for (default 10 s). */

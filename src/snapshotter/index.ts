@@ -18,7 +18,7 @@ export {
   type RemotePrepareResult,
   type RemoteRestoreRequest,
 } from "./remote.js";
-export type { SnapshotterLogger, LogFields } from "./logger.js";
+export type { Logger, LogFields } from "../log/log.js";
 export { SnapshotError, type SnapshotErrorClass } from "./errors.js";
 export { SnapshotStore, type SnapshotInfo, type SnapshotKind, type Usage, type Labels } from "./snapshot-store.js";
 export type { Mount } from "./overlay-mounts.js";

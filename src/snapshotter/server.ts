@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { dirname, resolve } from "node:path";
-import { silentLogger, type SnapshotterLogger } from "./logger.js";
+import { silentLogger, type Logger } from "../log/log.js";
 import { snapshotsService } from "./proto.js";
 import type { RemotePreparer } from "./remote.js";
 import { snapshotsServiceImpl } from "./service.js";
@@ -21,7 +21,7 @@ export interface SnapshotterServerOptions {
   listenFd?: number;
   /** the snapshotter's directory (the daemon passes `<root>/snapshotter`): metadata.db, snapshots/ */
   root: string;
-  logger?: SnapshotterLogger;
+  logger?: Logger;
   /** lazy layers; without it this is a plain overlay snapshotter */
   remote?: RemotePreparer;
   /** start even if a remote snapshot cannot be re-mounted */

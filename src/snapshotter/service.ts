@@ -8,7 +8,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { SnapshotError } from "./errors.js";
-import { silentLogger, type SnapshotterLogger } from "./logger.js";
+import { silentLogger, type Logger } from "../log/log.js";
 import { requestNamespace } from "./namespace.js";
 import type { Mount } from "./overlay-mounts.js";
 import type { Snapshotter } from "./snapshotter.js";
@@ -62,7 +62,7 @@ export function toStatus(err: unknown): ServerErrorResponse {
 /** The service implementation to add to a grpc.Server under the Snapshots service definition. */
 export function snapshotsServiceImpl(
   snapshotter: Snapshotter,
-  logger: SnapshotterLogger = silentLogger,
+  logger: Logger = silentLogger,
 ): UntypedServiceImplementation {
   type Callback = (err: ServerErrorResponse | null, value?: unknown) => void;
   type Call<R> = { request: R; metadata: import("@grpc/grpc-js").Metadata };

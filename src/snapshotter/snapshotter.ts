@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { removeOrphans } from "./cleanup.js";
 import { diskUsage } from "./disk-usage.js";
 import { SnapshotError, isSnapshotError, unavailable } from "./errors.js";
-import { silentLogger, type SnapshotterLogger } from "./logger.js";
+import { silentLogger, type Logger } from "../log/log.js";
 import { forceUnmount, mountPoints, mountPointsUnder } from "./mountinfo.js";
 import { fsDir, needsUserxattr, snapshotMounts, type Mount } from "./overlay-mounts.js";
 import { checkOverlaySupported } from "./overlay-support.js";
@@ -33,7 +33,7 @@ export interface SnapshotterOptions {
   /** the snapshotter's directory: `metadata.db` and `snapshots/` live here */
   root: string;
   remote?: RemotePreparer;
-  logger?: SnapshotterLogger;
+  logger?: Logger;
   /** override the `userxattr` detection (default: needed only inside a user namespace) */
   userxattr?: boolean;
   /** start even if a remote snapshot cannot be re-mounted (it then reports Unavailable) */
@@ -47,7 +47,7 @@ export class Snapshotter {
   readonly snapshotsDir: string;
   private readonly store: SnapshotStore;
   private readonly remote: RemotePreparer | undefined;
-  private readonly log: SnapshotterLogger;
+  private readonly log: Logger;
   private readonly userxattr: boolean;
   /** Labelled Prepares in progress, by target: one layer is provided once, not once per puller. */
   private readonly preparing = new Map<string, Promise<Mount[]>>();

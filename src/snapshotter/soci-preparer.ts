@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Descriptor } from "../formats/oci.js";
 import { isIndexType, parseIndex, parseManifest } from "../formats/oci.js";
 import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
-import { RegistrySource } from "../build/registry-source.js";
+import { RegistrySource } from "../indexer/registry-source.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
@@ -34,7 +34,7 @@ import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
 import { ParallelPuller, type ParallelPullOptions } from "../fs/parallel-pull.js";
 import type { Labels } from "./snapshot-store.js";
-import type { SnapshotterLogger } from "./logger.js";
+import type { Logger } from "../log/log.js";
 import type { RemotePreparer, RemotePrepareRequest, RemotePrepareResult, RemoteRestoreRequest } from "./remote.js";
 import { LABEL_HAS_SOCI_INDEX_DIGEST, LABEL_REMOTE_NAMESPACE } from "./remote.js";
 
@@ -81,7 +81,7 @@ export interface SociPreparerOptions {
   /** A registry client for an image host (mirrors, credentials, plain HTTP for localhost). */
   client: RegistryClient;
   pool: InflatePool;
-  logger: SnapshotterLogger;
+  logger: Logger;
   metrics?: PreparerMetrics;
   discovery?: DiscoveryOptions;
   /** `[snapshotter] min_layer_size` */

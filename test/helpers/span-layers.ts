@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, symlink, link, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { LayerIndexer, type LayerCompression } from "../../src/build/layer-indexer.js";
+import { LayerIndexer, type LayerCompression } from "../../src/indexer/layer-indexer.js";
 import { decodeZtoc, type Ztoc } from "../../src/formats/ztoc.js";
 import type { FileMetadata } from "../../src/formats/toc.js";
 

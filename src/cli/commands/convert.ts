@@ -3,9 +3,9 @@ import { Command } from "commander";
 import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
 import { addRegistryFlags, lazyRegistryClient, type RegistryFlags } from "../registry-flags.js";
-import { convertLocations } from "../../build/image-location.js";
-import { convertStandalone } from "../../build/standalone.js";
-import type { LayoutFormat } from "../../build/oci-archive.js";
+import { convertLocations } from "../../indexer/image-location.js";
+import { convertStandalone } from "../../indexer/standalone.js";
+import type { LayoutFormat } from "../../indexer/oci-archive.js";
 import { CONTENT_STORE_CONTAINERD, convertWithContainerd } from "../local-store.js";
 
 export function convertCommand(): Command {

@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
 import { addRegistryFlags, lazyRegistryClient, type RegistryFlags } from "../registry-flags.js";
-import { createIndexes, openImage, parseImageLocation } from "../../build/image-location.js";
+import { createIndexes, openImage, parseImageLocation } from "../../indexer/image-location.js";
 import { NotImplementedError } from "../errors.js";
 import { CONTENT_STORE_CONTAINERD, createWithContainerd } from "../local-store.js";
 import { ContentStore } from "../../store/content-store.js";

@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
 import { parsePlatform } from "../../formats/platform.js";
-import { resolvePull } from "../../containerd/resolve-pull.js";
+import { resolvePull } from "../../pull/resolve-pull.js";
 import type { ContainerdClient } from "../../containerd/client.js";
 
 interface RpullFlags extends RegistryFlags {
@@ -34,7 +34,7 @@ export function imageCommand(): Command {
     try {
       const [client, { pullImage }] = await Promise.all([
         import("../../containerd/client.js"),
-        import("../../containerd/pull-image.js"),
+        import("../../pull/pull-image.js"),
       ]);
       ctd = client.ContainerdClient.connect({ address: globals.address, namespace: globals.namespace });
       const r = await pullImage(ctd, registry, await resolving, {

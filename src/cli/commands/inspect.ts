@@ -34,7 +34,7 @@ import type { ContentStore } from "../../store/content-store.js";
 import { isZeroTimestamp, timestampToNs } from "../../store/timestamp.js";
 import { decodeZtoc, ztocInfoJson } from "../../formats/ztoc.js";
 import { collect } from "../build-flags.js";
-import { extractFile, metadataEntry, zinfoOf } from "../../build/extract-file.js";
+import { extractFile, metadataEntry, zinfoOf } from "../../indexer/extract-file.js";
 import {
   IndexAnnotationImageLayerDigest,
   IndexAnnotationSpanSize,

@@ -7,7 +7,7 @@ import { parsePlatform } from "../../formats/platform.js";
 import { ContentStore } from "../../store/content-store.js";
 import { ArtifactsDb } from "../../store/artifacts-db.js";
 import { artifactsDbPath, contentStorePath } from "../../store/paths.js";
-import { pushSociIndexes, type ExistingIndexPolicy } from "../../build/remote.js";
+import { pushSociIndexes, type ExistingIndexPolicy } from "../../indexer/remote.js";
 import { collect } from "../build-flags.js";
 
 export function pushCommand(): Command {

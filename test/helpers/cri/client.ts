@@ -1,6 +1,6 @@
 // A small CRI ImageService client (runtime.v1, as the kubelet calls it) over a gRPC unix socket:
 // containerd's, where its CRI plugin serves it, or the snapshotter's, whose CRI keychain proxies it.
-// Uses the daemon's own copy of the cri-api proto (src/cri/api.proto).
+// Uses the daemon's own copy of the cri-api proto (proto/cri-api.proto).
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { criProtoPath } from "../../../src/cri/proto.js";

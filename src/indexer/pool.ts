@@ -10,7 +10,7 @@ import type { ZtocTask, ZtocTaskResult } from "./worker.js";
 import { unwrap, type WorkerResult } from "../wasm/worker-result.js";
 
 export function buildWorkerPath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "build", "worker.js");
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "indexer", "worker.js");
 }
 
 export class BuildPool {

@@ -1,7 +1,7 @@
-// The logging surface the snapshotter needs; the daemon supplies its structured JSON logger.
+// The logging surface the library needs; the daemon supplies its structured JSON logger (json-logger.ts).
 export type LogFields = Record<string, unknown>;
 
-export interface SnapshotterLogger {
+export interface Logger {
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
@@ -9,4 +9,4 @@ export interface SnapshotterLogger {
 }
 
 const nothing = () => {};
-export const silentLogger: SnapshotterLogger = { debug: nothing, info: nothing, warn: nothing, error: nothing };
+export const silentLogger: Logger = { debug: nothing, info: nothing, warn: nothing, error: nothing };

@@ -71,14 +71,14 @@ function jsonValue(v: unknown, depth = 0): string {
 }
 
 /** A logger; children share the sink and the level of their root. */
-export class Logger {
+export class JsonLogger {
   private constructor(
     private readonly shared: Shared,
     private readonly fields: Readonly<LogFields>,
   ) {}
 
-  static create(opts: { sink: LogSink; level?: LogLevel; now?: () => number }): Logger {
-    return new Logger({ sink: opts.sink, level: opts.level ?? "info", now: opts.now ?? preciseNow }, {});
+  static create(opts: { sink: LogSink; level?: LogLevel; now?: () => number }): JsonLogger {
+    return new JsonLogger({ sink: opts.sink, level: opts.level ?? "info", now: opts.now ?? preciseNow }, {});
   }
 
   get level(): LogLevel {
@@ -94,16 +94,16 @@ export class Logger {
     return SEVERITY[level] <= SEVERITY[this.shared.level];
   }
 
-  withFields(fields: LogFields): Logger {
-    return new Logger(this.shared, { ...this.fields, ...fields });
+  withFields(fields: LogFields): JsonLogger {
+    return new JsonLogger(this.shared, { ...this.fields, ...fields });
   }
 
-  withField(key: string, value: unknown): Logger {
+  withField(key: string, value: unknown): JsonLogger {
     return this.withFields({ [key]: value });
   }
 
   /** logrus's WithError: the error's message under `error`. */
-  withError(err: unknown): Logger {
+  withError(err: unknown): JsonLogger {
     return this.withField("error", err instanceof Error ? err.message : String(err));
   }
 
@@ -150,8 +150,8 @@ export class Logger {
 }
 
 /** The daemon's logger: JSON lines on stderr. */
-export function stderrLogger(level: LogLevel = "info"): Logger {
-  return Logger.create({ sink: process.stderr, level });
+export function stderrLogger(level: LogLevel = "info"): JsonLogger {
+  return JsonLogger.create({ sink: process.stderr, level });
 }
 
 /** Epoch milliseconds with sub-millisecond digits (the log's nanosecond field is not all zeros). */

@@ -5,10 +5,10 @@
 // lazily and answers AlreadyExists. Only layers the snapshotter does not provide are downloaded.
 import type { Descriptor, Platform } from "../formats/oci.js";
 import type { RegistryClient } from "../registry/client.js";
-import type { ContainerdClient } from "./client.js";
-import { gcLabelsFor } from "./gc-labels.js";
-import { withLease } from "./leases.js";
-import type { Labels } from "./types.js";
+import type { ContainerdClient } from "../containerd/client.js";
+import { gcLabelsFor } from "../containerd/gc-labels.js";
+import { withLease } from "../containerd/leases.js";
+import type { Labels } from "../containerd/types.js";
 import { unpackImage, type UnpackLayer, type UnpackResult } from "./unpack.js";
 import { resolvePull, type ResolvedPull } from "./resolve-pull.js";
 

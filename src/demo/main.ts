@@ -11,13 +11,13 @@
 //  6. prints the two side by side and removes everything it started (also on Ctrl-C or failure).
 import { mkdtemp, rm, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { Cleanup, mountsUnder, unmountUnder } from "./demo/cleanup.js";
-import { ensureDemoPrerequisites } from "./demo/setup.js";
-import { pushLayout, sampleData, writeBusyboxRootfs, writeImageLayout, writeLayer } from "./demo/image.js";
-import { startRegistry } from "./demo/services.js";
-import { startShapingProxy } from "./demo/shaping-proxy.js";
-import { pullToReady, type PullToReadyResult } from "./demo/pull-to-ready.js";
-import { convertLocations } from "../build/image-location.js";
+import { Cleanup, mountsUnder, unmountUnder } from "./cleanup.js";
+import { ensureDemoPrerequisites } from "./setup.js";
+import { pushLayout, sampleData, writeBusyboxRootfs, writeImageLayout, writeLayer } from "./image.js";
+import { startRegistry } from "./services.js";
+import { startShapingProxy } from "./shaping-proxy.js";
+import { pullToReady, type PullToReadyResult } from "./pull-to-ready.js";
+import { convertLocations } from "../indexer/image-location.js";
 import { RegistryClient } from "../registry/client.js";
 import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
 import { Command } from "commander";

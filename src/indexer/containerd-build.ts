@@ -7,7 +7,7 @@ import type { Descriptor } from "../formats/oci.js";
 import type { BuiltSociIndex } from "../formats/soci-index.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
 import type { ContentStore } from "../store/content-store.js";
-import type { BuildPool } from "../build/pool.js";
+import type { BuildPool } from "./pool.js";
 import { parseReference } from "../registry/reference.js";
 import { normalizePlatform } from "../formats/platform.js";
 import {
@@ -19,11 +19,11 @@ import {
   type BuildOptions,
   type LayerProgress,
   type PlatformChoice,
-} from "../build/index-builder.js";
-import type { ContainerdClient } from "./client.js";
-import { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
-import { SOCI_INDEX_IMAGE_LABEL, sociIndexPlatformLabel } from "./gc-labels.js";
-import { withLease } from "./leases.js";
+} from "./index-builder.js";
+import type { ContainerdClient } from "../containerd/client.js";
+import { ContainerdBlobTarget, ContainerdContentSource } from "../containerd/content-source.js";
+import { SOCI_INDEX_IMAGE_LABEL, sociIndexPlatformLabel } from "../containerd/gc-labels.js";
+import { withLease } from "../containerd/leases.js";
 
 export interface ContainerdBuildOptions extends BuildOptions, PlatformChoice {
   db: ArtifactsDb;

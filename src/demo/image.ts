@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { PassThrough } from "node:stream";
 import zlib from "node:zlib";
-import { ContentStore } from "../../store/content-store.js";
+import { ContentStore } from "../store/content-store.js";
 import {
   marshalManifest,
   MediaTypeImageConfig,
@@ -17,9 +17,9 @@ import {
   MediaTypeImageManifest,
   parseManifest,
   type Descriptor,
-} from "../../formats/oci.js";
-import { parseReference } from "../../registry/reference.js";
-import { RegistryClient } from "../../registry/client.js";
+} from "../formats/oci.js";
+import { parseReference } from "../registry/reference.js";
+import { RegistryClient } from "../registry/client.js";
 
 export interface LayerSource {
   /** Directory the layer's paths are relative to. */

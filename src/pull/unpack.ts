@@ -9,11 +9,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
-import { manifestForPlatform } from "../build/index-builder.js";
-import type { ContainerdClient } from "./client.js";
-import { ContainerdContentSource } from "./content-source.js";
-import { AlreadyExistsError, NotFoundError } from "./errors.js";
-import type { Labels } from "./types.js";
+import { manifestForPlatform } from "../indexer/index-builder.js";
+import type { ContainerdClient } from "../containerd/client.js";
+import { ContainerdContentSource } from "../containerd/content-source.js";
+import { AlreadyExistsError, NotFoundError } from "../containerd/errors.js";
+import type { Labels } from "../containerd/types.js";
 
 export const SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref";
 export const GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot";

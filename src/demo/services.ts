@@ -16,12 +16,12 @@ const execFileP = promisify(execFile);
 export const REGISTRY_BIN = process.env.DOCKER_REGISTRY_BIN ?? "/usr/bin/docker-registry";
 export const CONTAINERD_BIN = process.env.CONTAINERD_BIN ?? "/usr/bin/containerd";
 export const CTR_BIN = process.env.CTR_BIN ?? "/usr/bin/ctr";
-/** This checkout's executables (the module sits at src/cli/demo or dist/cli/demo). */
+/** This checkout's executables (the module sits at src/demo or dist/demo). */
 /** The `soci` executable (SOCI_CLI_BIN overrides it, e.g. to measure another build). */
-export const SOCI_BIN = process.env.SOCI_CLI_BIN || fileURLToPath(new URL("../../../bin/soci.js", import.meta.url));
+export const SOCI_BIN = process.env.SOCI_CLI_BIN || fileURLToPath(new URL("../../bin/soci.js", import.meta.url));
 /** The daemon executable (SOCI_DAEMON_BIN overrides it, e.g. to measure another build). */
 export const DAEMON_BIN =
-  process.env.SOCI_DAEMON_BIN || fileURLToPath(new URL("../../../bin/soci-snapshotter-grpc.js", import.meta.url));
+  process.env.SOCI_DAEMON_BIN || fileURLToPath(new URL("../../bin/soci-snapshotter-grpc.js", import.meta.url));
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
