@@ -15,12 +15,7 @@ import { parseManifest } from "../src/formats/oci.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import { ContainerdClient } from "../src/containerd/client.js";
 import { openLease } from "../src/containerd/leases.js";
-import {
-  AlreadyExistsError,
-  FailedPreconditionError,
-  NotFoundError,
-  UnavailableError,
-} from "../src/containerd/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from "../src/errors/errors.js";
 
 const run = promisify(execFile);
 const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -332,10 +327,10 @@ async function snapshotLifecycle(sn: ReturnType<ContainerdClient["snapshots"]>):
   await sn.remove("layer-1-view");
   await sn.remove("layer-1");
   expect(await sn.list()).toEqual([]);
-  // overlayfs in containerd 1.6 has no Cleanup: a typed NotImplemented error
+  // overlayfs in containerd 1.6 has no Cleanup: a typed Unimplemented error
   const cleanup = await sn.cleanup().catch((e: Error) => e);
   expect(cleanup).toMatchObject({
-    code: "NotImplemented",
+    code: "Unimplemented",
     message: expect.stringMatching(/does not implement Cleanup/),
   });
 }

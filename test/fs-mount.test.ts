@@ -20,7 +20,7 @@ import { createRequire } from "node:module";
 import { join, posix } from "node:path";
 import { LayerIndexer } from "../src/indexer/layer-indexer.js";
 import { decodeZtoc, type Ztoc } from "../src/formats/ztoc.js";
-import { zinfoOf } from "../src/indexer/extract-file.js";
+import { zinfoOf } from "../src/formats/zinfo.js";
 import {
   mountLayer,
   mountStatus,

@@ -22,11 +22,11 @@ import {
   DigestMismatchError,
   InvalidArgumentError,
   NotFoundError,
-  RegistryError,
   UnauthorizedError,
   UnavailableError,
   errorFromResponse,
 } from "../src/registry/errors.js";
+import { SociError } from "../src/errors/errors.js";
 import { formatReference, parseReference, referrersTag } from "../src/registry/reference.js";
 import { backoffDelay, parseRetryAfter } from "../src/registry/retry.js";
 import type { AuthScope, Authorizer } from "../src/registry/types.js";
@@ -105,12 +105,12 @@ describe("references, errors, retry policy", () => {
     const e = errorFromResponse("GET manifest", 404, "https://user:pw@r.example/v2/x/manifests/t?token=s3cr3t", body);
     expect(e).toBeInstanceOf(NotFoundError);
     expect(e.code).toBe("NotFound");
-    expect(e.ociErrors[0]!.code).toBe("MANIFEST_UNKNOWN");
+    expect(e.registryErrors[0]!.code).toBe("MANIFEST_UNKNOWN");
     expect(e.message).not.toMatch(/pw|s3cr3t/);
     expect(errorFromResponse("x", 401, "http://h/v2/")).toBeInstanceOf(UnauthorizedError);
     expect(errorFromResponse("x", 403, "http://h/v2/")).toBeInstanceOf(DeniedError);
     expect(errorFromResponse("x", 503, "http://h/v2/").code).toBe("Unavailable");
-    expect(errorFromResponse("x", 405, "http://h/v2/").code).toBe("Unsupported");
+    expect(errorFromResponse("x", 405, "http://h/v2/").code).toBe("Unimplemented");
     expect(errorFromResponse("x", 400, "http://h/v2/", enc('{"errors":[{"code":"DIGEST_INVALID"}]}')).code).toBe(
       "DigestMismatch",
     );
@@ -255,9 +255,7 @@ describe("RegistryClient against docker-registry", () => {
     ];
     const got = await client.fetchRanges(ref, bigDigest, ranges);
     ranges.forEach((r, i) => expect(eq(got[i]!, big.subarray(r.start, r.end)), `range ${i}`).toBe(true));
-    await expect(client.fetchRange(ref, bigDigest, big.length + 10, big.length + 20)).rejects.toBeInstanceOf(
-      RegistryError,
-    );
+    await expect(client.fetchRange(ref, bigDigest, big.length + 10, big.length + 20)).rejects.toBeInstanceOf(SociError);
     // The multi-range request went out as one request through the proxy.
     proxy.setRules([]);
     const before = proxy.log.length;

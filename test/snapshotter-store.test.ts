@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { SnapshotError } from "../src/snapshotter/errors.js";
+import { SociError } from "../src/errors/errors.js";
 import { parseFilter, parseFilters, unquote } from "../src/snapshotter/filters.js";
 import { SnapshotStore } from "../src/snapshotter/snapshot-store.js";
 
@@ -25,7 +25,7 @@ function failure(fn: () => unknown): { cls: string; message: string } {
   try {
     fn();
   } catch (err) {
-    if (err instanceof SnapshotError) return { cls: err.errorClass, message: err.message };
+    if (err instanceof SociError) return { cls: err.code, message: err.message };
     throw err;
   }
   throw new Error("expected a failure");

@@ -1,9 +1,10 @@
 // Flags shared by the index-building commands (create, convert), with the reference's defaults.
 import { readFile } from "node:fs/promises";
-import { Command, Option } from "commander";
+import { type Command, Option } from "commander";
 import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
 import { parsePlatform } from "../formats/platform.js";
-import type { BuildOptions, PlatformChoice } from "../indexer/index-builder.js";
+import type { BuildOptions } from "../indexer/index-builder.js";
+import type { PlatformChoice } from "../store/image-manifests.js";
 
 /** urfave/cli slice flags: repeatable, and each value split on commas. */
 export const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(",")];

@@ -14,9 +14,9 @@ import { mkdir } from "node:fs/promises";
 import type { Command } from "commander";
 import { ContainerdClient } from "../containerd/client.js";
 import { ContainerdContentSource } from "../containerd/content-source.js";
-import { NotFoundError as ContainerdNotFoundError } from "../containerd/errors.js";
 import { ArtifactsDb, type ArtifactEntry } from "../store/artifacts-db.js";
 import { ContentStore } from "../store/content-store.js";
+import { hasCode, NotFoundError } from "../errors/errors.js";
 import { ArtifactNotFoundError, BlobNotFoundError } from "../store/errors.js";
 import { artifactsDbPath, contentStorePath, DEFAULT_SOCI_ROOT } from "../store/paths.js";
 import { isValidDigest } from "../store/digest.js";
@@ -34,7 +34,8 @@ import {
 } from "../formats/oci.js";
 import { matchPlatformStrict, platformFromImageConfig } from "../formats/platform.js";
 import { BuildPool } from "../indexer/pool.js";
-import type { BuildOptions, LayerProgress, PlatformChoice } from "../indexer/index-builder.js";
+import type { BuildOptions, LayerProgress } from "../indexer/index-builder.js";
+import type { PlatformChoice } from "../store/image-manifests.js";
 import { convertInContainerd, createInContainerd } from "../indexer/containerd-build.js";
 
 export const CONTENT_STORE_SOCI = "soci";
@@ -87,11 +88,6 @@ export type CliContentStore = ContentStore | ContainerdContentSource;
 
 /** containerd's content store, at the path the reference hard-codes (rebuild-db walks it). */
 export const CONTAINERD_CONTENT_STORE_PATH = "/var/lib/containerd/io.containerd.content.v1.content";
-
-/** A failure that containerd would report as `errdefs.ErrNotFound` (message `… not found`). */
-export class NotFoundError extends Error {
-  override name = "NotFoundError";
-}
 
 // ------------------------------------------------------------------------------------------------
 // go-digest
@@ -189,7 +185,7 @@ export class LocalStore {
   async deleteBlob(digest: string): Promise<void> {
     if (this.storeType !== CONTENT_STORE_CONTAINERD) return;
     await this.client.content.delete(digest).catch((err: unknown) => {
-      if (!(err instanceof ContainerdNotFoundError)) throw err;
+      if (!hasCode(err, "NotFound")) throw err;
     });
   }
 
@@ -270,7 +266,7 @@ export async function resolveImage(cs: CliContentStore, ref: string): Promise<De
     try {
       return await cs.resolveImage(ref);
     } catch (err) {
-      if (err instanceof ContainerdNotFoundError) throw new NotFoundError(err.message, { cause: err });
+      if (hasCode(err, "NotFound")) throw new NotFoundError(err.message, { cause: err });
       throw err;
     }
   }

@@ -1,7 +1,7 @@
 // `soci`: the SOCI command line (command names and flags follow the reference CLI).
 import { Command } from "commander";
 import { packageVersion } from "../version.js";
-import { reportAndExit } from "./errors.js";
+import { reportAndExit } from "../errors/status.js";
 
 const program = new Command("soci")
   .description("Seekable OCI: build and inspect SOCI indexes for lazily loaded container images")

@@ -6,10 +6,10 @@
 // Writes should run under a lease (ContainerdClient.withLease) until the image that references
 // them is labelled or created, or containerd's GC may collect them in between.
 import type { Descriptor } from "../formats/oci.js";
-import type { BlobSource } from "../indexer/index-builder.js";
+import type { BlobSource } from "../store/blob-source.js";
 import { BlobNotFoundError } from "../store/errors.js";
 import type { ContainerdClient } from "./client.js";
-import { NotFoundError } from "./errors.js";
+import { NotFoundError } from "../errors/errors.js";
 import { gcLabelsFor } from "./gc-labels.js";
 import type { WriteContent } from "./content.js";
 import type { Labels } from "./types.js";
@@ -64,7 +64,7 @@ export class ContainerdContentSource implements BlobSource {
       return { mediaType: img.target.mediaType, digest: img.target.digest, size: img.target.size };
     } catch (err) {
       if (err instanceof NotFoundError)
-        throw new NotFoundError(`image ${JSON.stringify(name)}: not found`, undefined, { cause: err });
+        throw new NotFoundError(`image ${JSON.stringify(name)}: not found`, { cause: err });
       throw err;
     }
   }

@@ -3,7 +3,14 @@
 // containerd verifies), plus delete.
 import { randomBytes } from "node:crypto";
 import type { CallOptions, Rpc } from "./client.js";
-import { AlreadyExistsError, ContainerdError, FailedPreconditionError } from "./errors.js";
+import {
+  AlreadyExistsError,
+  CanceledError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  hasCode,
+  SociError,
+} from "../errors/errors.js";
 import { labelPaths, toDate, type Labels, type Timestamp } from "./types.js";
 
 export interface ContentInfo {
@@ -114,7 +121,7 @@ export class ContentService {
       await this.info(digest, opts);
       return true;
     } catch (err) {
-      if (err instanceof ContainerdError && err.code === "NotFound") return false;
+      if (hasCode(err, "NotFound")) return false;
       throw err;
     }
   }
@@ -200,7 +207,7 @@ export class ContentService {
     let timedOut = false;
     // lock-step: containerd answers every message, so the answer is also the flow control
     const send = async (req: WriteRequest): Promise<WriteResponse> => {
-      if (opts.signal?.aborted) throw new ContainerdError("Canceled", `containerd content.Write ${ref}: canceled`);
+      if (opts.signal?.aborted) throw new CanceledError(`containerd content.Write ${ref}: canceled`);
       call.write(req);
       const timer = setTimeout(() => {
         timedOut = true;
@@ -237,8 +244,8 @@ export class ContentService {
     } catch (e) {
       call.cancel();
       const err = timedOut
-        ? new ContainerdError("DeadlineExceeded", `containerd content.Write ${ref}: no answer in ${answerMs} ms`)
-        : e instanceof ContainerdError
+        ? new DeadlineExceededError(`containerd content.Write ${ref}: no answer in ${answerMs} ms`)
+        : e instanceof SociError
           ? e
           : this.rpc.error(e, "content", "Write");
       if (err instanceof AlreadyExistsError && expected) {

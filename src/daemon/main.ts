@@ -2,7 +2,7 @@
 // environment, configuration, logger and metrics, then `runDaemon`.
 import { Command, Option } from "commander";
 import { packageVersion } from "../version.js";
-import { reportAndExit } from "../cli/errors.js";
+import { reportAndExit } from "../errors/status.js";
 import {
   DEFAULT_ADDRESS,
   DEFAULT_CONFIG_PATH,

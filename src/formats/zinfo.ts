@@ -1,4 +1,7 @@
 // What span math needs from either zinfo kind (gzip checkpoints or fixed tar spans).
+import { GzipZinfo } from "./gzip-zinfo.js";
+import { TarZinfo } from "./tar-zinfo.js";
+import type { Ztoc } from "./ztoc.js";
 export interface Zinfo {
   readonly algorithm: "gzip" | "uncompressed";
   readonly spanSize: number;
@@ -32,4 +35,11 @@ export function spanRanges(z: Zinfo, fileSize: number, uncompressedSize: number)
     });
   }
   return out;
+}
+
+/** The zinfo a ztoc's checkpoint blob describes, by its compression algorithm. */
+export function zinfoOf(ztoc: Ztoc): Zinfo {
+  return ztoc.compressionAlgorithm === "gzip"
+    ? GzipZinfo.fromBlob(ztoc.checkpoints)
+    : TarZinfo.fromBlob(ztoc.checkpoints);
 }

@@ -19,8 +19,8 @@ import {
   parseManifest,
 } from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
-import { manifestForPlatform } from "../indexer/index-builder.js";
-import { RegistrySource } from "../indexer/registry-source.js";
+import { manifestForPlatform } from "../store/image-manifests.js";
+import { RegistrySource } from "../registry/blob-source.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";

@@ -8,7 +8,7 @@ import { crc32 } from "node:zlib";
 import type { Ztoc } from "../formats/ztoc.js";
 import type { Zinfo } from "../formats/zinfo.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
-import { zinfoOf } from "../indexer/extract-file.js";
+import { zinfoOf } from "../formats/zinfo.js";
 import type { CheckpointState } from "../wasm/extract.js";
 import { noteDroppedBuffers } from "../wasm/garbage.js";
 import { raceSignal, type BlobFetcher, type ByteRange } from "./blob-fetcher.js";

@@ -13,13 +13,13 @@ import { normalizePlatform } from "../formats/platform.js";
 import {
   buildIndexForManifest,
   convertImage,
-  manifestForPlatform,
-  platformsFor,
   type BuildContext,
   type BuildOptions,
   type LayerProgress,
-  type PlatformChoice,
 } from "./index-builder.js";
+import type { PlatformChoice } from "../store/image-manifests.js";
+import { platformsFor } from "../store/image-manifests.js";
+import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerdBlobTarget, ContainerdContentSource } from "../containerd/content-source.js";
 import { SOCI_INDEX_IMAGE_LABEL, sociIndexPlatformLabel } from "../containerd/gc-labels.js";

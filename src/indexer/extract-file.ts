@@ -2,19 +2,12 @@
 // and inflated (FORMATS.md §2.5, ztoc.go ExtractFile).
 import { extract } from "../wasm/extract.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
-import { TarZinfo } from "../formats/tar-zinfo.js";
 import type { Ztoc } from "../formats/ztoc.js";
 import type { FileMetadata } from "../formats/toc.js";
-import type { Zinfo } from "../formats/zinfo.js";
+import { zinfoOf } from "../formats/zinfo.js";
 
 /** Random access to the layer blob: bytes [start, end). */
 export type ReadRange = (start: number, end: number) => Promise<Uint8Array>;
-
-export function zinfoOf(ztoc: Ztoc): Zinfo {
-  return ztoc.compressionAlgorithm === "gzip"
-    ? GzipZinfo.fromBlob(ztoc.checkpoints)
-    : TarZinfo.fromBlob(ztoc.checkpoints);
-}
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 const text = new TextDecoder();

@@ -14,16 +14,13 @@ import { ArtifactsDb } from "../store/artifacts-db.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import { BuildPool } from "./pool.js";
-import {
-  buildIndexForManifest,
-  convertImage,
-  manifestForPlatform,
-  platformsFor,
-  type BlobSource,
-} from "./index-builder.js";
+import { buildIndexForManifest, convertImage } from "./index-builder.js";
+import { platformsFor } from "../store/image-manifests.js";
+import { manifestForPlatform } from "../store/image-manifests.js";
+import type { BlobSource } from "../store/blob-source.js";
 import { stageLayout, writeLayout } from "./oci-archive.js";
 import { convertRemote, imageBlobs, pushImage, TeeingSource, type RemoteConvertOptions } from "./remote.js";
-import { RegistrySource } from "./registry-source.js";
+import { RegistrySource } from "../registry/blob-source.js";
 import { layoutRootDescriptor } from "./standalone.js";
 
 export type ImageLocation =

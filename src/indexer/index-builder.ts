@@ -45,25 +45,13 @@ import {
   setManifestEntry,
   sociIndexV2Descriptor,
 } from "../formats/convert-docs.js";
-import {
-  dedupePlatforms,
-  defaultPlatform,
-  formatPlatform,
-  matchPlatformStrict,
-  platformFromImageConfig,
-} from "../formats/platform.js";
+import { formatPlatform } from "../formats/platform.js";
 import type { ContentStore } from "../store/content-store.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
-import { zinfoOf } from "./extract-file.js";
+import { zinfoOf } from "../formats/zinfo.js";
+import type { BlobSource } from "../store/blob-source.js";
+import { manifestForPlatform, type PlatformChoice, platformsFor } from "../store/image-manifests.js";
 import type { BuildPool } from "./pool.js";
-
-/** Where an image's manifests, configs and layers are read from: a local store or a registry. */
-export interface BlobSource {
-  /** `mediaType` tells a registry source whether to ask for a manifest or a blob. */
-  get(digest: string, mediaType?: string): Promise<Uint8Array>;
-  exists(digest: string, mediaType?: string): Promise<boolean>;
-  createReadStream(digest: string): Promise<AsyncIterable<Uint8Array>>;
-}
 
 export interface BuildContext {
   /** Where the image's manifests, configs and layers are read from. */
@@ -254,63 +242,6 @@ export async function buildIndexForManifest(
     artifactType: built.descriptor.artifactType!,
   });
   return built;
-}
-
-/** The platform manifest of an image for `platform` (§3.4 manifest selection). */
-export async function manifestForPlatform(
-  source: BlobSource,
-  root: Descriptor,
-  platform: Platform,
-): Promise<Descriptor> {
-  if (!isIndexType(root.mediaType)) {
-    if (root.platform && !matchPlatformStrict(platform, root.platform)) {
-      throw new Error(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
-    }
-    return root;
-  }
-  const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
-  for (const m of index.manifests ?? []) {
-    if (m.artifactType === SociIndexArtifactTypeV2) continue;
-    if (!m.platform) throw new Error(`manifest ${m.digest} in image index has no platform`);
-    if (matchPlatformStrict(platform, m.platform)) return m;
-  }
-  throw new Error(`no manifest for platform ${formatPlatform(platform)} in image ${root.digest}`);
-}
-
-export interface PlatformChoice {
-  platforms?: Platform[];
-  allPlatforms?: boolean;
-}
-
-/** Platforms to index: explicit ones, all of the image's, or the image's / host's default. */
-export async function platformsFor(
-  source: BlobSource,
-  root: Descriptor,
-  choice: PlatformChoice,
-): Promise<{ platforms: Platform[]; target: Descriptor }> {
-  let target = root;
-  let fallback = defaultPlatform();
-  if (isManifestType(root.mediaType)) {
-    const m = parseManifest(await source.get(root.digest, root.mediaType));
-    const p = platformFromImageConfig(await source.get(m.config.digest, m.config.mediaType));
-    target = { ...root, platform: p };
-    fallback = p;
-  }
-  if (choice.allPlatforms) {
-    if (!isIndexType(root.mediaType)) return { platforms: [fallback], target };
-    const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
-    const all = (index.manifests ?? [])
-      .filter(
-        (m) =>
-          m.artifactType !== SociIndexArtifactTypeV2 &&
-          m.platform &&
-          m.platform.os !== "unknown" &&
-          m.platform.architecture !== "unknown",
-      )
-      .map((m) => m.platform!);
-    return { platforms: dedupePlatforms(all), target };
-  }
-  return { platforms: dedupePlatforms(choice.platforms?.length ? choice.platforms : [fallback]), target };
 }
 
 /**

@@ -24,17 +24,12 @@ import { parseReference } from "../registry/reference.js";
 import { teeStream } from "../registry/tee-stream.js";
 import type { ImageRef } from "../registry/types.js";
 import { BuildPool } from "./pool.js";
-import { RegistrySource } from "./registry-source.js";
-import {
-  buildIndexForManifest,
-  convertImage,
-  manifestForPlatform,
-  platformsFor,
-  type BlobSource,
-  type BuildOptions,
-  type LayerProgress,
-  type PlatformChoice,
-} from "./index-builder.js";
+import { RegistrySource } from "../registry/blob-source.js";
+import { buildIndexForManifest, convertImage, type BuildOptions, type LayerProgress } from "./index-builder.js";
+import type { PlatformChoice } from "../store/image-manifests.js";
+import { platformsFor } from "../store/image-manifests.js";
+import { manifestForPlatform } from "../store/image-manifests.js";
+import type { BlobSource } from "../store/blob-source.js";
 
 /**
  * Pushes the graph under `root` from `store` to `ref` (tagged), skipping blobs already there. What

@@ -9,7 +9,8 @@ import { ContentStore } from "../store/content-store.js";
 import { ArtifactsDb } from "../store/artifacts-db.js";
 import { readIndexJson } from "../store/oci-layout.js";
 import { BuildPool } from "./pool.js";
-import { convertImage, type BuildOptions, type LayerProgress, type PlatformChoice } from "./index-builder.js";
+import { convertImage, type BuildOptions, type LayerProgress } from "./index-builder.js";
+import type { PlatformChoice } from "../store/image-manifests.js";
 import { stageLayout, writeLayout, type LayoutFormat } from "./oci-archive.js";
 
 /** The image a layout holds, per §4.2: one entry ⇒ it; several ⇒ index.json itself is the list. */

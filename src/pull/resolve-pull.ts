@@ -3,8 +3,8 @@
 import type { Descriptor, Manifest, Platform } from "../formats/oci.js";
 import { isIndexType, parseManifest } from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
-import { manifestForPlatform } from "../indexer/index-builder.js";
-import { RegistrySource } from "../indexer/registry-source.js";
+import { manifestForPlatform } from "../store/image-manifests.js";
+import { RegistrySource } from "../registry/blob-source.js";
 import type { RegistryClient } from "../registry/client.js";
 import { formatReference, parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";

@@ -9,10 +9,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
-import { manifestForPlatform } from "../indexer/index-builder.js";
+import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerdContentSource } from "../containerd/content-source.js";
-import { AlreadyExistsError, NotFoundError } from "../containerd/errors.js";
+import { AlreadyExistsError, NotFoundError } from "../errors/errors.js";
 import type { Labels } from "../containerd/types.js";
 
 export const SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref";

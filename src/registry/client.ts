@@ -26,13 +26,13 @@ import {
   DigestMismatchError,
   InvalidArgumentError,
   NotFoundError,
-  RegistryError,
   UnauthorizedError,
   UnavailableError,
   UnsupportedError,
   errorFromResponse,
   redactUrl,
 } from "./errors.js";
+import { SociError } from "../errors/errors.js";
 import { formatReference, manifestReference, parseReference, referrersTag, withReference } from "./reference.js";
 import {
   RetryableError,
@@ -592,8 +592,7 @@ export class RegistryClient {
           }
           const cr = parseContentRange(header(res.headers, "content-range"));
           if (!cr || cr.start !== start || cr.end !== end || bytes.length !== end - start) {
-            throw new RegistryError(
-              "Unavailable",
+            throw new UnavailableError(
               `GET blob range: ${redactUrl(res.url)}: answered ${header(res.headers, "content-range") ?? "no Content-Range"} with ${bytes.length} bytes for ${start}-${end - 1}`,
             );
           }
@@ -929,7 +928,7 @@ export class RegistryClient {
     const { descriptor: pushed } = await this.pushManifest(ref, bytes, MediaTypeImageIndex, ref.tag);
     if (old && old.descriptor.digest !== pushed.digest) {
       await this.deleteManifest(ref, old.descriptor.digest).catch((e: unknown) => {
-        if (!(e instanceof RegistryError)) throw e;
+        if (!(e instanceof SociError)) throw e;
       });
     }
     return pushed;
@@ -1124,13 +1123,13 @@ export class RegistryClient {
     try {
       return await az.challenged(scope, www);
     } catch (e) {
-      if (e instanceof RegistryError || !(e instanceof Error)) throw e;
+      if (e instanceof SociError || !(e instanceof Error)) throw e;
       // AuthError / CredentialsError: their messages are already free of secrets
       const status = (e as { status?: unknown }).status;
       throw new UnauthorizedError(`${method} ${redactUrl(url)}: unauthorized: ${e.message}`, {
         url: redactUrl(url),
         cause: e,
-        ...(typeof status === "number" ? { status } : {}),
+        ...(typeof status === "number" ? { httpStatus: status } : {}),
       });
     }
   }
@@ -1144,8 +1143,8 @@ export class RegistryClient {
     const err = errorFromResponse(what, res.status, res.url, body);
     if (err instanceof UnauthorizedError && !this.opts.authorizer) {
       throw new UnauthorizedError(err.message + " (no credentials configured)", {
-        status: err.status,
-        ociErrors: err.ociErrors,
+        httpStatus: err.httpStatus,
+        registryErrors: err.registryErrors,
         url: err.url,
       });
     }
@@ -1188,7 +1187,7 @@ export class RegistryClient {
 
   /** Network and TLS failures as typed errors naming the request (others pass through). */
   private networkError(what: string, url: string, e: unknown): unknown {
-    if (e instanceof RegistryError) return e;
+    if (e instanceof SociError) return e;
     const tls = tlsProblem(e);
     if (tls) {
       return new UnavailableError(

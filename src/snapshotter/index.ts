@@ -19,7 +19,6 @@ export {
   type RemoteRestoreRequest,
 } from "./remote.js";
 export type { Logger, LogFields } from "../log/log.js";
-export { SnapshotError, type SnapshotErrorClass } from "./errors.js";
 export { SnapshotStore, type SnapshotInfo, type SnapshotKind, type Usage, type Labels } from "./snapshot-store.js";
 export type { Mount } from "./overlay-mounts.js";
 export { snapshotsService, SNAPSHOTS_SERVICE } from "./proto.js";

@@ -7,7 +7,8 @@ import {
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { SnapshotError } from "./errors.js";
+import { invalidArgument } from "./errors.js";
+import { grpcStatusOf } from "../errors/status.js";
 import { silentLogger, type Logger } from "../log/log.js";
 import { requestNamespace } from "./namespace.js";
 import type { Mount } from "./overlay-mounts.js";
@@ -51,12 +52,10 @@ function infoMessage(info: SnapshotInfo) {
 
 const mountMessages = (mounts: Mount[]) => ({ mounts: mounts.map((m) => ({ ...m, target: "" })) });
 
-/** A gRPC status for `err`: containerd's class for snapshot errors, Unknown for anything else. */
+/** A gRPC status for `err`: its class's code (containerd maps it back), Unknown for anything unclassified. */
 export function toStatus(err: unknown): ServerErrorResponse {
-  if (err instanceof SnapshotError)
-    return Object.assign(new Error(err.message), { code: err.grpcCode, details: err.message });
   const message = err instanceof Error ? err.message : String(err);
-  return Object.assign(new Error(message), { code: Status.UNKNOWN, details: message });
+  return Object.assign(new Error(message), { code: grpcStatusOf(err), details: message });
 }
 
 /** The service implementation to add to a grpc.Server under the Snapshots service definition. */
@@ -106,7 +105,7 @@ export function snapshotsServiceImpl(
     }),
     Stat: unary<KeyRequest>("Stat", ({ request: r }) => ({ info: infoMessage(snapshotter.stat(r.key)) })),
     Update: unary<UpdateRequest>("Update", ({ request: r }) => {
-      if (!r.info) throw new SnapshotError("InvalidArgument", "update: info is required");
+      if (!r.info) throw invalidArgument("update: info is required");
       const info = snapshotter.update(r.info.name, r.info.labels ?? {}, r.updateMask?.paths ?? []);
       return { info: infoMessage(info) };
     }),

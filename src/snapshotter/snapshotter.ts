@@ -6,7 +6,8 @@ import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { removeOrphans } from "./cleanup.js";
 import { diskUsage } from "./disk-usage.js";
-import { SnapshotError, isSnapshotError, unavailable } from "./errors.js";
+import { hasCode, withContext } from "../errors/errors.js";
+import { alreadyExists, unavailable } from "./errors.js";
 import { silentLogger, type Logger } from "../log/log.js";
 import { forceUnmount, mountPoints, mountPointsUnder } from "./mountinfo.js";
 import { fsDir, needsUserxattr, snapshotMounts, type Mount } from "./overlay-mounts.js";
@@ -124,7 +125,7 @@ export class Snapshotter {
     if (this.isCommittedLayer(target, parent)) {
       // Already provided (e.g. the same image pulled in another namespace): containerd's List
       // lookup finds it; mounting the layer a second time would only leave a mount to clean up.
-      throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
+      throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
     }
     const s = await this.createSnapshot("active", key, parent, labels);
     const remoteLabels: Labels = { ...labels, [LABEL_REMOTE_NAMESPACE]: namespace };
@@ -180,21 +181,21 @@ export class Snapshotter {
       const usage = isRemote ? { size: 0, inodes: 0 } : await diskUsage(mountpoint);
       this.store.commitActive(key, target, usage, commitLabels);
     } catch (err) {
-      if (!isSnapshotError(err, "AlreadyExists")) throw err;
+      if (!hasCode(err, "AlreadyExists")) throw err;
       // The target name is taken (by a snapshot on another parent: the same layer on the same
       // parent was answered above). Ours can never be committed and containerd will never
       // reference it: take it down now rather than leave a mounted layer until containerd's GC.
       this.log.warn("target snapshot exists on another parent; dropping the prepared layer", { key, parent, target });
       if (isRemote) await this.unmount(mountpoint).catch(() => undefined);
       this.store.remove(key);
-      throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
+      throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
     }
     if (isRemote) {
       this.log.info("remote snapshot successfully prepared.", { key, parent, "remote-snapshot-prepared": "true" });
     } else {
       this.log.info("local snapshot successfully prepared", { key, parent, "local-snapshot-prepared": "true" });
     }
-    throw new SnapshotError("AlreadyExists", `target snapshot ${JSON.stringify(target)}`);
+    throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
   }
 
   /**
@@ -213,7 +214,7 @@ export class Snapshotter {
       const { info } = this.store.getInfo(target);
       return info.kind === "committed" && info.parent === parent && info.labels[LABEL_TARGET_SNAPSHOT_REF] === target;
     } catch (err) {
-      if (isSnapshotError(err, "NotFound")) return false;
+      if (hasCode(err, "NotFound")) return false;
       throw err;
     }
   }
@@ -230,7 +231,7 @@ export class Snapshotter {
     try {
       s = this.store.getSnapshot(key);
     } catch (err) {
-      throw isSnapshotError(err) ? err.wrap("failed to get active mount") : err;
+      throw withContext(err, "failed to get active mount");
     }
     return this.mountsFor(s, key);
   }

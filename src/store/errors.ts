@@ -1,56 +1,46 @@
-// Typed failures of the local store. `code` names the class the CLI/gRPC edge maps to an exit
-// code or status; messages follow the reference where the CLI prints them.
+// Failures of the local store, in the project's vocabulary (errors/errors.ts). Messages follow the
+// reference where the CLI prints them.
+import {
+  DigestMismatchError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  SociError,
+} from "../errors/errors.js";
 
-export type StoreErrorCode = "InvalidArgument" | "NotFound" | "DigestMismatch" | "FailedPrecondition";
+export { DigestMismatchError };
 
-export abstract class StoreError extends Error {
-  abstract readonly code: StoreErrorCode;
-}
-
-export class InvalidDigestError extends StoreError {
+export class InvalidDigestError extends InvalidArgumentError {
   override name = "InvalidDigestError";
-  readonly code = "InvalidArgument";
   constructor(readonly digest: string) {
     super(`invalid digest ${JSON.stringify(digest)}`);
   }
 }
 
-export class DigestMismatchError extends StoreError {
-  override name = "DigestMismatchError";
-  readonly code = "DigestMismatch";
-  constructor(
-    readonly expected: string,
-    readonly actual: string,
-  ) {
-    super(`digest mismatch: expected ${expected}, got ${actual}`);
-  }
-}
-
-export class SizeMismatchError extends StoreError {
+/** Content longer or shorter than its descriptor says (a digest mismatch by another measure). */
+export class SizeMismatchError extends SociError {
   override name = "SizeMismatchError";
-  readonly code = "DigestMismatch";
   constructor(
     readonly digest: string,
     readonly expected: number,
     readonly actual: number,
   ) {
     super(
+      "DigestMismatch",
       `size mismatch for ${digest}: expected ${expected} bytes, got ${actual}${actual > expected ? " or more" : ""}`,
     );
   }
 }
 
-export class BlobNotFoundError extends StoreError {
+export class BlobNotFoundError extends NotFoundError {
   override name = "BlobNotFoundError";
-  readonly code = "NotFound";
   constructor(readonly digest: string) {
     super(`${digest}: not found`);
   }
 }
 
-export class InvalidLayoutError extends StoreError {
+export class InvalidLayoutError extends FailedPreconditionError {
   override name = "InvalidLayoutError";
-  readonly code = "FailedPrecondition";
   constructor(
     readonly dir: string,
     reason: string,
@@ -59,9 +49,8 @@ export class InvalidLayoutError extends StoreError {
   }
 }
 
-export class ArtifactNotFoundError extends StoreError {
+export class ArtifactNotFoundError extends NotFoundError {
   override name = "ArtifactNotFoundError";
-  readonly code = "NotFound";
   constructor(
     readonly digest: string,
     message = `couldn't retrieve artifact for ${digest}, not found`,
@@ -71,9 +60,8 @@ export class ArtifactNotFoundError extends StoreError {
 }
 
 /** `index rm` on a digest whose entry is not an OCI-manifest (i.e. a ztoc or prefetch artifact). */
-export class NotAnIndexError extends StoreError {
+export class NotAnIndexError extends FailedPreconditionError {
   override name = "NotAnIndexError";
-  readonly code = "FailedPrecondition";
   constructor(readonly digest: string) {
     super(`the digest ${digest} does not correspond to an index`);
   }

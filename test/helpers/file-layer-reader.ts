@@ -9,7 +9,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { extract } from "../../src/wasm/extract.js";
-import { zinfoOf } from "../../src/indexer/extract-file.js";
+import { zinfoOf } from "../../src/formats/zinfo.js";
 import { GzipZinfo } from "../../src/formats/gzip-zinfo.js";
 import type { Ztoc } from "../../src/formats/ztoc.js";
 import type { Zinfo } from "../../src/formats/zinfo.js";

@@ -8,7 +8,7 @@ import { terminalProgress } from "../progress.js";
 import { addBuildFlags, buildOptionsFrom, type BuildFlags } from "../build-flags.js";
 import { addRegistryFlags, lazyRegistryClient, type RegistryFlags } from "../registry-flags.js";
 import { createIndexes, openImage, parseImageLocation } from "../../indexer/image-location.js";
-import { NotImplementedError } from "../errors.js";
+import { UnimplementedError } from "../../errors/errors.js";
 import { CONTENT_STORE_CONTAINERD, createWithContainerd } from "../local-store.js";
 import { ContentStore } from "../../store/content-store.js";
 import { ArtifactsDb } from "../../store/artifacts-db.js";
@@ -29,7 +29,8 @@ export function createCommand(): Command {
       await createWithContainerd(self, ref, { ...(await buildOptionsFrom(flags)), ...terminalProgress() });
       return;
     }
-    if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
+    if (globals.contentStore !== "soci")
+      throw new UnimplementedError(`--content-store ${globals.contentStore}: not yet implemented`);
     const opts = await buildOptionsFrom(flags);
     const { log, progress } = terminalProgress();
     const client = lazyRegistryClient(flags);

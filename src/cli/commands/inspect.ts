@@ -20,21 +20,21 @@ import {
   getArtifactEntry,
   imageManifestFor,
   imagePlatforms,
-  LocalStore,
-  NotFoundError,
+  type LocalStore,
   parseGoDigest,
   resolveImage,
   walkArtifacts,
   withLocalStore,
 } from "../local-store.js";
-import { NotImplementedError } from "../errors.js";
+import { NotFoundError, UnimplementedError } from "../../errors/errors.js";
 import { formatSociTable } from "../tables.js";
 import type { ArtifactEntry } from "../../store/artifacts-db.js";
 import type { ContentStore } from "../../store/content-store.js";
 import { isZeroTimestamp, timestampToNs } from "../../store/timestamp.js";
 import { decodeZtoc, ztocInfoJson } from "../../formats/ztoc.js";
 import { collect } from "../build-flags.js";
-import { extractFile, metadataEntry, zinfoOf } from "../../indexer/extract-file.js";
+import { extractFile, metadataEntry } from "../../indexer/extract-file.js";
+import { zinfoOf } from "../../formats/zinfo.js";
 import {
   IndexAnnotationImageLayerDigest,
   IndexAnnotationSpanSize,
@@ -295,7 +295,7 @@ function indexRemoveCommand(): Command {
         try {
           cs = await s.contentStore();
         } catch (err) {
-          if (err instanceof NotImplementedError) throw err;
+          if (err instanceof UnimplementedError) throw err;
           throw new Error(`cannot create local content store: ${(err as Error).message}`, { cause: err });
         }
         let toRemove = digests;

@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { mkdir } from "node:fs/promises";
 import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
-import { NotImplementedError } from "../errors.js";
+import { UnimplementedError } from "../../errors/errors.js";
 import { parsePlatform } from "../../formats/platform.js";
 import { ContentStore } from "../../store/content-store.js";
 import { ArtifactsDb } from "../../store/artifacts-db.js";
@@ -25,7 +25,8 @@ export function pushCommand(): Command {
       self: Command,
     ) => {
       const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
-      if (globals.contentStore !== "soci") throw new NotImplementedError(`--content-store ${globals.contentStore}`);
+      if (globals.contentStore !== "soci")
+        throw new UnimplementedError(`--content-store ${globals.contentStore}: not yet implemented`);
       if (!["warn", "skip", "allow"].includes(flags.existingIndex)) {
         throw new Error(
           `unexpected value for flag --existing-index: ${flags.existingIndex}, expected types: [warn skip allow]`,

@@ -1,10 +1,10 @@
 // An image's blobs read from its registry (a BlobSource): the index builder, the pull client and
-// the snapshotter read manifests and blobs through it. Kept apart from remote.ts so a pull does
-// not load the build machinery (SQLite, worker pool) to resolve an image.
+// the snapshotter read manifests and blobs through it. Kept apart from the client so a pull loads
+// nothing else to resolve an image.
 import { isIndexType, isManifestType } from "../formats/oci.js";
-import type { RegistryClient } from "../registry/client.js";
-import type { ImageRef } from "../registry/types.js";
-import type { BlobSource } from "./index-builder.js";
+import type { RegistryClient } from "./client.js";
+import type { ImageRef } from "./types.js";
+import type { BlobSource } from "../store/blob-source.js";
 
 /**
  * An image's blobs read straight from its registry: layers stream from the network into the index
