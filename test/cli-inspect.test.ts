@@ -47,7 +47,7 @@ async function cli(args: string[], env: Record<string, string> = {}) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Fixtures: the golden vectors (FORMATS.md §7.2)
+// Fixtures: the golden vectors (docs/formats.md §7.2)
 
 const vectors = readFileSync(join(V, "index_vectors.txt"), "utf8").split("\n");
 const docAfter = (heading: string) => {

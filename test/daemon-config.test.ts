@@ -16,7 +16,7 @@ import {
   parseSize,
 } from "../src/daemon/config/index.js";
 
-// What the reference prints for `config default` (go-toml v2, SetIndentTables(true)), FORMATS.md §6.
+// What the reference prints for `config default` (go-toml v2, SetIndentTables(true)), docs/formats.md §6.
 const GOLDEN_DEFAULT = `http_cache_type = ''
 filesystem_cache_type = ''
 resolve_result_entry = 0

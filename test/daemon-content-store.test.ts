@@ -1,4 +1,4 @@
-// `[content_store] type = "containerd"` (SNAPSHOTTER.md §3.3): our `soci-snapshotter-grpc` daemon,
+// `[content_store] type = "containerd"` (docs/snapshotter.md §3.3): our `soci-snapshotter-grpc` daemon,
 // as containerd 1.6's proxy snapshotter, keeps the SOCI artifacts it fetches (the SOCI index, its
 // ztocs and prefetch artifacts) in that containerd's content store, in the namespace of the pull,
 // instead of `<root>/content`. The index is a GC root (`containerd.io/gc.root`) referencing every

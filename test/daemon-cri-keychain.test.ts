@@ -1,4 +1,4 @@
-// The CRI keychain (SNAPSHOTTER.md §5.4, reference docs/registry-authentication.md "CRI
+// The CRI keychain (docs/snapshotter.md §5.4, reference docs/registry-authentication.md "CRI
 // Credentials"): a kubelet pointed at the snapshotter's socket (`--image-service-endpoint`) pulls a
 // SOCI image from a registry that requires credentials. The daemon has no docker config; it only
 // learns the credentials from the PullImage it forwards to containerd's CRI plugin (the test's

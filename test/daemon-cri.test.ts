@@ -1,4 +1,4 @@
-// The Kubernetes path (SNAPSHOTTER.md §2.2 "CRI plugin", reference cri_test.go TestCRIImagePull):
+// The Kubernetes path (docs/snapshotter.md §2.2 "CRI plugin", reference cri_test.go TestCRIImagePull):
 // containerd 1.6's CRI plugin with `snapshotter = "soci"` and `disable_snapshot_annotations =
 // false` pulls a SOCI-converted image when the kubelet's call, runtime.v1 ImageService/PullImage,
 // arrives over gRPC. The CRI plugin adds the cri.* labels itself; our daemon mounts the indexed

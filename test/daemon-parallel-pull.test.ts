@@ -1,4 +1,4 @@
-// Parallel pull mode under containerd 1.6 (SNAPSHOTTER.md §6, the reference's TestPullWithParallelism
+// Parallel pull mode under containerd 1.6 (docs/snapshotter.md §6, the reference's TestPullWithParallelism
 // and TestPullWithDecompressStreams): our daemon downloads and unpacks every layer itself — no FUSE
 // mount, no SOCI index lookup — in ranged chunks, keeps the blobs in containerd's content store
 // (unless told to discard them), and a container of the image sees the image's files. As a fallback

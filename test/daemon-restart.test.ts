@@ -1,4 +1,4 @@
-// Restart and recovery of the snapshotter daemon (SNAPSHOTTER.md §5.1) and the reference's
+// Restart and recovery of the snapshotter daemon (docs/snapshotter.md §5.1) and the reference's
 // TestRunMultipleContainers / TestRestartAfterSigint (§7), against containerd 1.6 with runc:
 // two SOCI-converted images sharing their two bottom layers, lazily pulled with ctr-remote through
 // a proxy that can take the registry away; several containers at once; the daemon killed with

@@ -1,4 +1,4 @@
-// Every span extracts from exactly its own compressed range (FORMATS.md §2.3), whatever kind of
+// Every span extracts from exactly its own compressed range (docs/formats.md §2.3), whatever kind of
 // block ends it. Regression: a span ending with a stored block at a bits=0 boundary.
 import { describe, expect, it } from "vitest";
 import zlib from "node:zlib";

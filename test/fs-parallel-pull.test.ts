@@ -1,4 +1,4 @@
-// The parallel puller (SNAPSHOTTER.md §6) against a real registry (Distribution on loopback, its
+// The parallel puller (docs/snapshotter.md §6) against a real registry (Distribution on loopback, its
 // access log showing the ranged requests): layers downloaded whole or in chunks, through the WASM
 // inflater or an external decompressor (pigz), unpacked trees equal to GNU tar's extraction, later
 // layers started by the first request, and the failure paths (wrong diff ID, a decompressor that

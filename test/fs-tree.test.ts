@@ -1,4 +1,4 @@
-// The layer tree built from a TOC (SNAPSHOTTER.md §4.1) and its presentation rules (§4.2), without FUSE.
+// The layer tree built from a TOC (docs/snapshotter.md §4.1) and its presentation rules (§4.2), without FUSE.
 import { describe, expect, it } from "vitest";
 import type { EntryType, FileMetadata } from "../src/formats/toc.js";
 import {

@@ -317,7 +317,7 @@ describe("multi-member streams", () => {
       const all = verifyAllSpans(gz, data, [0, 1000, 1 << 20]);
       expect(all.get(0)!.members).toBe(parts.length);
       if (parts[0]!.length === 0) {
-        // FORMATS.md §2.1: the zran rule fires again at later boundaries still at totout 0
+        // docs/formats.md §2.1: the zran rule fires again at later boundaries still at totout 0
         const zeros = all.get(1 << 20)!.checkpoints.filter((x) => x.out === 0);
         expect(zeros.length).toBeGreaterThan(1);
       }

@@ -1,5 +1,5 @@
 // The WebAssembly inflate core against the golden vectors produced by the reference implementation
-// (test/vectors, FORMATS.md §2.1-2.5 and §7.2).
+// (test/vectors, docs/formats.md §2.1-2.5 and §7.2).
 import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -40,7 +40,7 @@ const golden = (name: string): GoldenJson => JSON.parse(readFileSync(join(VECTOR
 
 const sha256 = (b: Uint8Array) => "sha256:" + createHash("sha256").update(b).digest("hex");
 
-/** Checkpoints of a v2 gzip zinfo blob (FORMATS.md §2.2). */
+/** Checkpoints of a v2 gzip zinfo blob (docs/formats.md §2.2). */
 function parseBlob(blob: Uint8Array): {
   span: number;
   cps: { in: number; out: number; bits: number; window: Uint8Array }[];

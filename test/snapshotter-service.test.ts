@@ -1,5 +1,5 @@
 // The snapshots gRPC service over a real unix socket, driven by our own gRPC client the way
-// containerd drives it (SNAPSHOTTER.md §1.1–1.7, §2.3): every RPC, containerd's error codes, List
+// containerd drives it (docs/snapshotter.md §1.1–1.7, §2.3): every RPC, containerd's error codes, List
 // batching and filters, real overlayfs/bind mounts of the returned mount specs, the
 // RemotePreparer hook with real (tmpfs) mounts, Cleanup and restart.
 import * as grpc from "@grpc/grpc-js";

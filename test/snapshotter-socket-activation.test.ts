@@ -1,4 +1,4 @@
-// Socket activation (SNAPSHOTTER.md §5.1, reference startup_test.go TestSnapshotterSystemdStartup):
+// Socket activation (docs/snapshotter.md §5.1, reference startup_test.go TestSnapshotterSystemdStartup):
 // systemd holds the snapshotter's socket and starts the server on the first connection, passing
 // the listening socket as fd 3 (LISTEN_FDS/LISTEN_PID). systemd-socket-activate does exactly what
 // systemd's .socket unit does; containerd is the first client, as after a boot.

@@ -1,5 +1,5 @@
 // The snapshot metadata store against a real SQLite file: containerd's storage semantics
-// (SNAPSHOTTER.md §1.6) and the filter language List uses.
+// (docs/snapshotter.md §1.6) and the filter language List uses.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -87,7 +87,7 @@ const only = (bytes: Uint8Array) => {
   return entries[0]!;
 };
 
-describe("layer.tar golden TOC (FORMATS.md §7.2)", () => {
+describe("layer.tar golden TOC (docs/formats.md §7.2)", () => {
   const tar = new Uint8Array(readFileSync(new URL("layer.tar", V)));
   const want = (JSON.parse(readFileSync(new URL("a4096.json", V), "utf8")) as { files: Record<string, unknown>[] })
     .files;

@@ -1,4 +1,4 @@
-// The CLI's local state (FORMATS.md §4.1): `<root>/artifacts.db` and the content store chosen by
+// The CLI's local state (docs/formats.md §4.1): `<root>/artifacts.db` and the content store chosen by
 // the global `--content-store` flag — the SOCI content store at `<root>/content`, or containerd's
 // (reached at `--address`, in `--namespace`) — plus the containerd lookups the reference's
 // inspection commands make.

@@ -1,5 +1,5 @@
 // containerd garbage-collection references for the JSON documents SOCI writes into containerd's
-// content store (FORMATS.md §3.4–3.5): a blob labelled `containerd.io/gc.ref.content.<x>=<digest>`
+// content store (docs/formats.md §3.4–3.5): a blob labelled `containerd.io/gc.ref.content.<x>=<digest>`
 // keeps `<digest>` alive while the blob itself is alive.
 //   SOCI index  → config, ztoc.<i> (every layers[] entry, prefetch artifacts included)
 //   manifest    → config, l.<i>

@@ -1,4 +1,4 @@
-// containerd's snapshots service as a client (SNAPSHOTTER.md §1.1), bound to one snapshotter.
+// containerd's snapshots service as a client (docs/snapshotter.md §1.1), bound to one snapshotter.
 import type { CallOptions, Rpc } from "./client.js";
 import { labelPaths, toDate, type Labels, type Mount, type Timestamp } from "./types.js";
 

@@ -1,4 +1,4 @@
-// The CRI keychain (SNAPSHOTTER.md §5.4, reference service/keychain/cri and
+// The CRI keychain (docs/snapshotter.md §5.4, reference service/keychain/cri and
 // service/resolver/cri.go ParseAuth): the registry credentials the kubelet sends with each
 // PullImage, remembered per normalized image reference (`docker.io/library/busybox:latest`) until
 // RemoveImage, in memory only. The daemon's registry client asks for a host and the repository it

@@ -1,4 +1,4 @@
-// The CRI ImageService proxy of the CRI keychain (SNAPSHOTTER.md §5.4, reference
+// The CRI ImageService proxy of the CRI keychain (docs/snapshotter.md §5.4, reference
 // service/keychain/cri): with `[cri_keychain] enable_keychain = true` the snapshotter serves
 // `runtime.v1.ImageService` (and `runtime.v1alpha2.ImageService`, as containerd 1.6 and the
 // reference do) on its own socket. The kubelet is pointed there (`--image-service-endpoint`);

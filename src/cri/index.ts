@@ -1,4 +1,4 @@
-// The CRI keychain (SNAPSHOTTER.md §5.4): the CRI ImageService proxy the kubelet talks to and the
+// The CRI keychain (docs/snapshotter.md §5.4): the CRI ImageService proxy the kubelet talks to and the
 // registry credentials it learns from PullImage.
 export {
   CriCredentials,

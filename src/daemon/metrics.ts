@@ -1,4 +1,4 @@
-// Prometheus metrics with the reference's families (SNAPSHOTTER.md §5.6; fs/metrics/*), and the
+// Prometheus metrics with the reference's families (docs/snapshotter.md §5.6; fs/metrics/*), and the
 // `/metrics` endpoint on `metrics_address` (TCP `host:port`, or a unix socket when
 // `metrics_network = "unix"`).
 //

@@ -1,6 +1,6 @@
 // A loopback TCP proxy that models a WAN link: every chunk waits half the round-trip time in each
 // direction, and the downstream direction (server → client) shares one bandwidth budget across all
-// connections. This kernel has no netem, so latency has to be modelled here (TOOLCHAIN.md).
+// connections. This kernel has no netem, so latency has to be modelled here (`tc` on `lo` shapes bandwidth only).
 import { createServer, connect, type AddressInfo, type Socket } from "node:net";
 
 export interface ShapingProxy {

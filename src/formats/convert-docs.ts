@@ -1,4 +1,4 @@
-// The documents `soci convert` writes besides the SOCI index (FORMATS.md §3.5 steps 2, 4, 5, 6;
+// The documents `soci convert` writes besides the SOCI index (docs/formats.md §3.5 steps 2, 4, 5, 6;
 // pitfall 14): re-encoded image manifests, the OCI image index, and the SOCI v2 index descriptors
 // in it. Pure functions: inputs are never mutated, new objects are returned.
 

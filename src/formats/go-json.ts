@@ -1,4 +1,4 @@
-// Go `encoding/json` compatibility (FORMATS.md §3.8).
+// Go `encoding/json` compatibility (docs/formats.md §3.8).
 //
 // The reference hashes what Go's `json.Marshal` writes, and the snapshotter re-marshals the SOCI
 // indexes it fetches, so every JSON document of §3 must be produced byte for byte as Go would.

@@ -1,4 +1,4 @@
-// Go `time.Time` text rendering and parsing, as the ztoc's `mod_time` field needs it (FORMATS.md §1.4, §1.6).
+// Go `time.Time` text rendering and parsing, as the ztoc's `mod_time` field needs it (docs/formats.md §1.4, §1.6).
 //
 // Rendering = Go `Time.MarshalText`: layout `2006-01-02T15:04:05.999999999Z07:00` (fraction only when the
 // nanoseconds are non-zero, trailing zeros trimmed; `Z` for a zero zone offset, else `±hh:mm` with the

@@ -1,4 +1,4 @@
-// The gzip checkpoint blob ("zinfo", FORMATS.md §2.2) and span arithmetic over it (§2.3).
+// The gzip checkpoint blob ("zinfo", docs/formats.md §2.2) and span arithmetic over it (§2.3).
 //
 // Layout, little-endian, no padding:
 //   int32 have | int64 span_size | have × { int64 in, int64 out, uint8 bits, byte[32768] window }

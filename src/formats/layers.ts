@@ -1,4 +1,4 @@
-// Which image layers get a ztoc (FORMATS.md §3.3; pitfall 17): containerd's `images.IsLayerType`
+// Which image layers get a ztoc (docs/formats.md §3.3; pitfall 17): containerd's `images.IsLayerType`
 // and `images.DiffCompression`, SOCI's uncompressed mapping, the min-layer-size threshold and the
 // reference's exact skip messages.
 

@@ -1,5 +1,5 @@
 // OCI image-spec v1.1.1 documents (descriptor, platform, manifest, index) with Go-JSON encoding
-// (FORMATS.md §3.8) and tolerant decoding with `json.Unmarshal` semantics.
+// (docs/formats.md §3.8) and tolerant decoding with `json.Unmarshal` semantics.
 
 import { createHash } from "node:crypto";
 import {

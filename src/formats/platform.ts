@@ -1,6 +1,6 @@
 // Platforms as containerd's `platforms` package handles them (v1.0 series, used by containerd
 // v2.2): specifier parsing, normalization, formatting, strict matching, the host default, and SOCI's
-// `ociutil.DedupePlatforms` (FORMATS.md §3.4, §3.5, §7.1; pitfall 15).
+// `ociutil.DedupePlatforms` (docs/formats.md §3.4, §3.5, §7.1; pitfall 15).
 
 import { decodeGoSlice, decodeGoString, decodeStruct, parseGoJson, topContext, type FieldSpec } from "./go-json.js";
 import type { Platform } from "./oci.js";

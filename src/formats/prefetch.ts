@@ -1,4 +1,4 @@
-// Prefetch artifacts (FORMATS.md §3.7; soci/prefetch.go): the JSON document, span-range merging
+// Prefetch artifacts (docs/formats.md §3.7; soci/prefetch.go): the JSON document, span-range merging
 // and the cleaning of requested paths.
 
 import {

@@ -1,4 +1,4 @@
-// The SOCI index document (FORMATS.md §0, §3.1–§3.5): an OCI image manifest whose config media type
+// The SOCI index document (docs/formats.md §0, §3.1–§3.5): an OCI image manifest whose config media type
 // carries the index version, whose layers are the ztoc (and prefetch) descriptors, and whose bytes
 // must be exactly Go's `json.Marshal(ocispec.Manifest)` output.
 

@@ -1,4 +1,4 @@
-// Span arithmetic for uncompressed (tar) layers: fixed-size spans, no checkpoints (FORMATS.md §2.6).
+// Span arithmetic for uncompressed (tar) layers: fixed-size spans, no checkpoints (docs/formats.md §2.6).
 // The ztoc stores it as a tiny FlatBuffer: table TarZinfo { version:int32; span_size:int64; size:int64 }.
 import * as flatbuffers from "flatbuffers";
 import type { Zinfo } from "./zinfo.js";

@@ -1,5 +1,5 @@
 // A streaming tar reader that reports entries exactly as Go 1.25's archive/tar Reader.Next() does,
-// as the reference ztoc builder sees them (FORMATS.md §1.4). Bytes are pushed in; only header blocks
+// as the reference ztoc builder sees them (docs/formats.md §1.4). Bytes are pushed in; only header blocks
 // and the bodies of meta entries (PAX 'x'/'g', GNU 'L'/'K', PAX 1.0 sparse maps) are buffered.
 //
 // The walk is written as a generator that mirrors Go's Reader.next(): it yields "read n bytes" or

@@ -1,5 +1,5 @@
 // The table of contents of a layer: one record per tar entry, as the reference's ztoc stores it
-// (FORMATS.md §1.1, §1.4). Names, link targets, user/group names and PAX values are raw bytes.
+// (docs/formats.md §1.1, §1.4). Names, link targets, user/group names and PAX values are raw bytes.
 
 export type EntryType = "reg" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
 

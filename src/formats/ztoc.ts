@@ -1,4 +1,4 @@
-// The ztoc: a FlatBuffer holding a layer's table of contents and its zinfo (FORMATS.md §1).
+// The ztoc: a FlatBuffer holding a layer's table of contents and its zinfo (docs/formats.md §1).
 //
 // Writing follows the reference's builder call sequence exactly (§1.5) so the bytes — and hence the ztoc
 // digest — are identical. Reading (§1.6) emulates the Go generated accessors (uint32 offset arithmetic,
@@ -667,7 +667,7 @@ function reverseRange(swap: Swap, a: number, b: number): void {
 // ---------------------------------------------------------------------------------------------------
 // `soci ztoc info`
 
-/** Go `encoding/json` string encoding of raw bytes (FORMATS.md §3.8). */
+/** Go `encoding/json` string encoding of raw bytes (docs/formats.md §3.8). */
 export const goJsonString = goString;
 
 /** What `soci ztoc info` needs from the zinfo (GzipZinfo / TarZinfo both fit). */

@@ -1,4 +1,4 @@
-// The background fetcher (SNAPSHOTTER.md §4.5): one daemon-wide loop that, at low priority,
+// The background fetcher (docs/snapshotter.md §4.5): one daemon-wide loop that, at low priority,
 // fetches the spans of registered layers in order (compressed, into the span cache) until each
 // layer is fully local. It keeps quiet for a silence period after a mount asks it to, waits while
 // on-demand reads are waiting, spends one token per `fetchPeriodMs`, holds a bounded queue, and

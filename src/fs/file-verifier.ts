@@ -1,4 +1,4 @@
-// First-read verification of a file (SNAPSHOTTER.md §4.4): its tar header bytes
+// First-read verification of a file (docs/snapshotter.md §4.4): its tar header bytes
 // [tarHeaderOffset, uncompressedOffset) — themselves verified span bytes — must parse as exactly
 // one tar entry whose header ends where the TOC says the payload starts, and that agrees with the
 // TOC entry (name, type, mode, ownership, size, mtime, link target, device, SCHILY.xattr.*).

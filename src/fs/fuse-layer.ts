@@ -1,4 +1,4 @@
-// One lazily loaded layer as a read-only FUSE filesystem (SNAPSHOTTER.md §4.2), on fuse-native
+// One lazily loaded layer as a read-only FUSE filesystem (docs/snapshotter.md §4.2), on fuse-native
 // (libfuse 2.9 high-level, path-based API, multi-threaded loop; every operation is answered on the
 // JS thread). Tree and presentation rules come from ./tree.ts; file contents from a LayerFileReader.
 //

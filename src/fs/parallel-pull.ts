@@ -1,4 +1,4 @@
-// Parallel pull mode (SNAPSHOTTER.md §6): instead of mounting layers lazily, the snapshotter
+// Parallel pull mode (docs/snapshotter.md §6): instead of mounting layers lazily, the snapshotter
 // downloads and unpacks an image's layers itself, all of them at once. The first Prepare of an
 // image starts a job for its layer and for every later layer of the manifest; each layer's
 // Prepare then claims its job, waits for it and moves the unpacked tree into its snapshot.

@@ -1,4 +1,4 @@
-// Finding an image's SOCI index and fetching its ztocs (SNAPSHOTTER.md §3.2–3.3): an explicit
+// Finding an image's SOCI index and fetching its ztocs (docs/snapshotter.md §3.2–3.3): an explicit
 // index digest first, then the v2 link (manifest annotation), then — when enabled — v1 referrers
 // (referrers API or the `sha256-<hex>` fallback tag). Artifacts land in the artifact store (the
 // local content store, or containerd's: artifact-store.ts), digest-verified on the way in, so later

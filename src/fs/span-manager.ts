@@ -1,4 +1,4 @@
-// Spans of one layer (SNAPSHOTTER.md §4.3, FORMATS.md §2): maps uncompressed ranges to spans,
+// Spans of one layer (docs/snapshotter.md §4.3, docs/formats.md §2): maps uncompressed ranges to spans,
 // fetches missing spans' compressed bytes (adjacent ones in one request, one shared fetch per
 // span), verifies each against the ztoc's sha256 span digest (refetching up to the configured
 // retries), inflates from the span's checkpoint on the worker pool and keeps the result in the

@@ -2,7 +2,7 @@
 // machinery that produces its file contents (fetch, verify, inflate, cache).
 import type { FileMetadata } from "../formats/toc.js";
 
-/** What `/.soci-snapshotter/<digest>.json` reports for a layer (SNAPSHOTTER.md §4.2). */
+/** What `/.soci-snapshotter/<digest>.json` reports for a layer (docs/snapshotter.md §4.2). */
 export interface LayerState {
   digest: string;
   /** Compressed layer size. */

@@ -1,6 +1,6 @@
 // Unpacks one OCI layer (gzip or plain tar) into a directory in overlayfs form, as containerd's
 // archive.Apply with overlay whiteout conversion does, for layers that are not mounted lazily
-// (`soci mount` for layers without a ztoc, the snapshotter's local fallback, SNAPSHOTTER.md §3.6).
+// (`soci mount` for layers without a ztoc, the snapshotter's local fallback, docs/snapshotter.md §3.6).
 //
 // The blob streams through the digest hash, the WASM inflater, the diff-ID hash and the tar reader
 // into a private work directory beside `dir`; only when the tar ended cleanly and the digests

@@ -1,4 +1,4 @@
-// SOCI builds over images in containerd's store (FORMATS.md §3.4–3.5, the reference CLI with
+// SOCI builds over images in containerd's store (docs/formats.md §3.4–3.5, the reference CLI with
 // `--content-store containerd`): the image is read through containerd's content service, and
 // ztocs, prefetch artifacts and indexes are committed to it with their GC reference labels, all
 // under a lease until the image that keeps them alive is labelled (`create`) or created (`convert`).

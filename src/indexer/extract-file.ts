@@ -1,5 +1,5 @@
 // Reads one file of a layer through its ztoc: only the spans holding the file's bytes are read
-// and inflated (FORMATS.md §2.5, ztoc.go ExtractFile).
+// and inflated (docs/formats.md §2.5, ztoc.go ExtractFile).
 import { extract } from "../wasm/extract.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
 import type { Ztoc } from "../formats/ztoc.js";
@@ -14,7 +14,7 @@ const text = new TextDecoder();
 
 /**
  * `TOC.GetMetadataEntry`: the first entry named exactly `name`; any entry with a link name (hard
- * or symbolic) is followed by it, as the reference does (FORMATS.md §1.6).
+ * or symbolic) is followed by it, as the reference does (docs/formats.md §1.6).
  */
 export function metadataEntry(ztoc: Ztoc, name: Uint8Array): FileMetadata {
   for (let hops = 0; hops <= 255; hops++) {

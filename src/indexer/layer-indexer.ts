@@ -1,4 +1,4 @@
-// One pass over a layer blob → its ztoc (FORMATS.md §1.2): inflate with checkpoint capture, walk
+// One pass over a layer blob → its ztoc (docs/formats.md §1.2): inflate with checkpoint capture, walk
 // the tar as the bytes come out, and digest each span's compressed bytes, all while streaming.
 // Only the current span's undecided bytes and the checkpoints are held, never the layer.
 import { createHash } from "node:crypto";

@@ -1,4 +1,4 @@
-// Span digests over compressed bytes as they stream past (FORMATS.md §2.4), holding only the
+// Span digests over compressed bytes as they stream past (docs/formats.md §2.4), holding only the
 // bytes whose span is not decided yet.
 //
 // Span i covers [start_i, end_i) of the layer file, where start_i = in_i − (bits_i ? 1 : 0) and

@@ -1,4 +1,4 @@
-// `soci convert --standalone <in> <out>` (FORMATS.md §4.2): convert an OCI image layout (directory
+// `soci convert --standalone <in> <out>` (docs/formats.md §4.2): convert an OCI image layout (directory
 // or archive) without containerd, using a throwaway artifacts database.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -12,7 +12,7 @@ import type { Labels } from "../containerd/types.js";
 import { unpackImage, type UnpackLayer, type UnpackResult } from "./unpack.js";
 import { resolvePull, type ResolvedPull } from "./resolve-pull.js";
 
-// SNAPSHOTTER.md §2.1
+// docs/snapshotter.md §2.1
 export const LABEL_CRI_IMAGE_REF = "containerd.io/snapshot/cri.image-ref";
 export const LABEL_CRI_MANIFEST_DIGEST = "containerd.io/snapshot/cri.manifest-digest";
 export const LABEL_CRI_LAYER_DIGEST = "containerd.io/snapshot/cri.layer-digest";

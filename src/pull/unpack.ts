@@ -1,5 +1,5 @@
 // Unpacking an image's layers into a snapshotter through containerd, as containerd's client
-// unpacker does (SNAPSHOTTER.md §1.5): per layer, Stat(chainID); else Prepare
+// unpacker does (docs/snapshotter.md §1.5): per layer, Stat(chainID); else Prepare
 // `extract-<random> <chainID>` on the parent chain with `containerd.io/snapshot.ref=<chainID>`
 // (plus caller labels, e.g. the remote-snapshot labels); AlreadyExists with the chain present
 // means a remote snapshotter provided the layer; otherwise the diff service extracts the blob

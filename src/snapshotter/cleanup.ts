@@ -1,4 +1,4 @@
-// Cleanup (SNAPSHOTTER.md §1.7): Remove only forgets a snapshot; the directories of snapshots that
+// Cleanup (docs/snapshotter.md §1.7): Remove only forgets a snapshot; the directories of snapshots that
 // no longer exist are deleted here, after unmounting a remote layer still mounted on one.
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";

@@ -1,4 +1,4 @@
-// containerd's filter language (containerd/filters), as List uses it (SNAPSHOTTER.md §1.6):
+// containerd's filter language (containerd/filters), as List uses it (docs/snapshotter.md §1.6):
 //   filters   := one string per filter, OR-ed together (no strings: everything matches)
 //   selectors := selector ("," selector)*            AND-ed
 //   selector  := fieldpath [operator value]          no operator: the field is present

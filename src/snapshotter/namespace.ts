@@ -1,4 +1,4 @@
-// The namespace of a request (SNAPSHOTTER.md §1.3): containerd's `containerd-namespace` header
+// The namespace of a request (docs/snapshotter.md §1.3): containerd's `containerd-namespace` header
 // when sent; containerd 1.6 sends none to proxy snapshotters, but its metadata layer names every
 // backend key `<namespace>/<seq>/<client key>`, so the first path segment is the namespace.
 import type { Metadata } from "@grpc/grpc-js";

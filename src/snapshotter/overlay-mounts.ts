@@ -1,4 +1,4 @@
-// The mounts a snapshot hands to containerd (SNAPSHOTTER.md §1.7 `mounts`): a bind mount when
+// The mounts a snapshot hands to containerd (docs/snapshotter.md §1.7 `mounts`): a bind mount when
 // there is nothing to overlay, otherwise overlayfs with the snapshot's own fs/ as upper layer and
 // its ancestors' fs/ as lower layers, nearest parent first.
 import { readFileSync } from "node:fs";

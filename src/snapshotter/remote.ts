@@ -1,5 +1,5 @@
 // The hook through which remote (lazily loaded) snapshots plug into the plain overlay
-// snapshotter: SNAPSHOTTER.md §2.3. On a Prepare carrying the target-snapshot label the
+// snapshotter: docs/snapshotter.md §2.3. On a Prepare carrying the target-snapshot label the
 // snapshotter creates the active snapshot as usual, then asks the RemotePreparer to fill
 // `snapshots/<id>/fs`. "remote" (a FUSE mount) and "local" (unpacked by us) are committed under the
 // target name and answered with AlreadyExists, so containerd never downloads the layer; "defer"

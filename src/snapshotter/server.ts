@@ -1,4 +1,4 @@
-// Serves the snapshots service (plus any extra services) on a unix socket (SNAPSHOTTER.md §1.4,
+// Serves the snapshots service (plus any extra services) on a unix socket (docs/snapshotter.md §1.4,
 // §5.1): opens the snapshotter under `root`, removes a stale socket, binds, and closes everything
 // on request.
 import * as grpc from "@grpc/grpc-js";

@@ -1,4 +1,4 @@
-// The containerd snapshots gRPC service (SNAPSHOTTER.md §1.1): the ten RPCs mapped onto the
+// The containerd snapshots gRPC service (docs/snapshotter.md §1.1): the ten RPCs mapped onto the
 // Snapshotter, failures as gRPC statuses with containerd's error codes (§1.2), List streamed in
 // batches of 100 like containerd's contrib/snapshotservice.
 import {

@@ -1,4 +1,4 @@
-// The snapshot metadata store: containerd's snapshots/storage semantics (SNAPSHOTTER.md §1.6) kept
+// The snapshot metadata store: containerd's snapshots/storage semantics (docs/snapshotter.md §1.6) kept
 // in SQLite. One row per snapshot keyed by its key (committed snapshots: their name); ids come from
 // a sequence that never hands out a number twice, and a snapshot keeps its id when committed, so
 // `snapshots/<id>` stays its directory for life.

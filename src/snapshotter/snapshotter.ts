@@ -1,4 +1,4 @@
-// The snapshotter's operations (SNAPSHOTTER.md §1.7, §2.3, §5.1): metadata in the SnapshotStore,
+// The snapshotter's operations (docs/snapshotter.md §1.7, §2.3, §5.1): metadata in the SnapshotStore,
 // contents in `<root>/snapshots/<id>/{fs,work}`, mounts per overlay-mounts.ts, and the
 // RemotePreparer hook for labelled Prepares. Transport-free: service.ts maps gRPC onto it.
 import { chmodSync, lchownSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";

@@ -1,4 +1,4 @@
-// The RemotePreparer of the SOCI snapshotter (SNAPSHOTTER.md §2.3–2.4, §3): for a labelled Prepare,
+// The RemotePreparer of the SOCI snapshotter (docs/snapshotter.md §2.3–2.4, §3): for a labelled Prepare,
 // find the image's SOCI index, and either mount the layer lazily from its ztoc (remote), unpack it
 // ourselves (local: an indexed image's layer without a usable ztoc, or one below min_layer_size), or
 // hand it back to containerd (defer: no index at all).

@@ -1,4 +1,4 @@
-// Inflate a gzip stream once, recording zran checkpoints as the reference does (FORMATS.md §2.1).
+// Inflate a gzip stream once, recording zran checkpoints as the reference does (docs/formats.md §2.1).
 import { Inflater, WINDOW_SIZE } from "./inflater.js";
 
 export interface Checkpoint {

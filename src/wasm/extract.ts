@@ -1,4 +1,4 @@
-// Decompress a byte range starting from a checkpoint (FORMATS.md §2.5).
+// Decompress a byte range starting from a checkpoint (docs/formats.md §2.5).
 import { Inflater } from "./inflater.js";
 import { InflateError } from "./codes.js";
 

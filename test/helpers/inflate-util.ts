@@ -237,7 +237,7 @@ export function pigz(args: string[], input: Uint8Array): Promise<Uint8Array> {
   });
 }
 
-// ---- span maths (FORMATS.md §2.3) ----
+// ---- span maths (docs/formats.md §2.3) ----
 export interface CpLike {
   in: number;
   out: number;

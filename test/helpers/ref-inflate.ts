@@ -306,7 +306,7 @@ export interface ExpectedCheckpoint {
   bits: number;
 }
 
-/** Applies the zran rule (FORMATS.md §2.1) to the boundaries of a stream. */
+/** Applies the zran rule (docs/formats.md §2.1) to the boundaries of a stream. */
 export function zranCheckpoints(boundaries: Boundary[], span: number): ExpectedCheckpoint[] {
   const res: ExpectedCheckpoint[] = [];
   let last = 0;

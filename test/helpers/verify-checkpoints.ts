@@ -1,4 +1,4 @@
-// Checks a checkpoint build against the spec's rules (FORMATS.md §2.1-2.5) and the reference decoder.
+// Checks a checkpoint build against the spec's rules (docs/formats.md §2.1-2.5) and the reference decoder.
 import { expect } from "vitest";
 import { buildCheckpointsSync, extract, WINDOW_SIZE, type CheckpointResult } from "../../src/index.js";
 import { expectedWindow, refGunzip, zranCheckpoints, type RefResult } from "./ref-inflate.js";

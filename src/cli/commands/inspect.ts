@@ -1,4 +1,4 @@
-// The inspection commands of `soci` (FORMATS.md §5): `index list|info|remove`, `ztoc list|info|get-file`,
+// The inspection commands of `soci` (docs/formats.md §5): `index list|info|remove`, `ztoc list|info|get-file`,
 // `prefetch list|info` and `rebuild-db`, with the reference's output formats and error messages.
 //
 // Differences from the reference, which talks to containerd (see local-store.ts):

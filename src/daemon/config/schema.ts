@@ -2,7 +2,7 @@
 // structs declare them. Both the decoder and the `config dump` encoder walk these lists, so key
 // order and key spelling live in exactly one place.
 //
-// Order facts (FORMATS.md §6; the reference encodes with go-toml v2, which flattens embedded
+// Order facts (docs/formats.md §6; the reference encodes with go-toml v2, which flattens embedded
 // structs in declaration order, writes a table's key/values before its sub-tables, and keeps the
 // FIRST of two same-named keys): FSConfig's keys, then Config's root keys; FSConfig's tables, then
 // ServiceConfig's.

@@ -1,4 +1,4 @@
-// The daemon's configuration as plain typed objects (FORMATS.md §6). Each field names the TOML key
+// The daemon's configuration as plain typed objects (docs/formats.md §6). Each field names the TOML key
 // it is read from; the file layout mirrors the reference's `config.Config`, whose embedded
 // `FSConfig`/`ServiceConfig` keys sit at the top level of the file.
 
