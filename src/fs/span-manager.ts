@@ -17,6 +17,17 @@ import type { LayerSpanCache } from "./span-cache.js";
 /** §4.3: unrequested → requested → {fetched | uncompressed}; fetched → uncompressed; requested → unrequested on failure. */
 export type SpanState = "unrequested" | "requested" | "fetched" | "uncompressed";
 
+/**
+ * The transitions a span may make (besides staying where it is). Found in the cache at open:
+ * unrequested → fetched | uncompressed. A cache file found damaged or gone: back to unrequested.
+ */
+const NEXT_STATES: Record<SpanState, readonly SpanState[]> = {
+  unrequested: ["requested", "fetched", "uncompressed"],
+  requested: ["fetched", "uncompressed", "unrequested"],
+  fetched: ["uncompressed", "unrequested"],
+  uncompressed: ["unrequested"],
+};
+
 /** Inflates span bytes from a checkpoint (the InflatePool, or the in-thread `extract`). */
 export interface SpanInflater {
   extract(spanBytes: Uint8Array, checkpoint: CheckpointState, offset: number, length: number): Promise<Uint8Array>;
@@ -220,8 +231,8 @@ export class SpanManager {
   static async open(opts: SpanManagerOptions): Promise<SpanManager> {
     const m = new SpanManager(opts);
     const found = await m.cache.list();
-    for (const i of found.compressed) if (i < m.states.length) m.states[i] = "fetched";
-    for (const i of found.uncompressed) if (i < m.states.length) m.states[i] = "uncompressed";
+    for (const i of found.compressed) if (i < m.states.length) m.moveSpan(i, "fetched");
+    for (const i of found.uncompressed) if (i < m.states.length) m.moveSpan(i, "uncompressed");
     await m.checkHeader(found.header);
     return m;
   }
@@ -251,6 +262,18 @@ export class SpanManager {
 
   state(span: number): SpanState {
     return this.states[span]!;
+  }
+
+  /**
+   * The one place a span's state changes. With `onlyFrom`, nothing happens unless the span is in
+   * that state (a failed fetch must not undo a concurrent read that completed the span).
+   */
+  private moveSpan(i: number, to: SpanState, onlyFrom?: SpanState): void {
+    const from = this.states[i]!;
+    if (from === to || (onlyFrom !== undefined && from !== onlyFrom)) return;
+    if (!NEXT_STATES[from].includes(to))
+      throw new Error(`span ${i} of layer ${this.digest}: no transition ${from} → ${to}`);
+    this.states[i] = to;
   }
 
   /** True once every span is in the local cache (compressed or uncompressed). */
@@ -447,29 +470,29 @@ export class SpanManager {
     if (this.states[i] === "uncompressed") {
       const data = await this.cache.loadUncompressed(i, len);
       if (data) return data;
-      this.states[i] = "unrequested"; // damaged or removed: fetch again
+      this.moveSpan(i, "unrequested"); // damaged or removed: fetch again
     }
     let comp: Uint8Array | undefined;
     if (this.states[i] === "fetched") {
       comp = await this.cache.loadCompressed(i, this.ztoc.spanDigests[i]!);
-      if (!comp) this.states[i] = "unrequested";
+      if (!comp) this.moveSpan(i, "unrequested");
     }
     let data: Uint8Array;
     try {
       comp ??= await this.compressed(i);
       data = await this.inflate(i, comp);
     } catch (e) {
-      if (this.states[i] === "requested") this.states[i] = "unrequested";
+      this.moveSpan(i, "unrequested", "requested");
       throw e;
     }
     try {
       await this.cache.storeUncompressed(i, data);
-      this.states[i] = "uncompressed";
+      this.moveSpan(i, "uncompressed");
     } catch (e) {
       // still served from memory; the span stays fetchable
       this.cache.remember(i, data);
       this.noteError(e);
-      if (this.states[i] === "requested") this.states[i] = "unrequested";
+      this.moveSpan(i, "unrequested", "requested");
     }
     return data;
   }
@@ -492,7 +515,7 @@ export class SpanManager {
       // an on-demand read may have finished the span meanwhile
       if (this.state(i) === "uncompressed" || this.state(i) === "fetched") return;
       await this.cache.storeCompressed(i, comp);
-      if (this.state(i) !== "uncompressed") this.states[i] = "fetched";
+      if (this.state(i) !== "uncompressed") this.moveSpan(i, "fetched");
     } catch (e) {
       throw this.noteError(e);
     }
@@ -515,7 +538,7 @@ export class SpanManager {
     runs.forEach(([a, b], k) => {
       const base = ranges[k]!.start;
       for (let i = a; i <= b; i++) {
-        this.states[i] = "requested";
+        this.moveSpan(i, "requested", "unrequested");
         const p = batch
           .then((got) => this.verified(i, got[k]!.subarray(this.cStart[i]! - base, this.cEnd[i]! - base)))
           .then(
@@ -525,7 +548,7 @@ export class SpanManager {
             },
             (e: unknown) => {
               this.fetching.delete(i);
-              if (this.states[i] === "requested") this.states[i] = "unrequested";
+              this.moveSpan(i, "unrequested", "requested");
               throw e;
             },
           );
