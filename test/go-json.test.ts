@@ -13,7 +13,7 @@ import {
   goString,
   goStruct,
   GoJsonSyntaxError,
-  JsonNumber,
+  type JsonNumber,
   JsonObject,
   omitEmpty,
   parseGoJson,

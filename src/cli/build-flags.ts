@@ -1,6 +1,6 @@
 // Flags shared by the index-building commands (create, convert), with the reference's defaults.
 import { readFile } from "node:fs/promises";
-import { Command, Option } from "commander";
+import { type Command, Option } from "commander";
 import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
 import { parsePlatform } from "../formats/platform.js";
 import type { BuildOptions, PlatformChoice } from "../build/index-builder.js";
