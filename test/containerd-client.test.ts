@@ -399,7 +399,9 @@ describe("image import and unpack (content + images + diff + snapshots)", () => 
         size: manifest.length,
       };
       const labels: Record<string, string> = { "containerd.io/gc.ref.content.config": configDesc.digest };
-      layerDescs.forEach((d, i) => (labels[`containerd.io/gc.ref.content.l.${i}`] = d.digest));
+      layerDescs.forEach((d, i) => {
+        labels[`containerd.io/gc.ref.content.l.${i}`] = d.digest;
+      });
       await leased.content.write(manifest, mDesc, { labels });
       await client.images.create({ name, target: mDesc });
       return { manifest: mDesc, config: configDesc };

@@ -296,7 +296,7 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
   /** A raw call on the snapshotter's socket: request object (or bytes) in, decoded answer out. */
   function call<T>(
     method: string,
-    req: unknown,
+    req: object,
     opts: { service?: string; metadata?: grpc.Metadata; deadlineMs?: number; raw?: boolean } = {},
   ): Promise<T> & { cancel(): void } {
     const m = def()[method]!;
@@ -304,7 +304,7 @@ describe("CriImageService on the snapshotter's gRPC server", () => {
     const p = new Promise<T>((resolve, reject) => {
       c = client.makeUnaryRequest(
         `/${opts.service ?? "runtime.v1.ImageService"}/${method}`,
-        opts.raw ? (b: Buffer) => b : m.requestSerialize,
+        opts.raw ? (b: object) => b as Buffer : m.requestSerialize, // raw: `req` is the encoded bytes
         m.responseDeserialize,
         req,
         opts.metadata ?? new grpc.Metadata(),

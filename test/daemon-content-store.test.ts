@@ -187,7 +187,9 @@ describe("[content_store] type = containerd", () => {
   it("the index is a GC root referencing every layers[] entry", async () => {
     const info = await content().info(indexDigest);
     expect(info.labels[GC_ROOT]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$/);
-    indexLayers.forEach((l, i) => expect(info.labels[`${GC_REF_CONTENT}.ztoc.${i}`]).toBe(l.digest));
+    indexLayers.forEach((l, i) => {
+      expect(info.labels[`${GC_REF_CONTENT}.ztoc.${i}`]).toBe(l.digest);
+    });
   });
 
   it("<root>/content holds no blobs", async () => {

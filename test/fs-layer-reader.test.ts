@@ -28,7 +28,7 @@ let pool: InflatePool;
 const clients: RegistryClient[] = [];
 const disk = new Map<string, Buffer>();
 
-function client(host: string, opts: RegistryClientOptions = {}): RegistryClient {
+function client(_host: string, opts: RegistryClientOptions = {}): RegistryClient {
   const c = new RegistryClient({ plainHttp: true, retries: 2, baseDelayMs: 20, maxDelayMs: 100, ...opts });
   clients.push(c);
   return c;
@@ -58,7 +58,10 @@ async function open(
 async function want(e: FileMetadata): Promise<Buffer> {
   const n = nameOf(e);
   let b = disk.get(n);
-  if (!b) disk.set(n, (b = await readFile(join(fx.extracted, n))));
+  if (!b) {
+    b = await readFile(join(fx.extracted, n));
+    disk.set(n, b);
+  }
   return b;
 }
 

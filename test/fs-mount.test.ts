@@ -170,7 +170,8 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
     let z = ztocs.get(name);
     if (!z) {
       const v = fx.variants[name];
-      ztocs.set(name, (z = indexLayer(await readFile(v.path), v.compression, SPAN_SIZES[name])));
+      z = indexLayer(await readFile(v.path), v.compression, SPAN_SIZES[name]);
+      ztocs.set(name, z);
     }
     return z;
   }
@@ -256,7 +257,7 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
         const parts = [0, 1, 2, 3].map((k) => reqs.filter((_, i) => i % 4 === k));
         const results = await Promise.all(parts.map((p) => readRanges(p, { threads: 16 })));
         const mismatches: string[] = [];
-        parts.forEach((p, k) =>
+        parts.forEach((p, k) => {
           p.forEach((r, j) => {
             const i = j * 4 + k;
             const got = results[k]![j]!;
@@ -265,8 +266,8 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
                 `${r.path}@${r.offset}+${r.length}${r.direct ? " (direct)" : ""}: ${JSON.stringify(got)} want ${want[i]!.length} bytes`,
               );
             }
-          }),
-        );
+          });
+        });
         expect(mismatches).toEqual([]);
       }, 120_000);
     });
@@ -289,7 +290,7 @@ describe.skipIf(!canMount)("a layer mounted through FUSE from its ztoc", () => {
 
     it("hides whiteout files, shows char 0:0 whiteouts, and marks the opaque directory", async () => {
       const got = await py<Record<string, unknown>>(
-        String.raw`
+        `
 import os, sys, json, stat
 m = sys.argv[1]
 out = {}
@@ -336,7 +337,7 @@ print(json.dumps(out))`,
 
     it("refuses every write with EROFS", async () => {
       const got = await py<Record<string, number>>(
-        String.raw`
+        `
 import os, sys, json
 m = sys.argv[1]
 EROFS = 30
@@ -373,7 +374,7 @@ print(json.dumps({
 
     it("serves the state directory and a state file matching the reader's state", async () => {
       const got = await py<Record<string, unknown>>(
-        String.raw`
+        `
 import os, sys, json, stat
 m, name = sys.argv[1], sys.argv[2]
 d = os.lstat(m + "/.soci-snapshotter")
@@ -418,7 +419,7 @@ print(json.dumps({
     async () => {
       const plain = await mountVariant("gzip", { disableXattrs: true });
       const user = await mountVariant("gzip", { opaqueXattr: "user.overlay.opaque" });
-      const script = String.raw`
+      const script = `
 import os, sys, json
 a, b = sys.argv[1], sys.argv[2]
 def err(fn):

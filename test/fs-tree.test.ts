@@ -64,7 +64,7 @@ function fm(
 
 function node(tree: LayerTree, path: string): TreeNode {
   const r = resolvePath(tree, path, "sha256:x.json");
-  if (!r || r.kind !== "node") throw new Error(`${path}: ${JSON.stringify(r)}`);
+  if (r?.kind !== "node") throw new Error(`${path}: ${JSON.stringify(r)}`);
   return r.node;
 }
 

@@ -595,7 +595,9 @@ describe("chunked input gives the same checkpoints and data as one-shot", () => 
       // other work on the same thread in between
       if ((p / step) % 5 === 0) expect(gunzip(a).length).toBe(200000);
     }
-    builders.forEach((bl, i) => expect(summary(bl.finish())).toEqual(i % 2 ? wantB : wantA));
+    builders.forEach((bl, i) => {
+      expect(summary(bl.finish())).toEqual(i % 2 ? wantB : wantA);
+    });
   });
 
   it("splitting a small stream in two at every offset", () => {

@@ -155,9 +155,9 @@ for (const c of CASES) {
       // more decoding (reusing the pooled WebAssembly instances) must not change earlier results
       buildCheckpointsSync(layerB, 0);
       gunzip(layerA);
-      res.checkpoints.forEach((cp, i) =>
-        expect(sameBytes(cp.window, expectedWindow(tar, cp.out)), `window ${i}`).toBe("equal"),
-      );
+      res.checkpoints.forEach((cp, i) => {
+        expect(sameBytes(cp.window, expectedWindow(tar, cp.out)), `window ${i}`).toBe("equal");
+      });
     });
 
     it("span compressed ranges and their sha256 digests match", () => {

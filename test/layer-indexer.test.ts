@@ -63,7 +63,9 @@ describe("ztoc builder against the reference's vectors", () => {
       const results = await Promise.all(
         VECTORS.map((v) => pool.buildZtoc(vec(v.input), { spanSize: v.span, compression: v.compression })),
       );
-      results.forEach((r, i) => expect(Buffer.from(r.bytes).equals(vec(VECTORS[i]!.ztoc))).toBe(true));
+      results.forEach((r, i) => {
+        expect(Buffer.from(r.bytes).equals(vec(VECTORS[i]!.ztoc))).toBe(true);
+      });
     } finally {
       await pool.destroy();
     }

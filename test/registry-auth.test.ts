@@ -108,8 +108,7 @@ async function startFixture(): Promise<Fixture> {
     if (url.pathname.startsWith("/v2/")) {
       const a = req.headers.authorization;
       fx.registryReqs.push({ path: url.pathname, authorization: a });
-      const ok =
-        fx.mode === "basic" ? a === basicOk : a !== undefined && a.startsWith("Bearer ") && fx.valid.has(a.slice(7));
+      const ok = fx.mode === "basic" ? a === basicOk : a?.startsWith("Bearer ") && fx.valid.has(a.slice(7));
       if (ok) {
         res.writeHead(200, { "content-type": "text/plain" });
         return res.end("ok");

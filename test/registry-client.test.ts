@@ -254,13 +254,17 @@ describe("RegistryClient against docker-registry", () => {
       { start: 100, end: 5000 },
     ];
     const got = await client.fetchRanges(ref, bigDigest, ranges);
-    ranges.forEach((r, i) => expect(eq(got[i]!, big.subarray(r.start, r.end)), `range ${i}`).toBe(true));
+    ranges.forEach((r, i) => {
+      expect(eq(got[i]!, big.subarray(r.start, r.end)), `range ${i}`).toBe(true);
+    });
     await expect(client.fetchRange(ref, bigDigest, big.length + 10, big.length + 20)).rejects.toBeInstanceOf(SociError);
     // The multi-range request went out as one request through the proxy.
     proxy.setRules([]);
     const before = proxy.log.length;
     const got2 = await faulty.fetchRanges(viaProxy("big/blob"), bigDigest, ranges);
-    ranges.forEach((r, i) => expect(eq(got2[i]!, big.subarray(r.start, r.end))).toBe(true));
+    ranges.forEach((r, i) => {
+      expect(eq(got2[i]!, big.subarray(r.start, r.end))).toBe(true);
+    });
     const sent = proxy.log.slice(before).filter((l) => l.method === "GET");
     expect(sent.length).toBe(1);
     expect(sent[0]!.range).toBe("bytes=10-19,1048576-1114111,4000000-4000000,100-4999");
@@ -270,7 +274,9 @@ describe("RegistryClient against docker-registry", () => {
     proxy.setRules([{ method: "GET", path: /\/blobs\//, action: { kind: "ignoreRange" } }]);
     expect(eq(await faulty.fetchRange(viaProxy("big/blob"), bigDigest, 300, 400), big.subarray(300, 400))).toBe(true);
     const got3 = await faulty.fetchRanges(viaProxy("big/blob"), bigDigest, ranges);
-    ranges.forEach((r, i) => expect(eq(got3[i]!, big.subarray(r.start, r.end))).toBe(true));
+    ranges.forEach((r, i) => {
+      expect(eq(got3[i]!, big.subarray(r.start, r.end))).toBe(true);
+    });
     proxy.setRules([]);
   });
 
@@ -493,7 +499,9 @@ describe("RegistryClient against docker-registry", () => {
       try {
         const rs = Array.from({ length: 40 }, (_, i) => ({ start: i * 100_000, end: i * 100_000 + 5000 }));
         const got = await Promise.all(rs.map((r) => c.fetchRange(viaProxy("big/blob"), bigDigest, r.start, r.end)));
-        rs.forEach((r, i) => expect(eq(got[i]!, big.subarray(r.start, r.end))).toBe(true));
+        rs.forEach((r, i) => {
+          expect(eq(got[i]!, big.subarray(r.start, r.end))).toBe(true);
+        });
       } finally {
         await c.close();
       }

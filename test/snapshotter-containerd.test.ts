@@ -96,10 +96,11 @@ async function buildImage(): Promise<string> {
  * namespace, under the test's lease: snapshots without a lease, gc.root label or image reference
  * are fair game for containerd's garbage collector, which runs whenever something is deleted.
  */
-async function ctdSnapshots<T = any>(ns: string, rpc: string, req: object): Promise<T> {
+async function ctdSnapshots<T = unknown>(ns: string, rpc: string, req: object): Promise<T> {
   const Ctor = snapshotsService();
+  // the service's methods are generated at run time, looked up by name
   const c = new Ctor(`unix:${ctd!.socket}`, grpc.credentials.createInsecure()) as grpc.Client &
-    Record<string, Function>;
+    Record<string, (this: grpc.Client, ...args: unknown[]) => unknown>;
   const md = new grpc.Metadata();
   md.set("containerd-namespace", ns);
   md.set("containerd-lease", LEASE);
@@ -258,24 +259,24 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
   it("takes remote snapshots through containerd's AlreadyExists handshake", async () => {
     // containerd's own snapshots API, called the way its client unpacker calls it (namespace
     // header to containerd; containerd itself sends none to us)
-    const call = (rpc: string, req: object) => ctdSnapshots("lazy", rpc, req);
+    const call = <T = unknown>(rpc: string, req: object) => ctdSnapshots<T>("lazy", rpc, req);
     const layer = (chain: string, digest: string) => ({
       "containerd.io/snapshot.ref": chain,
       "containerd.io/snapshot/cri.layer-digest": digest,
       "containerd.io/snapshot/cri.image-ref": "example.com/lazy:1",
     });
     {
-      const e1 = await call("Prepare", {
+      const e1 = await call<never>("Prepare", {
         key: "extract-1 sha256:ch1",
         parent: "",
         labels: layer("sha256:ch1", "sha256:d1"),
-      }).catch((e) => e);
+      }).catch((e: grpc.ServiceError) => e);
       expect(e1.code).toBe(grpc.status.ALREADY_EXISTS);
-      const e2 = await call("Prepare", {
+      const e2 = await call<never>("Prepare", {
         key: "extract-2 sha256:ch2",
         parent: "sha256:ch1",
         labels: layer("sha256:ch2", "sha256:d2"),
-      }).catch((e) => e);
+      }).catch((e: grpc.ServiceError) => e);
       expect(e2.code).toBe(grpc.status.ALREADY_EXISTS);
       // the namespace came from the backend key's prefix
       expect(remoteRequests.map((r) => [r.namespace, r.target, r.parent])).toEqual([
@@ -283,7 +284,7 @@ describe("containerd 1.6 with soci as a proxy snapshotter", () => {
         ["lazy", "sha256:ch2", "sha256:ch1"],
       ]);
       // containerd found our commits by List and recorded them under the chain IDs
-      expect((await call("Stat", { key: "sha256:ch2" })).info).toMatchObject({
+      expect((await call<{ info: object }>("Stat", { key: "sha256:ch2" })).info).toMatchObject({
         name: "sha256:ch2",
         parent: "sha256:ch1",
         kind: "COMMITTED",

@@ -37,14 +37,17 @@ interface Info {
   labels: Record<string, string>;
 }
 
+type GrpcMethod = (this: grpc.Client, ...args: unknown[]) => unknown;
+
 /** A promise-returning client of the Snapshots service. */
 class Client {
-  private readonly c: grpc.Client & Record<string, Function>;
+  // the service's methods are generated at run time, looked up by name
+  private readonly c: grpc.Client & Record<string, GrpcMethod>;
   constructor(address: string) {
     const Ctor = snapshotsService();
     this.c = new Ctor(`unix:${address}`, grpc.credentials.createInsecure(), {
       "grpc.use_local_subchannel_pool": 1,
-    }) as grpc.Client & Record<string, Function>;
+    }) as grpc.Client & Record<string, GrpcMethod>;
   }
   call<T = unknown>(rpc: string, req: object, md = new grpc.Metadata()): Promise<T> {
     return new Promise((ok, fail) =>

@@ -338,7 +338,7 @@ describe("ContentStore index.json tracking", () => {
     await Promise.all(
       bodies.map((b) => s.putDescriptor({ mediaType: MANIFEST_TYPE, digest: sha256(b), size: b.length }, b)),
     );
-    const listed = (await indexJson(dir)).manifests.map((m) => m["digest"]).sort();
+    const listed = (await indexJson(dir)).manifests.map((m) => m.digest).sort();
     expect(listed).toEqual(bodies.map(sha256).sort());
     expect((await readdir(dir)).filter((n) => n.endsWith(".tmp"))).toEqual([]);
   });

@@ -37,7 +37,10 @@ const V = new URL("./vectors/", import.meta.url);
 
 /** A seeded PRNG so random splits are reproducible. */
 function rng(seed: number) {
-  return () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  return () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
 }
 
 function readChunked(bytes: Uint8Array, nextSize: () => number) {

@@ -10,6 +10,7 @@ import {
   mkdirSync,
   openSync,
   closeSync,
+  type Dirent,
   readdirSync,
   readFileSync,
   renameSync,
@@ -130,7 +131,7 @@ function collectFiles(targetBytes: number): string[] {
 }
 
 function* walk(dir: string): Generator<{ path: string; size: number }> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -20,7 +20,7 @@ import { hasCode, NotFoundError } from "../errors/errors.js";
 import { ArtifactNotFoundError, BlobNotFoundError } from "../store/errors.js";
 import { artifactsDbPath, contentStorePath, DEFAULT_SOCI_ROOT } from "../store/paths.js";
 import { isValidDigest } from "../store/digest.js";
-import { parseGoJson, JsonObject } from "../formats/go-json.js";
+import { parseGoJson, JsonObject, type JsonValue } from "../formats/go-json.js";
 import {
   isConfigType,
   isIndexType,
@@ -242,7 +242,7 @@ export async function fetchBlob(cs: CliContentStore, digest: string, mediaType =
 
 /** What a blob claims to be: its `mediaType`, else (OCI documents may omit it) its shape. */
 function sniffMediaType(bytes: Uint8Array): string {
-  let v;
+  let v: JsonValue;
   try {
     v = parseGoJson(bytes);
   } catch {

@@ -11,7 +11,8 @@ import {
   dumpConfig,
   loadConfig,
 } from "./config/index.js";
-import { parseLogLevel, stderrLogger } from "../log/json-logger.js";
+import type { SnapshotterConfig } from "./config/types.js";
+import { type LogLevel, parseLogLevel, stderrLogger } from "../log/json-logger.js";
 
 const PROGRAM = "soci-snapshotter-grpc";
 
@@ -46,7 +47,7 @@ const program = new Command(PROGRAM)
       .default(DEFAULT_ROOT_PATH),
   )
   .action(async (opts: GlobalOptions) => {
-    let level;
+    let level: LogLevel;
     try {
       level = parseLogLevel(opts.logLevel);
     } catch (e) {
@@ -54,7 +55,7 @@ const program = new Command(PROGRAM)
     }
     const logger = stderrLogger(level);
     logger.info("starting soci-snapshotter-grpc", { version: packageVersion(), revision: "" });
-    let cfg;
+    let cfg: SnapshotterConfig;
     try {
       cfg = await loadConfig(opts.config);
     } catch (e) {

@@ -14,6 +14,7 @@ export class SetupError extends Error {}
 export async function missingPackages(pkgs: string[]): Promise<string[]> {
   const missing: string[] = [];
   for (const p of pkgs) {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format field, not a JS template
     const r = await run("dpkg-query", ["-W", "-f=${db:Status-Status}", p]).catch(() => ({ stdout: "" }));
     if (r.stdout.trim() !== "installed") missing.push(p);
   }

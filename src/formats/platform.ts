@@ -30,7 +30,7 @@ export interface HostInfo {
 
 function currentHost(): HostInfo {
   const vars = (process.config?.variables ?? {}) as Record<string, unknown>;
-  const armv = vars["arm_version"];
+  const armv = vars.arm_version;
   const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
   return {
     platform: process.platform,

@@ -142,7 +142,7 @@ function statArray(a: Attr): Uint32Array {
 
 function mtimeMs(a: Attr): number {
   const ms = a.mtimeSec * 1000 + Math.floor(a.mtimeNsec / 1e6);
-  return ms > 0 ? ms : 0;
+  return Math.max(ms, 0);
 }
 
 function setU64(arr: Uint32Array, i: number, v: number): void {
@@ -221,12 +221,18 @@ class LayerFs {
     switch (r.kind) {
       case "node": {
         let s = this.nodeStats.get(r.node);
-        if (!s) this.nodeStats.set(r.node, (s = statArray(nodeAttr(r.node))));
+        if (!s) {
+          s = statArray(nodeAttr(r.node));
+          this.nodeStats.set(r.node, s);
+        }
         return s;
       }
       case "whiteout": {
         let s = this.whiteoutStats.get(r.node);
-        if (!s) this.whiteoutStats.set(r.node, (s = statArray(whiteoutAttr(r.node))));
+        if (!s) {
+          s = statArray(whiteoutAttr(r.node));
+          this.whiteoutStats.set(r.node, s);
+        }
         return s;
       }
       case "state-dir":
@@ -243,10 +249,13 @@ class LayerFs {
     try {
       r = this.resolve(path);
       this.onOp?.(r?.kind === "whiteout" ? "whiteout.Getattr" : "node.Getattr", path);
-      if (!r) return signal(ENOENT, EMPTY_STAT);
-      return signal(0, this.stat(r));
+      if (!r) {
+        signal(ENOENT, EMPTY_STAT);
+        return;
+      }
+      signal(0, this.stat(r));
     } catch (err) {
-      return signal(this.fail("node.Getattr", path, err), EMPTY_STAT);
+      signal(this.fail("node.Getattr", path, err), EMPTY_STAT);
     }
   }
 
@@ -329,20 +338,27 @@ class LayerFs {
   /** The read hot path: one reader call, one copy into the kernel's buffer. */
   read(path: string, fh: number, buf: Buffer, len: number, off: number, signal: Fuse.Signal): void {
     const h = this.handles.get(fh);
-    if (!h) return signal(EBADF, 0, buf.buffer);
+    if (!h) {
+      signal(EBADF, 0, buf.buffer);
+      return;
+    }
     if (h.kind === "stat") {
       try {
         const st = this.stateBytes();
         const n = off >= st.length ? 0 : st.copy(buf, 0, off, Math.min(st.length, off + len));
-        return signal(n, 0, buf.buffer);
+        signal(n, 0, buf.buffer);
       } catch (err) {
-        return signal(this.fail("statFile.Read", path, err), 0, buf.buffer);
+        signal(this.fail("statFile.Read", path, err), 0, buf.buffer);
       }
+      return;
     }
     this.onOp?.("file.Read", path);
     const entry = h.entry;
     const size = entry.uncompressedSize;
-    if (off >= size || len <= 0) return signal(0, 0, buf.buffer);
+    if (off >= size || len <= 0) {
+      signal(0, 0, buf.buffer);
+      return;
+    }
     const want = Math.min(len, size - off);
     let done = false;
     const timer = setTimeout(() => {
@@ -372,11 +388,12 @@ class LayerFs {
         // a short answer would read as end-of-file to the kernel (which then zero-fills and may
         // shrink its idea of the size): never let one through as data
         if (data.length !== want) {
-          return signal(
+          signal(
             this.fail("file.Read", path, new Error(`reader returned ${data.length} of ${want} bytes at ${off}`)),
             0,
             buf.buffer,
           );
+          return;
         }
         buf.set(data);
         signal(want, 0, buf.buffer);
@@ -461,8 +478,8 @@ class LayerFuse extends Fuse {
 
   _op_readdir(signal: Fuse.Signal, path: string): void {
     const [err, names, stats] = this.layer.readdir(path);
-    if (err) return signal(err);
-    signal(0, names, stats);
+    if (err) signal(err);
+    else signal(0, names, stats);
   }
 
   _op_read(
@@ -485,11 +502,13 @@ class LayerFuse extends Fuse {
     } catch {
       v = ENODATA; // getxattr never fails in the reference
     }
-    if (typeof v === "number") return signal(v, valueBuf.buffer);
-    if (valueBuf.length === 0) return signal(v.length, valueBuf.buffer);
-    if (valueBuf.length < v.length) return signal(ERANGE, valueBuf.buffer);
-    valueBuf.set(v);
-    signal(v.length, valueBuf.buffer);
+    if (typeof v === "number") signal(v, valueBuf.buffer);
+    else if (valueBuf.length === 0) signal(v.length, valueBuf.buffer);
+    else if (valueBuf.length < v.length) signal(ERANGE, valueBuf.buffer);
+    else {
+      valueBuf.set(v);
+      signal(v.length, valueBuf.buffer);
+    }
   }
 
   _op_listxattr(signal: Fuse.Signal, path: string, listBuf: Buffer): void {
@@ -499,11 +518,13 @@ class LayerFuse extends Fuse {
     } catch {
       l = Buffer.alloc(0);
     }
-    if (typeof l === "number") return signal(l, listBuf.buffer);
-    if (listBuf.length === 0) return signal(l.length, listBuf.buffer);
-    if (listBuf.length < l.length) return signal(ERANGE, listBuf.buffer);
-    l.copy(listBuf);
-    signal(l.length, listBuf.buffer);
+    if (typeof l === "number") signal(l, listBuf.buffer);
+    else if (listBuf.length === 0) signal(l.length, listBuf.buffer);
+    else if (listBuf.length < l.length) signal(ERANGE, listBuf.buffer);
+    else {
+      l.copy(listBuf);
+      signal(l.length, listBuf.buffer);
+    }
   }
 }
 

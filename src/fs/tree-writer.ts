@@ -27,7 +27,15 @@ import {
 } from "node:fs/promises";
 import { Semaphore } from "../registry/semaphore.js";
 import type { TarEntry } from "../formats/tar.js";
-import { cleanComponents, resolveParent, show, UnsafePathError, type NodeKind, type TreeIndex } from "./safe-path.js";
+import {
+  cleanComponents,
+  resolveParent,
+  show,
+  UnsafePathError,
+  type NodeKind,
+  type ResolvedParent,
+  type TreeIndex,
+} from "./safe-path.js";
 import { makeSpecial } from "./special-files.js";
 import { setXattrs, type XattrSet } from "./xattrs.js";
 
@@ -283,7 +291,7 @@ export class TreeWriter implements TreeIndex {
   }
 
   private async ensureParent(name: string, dirs: string[]): Promise<string> {
-    let resolved;
+    let resolved: ResolvedParent;
     try {
       resolved = resolveParent(this, dirs, name);
     } catch (err) {
@@ -399,7 +407,10 @@ export class TreeWriter implements TreeIndex {
 
   private xattrsOf(rel: string): Map<string, Uint8Array> {
     let m = this.xattrs.get(rel);
-    if (!m) this.xattrs.set(rel, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      this.xattrs.set(rel, m);
+    }
     return m;
   }
 

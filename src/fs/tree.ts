@@ -150,7 +150,8 @@ function xattrsOf(entry: FileMetadata): ReadonlyMap<string, Uint8Array> {
   for (const r of entry.xattrs) {
     const key = latin1.decode(r.key);
     if (!key.startsWith(PAX_XATTR_PREFIX)) continue;
-    (m ??= new Map()).set(utf8.decode(r.key.subarray(PAX_XATTR_PREFIX.length)), r.value);
+    m ??= new Map();
+    m.set(utf8.decode(r.key.subarray(PAX_XATTR_PREFIX.length)), r.value);
   }
   return m ?? NO_XATTRS;
 }
@@ -227,7 +228,8 @@ export function buildTree(toc: readonly FileMetadata[]): LayerTree {
 
   const setChild = (parent: TreeNode, base: string, node: TreeNode, hardlink: boolean): void => {
     if (base === ".") return; // the `./` quirk (see above)
-    (parent.children ??= new Map()).set(base, { node, hardlink });
+    parent.children ??= new Map();
+    parent.children.set(base, { node, hardlink });
   };
 
   const getOrCreateDir = (d: string): TreeNode => {

@@ -10,7 +10,7 @@ export interface XattrSet {
 }
 
 // getfattr's dump format; setfattr unquotes \ooo escapes in file and attribute names.
-function escape(bytes: Uint8Array): string {
+function octalEscape(bytes: Uint8Array): string {
   let s = "";
   for (const c of bytes) {
     const safe =
@@ -31,8 +31,8 @@ export function restoreScript(sets: XattrSet[]): Buffer {
   const lines: string[] = [];
   for (const s of sets) {
     if (s.attrs.length === 0) continue;
-    lines.push(`# file: ${escape(s.path)}`);
-    for (const a of s.attrs) lines.push(`${escape(a.name)}=0x${Buffer.from(a.value).toString("hex")}`);
+    lines.push(`# file: ${octalEscape(s.path)}`);
+    for (const a of s.attrs) lines.push(`${octalEscape(a.name)}=0x${Buffer.from(a.value).toString("hex")}`);
     lines.push("");
   }
   return Buffer.from(lines.join("\n") + "\n", "latin1");

@@ -84,7 +84,7 @@ function layoutImage(store: ContentStore, name: string, tag: string | undefined)
 
 function stripRefName(d: Descriptor): Descriptor {
   if (!d.annotations?.["org.opencontainers.image.ref.name"]) return d;
-  const { ["org.opencontainers.image.ref.name"]: _drop, ...rest } = d.annotations;
+  const { "org.opencontainers.image.ref.name": _drop, ...rest } = d.annotations;
   const out: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
   if (Object.keys(rest).length) out.annotations = rest;
   if (d.platform) out.platform = d.platform;

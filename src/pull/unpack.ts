@@ -13,7 +13,7 @@ import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerdContentSource } from "../containerd/content-source.js";
 import { AlreadyExistsError, NotFoundError } from "../errors/errors.js";
-import type { Labels } from "../containerd/types.js";
+import type { Labels, Mount } from "../containerd/types.js";
 
 export const SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref";
 export const GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot";
@@ -98,7 +98,7 @@ async function unpackOne(
   // a second try covers a concurrent unpacker that removed its half-done snapshot meanwhile
   for (let attempt = 0; attempt < 3; attempt++) {
     const key = `extract-${randomBytes(6).toString("hex")} ${chainId}`;
-    let mounts;
+    let mounts: Mount[];
     try {
       mounts = await sn.prepare(key, parent, labels);
     } catch (err) {

@@ -415,7 +415,7 @@ export class RegistryClient {
         async (res) => {
           await discard(res.body);
           const got = header(res.headers, "docker-content-digest");
-          if (got && got.startsWith("sha256:") && got !== digest) {
+          if (got?.startsWith("sha256:") && got !== digest) {
             throw new DigestMismatchError(digest, got, { what: "pushed manifest", url: redactUrl(url) });
           }
           const ociSubject = header(res.headers, "oci-subject");

@@ -258,7 +258,10 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
   for (const n of names) {
-    if (n.endsWith(".crt")) (h.caFiles ??= []).push(join(dir, n));
+    if (n.endsWith(".crt")) {
+      h.caFiles ??= [];
+      h.caFiles.push(join(dir, n));
+    }
     if (n.endsWith(".cert")) {
       const key = join(dir, `${n.slice(0, -5)}.key`);
       const hasKey = await stat(key).then(
@@ -268,7 +271,8 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
           throw e;
         },
       );
-      (h.clientPairs ??= []).push([join(dir, n), hasKey ? key : ""]);
+      h.clientPairs ??= [];
+      h.clientPairs.push([join(dir, n), hasKey ? key : ""]);
     }
   }
   return [h];
@@ -477,11 +481,10 @@ function resolverTable(table: unknown): TomlTable {
  * The snapshotter's resolver (service/resolver/registry.go): for image host H, each
  * `[[resolver.host."H".mirrors]]` in order, then H itself; http for localhost or `insecure = true`,
  * else https; `docker.io` ⇒ `registry-1.docker.io`; capabilities pull+resolve.
- * `table` is the parsed config document or its `[resolver]` table.
+ * `table` is the parsed config document or its `[resolver]` table. A HostResolver, typed so that
+ * the endpoints' HostEndpoint settings stay visible.
  */
-export function resolverFromConfig(
-  table: unknown,
-): HostResolver & { endpoints(host: string): Promise<HostEndpoint[]> } {
+export function resolverFromConfig(table: unknown): { endpoints(host: string): Promise<HostEndpoint[]> } {
   const t = resolverTable(table);
   const hostsTable = isTable(t.host) ? t.host : {};
   const mirrorsFor = (host: string): MirrorConfig[] => {

@@ -8,7 +8,7 @@ import { promisify } from "node:util";
 const run = promisify(execFile);
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
-const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+const octalUnescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 /** All mount points of this mount namespace, in mount order. */
 export async function mountPoints(): Promise<string[]> {
@@ -16,7 +16,7 @@ export async function mountPoints(): Promise<string[]> {
   return text
     .split("\n")
     .filter((l) => l !== "")
-    .map((l) => unescape(l.split(" ")[4]!));
+    .map((l) => octalUnescape(l.split(" ")[4]!));
 }
 
 /** Mount points strictly below `dir`, deepest (latest) first so they can be unmounted in order. */

@@ -2,6 +2,7 @@
 // §5.1): opens the snapshotter under `root`, removes a stale socket, binds, and closes everything
 // on request.
 import * as grpc from "@grpc/grpc-js";
+import type { Stats } from "node:fs";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { dirname, resolve } from "node:path";
@@ -123,7 +124,7 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
 
 /** A socket left by a previous run blocks bind; anything that is not a socket is an error. */
 async function removeStaleSocket(path: string): Promise<void> {
-  let st;
+  let st: Stats;
   try {
     st = await lstat(path);
   } catch {

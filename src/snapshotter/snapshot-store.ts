@@ -6,7 +6,7 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./errors.js";
-import { FilterSyntaxError, parseFilters, type FieldLookup } from "./filters.js";
+import { FilterSyntaxError, parseFilters, type FieldLookup, type Filter } from "./filters.js";
 
 export type SnapshotKind = "view" | "active" | "committed";
 
@@ -293,7 +293,7 @@ export class SnapshotStore {
 
   /** List: every snapshot matching any of `filters` (containerd filter syntax), in key order. */
   walk(filters: readonly string[] = []): SnapshotInfo[] {
-    let filter;
+    let filter: Filter;
     try {
       filter = parseFilters(filters);
     } catch (err) {

@@ -20,6 +20,7 @@ import {
   LABEL_REMOTE_VALUE,
   LABEL_TARGET_SNAPSHOT_REF,
   type RemotePreparer,
+  type RemotePrepareResult,
 } from "./remote.js";
 import {
   SnapshotStore,
@@ -130,7 +131,7 @@ export class Snapshotter {
     const s = await this.createSnapshot("active", key, parent, labels);
     const remoteLabels: Labels = { ...labels, [LABEL_REMOTE_NAMESPACE]: namespace };
     const mountpoint = fsDir(this.snapshotsDir, s.id);
-    let result;
+    let result: RemotePrepareResult;
     try {
       result = await remote.prepare({
         key,

@@ -264,7 +264,7 @@ t = (base + 12345) * 10**9 + 987654321
 os.utime(root, ns=(t, t))
 `;
 
-const WALKER = String.raw`
+const WALKER = `
 import os, sys, json, hashlib, stat
 root, do_hash = sys.argv[1], sys.argv[2] == "1"
 out = {}
@@ -323,7 +323,7 @@ for paths in groups.values():
 sys.stdout.write(json.dumps(out))
 `;
 
-const RANGE_READER = String.raw`
+const RANGE_READER = `
 import os, sys, json, hashlib
 from concurrent.futures import ThreadPoolExecutor
 reqs = json.load(sys.stdin)

@@ -46,7 +46,13 @@ import {
 } from "../../formats/soci-index.js";
 import { goArray, goIndent, goInt, goString, goStruct } from "../../formats/go-json.js";
 import { parsePrefetchArtifact, prefetchArtifactJson, totalPrefetchSpans } from "../../formats/prefetch.js";
-import { MediaTypeImageManifest, parseManifest, isConfigType, type Platform } from "../../formats/oci.js";
+import {
+  MediaTypeImageManifest,
+  parseManifest,
+  isConfigType,
+  type Descriptor,
+  type Platform,
+} from "../../formats/oci.js";
 import { formatPlatform, parsePlatform, platformFromImageConfig } from "../../formats/platform.js";
 import { formatGoTime, localOffsetSeconds } from "../../formats/go-time.js";
 
@@ -185,7 +191,7 @@ async function manifestDigestsFor(
   const ps = platforms.length > 0 ? platforms : await imagePlatforms(cs, img);
   const out: string[] = [];
   for (const p of ps) {
-    let desc;
+    let desc: Descriptor | undefined;
     try {
       desc = await imageManifestFor(cs, img, p);
     } catch (err) {
