@@ -13,6 +13,24 @@ import { systemdListenFds } from "../src/snapshotter/server.js";
 import { DAEMON_BIN } from "./helpers/soci-daemon.js";
 
 const driver = new URL("./helpers/socket-activated-snapshotter.mjs", import.meta.url).pathname;
+
+/**
+ * A `ctr` call that activates the server: containerd gives up on the handshake after a few
+ * seconds, and a Node process may take longer than that to start on a loaded machine, so the call
+ * is repeated until the server answers (the first attempt is the one that started it).
+ */
+async function activatingCall(ctd: Containerd, args: string[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ctd.ctr(args);
+      return;
+    } catch (e) {
+      // containerd's connection backs off after a failed handshake: wait before asking again
+      if (attempt >= 10 || !/server handshake|unavailable/.test(String(e))) throw e;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
 let dir = "";
 let activator: ChildProcess | undefined;
 let ctd: Containerd | undefined;
@@ -50,7 +68,16 @@ describe("socket activation", () => {
     expect(output).not.toContain("serving on"); // nothing started before a client came
 
     ctd = await startContainerd({ proxyPlugins: { soci: { address: sock } } });
-    await ctd.ctr(["--timeout", "10s", "snapshots", "--snapshotter", "soci", "prepare", "activation-probe", ""]);
+    await activatingCall(ctd, [
+      "--timeout",
+      "10s",
+      "snapshots",
+      "--snapshotter",
+      "soci",
+      "prepare",
+      "activation-probe",
+      "",
+    ]);
     expect(output).toContain("serving on fd 3");
     const { stdout } = await ctd.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
     expect(stdout).toMatch(/activation-probe\s+Active/);
@@ -80,7 +107,7 @@ describe("socket activation", () => {
     daemon.stderr!.on("data", (d: Buffer) => (output += d.toString()));
     for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
     ctd = await startContainerd({ proxyPlugins: { soci: { address: sock } } });
-    await ctd.ctr(["--timeout", "20s", "snapshots", "--snapshotter", "soci", "prepare", "fd-probe", ""]);
+    await activatingCall(ctd, ["--timeout", "20s", "snapshots", "--snapshotter", "soci", "prepare", "fd-probe", ""]);
     expect(output).toContain("soci-snapshotter-grpc successfully started");
     const { stdout } = await ctd.ctr(["snapshots", "--snapshotter", "soci", "ls"]);
     expect(stdout).toMatch(/fd-probe\s+Active/);
