@@ -1,4 +1,4 @@
-// A layer's directory tree built from its ztoc TOC (SNAPSHOTTER.md §4.1), and the rules by which the
+// A layer's directory tree built from its ztoc TOC (docs/snapshotter.md §4.1), and the rules by which the
 // FUSE layer presents it (§4.2): inode numbers, attributes, readdir/lookup with overlay whiteouts,
 // opaque directories, extended attributes, the state directory and its JSON file. Pure: no I/O.
 //

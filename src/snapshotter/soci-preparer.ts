@@ -72,7 +72,7 @@ export interface PreparerMetrics {
 }
 
 export interface SociPreparerOptions {
-  /** The daemon root: `<root>/content` (artifacts: the store `soci create` writes, FORMATS §4.1), `<root>/soci/spancache`, statfs of `<root>/soci`. */
+  /** The daemon root: `<root>/content` (artifacts: the store `soci create` writes, docs/formats.md §4.1), `<root>/soci/spancache`, statfs of `<root>/soci`. */
   root: string;
   /**
    * `[content_store] type = "containerd"`: SOCI artifacts go to this containerd's content store, in
