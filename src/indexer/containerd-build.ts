@@ -3,6 +3,7 @@
 // ztocs, prefetch artifacts and indexes are committed to it with their GC reference labels, all
 // under a lease until the image that keeps them alive is labelled (`create`) or created (`convert`).
 // The artifacts DB records them as with the SOCI store.
+import { InvalidArgumentError } from "../errors/errors.js";
 import type { Descriptor } from "../formats/oci.js";
 import type { BuiltSociIndex } from "../formats/soci-index.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
@@ -86,7 +87,8 @@ export function checkConvertDestination(dst: string): void {
       ok = false;
     }
   }
-  if (!ok) throw new Error(`the destination image must be a tagged ref of the form "registry/repository:tag"`);
+  if (!ok)
+    throw new InvalidArgumentError(`the destination image must be a tagged ref of the form "registry/repository:tag"`);
 }
 
 /**

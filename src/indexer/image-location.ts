@@ -4,6 +4,7 @@
 // the source is opened as a BlobSource (layers stream straight into the index builder), the new
 // artifacts land in a temporary layout, and the destination receives the whole converted image
 // (a registry gets what it lacks; a layout gets every blob of the image's graph).
+import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,7 +39,7 @@ export function parseImageLocation(spec: string, opts: { pathsAreLayouts?: boole
     const prefix = `${kind}:`;
     if (!spec.startsWith(prefix)) continue;
     const { path, tag } = splitTag(spec.slice(prefix.length));
-    if (!path) throw new Error(`${spec}: missing path after "${prefix}"`);
+    if (!path) throw new InvalidArgumentError(`${spec}: missing path after "${prefix}"`);
     return { kind, path, ...(tag !== undefined ? { tag } : {}) };
   }
   if (opts.pathsAreLayouts && (spec.startsWith("/") || spec.startsWith("."))) {
@@ -52,7 +53,7 @@ function splitTag(s: string): { path: string; tag?: string } {
   const colon = s.lastIndexOf(":");
   if (colon > 0 && !s.slice(colon).includes("/")) {
     const tag = s.slice(colon + 1);
-    if (!tag) throw new Error(`${s}: empty tag`);
+    if (!tag) throw new InvalidArgumentError(`${s}: empty tag`);
     return { path: s.slice(0, colon), tag };
   }
   return { path: s };
@@ -75,7 +76,7 @@ export interface OpenedImage {
 function layoutImage(store: ContentStore, name: string, tag: string | undefined): Descriptor | undefined {
   if (tag !== undefined) {
     const d = store.resolve(tag);
-    if (!d) throw new Error(`${name}: no image tagged ${tag}`);
+    if (!d) throw new NotFoundError(`${name}: no image tagged ${tag}`);
     return stripRefName(d);
   }
   const all = store.manifests();
@@ -108,11 +109,13 @@ export async function openImage(loc: ImageLocation, client: () => RegistryClient
       (s) => s.isFile(),
       () => false,
     );
-    if (!isDir) throw new Error(`${name}: no OCI layout at ${loc.path}`);
+    if (!isDir) throw new NotFoundError(`${name}: no OCI layout at ${loc.path}`);
     const store = await ContentStore.open(loc.path);
     const root = layoutImage(store, name, loc.tag);
     if (!root)
-      throw new Error(`${name}: the layout holds ${store.manifests().length} images; name one as oci:<dir>:<tag>`);
+      throw new InvalidArgumentError(
+        `${name}: the layout holds ${store.manifests().length} images; name one as oci:<dir>:<tag>`,
+      );
     return { source: store, root, close: async () => {} };
   }
   const dir = await stageLayout(loc.path);
@@ -142,7 +145,7 @@ async function* graph(root: Descriptor, from: BlobSource[]): AsyncGenerator<{ de
     const s = await holder(d);
     if (!s) {
       if (isManifestType(d.mediaType) || isIndexType(d.mediaType)) continue; // a platform not pulled
-      throw new Error(`blob ${d.digest} of the image is neither in the source nor among the new artifacts`);
+      throw new NotFoundError(`blob ${d.digest} of the image is neither in the source nor among the new artifacts`);
     }
     yield { desc: d, source: s };
     if (isIndexType(d.mediaType)) stack.push(...(parseIndex(await s.get(d.digest, d.mediaType)).manifests ?? []));
@@ -206,7 +209,9 @@ export async function convertLocations(
   if (to.kind === "registry") {
     const r = parseReference(to.ref);
     if (!r.tag || r.digest)
-      throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
+      throw new InvalidArgumentError(
+        'the destination image must be a tagged ref of the form "registry/repository:tag"',
+      );
   }
   const image = await openImage(from, client);
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));

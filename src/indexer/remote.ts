@@ -3,6 +3,7 @@
 // it from that same download), keeps only the new artifacts in a temporary layout, and pushes what
 // the destination lacks (blobs first, manifests children-first, the index last; blobs of the same
 // registry are mounted, not copied). `create`/`push` for v1.
+import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,7 +61,8 @@ export async function pushImage(
       await Promise.all(
         [m.config, ...(m.layers ?? [])].map(async (blob) => {
           const local = await store.exists(blob.digest);
-          if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source image`);
+          if (!local && !opts.from)
+            throw new NotFoundError(`blob ${blob.digest} is neither local nor in a source image`);
           const data = local
             ? await store.createReadStream(blob.digest)
             : await opts.from!.createReadStream(blob.digest);
@@ -178,7 +180,7 @@ export async function convertRemote(
   const srcRef = parseReference(src);
   const dstRef = parseReference(dst);
   if (!dstRef.tag || dstRef.digest)
-    throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
+    throw new InvalidArgumentError('the destination image must be a tagged ref of the form "registry/repository:tag"');
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));
   const pool = new BuildPool();
   const db = ArtifactsDb.open(join(work, "artifacts.db"));
@@ -296,7 +298,7 @@ export async function pushSociIndexes(
     const entry = entries.find((e) => e.artifactType === SociIndexArtifactTypeV1);
     if (!entry) {
       if (manifests.length === 1 || opts.platforms.length)
-        throw new Error(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
+        throw new NotFoundError(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
       continue;
     }
     if (opts.existingIndex !== "allow") {

@@ -1,5 +1,6 @@
 // Which paths are mount points (from /proc/self/mountinfo, never by stat: stat on a FUSE mount
 // this process serves would wait on itself), and unmounting the ones left behind.
+import { FailedPreconditionError } from "../errors/errors.js";
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { sep } from "node:path";
@@ -40,7 +41,7 @@ export async function forceUnmount(path: string): Promise<void> {
     try {
       await run("umount", ["-l", path]);
     } catch {
-      throw new Error(
+      throw new FailedPreconditionError(
         `cannot unmount ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`,
       );
     }

@@ -1,4 +1,5 @@
 // Choosing an image's platform manifests through a BlobSource (docs/formats.md §3.4).
+import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { imageIndexFromBytes } from "../formats/convert-docs.js";
 import { type Descriptor, isIndexType, isManifestType, parseManifest, type Platform } from "../formats/oci.js";
 import {
@@ -19,17 +20,17 @@ export async function manifestForPlatform(
 ): Promise<Descriptor> {
   if (!isIndexType(root.mediaType)) {
     if (root.platform && !matchPlatformStrict(platform, root.platform)) {
-      throw new Error(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
+      throw new NotFoundError(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
     }
     return root;
   }
   const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
   for (const m of index.manifests ?? []) {
     if (m.artifactType === SociIndexArtifactTypeV2) continue;
-    if (!m.platform) throw new Error(`manifest ${m.digest} in image index has no platform`);
+    if (!m.platform) throw new InvalidArgumentError(`manifest ${m.digest} in image index has no platform`);
     if (matchPlatformStrict(platform, m.platform)) return m;
   }
-  throw new Error(`no manifest for platform ${formatPlatform(platform)} in image ${root.digest}`);
+  throw new NotFoundError(`no manifest for platform ${formatPlatform(platform)} in image ${root.digest}`);
 }
 
 export interface PlatformChoice {

@@ -1,5 +1,6 @@
 // OCI image layout files (`oci-layout`, `index.json`) as oras-go's oci.Store reads and writes them.
 // Usable on any layout directory, e.g. the staged input and the output of standalone convert.
+import { InvalidArgumentError } from "../errors/errors.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -105,7 +106,8 @@ export async function readIndexJson(dir: string): Promise<(Index & { manifests: 
     const manifests = index.manifests ?? [];
     for (const d of manifests) {
       parseDigest(d.digest);
-      if (!Number.isSafeInteger(d.size) || d.size < 0) throw new Error(`${d.digest}: invalid size ${d.size}`);
+      if (!Number.isSafeInteger(d.size) || d.size < 0)
+        throw new InvalidArgumentError(`${d.digest}: invalid size ${d.size}`);
     }
     return { ...index, manifests };
   } catch (err) {
