@@ -1,4 +1,4 @@
-// Builds SOCI indexes for images in an OCI content store: ztocs per layer (§3.3), the index
+// Builds SOCI indexes for an image read through a BlobReader, written through a BlobWriter: ztocs per layer (§3.3), the index
 // document (v1 `create` §3.4, v2 `convert` §3.5), prefetch artifacts (§3.7), and the artifacts DB
 // records (§4.3). Layers are indexed in parallel on the build pool, each streamed once.
 import { DigestMismatchError, errorCodeOf, NotFoundError, SociError } from "../errors/errors.js";
@@ -47,18 +47,17 @@ import {
   sociIndexV2Descriptor,
 } from "../formats/convert-docs.js";
 import { formatPlatform } from "../formats/platform.js";
-import type { ContentStore } from "../store/content-store.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
 import { zinfoOf } from "../formats/zinfo.js";
-import type { BlobSource } from "../store/blob-source.js";
+import type { BlobReader, BlobWriter } from "../store/blobs.js";
 import { manifestForPlatform, type PlatformChoice, platformsFor } from "../store/image-manifests.js";
 import type { BuildPool } from "./pool.js";
 
 export interface BuildContext {
   /** Where the image's manifests, configs and layers are read from. */
-  source: BlobSource;
-  /** Where ztocs, prefetch artifacts, indexes (and converted manifests) are written. */
-  target: ContentStore;
+  source: BlobReader;
+  /** Where ztocs, prefetch artifacts, indexes (and converted manifests) are written (and reused from). */
+  target: BlobReader & BlobWriter;
   db: ArtifactsDb;
   pool: BuildPool;
   /** Progress lines, as the reference prints them. */

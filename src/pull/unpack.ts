@@ -11,7 +11,7 @@ import { parseManifest, type Descriptor, type Platform } from "../formats/oci.js
 import { defaultPlatform } from "../formats/platform.js";
 import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerdContentSource } from "../containerd/content-source.js";
+import { ContainerdContentStore } from "../containerd/content-source.js";
 import {
   AlreadyExistsError,
   DigestMismatchError,
@@ -153,7 +153,7 @@ export async function unpackImage(
   snapshotter: string,
   opts: UnpackOptions & { platform?: Platform } = {},
 ): Promise<UnpackResult> {
-  const source = new ContainerdContentSource(client);
+  const source = new ContainerdContentStore(client);
   const target = await source.resolveImage(name);
   const manifestDesc = await manifestForPlatform(source, target, opts.platform ?? defaultPlatform());
   const manifest = parseManifest(await source.get(manifestDesc.digest));

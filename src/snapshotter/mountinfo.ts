@@ -26,10 +26,6 @@ export async function mountPointsUnder(dir: string): Promise<string[]> {
   return (await mountPoints()).filter((m) => m.startsWith(prefix)).reverse();
 }
 
-export async function isMountPoint(path: string): Promise<boolean> {
-  return (await mountPoints()).includes(path);
-}
-
 /**
  * Unmounts `path` even when its FUSE server is gone (umount -f aborts the connection); falls back
  * to a lazy detach when the mount is busy.

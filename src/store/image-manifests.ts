@@ -1,4 +1,4 @@
-// Choosing an image's platform manifests through a BlobSource (docs/formats.md §3.4).
+// Choosing an image's platform manifests through a BlobReader (docs/formats.md §3.4).
 import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { imageIndexFromBytes } from "../formats/convert-docs.js";
 import { type Descriptor, isIndexType, isManifestType, parseManifest, type Platform } from "../formats/oci.js";
@@ -10,11 +10,11 @@ import {
   platformFromImageConfig,
 } from "../formats/platform.js";
 import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
-import type { BlobSource } from "./blob-source.js";
+import type { BlobReader } from "./blobs.js";
 
 /** The platform manifest of an image for `platform` (§3.4 manifest selection). */
 export async function manifestForPlatform(
-  source: BlobSource,
+  source: BlobReader,
   root: Descriptor,
   platform: Platform,
 ): Promise<Descriptor> {
@@ -40,7 +40,7 @@ export interface PlatformChoice {
 
 /** Platforms to index: explicit ones, all of the image's, or the image's / host's default. */
 export async function platformsFor(
-  source: BlobSource,
+  source: BlobReader,
   root: Descriptor,
   choice: PlatformChoice,
 ): Promise<{ platforms: Platform[]; target: Descriptor }> {
