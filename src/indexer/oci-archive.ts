@@ -1,4 +1,5 @@
-// OCI image layouts on disk as directories or tar archives (`soci convert --standalone`, §4.2).
+// OCI image layouts on disk as directories or tar archives: the input and output of
+// `soci convert --standalone` (§4.2) and the `oci-archive:` locations of `soci convert`/`create`.
 // GNU tar does the archive I/O: it refuses members that would escape the target directory
 // (`..`, absolute names) and streams without holding blobs in memory.
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors/errors.js";
