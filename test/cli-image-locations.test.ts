@@ -5,11 +5,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
+import { startFaultProxy, type FaultAction } from "./helpers/fault-proxy.js";
 import { parseIndex, parseManifest, type Descriptor } from "../src/formats/oci.js";
 import { parseSociIndex, SociIndexArtifactTypeV2 } from "../src/formats/soci-index.js";
 import { decodeZtoc } from "../src/formats/ztoc.js";
@@ -28,7 +29,14 @@ const skopeoRaw = async (ref: string): Promise<Raw> =>
   JSON.parse((await run("skopeo", ["inspect", "--raw", "--tls-verify=false", ref])).stdout) as Raw;
 
 async function cli(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  return run("node", [soci, ...args]).then(
+  return cliWith({}, ...args);
+}
+
+async function cliWith(
+  env: NodeJS.ProcessEnv,
+  ...args: string[]
+): Promise<{ stdout: string; stderr: string; code: number }> {
+  return run("node", [soci, ...args], { env: { ...process.env, ...env } }).then(
     (r) => ({ stdout: r.stdout, stderr: r.stderr, code: 0 }),
     (e: { stdout: string; stderr: string; code: number }) => ({ stdout: e.stdout, stderr: e.stderr, code: e.code }),
   );
@@ -213,5 +221,125 @@ describe("soci create from an OCI archive", () => {
     const manifestDigest = parseIndex(await readFile(join(layout, "index.json"))).manifests![0]!.digest;
     expect(index.subject?.digest).toBe(manifestDigest);
     expect(index.blobs).toHaveLength(2);
+  });
+});
+
+/** Every file and directory under `root`: path → sha256 of the content and mode (dirs: mode only). */
+async function treeHashes(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string): Promise<void> => {
+    const st = await stat(join(root, rel));
+    if (st.isDirectory()) {
+      out[`${rel}/`] = st.mode.toString(8);
+      for (const name of (await readdir(join(root, rel))).sort()) await walk(rel ? `${rel}/${name}` : name);
+    } else {
+      const sum = createHash("sha256")
+        .update(await readFile(join(root, rel)))
+        .digest("hex");
+      out[rel] = `${st.mode.toString(8)} ${st.size} ${sum}`;
+    }
+  };
+  await walk("");
+  return out;
+}
+
+describe("a failed convert leaves the destination as it was", () => {
+  let proxy: Awaited<ReturnType<typeof startFaultProxy>>;
+  let bigLayer: Descriptor;
+  let work = "";
+  let tmp = "";
+
+  beforeAll(async () => {
+    proxy = await startFaultProxy(registry.host);
+    const m = parseManifest(
+      Buffer.from(
+        (await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/src/app:latest`]))
+          .stdout,
+      ),
+    );
+    bigLayer = [...m.layers!].sort((a, b) => b.size - a.size)[0]!;
+    expect(bigLayer.size).toBeGreaterThan(400 << 10); // the random data layer
+    work = await mkdtemp(join(dir, "failed-"));
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  /**
+   * `soci convert` from the registry (through the proxy, which breaks the big layer's download)
+   * to `dst`; it must fail, and leave nothing in its own temp dir.
+   */
+  async function failingConvert(dst: string, fault: FaultAction): Promise<string> {
+    proxy.setRules([{ method: "GET", path: new RegExp(`/blobs/${bigLayer.digest}$`), action: fault }]);
+    tmp = await mkdtemp(join(work, "tmp-"));
+    const r = await cliWith(
+      { TMPDIR: tmp },
+      "convert",
+      "--plain-http",
+      "--min-layer-size",
+      "0",
+      `${proxy.host}/src/app:latest`,
+      dst,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^soci: /);
+    // the faulty blob was asked for (so the convert got as far as the layers)
+    expect(proxy.log.some((l) => l.path.endsWith(bigLayer.digest) && l.fault)).toBe(true);
+    expect(await readdir(tmp)).toEqual([]);
+    return r.stderr;
+  }
+
+  it.each<[string, FaultAction]>([
+    ["a layer whose digest does not match", { kind: "corrupt", offset: 300 << 10 }],
+    ["a registry that dies mid-blob", { kind: "drop", afterBytes: 64 << 10 }],
+  ])("a new oci: directory does not exist afterwards (%s)", async (_what, fault) => {
+    const parent = join(work, `new-${fault.kind}`);
+    const dst = join(parent, "deeper", "layout");
+    const stderr = await failingConvert(`oci:${dst}:soci`, fault);
+    if (fault.kind === "corrupt") expect(stderr).toMatch(/digest|does not match/);
+    await expect(stat(join(parent))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("an empty directory given as oci: stays an empty directory", async () => {
+    const dst = join(work, "empty");
+    await mkdir(dst);
+    await failingConvert(`oci:${dst}:soci`, { kind: "corrupt", offset: 300 << 10 });
+    expect(await readdir(dst)).toEqual([]);
+    expect((await readdir(work)).filter((n) => n.startsWith("."))).toEqual([]);
+  });
+
+  it.each<[string, FaultAction]>([
+    ["a layer whose digest does not match", { kind: "corrupt", offset: 300 << 10 }],
+    ["a registry that dies mid-blob", { kind: "drop", afterBytes: 64 << 10 }],
+  ])("an existing layout is byte-identical afterwards (%s)", async (_what, fault) => {
+    const dst = join(work, `existing-${fault.kind}`);
+    // a layout holding another image (no layers): the failed convert would have had to add the
+    // source's layers, and the one that downloads fine is teed towards the destination
+    await run("umoci", ["init", "--layout", dst]);
+    await run("umoci", ["new", "--image", `${dst}:original`]);
+    const original = parseIndex(await readFile(join(dst, "index.json"))).manifests!.find(
+      (m) => m.annotations?.["org.opencontainers.image.ref.name"] === "original",
+    );
+    expect(original).toBeDefined();
+    const before = await treeHashes(dst);
+    expect(Object.keys(before).length).toBeGreaterThan(4);
+    await failingConvert(`oci:${dst}:soci`, fault);
+    expect(await treeHashes(dst)).toEqual(before);
+    expect((await readdir(work)).filter((n) => n.startsWith("."))).toEqual([]);
+    // and a convert that succeeds afterwards still adds the image, keeping the original
+    proxy.setRules([]);
+    const d = await convert(`${proxy.host}/src/app:latest`, `oci:${dst}:soci`);
+    expect((await skopeoRaw(`oci:${dst}:soci`)).manifests).toHaveLength(2);
+    const store = await ContentStore.open(dst);
+    expect(store.resolve("original")).toEqual(original);
+    expect(store.resolve("soci")?.digest).toBe(d);
+    expect((await readdir(dst)).sort()).toEqual(["blobs", "index.json", "oci-layout"]);
+  });
+
+  it("oci-archive: leaves no file", async () => {
+    const out = join(work, "out.tar");
+    await failingConvert(`oci-archive:${out}:soci`, { kind: "corrupt", offset: 300 << 10 });
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
   });
 });

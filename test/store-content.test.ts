@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContentStore } from "../src/store/content-store.js";
@@ -39,6 +39,34 @@ async function ingestEntries(root: string): Promise<string[]> {
 }
 
 describe("ContentStore layout", () => {
+  it("openReadOnly reads a layout without creating or rewriting anything, and refuses writes", async () => {
+    const root = join(dir, "content");
+    const rw = await ContentStore.open(root);
+    const body = enc('{"schemaVersion":2}');
+    const desc = { mediaType: MANIFEST_TYPE, digest: sha256(body), size: body.length };
+    await rw.putDescriptor(desc, body);
+    await rw.tag(desc, "v1");
+    const indexBefore = await readFile(join(root, "index.json"));
+    const ro = await ContentStore.openReadOnly(root);
+    expect(Buffer.from(await ro.get(desc.digest)).toString()).toBe('{"schemaVersion":2}');
+    expect(ro.resolve("v1")?.digest).toBe(desc.digest);
+    await expect(ro.put(enc("x"))).rejects.toThrow(/read-only/);
+    await expect(ro.tag(desc, "v2")).rejects.toMatchObject({ code: "FailedPrecondition" });
+    await expect(ro.delete(desc.digest)).rejects.toThrow(/read-only/);
+    expect(await readFile(join(root, "index.json"))).toEqual(indexBefore);
+    expect(await ingestEntries(root)).toEqual([]);
+    // a directory that is no layout stays untouched: no blobs/, oci-layout or index.json appear
+    const bare = join(dir, "bare");
+    await mkdir(bare);
+    const empty = await ContentStore.openReadOnly(bare);
+    expect(empty.manifests()).toEqual([]);
+    expect(await empty.exists(desc.digest)).toBe(false);
+    expect(await readdir(bare)).toEqual([]);
+    // an oci-layout of another version is refused, as by open
+    await writeFile(join(bare, "oci-layout"), '{"imageLayoutVersion":"2.0.0"}');
+    await expect(ContentStore.openReadOnly(bare)).rejects.toBeInstanceOf(InvalidLayoutError);
+  });
+
   it("creates oci-layout, index.json and blobs/ exactly as oras-go's oci.Store", async () => {
     const root = join(dir, "content");
     await ContentStore.open(root);

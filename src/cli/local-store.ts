@@ -13,7 +13,7 @@
 import { mkdir } from "node:fs/promises";
 import type { Command } from "commander";
 import { ContainerdClient } from "../containerd/client.js";
-import { ContainerdContentSource } from "../containerd/content-source.js";
+import { ContainerdContentStore } from "../containerd/content-source.js";
 import { ArtifactsDb, type ArtifactEntry } from "../store/artifacts-db.js";
 import { ContentStore } from "../store/content-store.js";
 import { hasCode, NotFoundError } from "../errors/errors.js";
@@ -82,9 +82,9 @@ export function containerdClient(flags: GlobalFlags): ContainerdClient {
 
 /**
  * What the inspection commands read from a content store. The SOCI store (ContentStore) and
- * containerd's (ContainerdContentSource) both provide it.
+ * containerd's (ContainerdContentStore) both provide it.
  */
-export type CliContentStore = ContentStore | ContainerdContentSource;
+export type CliContentStore = ContentStore | ContainerdContentStore;
 
 /** containerd's content store, at the path the reference hard-codes (rebuild-db walks it). */
 export const CONTAINERD_CONTENT_STORE_PATH = "/var/lib/containerd/io.containerd.content.v1.content";
@@ -162,7 +162,7 @@ export class LocalStore {
   /**
    * The content store selected by `--content-store` (`store.NewContentStore`).
    *
-   * With containerd this is a ContainerdContentSource; it is typed as ContentStore until the
+   * With containerd this is a ContainerdContentStore; it is typed as ContentStore until the
    * inspection commands take CliContentStore, and provides what they call (get, exists, size,
    * createReadStream; image lookups go through resolveImage below).
    */
@@ -174,7 +174,7 @@ export class LocalStore {
 
   /** The content store selected by `--content-store`, honestly typed. */
   async cliContentStore(): Promise<CliContentStore> {
-    if (this.storeType === CONTENT_STORE_CONTAINERD) return new ContainerdContentSource(this.client);
+    if (this.storeType === CONTENT_STORE_CONTAINERD) return new ContainerdContentStore(this.client);
     return this.contentStore();
   }
 
@@ -192,7 +192,7 @@ export class LocalStore {
   /** The names of containerd images whose target is `digest` (none with the SOCI store). */
   async imageNamesFor(digest: string): Promise<string[]> {
     if (this.storeType !== CONTENT_STORE_CONTAINERD || digest === "") return [];
-    return new ContainerdContentSource(this.client).imageNamesFor(digest);
+    return new ContainerdContentStore(this.client).imageNamesFor(digest);
   }
 
   close(): void {
@@ -262,7 +262,7 @@ function sniffMediaType(bytes: Uint8Array): string {
  * its index.json.
  */
 export async function resolveImage(cs: CliContentStore, ref: string): Promise<Descriptor> {
-  if (cs instanceof ContainerdContentSource) {
+  if (cs instanceof ContainerdContentStore) {
     try {
       return await cs.resolveImage(ref);
     } catch (err) {

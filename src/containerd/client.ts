@@ -5,6 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { containerdProtos, type ContainerdServices } from "./proto.js";
 import { fromGrpcError } from "./errors.js";
+import { InvalidArgumentError } from "../errors/errors.js";
 import { ContentService } from "./content.js";
 import { DiffService } from "./diff.js";
 import { ImagesService } from "./images.js";
@@ -187,7 +188,7 @@ export class ContainerdClient {
   /** Connects lazily: the first call fails with UnavailableError if nothing answers at the address. */
   static connect(opts: ContainerdClientOptions): ContainerdClient {
     const path = socketPath(opts.address);
-    if (!path) throw new Error("containerd address is empty");
+    if (!path) throw new InvalidArgumentError("containerd address is empty");
     const ns = opts.namespace ?? DEFAULT_NAMESPACE;
     validateNamespace(ns);
     return new ContainerdClient(new Connection(path), ns, undefined, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, true);
@@ -234,7 +235,7 @@ const NAMESPACE_RE = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 
 export function validateNamespace(ns: string): void {
   if (ns.length === 0 || ns.length > 76 || !NAMESPACE_RE.test(ns)) {
-    throw new Error(
+    throw new InvalidArgumentError(
       `namespace ${JSON.stringify(ns)}: invalid namespace name (letters, digits, and ._- between them, at most 76 characters)`,
     );
   }

@@ -1,12 +1,11 @@
 // containerd's content and image stores in the shapes the SOCI code reads and writes:
-// * ContainerdContentSource — the index builder's BlobSource (manifests, configs, layer streams)
-//   plus the lookups the CLI needs (image name → target, ranged reads, sizes);
-// * ContainerdBlobTarget — where a build puts ztocs, prefetch artifacts, SOCI indexes and
-//   converted manifests, each committed with its GC reference labels (gc-labels.ts).
+// ContainerdContentStore is a BlobReader (manifests, configs, layer streams, plus the ranged reads,
+// sizes and image lookups the CLI needs) and a BlobWriter (ztocs, prefetch artifacts, SOCI indexes
+// and converted manifests, each committed with its GC reference labels, gc-labels.ts).
 // Writes should run under a lease (ContainerdClient.withLease) until the image that references
 // them is labelled or created, or containerd's GC may collect them in between.
 import type { Descriptor } from "../formats/oci.js";
-import type { BlobSource } from "../store/blob-source.js";
+import type { BlobContent, BlobInfo, BlobReader, BlobWriter, ExpectedBlob } from "../store/blobs.js";
 import { BlobNotFoundError } from "../store/errors.js";
 import type { ContainerdClient } from "./client.js";
 import { NotFoundError } from "../errors/errors.js";
@@ -24,7 +23,7 @@ async function blobCall<T>(digest: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-export class ContainerdContentSource implements BlobSource {
+export class ContainerdContentStore implements BlobReader, BlobWriter {
   constructor(readonly client: ContainerdClient) {}
 
   async get(digest: string): Promise<Uint8Array> {
@@ -55,6 +54,22 @@ export class ContainerdContentSource implements BlobSource {
   }
 
   /**
+   * Commits a blob (containerd verifies `expected`), labelled with the GC references its content
+   * makes and `labels` (both merged into the labels of a blob already stored).
+   */
+  async put(content: BlobContent, expected?: ExpectedBlob, labels: Labels = {}): Promise<BlobInfo> {
+    const all = { ...(content instanceof Uint8Array ? gcLabelsFor(content) : {}), ...labels };
+    const r = await this.client.content.write(content satisfies WriteContent, expected, { labels: all });
+    return { digest: r.digest, size: r.size };
+  }
+
+  /** containerd lists no manifests: the same as `put`. */
+  async putDescriptor(desc: Descriptor, content: BlobContent): Promise<Descriptor> {
+    await this.put(content, { digest: desc.digest, size: desc.size });
+    return desc;
+  }
+
+  /**
    * The target of containerd image `name` (`ImageService().Get(name).Target`), without
    * annotations. A missing image is `image "<name>": not found`, containerd's message.
    */
@@ -72,50 +87,6 @@ export class ContainerdContentSource implements BlobSource {
   /** Names of the images whose target is `digest`. */
   async imageNamesFor(digest: string): Promise<string[]> {
     return (await this.client.images.list([`target.digest==${digest}`])).map((i) => i.name);
-  }
-}
-
-export interface BlobInfo {
-  digest: string;
-  size: number;
-}
-
-/**
- * The write side of a build into containerd. Method shapes follow the SOCI content store's
- * (`put`, `putDescriptor`, `exists`, `get`) so the index builder can use either.
- */
-export class ContainerdBlobTarget {
-  private readonly source: ContainerdContentSource;
-
-  constructor(readonly client: ContainerdClient) {
-    this.source = new ContainerdContentSource(client);
-  }
-
-  /**
-   * Commits a blob (containerd verifies `expected`), labelled with the GC references its content
-   * makes and `labels` (both merged into the labels of a blob already stored).
-   */
-  async put(
-    content: WriteContent,
-    expected?: { digest: string; size?: number },
-    labels: Labels = {},
-  ): Promise<BlobInfo> {
-    const all = { ...(content instanceof Uint8Array ? gcLabelsFor(content) : {}), ...labels };
-    const r = await this.client.content.write(content, expected, { labels: all });
-    return { digest: r.digest, size: r.size };
-  }
-
-  async putDescriptor(desc: Descriptor, content: WriteContent): Promise<Descriptor> {
-    await this.put(content, { digest: desc.digest, size: desc.size });
-    return desc;
-  }
-
-  exists(digest: string): Promise<boolean> {
-    return this.source.exists(digest);
-  }
-
-  get(digest: string): Promise<Uint8Array> {
-    return this.source.get(digest);
   }
 }
 

@@ -7,10 +7,12 @@ import {
   AlreadyExistsError,
   CanceledError,
   DeadlineExceededError,
+  DigestMismatchError,
   FailedPreconditionError,
   hasCode,
   SociError,
 } from "../errors/errors.js";
+import { ContainerdProtocolError } from "./errors.js";
 import { labelPaths, toDate, type Labels, type Timestamp } from "./types.js";
 
 export interface ContentInfo {
@@ -169,7 +171,9 @@ export class ContentService {
       opts,
     )) {
       if (msg.offset !== expect)
-        throw new Error(`containerd content.Read ${digest}: data at offset ${msg.offset}, expected ${expect}`);
+        throw new ContainerdProtocolError(
+          `containerd content.Read ${digest}: data at offset ${msg.offset}, expected ${expect}`,
+        );
       expect += msg.data.length;
       if (msg.data.length > 0) yield msg.data;
     }
@@ -185,7 +189,8 @@ export class ContentService {
       chunks.push(c);
       size += c.length;
     }
-    if (size !== want) throw new Error(`containerd content.Read ${digest}: got ${size} bytes, expected ${want}`);
+    if (size !== want)
+      throw new ContainerdProtocolError(`containerd content.Read ${digest}: got ${size} bytes, expected ${want}`);
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
   }
 
@@ -215,7 +220,8 @@ export class ContentService {
       }, answerMs);
       try {
         const r = await responses.next();
-        if (r.done) throw new Error(`containerd content.Write ${ref}: stream ended without an answer`);
+        if (r.done)
+          throw new ContainerdProtocolError(`containerd content.Write ${ref}: stream ended without an answer`);
         return r.value;
       } finally {
         clearTimeout(timer);
@@ -232,13 +238,15 @@ export class ContentService {
         const r = await send({ action: "WRITE", ref, offset, data });
         offset += data.length;
         if (r.offset !== offset)
-          throw new Error(`containerd content.Write ${ref}: server at offset ${r.offset}, sent up to ${offset}`);
+          throw new ContainerdProtocolError(
+            `containerd content.Write ${ref}: server at offset ${r.offset}, sent up to ${offset}`,
+          );
       }
       const done = await send({ action: "COMMIT", ...base, offset, labels: opts.labels ?? {} });
       committed = true;
       call.end();
       if (expected && done.digest !== expected.digest) {
-        throw new Error(`containerd content.Write: committed ${done.digest}, expected ${expected.digest}`);
+        throw new DigestMismatchError(expected.digest, done.digest, { what: "containerd content.Write: committed" });
       }
       return { digest: done.digest, size: offset, existed: false };
     } catch (e) {

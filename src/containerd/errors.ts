@@ -3,8 +3,16 @@
 // name the call and keep containerd's own text, e.g.
 // `containerd content.Info: content digest sha256:…: not found`.
 import type { ServiceError } from "@grpc/grpc-js";
-import { DeadlineExceededError, UnavailableError } from "../errors/errors.js";
+import { DeadlineExceededError, SociError, UnavailableError } from "../errors/errors.js";
 import { errorFromGrpcStatus, GrpcStatus } from "../errors/status.js";
+
+/** An answer from containerd that breaks the protocol (out-of-order data, a missing reply). */
+export class ContainerdProtocolError extends SociError {
+  override name = "ContainerdProtocolError";
+  constructor(message: string) {
+    super("Unknown", message);
+  }
+}
 
 function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === "number" && "details" in err;
@@ -23,7 +31,8 @@ function connectionDetails(details: string): string {
  * when containerd cannot be reached at all.
  */
 export function fromGrpcError(err: unknown, op: string, address: string): Error {
-  if (!isServiceError(err)) return err instanceof Error ? err : new Error(String(err));
+  if (!isServiceError(err))
+    return err instanceof Error ? err : new SociError("Unknown", `containerd ${op}: ${String(err)}`);
   const details = err.details || err.message;
   const opts = { cause: err };
   switch (err.code) {

@@ -18,6 +18,6 @@ export type { CreateLeaseOptions, Lease, LeaseResource } from "./leases.js";
 export type { Namespace } from "./namespaces.js";
 export type { SnapshotInfo, SnapshotKind, SnapshotUsage } from "./snapshots.js";
 export type { Labels, Mount, ProtoDescriptor } from "./types.js";
-export { ContainerdBlobTarget, ContainerdContentSource } from "./content-source.js";
+export { ContainerdContentStore } from "./content-source.js";
 export { GC_REF_CONTENT, GC_ROOT, SOCI_INDEX_IMAGE_LABEL, gcLabelsFor, sociIndexPlatformLabel } from "./gc-labels.js";
 export { containerdProtos, protoDir, PROTO_FILES, PROTO_OPTIONS } from "./proto.js";

@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync, type Options } from "@grpc/proto-loader";
+import { FailedPreconditionError } from "../errors/errors.js";
 
 /** The .proto files, relative to the proto directory. */
 export const PROTO_FILES = [
@@ -50,7 +51,7 @@ export function containerdProtos(): { definition: grpc.GrpcObject; services: Con
   const svc = (path: string): grpc.ServiceClientConstructor => {
     let node: unknown = definition;
     for (const part of path.split(".")) node = (node as Record<string, unknown>)[part];
-    if (typeof node !== "function") throw new Error(`containerd protos: no service ${path}`);
+    if (typeof node !== "function") throw new FailedPreconditionError(`containerd protos: no service ${path}`);
     return node as grpc.ServiceClientConstructor;
   };
   loaded = {

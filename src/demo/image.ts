@@ -1,6 +1,7 @@
 // Sample images for the demo and the end-to-end benchmark: directories → gzip layers (GNU tar +
 // node:zlib level 6, diff-id hashed while streaming) → an OCI image layout, pushed to a registry
 // with the same client `soci convert` uses.
+import { FailedPreconditionError, NotFoundError } from "../errors/errors.js";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -66,7 +67,7 @@ export async function writeLayer(src: LayerSource, gzPath: string): Promise<Laye
   });
   await pipeline(tar.stdout!, tee, zlib.createGzip({ level: 6 }), createWriteStream(gzPath));
   const code = await exited;
-  if (code !== 0) throw new Error(`tar -C ${src.dir} exited ${code}: ${err.trim()}`);
+  if (code !== 0) throw new FailedPreconditionError(`tar -C ${src.dir} exited ${code}: ${err.trim()}`);
   return { gzPath, diffId: `sha256:${hash.digest("hex")}`, tarSize, gzSize: (await stat(gzPath)).size };
 }
 
@@ -124,7 +125,7 @@ export async function writeImageLayout(
 export async function pushLayout(layout: string, tag: string, ref: string): Promise<void> {
   const store = await ContentStore.open(layout);
   const root = store.resolve(tag);
-  if (!root) throw new Error(`${layout}: no image tagged ${tag}`);
+  if (!root) throw new NotFoundError(`${layout}: no image tagged ${tag}`);
   const client = new RegistryClient({ plainHttp: true });
   const target = parseReference(ref);
   try {

@@ -9,6 +9,7 @@
 //     daemon as containerd's proxy snapshotter: `soci image rpull` + `ctr run --snapshotter soci`),
 //     starts a fresh containerd (and daemon) and times pull start → the container's "ready" line;
 //  6. prints the two side by side and removes everything it started (also on Ctrl-C or failure).
+import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors.js";
 import { mkdtemp, rm, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Cleanup, mountsUnder, unmountUnder } from "./cleanup.js";
@@ -37,7 +38,7 @@ const mbText = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const sec = (s: number) => `${s.toFixed(2)} s`;
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
-  if (!(opts.sizeMB > 0)) throw new Error(`--size-mb must be a positive number, got ${opts.sizeMB}`);
+  if (!(opts.sizeMB > 0)) throw new InvalidArgumentError(`--size-mb must be a positive number, got ${opts.sizeMB}`);
   const log = (s: string) => process.stdout.write(`${s}\n`);
   log("soci demo: a lazy pull with the SOCI snapshotter, next to containerd's overlayfs");
   await ensureDemoPrerequisites(log, { install: opts.install });
@@ -130,7 +131,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const lazy = await pullToReady({ mode: "soci", ref: ref("soci"), proxy, dir: join(work, "s"), command, cleanup });
     for (const r of [overlay, lazy]) {
       if (!r.output.includes("hello from a lazily pulled image"))
-        throw new Error(`${r.mode}: unexpected container output: ${r.output}`);
+        throw new FailedPreconditionError(`${r.mode}: unexpected container output: ${r.output}`);
     }
     log(`container output (both runs): ${JSON.stringify(lazy.output)}`);
     log("");
@@ -146,7 +147,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     }
   }
   const left = mountsUnder(work);
-  if (left.length) throw new Error(`still mounted after cleanup: ${left.join(", ")}`);
+  if (left.length) throw new FailedPreconditionError(`still mounted after cleanup: ${left.join(", ")}`);
   log(`cleaned up: registry, containerd and daemon stopped, nothing mounted, ${work} removed`);
 }
 
@@ -186,7 +187,8 @@ export function demoCommand(): Command {
     .action(async (o: { sizeMb: string; spanSize: string; mbit: string; rttMs: string; install: boolean }) => {
       const num = (name: string, v: string) => {
         const n = Number(v);
-        if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got "${v}"`);
+        if (!Number.isFinite(n) || n <= 0)
+          throw new InvalidArgumentError(`--${name} must be a positive number, got "${v}"`);
         return n;
       };
       await runDemo({

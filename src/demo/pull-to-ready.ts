@@ -5,6 +5,7 @@
 //   parallel:  the same against a daemon in parallel pull mode (every layer downloaded and unpacked
 //              by the daemon, unpacks overlapping downloads), for images without a SOCI index
 // The registry is reached through a shaping proxy whose byte counter tells what crossed the link.
+import { DeadlineExceededError, errorCodeOf, FailedPreconditionError, SociError } from "../errors/errors.js";
 import { execFile, type ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -68,7 +69,7 @@ function waitForLine(
   );
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`no "${line}" line within ${timeoutMs} ms; output: ${out}${err}`)),
+      () => reject(new DeadlineExceededError(`no "${line}" line within ${timeoutMs} ms; output: ${out}${err}`)),
       timeoutMs,
     );
     child.stdout!.on("data", (d: Buffer) => {
@@ -83,7 +84,7 @@ function waitForLine(
     child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
     void exited.then(({ code }) => {
       clearTimeout(timer);
-      reject(new Error(`the container exited ${code} before printing "${line}": ${out}${err}`));
+      reject(new FailedPreconditionError(`the container exited ${code} before printing "${line}": ${out}${err}`));
     });
   });
 }
@@ -114,7 +115,7 @@ export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReady
         [SOCI_BIN, "--address", ctd.socket, "image", "rpull", "--plain-http", opts.ref],
         { maxBuffer: 16 << 20 },
       ).catch((e: Error & { stderr?: string }) => {
-        throw new Error(
+        throw new FailedPreconditionError(
           `soci image rpull: ${e.stderr?.trim() || e.message}\ndaemon log:\n${daemon!.log().slice(-4000)}`,
         );
       });
@@ -137,12 +138,13 @@ export async function pullToReady(opts: PullToReadyOptions): Promise<PullToReady
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     });
     const ready = await waitForLine(child, readyLine, timeoutMs).catch((e: Error) => {
-      throw new Error(`${e.message}${daemon ? `\ndaemon log:\n${daemon.log().slice(-4000)}` : ""}`);
+      const withLog = `${e.message}${daemon ? `\ndaemon log:\n${daemon.log().slice(-4000)}` : ""}`;
+      throw new SociError(errorCodeOf(e) ?? "Unknown", withLog, { cause: e });
     });
     const bytes = opts.proxy.downstreamBytes();
     const usage = daemon ? await daemon.usage() : undefined;
     const done = await ready.exited;
-    if (done.code !== 0) throw new Error(`ctr run exited ${done.code}`);
+    if (done.code !== 0) throw new FailedPreconditionError(`ctr run exited ${done.code}`);
     await killCtr();
     return {
       mode: opts.mode,

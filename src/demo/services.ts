@@ -2,6 +2,8 @@
 // Debian's `docker-registry` (Distribution 2.8), a private containerd (root, state, sockets in the
 // directory; CRI off; `proxy_plugins.soci` when asked) and our `soci-snapshotter-grpc` daemon.
 // Used by `soci demo` and by `bench/e2e.ts`.
+import { CanceledError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../errors/errors.js";
+import { SetupError } from "./setup.js";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -76,10 +78,11 @@ async function until(
 ): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
-    if (cleanup.aborted) throw new Error(`interrupted while starting ${what}`);
+    if (cleanup.aborted) throw new CanceledError(`interrupted while starting ${what}`);
     if (await probe()) return;
-    if (died()) throw new Error(`${what} exited during startup:\n${log()}`);
-    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${ms} ms:\n${log()}`);
+    if (died()) throw new UnavailableError(`${what} exited during startup:\n${log()}`);
+    if (Date.now() > deadline)
+      throw new DeadlineExceededError(`${what} did not become ready within ${ms} ms:\n${log()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -92,7 +95,7 @@ export interface Registry {
 /** docker-registry on 127.0.0.1:<free port>, storage under `dir`. */
 export async function startRegistry(dir: string, cleanup: Cleanup): Promise<Registry> {
   if (!existsSync(REGISTRY_BIN))
-    throw new Error(`${REGISTRY_BIN} not found: install the Debian package docker-registry`);
+    throw new SetupError(`${REGISTRY_BIN} not found: install the Debian package docker-registry`);
   await mkdir(dir, { recursive: true });
   const host = `127.0.0.1:${await freePort()}`;
   const config = join(dir, "config.yml");
@@ -149,7 +152,7 @@ export async function startContainerd(
   opts: { sociSocket?: string } = {},
 ): Promise<Containerd> {
   if (!existsSync(CONTAINERD_BIN))
-    throw new Error(`${CONTAINERD_BIN} not found: install the Debian package containerd`);
+    throw new SetupError(`${CONTAINERD_BIN} not found: install the Debian package containerd`);
   const root = join(dir, "root");
   const state = join(dir, "state");
   const socket = join(dir, "c.sock");
@@ -183,7 +186,7 @@ export async function startContainerd(
       return await execFileP(CTR_BIN, ["--address", socket, ...args], { maxBuffer: 64 << 20 });
     } catch (e) {
       const err = e as Error & { stderr?: string };
-      throw new Error(`ctr ${args.join(" ")}: ${err.stderr?.trim() || err.message}`, { cause: e });
+      throw new FailedPreconditionError(`ctr ${args.join(" ")}: ${err.stderr?.trim() || err.message}`, { cause: e });
     }
   };
   const dead = () => child.exitCode !== null || child.signalCode !== null;

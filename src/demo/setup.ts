@@ -1,4 +1,5 @@
 // What `soci demo` needs on the machine, installed with apt when missing (Debian/Ubuntu, as root).
+import { FailedPreconditionError } from "../errors/errors.js";
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { promisify } from "node:util";
@@ -8,7 +9,10 @@ const run = promisify(execFile);
 /** Debian packages the demo runs on. */
 export const DEMO_PACKAGES = ["docker-registry", "containerd", "runc", "busybox-static", "libfuse2", "fuse3"];
 
-export class SetupError extends Error {}
+/** The machine lacks something the demo needs, and it could not be installed. */
+export class SetupError extends FailedPreconditionError {
+  override name = "SetupError";
+}
 
 /** The packages of `pkgs` that dpkg does not list as installed. */
 export async function missingPackages(pkgs: string[]): Promise<string[]> {

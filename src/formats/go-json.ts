@@ -14,6 +14,7 @@
 //   `json.Unmarshal` fills Go structs: exact-then-case-insensitive key matching, unknown keys
 //   dropped, `null` leaving scalars untouched, decoding into the value already there (duplicate
 //   keys merge structs and maps), `UnmarshalTypeError`-style messages.
+import { InvalidArgumentError } from "../errors/errors.js";
 
 // ------------------------------------------------------------------------------------------------
 // UTF-8 helpers
@@ -364,7 +365,7 @@ export function goIndent(src: string | Uint8Array, prefix = "", indent = "  "): 
 // Decoder: syntax
 
 /** Go's `*json.SyntaxError` (message text matches Go's). */
-export class GoJsonSyntaxError extends Error {
+export class GoJsonSyntaxError extends InvalidArgumentError {
   override name = "GoJsonSyntaxError";
   constructor(
     message: string,
@@ -375,7 +376,7 @@ export class GoJsonSyntaxError extends Error {
 }
 
 /** Go's `*json.UnmarshalTypeError` and friends (message starts with `json: `). */
-export class GoJsonTypeError extends Error {
+export class GoJsonTypeError extends InvalidArgumentError {
   override name = "GoJsonTypeError";
 }
 

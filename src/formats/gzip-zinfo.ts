@@ -4,6 +4,7 @@
 //   int32 have | int64 span_size | have × { int64 in, int64 out, uint8 bits, byte[32768] window }
 // v2 stores every checkpoint; legacy v1 omits checkpoint 0, which readers synthesise as
 // { in: 10, out: 0, bits: 0, window: zeros }. The version is told apart by length alone.
+import { InvalidArgumentError } from "../errors/errors.js";
 import type { Checkpoint } from "../wasm/checkpoints.js";
 import { WINDOW_SIZE } from "../wasm/inflater.js";
 import type { Zinfo } from "./zinfo.js";
@@ -13,7 +14,7 @@ export const PACKED_CHECKPOINT_SIZE = 8 + 8 + 1 + WINDOW_SIZE; // 32785
 export const GZIP_ZINFO_VERSION = 2;
 export const GZIP_ZINFO_LEGACY_VERSION = 1;
 
-export class ZinfoError extends Error {
+export class ZinfoError extends InvalidArgumentError {
   override name = "ZinfoError";
 }
 

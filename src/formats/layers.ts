@@ -2,6 +2,7 @@
 // and `images.DiffCompression`, SOCI's uncompressed mapping, the min-layer-size threshold and the
 // reference's exact skip messages.
 
+import { InvalidArgumentError, UnimplementedError } from "../errors/errors.js";
 import {
   MediaTypeDockerSchema2Layer,
   MediaTypeDockerSchema2LayerForeign,
@@ -23,7 +24,7 @@ export type CompressionAlgorithm = "gzip" | "zstd" | "uncompressed" | "unknown";
 export const SupportedCompressions: readonly string[] = ["gzip", "uncompressed", "unknown"];
 
 /** containerd returns this (wrapping `errdefs.ErrNotImplemented`) for non-layer media types. */
-export class UnrecognisedMediaTypeError extends Error {
+export class UnrecognisedMediaTypeError extends UnimplementedError {
   override name = "UnrecognisedMediaTypeError";
   constructor(readonly mediaType: string) {
     super(`unrecognised mediatype ${mediaType}: not implemented`);
@@ -31,7 +32,7 @@ export class UnrecognisedMediaTypeError extends Error {
 }
 
 /** `errNotLayerType` of soci_index.go: the media type is not a layer (fails the whole build). */
-export class NotLayerTypeError extends Error {
+export class NotLayerTypeError extends InvalidArgumentError {
   override name = "NotLayerTypeError";
   constructor(readonly mediaType: string) {
     super("not a layer mediaType");
@@ -39,7 +40,7 @@ export class NotLayerTypeError extends Error {
 }
 
 /** Layer whose compression containerd cannot determine (fails the whole build). */
-export class LayerCompressionError extends Error {
+export class LayerCompressionError extends UnimplementedError {
   override name = "LayerCompressionError";
   constructor(
     readonly mediaType: string,

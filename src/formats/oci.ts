@@ -1,6 +1,7 @@
 // OCI image-spec v1.1.1 documents (descriptor, platform, manifest, index) with Go-JSON encoding
 // (docs/formats.md §3.8) and tolerant decoding with `json.Unmarshal` semantics.
 
+import { InvalidArgumentError } from "../errors/errors.js";
 import { createHash } from "node:crypto";
 import {
   decodeGoBytes,
@@ -207,7 +208,7 @@ export function emptyDescriptor(): Descriptor {
 // Decoding (json.Unmarshal into the Go types: unknown fields dropped, Go's type errors)
 
 /** Thrown for documents that are not valid JSON or do not fit the OCI types. */
-export class OciFormatError extends Error {
+export class OciFormatError extends InvalidArgumentError {
   override name = "OciFormatError";
 }
 

@@ -2,6 +2,7 @@
 // v2.2): specifier parsing, normalization, formatting, strict matching, the host default, and SOCI's
 // `ociutil.DedupePlatforms` (docs/formats.md §3.4, §3.5, §7.1; pitfall 15).
 
+import { InvalidArgumentError } from "../errors/errors.js";
 import { decodeGoSlice, decodeGoString, decodeStruct, parseGoJson, topContext, type FieldSpec } from "./go-json.js";
 import type { Platform } from "./oci.js";
 import { goCleanPath } from "./prefetch.js";
@@ -9,7 +10,7 @@ import { goCleanPath } from "./prefetch.js";
 export type { Platform } from "./oci.js";
 
 /** Thrown for unparsable platform specifiers (containerd's `errdefs.ErrInvalidArgument`). */
-export class PlatformError extends Error {
+export class PlatformError extends InvalidArgumentError {
   override name = "PlatformError";
 }
 

@@ -1,6 +1,7 @@
 // Prefetch artifacts (docs/formats.md §3.7; soci/prefetch.go): the JSON document, span-range merging
 // and the cleaning of requested paths.
 
+import { InvalidArgumentError } from "../errors/errors.js";
 import {
   decodeGoSlice,
   decodeGoString,
@@ -24,7 +25,7 @@ export const PrefetchArtifactVersion = "1.0";
 /** `ErrEmptyPrefetchArtifact`. */
 export const ErrEmptyPrefetchArtifactMessage = "prefetch artifact is empty";
 
-export class PrefetchArtifactError extends Error {
+export class PrefetchArtifactError extends InvalidArgumentError {
   override name = "PrefetchArtifactError";
 }
 

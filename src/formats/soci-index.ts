@@ -2,6 +2,7 @@
 // carries the index version, whose layers are the ztoc (and prefetch) descriptors, and whose bytes
 // must be exactly Go's `json.Marshal(ocispec.Manifest)` output.
 
+import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors.js";
 import {
   decodeGoSlice,
   decodeGoString,
@@ -59,14 +60,14 @@ export const EmptyConfigSize = 2;
 /** `ErrEmptyIndex`. */
 export const ErrEmptyIndexMessage = "no ztocs created, all layers either skipped or produced errors";
 
-export class EmptyIndexError extends Error {
+export class EmptyIndexError extends FailedPreconditionError {
   override name = "EmptyIndexError";
   constructor() {
     super(ErrEmptyIndexMessage);
   }
 }
 
-export class SociIndexError extends Error {
+export class SociIndexError extends InvalidArgumentError {
   override name = "SociIndexError";
 }
 
@@ -319,7 +320,7 @@ export function goParseBool(s: string): boolean {
     case "False":
       return false;
   }
-  throw new SyntaxError(`strconv.ParseBool: parsing ${JSON.stringify(s)}: invalid syntax`);
+  throw new InvalidArgumentError(`strconv.ParseBool: parsing ${JSON.stringify(s)}: invalid syntax`);
 }
 
 // ------------------------------------------------------------------------------------------------

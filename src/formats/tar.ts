@@ -7,6 +7,7 @@
 // Internally all tar strings are binary strings (one char per byte, like Go strings), so Go's string
 // logic carries over unchanged; they become Uint8Array only when an entry is reported.
 
+import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors.js";
 import type { EntryType, PaxRecord } from "./toc.js";
 
 export interface TarEntry {
@@ -41,7 +42,7 @@ export interface TarEntry {
  * "error while reading tar header: <message>"); kind "unsupported": Next() returned an entry whose
  * typeflag the TOC builder rejects (the reference reports the message as is).
  */
-export class TarError extends Error {
+export class TarError extends InvalidArgumentError {
   constructor(
     message: string,
     readonly kind: "header" | "unsupported" = "header",
@@ -492,7 +493,7 @@ export class TarReader {
   /** Feeds the next bytes of the tar stream. Bytes after the end-of-archive marker are ignored. */
   push(chunk: Uint8Array): void {
     if (this.failure !== undefined) throw this.failure;
-    if (this.ended) throw new Error("TarReader: push after end");
+    if (this.ended) throw new FailedPreconditionError("TarReader: push after end");
     let off = 0;
     for (let req = this.req; req; req = this.req) {
       if (req.op === READ) {

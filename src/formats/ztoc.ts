@@ -4,6 +4,7 @@
 // digest — are identical. Reading (§1.6) emulates the Go generated accessors (uint32 offset arithmetic,
 // absent fields ⇒ defaults, absent TOC / CompressionInfo tables ⇒ failure) but bounds-checks every read
 // and turns any failure into a ZtocError instead of crashing.
+import { InvalidArgumentError } from "../errors/errors.js";
 import * as flatbuffers from "flatbuffers";
 import { goString } from "./go-json.js";
 import type { EntryType, FileMetadata, PaxRecord } from "./toc.js";
@@ -36,7 +37,7 @@ export const BUILD_TOOL_IDENTIFIER = "AWS SOCI CLI v0.2";
 /** Message of the reference's ErrInvalidTOCEntry. */
 export const INVALID_TOC_ENTRY = "invalid toc entry";
 
-export class ZtocError extends Error {
+export class ZtocError extends InvalidArgumentError {
   override name = "ZtocError";
 }
 
@@ -193,7 +194,9 @@ export function encodeZtoc(z: Ztoc): Uint8Array {
 // Deserialization
 
 /** Thrown inside the reader; converted to "cannot unmarshal ztoc: ..." (the reference's recovered panic). */
-class ReadFault extends Error {}
+class ReadFault extends InvalidArgumentError {
+  override name = "ReadFault";
+}
 
 /**
  * Bounds-checked emulation of the Go flatbuffers runtime over one buffer. Offsets are uint32 with Go's

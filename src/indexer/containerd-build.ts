@@ -3,10 +3,10 @@
 // ztocs, prefetch artifacts and indexes are committed to it with their GC reference labels, all
 // under a lease until the image that keeps them alive is labelled (`create`) or created (`convert`).
 // The artifacts DB records them as with the SOCI store.
+import { InvalidArgumentError } from "../errors/errors.js";
 import type { Descriptor } from "../formats/oci.js";
 import type { BuiltSociIndex } from "../formats/soci-index.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
-import type { ContentStore } from "../store/content-store.js";
 import type { BuildPool } from "./pool.js";
 import { parseReference } from "../registry/reference.js";
 import { normalizePlatform } from "../formats/platform.js";
@@ -21,7 +21,7 @@ import type { PlatformChoice } from "../store/image-manifests.js";
 import { platformsFor } from "../store/image-manifests.js";
 import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerdBlobTarget, ContainerdContentSource } from "../containerd/content-source.js";
+import { ContainerdContentStore } from "../containerd/content-source.js";
 import { SOCI_INDEX_IMAGE_LABEL, sociIndexPlatformLabel } from "../containerd/gc-labels.js";
 import { withLease } from "../containerd/leases.js";
 
@@ -34,10 +34,8 @@ export interface ContainerdBuildOptions extends BuildOptions, PlatformChoice {
 
 function buildContext(leased: ContainerdClient, opts: ContainerdBuildOptions): BuildContext {
   return {
-    source: new ContainerdContentSource(leased),
-    // The builder's target is typed as the SOCI content store; it only calls put, putDescriptor,
-    // exists and get, which ContainerdBlobTarget provides with the same shapes.
-    target: new ContainerdBlobTarget(leased) as unknown as ContentStore,
+    source: new ContainerdContentStore(leased),
+    target: new ContainerdContentStore(leased),
     db: opts.db,
     pool: opts.pool,
     log: opts.log,
@@ -56,7 +54,7 @@ export async function createInContainerd(
   name: string,
   opts: ContainerdBuildOptions,
 ): Promise<BuiltSociIndex[]> {
-  const root = await new ContainerdContentSource(client).resolveImage(name);
+  const root = await new ContainerdContentStore(client).resolveImage(name);
   return withLease(client, async (leased) => {
     const ctx = buildContext(leased, opts);
     const { platforms, target } = await platformsFor(ctx.source, root, opts);
@@ -86,7 +84,8 @@ export function checkConvertDestination(dst: string): void {
       ok = false;
     }
   }
-  if (!ok) throw new Error(`the destination image must be a tagged ref of the form "registry/repository:tag"`);
+  if (!ok)
+    throw new InvalidArgumentError(`the destination image must be a tagged ref of the form "registry/repository:tag"`);
 }
 
 /**
@@ -101,7 +100,7 @@ export async function convertInContainerd(
   opts: ContainerdBuildOptions,
 ): Promise<Descriptor> {
   checkConvertDestination(dst);
-  const root = await new ContainerdContentSource(client).resolveImage(src);
+  const root = await new ContainerdContentStore(client).resolveImage(src);
   return withLease(client, async (leased) => {
     const desc = await convertImage(buildContext(leased, opts), root, opts, opts);
     await client.images.put({ name: dst, target: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size } });

@@ -1,5 +1,6 @@
 // Reads one file of a layer through its ztoc: only the spans holding the file's bytes are read
 // and inflated (docs/formats.md §2.5, ztoc.go ExtractFile).
+import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { extract } from "../wasm/extract.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
 import type { Ztoc } from "../formats/ztoc.js";
@@ -19,11 +20,11 @@ const text = new TextDecoder();
 export function metadataEntry(ztoc: Ztoc, name: Uint8Array): FileMetadata {
   for (let hops = 0; hops <= 255; hops++) {
     const e = ztoc.toc.find((m) => bytesEqual(m.name, name));
-    if (!e) throw new Error(`file ${text.decode(name)} does not exist in metadata`);
+    if (!e) throw new NotFoundError(`file ${text.decode(name)} does not exist in metadata`);
     if (e.linkname.length === 0) return e;
     name = e.linkname;
   }
-  throw new Error(`file ${text.decode(name)}: too many levels of links`);
+  throw new InvalidArgumentError(`file ${text.decode(name)}: too many levels of links`);
 }
 
 export async function extractFile(

@@ -1,12 +1,16 @@
 // Where an image is: a registry reference, an OCI layout directory (`oci:<dir>[:tag]`) or an OCI
 // layout archive (`oci-archive:<file>[:tag]`). `soci convert` and `soci create` read from any of
 // them and `soci convert` writes to any of them, so images move between disk and registry:
-// the source is opened as a BlobSource (layers stream straight into the index builder), the new
+// the source is opened as a BlobReader (layers stream straight into the index builder), the new
 // artifacts land in a temporary layout, and the destination receives the whole converted image
-// (a registry gets what it lacks; a layout gets every blob of the image's graph).
-import { mkdtemp, rm, stat } from "node:fs/promises";
+// (a registry gets what it lacks; a layout gets every blob of the image's graph). A layout
+// destination is written beside it and moved in only once the conversion succeeded, so a failed
+// convert leaves it as it was: a new layout is never created, an existing one is not touched.
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors/errors.js";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { isIndexType, isManifestType, parseIndex, parseManifest, type Descriptor } from "../formats/oci.js";
 import type { BuiltSociIndex } from "../formats/soci-index.js";
 import { ContentStore } from "../store/content-store.js";
@@ -17,9 +21,10 @@ import { BuildPool } from "./pool.js";
 import { buildIndexForManifest, convertImage } from "./index-builder.js";
 import { platformsFor } from "../store/image-manifests.js";
 import { manifestForPlatform } from "../store/image-manifests.js";
-import type { BlobSource } from "../store/blob-source.js";
+import type { BlobReader } from "../store/blobs.js";
+import { BLOBS_DIR } from "../store/oci-layout.js";
 import { stageLayout, writeLayout } from "./oci-archive.js";
-import { convertRemote, imageBlobs, pushImage, TeeingSource, type RemoteConvertOptions } from "./remote.js";
+import { convertRemote, imageBlobs, pushImage, TeeingReader, type RemoteConvertOptions } from "./remote.js";
 import { RegistrySource } from "../registry/blob-source.js";
 import { layoutRootDescriptor } from "./standalone.js";
 
@@ -38,7 +43,7 @@ export function parseImageLocation(spec: string, opts: { pathsAreLayouts?: boole
     const prefix = `${kind}:`;
     if (!spec.startsWith(prefix)) continue;
     const { path, tag } = splitTag(spec.slice(prefix.length));
-    if (!path) throw new Error(`${spec}: missing path after "${prefix}"`);
+    if (!path) throw new InvalidArgumentError(`${spec}: missing path after "${prefix}"`);
     return { kind, path, ...(tag !== undefined ? { tag } : {}) };
   }
   if (opts.pathsAreLayouts && (spec.startsWith("/") || spec.startsWith("."))) {
@@ -52,7 +57,7 @@ function splitTag(s: string): { path: string; tag?: string } {
   const colon = s.lastIndexOf(":");
   if (colon > 0 && !s.slice(colon).includes("/")) {
     const tag = s.slice(colon + 1);
-    if (!tag) throw new Error(`${s}: empty tag`);
+    if (!tag) throw new InvalidArgumentError(`${s}: empty tag`);
     return { path: s.slice(0, colon), tag };
   }
   return { path: s };
@@ -65,7 +70,7 @@ export function formatImageLocation(loc: ImageLocation): string {
 
 /** An image opened for reading; `registry` is set when its blobs live in a registry repository. */
 export interface OpenedImage {
-  source: BlobSource;
+  source: BlobReader;
   root: Descriptor;
   registry?: { client: RegistryClient; source: RegistrySource };
   close(): Promise<void>;
@@ -75,7 +80,7 @@ export interface OpenedImage {
 function layoutImage(store: ContentStore, name: string, tag: string | undefined): Descriptor | undefined {
   if (tag !== undefined) {
     const d = store.resolve(tag);
-    if (!d) throw new Error(`${name}: no image tagged ${tag}`);
+    if (!d) throw new NotFoundError(`${name}: no image tagged ${tag}`);
     return stripRefName(d);
   }
   const all = store.manifests();
@@ -108,11 +113,13 @@ export async function openImage(loc: ImageLocation, client: () => RegistryClient
       (s) => s.isFile(),
       () => false,
     );
-    if (!isDir) throw new Error(`${name}: no OCI layout at ${loc.path}`);
-    const store = await ContentStore.open(loc.path);
+    if (!isDir) throw new NotFoundError(`${name}: no OCI layout at ${loc.path}`);
+    const store = await ContentStore.openReadOnly(loc.path);
     const root = layoutImage(store, name, loc.tag);
     if (!root)
-      throw new Error(`${name}: the layout holds ${store.manifests().length} images; name one as oci:<dir>:<tag>`);
+      throw new InvalidArgumentError(
+        `${name}: the layout holds ${store.manifests().length} images; name one as oci:<dir>:<tag>`,
+      );
     return { source: store, root, close: async () => {} };
   }
   const dir = await stageLayout(loc.path);
@@ -128,7 +135,7 @@ export async function openImage(loc: ImageLocation, client: () => RegistryClient
 }
 
 /** Every descriptor of the graph under `root` that `from` has (children not pulled are skipped). */
-async function* graph(root: Descriptor, from: BlobSource[]): AsyncGenerator<{ desc: Descriptor; source: BlobSource }> {
+async function* graph(root: Descriptor, from: BlobReader[]): AsyncGenerator<{ desc: Descriptor; source: BlobReader }> {
   const holder = async (d: Descriptor) => {
     for (const s of from) if (await s.exists(d.digest, d.mediaType)) return s;
     return undefined;
@@ -142,7 +149,7 @@ async function* graph(root: Descriptor, from: BlobSource[]): AsyncGenerator<{ de
     const s = await holder(d);
     if (!s) {
       if (isManifestType(d.mediaType) || isIndexType(d.mediaType)) continue; // a platform not pulled
-      throw new Error(`blob ${d.digest} of the image is neither in the source nor among the new artifacts`);
+      throw new NotFoundError(`blob ${d.digest} of the image is neither in the source nor among the new artifacts`);
     }
     yield { desc: d, source: s };
     if (isIndexType(d.mediaType)) stack.push(...(parseIndex(await s.get(d.digest, d.mediaType)).manifests ?? []));
@@ -153,39 +160,141 @@ async function* graph(root: Descriptor, from: BlobSource[]): AsyncGenerator<{ de
   }
 }
 
-/** Copies the graph under `root` into the layout store `out` (present blobs are not read again). */
-async function copyGraph(out: ContentStore, root: Descriptor, from: BlobSource[]): Promise<void> {
+/**
+ * Copies the graph under `root` into the layout store `out`. Blobs that `out` or `have` (the
+ * destination's existing layout) already hold are neither looked up elsewhere nor copied.
+ */
+async function copyGraph(out: ContentStore, have: BlobReader[], root: Descriptor, from: BlobReader[]): Promise<void> {
   const copies: Promise<unknown>[] = [];
-  // `out` first: what it already holds (teed layers, earlier images) is neither looked up nor copied
-  for await (const { desc, source } of graph(root, [out, ...from])) {
-    if (source === out) continue;
-    const small = isManifestType(desc.mediaType) || isIndexType(desc.mediaType);
-    copies.push(
-      small
-        ? out.put(await source.get(desc.digest, desc.mediaType), { digest: desc.digest, size: desc.size })
-        : source.createReadStream(desc.digest).then((s) => out.put(s, { digest: desc.digest, size: desc.size })),
-    );
+  const present = [out, ...have];
+  let walk: { error: unknown } | undefined;
+  try {
+    for await (const { desc, source } of graph(root, [...present, ...from])) {
+      if (present.includes(source)) continue;
+      const expected = { digest: desc.digest, size: desc.size };
+      const small = isManifestType(desc.mediaType) || isIndexType(desc.mediaType);
+      copies.push(
+        small
+          ? source.get(desc.digest, desc.mediaType).then((b) => out.put(b, expected))
+          : source.createReadStream(desc.digest).then((s) => out.put(s, expected)),
+      );
+    }
+  } catch (error) {
+    walk = { error };
   }
-  await Promise.all(copies);
+  // every write has ended before this returns or throws (the caller may remove `out` next)
+  const failed = (await Promise.allSettled(copies)).find((r) => r.status === "rejected");
+  if (walk) throw walk.error;
+  if (failed) throw failed.reason;
 }
 
-/** A layout being written: the destination directory itself, or a temp dir for an archive. */
-async function openOutputLayout(
-  dst: LayoutLocation,
-): Promise<{ out: ContentStore; finish(converted: Descriptor): Promise<void>; close(): Promise<void> }> {
-  const dir = dst.kind === "oci" ? dst.path : await mkdtemp(join(tmpdir(), "soci-out-"));
-  const out = await ContentStore.open(dir);
+/**
+ * A layout being written. Until `commit`, blobs go to a staging layout (beside an `oci:`
+ * destination, so they move in by rename; in the temp dir for an archive) and the destination is
+ * not touched; `discard` removes the staging layout and any parent directory made for it.
+ */
+interface OutputLayout {
+  staging: ContentStore;
+  /** The destination's own layout when it already has one (read-only until commit). */
+  existing?: ContentStore;
+  commit(converted: Descriptor): Promise<void>;
+  discard(): Promise<void>;
+}
+
+async function openOutputLayout(dst: LayoutLocation): Promise<OutputLayout> {
+  if (dst.kind === "oci-archive") {
+    const dir = await mkdtemp(join(tmpdir(), "soci-out-"));
+    const staging = await ContentStore.open(dir).catch(async (err: unknown) => {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    });
+    return {
+      staging,
+      async commit(converted) {
+        await staging.tag(converted, dst.tag ?? converted.digest);
+        await rm(join(dir, "ingest"), { recursive: true, force: true });
+        await writeLayout(dir, dst.path, "oci-archive"); // removes a half-written archive itself
+        await rm(dir, { recursive: true, force: true });
+      },
+      discard: () => rm(dir, { recursive: true, force: true }),
+    };
+  }
+  const target = resolve(dst.path);
+  const existing = await existingLayout(target);
+  // staged beside the destination (same filesystem), with the modes a new directory gets there
+  const madeParent = await mkdir(dirname(target), { recursive: true });
+  const dir = join(dirname(target), `.${basename(target)}.soci-${randomBytes(6).toString("hex")}`);
+  let staging: ContentStore;
+  try {
+    await mkdir(dir);
+    staging = await ContentStore.open(dir);
+  } catch (err) {
+    await rm(madeParent ?? dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
-    out,
-    async finish(converted) {
-      await out.tag(converted, dst.tag ?? converted.digest);
+    staging,
+    ...(existing ? { existing } : {}),
+    async commit(converted) {
+      const tag = dst.tag ?? converted.digest;
       await rm(join(dir, "ingest"), { recursive: true, force: true });
-      if (dst.kind === "oci-archive") await writeLayout(dir, dst.path, "oci-archive");
+      if (!existing) {
+        await staging.tag(converted, tag);
+        // the whole layout appears at once (an empty directory there is replaced)
+        const moved = await rename(dir, target).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => {
+            // `target` is a mount point: move blob by blob
+            if (err.code === "EXDEV" || err.code === "EBUSY") return false;
+            throw err;
+          },
+        );
+        if (moved) return;
+      }
+      // blobs first, then one atomic index.json write names the image
+      await moveBlobs(dir, target);
+      await (await ContentStore.open(target)).tag(converted, tag);
+      await rm(dir, { recursive: true, force: true });
     },
-    async close() {
-      if (dst.kind === "oci-archive") await rm(dir, { recursive: true, force: true });
+    async discard() {
+      await rm(madeParent ?? dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The layout at `dir` opened read-only, or undefined when `dir` is missing or an empty directory. */
+async function existingLayout(dir: string): Promise<ContentStore | undefined> {
+  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  if (!st) return undefined;
+  if (!st.isDirectory()) throw new FailedPreconditionError(`${dir}: not a directory`);
+  if ((await readdir(dir)).length === 0) return undefined;
+  return ContentStore.openReadOnly(dir);
+}
+
+/** Moves every blob of layout `from` into layout `to` (blobs `to` has are kept as they are). */
+async function moveBlobs(from: string, to: string): Promise<void> {
+  for (const alg of await readdir(join(from, BLOBS_DIR))) {
+    const src = join(from, BLOBS_DIR, alg);
+    const dst = join(to, BLOBS_DIR, alg);
+    await mkdir(dst, { recursive: true });
+    for (const name of await readdir(src)) {
+      const there = await stat(join(dst, name)).then(
+        () => true,
+        () => false,
+      );
+      if (there) continue;
+      await rename(join(src, name), join(dst, name)).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== "EXDEV") throw err;
+        // another filesystem: copy under a temporary name, then rename, so no partial blob shows
+        const tmp = join(dst, `.${name}.tmp`);
+        await copyFile(join(src, name), tmp);
+        await rename(tmp, join(dst, name));
+      });
+    }
+  }
 }
 
 type LayoutLocation = Extract<ImageLocation, { kind: "oci" | "oci-archive" }>;
@@ -206,24 +315,23 @@ export async function convertLocations(
   if (to.kind === "registry") {
     const r = parseReference(to.ref);
     if (!r.tag || r.digest)
-      throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
+      throw new InvalidArgumentError(
+        'the destination image must be a tagged ref of the form "registry/repository:tag"',
+      );
   }
   const image = await openImage(from, client);
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));
   const pool = new BuildPool();
   const db = ArtifactsDb.open(join(work, "artifacts.db"));
-  let output: Awaited<ReturnType<typeof openOutputLayout>> | undefined;
+  let output: OutputLayout | undefined;
+  let teeing: TeeingReader | undefined;
   try {
     if (to.kind !== "registry") output = await openOutputLayout(to);
     const target = await ContentStore.open(join(work, "layout"));
-    let source: BlobSource = image.source;
-    let teeing: TeeingSource | undefined;
+    let source: BlobReader = image.source;
     if (image.registry && output) {
-      // registry → layout: each layer the builder downloads is written to the layout as it streams
-      const out = output.out;
-      teeing = new TeeingSource(image.source, await imageBlobs(image.source, image.root), (d, data) =>
-        out.put(data, { digest: d.digest, size: d.size }),
-      );
+      // registry → layout: each layer the builder downloads is staged for the layout as it streams
+      teeing = new TeeingReader(image.source, await imageBlobs(image.source, image.root), output.staging);
       source = teeing;
     }
     const converted = await convertImage(
@@ -239,15 +347,20 @@ export async function convertLocations(
       });
     } else {
       await teeing?.delivered();
-      await copyGraph(output!.out, converted, [target, image.source]);
-      await output!.finish(converted);
+      const out = output!;
+      await copyGraph(out.staging, out.existing ? [out.existing] : [], converted, [target, image.source]);
+      await out.commit(converted);
     }
     return converted;
+  } catch (err) {
+    // nothing may still be writing when the staged output is removed
+    await teeing?.abort();
+    await output?.discard();
+    throw err;
   } finally {
     db.close();
     await pool.destroy();
     await rm(work, { recursive: true, force: true });
-    await output?.close();
     await image.close();
   }
 }

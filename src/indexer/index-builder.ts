@@ -1,6 +1,7 @@
-// Builds SOCI indexes for images in an OCI content store: ztocs per layer (§3.3), the index
+// Builds SOCI indexes for an image read through a BlobReader, written through a BlobWriter: ztocs per layer (§3.3), the index
 // document (v1 `create` §3.4, v2 `convert` §3.5), prefetch artifacts (§3.7), and the artifacts DB
 // records (§4.3). Layers are indexed in parallel on the build pool, each streamed once.
+import { DigestMismatchError, errorCodeOf, NotFoundError, SociError } from "../errors/errors.js";
 import { createHash } from "node:crypto";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { selectLayer } from "../formats/layers.js";
@@ -46,18 +47,17 @@ import {
   sociIndexV2Descriptor,
 } from "../formats/convert-docs.js";
 import { formatPlatform } from "../formats/platform.js";
-import type { ContentStore } from "../store/content-store.js";
 import type { ArtifactsDb } from "../store/artifacts-db.js";
 import { zinfoOf } from "../formats/zinfo.js";
-import type { BlobSource } from "../store/blob-source.js";
+import type { BlobReader, BlobWriter } from "../store/blobs.js";
 import { manifestForPlatform, type PlatformChoice, platformsFor } from "../store/image-manifests.js";
 import type { BuildPool } from "./pool.js";
 
 export interface BuildContext {
   /** Where the image's manifests, configs and layers are read from. */
-  source: BlobSource;
-  /** Where ztocs, prefetch artifacts, indexes (and converted manifests) are written. */
-  target: ContentStore;
+  source: BlobReader;
+  /** Where ztocs, prefetch artifacts, indexes (and converted manifests) are written (and reused from). */
+  target: BlobReader & BlobWriter;
   db: ArtifactsDb;
   pool: BuildPool;
   /** Progress lines, as the reference prints them. */
@@ -94,8 +94,16 @@ async function ztocsFor(ctx: BuildContext, manifest: Manifest, opts: BuildOption
   const layers = manifest.layers ?? [];
   const results = await Promise.allSettled(layers.map((layer) => ztocForLayer(ctx, layer, opts)));
   const errors = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
-  if (errors.length > 0) throw new Error(errors.map((e) => e.message).join("\n"));
+  if (errors.length > 0) throw layerFailures(errors);
   return results.map((r) => (r as PromiseFulfilledResult<LayerResult>).value);
+}
+
+/** The one failed layer's error, or every failed layer's message one a line (their class when they agree). */
+function layerFailures(errors: Error[]): Error {
+  if (errors.length === 1) return errors[0]!;
+  const codes = new Set(errors.map((e) => errorCodeOf(e) ?? "Unknown"));
+  const code = codes.size === 1 ? [...codes][0]! : "Unknown";
+  return new SociError(code, errors.map((e) => e.message).join("\n"), { cause: errors[0] });
 }
 
 async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOptions): Promise<LayerResult> {
@@ -154,9 +162,16 @@ async function* verified(chunks: AsyncIterable<Uint8Array>, layer: Descriptor): 
   }
   const digest = `sha256:${hash.digest("hex")}`;
   if (digest !== layer.digest || size !== layer.size) {
-    throw new Error(
-      `layer ${layer.digest}: content does not match its descriptor (got ${digest}, ${size} bytes; want ${layer.size} bytes)`,
-    );
+    throw new LayerContentError(layer, digest, size);
+  }
+}
+
+/** A layer whose bytes do not hash (or measure) to its descriptor. */
+export class LayerContentError extends DigestMismatchError {
+  override name = "LayerContentError";
+  constructor(layer: Descriptor, digest: string, size: number) {
+    super(layer.digest, digest);
+    this.message = `layer ${layer.digest}: content does not match its descriptor (got ${digest}, ${size} bytes; want ${layer.size} bytes)`;
   }
 }
 
@@ -283,7 +298,7 @@ export async function convertImage(
     if (entry.artifactType === SociIndexArtifactTypeV2 || !isManifestType(entry.mediaType)) continue;
     const forIt = built.find((b) => b.manifest.digest === entry.digest && b.newManifest === undefined);
     if (!(await ctx.source.exists(entry.digest, entry.mediaType))) {
-      if (forIt) throw new Error(`manifest ${entry.digest} is indexed but not present`);
+      if (forIt) throw new NotFoundError(`manifest ${entry.digest} is indexed but not present`);
       continue;
     }
     const re = reencodeManifest(

@@ -1,6 +1,8 @@
-// OCI image layouts on disk as directories or tar archives (`soci convert --standalone`, §4.2).
+// OCI image layouts on disk as directories or tar archives: the input and output of
+// `soci convert --standalone` (§4.2) and the `oci-archive:` locations of `soci convert`/`create`.
 // GNU tar does the archive I/O: it refuses members that would escape the target directory
 // (`..`, absolute names) and streams without holding blobs in memory.
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,7 +16,7 @@ export type LayoutFormat = "oci-archive" | "oci-dir";
 /** Copies a layout directory, or extracts a layout archive, into a fresh temp dir. */
 export async function stageLayout(input: string, parent = tmpdir()): Promise<string> {
   const st = await stat(input).catch(() => {
-    throw new Error(`${input}: no such file or directory`);
+    throw new NotFoundError(`${input}: no such file or directory`);
   });
   if (st.isDirectory()) await checkLayout(input, input);
   const dir = await mkdtemp(join(parent, "soci-oci-"));
@@ -24,7 +26,9 @@ export async function stageLayout(input: string, parent = tmpdir()): Promise<str
     } else {
       await run("tar", ["-xf", input, "-C", dir, "--no-same-owner", "--no-same-permissions"]).catch(
         (err: { stderr?: string; message: string }) => {
-          throw new Error(`${input}: not a readable OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
+          throw new InvalidArgumentError(
+            `${input}: not a readable OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`,
+          );
         },
       );
     }
@@ -42,10 +46,10 @@ async function checkLayout(dir: string, name: string): Promise<void> {
     layout = JSON.parse(await readFile(join(dir, "oci-layout"), "utf8")) as typeof layout;
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no oci-layout file" : (err as Error).message;
-    throw new Error(`${name}: not an OCI image layout (${why})`);
+    throw new InvalidArgumentError(`${name}: not an OCI image layout (${why})`);
   }
   if (typeof layout.imageLayoutVersion !== "string")
-    throw new Error(`${name}: not an OCI image layout (oci-layout has no imageLayoutVersion)`);
+    throw new InvalidArgumentError(`${name}: not an OCI image layout (oci-layout has no imageLayoutVersion)`);
 }
 
 /** Writes `dir` (an OCI layout holding only what should ship) to `output` as a dir or archive. */
@@ -68,6 +72,8 @@ export async function writeLayout(dir: string, output: string, format: LayoutFor
     "blobs",
   ]).catch(async (err: { stderr?: string; message: string }) => {
     await rm(output, { force: true }); // no half-written archive left behind
-    throw new Error(`${output}: cannot write the OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`);
+    throw new FailedPreconditionError(
+      `${output}: cannot write the OCI archive: ${err.stderr?.trim().split("\n")[0] || err.message}`,
+    );
   });
 }

@@ -2,7 +2,8 @@
 // layer from the source registry into the index builder once (and, for another registry, uploads
 // it from that same download), keeps only the new artifacts in a temporary layout, and pushes what
 // the destination lacks (blobs first, manifests children-first, the index last; blobs of the same
-// registry are mounted, not copied). `create`/`push` for v1.
+// registry are mounted, not copied). `soci push` of v1 indexes.
+import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +17,7 @@ import {
   type Platform,
 } from "../formats/oci.js";
 import { matchPlatformStrict } from "../formats/platform.js";
-import { SociIndexArtifactTypeV1, SociIndexArtifactTypeV2, type BuiltSociIndex } from "../formats/soci-index.js";
+import { SociIndexArtifactTypeV1, SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
 import { ContentStore } from "../store/content-store.js";
 import { ArtifactsDb } from "../store/artifacts-db.js";
 import { referrerDescriptor, type RegistryClient } from "../registry/client.js";
@@ -25,11 +26,9 @@ import { teeStream } from "../registry/tee-stream.js";
 import type { ImageRef } from "../registry/types.js";
 import { BuildPool } from "./pool.js";
 import { RegistrySource } from "../registry/blob-source.js";
-import { buildIndexForManifest, convertImage, type BuildOptions, type LayerProgress } from "./index-builder.js";
+import { convertImage, type BuildOptions, type LayerProgress } from "./index-builder.js";
 import type { PlatformChoice } from "../store/image-manifests.js";
-import { platformsFor } from "../store/image-manifests.js";
-import { manifestForPlatform } from "../store/image-manifests.js";
-import type { BlobSource } from "../store/blob-source.js";
+import type { BlobReader, BlobWriter } from "../store/blobs.js";
 
 /**
  * Pushes the graph under `root` from `store` to `ref` (tagged), skipping blobs already there. What
@@ -41,7 +40,7 @@ export async function pushImage(
   store: ContentStore,
   root: Descriptor,
   ref: ImageRef,
-  opts: { from?: BlobSource; fromRef?: ImageRef; log?: (line: string) => void } = {},
+  opts: { from?: BlobReader; fromRef?: ImageRef; log?: (line: string) => void } = {},
 ): Promise<void> {
   const src = opts.fromRef;
   const mountFrom = src && src.host === ref.host && src.repository !== ref.repository ? src.repository : undefined;
@@ -60,7 +59,8 @@ export async function pushImage(
       await Promise.all(
         [m.config, ...(m.layers ?? [])].map(async (blob) => {
           const local = await store.exists(blob.digest);
-          if (!local && !opts.from) throw new Error(`blob ${blob.digest} is neither local nor in a source image`);
+          if (!local && !opts.from)
+            throw new NotFoundError(`blob ${blob.digest} is neither local nor in a source image`);
           const data = local
             ? await store.createReadStream(blob.digest)
             : await opts.from!.createReadStream(blob.digest);
@@ -80,7 +80,7 @@ export async function pushImage(
 }
 
 /** Every config and layer of the image's manifests (all platforms), by digest. */
-export async function imageBlobs(source: BlobSource, root: Descriptor): Promise<Map<string, Descriptor>> {
+export async function imageBlobs(source: BlobReader, root: Descriptor): Promise<Map<string, Descriptor>> {
   const manifests = isIndexType(root.mediaType)
     ? (parseIndex(await source.get(root.digest, root.mediaType)).manifests ?? []).filter((m) =>
         isManifestType(m.mediaType),
@@ -109,20 +109,33 @@ async function copyBlobs(client: RegistryClient, blobs: Descriptor[], src: Image
   );
 }
 
-/** Where a teed blob goes; resolves true once it is stored there. */
-export type BlobSink = (desc: Descriptor, data: AsyncIterable<Uint8Array>) => Promise<unknown>;
+/** Blob uploads to repository `ref`, as a BlobWriter's `put` (the tee's destination). */
+export function registryBlobWriter(client: RegistryClient, ref: ImageRef): Pick<BlobWriter, "put"> {
+  return {
+    async put(content, expected) {
+      if (expected.size === undefined) throw new InvalidArgumentError(`blob ${expected.digest}: upload needs its size`);
+      const data = content instanceof Uint8Array || Symbol.asyncIterator in content ? content : asAsync(content);
+      const r = await client.pushBlob(ref, data, { ...expected, size: expected.size });
+      return { digest: r.digest, size: r.size };
+    },
+  };
+}
+
+async function* asAsync(chunks: Iterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  yield* chunks;
+}
 
 /**
- * The source image for the builder, where every layer it reads is also written to the destination
+ * The source image for the builder, where every layer it reads is also written to a destination
  * (a registry upload, a layout) from the same download (a tee), so each layer is fetched once.
  */
-export class TeeingSource implements BlobSource {
-  private readonly sent = new Map<string, Promise<boolean>>();
+export class TeeingReader implements BlobReader {
+  private readonly copies = new Map<string, { stored: Promise<boolean>; cancel(): void }>();
 
   constructor(
-    private readonly source: BlobSource,
+    private readonly source: BlobReader,
     private readonly blobs: Map<string, Descriptor>,
-    private readonly sink: BlobSink,
+    private readonly sink: Pick<BlobWriter, "put">,
   ) {}
 
   get(digest: string, mediaType?: string): Promise<Uint8Array> {
@@ -136,18 +149,14 @@ export class TeeingSource implements BlobSource {
   async createReadStream(digest: string): Promise<AsyncIterable<Uint8Array>> {
     const stream = await this.source.createReadStream(digest);
     const desc = this.blobs.get(digest);
-    if (!desc || this.sent.has(digest)) return stream;
+    if (!desc || this.copies.has(digest)) return stream;
     const tee = teeStream(stream);
     // a copy that fails here is simply done again afterwards, from its own download
-    this.sent.set(
-      digest,
-      this.sink(desc, tee.side)
-        .then(
-          () => true,
-          () => false,
-        )
-        .finally(() => tee.cancelSide()),
+    const stored = this.sink.put(tee.side, desc).then(
+      () => true,
+      () => false,
     );
+    this.copies.set(digest, { stored: stored.finally(() => tee.cancelSide()), cancel: () => tee.cancelSide() });
     return tee.main;
   }
 
@@ -155,11 +164,20 @@ export class TeeingSource implements BlobSource {
   async delivered(): Promise<Set<string>> {
     const done = new Set<string>();
     await Promise.all(
-      [...this.sent].map(async ([d, p]) => {
-        if (await p) done.add(d);
+      [...this.copies].map(async ([d, c]) => {
+        if (await c.stored) done.add(d);
       }),
     );
     return done;
+  }
+
+  /**
+   * Ends every copy still running (its writer sees the stream cut short and stores nothing) and
+   * waits for all of them: after a failed build, nothing is left writing to the destination.
+   */
+  async abort(): Promise<void> {
+    for (const c of this.copies.values()) c.cancel();
+    await Promise.all([...this.copies.values()].map((c) => c.stored));
   }
 }
 
@@ -178,7 +196,7 @@ export async function convertRemote(
   const srcRef = parseReference(src);
   const dstRef = parseReference(dst);
   if (!dstRef.tag || dstRef.digest)
-    throw new Error('the destination image must be a tagged ref of the form "registry/repository:tag"');
+    throw new InvalidArgumentError('the destination image must be a tagged ref of the form "registry/repository:tag"');
   const work = await mkdtemp(join(tmpdir(), "soci-convert-"));
   const pool = new BuildPool();
   const db = ArtifactsDb.open(join(work, "artifacts.db"));
@@ -199,9 +217,7 @@ export async function convertRemote(
     } else {
       // another registry: each layer the builder reads is uploaded from the same download; the
       // rest (configs, layers too small to index, other platforms) is copied afterwards
-      const teeing = new TeeingSource(source, blobs, (desc, data) =>
-        client.pushBlob(dstRef, data, { digest: desc.digest, size: desc.size, mediaType: desc.mediaType }),
-      );
+      const teeing = new TeeingReader(source, blobs, registryBlobWriter(client, dstRef));
       converted = await convertImage({ ...ctx, source: teeing }, root, opts, opts);
       const sent = await teeing.delivered();
       await copyBlobs(
@@ -217,43 +233,6 @@ export async function convertRemote(
     db.close();
     await pool.destroy();
     await rm(work, { recursive: true, force: true });
-  }
-}
-
-/**
- * `soci create <ref>` for an image in a registry: pulls the platform manifests' blobs into a temp
- * layout, builds SOCI index v1 per platform into the local store (`target`, `db`).
- */
-export async function createRemote(
-  client: RegistryClient,
-  src: string,
-  target: ContentStore,
-  db: ArtifactsDb,
-  opts: RemoteConvertOptions,
-): Promise<BuiltSociIndex[]> {
-  const ref = parseReference(src);
-  const pool = new BuildPool();
-  try {
-    const source = new RegistrySource(client, ref);
-    const root = await client.resolve(ref);
-    const { platforms, target: image } = await platformsFor(source, root, opts);
-    const built: BuiltSociIndex[] = [];
-    for (const platform of platforms) {
-      const manifest = await manifestForPlatform(source, image, platform);
-      built.push(
-        await buildIndexForManifest(
-          { source, target, db, pool, log: opts.log, progress: opts.progress },
-          manifest,
-          1,
-          platform,
-          opts,
-          root.digest,
-        ),
-      );
-    }
-    return built;
-  } finally {
-    await pool.destroy();
   }
 }
 
@@ -296,7 +275,7 @@ export async function pushSociIndexes(
     const entry = entries.find((e) => e.artifactType === SociIndexArtifactTypeV1);
     if (!entry) {
       if (manifests.length === 1 || opts.platforms.length)
-        throw new Error(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
+        throw new NotFoundError(`could not find any soci index manifest v1 to push for manifest ${m.digest}`);
       continue;
     }
     if (opts.existingIndex !== "allow") {

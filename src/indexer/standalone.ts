@@ -1,5 +1,6 @@
 // `soci convert --standalone <in> <out>` (docs/formats.md §4.2): convert an OCI image layout (directory
 // or archive) without containerd, using a throwaway artifacts database.
+import { NotFoundError } from "../errors/errors.js";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -17,7 +18,7 @@ import { stageLayout, writeLayout, type LayoutFormat } from "./oci-archive.js";
 export async function layoutRootDescriptor(store: ContentStore, dir: string): Promise<Descriptor> {
   const index = await readIndexJson(dir);
   const entries = (index?.manifests ?? []) as Descriptor[];
-  if (entries.length === 0) throw new Error(`${dir}: index.json lists no image`);
+  if (entries.length === 0) throw new NotFoundError(`${dir}: index.json lists no image`);
   if (entries.length === 1 && !isIndexType(entries[0]!.mediaType)) return entries[0]!;
   let list: Index;
   if (entries.length === 1) {

@@ -1,6 +1,7 @@
 // Structured logging as the reference writes it: logrus's JSON formatter, one object per line with
 // the keys sorted (Go marshals a map), `level`, `msg`, `time` (RFC3339NanoFixed, local zone) and the
 // entry's fields. Every string passes through `redact` first, so no credential reaches the stream.
+import { InvalidArgumentError } from "../errors/errors.js";
 
 import { formatGoTime, localOffsetSeconds } from "../formats/go-time.js";
 import { goString } from "../formats/go-json.js";
@@ -25,7 +26,7 @@ export function parseLogLevel(text: string): LogLevel {
   const t = text.toLowerCase();
   if (t === "warning") return "warn";
   if (t in SEVERITY) return t as LogLevel;
-  throw new Error(`not a valid logrus Level: ${JSON.stringify(text)}`);
+  throw new InvalidArgumentError(`not a valid logrus Level: ${JSON.stringify(text)}`);
 }
 
 export type LogFields = Record<string, unknown>;

@@ -11,8 +11,14 @@ import { parseManifest, type Descriptor, type Platform } from "../formats/oci.js
 import { defaultPlatform } from "../formats/platform.js";
 import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerdContentSource } from "../containerd/content-source.js";
-import { AlreadyExistsError, NotFoundError } from "../errors/errors.js";
+import { ContainerdContentStore } from "../containerd/content-source.js";
+import {
+  AlreadyExistsError,
+  DigestMismatchError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+} from "../errors/errors.js";
 import type { Labels, Mount } from "../containerd/types.js";
 
 export const SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref";
@@ -111,9 +117,7 @@ async function unpackOne(
       const { mediaType, digest, size } = layer.blob;
       const applied = await client.diff.apply({ mediaType, digest, size }, mounts);
       if (applied.digest !== layer.diffId) {
-        throw new Error(
-          `layer ${layer.blob.digest}: wrong diff id calculated on extraction: ${applied.digest}, expected ${layer.diffId}`,
-        );
+        throw new DiffIdMismatchError(layer.blob.digest, layer.diffId, applied.digest);
       }
       await sn.commit(chainId, key, labels);
       return "applied";
@@ -123,7 +127,16 @@ async function unpackOne(
       throw err;
     }
   }
-  throw new Error(`layer ${layer.blob.digest}: could not prepare snapshot ${chainId} in ${snapshotter}`);
+  throw new UnavailableError(`layer ${layer.blob.digest}: could not prepare snapshot ${chainId} in ${snapshotter}`);
+}
+
+/** A layer whose extracted content does not hash to its diff ID (containerd's message). */
+export class DiffIdMismatchError extends DigestMismatchError {
+  override name = "DiffIdMismatchError";
+  constructor(layer: string, expected: string, actual: string) {
+    super(expected, actual);
+    this.message = `layer ${layer}: wrong diff id calculated on extraction: ${actual}, expected ${expected}`;
+  }
 }
 
 interface ImageConfigRootfs {
@@ -140,7 +153,7 @@ export async function unpackImage(
   snapshotter: string,
   opts: UnpackOptions & { platform?: Platform } = {},
 ): Promise<UnpackResult> {
-  const source = new ContainerdContentSource(client);
+  const source = new ContainerdContentStore(client);
   const target = await source.resolveImage(name);
   const manifestDesc = await manifestForPlatform(source, target, opts.platform ?? defaultPlatform());
   const manifest = parseManifest(await source.get(manifestDesc.digest));
@@ -150,7 +163,7 @@ export async function unpackImage(
   const diffIds = config.rootfs?.diff_ids;
   const blobs = manifest.layers ?? [];
   if (!Array.isArray(diffIds) || diffIds.length !== blobs.length || !diffIds.every((d) => typeof d === "string")) {
-    throw new Error(
+    throw new InvalidArgumentError(
       `image ${name}: config ${manifest.config.digest} has ${Array.isArray(diffIds) ? diffIds.length : "no"} diff IDs for ${blobs.length} layers`,
     );
   }

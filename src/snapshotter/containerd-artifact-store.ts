@@ -4,7 +4,7 @@
 // (containerd/gc-labels.ts), and a batch of writes is held by one lease until the index references
 // them (the reference's `BatchOpen`).
 import type { ContainerdClient } from "../containerd/client.js";
-import { ContainerdBlobTarget } from "../containerd/content-source.js";
+import { ContainerdContentStore } from "../containerd/content-source.js";
 import { GC_ROOT } from "../containerd/gc-labels.js";
 import { openLease, withLease } from "../containerd/leases.js";
 import type { Labels } from "../containerd/types.js";
@@ -21,10 +21,10 @@ function rfc3339(d: Date): string {
  * once committed only because an index already references it.
  */
 export class ContainerdArtifactStore implements ArtifactStore {
-  private readonly target: ContainerdBlobTarget;
+  private readonly target: ContainerdContentStore;
 
   constructor(readonly client: ContainerdClient) {
-    this.target = new ContainerdBlobTarget(client);
+    this.target = new ContainerdContentStore(client);
   }
 
   get namespace(): string {
@@ -40,13 +40,13 @@ export class ContainerdArtifactStore implements ArtifactStore {
   }
 
   async put(bytes: Uint8Array, expected: { digest: string; size?: number }, opts: PutOptions = {}): Promise<void> {
-    // the index's gc.ref.content.* labels come from its content (ContainerdBlobTarget)
+    // the index's gc.ref.content.* labels come from its content (ContainerdContentStore.put)
     const labels: Labels = opts.index ? { [GC_ROOT]: rfc3339(new Date()) } : {};
     if (this.client.lease) {
       await this.target.put(bytes, expected, labels);
       return;
     }
-    await withLease(this.client, (leased) => new ContainerdBlobTarget(leased).put(bytes, expected, labels));
+    await withLease(this.client, (leased) => new ContainerdContentStore(leased).put(bytes, expected, labels));
   }
 
   async batch(): Promise<ArtifactBatch> {

@@ -8,6 +8,7 @@
 //   quoted    := "…", /…/ or |…| with Go escapes (the last two spare escaping in regexps)
 // containerd compiles a bad regexp lazily and then matches nothing; we reject it up front so the
 // caller learns why.
+import { InvalidArgumentError } from "../errors/errors.js";
 
 export type FieldLookup = (fieldpath: string[]) => { value: string; present: boolean };
 
@@ -25,7 +26,7 @@ export interface Filter {
   match(lookup: FieldLookup): boolean;
 }
 
-export class FilterSyntaxError extends Error {
+export class FilterSyntaxError extends InvalidArgumentError {
   override name = "FilterSyntaxError";
 }
 
@@ -225,13 +226,14 @@ const SIMPLE_ESCAPES: Record<string, string> = {
 /** Go-style unquoting with `"`, `/` or `|` as the delimiter (only that delimiter may be escaped). */
 export function unquote(text: string): string {
   const quote = text[0]!;
-  if (text.length < 2 || text[text.length - 1] !== quote || !isQuoteChar(quote)) throw new Error("quote syntax error");
+  if (text.length < 2 || text[text.length - 1] !== quote || !isQuoteChar(quote))
+    throw new FilterSyntaxError("quote syntax error");
   const body = text.slice(1, -1);
   const bytes: number[] = [];
   const pushChar = (ch: string) => bytes.push(...Buffer.from(ch, "utf8"));
   for (let i = 0; i < body.length; ) {
     const c = body[i]!;
-    if (c === quote) throw new Error("quote syntax error");
+    if (c === quote) throw new FilterSyntaxError("quote syntax error");
     if (c !== "\\") {
       const cp = body.codePointAt(i)!;
       const ch = String.fromCodePoint(cp);
@@ -240,26 +242,26 @@ export function unquote(text: string): string {
       continue;
     }
     const e = body[i + 1];
-    if (e === undefined) throw new Error("quote syntax error");
+    if (e === undefined) throw new FilterSyntaxError("quote syntax error");
     i += 2;
     if (e in SIMPLE_ESCAPES) pushChar(SIMPLE_ESCAPES[e]!);
     else if (e === quote) pushChar(e);
     else if (e === "x" || e === "u" || e === "U") {
       const n = e === "x" ? 2 : e === "u" ? 4 : 8;
       const hex = body.slice(i, i + n);
-      if (hex.length !== n || !/^[0-9a-fA-F]+$/.test(hex)) throw new Error("quote syntax error");
+      if (hex.length !== n || !/^[0-9a-fA-F]+$/.test(hex)) throw new FilterSyntaxError("quote syntax error");
       i += n;
       const v = parseInt(hex, 16);
       if (e === "x")
         bytes.push(v); // a raw byte, as Go allows
-      else if (v > 0x10ffff) throw new Error("quote syntax error");
+      else if (v > 0x10ffff) throw new FilterSyntaxError("quote syntax error");
       else pushChar(String.fromCodePoint(v));
     } else if (e >= "0" && e <= "7") {
       const oct = e + body.slice(i, i + 2);
-      if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255) throw new Error("quote syntax error");
+      if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255) throw new FilterSyntaxError("quote syntax error");
       i += 2;
       bytes.push(parseInt(oct, 8));
-    } else throw new Error("quote syntax error");
+    } else throw new FilterSyntaxError("quote syntax error");
   }
   return Buffer.from(bytes).toString("utf8");
 }

@@ -1,5 +1,6 @@
 // Which paths are mount points (from /proc/self/mountinfo, never by stat: stat on a FUSE mount
 // this process serves would wait on itself), and unmounting the ones left behind.
+import { FailedPreconditionError } from "../errors/errors.js";
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { sep } from "node:path";
@@ -25,10 +26,6 @@ export async function mountPointsUnder(dir: string): Promise<string[]> {
   return (await mountPoints()).filter((m) => m.startsWith(prefix)).reverse();
 }
 
-export async function isMountPoint(path: string): Promise<boolean> {
-  return (await mountPoints()).includes(path);
-}
-
 /**
  * Unmounts `path` even when its FUSE server is gone (umount -f aborts the connection); falls back
  * to a lazy detach when the mount is busy.
@@ -40,7 +37,7 @@ export async function forceUnmount(path: string): Promise<void> {
     try {
       await run("umount", ["-l", path]);
     } catch {
-      throw new Error(
+      throw new FailedPreconditionError(
         `cannot unmount ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`,
       );
     }

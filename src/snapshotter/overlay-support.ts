@@ -1,6 +1,7 @@
 // Startup check that overlayfs works on the snapshotter's filesystem (SOCI's service.Supported,
 // containerd's overlayutils.Supported): one real overlay mount in a scratch directory, so a
 // misconfigured host fails at start with a clear message instead of at the first container.
+import { FailedPreconditionError } from "../errors/errors.js";
 import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,7 +24,7 @@ export async function checkOverlaySupported(dir: string, userxattr: boolean): Pr
       await run("mount", ["-t", "overlay", "overlay", join(scratch, "merged"), "-o", opts.join(",")]);
     } catch (err) {
       const why = (err as { stderr?: string }).stderr?.trim() || (err as Error).message;
-      throw new Error(`overlayfs is not usable on ${dir}: ${why}`, { cause: err });
+      throw new FailedPreconditionError(`overlayfs is not usable on ${dir}: ${why}`, { cause: err });
     }
     await run("umount", [join(scratch, "merged")]);
   } finally {

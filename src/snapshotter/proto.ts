@@ -1,5 +1,5 @@
-// The snapshots service definition, from our copy of containerd's protos (src/containerd/proto),
-// which the containerd client loads too.
+// The snapshots service definition, from our copy of containerd's protos (`<package root>/proto/`,
+// found by containerd/proto.ts), which the containerd client loads too.
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";

@@ -3,6 +3,7 @@
 // `snapshots/` (restore, §5.1) — the live mounts of the first — and then share its SQLite store.
 // The lock is an abstract unix socket named after the root's real path: the kernel drops it when
 // its process dies, even by SIGKILL, so a crash never leaves a stale lock behind.
+import { AlreadyExistsError, FailedPreconditionError } from "../errors/errors.js";
 import { createHash } from "node:crypto";
 import { realpath } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -23,8 +24,8 @@ export async function lockRoot(root: string): Promise<RootLock> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) => {
       if (err.code === "EADDRINUSE")
-        reject(new Error(`another snapshotter is already running on ${real}`, { cause: err }));
-      else reject(new Error(`cannot lock ${real}: ${err.message}`, { cause: err }));
+        reject(new AlreadyExistsError(`another snapshotter is already running on ${real}`, { cause: err }));
+      else reject(new FailedPreconditionError(`cannot lock ${real}: ${err.message}`, { cause: err }));
     });
     server.listen(rootLockName(real), () => resolve());
   });

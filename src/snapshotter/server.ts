@@ -6,6 +6,7 @@ import type { Stats } from "node:fs";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { dirname, resolve } from "node:path";
+import { FailedPreconditionError, messageOf } from "../errors/errors.js";
 import { silentLogger, type Logger } from "../log/log.js";
 import { snapshotsService } from "./proto.js";
 import type { RemotePreparer } from "./remote.js";
@@ -94,7 +95,7 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
   } catch (err) {
     server.forceShutdown();
     await snapshotter.close({ unmount: false });
-    throw new Error(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
+    throw new FailedPreconditionError(`cannot listen on ${where}: ${messageOf(err)}`, { cause: err });
   }
   logger.info("snapshotter serving", { address: where, root: snapshotter.root });
 
@@ -130,7 +131,7 @@ async function removeStaleSocket(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  if (!st.isSocket()) throw new FailedPreconditionError(`${path} exists and is not a socket`);
   await rm(path, { force: true });
 }
 

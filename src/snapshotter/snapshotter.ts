@@ -6,7 +6,7 @@ import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { removeOrphans } from "./cleanup.js";
 import { diskUsage } from "./disk-usage.js";
-import { hasCode, withContext } from "../errors/errors.js";
+import { hasCode, UnimplementedError, withContext } from "../errors/errors.js";
 import { alreadyExists, unavailable } from "./errors.js";
 import { silentLogger, type Logger } from "../log/log.js";
 import { forceUnmount, mountPoints, mountPointsUnder } from "./mountinfo.js";
@@ -369,7 +369,7 @@ export class Snapshotter {
         checks.push(
           (async () => {
             if (!this.remote?.check) {
-              if (!this.remote) throw new Error("no remote snapshot support in this snapshotter");
+              if (!this.remote) throw new UnimplementedError("no remote snapshot support in this snapshotter");
               return;
             }
             await this.remote.check(mountpoint, info.labels);
@@ -397,7 +397,7 @@ export class Snapshotter {
       if (info.labels[LABEL_REMOTE] === undefined) continue;
       const mountpoint = fsDir(this.snapshotsDir, id);
       try {
-        if (!this.remote?.restore) throw new Error("no remote snapshot support in this snapshotter");
+        if (!this.remote?.restore) throw new UnimplementedError("no remote snapshot support in this snapshotter");
         await mkdir(mountpoint, { recursive: true, mode: 0o755 });
         await this.remote.restore({
           snapshotId: id,
@@ -408,9 +408,9 @@ export class Snapshotter {
         });
         this.log.info("restored remote snapshot", { key: info.name, id });
       } catch (err) {
-        const msg = `failed to restore remote snapshot ${info.name} (id ${id}): ${(err as Error).message}`;
-        if (!allowInvalid) throw new Error(msg, { cause: err });
-        this.log.warn(msg, { key: info.name, id });
+        const failure = withContext(err, `failed to restore remote snapshot ${info.name} (id ${id})`);
+        if (!allowInvalid) throw failure;
+        this.log.warn(failure.message, { key: info.name, id });
       }
     }
   }

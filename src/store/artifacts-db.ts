@@ -1,6 +1,7 @@
 // The artifacts database (§4.3): one row per SOCI artifact digest with the fields the reference
 // keeps in its bbolt sub-buckets, here in SQLite. Used by create/convert (writes, ztoc reuse),
 // index/ztoc/prefetch list|info|rm, push (newest v1 index per manifest) and rebuild-db.
+import { FailedPreconditionError } from "../errors/errors.js";
 import Database from "better-sqlite3";
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
@@ -262,7 +263,7 @@ function migrate(db: Database.Database): void {
     const row = db.prepare("SELECT version FROM schema_version").get() as { version: number } | undefined;
     const current = row?.version ?? 0;
     if (current > MIGRATIONS.length) {
-      throw new Error(
+      throw new FailedPreconditionError(
         `artifacts.db schema version ${current} is newer than this program supports (${MIGRATIONS.length})`,
       );
     }

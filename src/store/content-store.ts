@@ -7,21 +7,11 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { MediaTypeImageIndex, type Descriptor, type Index } from "../formats/oci.js";
 import { createHasher, isKnownAlgorithm, isValidHex, parseDigest, type DigestAlgorithm } from "./digest.js";
+import { FailedPreconditionError } from "../errors/errors.js";
+import type { BlobContent, BlobInfo, BlobReader, BlobWriter, ExpectedBlob } from "./blobs.js";
 import { BlobNotFoundError, DigestMismatchError, SizeMismatchError } from "./errors.js";
-import { BLOBS_DIR, blobPathIn, ensureLayoutFile, readIndexJson, writeIndex } from "./oci-layout.js";
+import { BLOBS_DIR, blobPathIn, ensureLayoutFile, hasLayoutFile, readIndexJson, writeIndex } from "./oci-layout.js";
 import { ANNOTATION_REF_NAME, isManifestMediaType } from "./oci-types.js";
-
-export type BlobContent = Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
-
-export interface BlobInfo {
-  digest: string;
-  size: number;
-}
-
-export interface Expected {
-  digest: string;
-  size?: number;
-}
 
 const INGEST_DIR = "ingest";
 
@@ -38,7 +28,7 @@ function withoutRefName(desc: Descriptor): Descriptor {
   return copy;
 }
 
-export class ContentStore {
+export class ContentStore implements BlobReader, BlobWriter {
   // Tag resolver as in oras-go: every tracked manifest is tagged by its digest; tags from
   // `org.opencontainers.image.ref.name` annotations are kept as further references.
   private readonly tags = new Map<string, Descriptor>();
@@ -47,6 +37,8 @@ export class ContentStore {
   private constructor(
     readonly root: string,
     private readonly index: Index,
+    /** Opened by `openReadOnly`: writes are refused, so the layout stays exactly as it was. */
+    private readonly readOnly = false,
   ) {
     for (const desc of index.manifests ?? []) {
       this.tags.set(desc.digest, withoutRefName(desc));
@@ -67,6 +59,16 @@ export class ContentStore {
     return new ContentStore(dir, index);
   }
 
+  /**
+   * Opens the layout at `dir` for reading only: nothing is created or rewritten (no `blobs/`,
+   * `oci-layout` or `index.json` where there are none), and put/tag/delete fail.
+   */
+  static async openReadOnly(dir: string): Promise<ContentStore> {
+    await hasLayoutFile(dir);
+    const index = (await readIndexJson(dir)) ?? { schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: [] };
+    return new ContentStore(dir, index, true);
+  }
+
   /** Path of the blob (whether or not it exists). Malformed digests throw InvalidDigestError. */
   path(digest: string): string {
     return blobPathIn(this.root, digest);
@@ -77,7 +79,8 @@ export class ContentStore {
    * the write fails with DigestMismatchError / SizeMismatchError and nothing is stored. When the
    * expected blob is already present, `content` is not read at all.
    */
-  async put(content: BlobContent, expected?: Expected): Promise<BlobInfo> {
+  async put(content: BlobContent, expected?: ExpectedBlob): Promise<BlobInfo> {
+    this.checkWritable();
     let algorithm: DigestAlgorithm = "sha256";
     if (expected) {
       algorithm = parseDigest(expected.digest).algorithm;
@@ -135,6 +138,7 @@ export class ContentStore {
 
   /** Records `desc` in index.json under `reference` (a tag, or its own digest). */
   async tag(desc: Descriptor, reference: string): Promise<void> {
+    this.checkWritable();
     if (!(await this.exists(desc.digest))) throw new BlobNotFoundError(desc.digest);
     const plain = withoutRefName(desc);
     if (reference !== desc.digest) this.tags.set(desc.digest, plain);
@@ -213,6 +217,7 @@ export class ContentStore {
 
   /** Removes the blob and any index.json entries for it; false if it was not there. */
   async delete(digest: string): Promise<boolean> {
+    this.checkWritable();
     const path = this.path(digest);
     let removed = true;
     try {
@@ -252,6 +257,10 @@ export class ContentStore {
       }
     }
     return out.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new FailedPreconditionError(`${this.root}: opened read-only`);
   }
 
   private async statBlob(digest: string): Promise<number | undefined> {

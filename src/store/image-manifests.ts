@@ -1,4 +1,5 @@
-// Choosing an image's platform manifests through a BlobSource (docs/formats.md §3.4).
+// Choosing an image's platform manifests through a BlobReader (docs/formats.md §3.4).
+import { InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { imageIndexFromBytes } from "../formats/convert-docs.js";
 import { type Descriptor, isIndexType, isManifestType, parseManifest, type Platform } from "../formats/oci.js";
 import {
@@ -9,27 +10,27 @@ import {
   platformFromImageConfig,
 } from "../formats/platform.js";
 import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
-import type { BlobSource } from "./blob-source.js";
+import type { BlobReader } from "./blobs.js";
 
 /** The platform manifest of an image for `platform` (§3.4 manifest selection). */
 export async function manifestForPlatform(
-  source: BlobSource,
+  source: BlobReader,
   root: Descriptor,
   platform: Platform,
 ): Promise<Descriptor> {
   if (!isIndexType(root.mediaType)) {
     if (root.platform && !matchPlatformStrict(platform, root.platform)) {
-      throw new Error(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
+      throw new NotFoundError(`image ${root.digest} does not match platform ${formatPlatform(platform)}`);
     }
     return root;
   }
   const index = imageIndexFromBytes(await source.get(root.digest, root.mediaType));
   for (const m of index.manifests ?? []) {
     if (m.artifactType === SociIndexArtifactTypeV2) continue;
-    if (!m.platform) throw new Error(`manifest ${m.digest} in image index has no platform`);
+    if (!m.platform) throw new InvalidArgumentError(`manifest ${m.digest} in image index has no platform`);
     if (matchPlatformStrict(platform, m.platform)) return m;
   }
-  throw new Error(`no manifest for platform ${formatPlatform(platform)} in image ${root.digest}`);
+  throw new NotFoundError(`no manifest for platform ${formatPlatform(platform)} in image ${root.digest}`);
 }
 
 export interface PlatformChoice {
@@ -39,7 +40,7 @@ export interface PlatformChoice {
 
 /** Platforms to index: explicit ones, all of the image's, or the image's / host's default. */
 export async function platformsFor(
-  source: BlobSource,
+  source: BlobReader,
   root: Descriptor,
   choice: PlatformChoice,
 ): Promise<{ platforms: Platform[]; target: Descriptor }> {

@@ -1,5 +1,6 @@
 // OCI image layout files (`oci-layout`, `index.json`) as oras-go's oci.Store reads and writes them.
 // Usable on any layout directory, e.g. the staged input and the output of standalone convert.
+import { InvalidArgumentError } from "../errors/errors.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -40,21 +41,27 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, m
 
 /** Creates `oci-layout` if missing, otherwise checks that it declares version 1.0.0. */
 export async function ensureLayoutFile(dir: string): Promise<void> {
-  const path = join(dir, OCI_LAYOUT_FILE);
+  if (await hasLayoutFile(dir)) return;
+  await writeFile(join(dir, OCI_LAYOUT_FILE), JSON.stringify({ imageLayoutVersion: IMAGE_LAYOUT_VERSION }), {
+    mode: 0o666,
+    flag: "wx",
+  }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "EEXIST") throw e; // created concurrently by another opener
+  });
+}
+
+/** Whether `dir` has an `oci-layout` file; one that does not declare version 1.0.0 is InvalidLayoutError. */
+export async function hasLayoutFile(dir: string): Promise<boolean> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = await readFile(join(dir, OCI_LAYOUT_FILE), "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    await writeFile(path, JSON.stringify({ imageLayoutVersion: IMAGE_LAYOUT_VERSION }), {
-      mode: 0o666,
-      flag: "wx",
-    }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== "EEXIST") throw e; // created concurrently by another opener
-    });
-    return;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    throw err;
   }
   checkLayoutFile(dir, text);
+  return true;
 }
 
 function checkLayoutFile(dir: string, text: string): void {
@@ -105,7 +112,8 @@ export async function readIndexJson(dir: string): Promise<(Index & { manifests: 
     const manifests = index.manifests ?? [];
     for (const d of manifests) {
       parseDigest(d.digest);
-      if (!Number.isSafeInteger(d.size) || d.size < 0) throw new Error(`${d.digest}: invalid size ${d.size}`);
+      if (!Number.isSafeInteger(d.size) || d.size < 0)
+        throw new InvalidArgumentError(`${d.digest}: invalid size ${d.size}`);
     }
     return { ...index, manifests };
   } catch (err) {

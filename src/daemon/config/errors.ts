@@ -1,4 +1,5 @@
 // A configuration the daemon cannot start with. The message names the offending key.
-export class ConfigError extends Error {
+import { InvalidArgumentError } from "../../errors/errors.js";
+export class ConfigError extends InvalidArgumentError {
   override name = "ConfigError";
 }
