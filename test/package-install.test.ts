@@ -71,6 +71,7 @@ async function checkoutFiles(): Promise<string[]> {
  * prebuild host, so without it the script compiles SQLite (about a minute and a half here; `npm ci`
  * in .ci/run exercises that path). The prebuild given is the addon the checkout's install built, so
  * the installed package runs the same code; if the resolved version differs, the script compiles.
+ * (npm warns that it does not know this setting; prebuild-install reads it from the environment.)
  */
 async function betterSqlitePrebuild(dir: string): Promise<void> {
   const mod = join(REPO, "node_modules", "better-sqlite3");
