@@ -1,0 +1,11 @@
+// `npm run test:unit`: the tests that need no root, registry, containerd or FUSE (test/suites.ts).
+// They are CPU-bound and independent, so they use every core (vitest's default leaves one idle:
+// a single worker on a 2-core machine).
+import { defineConfig } from "vitest/config";
+import base from "./vitest.config.js";
+import { UNIT_TESTS } from "./test/suites.js";
+
+export default defineConfig({
+  ...base,
+  test: { ...base.test, include: UNIT_TESTS.map((f) => `test/${f}`), maxWorkers: "100%" },
+});
