@@ -15,6 +15,8 @@ export const UNIT_TESTS = [
   "daemon-config.test.ts",
   "daemon-logger.test.ts",
   "daemon-metrics.test.ts",
+  "docs.test.ts",
+  "errors.test.ts",
   "extract-spans.test.ts",
   "fs-span-manager.test.ts",
   "fs-tree.test.ts",
@@ -57,7 +59,6 @@ export const INTEGRATION_TESTS = [
   "daemon-pull-modes.test.ts", // containerd, registry, FUSE
   "daemon-restart.test.ts", // containerd, registry, FUSE
   "demo.test.ts", // the whole demo: apt, containerd, registry
-  "docs.test.ts", // runs the docs' containerd snippet
   "fs-background-fetcher.test.ts", // registry
   "fs-layer-reader.test.ts", // registry
   "fs-mount.test.ts", // FUSE
