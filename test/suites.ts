@@ -15,7 +15,6 @@ export const UNIT_TESTS = [
   "daemon-config.test.ts",
   "daemon-logger.test.ts",
   "daemon-metrics.test.ts",
-  "docs.test.ts",
   "errors.test.ts",
   "extract-spans.test.ts",
   "fs-span-manager.test.ts",
@@ -59,6 +58,7 @@ export const INTEGRATION_TESTS = [
   "daemon-pull-modes.test.ts", // containerd, registry, FUSE
   "daemon-restart.test.ts", // containerd, registry, FUSE
   "demo.test.ts", // the whole demo: apt, containerd, registry
+  "docs.test.ts", // imports the CRI containerd helper (the config it writes is checked against the doc)
   "fs-background-fetcher.test.ts", // registry
   "fs-layer-reader.test.ts", // registry
   "fs-mount.test.ts", // FUSE
