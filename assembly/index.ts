@@ -1,5 +1,4 @@
-// WebAssembly entry points: pure compute over linear memory, no I/O.
-import { crcInitTables, crc32Update } from "./crc32";
+// WebAssembly entry points: pure compute over linear memory, no I/O (the host supplies crc32).
 
 export {
   configure, growInput, startGzip, startRaw, compact, inputEnd, inputFree, windowPtr, pushed,
@@ -8,10 +7,5 @@ export {
 } from "./inflate";
 import { copyInit } from "./inflate";
 
-crcInitTables();
 copyInit();
 
-/** CRC-32 of [ptr, ptr+len) continuing from `crc` (0 to start). */
-export function crc32(crc: u32, ptr: usize, len: usize): u32 {
-  return crc32Update(crc, ptr, len);
-}

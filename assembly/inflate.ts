@@ -9,7 +9,11 @@
 // The decoder stops at every point the caller must act on: more input, output full, a checkpoint
 // candidate (a block boundary that satisfies the zran rule), an output limit, the end, or an error.
 
-import { crc32Update } from "./crc32";
+// CRC-32 (zlib's crc32(): pre/post-conditioned, continuing from `crc`) of [ptr, ptr+len), computed by
+// the host (node:zlib's native crc32 reads the module's memory in place: several times faster than
+// a table-driven CRC in WebAssembly).
+@external("env", "crc32")
+declare function crc32Update(crc: u32, ptr: usize, len: usize): u32;
 import {
   buildFixed, buildTable, DIST_BITS, DIST_TABLE, F_EOB, F_EXCEPTIONAL, F_INVALID, F_SUB,
   KIND_DIST, KIND_LITLEN, KIND_PRECODE, LIT_BITS, LIT_TABLE, PRE_BITS, PRE_TABLE,
