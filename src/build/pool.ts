@@ -30,14 +30,16 @@ export class BuildPool {
     return this.pool.options.maxThreads;
   }
 
-  /** Streams one layer blob to a worker; resolves with the serialized ztoc and its digest. */
+  /**
+   * Streams one layer blob to a worker (through a shared ring: the caller keeps its buffers);
+   * resolves with the serialized ztoc and its digest. With `options.expect`, the worker also checks
+   * the blob's sha256 digest and size against the descriptor's.
+   */
   async buildZtoc(
     stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
     options: LayerIndexOptions,
     opts: {
       signal?: AbortSignal;
-      /** Hand chunk buffers over to the worker (the caller must not reuse them). */
-      transfer?: boolean;
       /** Compressed bytes the worker has processed so far. */
       onProgress?: (bytes: number) => void;
     } = {},
@@ -52,7 +54,7 @@ export class BuildPool {
       .then((r: WorkerResult<ZtocTaskResult>) => unwrap(r));
     task.catch(() => sender.stop());
     try {
-      await sender.send(stream, opts.transfer);
+      await sender.send(stream);
       return await task;
     } finally {
       port1.close();
