@@ -29,13 +29,13 @@ export const DIST_BITS: u32 = 8;
 export const PRE_BITS: u32 = 7;
 
 // Generous upper bounds: main table plus a full-size sub-table for every long symbol.
-export const LIT_TABLE: usize = memory.data((2048 + 288 * 16) * 4, 64);
-export const DIST_TABLE: usize = memory.data((256 + 32 * 128) * 4, 64);
+export const LIT_TABLE: usize = memory.data(((1 << LIT_BITS) + 288 * 16) * 4, 64);
+export const DIST_TABLE: usize = memory.data(((1 << DIST_BITS) + 32 * 128) * 4, 64);
 export const PRE_TABLE: usize = memory.data(128 * 4, 64);
 
 const COUNT: usize = memory.data(16 * 4, 16); // u32 per length
-const GROUP_MAX: usize = memory.data(2048, 16); // longest code per main-table prefix
-const GROUP_START: usize = memory.data(2048 * 4, 16); // sub-table start per prefix
+const GROUP_MAX: usize = memory.data(1 << LIT_BITS, 16); // longest code per main-table prefix
+const GROUP_START: usize = memory.data((1 << LIT_BITS) * 4, 16); // sub-table start per prefix
 
 const LEN_BASE: StaticArray<u16> = [
   3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,

@@ -24,7 +24,7 @@ const rssMB = () => process.resourceUsage().maxRSS / 1024;
 async function zlibGunzip(layers: Corpus[]): Promise<number> {
   const t = performance.now();
   for (const l of layers) {
-    await pipeline(read(l.gzPath), createGunzip({ chunkSize: CHUNK }), async function* (src) {
+    await pipeline(read(l.gzPath), createGunzip({ chunkSize: CHUNK }), async (src) => {
       for await (const _ of src) void _;
     });
   }

@@ -132,7 +132,10 @@ let lastModTimeBytes = new Uint8Array(0);
 function fileMetadataToFlatbuffer(b: flatbuffers.Builder, e: FileMetadata): number {
   const name = b.createString(e.name);
   let tb = typeBytes.get(e.type);
-  if (tb === undefined) typeBytes.set(e.type, (tb = textEncoder.encode(e.type)));
+  if (tb === undefined) {
+    tb = textEncoder.encode(e.type);
+    typeBytes.set(e.type, tb);
+  }
   const type = b.createString(tb);
   const linkname = b.createString(e.linkname);
   const uname = b.createString(e.uname);
