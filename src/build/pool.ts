@@ -16,10 +16,11 @@ export function buildWorkerPath(): string {
 export class BuildPool {
   private readonly pool: Piscina;
 
-  constructor(opts: { threads?: number } = {}) {
+  /** `warm`: start one worker now, so it has loaded its modules when the first layer comes. */
+  constructor(opts: { threads?: number; warm?: boolean } = {}) {
     this.pool = new Piscina({
       filename: buildWorkerPath(),
-      minThreads: 0,
+      minThreads: opts.warm ? 1 : 0,
       maxThreads: Math.max(1, opts.threads ?? availableParallelism()),
       idleTimeout: 30_000,
       concurrentTasksPerWorker: 1,
