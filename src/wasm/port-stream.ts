@@ -9,6 +9,8 @@ import type { MessagePort } from "node:worker_threads";
 
 /** Bytes per ring slot (and per message). */
 export const SLOT_SIZE = 1 << 20;
+/** The consumer acknowledges slots in pairs (a sender must allow at least this many in flight). */
+const ACK_EVERY = 2;
 
 /** Main → worker: the ring (first), then filled slots, then the end marker. */
 export type ChunkMessage = { ring: SharedArrayBuffer } | { slot: number; len: number } | { end: true };
@@ -25,6 +27,7 @@ export function isAck(msg: unknown): msg is AckMessage {
  * stop() was called. The caller routes acks here through the returned `onAck`.
  */
 export function portSender(port: MessagePort, inFlight: number, onProgress?: (bytesProcessed: number) => void) {
+  inFlight = Math.max(inFlight, 2 * ACK_EVERY);
   const slots = inFlight + 1;
   let ring: Uint8Array | undefined;
   let sent = 0;
@@ -110,7 +113,8 @@ export function consumePort<T>(
         if ("slot" in msg) {
           if (!ring) throw new Error("port stream: chunk before ring");
           onChunk(new Uint8Array(ring, msg.slot * SLOT_SIZE, msg.len));
-          port.postMessage({ ack: ++seq } satisfies AckMessage);
+          // every second slot: each wake-up of the sender refills two (it keeps at least two queued)
+          if (++seq % ACK_EVERY === 0) port.postMessage({ ack: seq } satisfies AckMessage);
           return;
         }
         const r = onEnd();
