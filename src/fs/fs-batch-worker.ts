@@ -24,6 +24,7 @@ import { parentPort } from "node:worker_threads";
 import type { FsBatchMessage, FsOp, FsReply } from "./fs-batch.js";
 
 const port = parentPort!;
+const B = (s: string) => Buffer.from(s, "latin1"); // paths arrive as binary strings
 let fds = new Map<number, number>();
 let failed = false;
 
@@ -124,20 +125,20 @@ function special(op: Extract<FsOp, { o: "special" }>): void {
 }
 
 function placeSpecial(op: Extract<FsOp, { o: "special" }>): void {
-  renameSync(op.tmp, op.p);
-  lchownSync(op.p, op.uid, op.gid);
-  if (op.chmod >= 0) chmodSync(op.p, op.chmod);
-  if (op.t !== "") lutimesSync(op.p, op.t, op.t);
+  renameSync(op.tmp, B(op.p));
+  lchownSync(B(op.p), op.uid, op.gid);
+  if (op.chmod >= 0) chmodSync(B(op.p), op.chmod);
+  if (op.t !== "") lutimesSync(B(op.p), op.t, op.t);
 }
 
 function apply(op: FsOp, data: Uint8Array): void {
   switch (op.o) {
     case "mkdir":
-      mkdirSync(op.p, op.mode);
-      if (op.chmod) chmodSync(op.p, op.mode);
+      mkdirSync(B(op.p), op.mode);
+      if (op.chmod) chmodSync(B(op.p), op.mode);
       return;
     case "file": {
-      const fd = openSync(op.p, "wx", op.mode);
+      const fd = openSync(B(op.p), "wx", op.mode);
       try {
         writeAll(fd, data, op.off, op.len);
       } catch (e) {
@@ -148,7 +149,7 @@ function apply(op: FsOp, data: Uint8Array): void {
       return;
     }
     case "open":
-      fds.set(op.id, openSync(op.p, "wx", op.mode));
+      fds.set(op.id, openSync(B(op.p), "wx", op.mode));
       return;
     case "write":
       writeAll(fds.get(op.id)!, data, op.off, op.len);
@@ -166,25 +167,25 @@ function apply(op: FsOp, data: Uint8Array): void {
       return;
     }
     case "symlink":
-      symlinkSync(op.target, op.p);
-      if (op.uid >= 0) lchownSync(op.p, op.uid, op.gid);
-      lutimesSync(op.p, op.t, op.t);
+      symlinkSync(B(op.target), B(op.p));
+      if (op.uid >= 0) lchownSync(B(op.p), op.uid, op.gid);
+      lutimesSync(B(op.p), op.t, op.t);
       return;
     case "link":
-      linkSync(op.from, op.p);
+      linkSync(B(op.from), B(op.p));
       return;
     case "rm":
-      rmSync(op.p, { recursive: true, force: true });
+      rmSync(B(op.p), { recursive: true, force: true });
       return;
     case "special":
       special(op);
       return;
     case "attrs":
-      if (op.uid >= 0) lchownSync(op.p, op.uid, op.gid);
-      if (op.chmod >= 0) chmodSync(op.p, op.chmod);
+      if (op.uid >= 0) lchownSync(B(op.p), op.uid, op.gid);
+      if (op.chmod >= 0) chmodSync(B(op.p), op.chmod);
       return;
     case "utimes":
-      utimesSync(op.p, op.t, op.t);
+      utimesSync(B(op.p), op.t, op.t);
       return;
   }
 }

@@ -6,13 +6,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 
-/** Times are strings (see tree-writer.ts times()); uid < 0: no chown; chmod < 0: no chmod. */
+/**
+ * Paths (and link targets) are binary strings, one char per byte (the worker makes them Buffers):
+ * structured clone would copy a whole pooled ArrayBuffer for every small Buffer. Times are strings
+ * (see tree-writer.ts times()); uid < 0: no chown; chmod < 0: no chmod.
+ */
 export type FsOp =
-  | { o: "mkdir"; n: string; p: Buffer; mode: number; chmod: boolean }
+  | { o: "mkdir"; n: string; p: string; mode: number; chmod: boolean }
   | {
       o: "file";
       n: string;
-      p: Buffer;
+      p: string;
       mode: number;
       off: number;
       len: number;
@@ -21,18 +25,18 @@ export type FsOp =
       chmod: number;
       t: string;
     }
-  | { o: "open"; n: string; id: number; p: Buffer; mode: number }
+  | { o: "open"; n: string; id: number; p: string; mode: number }
   | { o: "write"; n: string; id: number; off: number; len: number }
   | { o: "close"; n: string; id: number; uid: number; gid: number; chmod: number; t: string }
   | { o: "drop"; n: string; id: number }
-  | { o: "symlink"; n: string; target: Buffer; p: Buffer; uid: number; gid: number; t: string }
-  | { o: "link"; n: string; from: Buffer; p: Buffer }
-  | { o: "rm"; n: string; p: Buffer }
+  | { o: "symlink"; n: string; target: string; p: string; uid: number; gid: number; t: string }
+  | { o: "link"; n: string; from: string; p: string }
+  | { o: "rm"; n: string; p: string }
   | {
       o: "special";
       n: string;
       tmp: string;
-      p: Buffer;
+      p: string;
       kind: "char" | "block" | "fifo";
       major: number;
       minor: number;
@@ -41,8 +45,8 @@ export type FsOp =
       chmod: number;
       t: string;
     }
-  | { o: "attrs"; n: string; p: Buffer; uid: number; gid: number; chmod: number }
-  | { o: "utimes"; n: string; p: Buffer; t: string };
+  | { o: "attrs"; n: string; p: string; uid: number; gid: number; chmod: number }
+  | { o: "utimes"; n: string; p: string; t: string };
 
 export interface FsBatchMessage {
   seq: number;
@@ -160,7 +164,7 @@ export class FsBatch {
   }
 
   /** Opens a file whose data follows in write() calls; returns its id. */
-  open(n: string, p: Buffer, mode: number): number {
+  open(n: string, p: string, mode: number): number {
     const id = ++this.nextId;
     this.queue({ o: "open", n, id, p, mode });
     return id;

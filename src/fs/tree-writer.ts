@@ -60,7 +60,7 @@ interface Node {
 const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
 
 export class TreeWriter implements TreeIndex {
-  private readonly rootBytes: Buffer;
+  private readonly rootStr: string;
   private readonly nodes = new Map<string, Node>();
   private readonly dirs = new Map<string, TarEntry>(); // last header of each directory
   private readonly xattrs = new Map<string, Map<string, Uint8Array>>();
@@ -77,7 +77,7 @@ export class TreeWriter implements TreeIndex {
     private readonly scratch: string,
     private readonly opts: TreeWriterOptions = {},
   ) {
-    this.rootBytes = Buffer.from(root.replace(/\/+$/, ""));
+    this.rootStr = Buffer.from(root.replace(/\/+$/, "")).toString("latin1");
     this.opaqueName = `${opts.opaqueXattr ?? "trusted"}.overlay.opaque`;
   }
 
@@ -138,7 +138,7 @@ export class TreeWriter implements TreeIndex {
         this.io.queue({
           o: "symlink",
           n: name,
-          target: Buffer.from(target, "latin1"),
+          target,
           p: full,
           uid: chown ? e.uid : -1,
           gid: e.gid,
@@ -228,7 +228,7 @@ export class TreeWriter implements TreeIndex {
       const sets: XattrSet[] = [];
       for (const [rel, attrs] of this.xattrs) {
         sets.push({
-          path: this.full(rel),
+          path: this.fullBytes(rel),
           attrs: [...attrs].map(([k, value]) => ({ name: Buffer.from(k, "latin1"), value })),
         });
       }
@@ -376,7 +376,7 @@ export class TreeWriter implements TreeIndex {
   // Whiteouts keep mode 000 and the creation time.
   private special(
     name: string,
-    full: Buffer,
+    full: string,
     kind: "char" | "block" | "fifo",
     major: number,
     minor: number,
@@ -428,8 +428,13 @@ export class TreeWriter implements TreeIndex {
     return e;
   }
 
-  private full(rel: string): Buffer {
-    return rel === "" ? this.rootBytes : Buffer.concat([this.rootBytes, Buffer.from("/" + rel, "latin1")]);
+  // The absolute path of `rel` as a binary string (one char per byte, as the I/O thread takes it).
+  private full(rel: string): string {
+    return rel === "" ? this.rootStr : `${this.rootStr}/${rel}`;
+  }
+
+  private fullBytes(rel: string): Buffer {
+    return Buffer.from(this.full(rel), "latin1");
   }
 }
 
