@@ -9,7 +9,11 @@
 // The decoder stops at every point the caller must act on: more input, output full, a checkpoint
 // candidate (a block boundary that satisfies the zran rule), an output limit, the end, or an error.
 
-import { crc32Update } from "./crc32";
+// CRC-32 (zlib's crc32(): pre/post-conditioned, continuing from `crc`) of [ptr, ptr+len), computed by
+// the host (node:zlib's native crc32 reads the module's memory in place: several times faster than
+// a table-driven CRC in WebAssembly).
+@external("env", "crc32")
+declare function crc32Update(crc: u32, ptr: usize, len: usize): u32;
 import {
   buildFixed, buildTable, DIST_BITS, DIST_TABLE, F_EOB, F_EXCEPTIONAL, F_INVALID, F_SUB,
   KIND_DIST, KIND_LITLEN, KIND_PRECODE, LIT_BITS, LIT_TABLE, PRE_BITS, PRE_TABLE,
@@ -499,7 +503,7 @@ function dynamicHeader(): i32 {
   while (i < total) {
     pull();
     const e = load<u32>(PRE_TABLE + ((<u32>gBB & 0x7f) << 2));
-    const cl = e & 31;
+    const cl = e & 63;
     if (cl > gBC) return shortage();
     if (e & F_INVALID) return fail(E_BAD_CODE_LENGTHS);
     const sym = e >>> 16;
@@ -630,41 +634,37 @@ function slowSymbol(): i32 {
     if (bc < LIT_BITS) return shortage();
     e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
   }
-  let cl = e & 31;
-  if (cl > bc) return shortage();
+  let n = e & 63; // code length (+ extra bits)
+  if (n > bc) return shortage();
   if (<i32>e < 0) {
     store<u8>(gOP, <u8>(e >>> 16));
     gOP++;
-    gBB = bb >> <u64>cl;
-    gBC = bc - cl;
+    gBB = bb >> <u64>n;
+    gBC = bc - n;
     return 0;
   }
   if (e & F_EXCEPTIONAL) {
     if (e & F_EOB) {
-      gBB = bb >> <u64>cl;
-      gBC = bc - cl;
+      gBB = bb >> <u64>n;
+      gBC = bc - n;
       return SYM_END_OF_BLOCK;
     }
     return fail(E_BAD_LITLEN);
   }
-  let ex = (e >>> 8) & 31;
-  if (cl + ex > bc) return shortage();
-  const len = (e >>> 16) + (<u32>(bb >> <u64>cl) & ((1 << ex) - 1));
-  bb >>= <u64>(cl + ex);
-  bc -= cl + ex;
+  const len = extraValue(e, bb);
+  bb >>= <u64>n;
+  bc -= n;
   let d = load<u32>(DIST_TABLE + ((<u32>bb & DIST_MASK) << 2));
   if (d & F_SUB) {
     if (bc < DIST_BITS) return shortage();
     d = subEntry(DIST_TABLE, d, <u32>(bb >> <u64>DIST_BITS));
   }
-  cl = d & 31;
-  if (cl > bc) return shortage();
+  n = d & 63;
+  if (n > bc) return shortage();
   if (d & F_EXCEPTIONAL) return fail(E_BAD_DISTANCE);
-  ex = (d >>> 8) & 31;
-  if (cl + ex > bc) return shortage();
-  const dist = <usize>((d >>> 16) + (<u32>(bb >> <u64>cl) & ((1 << ex) - 1)));
-  bb >>= <u64>(cl + ex);
-  bc -= cl + ex;
+  const dist = <usize>extraValue(d, bb);
+  bb >>= <u64>n;
+  bc -= n;
   if (dist > gOP - histLow) return fail(E_DISTANCE_TOO_FAR);
   let op = gOP;
   let src = op - dist;
@@ -680,14 +680,36 @@ function slowSymbol(): i32 {
   return 0;
 }
 
+// Base value plus the extra bits after the code: `bb` holds the code at its low end.
+@inline function extraValue(e: u32, bb: u64): u32 {
+  return (e >>> 16) + ((<u32>bb & ((<u32>1 << (e & 63)) - 1)) >>> ((e >>> 8) & 31));
+}
+
 // Second-level lookup: `e` is a SUBTABLE entry, `rest` the input bits after the main-table bits.
 @inline function subEntry(table: usize, e: u32, rest: u32): u32 {
   const idx = (e >>> 16) + (rest & ((<u32>1 << ((e >>> 8) & 31)) - 1));
   return load<u32>(table + (<usize>idx << 2));
 }
 
+// Byte shuffles that repeat the first d bytes of a vector (d = 1..15), 16 bytes per distance,
+// and how far to advance after storing one: the largest multiple of d that is at most 16.
+const REPEAT: usize = memory.data(16 * 16, 16);
+const REPEAT_STEP: usize = memory.data(16, 16);
+
+export function copyInit(): void {
+  for (let d: u32 = 1; d < 16; d++) {
+    for (let i: u32 = 0; i < 16; i++) store<u8>(REPEAT + (d << 4) + i, <u8>(i % d));
+    store<u8>(REPEAT_STEP + d, <u8>(16 - (16 % d)));
+  }
+}
+
 // The hot loop: no bounds checks inside, guarded by opEnd / input slack. Returns 0 when a bound
 // is reached, 1 at end of block, or a negative error. Leaves the reader at an exact bit position.
+//
+// After every refill the bit buffer holds at least 56 bits: enough for three literals (15 bits
+// each) and a table lookup, or a length (15 + 5) after two literals; a distance (15 + 13) comes
+// after a refill of its own. The next literal/length entry is looked up before a match is copied,
+// so the table load overlaps the copy.
 function fastLoop(opEnd: usize): i32 {
   let bb = gBB;
   let bc = <u64>gBC;
@@ -696,99 +718,109 @@ function fastLoop(opEnd: usize): i32 {
   const ipEnd = gIE - FAST_IN;
   const low = histLow;
   let r: i32 = 0;
-  while (ip < ipEnd && op < opEnd) {
+  bb |= load<u64>(ip) << bc;
+  ip += <usize>((63 - bc) >> 3);
+  bc |= 56;
+  let e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
+  // (the caller checked both bounds: the first iteration always runs)
+  do {
+    // refill: only bits above the ones `e` was looked up from change
     bb |= load<u64>(ip) << bc;
     ip += <usize>((63 - bc) >> 3);
     bc |= 56;
-    let e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
-    if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
     if (<i32>e < 0) {
+      bb >>= <u64>e;
+      bc -= <u64>(e & 63);
       store<u8>(op, <u8>(e >>> 16));
       op++;
-      bb >>= <u64>(e & 31);
-      bc -= <u64>(e & 31);
       e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
-      if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
       if (<i32>e < 0) {
+        bb >>= <u64>e;
+        bc -= <u64>(e & 63);
         store<u8>(op, <u8>(e >>> 16));
         op++;
-        bb >>= <u64>(e & 31);
-        bc -= <u64>(e & 31);
         e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
-        if (e & F_SUB) e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
         if (<i32>e < 0) {
+          bb >>= <u64>e;
+          bc -= <u64>(e & 63);
           store<u8>(op, <u8>(e >>> 16));
           op++;
-          bb >>= <u64>(e & 31);
-          bc -= <u64>(e & 31);
+          e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
           continue;
         }
       }
     }
+    // at least 34 bits buffered here
     if (e & F_EXCEPTIONAL) {
-      if (e & F_EOB) {
-        bb >>= <u64>(e & 31);
-        bc -= <u64>(e & 31);
-        r = 1;
+      if (e & F_SUB) {
+        e = subEntry(LIT_TABLE, e, <u32>(bb >> <u64>LIT_BITS));
+        if (<i32>e < 0) {
+          bb >>= <u64>e;
+          bc -= <u64>(e & 63);
+          store<u8>(op, <u8>(e >>> 16));
+          op++;
+          e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
+          continue;
+        }
+      }
+      if (e & F_EXCEPTIONAL) {
+        if (e & F_EOB) {
+          bb >>= <u64>e;
+          bc -= <u64>(e & 63);
+          r = 1;
+        } else {
+          r = E_BAD_LITLEN;
+        }
         break;
       }
-      r = E_BAD_LITLEN;
-      break;
     }
-    // length: code + extra bits (<= 20 bits; at least 26 are buffered here)
-    let cl = <u64>(e & 31);
-    let ex = (e >>> 8) & 31;
-    const len = <usize>((e >>> 16) + (<u32>(bb >> cl) & ((1 << ex) - 1)));
-    bb >>= cl + <u64>ex;
-    bc -= cl + <u64>ex;
-    if (bc < 32) {
-      bb |= load<u64>(ip) << bc;
-      ip += <usize>((63 - bc) >> 3);
-      bc |= 56;
-    }
+    const len = <usize>extraValue(e, <u64>bb);
+    bb >>= <u64>e;
+    bc -= <u64>(e & 63);
+    bb |= load<u64>(ip) << bc;
+    ip += <usize>((63 - bc) >> 3);
+    bc |= 56;
     let d = load<u32>(DIST_TABLE + ((<u32>bb & DIST_MASK) << 2));
-    if (d & F_SUB) d = subEntry(DIST_TABLE, d, <u32>(bb >> <u64>DIST_BITS));
     if (d & F_EXCEPTIONAL) {
-      r = E_BAD_DISTANCE;
-      break;
+      if (d & F_SUB) d = subEntry(DIST_TABLE, d, <u32>(bb >> <u64>DIST_BITS));
+      if (d & F_EXCEPTIONAL) {
+        r = E_BAD_DISTANCE;
+        break;
+      }
     }
-    cl = <u64>(d & 31);
-    ex = (d >>> 8) & 31;
-    const dist = <usize>((d >>> 16) + (<u32>(bb >> cl) & ((1 << ex) - 1)));
-    bb >>= cl + <u64>ex;
-    bc -= cl + <u64>ex;
+    const dist = <usize>extraValue(d, bb);
+    bb >>= <u64>d;
+    bc -= <u64>(d & 63);
     if (dist > op - low) {
       r = E_DISTANCE_TOO_FAR;
       break;
     }
+    e = load<u32>(LIT_TABLE + ((<u32>bb & LIT_MASK) << 2));
     let src = op - dist;
     const end = op + len;
     if (dist >= 16) {
-      do {
-        v128.store(op, v128.load(src));
-        op += 16;
-        src += 16;
-      } while (op < end);
-    } else if (dist >= 8) {
-      do {
-        store<u64>(op, load<u64>(src));
-        op += 8;
-        src += 8;
-      } while (op < end);
-    } else if (dist == 1) {
-      const v = i8x16.splat(load<u8>(src));
+      v128.store(op, v128.load(src));
+      v128.store(op, v128.load(src, 16), 16);
+      if (len > 32) {
+        op += 32;
+        src += 32;
+        do {
+          v128.store(op, v128.load(src));
+          op += 16;
+          src += 16;
+        } while (op < end);
+      }
+    } else {
+      // the pattern of the last `dist` bytes, repeated across a vector, stored every `step` bytes
+      const v = i8x16.swizzle(v128.load(src), v128.load(REPEAT + (dist << 4)));
+      const step = <usize>load<u8>(REPEAT_STEP + dist);
       do {
         v128.store(op, v);
-        op += 16;
-      } while (op < end);
-    } else {
-      do {
-        store<u64>(op, load<u64>(op - dist));
-        op += dist;
+        op += step;
       } while (op < end);
     }
     op = end;
-  }
+  } while (ip < ipEnd && op < opEnd);
   // Hand back whole bytes that were loaded but not consumed, so the position is exact.
   ip -= <usize>(bc >> 3);
   bc &= 7;

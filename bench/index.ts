@@ -11,7 +11,7 @@ import { availableParallelism } from "node:os";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { BuildPool } from "../src/indexer/pool.js";
-import { ensureCorpus, type Corpus } from "./lib/corpus.js";
+import { ensureCorpus, sha256File, type Corpus } from "./lib/corpus.js";
 import { commandLine, fmt, machineInfo, mb, table, writeResults } from "./lib/report.js";
 
 const CHUNK = 1 << 20;
@@ -31,12 +31,17 @@ async function zlibGunzip(layers: Corpus[]): Promise<number> {
   return (performance.now() - t) / 1000;
 }
 
+/** The layers' descriptors: the build checks each blob's digest and size, as `soci convert` does. */
+const descriptors = new Map<string, { digest: string; size: number }>();
+
 async function index(layers: Corpus[], threads: number): Promise<{ seconds: number; digests: string[] }> {
   const pool = new BuildPool({ threads });
   try {
     const t = performance.now();
     const r = await Promise.all(
-      layers.map((l) => pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip" }, { transfer: true })),
+      layers.map((l) =>
+        pool.buildZtoc(read(l.gzPath), { spanSize: SPAN, compression: "gzip", expect: descriptors.get(l.gzPath) }),
+      ),
     );
     return { seconds: (performance.now() - t) / 1000, digests: r.map((x) => x.digest) };
   } finally {
@@ -47,6 +52,7 @@ async function index(layers: Corpus[], threads: number): Promise<{ seconds: numb
 async function main(): Promise<void> {
   const layers: Corpus[] = [];
   for (const m of layerMBs) layers.push(await ensureCorpus(m));
+  for (const l of layers) descriptors.set(l.gzPath, { digest: `sha256:${await sha256File(l.gzPath)}`, size: l.gzSize });
   const gz = layers.reduce((s, l) => s + l.gzSize, 0);
   const tar = layers.reduce((s, l) => s + l.tarSize, 0);
   const cores = availableParallelism();

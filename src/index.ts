@@ -1,5 +1,11 @@
 // Library entry point: the inflate core and the formats built on it.
 export { gunzip, type GunzipOptions } from "./wasm/gunzip.js";
+export {
+  GunzipDecoder,
+  createGunzipStream,
+  gunzipChunks,
+  type GunzipStreamOptions,
+} from "./wasm/gunzip-stream.js";
 export { extract, type CheckpointState } from "./wasm/extract.js";
 export {
   buildCheckpoints,

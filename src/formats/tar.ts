@@ -110,10 +110,32 @@ const bytesAt = (b: Uint8Array, off: number, s: string) => {
   return true;
 };
 
+const EMPTY = new Uint8Array(0);
+// The last few uname/gname conversions: archives repeat the same few owner names.
+const nameCache = new Map<string, Uint8Array>();
+
+/**
+ * A binary string's bytes. Short arrays live in V8's heap, longer ones are slices of Node's
+ * buffer pool: no per-string backing store for the collector to account and finalize. Empty
+ * strings share one empty array (entries' fields are read-only by convention).
+ */
 function strBytes(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  const n = s.length;
+  if (n === 0) return EMPTY;
+  if (n > 48) return Buffer.from(s, "latin1");
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = s.charCodeAt(i);
   return out;
+}
+
+function ownerBytes(s: string): Uint8Array {
+  let b = nameCache.get(s);
+  if (b === undefined) {
+    if (nameCache.size >= 64) nameCache.clear();
+    b = strBytes(s);
+    nameCache.set(s, b);
+  }
+  return b;
 }
 
 /** Go parser.parseString of a header field: the bytes up to the first NUL. */
@@ -556,9 +578,12 @@ export class TarReader {
       }
       const type = TYPES[h.typeflag];
       if (!type) throw new TarError(`unsupported input tar entry ${goQuoteByte(h.typeflag)}`, "unsupported");
-      const pax = [...(h.pax ?? [])]
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([k, v]) => ({ key: strBytes(k), value: strBytes(v) }));
+      const pax =
+        h.pax && h.pax.size > 0
+          ? [...h.pax]
+              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+              .map(([k, v]) => ({ key: strBytes(k), value: strBytes(v) }))
+          : [];
       const dataOffset = this.pos;
       this.onEntry({
         name: strBytes(h.name),
@@ -569,8 +594,8 @@ export class TarReader {
         mode: h.mode,
         uid: h.uid,
         gid: h.gid,
-        uname: strBytes(h.uname),
-        gname: strBytes(h.gname),
+        uname: ownerBytes(h.uname),
+        gname: ownerBytes(h.gname),
         mtimeSec: h.mtimeSec,
         mtimeNsec: h.mtimeNsec,
         devmajor: h.devmajor,

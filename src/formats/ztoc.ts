@@ -102,13 +102,50 @@ function latin1(b: Uint8Array): string {
   return s;
 }
 
+/** The builder's internals that addFieldInt64 uses (the runtime's own path takes a bigint). */
+interface BuilderInternals {
+  bb: flatbuffers.ByteBuffer;
+  space: number;
+}
+
+/**
+ * `b.addFieldInt64(voffset, int64(v), 0n)` for a number: the same bytes (prep, two little-endian
+ * words, slot) without the BigInt conversions, which cost more than the rest of an entry.
+ */
+function addFieldInt64(b: flatbuffers.Builder, voffset: number, v: number, what: string): void {
+  if (!Number.isSafeInteger(v)) {
+    b.addFieldInt64(voffset, int64(v, what), 0n);
+    return;
+  }
+  if (v === 0) return; // the default (defaults are not forced)
+  b.prep(8, 0);
+  const w = b as unknown as BuilderInternals;
+  w.space -= 8;
+  w.bb.writeInt32(w.space, (v >>> 0) | 0);
+  w.bb.writeInt32(w.space + 4, Math.floor(v / 0x100000000) | 0);
+  b.slot(voffset);
+}
+
+const typeBytes = new Map<string, Uint8Array>();
+let lastModTime = "";
+let lastModTimeBytes = new Uint8Array(0);
+
 function fileMetadataToFlatbuffer(b: flatbuffers.Builder, e: FileMetadata): number {
   const name = b.createString(e.name);
-  const type = b.createString(textEncoder.encode(e.type));
+  let tb = typeBytes.get(e.type);
+  if (tb === undefined) {
+    tb = textEncoder.encode(e.type);
+    typeBytes.set(e.type, tb);
+  }
+  const type = b.createString(tb);
   const linkname = b.createString(e.linkname);
   const uname = b.createString(e.uname);
   const gname = b.createString(e.gname);
-  const modTime = b.createString(textEncoder.encode(e.modTime));
+  if (e.modTime !== lastModTime) {
+    lastModTime = e.modTime;
+    lastModTimeBytes = textEncoder.encode(e.modTime);
+  }
+  const modTime = b.createString(lastModTimeBytes);
 
   const xattrOffsets: number[] = [];
   for (const r of sortedPax(e.xattrs)) {
@@ -124,17 +161,17 @@ function fileMetadataToFlatbuffer(b: flatbuffers.Builder, e: FileMetadata): numb
   b.startObject(14);
   b.addFieldOffset(0, name, 0);
   b.addFieldOffset(1, type, 0);
-  b.addFieldInt64(2, int64(e.uncompressedOffset, "uncompressed offset"), 0n);
-  b.addFieldInt64(3, int64(e.uncompressedSize, "uncompressed size"), 0n);
+  addFieldInt64(b, 2, e.uncompressedOffset, "uncompressed offset");
+  addFieldInt64(b, 3, e.uncompressedSize, "uncompressed size");
   b.addFieldOffset(4, linkname, 0);
-  b.addFieldInt64(5, int64(e.mode, "mode"), 0n);
+  addFieldInt64(b, 5, e.mode, "mode");
   b.addFieldInt32(6, uint32(e.uid, "uid"), 0);
   b.addFieldInt32(7, uint32(e.gid, "gid"), 0);
   b.addFieldOffset(8, uname, 0);
   b.addFieldOffset(9, gname, 0);
   b.addFieldOffset(10, modTime, 0);
-  b.addFieldInt64(11, int64(e.devmajor, "devmajor"), 0n);
-  b.addFieldInt64(12, int64(e.devminor, "devminor"), 0n);
+  addFieldInt64(b, 11, e.devmajor, "devmajor");
+  addFieldInt64(b, 12, e.devminor, "devminor");
   b.addFieldOffset(13, xattrs, 0);
   return b.endObject();
 }
@@ -155,7 +192,10 @@ export function encodeZtoc(z: Ztoc): Uint8Array {
       throw new ZtocError(`compression algorithm not defined in flatbuf: ${z.compressionAlgorithm}`);
     }
   }
-  const b = new flatbuffers.Builder(1024);
+  // sized for the whole ztoc up front (growing copies the buffer each time it doubles)
+  let estimate = 1024 + z.checkpoints.length + z.spanDigests.length * 80;
+  for (const e of z.toc) estimate += 160 + e.name.length + e.linkname.length + e.uname.length + e.gname.length;
+  const b = new flatbuffers.Builder(estimate);
   const version = b.createString(textEncoder.encode(z.version));
   const tool = b.createString(textEncoder.encode(z.buildToolIdentifier));
 

@@ -1,15 +1,18 @@
 // A layer blob as it streams in: hashes the compressed bytes (the layer digest), gunzips them with
 // the WASM inflater (multi-member, CRC and ISIZE checked), and hashes the tar that comes out (the
-// diff ID). Each uncompressed chunk handed out is a fresh buffer the caller may keep; they come
-// from generators, so a highly compressed chunk is never inflated whole before the caller sees it.
+// diff ID). The uncompressed bytes go to the caller's callback as views into the decoder's memory,
+// valid only during the call (nothing is copied here); input is fed in slices with an awaited
+// `between()` after each, so a highly compressed chunk is never inflated whole before the caller
+// has caught up.
 import { createHash, type Hash } from "node:crypto";
 import { Inflater } from "../wasm/inflater.js";
 import { InflateError } from "../wasm/codes.js";
 
 export type Compression = "gzip" | "uncompressed" | "auto";
 
-// Input is fed in slices so that at most ~1032 × this (deflate's limit) is held between yields.
-const FEED_SLICE = 16 * 1024;
+// Input is fed in slices so that at most ~1032 × this (deflate's limit) is produced between two
+// awaits of the caller's backpressure.
+const FEED_SLICE = 64 * 1024;
 
 export class LayerDecodeError extends Error {
   override name = "LayerDecodeError";
@@ -41,32 +44,32 @@ export class LayerDecoder {
     return this.tarBytes;
   }
 
-  /** Feeds the next compressed bytes; yields the uncompressed bytes they produce. */
-  *push(chunk: Uint8Array): Generator<Uint8Array> {
+  /** Feeds the next compressed bytes; `onTar` receives the uncompressed bytes they produce. */
+  async push(chunk: Uint8Array, onTar: (view: Uint8Array) => void, between: () => Promise<void>): Promise<void> {
     this.compressedBytes += chunk.length;
     this.digestHash.update(chunk);
     if (!this.mode) {
-      this.head.push(chunk);
+      this.head.push(new Uint8Array(chunk)); // the caller may reuse its chunk
       const held = Buffer.concat(this.head);
       if (held.length < 4) return;
       this.head = [];
       this.start(sniff(held));
-      yield* this.decode(held, false);
+      await this.decode(held, false, onTar, between);
       return;
     }
-    yield* this.decode(chunk, false);
+    await this.decode(chunk, false, onTar, between);
   }
 
-  /** The blob ended: yields the last uncompressed bytes, or throws if the gzip stream is cut short. */
-  *end(): Generator<Uint8Array> {
+  /** The blob ended: delivers the last uncompressed bytes, or throws if the gzip stream is cut short. */
+  async end(onTar: (view: Uint8Array) => void, between: () => Promise<void>): Promise<void> {
     if (!this.mode) {
       const held = Buffer.concat(this.head);
       this.head = [];
       this.start(held.length >= 2 ? sniff(held) : "uncompressed");
-      yield* this.decode(held, true);
+      await this.decode(held, true, onTar, between);
       return;
     }
-    yield* this.decode(new Uint8Array(0), true);
+    await this.decode(new Uint8Array(0), true, onTar, between);
   }
 
   /** "sha256:<hex>" of the compressed blob; call after end(). */
@@ -90,24 +93,26 @@ export class LayerDecoder {
     if (mode === "gzip") this.inflater = Inflater.gzip(null, true);
   }
 
-  private *decode(chunk: Uint8Array, last: boolean): Generator<Uint8Array> {
+  private async decode(
+    chunk: Uint8Array,
+    last: boolean,
+    onTar: (view: Uint8Array) => void,
+    between: () => Promise<void>,
+  ): Promise<void> {
     if (this.mode === "uncompressed") {
       if (chunk.length === 0) return;
       this.diffHash.update(chunk);
       this.tarBytes += chunk.length;
-      yield chunk;
+      onTar(chunk);
       return;
     }
     const inf = this.inflater;
     if (!inf) throw new LayerDecodeError("gzip stream continues after its end");
-    let out: Uint8Array[] = [];
     const sink = {
       data: (view: Uint8Array) => {
-        const copy = Buffer.allocUnsafe(view.length);
-        copy.set(view);
-        this.diffHash.update(copy);
-        this.tarBytes += copy.length;
-        out.push(copy);
+        this.diffHash.update(view);
+        this.tarBytes += view.length;
+        onTar(view);
       },
     };
     let pos = 0;
@@ -131,9 +136,7 @@ export class LayerDecoder {
         throw e;
       }
       pos = end;
-      const ready = out;
-      out = [];
-      yield* ready;
+      await between();
     } while (pos < chunk.length);
     if (last) this.release();
   }

@@ -15,8 +15,8 @@ export class TarApplier {
     this.reader = new TarReader((e) => this.fresh.push(e), { skipGlobalHeaders: true });
   }
 
-  /** Applies the next bytes of the tar (the chunk is kept by pending writes: do not reuse it). */
-  async push(chunk: Uint8Array): Promise<void> {
+  /** Applies the next bytes of the tar (copied before this returns: the caller may reuse the chunk). */
+  push(chunk: Uint8Array): void {
     this.reader.push(chunk);
     const start = this.offset;
     const end = start + chunk.length;
@@ -24,28 +24,28 @@ export class TarApplier {
     if (this.open) {
       const o = this.open;
       const n = Math.min(o.end, end) - start;
-      if (n > 0) await o.sink.write(chunk.subarray(0, n));
+      if (n > 0) o.sink.write(chunk.subarray(0, n));
       if (o.end <= end) {
         this.open = undefined;
-        await o.sink.close();
+        o.sink.close();
       }
     }
     const entries = this.fresh;
     this.fresh = [];
     for (const e of entries) {
       if (e.type !== "reg" || e.size === 0) {
-        await this.writer.add(e);
+        this.writer.add(e);
         continue;
       }
       // The reader reports an entry right after its header, so its data starts in this chunk or at its end.
       const from = e.dataOffset,
         to = from + e.size;
       if (to <= end) {
-        await this.writer.add(e, chunk.subarray(from - start, to - start));
+        this.writer.add(e, chunk.subarray(from - start, to - start));
       } else {
-        const sink = await this.writer.openFile(e);
+        const sink = this.writer.openFile(e);
         this.open = { sink, end: to };
-        if (from < end) await sink.write(chunk.subarray(from - start));
+        if (from < end) sink.write(chunk.subarray(from - start));
       }
     }
   }
@@ -57,9 +57,9 @@ export class TarApplier {
   }
 
   /** Closes a file left open by a failed unpack. */
-  async abort(): Promise<void> {
+  abort(): void {
     const o = this.open;
     this.open = undefined;
-    await o?.sink.abort();
+    o?.sink.abort();
   }
 }

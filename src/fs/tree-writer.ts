@@ -3,30 +3,19 @@
 // `.wh..wh..opq` makes its directory opaque, a later entry replaces an earlier one of the same name
 // (a directory over a directory merges), and nothing lands outside the root (see safe-path.ts).
 //
-// Structural steps (mkdir, removal, name resolution) run in entry order; the work on each leaf
-// (create, write, chown, chmod, times) runs as a bounded set of concurrent tasks, and anything that
-// depends on a leaf waits for its task. Directories get owner, mode and times at the end (so their
-// contents can still be written and their mtimes stay as recorded); all extended attributes go in
-// one batch at the end too, after every chown (chown clears security.capability).
+// Names are resolved here, against the tree as the entries so far made it (never against the
+// filesystem); every filesystem operation (mkdir, removal, create, write, chown, chmod, times) is
+// queued to an I/O thread that applies them in entry order (fs-batch.ts), so nothing waits for a
+// system call here and later operations always see the earlier ones done. Directories get owner,
+// mode and times at the end (so their contents can still be written and their mtimes stay as
+// recorded); all extended attributes go in one batch at the end too, after every chown (chown
+// clears security.capability).
 //
 // Times are set through Node, whose libuv truncates to microseconds: sub-microsecond digits of an
 // mtime are dropped (Docker and BuildKit layers carry whole seconds).
-import {
-  chmod,
-  link,
-  lchown,
-  lutimes,
-  mkdir,
-  open,
-  readFile,
-  rename,
-  rm,
-  symlink,
-  utimes,
-  type FileHandle,
-} from "node:fs/promises";
-import { Semaphore } from "../registry/semaphore.js";
+import { readFile } from "node:fs/promises";
 import type { TarEntry } from "../formats/tar.js";
+import { FsBatch } from "./fs-batch.js";
 import {
   cleanComponents,
   resolveParent,
@@ -36,7 +25,6 @@ import {
   type ResolvedParent,
   type TreeIndex,
 } from "./safe-path.js";
-import { makeSpecial } from "./special-files.js";
 import { setXattrs, type XattrSet } from "./xattrs.js";
 
 const WHITEOUT_PREFIX = ".wh.";
@@ -47,7 +35,7 @@ const XATTR_PAX_PREFIX = "SCHILY.xattr.";
 export interface TreeWriterOptions {
   /** Namespace of the opaque-directory attribute: "trusted" (default) or "user" (userxattr overlays). */
   opaqueXattr?: "trusted" | "user";
-  /** Leaf tasks in flight at once (default 16). */
+  /** Unused (the I/O thread applies operations in order); kept for callers that set it. */
   concurrency?: number;
   signal?: AbortSignal;
 }
@@ -63,13 +51,13 @@ export class LayerEntryError extends Error {
   }
 }
 
-/** A regular file whose data arrives in pieces. */
+/** A regular file whose data arrives in pieces (each piece is copied before write() returns). */
 export interface FileSink {
-  write(data: Uint8Array): Promise<void>;
+  write(data: Uint8Array): void;
   /** All data written: sets owner, mode and times, and closes. */
-  close(): Promise<void>;
+  close(): void;
   /** Closes without finishing (the unpack failed). */
-  abort(): Promise<void>;
+  abort(): void;
 }
 
 interface Node {
@@ -80,17 +68,15 @@ interface Node {
 const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
 
 export class TreeWriter implements TreeIndex {
-  private readonly rootBytes: Buffer;
+  private readonly rootStr: string;
   private readonly nodes = new Map<string, Node>();
-  private readonly pending = new Map<string, Promise<void>>();
   private readonly dirs = new Map<string, TarEntry>(); // last header of each directory
   private readonly xattrs = new Map<string, Map<string, Uint8Array>>();
-  private readonly slots: Semaphore;
+  private readonly io = new FsBatch();
   private readonly opaqueName: string;
   private readonly euid = process.geteuid?.() ?? 0;
   private readonly egid = process.getegid?.() ?? 0;
-  private readonly umask: Promise<number | undefined> = readUmask();
-  private failure: { error: unknown } | undefined;
+  private umask: number | undefined;
   private specialSeq = 0;
 
   /** `root` is where the tree goes (empty, private); `scratch` a private directory on the same filesystem. */
@@ -99,8 +85,7 @@ export class TreeWriter implements TreeIndex {
     private readonly scratch: string,
     private readonly opts: TreeWriterOptions = {},
   ) {
-    this.rootBytes = Buffer.from(root.replace(/\/+$/, ""));
-    this.slots = new Semaphore(opts.concurrency ?? 16);
+    this.rootStr = Buffer.from(root.replace(/\/+$/, "")).toString("latin1");
     this.opaqueName = `${opts.opaqueXattr ?? "trusted"}.overlay.opaque`;
   }
 
@@ -112,21 +97,32 @@ export class TreeWriter implements TreeIndex {
     return this.nodes.get(rel)?.target ?? "";
   }
 
+  /** Call once before the first entry. */
+  async begin(): Promise<void> {
+    this.umask = await readUmask();
+  }
+
+  /** Resolves when the I/O thread has caught up enough for more entries (backpressure). */
+  ready(): Promise<void> {
+    return this.io.ready();
+  }
+
   /**
    * Applies one entry. Regular files pass all their data in `data` (or use openFile when it
-   * arrives in pieces).
+   * arrives in pieces); the data is copied before this returns. Nothing here waits for the
+   * filesystem: the operations are queued, and a failure surfaces at a later call or at finish().
    */
-  async add(e: TarEntry, data?: Uint8Array): Promise<void> {
+  add(e: TarEntry, data?: Uint8Array): void {
     this.check();
     const name = latin1(e.name);
-    const at = await this.place(name, e);
+    const at = this.place(name, e);
     if (!at) return;
     const { rel } = at;
     const full = this.full(rel);
     switch (e.type) {
       case "dir":
         if (this.nodes.get(rel)?.kind !== "dir") {
-          await this.guard(name, mkdir(full, 0o700));
+          this.io.queue({ o: "mkdir", n: name, p: full, mode: 0o700, chmod: false });
           this.nodes.set(rel, { kind: "dir" });
         }
         this.dirs.set(rel, e);
@@ -138,31 +134,28 @@ export class TreeWriter implements TreeIndex {
           throw new LayerEntryError(name, `entry ${show(name)}: got ${body.length} of ${e.size} bytes`);
         this.nodes.set(rel, { kind: "other" });
         this.noteXattrs(rel, e, false);
-        await this.task(rel, name, async () => {
-          const created = await this.createMode(e);
-          const fh = await open(full, "wx", created);
-          try {
-            await writeAll(fh, body);
-            await this.finishFile(fh, e, created);
-          } finally {
-            await fh.close();
-          }
-        });
+        const created = this.createMode(e);
+        this.io.file({ o: "file", n: name, p: full, mode: created, ...this.fileAttrs(e, created) }, body);
         return;
       }
       case "symlink": {
         const target = latin1(e.linkname);
         this.nodes.set(rel, { kind: "symlink", target });
         this.noteXattrs(rel, e, false);
-        await this.task(rel, name, async () => {
-          await symlink(Buffer.from(target, "latin1"), full);
-          if (e.uid !== this.euid || e.gid !== this.egid) await lchown(full, e.uid, e.gid);
-          await lutimes(full, ...times(e));
+        const chown = e.uid !== this.euid || e.gid !== this.egid;
+        this.io.queue({
+          o: "symlink",
+          n: name,
+          target,
+          p: full,
+          uid: chown ? e.uid : -1,
+          gid: e.gid,
+          t: times(e),
         });
         return;
       }
       case "hardlink":
-        await this.hardlink(name, rel, e);
+        this.hardlink(name, rel, e);
         return;
       case "char":
       case "block":
@@ -175,93 +168,100 @@ export class TreeWriter implements TreeIndex {
         }
         this.nodes.set(rel, { kind: "other" });
         this.noteXattrs(rel, e, false);
-        await this.task(rel, name, async () => {
-          await this.special(full, e.type as "char" | "block" | "fifo", e.devmajor, e.devminor);
-          await lchown(full, e.uid, e.gid);
-          await chmod(full, e.mode & 0o7777);
-          await lutimes(full, ...times(e));
-        });
+        this.special(name, full, e.type, e.devmajor, e.devminor, e, true);
         return;
     }
   }
 
   /** Starts a regular file whose data will come through the returned sink. */
-  async openFile(e: TarEntry): Promise<FileSink> {
+  openFile(e: TarEntry): FileSink {
     this.check();
     const name = latin1(e.name);
     if (e.type !== "reg") throw new Error(`openFile: ${show(name)} is not a regular file entry`);
-    const at = await this.place(name, e);
-    if (!at) return { write: async () => {}, close: async () => {}, abort: async () => {} }; // a whiteout with data
+    const at = this.place(name, e);
+    if (!at) return { write: () => {}, close: () => {}, abort: () => {} }; // a whiteout with data
     const { rel } = at;
     this.nodes.set(rel, { kind: "other" });
     this.noteXattrs(rel, e, false);
-    const created = await this.createMode(e);
-    const fh = await this.guard(name, open(this.full(rel), "wx", created));
+    const created = this.createMode(e);
+    const id = this.io.open(name, this.full(rel), created);
     let written = 0;
     let closed = false;
     return {
-      write: async (data) => {
+      write: (data) => {
+        this.check();
         written += data.length;
-        await this.guard(name, writeAll(fh, data));
+        this.io.write(name, id, data);
       },
-      close: async () => {
+      close: () => {
         closed = true;
-        try {
-          if (written !== e.size)
-            throw new LayerEntryError(name, `entry ${show(name)}: got ${written} of ${e.size} bytes`);
-          await this.guard(name, this.finishFile(fh, e, created));
-        } finally {
-          await fh.close();
+        if (written !== e.size) {
+          this.io.queue({ o: "drop", n: name, id });
+          throw new LayerEntryError(name, `entry ${show(name)}: got ${written} of ${e.size} bytes`);
         }
+        this.io.close(name, id, this.fileAttrs(e, created));
       },
-      abort: async () => {
+      abort: () => {
         if (!closed) {
           closed = true;
-          await fh.close().catch(() => {});
+          this.io.queue({ o: "drop", n: name, id });
         }
       },
     };
   }
 
   /**
-   * Waits for every task, then sets directory owners and modes, all extended attributes, and
-   * directory times. Returns warnings (attributes the filesystem does not support).
+   * Waits for every queued operation, then sets directory owners and modes, all extended
+   * attributes, and directory times. Returns warnings (attributes the filesystem does not support).
    */
   async finish(): Promise<string[]> {
-    await this.settle();
-    this.check();
-    const signal = this.opts.signal;
-    await this.each([...this.dirs], async ([rel, e]) => {
-      const full = this.full(rel);
-      if (e.uid !== this.euid || e.gid !== this.egid) await this.guard(latin1(e.name), lchown(full, e.uid, e.gid));
-      await this.guard(latin1(e.name), chmod(full, e.mode & 0o7777));
-    });
-    signal?.throwIfAborted();
-    const sets: XattrSet[] = [];
-    for (const [rel, attrs] of this.xattrs) {
-      sets.push({
-        path: this.full(rel),
-        attrs: [...attrs].map(([k, value]) => ({ name: Buffer.from(k, "latin1"), value })),
-      });
+    try {
+      await this.io.drain();
+      this.check();
+      const signal = this.opts.signal;
+      for (const [rel, e] of this.dirs) {
+        const chown = e.uid !== this.euid || e.gid !== this.egid;
+        this.io.queue({
+          o: "attrs",
+          n: latin1(e.name),
+          p: this.full(rel),
+          uid: chown ? e.uid : -1,
+          gid: e.gid,
+          chmod: e.mode & 0o7777,
+        });
+      }
+      await this.io.drain();
+      this.check();
+      signal?.throwIfAborted();
+      const sets: XattrSet[] = [];
+      for (const [rel, attrs] of this.xattrs) {
+        sets.push({
+          path: this.fullBytes(rel),
+          attrs: [...attrs].map(([k, value]) => ({ name: Buffer.from(k, "latin1"), value })),
+        });
+      }
+      const warnings = await setXattrs(sets, signal);
+      signal?.throwIfAborted();
+      for (const [rel, e] of this.dirs)
+        this.io.queue({ o: "utimes", n: latin1(e.name), p: this.full(rel), t: times(e) });
+      await this.io.drain();
+      this.check();
+      return warnings;
+    } finally {
+      await this.io.release();
     }
-    const warnings = await setXattrs(sets, signal);
-    signal?.throwIfAborted();
-    await this.each([...this.dirs], async ([rel, e]) => {
-      await this.guard(latin1(e.name), utimes(this.full(rel), ...times(e)));
-    });
-    return warnings;
   }
 
-  /** Waits for all tasks in flight, ignoring their failures (used before removing the tree). */
+  /** Waits for all queued operations, ignoring their failures (used before removing the tree). */
   async settle(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all([...this.pending.values()]);
+    await this.io.release();
   }
 
   // ---- placement ---------------------------------------------------------------------------
 
   // Resolves an entry's name to its place, creating missing parents, handling whiteouts, and
   // clearing whatever the name held before. Returns null when the entry needs no further work.
-  private async place(name: string, e: TarEntry): Promise<{ rel: string } | null> {
+  private place(name: string, e: TarEntry): { rel: string } | null {
     let comps: string[];
     try {
       comps = cleanComponents(name, "entry name");
@@ -273,24 +273,24 @@ export class TreeWriter implements TreeIndex {
     }
     if (comps.length === 0) return null; // "./": containerd leaves the root alone
     const base = comps[comps.length - 1]!;
-    const parent = await this.ensureParent(name, comps.slice(0, -1));
+    const parent = this.ensureParent(name, comps.slice(0, -1));
     const rel = parent === "" ? base : `${parent}/${base}`;
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       if (base === OPAQUE_MARKER) {
         this.xattrsOf(parent).set(this.opaqueName, Buffer.from("y"));
       } else if (!base.startsWith(WHITEOUT_META_PREFIX)) {
-        await this.whiteout(name, parent, base.slice(WHITEOUT_PREFIX.length), e);
+        this.whiteout(name, parent, base.slice(WHITEOUT_PREFIX.length), e);
       }
       return null; // AUFS metadata (.wh..wh.plnk and the like) is not part of the tree
     }
 
     const existing = this.nodes.get(rel);
-    if (existing && !(existing.kind === "dir" && e.type === "dir")) await this.remove(rel);
+    if (existing && !(existing.kind === "dir" && e.type === "dir")) this.remove(name, rel);
     return { rel };
   }
 
-  private async ensureParent(name: string, dirs: string[]): Promise<string> {
+  private ensureParent(name: string, dirs: string[]): string {
     let resolved: ResolvedParent;
     try {
       resolved = resolveParent(this, dirs, name);
@@ -300,29 +300,24 @@ export class TreeWriter implements TreeIndex {
     let rel = resolved.existing;
     for (const c of resolved.missing) {
       rel = rel === "" ? c : `${rel}/${c}`;
-      const full = this.full(rel);
-      await this.guard(name, mkdir(full, 0o755));
-      await this.guard(name, chmod(full, 0o755)); // umask-proof, as the lazy filesystem shows them
+      // chmod too: umask-proof, as the lazy filesystem shows them
+      this.io.queue({ o: "mkdir", n: name, p: this.full(rel), mode: 0o755, chmod: true });
       this.nodes.set(rel, { kind: "dir" });
     }
     return rel;
   }
 
-  private async whiteout(name: string, parent: string, original: string, e: TarEntry): Promise<void> {
+  private whiteout(name: string, parent: string, original: string, e: TarEntry): void {
     if (original === "" || original === "." || original === "..") {
       throw new LayerEntryError(name, `entry ${show(name)}: invalid whiteout name`);
     }
     const rel = parent === "" ? original : `${parent}/${original}`;
-    if (this.nodes.has(rel)) await this.remove(rel);
+    if (this.nodes.has(rel)) this.remove(name, rel);
     this.nodes.set(rel, { kind: "other" });
-    const full = this.full(rel);
-    await this.task(rel, name, async () => {
-      await this.special(full, "char", 0, 0);
-      await lchown(full, e.uid, e.gid);
-    });
+    this.special(name, this.full(rel), "char", 0, 0, e, false);
   }
 
-  private async hardlink(name: string, rel: string, e: TarEntry): Promise<void> {
+  private hardlink(name: string, rel: string, e: TarEntry): void {
     const linkname = latin1(e.linkname);
     let trel: string;
     try {
@@ -343,22 +338,17 @@ export class TreeWriter implements TreeIndex {
       );
     if (target.kind === "dir")
       throw new LayerEntryError(name, `entry ${show(name)}: hardlink target ${show(linkname)} is a directory`);
-    await this.pending.get(trel);
-    this.check();
-    await this.guard(name, link(this.full(trel), this.full(rel)));
+    this.io.queue({ o: "link", n: name, from: this.full(trel), p: this.full(rel) });
     this.nodes.set(rel, { ...target });
     // The inode's attributes are set at the end by path: keep them reachable if `trel` is replaced.
     const attrs = this.xattrs.get(trel);
     if (attrs) this.xattrs.set(rel, new Map(attrs));
   }
 
-  // Removes what `rel` holds, with everything below it, once no task touches it.
-  private async remove(rel: string): Promise<void> {
+  // Removes what `rel` holds, with everything below it (after the operations queued before).
+  private remove(name: string, rel: string): void {
     const node = this.nodes.get(rel);
-    if (node?.kind === "dir") await this.settle();
-    else await this.pending.get(rel);
-    this.check();
-    await rm(this.full(rel), { recursive: true, force: true });
+    this.io.queue({ o: "rm", n: name, p: this.full(rel) });
     this.forget(rel, node?.kind === "dir");
   }
 
@@ -376,25 +366,44 @@ export class TreeWriter implements TreeIndex {
 
   // The mode a new file is opened with: the final one when the umask leaves it intact (saving a
   // chmod per file), else owner-only until finishFile sets it.
-  private async createMode(e: TarEntry): Promise<number> {
+  private createMode(e: TarEntry): number {
     const mode = e.mode & 0o7777;
-    const umask = await this.umask;
+    const umask = this.umask;
     return umask !== undefined && mode <= 0o777 && (mode & umask) === 0 ? mode : 0o600;
   }
 
-  private async finishFile(fh: FileHandle, e: TarEntry, created: number): Promise<void> {
+  // Owner and mode fixes a new regular file needs after its data (chown clears setuid/setgid, and
+  // a mode the umask would have cut), and its times.
+  private fileAttrs(e: TarEntry, created: number): { uid: number; gid: number; chmod: number; t: string } {
     const chown = e.uid !== this.euid || e.gid !== this.egid;
-    if (chown) await fh.chown(e.uid, e.gid);
-    // After chown, which clears setuid/setgid (and a mode the umask would have cut).
-    if (chown || created !== (e.mode & 0o7777)) await fh.chmod(e.mode & 0o7777);
-    await fh.utimes(...times(e));
+    const mode = e.mode & 0o7777;
+    return { uid: chown ? e.uid : -1, gid: e.gid, chmod: chown || created !== mode ? mode : -1, t: times(e) };
   }
 
   // mknod/mkfifo get a plain ASCII name in the scratch directory; a rename puts the node in place.
-  private async special(full: Buffer, kind: "char" | "block" | "fifo", major: number, minor: number): Promise<void> {
-    const tmp = `${this.scratch}/node-${++this.specialSeq}`;
-    await makeSpecial(tmp, kind, major, minor, this.opts.signal);
-    await rename(tmp, full);
+  // Whiteouts keep mode 000 and the creation time.
+  private special(
+    name: string,
+    full: string,
+    kind: "char" | "block" | "fifo",
+    major: number,
+    minor: number,
+    e: TarEntry,
+    attrs: boolean,
+  ): void {
+    this.io.queue({
+      o: "special",
+      n: name,
+      tmp: `${this.scratch}/node-${++this.specialSeq}`,
+      p: full,
+      kind,
+      major,
+      minor,
+      uid: e.uid,
+      gid: e.gid,
+      chmod: attrs ? e.mode & 0o7777 : -1,
+      t: attrs ? times(e) : "",
+    });
   }
 
   private noteXattrs(rel: string, e: TarEntry, merge: boolean): void {
@@ -414,42 +423,9 @@ export class TreeWriter implements TreeIndex {
     return m;
   }
 
-  // Runs `fn` as a leaf task once a slot is free; its failure fails the whole unpack.
-  private async task(rel: string, name: string, fn: () => Promise<void>): Promise<void> {
-    const release = await this.slots.acquire();
-    if (this.failure) {
-      release();
-      this.check();
-    }
-    const p: Promise<void> = fn()
-      .catch((err) => {
-        this.failure ??= { error: this.entryError(name, err) };
-      })
-      .finally(() => {
-        release();
-        if (this.pending.get(rel) === p) this.pending.delete(rel);
-      });
-    this.pending.set(rel, p);
-  }
-
-  private async each<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length) await fn(items[next++]!);
-    };
-    await Promise.all(Array.from({ length: Math.min(items.length, this.opts.concurrency ?? 16) }, worker));
-  }
-
   private check(): void {
-    if (this.failure) throw this.failure.error;
-  }
-
-  private async guard<T>(name: string, p: Promise<T>): Promise<T> {
-    try {
-      return await p;
-    } catch (err) {
-      throw this.entryError(name, err);
-    }
+    const f = this.io.failure;
+    if (f) throw this.entryError(f.entry, f.error);
   }
 
   private entryError(name: string, err: unknown): Error {
@@ -460,8 +436,13 @@ export class TreeWriter implements TreeIndex {
     return e;
   }
 
-  private full(rel: string): Buffer {
-    return rel === "" ? this.rootBytes : Buffer.concat([this.rootBytes, Buffer.from("/" + rel, "latin1")]);
+  // The absolute path of `rel` as a binary string (one char per byte, as the I/O thread takes it).
+  private full(rel: string): string {
+    return rel === "" ? this.rootStr : `${this.rootStr}/${rel}`;
+  }
+
+  private fullBytes(rel: string): Buffer {
+    return Buffer.from(this.full(rel), "latin1");
   }
 }
 
@@ -475,19 +456,10 @@ async function readUmask(): Promise<number | undefined> {
   }
 }
 
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const { bytesWritten } = await fh.write(data, off, data.length - off);
-    off += bytesWritten;
-  }
-}
-
-// [atime, mtime] for utimes: atime = mtime. libuv keeps whole microseconds (truncating), and
+// The time for utimes (atime = mtime). libuv keeps whole microseconds (truncating), and
 // Node replaces negative numbers with "now" but passes numeric strings through: a string aimed at
 // the middle of the right microsecond survives both and double rounding.
-function times(e: TarEntry): [string, string] {
+function times(e: TarEntry): string {
   const us = Math.floor(e.mtimeNsec / 1000) * 1000;
-  const t = String(e.mtimeSec + (us + (e.mtimeSec < 0 ? -500 : 500)) / 1e9);
-  return [t, t];
+  return String(e.mtimeSec + (us + (e.mtimeSec < 0 ? -500 : 500)) / 1e9);
 }

@@ -57,7 +57,7 @@ const WORK_DIR = /^\..+\.unpack-[A-Za-z0-9]{6}$/; // mkdtemp(".<name>.unpack-")
 
 /**
  * Unpacks the layer blob `source` into `dir`, which must not exist or be an empty directory (its
- * parent is created if needed). The source's chunks must not be reused after they are yielded.
+ * parent is created if needed). Each source chunk is done with before the next one is asked for.
  */
 export async function unpackLayer(
   source: AsyncIterable<Uint8Array>,
@@ -107,11 +107,12 @@ export async function unpackLayer(
     if (target) await lchown(root, target.uid, target.gid);
     await chmod(root, target ? target.mode & 0o7777 : 0o755);
 
-    for await (const chunk of signal ? abortable(source, signal) : source) {
-      for (const out of decoder.push(chunk)) await tar.push(out);
-    }
+    await writer.begin();
+    const onTar = (view: Uint8Array) => tar.push(view);
+    const between = () => writer.ready();
+    for await (const chunk of signal ? abortable(source, signal) : source) await decoder.push(chunk, onTar, between);
     signal?.throwIfAborted();
-    for (const out of decoder.end()) await tar.push(out);
+    await decoder.end(onTar, between);
     tar.end();
 
     const digest = decoder.digest();
@@ -133,7 +134,7 @@ export async function unpackLayer(
     return { diffId, digest, size: decoder.size, uncompressedSize: decoder.uncompressedSize, warnings };
   } catch (e) {
     void closeSource(source);
-    await tar.abort().catch(() => {});
+    tar.abort();
     await writer.settle();
     await rm(work, { recursive: true, force: true });
     if (signal?.aborted) throw signal.reason; // whatever broke on the way, the caller asked to stop

@@ -1,8 +1,7 @@
 // Builds SOCI indexes for an image read through a BlobReader, written through a BlobWriter: ztocs per layer (§3.3), the index
 // document (v1 `create` §3.4, v2 `convert` §3.5), prefetch artifacts (§3.7), and the artifacts DB
 // records (§4.3). Layers are indexed in parallel on the build pool, each streamed once.
-import { DigestMismatchError, errorCodeOf, NotFoundError, SociError } from "../errors/errors.js";
-import { createHash } from "node:crypto";
+import { errorCodeOf, NotFoundError, SociError } from "../errors/errors.js";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { selectLayer } from "../formats/layers.js";
 import {
@@ -120,18 +119,16 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
       return { layer, ztoc: { digest: known.digest, size: known.size, toc } };
     }
   }
-  const stream = verified(await ctx.source.createReadStream(layer.digest), layer);
   const built = await ctx.pool.buildZtoc(
-    stream,
+    await ctx.source.createReadStream(layer.digest),
     {
       spanSize: opts.spanSize,
       compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
       buildToolIdentifier: opts.buildTool,
+      // the worker hashes the blob as it indexes it: a tampered or mislabelled blob fails the build
+      expect: { digest: layer.digest, size: layer.size },
     },
-    {
-      transfer: true, // file stream chunks are fresh buffers nobody else holds
-      onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size),
-    },
+    { onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size) },
   );
   ctx.progress?.finish(layer.digest);
   await ctx.target.put(built.bytes, { digest: built.digest, size: built.bytes.length });
@@ -146,33 +143,6 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
   });
   ctx.log(`layer ${layer.digest} -> ztoc ${built.digest}`);
   return { layer, ztoc: { digest: built.digest, size: built.bytes.length, toc: decodeZtoc(built.bytes) } };
-}
-
-/**
- * Passes a layer's bytes through while hashing them; at the end the digest and size must be the
- * descriptor's, so a tampered or mislabelled blob fails the build instead of being indexed.
- */
-async function* verified(chunks: AsyncIterable<Uint8Array>, layer: Descriptor): AsyncGenerator<Uint8Array> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const c of chunks) {
-    hash.update(c);
-    size += c.length;
-    yield c;
-  }
-  const digest = `sha256:${hash.digest("hex")}`;
-  if (digest !== layer.digest || size !== layer.size) {
-    throw new LayerContentError(layer, digest, size);
-  }
-}
-
-/** A layer whose bytes do not hash (or measure) to its descriptor. */
-export class LayerContentError extends DigestMismatchError {
-  override name = "LayerContentError";
-  constructor(layer: Descriptor, digest: string, size: number) {
-    super(layer.digest, digest);
-    this.message = `layer ${layer.digest}: content does not match its descriptor (got ${digest}, ${size} bytes; want ${layer.size} bytes)`;
-  }
 }
 
 /** Prefetch artifacts for the requested files (§3.7): top layer first, first matching name wins. */

@@ -1,7 +1,7 @@
 // One pass over a layer blob → its ztoc (docs/formats.md §1.2): inflate with checkpoint capture, walk
 // the tar as the bytes come out, and digest each span's compressed bytes, all while streaming.
 // Only the current span's undecided bytes and the checkpoints are held, never the layer.
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { CheckpointBuilder } from "../wasm/checkpoints.js";
 import { GzipZinfo } from "../formats/gzip-zinfo.js";
 import { TarZinfo } from "../formats/tar-zinfo.js";
@@ -19,6 +19,11 @@ export interface LayerIndexOptions {
   spanSize: number;
   compression: LayerCompression;
   buildToolIdentifier?: string;
+  /**
+   * The layer's descriptor: the blob's sha256 and size must match it, or finish() throws (a
+   * tampered or mislabelled blob fails the build instead of being indexed).
+   */
+  expect?: { digest: string; size: number };
 }
 
 export interface IndexedLayer {
@@ -27,6 +32,19 @@ export interface IndexedLayer {
   bytes: Uint8Array;
   digest: string;
   zinfo: Zinfo;
+}
+
+// Consecutive entries often share their mtime (files of one package): the last rendering is kept.
+let lastSec = Number.NaN;
+let lastNsec = 0;
+let lastText = "";
+function utcText(sec: number, nsec: number): string {
+  if (sec !== lastSec || nsec !== lastNsec) {
+    lastText = formatUtcTime(sec, nsec);
+    lastSec = sec;
+    lastNsec = nsec;
+  }
+  return lastText;
 }
 
 export function toFileMetadata(e: TarEntry): FileMetadata {
@@ -43,7 +61,7 @@ export function toFileMetadata(e: TarEntry): FileMetadata {
     gname: e.gname,
     // UTC whatever the host's zone: the reference renders local time, which makes ztoc digests
     // depend on TZ; UTC gives the bytes the reference produces in its usual (UTC) containers.
-    modTime: formatUtcTime(e.mtimeSec, e.mtimeNsec),
+    modTime: utcText(e.mtimeSec, e.mtimeNsec),
     devmajor: e.devmajor,
     devminor: e.devminor,
     xattrs: e.pax,
@@ -64,6 +82,7 @@ export class LayerIndexer {
   private readonly tar = new TarReader((e) => this.toc.push(toFileMetadata(e)));
   private readonly digester = new SpanDigester();
   private readonly gzip: CheckpointBuilder | undefined;
+  private readonly layerHash: Hash | undefined;
   private size = 0;
 
   constructor(private readonly opts: LayerIndexOptions) {
@@ -78,8 +97,10 @@ export class LayerIndexer {
     } else if (opts.spanSize === 0) {
       throw new RangeError("span size must be positive for an uncompressed layer");
     }
+    if (opts.expect) this.layerHash = createHash("sha256");
   }
 
+  /** The next bytes of the layer blob (the view may be reused by the caller once this returns). */
   push(chunk: Uint8Array): void {
     try {
       this.pushChunk(chunk);
@@ -92,17 +113,19 @@ export class LayerIndexer {
     if (chunk.length === 0) return;
     const start = this.size;
     this.size += chunk.length;
+    this.layerHash?.update(chunk);
     this.digester.add(chunk);
     if (this.gzip) {
       this.gzip.push(chunk);
       this.digester.advance(this.gzip.consumed);
-      return;
+    } else {
+      // uncompressed: spans are fixed slices of the file
+      const span = this.opts.spanSize;
+      for (let s = Math.ceil(start / span) * span; s < this.size; s += span) this.digester.startSpan(s, s);
+      this.digester.advance(this.size);
+      this.tar.push(chunk);
     }
-    // uncompressed: spans are fixed slices of the file
-    const span = this.opts.spanSize;
-    for (let s = Math.ceil(start / span) * span; s < this.size; s += span) this.digester.startSpan(s, s);
-    this.digester.advance(this.size);
-    this.tar.push(chunk);
+    this.digester.detach(); // the few bytes it still needs, copied: the caller reuses `chunk`
   }
 
   finish(): IndexedLayer {
@@ -114,6 +137,15 @@ export class LayerIndexer {
   }
 
   private finishBuild(): IndexedLayer {
+    const expect = this.opts.expect;
+    if (expect && this.layerHash) {
+      const digest = `sha256:${this.layerHash.digest("hex")}`;
+      if (digest !== expect.digest || this.size !== expect.size) {
+        throw new Error(
+          `layer ${expect.digest}: content does not match its descriptor (got ${digest}, ${this.size} bytes; want ${expect.size} bytes)`,
+        );
+      }
+    }
     let zinfo: Zinfo;
     let algorithm: string;
     if (this.gzip) {

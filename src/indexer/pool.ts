@@ -16,10 +16,11 @@ export function buildWorkerPath(): string {
 export class BuildPool {
   private readonly pool: Piscina;
 
-  constructor(opts: { threads?: number } = {}) {
+  /** `warm`: start one worker now, so it has loaded its modules when the first layer comes. */
+  constructor(opts: { threads?: number; warm?: boolean } = {}) {
     this.pool = new Piscina({
       filename: buildWorkerPath(),
-      minThreads: 0,
+      minThreads: opts.warm ? 1 : 0,
       maxThreads: Math.max(1, opts.threads ?? availableParallelism()),
       idleTimeout: 30_000,
       concurrentTasksPerWorker: 1,
@@ -30,14 +31,16 @@ export class BuildPool {
     return this.pool.options.maxThreads;
   }
 
-  /** Streams one layer blob to a worker; resolves with the serialized ztoc and its digest. */
+  /**
+   * Streams one layer blob to a worker (through a shared ring: the caller keeps its buffers);
+   * resolves with the serialized ztoc and its digest. With `options.expect`, the worker also checks
+   * the blob's sha256 digest and size against the descriptor's.
+   */
   async buildZtoc(
     stream: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
     options: LayerIndexOptions,
     opts: {
       signal?: AbortSignal;
-      /** Hand chunk buffers over to the worker (the caller must not reuse them). */
-      transfer?: boolean;
       /** Compressed bytes the worker has processed so far. */
       onProgress?: (bytes: number) => void;
     } = {},
@@ -52,7 +55,7 @@ export class BuildPool {
       .then((r: WorkerResult<ZtocTaskResult>) => unwrap(r));
     task.catch(() => sender.stop());
     try {
-      await sender.send(stream, opts.transfer);
+      await sender.send(stream);
       return await task;
     } finally {
       port1.close();

@@ -64,10 +64,28 @@ export class SpanDigester {
     this.hashedTo = to;
   }
 
-  // Drops whole chunks that end before `offset`.
+  /** Replaces the kept bytes by copies, so the caller may reuse the buffers it passed to add(). */
+  detach(): void {
+    if (this.chunks.length === 0) return;
+    const n = this.total - this.keptFrom;
+    const copy = new Uint8Array(n);
+    let at = 0;
+    for (const c of this.chunks) {
+      copy.set(c, at);
+      at += c.length;
+    }
+    this.chunks = [copy];
+  }
+
+  // Drops the bytes before `offset`.
   private release(offset: number): void {
     while (this.chunks.length > 0 && this.keptFrom + this.chunks[0]!.length <= offset) {
       this.keptFrom += this.chunks.shift()!.length;
+    }
+    const first = this.chunks[0];
+    if (first && offset > this.keptFrom) {
+      this.chunks[0] = first.subarray(offset - this.keptFrom);
+      this.keptFrom = offset;
     }
   }
 }

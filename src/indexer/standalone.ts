@@ -12,7 +12,7 @@ import { readIndexJson } from "../store/oci-layout.js";
 import { BuildPool } from "./pool.js";
 import { convertImage, type BuildOptions, type LayerProgress } from "./index-builder.js";
 import type { PlatformChoice } from "../store/image-manifests.js";
-import { stageLayout, writeLayout, type LayoutFormat } from "./oci-archive.js";
+import { ArchiveWriter, listBlobs, stageLayout, writeLayout, type LayoutFormat } from "./oci-archive.js";
 
 /** The image a layout holds, per §4.2: one entry ⇒ it; several ⇒ index.json itself is the list. */
 export async function layoutRootDescriptor(store: ContentStore, dir: string): Promise<Descriptor> {
@@ -42,14 +42,24 @@ export interface StandaloneOptions extends BuildOptions, PlatformChoice {
 }
 
 export async function convertStandalone(input: string, output: string, opts: StandaloneOptions): Promise<Descriptor> {
-  const work = await stageLayout(input, tmpdir()).catch(async (err: Error) => {
-    // fall back to the output's parent when the temp dir is unusable
-    if (/ENOSPC|EACCES/.test(err.message)) return stageLayout(input, dirname(output));
-    throw err;
-  });
+  const pool = new BuildPool({ warm: true }); // its worker starts while the layout is staged
+  const work = await stageLayout(input, tmpdir())
+    .catch(async (err: Error) => {
+      // fall back to the output's parent when the temp dir is unusable
+      if (/ENOSPC|EACCES/.test(err.message)) return stageLayout(input, dirname(output));
+      throw err;
+    })
+    .catch(async (err: unknown) => {
+      await pool.destroy();
+      throw err;
+    });
   const dbDir = await mkdtemp(join(tmpdir(), "soci-db-"));
-  const pool = new BuildPool();
   const db = ArtifactsDb.open(join(dbDir, "artifacts.db"));
+  // An archive gets the image's own blobs while the index is being built (tar copies them).
+  const originals = await listBlobs(work);
+  const archive = opts.format === "oci-archive" ? new ArchiveWriter(work, output) : undefined;
+  archive?.start(originals);
+  let written = false;
   try {
     const store = await ContentStore.open(work);
     const root = await layoutRootDescriptor(store, work);
@@ -62,9 +72,16 @@ export async function convertStandalone(input: string, output: string, opts: Sta
     const index = { schemaVersion: 2, mediaType: MediaTypeImageIndex, manifests: [converted] } satisfies Index;
     await writeFile(join(work, "index.json"), marshalIndex(index));
     await rm(join(work, "ingest"), { recursive: true, force: true });
-    await writeLayout(work, output, opts.format);
+    if (archive) {
+      const known = new Set(originals);
+      await archive.finish((await listBlobs(work)).filter((b) => !known.has(b)));
+    } else {
+      await writeLayout(work, output, opts.format);
+    }
+    written = true;
     return converted;
   } finally {
+    if (!written) await archive?.abort();
     db.close();
     await pool.destroy();
     await rm(work, { recursive: true, force: true });

@@ -4,9 +4,9 @@
 // or is cancelled) no longer holds the other back; source errors reach both.
 
 export interface Tee {
-  /** Every chunk, as read from the source (may be transferred/detached by its consumer). */
+  /** Every chunk, as read from the source. */
   main: AsyncIterable<Uint8Array>;
-  /** Every chunk, copied (so `main`'s consumer may transfer its buffers). */
+  /** The same chunks (the same buffers: neither reader may modify or transfer them). */
   side: AsyncIterable<Uint8Array>;
   /** Stops feeding `side` (its consumer finished early, e.g. the blob was already there). */
   cancelSide(): void;
@@ -62,9 +62,8 @@ export function teeStream(source: AsyncIterable<Uint8Array>, opts: { maxQueuedBy
             main.bytes += r.value.length;
           }
           if (!side.detached) {
-            const copy = new Uint8Array(r.value); // main's consumer may transfer the original
-            side.queue.push(copy);
-            side.bytes += copy.length;
+            side.queue.push(r.value);
+            side.bytes += r.value.length;
           }
         }
       } catch (error) {

@@ -1,5 +1,6 @@
 // Loads the WebAssembly inflate core: compiled once per thread, instantiated per decoder.
 import { readFileSync } from "node:fs";
+import { crc32 } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -29,7 +30,6 @@ export interface InflateExports {
   memberCount(): number;
   lastError(): number;
   run(): number;
-  crc32(crc: number, ptr: number, len: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -54,12 +54,17 @@ function compiledModule(): WebAssembly.Module {
 
 /** A fresh instance (its own memory and decoder state). */
 export function instantiate(): InflateExports {
+  let memory: WebAssembly.Memory | undefined;
   const inst = new WebAssembly.Instance(compiledModule(), {
     env: {
       abort(_msg: number, _file: number, line: number, col: number) {
         throw new Error(`inflate.wasm aborted at ${line}:${col}`);
       },
+      // the decoder's CRC-32: node:zlib's native crc32 over the module's memory, in place
+      crc32: (crc: number, ptr: number, len: number) => crc32(new Uint8Array(memory!.buffer, ptr, len), crc >>> 0),
     },
   });
-  return inst.exports as unknown as InflateExports;
+  const ex = inst.exports as unknown as InflateExports;
+  memory = ex.memory;
+  return ex;
 }
