@@ -14,6 +14,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { isAbsolute, join, posix } from "node:path";
 import { parse as parseToml } from "smol-toml";
+import { InvalidArgumentError } from "../errors/errors.js";
 import type { HostResolver, RegistryEndpoint } from "./types.js";
 
 export type Capability = "pull" | "resolve" | "push";
@@ -43,11 +44,15 @@ export interface HostEndpoint extends RegistryEndpoint {
   requestTimeoutSec?: number;
 }
 
-export class HostsConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "HostsConfigError";
-  }
+/** An unusable hosts directory or resolver configuration (bad TOML, bad values, unreadable files). */
+export class HostsConfigError extends InvalidArgumentError {
+  override name = "HostsConfigError";
+}
+
+function unreadable(path: string, err: unknown): HostsConfigError {
+  return new HostsConfigError(`reading ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+    cause: err,
+  });
 }
 
 /** containerd's IsLocalhost: "localhost" or a loopback IP, with or without a port. */
@@ -255,7 +260,7 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
       .map((e) => e.name)
       .sort();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw unreadable(dir, err);
   }
   for (const n of names) {
     if (n.endsWith(".crt")) {
@@ -268,7 +273,7 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
         () => true,
         (e: NodeJS.ErrnoException) => {
           if (e.code === "ENOENT") return false;
-          throw e;
+          throw unreadable(key, e);
         },
       );
       h.clientPairs ??= [];
@@ -371,7 +376,7 @@ export class HostsDirResolver implements HostResolver {
           await stat(p);
           return p;
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw unreadable(p, err);
         }
       }
     }
@@ -395,7 +400,7 @@ export class HostsDirResolver implements HostResolver {
       text = await readFile(file, "utf8");
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw unreadable(file, err);
     }
     if (text.length === 0) return loadCertFiles(dir);
     try {
