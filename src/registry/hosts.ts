@@ -30,18 +30,12 @@ export interface HostEndpoint extends RegistryEndpoint {
   clientCerts?: { cert: string; key: string }[];
   /** Header values as configured (arrays kept); `headers` joins them with ", ". */
   headerValues?: Record<string, string[]>;
-  /** hosts.toml `dial_timeout`, in ms. */
-  dialTimeoutMs?: number;
-  /** hosts.toml `proxy` URL. */
-  proxy?: string;
   /**
    * containerd tries `https://` on this (http) host first and falls back to plain HTTP on a TLS
    * handshake failure (localhost defaults, http hosts that also have TLS settings). Clients that do
    * not implement the fallback just use `url`.
    */
   httpsFirst?: boolean;
-  /** Snapshotter config `request_timeout_sec`: 0/undefined = client default, < 0 = no timeout. */
-  requestTimeoutSec?: number;
 }
 
 /** An unusable hosts directory or resolver configuration (bad TOML, bad values, unreadable files). */
@@ -221,8 +215,23 @@ function parseHostSection(server: string, baseDir: string, cfg: TomlTable): Pars
   }
   if (typeof cfg.dial_timeout === "string" && cfg.dial_timeout)
     result.dialTimeoutMs = parseGoDuration(cfg.dial_timeout);
-  if (typeof cfg.proxy === "string" && cfg.proxy) result.proxy = cfg.proxy;
+  if (typeof cfg.proxy === "string" && cfg.proxy) result.proxy = parseProxy(cfg.proxy);
   return result;
+}
+
+/** An HTTP(S) proxy URL (`http://[user:pass@]host:port`); anything else is refused, not ignored. */
+function parseProxy(proxy: string): string {
+  let u: URL;
+  try {
+    u = new URL(proxy);
+  } catch {
+    throw new HostsConfigError(`invalid proxy ${JSON.stringify(proxy)}: not a URL`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new HostsConfigError(
+      `invalid proxy ${JSON.stringify(proxy)}: only http:// and https:// proxies are supported`,
+    );
+  return proxy;
 }
 
 /** Parses a hosts.toml text: `[host."…"]` entries in file order, then the root (`server`). */

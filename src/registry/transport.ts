@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import type { Dispatcher } from "undici";
 import { AuthError, CredentialsError } from "./auth.js";
-import { Agent } from "./undici-agent.js";
+import { Agent, proxyAgent } from "./undici-agent.js";
 import {
   errorFromResponse,
   InvalidArgumentError,
@@ -62,7 +62,7 @@ export interface TransportOptions {
 
 export class Transport {
   private readonly sem: Semaphore;
-  private readonly agents = new Map<string, Agent>();
+  private readonly agents = new Map<string, Dispatcher>();
   private readonly timeoutMs: number;
 
   constructor(private readonly opts: TransportOptions) {
@@ -168,14 +168,15 @@ export class Transport {
         const a = await this.authorize(() => az.authorization(scope), spec.method, url);
         if (a) headers.authorization = a;
       }
-      const r = await this.agentFor(sameOrigin ? t.ep : undefined).request({
+      const timeout = requestTimeout(t.ep, this.timeoutMs);
+      const r = await this.agentFor(t.ep, sameOrigin).request({
         origin: u.origin,
         path: u.pathname + u.search,
         method: method as Dispatcher.HttpMethod,
         headers,
         body: body ?? null,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
       });
       const res: Response = { status: r.statusCode, headers: r.headers, body: r.body, url };
       if (res.status === 401 && sameOrigin && az && !challenged) {
@@ -219,16 +220,22 @@ export class Transport {
     }
   }
 
-  private agentFor(ep: RegistryEndpoint | undefined): Agent {
-    const caFiles = ep?.caFiles ?? (ep?.caFile ? [ep.caFile] : undefined);
+  /**
+   * The pooled agent for requests to `ep` (`sameOrigin`) or to an origin it redirected to (blob
+   * storage): the endpoint's TLS settings apply to its own origin only; its dial timeout and proxy
+   * to both.
+   */
+  private agentFor(ep: RegistryEndpoint, sameOrigin: boolean): Dispatcher {
+    const caFiles = ep.caFiles ?? (ep.caFile ? [ep.caFile] : undefined);
     const tls =
-      ep && (ep.skipVerify || caFiles || ep.clientCert)
+      sameOrigin && (ep.skipVerify || caFiles || ep.clientCert)
         ? { skipVerify: !!ep.skipVerify, caFiles, cert: ep.clientCert?.cert, key: ep.clientCert?.key }
         : undefined;
-    const key = tls ? JSON.stringify(tls) : "";
+    const dialMs = ep.dialTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
+    const key = JSON.stringify([tls ?? null, dialMs, ep.proxy ?? null]);
     let a = this.agents.get(key);
     if (!a) {
-      const connect: Record<string, unknown> = { timeout: this.opts.connectTimeoutMs ?? 10_000 };
+      const connect: Record<string, unknown> = { timeout: dialMs };
       if (tls) {
         if (tls.skipVerify) connect.rejectUnauthorized = false;
         // the system roots stay trusted too (containerd appends `ca` files to the system pool)
@@ -236,7 +243,18 @@ export class Transport {
         if (tls.cert) connect.cert = readTlsFile(tls.cert, "client certificate");
         if (tls.key) connect.key = readTlsFile(tls.key, "client key");
       }
-      a = new Agent({ keepAliveTimeout: 30_000, connections: this.opts.concurrency ?? 16, connect });
+      const pool = { keepAliveTimeout: 30_000, connections: this.opts.concurrency ?? 16 };
+      a = ep.proxy
+        ? // plain-HTTP registries are asked through the proxy with absolute URLs (proxies often allow
+          // CONNECT to port 443 only); HTTPS ones through a CONNECT tunnel, TLS end to end
+          proxyAgent({
+            ...pool,
+            uri: ep.proxy,
+            proxyTunnel: false,
+            proxyTls: { timeout: dialMs },
+            requestTls: connect,
+          })
+        : new Agent({ ...pool, connect });
       this.agents.set(key, a);
     }
     return a;
@@ -252,4 +270,11 @@ function readTlsFile(path: string, what: string): string {
       cause: e,
     });
   }
+}
+
+/** The endpoint's `request_timeout_sec` in ms (undici's 0 = no limit), else the client's timeout. */
+function requestTimeout(ep: RegistryEndpoint, fallbackMs: number): number {
+  const sec = ep.requestTimeoutSec;
+  if (sec === undefined || sec === 0) return fallbackMs;
+  return sec < 0 ? 0 : sec * 1000;
 }
