@@ -2,13 +2,17 @@
 // whose connects hang (a listener with a full queue), `proxy` with a real HTTP proxy through which a
 // real registry is reached (plain HTTP forwarded, HTTPS tunnelled with CONNECT) under host names
 // only the proxy knows, and the resolver mirrors' `request_timeout_sec` with a mirror that accepts
-// connections and never answers.
+// connections and never answers. Then the operations' deadlines (`--timeout`): a registry that
+// never answers or stalls mid-transfer is given up on in time, with a message saying what was
+// awaited; a slow link that keeps delivering, a slow consumer and a slow upload source are not.
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { errorCodeOf } from "../src/errors/errors.js";
+import { DeadlineExceededError, errorCodeOf } from "../src/errors/errors.js";
 import {
   digestOf,
   MediaTypeImageConfig,
@@ -20,10 +24,15 @@ import {
 import { RegistryClient } from "../src/registry/client.js";
 import { UnavailableError } from "../src/registry/errors.js";
 import { HostsDirResolver, hostDirectoryName, resolverFromConfig } from "../src/registry/hosts.js";
+import { startFaultProxy, type FaultProxy } from "./helpers/fault-proxy.js";
 import { startHttpProxy } from "./helpers/http-proxy.js";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startFullBacklog, startSilentServer, type FullBacklog, type SilentServer } from "./helpers/silent-servers.js";
 import { makeServerCerts } from "./helpers/tls-certs.js";
+
+const run = promisify(execFile);
+const soci = new URL("../bin/soci.js", import.meta.url).pathname;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let dir = "";
 let plain: RegistryServer;
@@ -237,5 +246,117 @@ describe("resolver mirrors' request_timeout_sec", () => {
     expect(errorCodeOf(e)).toBe("Unavailable");
     expect((e as Error).message).toContain("UND_ERR_HEADERS_TIMEOUT");
     expect(Date.now() - t0).toBeLessThan(20_000); // 1 s, not the client's 60 s
+  });
+});
+
+describe("operation deadlines", () => {
+  let faults: FaultProxy;
+  beforeAll(async () => {
+    faults = await startFaultProxy(plain.host);
+  });
+  afterAll(async () => {
+    await faults?.close();
+  });
+  const blob = digestOf(layer);
+
+  it("a registry that accepts and never answers: the operation fails at its deadline, naming the request", async () => {
+    // without a deadline: 5 attempts × the 60 s wait for headers
+    const client = new RegistryClient({ plainHttp: true, deadlineMs: 1000, timeoutMs: 60_000 });
+    const t0 = Date.now();
+    const e = await client.resolve(`${silent.host}/app:v1`).catch((x: unknown) => x);
+    await client.close();
+    expect(e).toBeInstanceOf(DeadlineExceededError);
+    expect((e as Error).message).toBe(
+      `HEAD manifest http://${silent.host}/v2/app/manifests/v1: no response within 1s (deadline)`,
+    );
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  });
+
+  it("a transfer that stalls: the stream fails after the deadline with the bytes that arrived", async () => {
+    faults.setRules([{ method: "GET", path: /\/blobs\//, action: { kind: "stall", afterBytes: 50_000 } }]);
+    const client = new RegistryClient({ plainHttp: true, deadlineMs: 1000 });
+    let got = 0;
+    const e = await (async () => {
+      for await (const c of client.blobStream(`${faults.host}/app:v1`, blob, { size: layer.length })) got += c.length;
+    })().catch((x: unknown) => x);
+    await client.close();
+    faults.setRules([]);
+    expect(e).toBeInstanceOf(DeadlineExceededError);
+    expect((e as Error).message).toBe(
+      `GET blob http://${faults.host}/v2/app/blobs/${blob}: stalled for 1s after 50000 bytes (deadline)`,
+    );
+    expect(got).toBeLessThan(50_000); // the last chunk is held until the digest matched
+  });
+
+  it("a slow link that keeps delivering is not cut short, though the transfer outlasts the deadline", async () => {
+    faults.setRules([
+      { method: "GET", path: /\/blobs\//, action: { kind: "trickle", bytesPerTick: 16_000, tickMs: 100 } },
+    ]);
+    const client = new RegistryClient({ plainHttp: true, deadlineMs: 500 });
+    const t0 = Date.now();
+    try {
+      const whole = await client.getBlob(`${faults.host}/app:v1`, blob);
+      expect(Buffer.from(whole).equals(layer)).toBe(true);
+      let n = 0;
+      for await (const c of client.blobStream(`${faults.host}/app:v1`, blob)) n += c.length;
+      expect(n).toBe(layer.length);
+    } finally {
+      await client.close();
+      faults.setRules([]);
+    }
+    expect(Date.now() - t0).toBeGreaterThan(1000); // each transfer took longer than the deadline
+  });
+
+  it("the time a consumer spends with a chunk is not the registry's", async () => {
+    const client = new RegistryClient({ plainHttp: true, deadlineMs: 300 });
+    let n = 0;
+    try {
+      for await (const c of client.blobStream(`${plain.host}/app:v1`, blob)) {
+        if (n === 0) await sleep(1200);
+        n += c.length;
+      }
+    } finally {
+      await client.close();
+    }
+    expect(n).toBe(layer.length);
+  });
+
+  it("an upload waiting for its source (a download feeding it) is not cut short", async () => {
+    const data = randomBytes(300_000);
+    async function* slowSource(): AsyncGenerator<Uint8Array> {
+      for (let o = 0; o < data.length; o += 100_000) {
+        await sleep(700);
+        yield data.subarray(o, o + 100_000);
+      }
+    }
+    const client = new RegistryClient({ plainHttp: true, deadlineMs: 300 });
+    try {
+      await client.pushBlob(`${plain.host}/upload:v1`, slowSource(), { digest: digestOf(data), size: data.length });
+      expect(await client.blobExists(`${plain.host}/upload:v1`, digestOf(data))).toBe(data.length);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("soci convert --timeout 2s: a registry that never answers is reported within seconds, with what was awaited", async () => {
+    const t0 = Date.now();
+    const e = (await run(process.execPath, [
+      soci,
+      "convert",
+      "--plain-http",
+      "--timeout",
+      "2s",
+      `${silent.host}/app:v1`,
+      `${silent.host}/app:soci`,
+    ]).catch((x: unknown) => x)) as { code: number; stderr: string };
+    expect(e.code).toBe(1);
+    expect(e.stderr).toBe(
+      `soci: HEAD manifest http://${silent.host}/v2/app/manifests/v1: no response within 2s (deadline)\n`,
+    );
+    expect(Date.now() - t0).toBeLessThan(30_000); // not 5 × 60 s
+    const bad = (await run(process.execPath, [soci, "convert", "--timeout", "soon", "a", "b"]).catch(
+      (x: unknown) => x,
+    )) as { stderr: string };
+    expect(bad.stderr).toContain("not a duration");
   });
 });

@@ -79,7 +79,7 @@ export class Blobs {
     return this.endpoints.withEndpoints(ref, "pull", ["pull"], async (t) => {
       const url = this.endpoints.repoUrl(t, `/blobs/${digest}`);
       return this.transport.call(t, "GET blob", { method: "GET", url, followRedirects: true }, [200], async (res) => {
-        const bytes = await readAll(res.body, { limit: opts.size, what: `blob ${digest}` });
+        const bytes = await readAll(res.body, { limit: opts.size, what: `blob ${digest}`, deadline: t.deadline });
         if (opts.verify !== false) verifyDigest(digest, bytes, res.url);
         checkSize(digest, bytes.length, opts.size, "blob size", res.url);
         return bytes;
@@ -99,25 +99,37 @@ export class Blobs {
     opts: { size?: number } = {},
   ): AsyncGenerator<Uint8Array, void, undefined> {
     const { hash, algorithm } = digester(digest);
+    // one deadline for the whole stream: it runs while the registry is awaited, restarts with
+    // every chunk, and stops while the consumer holds a chunk
+    const deadline = this.endpoints.deadline();
     let t: Target | undefined;
     let url = "";
-    let s: OpenBlob | undefined = await this.endpoints.withEndpoints(ref, "pull", ["pull"], async (target) => {
-      t = target;
-      url = this.endpoints.repoUrl(target, `/blobs/${digest}`);
-      return withRetries(() => this.open(target, url, 0), this.transport.retryOpts(target)).catch((e: unknown) => {
-        throw networkError("GET blob", url, e);
-      });
-    });
-    const { retries } = this.transport.retryOpts();
-    let received = 0;
-    let pending: Uint8Array | undefined;
-    let failures = 0;
+    let s: OpenBlob | undefined;
     try {
+      s = await this.endpoints.withEndpoints(
+        ref,
+        "pull",
+        ["pull"],
+        async (target) => {
+          t = target;
+          url = this.endpoints.repoUrl(target, `/blobs/${digest}`);
+          return withRetries(() => this.open(target, url, 0), this.transport.retryOpts(target)).catch((e: unknown) => {
+            throw networkError("GET blob", url, e);
+          });
+        },
+        deadline,
+      );
+      const retry = this.transport.retryOpts(t);
+      const waitingFor = `GET blob ${redactUrl(url)}`;
+      let received = 0;
+      let pending: Uint8Array | undefined;
+      let failures = 0;
       for (;;) {
         try {
           s ??= await this.open(t!, url, received);
           for (let r = s.first; !r.done; r = await s.it.next()) {
             let c = new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.length);
+            deadline.progress(c.length);
             if (s.skip > 0) {
               const n = Math.min(s.skip, c.length);
               s.skip -= n;
@@ -134,32 +146,34 @@ export class Blobs {
             }
             const prev = pending;
             pending = c;
-            if (prev) yield prev;
+            if (prev) {
+              deadline.pause();
+              yield prev;
+              deadline.wait(waitingFor);
+            }
           }
           break;
         } catch (e) {
           s?.close();
           s = undefined;
+          deadline.throwIfExpired();
           const retryable = e instanceof RetryableError || isRetryableNetworkError(e);
-          if (!retryable || failures >= retries)
+          if (!retryable || failures >= retry.retries)
             throw networkError("GET blob", url, e instanceof RetryableError ? e.final : e);
           failures++;
-          await sleep(
-            backoffDelay(
-              failures,
-              this.transport.retryOpts(),
-              e instanceof RetryableError ? e.retryAfterMs : undefined,
-            ),
-          );
+          const retryAfter = e instanceof RetryableError ? e.retryAfterMs : undefined;
+          await sleep(backoffDelay(failures, retry, retryAfter), deadline.signal);
         }
       }
+      const actual = `${algorithm}:${hash.digest("hex")}`;
+      if (actual !== digest) throw new DigestMismatchError(digest, actual, { what: "blob", url: redactUrl(url) });
+      checkSize(digest, received, opts.size, "blob size", url);
+      deadline.end();
+      if (pending) yield pending;
     } finally {
       s?.close();
+      deadline.end();
     }
-    const actual = `${algorithm}:${hash.digest("hex")}`;
-    if (actual !== digest) throw new DigestMismatchError(digest, actual, { what: "blob", url: redactUrl(url) });
-    checkSize(digest, received, opts.size, "blob size", url);
-    if (pending) yield pending;
   }
 
   /** One GET of a blob from byte `from` on, up to its first chunk (no retries). */
@@ -216,7 +230,10 @@ export class Blobs {
         { method: "GET", url, headers: { range: `bytes=${start}-${end - 1}` }, followRedirects: true },
         [200, 206],
         async (res) => {
-          const bytes = await readAll(res.body, { expected: res.status === 206 ? end - start : undefined });
+          const bytes = await readAll(res.body, {
+            expected: res.status === 206 ? end - start : undefined,
+            deadline: t.deadline,
+          });
           if (res.status === 200) {
             verifyDigest(digest, bytes, res.url);
             if (end > bytes.length)
@@ -269,7 +286,7 @@ export class Blobs {
             { method: "GET", url, headers: { range }, followRedirects: true },
             [200, 206],
             async (res) => {
-              const bytes = await readAll(res.body);
+              const bytes = await readAll(res.body, { deadline: t.deadline });
               if (res.status === 200) {
                 verifyDigest(digest, bytes, res.url);
                 return [{ start: 0, end: bytes.length, data: bytes }];

@@ -8,7 +8,8 @@
 // (5xx, 429, resets, timeouts) are retried with backoff honouring Retry-After; blob GETs follow
 // redirects manually and never forward Authorization to another origin; whole blobs are verified
 // against their digest before they are returned, streams before their last chunk is released.
-// Every failure a caller sees is a SociError (errors/errors.ts).
+// Every operation waits on the registry for a bounded time (deadline.ts). Every failure a caller
+// sees is a SociError (errors/errors.ts).
 import type { Descriptor } from "../formats/oci.js";
 import { Blobs, type ByteRange } from "./blobs.js";
 import { Endpoints } from "./endpoints.js";
@@ -24,6 +25,9 @@ export { referrerDescriptor } from "./referrers.js";
 
 export type RefLike = string | ImageRef;
 
+/** The reference's request timeout (`[http] RequestTimeoutMsec`, `[blob] fetching_timeout_sec`). */
+const DEFAULT_DEADLINE_MS = 300_000;
+
 export interface RegistryClientOptions {
   authorizer?: Authorizer;
   /** Endpoints per host (hosts.toml); default: the host itself over HTTPS (docker.io → registry-1.docker.io). */
@@ -32,6 +36,14 @@ export interface RegistryClientOptions {
   plainHttp?: boolean | ((host: string) => boolean);
   /** Headers and body inactivity timeout per request (default 60 s). */
   timeoutMs?: number;
+  /**
+   * How long one operation may wait on the registry with nothing arriving — no response, no bytes
+   * of a body, an upload not taken — across its retries and endpoints; then it fails with a
+   * DeadlineExceededError saying what it waited for (default 5 min, 0 = no limit). Bytes that move
+   * start the allowance again, so a large transfer is never cut short while it makes progress,
+   * and the time a stream's consumer spends with a chunk does not count.
+   */
+  deadlineMs?: number;
   /** TCP/TLS connect timeout (default 10 s). */
   connectTimeoutMs?: number;
   /** Retries after the first attempt (default 4). */
@@ -60,7 +72,7 @@ export class RegistryClient {
 
   constructor(opts: RegistryClientOptions = {}) {
     this.transport = new Transport(opts);
-    this.endpoints = new Endpoints(opts);
+    this.endpoints = new Endpoints({ ...opts, deadlineMs: opts.deadlineMs ?? DEFAULT_DEADLINE_MS });
     this.manifests = new Manifests(this.transport, this.endpoints, opts.maxManifestBytes ?? 4 << 20);
     this.blobs = new Blobs(this.transport, this.endpoints, opts.maxRangesPerRequest ?? 32);
     this.pusher = new Pusher(this.transport, this.endpoints, this.blobs, opts.chunkSize ?? 8 << 20);

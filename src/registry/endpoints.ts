@@ -3,6 +3,7 @@
 // that fails moves on to the next; an endpoint that does not answer is skipped for a while; the
 // HTTPS attempt of an https-first endpoint falls back to plain HTTP only when the server speaks it.
 import { fallsThrough, isUnresponsive, speaksPlainHttp, UnavailableError, UnsupportedError } from "./errors.js";
+import { Deadline } from "./deadline.js";
 import { withQuery } from "./http.js";
 import type { Action, Target } from "./transport.js";
 import type { HostResolver, ImageRef, RegistryEndpoint } from "./types.js";
@@ -17,6 +18,8 @@ export interface EndpointOptions {
   hosts?: HostResolver;
   /** Use http:// for the default endpoint (all hosts, or those the predicate accepts). */
   plainHttp?: boolean | ((host: string) => boolean);
+  /** How long an operation may wait on the registry with nothing arriving (deadline.ts); 0 = no limit. */
+  deadlineMs?: number;
 }
 
 export class Endpoints {
@@ -30,13 +33,46 @@ export class Endpoints {
     this.closed = true;
   }
 
+  /** A deadline for one operation (its caller ends it). */
+  deadline(): Deadline {
+    return new Deadline(this.opts.deadlineMs);
+  }
+
   /**
    * Runs `fn` against each endpoint in order (mirrors first) until one succeeds; NotFound,
    * Unavailable, network and TLS errors move on. An endpoint that is not the last is not retried
-   * when unresponsive (`failFast`), and is skipped for a while after.
+   * when unresponsive (`failFast`), and is skipped for a while after. The whole is one operation
+   * under one deadline (`deadline`, else a new one).
    */
-  async withEndpoints<T>(ref: ImageRef, cap: Capability, actions: Action[], fn: (t: Target) => Promise<T>): Promise<T> {
+  async withEndpoints<T>(
+    ref: ImageRef,
+    cap: Capability,
+    actions: Action[],
+    fn: (t: Target) => Promise<T>,
+    deadline?: Deadline,
+  ): Promise<T> {
+    if (deadline) return this.tryEndpoints(ref, cap, actions, fn, deadline);
+    const own = this.deadline();
+    try {
+      return await this.tryEndpoints(ref, cap, actions, fn, own);
+    } finally {
+      own.end();
+    }
+  }
+
+  private async tryEndpoints<T>(
+    ref: ImageRef,
+    cap: Capability,
+    actions: Action[],
+    run: (t: Target) => Promise<T>,
+    deadline: Deadline,
+  ): Promise<T> {
     if (this.closed) throw new UnavailableError("registry client is closed");
+    const fn = (t: Target) =>
+      run({ ...t, deadline }).catch((e: unknown) => {
+        deadline.throwIfExpired(); // a deadline ends the operation: no next endpoint
+        throw e;
+      });
     const eps = this.live(await this.endpointsFor(ref.host, cap));
     let last: unknown;
     for (let i = 0; i < eps.length; i++) {

@@ -1,7 +1,8 @@
 // HTTP plumbing shared by the registry client's parts: response headers, bodies read whole (with a
-// size limit) or thrown away, Content-Range, multipart/byteranges, Link pagination, query strings.
+// size limit, progress reported to the operation's deadline) or thrown away, Content-Range, multipart/byteranges, Link pagination, query strings.
 import type { IncomingHttpHeaders } from "node:http";
 import type { Dispatcher } from "undici";
+import type { Deadline } from "./deadline.js";
 import { InvalidArgumentError } from "./errors.js";
 
 export interface Response {
@@ -36,12 +37,12 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-/** A whole body: at most `limit` bytes. */
+/** A whole body: at most `limit` bytes, each chunk reported to `deadline` as progress. */
 export async function readAll(
   body: Response["body"],
-  opts: { limit?: number; what?: string; expected?: number } = {},
+  opts: { limit?: number; what?: string; expected?: number; deadline?: Deadline } = {},
 ): Promise<Uint8Array> {
-  const { limit, expected } = opts;
+  const { limit, expected, deadline } = opts;
   // with the length known, chunks go straight into one buffer (each is garbage at once) instead of
   // all of them living until a final copy: half the peak memory of a span fetch
   let out =
@@ -51,6 +52,7 @@ export async function readAll(
   const chunks: Uint8Array[] = [];
   let n = 0;
   for await (const c of body as AsyncIterable<Buffer>) {
+    deadline?.progress(c.length);
     if (limit !== undefined && n + c.length > limit) {
       body.destroy();
       throw new InvalidArgumentError(`${opts.what ?? "response"} larger than ${limit} bytes`);

@@ -82,7 +82,7 @@ export class Manifests {
           { method: "GET", url },
           [200],
           async (res) => {
-            const bytes = await readAll(res.body, { limit: 64 << 20, what: "tag list" });
+            const bytes = await readAll(res.body, { limit: 64 << 20, what: "tag list", deadline: t.deadline });
             let body: { tags?: unknown };
             try {
               body = JSON.parse(new TextDecoder().decode(bytes)) as { tags?: unknown };
@@ -114,7 +114,7 @@ export class Manifests {
       { method: "GET", url, headers: { accept: accept.join(", ") } },
       [200],
       async (res) => {
-        const bytes = await readAll(res.body, { limit: this.maxBytes, what: "manifest" });
+        const bytes = await readAll(res.body, { limit: this.maxBytes, what: "manifest", deadline: t.deadline });
         let digest: string;
         if (expected) {
           verifyDigest(expected, bytes, url, "manifest");

@@ -89,7 +89,7 @@ export class Pusher {
             { method: "PUT", url, headers: { "content-type": "application/octet-stream" }, body: data },
             [201, 204],
           );
-        }, this.transport.retryOpts()).catch((e: unknown) => {
+        }, this.transport.retryOpts(t)).catch((e: unknown) => {
           throw networkError("PUT blob", uploads, e);
         });
         return result;
@@ -149,10 +149,13 @@ export class Pusher {
     const { hash, algorithm } = digester(desc.digest);
     let offset = 0;
     let loc = location;
+    // waiting for the source (a download feeding this upload) is not waiting for this registry
+    t.deadline?.pause();
     for await (const chunk of rechunk(data, this.chunkSize)) {
       hash.update(chunk);
       loc = await this.patchChunk(t, loc, chunk, offset);
       offset += chunk.length;
+      t.deadline?.pause();
     }
     const actual = `${algorithm}:${hash.digest("hex")}`;
     if (actual !== desc.digest || offset !== desc.size) {
@@ -214,7 +217,7 @@ export class Pusher {
         }
         throw e;
       }
-    }, this.transport.retryOpts()).catch((e: unknown) => {
+    }, this.transport.retryOpts(t)).catch((e: unknown) => {
       throw networkError("PATCH blob", current, e);
     });
   }

@@ -52,7 +52,11 @@ export class Referrers {
             [200],
             async (res) => {
               const mt = mediaTypeOf(header(res.headers, "content-type"));
-              const bytes = await readAll(res.body, { limit: this.manifests.maxBytes, what: "referrers index" });
+              const bytes = await readAll(res.body, {
+                limit: this.manifests.maxBytes,
+                what: "referrers index",
+                deadline: t.deadline,
+              });
               if (mt !== MediaTypeImageIndex) return undefined;
               const idx = parseIndex(bytes);
               const applied = (

@@ -4,6 +4,7 @@
 // turned into typed errors, and retries with backoff on what is transient — all under one
 // concurrency limit.
 import { readFileSync } from "node:fs";
+import { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
 import type { Dispatcher } from "undici";
 import { AuthError, CredentialsError } from "./auth.js";
@@ -20,6 +21,7 @@ import {
 import { discard, header, readErrorBody, type Response } from "./http.js";
 import { isRetryableStatus, parseRetryAfter, RetryableError, withRetries } from "./retry.js";
 import { Semaphore } from "./semaphore.js";
+import type { Deadline } from "./deadline.js";
 import type { AuthScope, Authorizer, ImageRef, RegistryEndpoint } from "./types.js";
 
 export type Action = "pull" | "push";
@@ -33,6 +35,8 @@ export interface Target {
   also?: AuthScope["also"];
   /** More endpoints follow: an unresponsive one is given up at once instead of retried. */
   failFast?: boolean;
+  /** The operation's allowance for waiting on the registry (deadline.ts). */
+  deadline?: Deadline;
 }
 
 export interface RequestSpec {
@@ -82,14 +86,16 @@ export class Transport {
     return this.sem.acquire();
   }
 
+  /** Retry policy of requests to `t`: the client's, cut short by the operation's deadline. */
   retryOpts(t?: Target) {
-    const o = {
+    return {
       retries: this.opts.retries ?? 4,
       baseDelayMs: this.opts.baseDelayMs ?? 200,
       maxDelayMs: this.opts.maxDelayMs ?? 10_000,
+      ...(t?.deadline ? { signal: t.deadline.signal } : {}),
+      // an endpoint that does not answer is left for the next one, not waited for
+      ...(t?.failFast ? { giveUp: isUnresponsive } : {}),
     };
-    // an endpoint that does not answer is left for the next one, not waited for
-    return t?.failFast ? { ...o, giveUp: isUnresponsive } : o;
   }
 
   /**
@@ -127,7 +133,10 @@ export class Transport {
 
   /** send + status check: unexpected statuses become typed errors (RetryableError when transient). */
   async checked(t: Target, what: string, spec: RequestSpec, ok: number[]): Promise<Response> {
-    const res = await this.send(t, spec);
+    const res = await this.send(t, what, spec).catch((e: unknown) => {
+      t.deadline?.throwIfExpired(); // an abort by the deadline: its error, not undici's
+      throw e;
+    });
     if (ok.includes(res.status)) return res;
     const body = spec.method === "HEAD" ? new Uint8Array(0) : await readErrorBody(res.body);
     if (spec.method === "HEAD") await discard(res.body);
@@ -143,8 +152,12 @@ export class Transport {
     throw err;
   }
 
-  /** One HTTP exchange with auth (one retry after a 401 challenge) and manual redirects. */
-  private async send(t: Target, spec: RequestSpec): Promise<Response> {
+  /**
+   * One HTTP exchange with auth (one retry after a 401 challenge) and manual redirects, each
+   * request a wait on the operation's deadline (which aborts it).
+   */
+  private async send(t: Target, what: string, spec: RequestSpec): Promise<Response> {
+    const deadline = t.deadline;
     const origin = new URL(t.ep.url).origin;
     // credentials and tokens belong to the host answering (a mirror is not the upstream registry)
     const scope: AuthScope = {
@@ -164,8 +177,9 @@ export class Transport {
       const headers: Record<string, string> = { "user-agent": this.opts.userAgent ?? "soci-snapshotter-ts" };
       if (sameOrigin) Object.assign(headers, t.ep.headers ?? {});
       if (hops === 0 || method === spec.method) Object.assign(headers, spec.headers ?? {});
+      deadline?.wait(`${what} ${redactUrl(url)}`);
       if (sameOrigin && az) {
-        const a = await this.authorize(() => az.authorization(scope), spec.method, url);
+        const a = await this.authorize(() => az.authorization(scope), spec.method, url, deadline);
         if (a) headers.authorization = a;
       }
       const timeout = requestTimeout(t.ep, this.timeoutMs);
@@ -173,17 +187,25 @@ export class Transport {
         origin: u.origin,
         path: u.pathname + u.search,
         method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body ?? null,
+        headers:
+          body && deadline && body.length > WATCHED_UPLOAD
+            ? { ...headers, "content-length": `${body.length}` }
+            : headers,
+        // a large upload reports its progress to the deadline as undici takes it
+        body:
+          body && deadline && body.length > WATCHED_UPLOAD
+            ? Readable.from(watchedUpload(body, deadline), { objectMode: false })
+            : (body ?? null),
         headersTimeout: timeout,
         bodyTimeout: timeout,
+        ...(deadline ? { signal: deadline.signal } : {}),
       });
       const res: Response = { status: r.statusCode, headers: r.headers, body: r.body, url };
       if (res.status === 401 && sameOrigin && az && !challenged) {
         const www = header(res.headers, "www-authenticate");
         await discard(res.body);
         challenged = true;
-        if (www && (await this.authorize(() => az.challenged(scope, www), spec.method, url))) continue;
+        if (www && (await this.authorize(() => az.challenged(scope, www), spec.method, url, deadline))) continue;
         // No retry worth it: report the 401 as it came.
         return res;
       }
@@ -206,9 +228,9 @@ export class Transport {
    * Asks the authorizer; its failures (token service refused, credential helper broken) become an
    * Unauthorized error naming the request too. Their messages are already free of secrets.
    */
-  private async authorize<T>(ask: () => Promise<T>, method: string, url: string): Promise<T> {
+  private async authorize<T>(ask: () => Promise<T>, method: string, url: string, deadline?: Deadline): Promise<T> {
     try {
-      return await ask();
+      return await (deadline ? deadline.race(ask()) : ask());
     } catch (e) {
       if (!(e instanceof AuthError || e instanceof CredentialsError)) throw e;
       throw new UnauthorizedError(`${method} ${redactUrl(url)}: unauthorized: ${e.message}`, {
@@ -277,4 +299,16 @@ function requestTimeout(ep: RegistryEndpoint, fallbackMs: number): number {
   const sec = ep.requestTimeoutSec;
   if (sec === undefined || sec === 0) return fallbackMs;
   return sec < 0 ? 0 : sec * 1000;
+}
+
+/** Request bodies larger than this are handed to undici in pieces that count as progress. */
+const WATCHED_UPLOAD = 1 << 20;
+
+async function* watchedUpload(body: Uint8Array, deadline: Deadline): AsyncGenerator<Uint8Array> {
+  const piece = 64 << 10;
+  for (let o = 0; o < body.length; o += piece) {
+    const c = body.subarray(o, Math.min(body.length, o + piece));
+    yield c;
+    deadline.progress(c.length);
+  }
 }
