@@ -182,20 +182,18 @@ export class Transport {
         const a = await this.authorize(() => az.authorization(scope), spec.method, url, deadline);
         if (a) headers.authorization = a;
       }
+      // a large upload reports its progress to the deadline as undici takes it
+      const watched = body && deadline && body.length > WATCHED_UPLOAD ? { body, deadline } : undefined;
+      if (watched) headers["content-length"] = `${watched.body.length}`;
       const timeout = requestTimeout(t.ep, this.timeoutMs);
       const r = await this.agentFor(t.ep, sameOrigin).request({
         origin: u.origin,
         path: u.pathname + u.search,
         method: method as Dispatcher.HttpMethod,
-        headers:
-          body && deadline && body.length > WATCHED_UPLOAD
-            ? { ...headers, "content-length": `${body.length}` }
-            : headers,
-        // a large upload reports its progress to the deadline as undici takes it
-        body:
-          body && deadline && body.length > WATCHED_UPLOAD
-            ? Readable.from(watchedUpload(body, deadline), { objectMode: false })
-            : (body ?? null),
+        headers,
+        body: watched
+          ? Readable.from(watchedUpload(watched.body, watched.deadline), { objectMode: false })
+          : (body ?? null),
         headersTimeout: timeout,
         bodyTimeout: timeout,
         ...(deadline ? { signal: deadline.signal } : {}),
