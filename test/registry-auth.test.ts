@@ -15,6 +15,7 @@ import {
   scopeString,
 } from "../src/registry/auth.js";
 import type { AuthScope, Authorizer } from "../src/registry/types.js";
+import { errorCodeOf } from "../src/errors/errors.js";
 
 const USER = "alice";
 const PASS = "s3cret-Pa55word";
@@ -303,8 +304,10 @@ describe("Bearer token flow against a loopback registry", () => {
     );
     expect(err).toBeInstanceOf(AuthError);
     const e = err as AuthError;
-    expect(e.status).toBe(401);
-    expect(e.code).toBe("UNAUTHORIZED");
+    // an Unauthenticated error of the project's vocabulary; the token server's own code is kept
+    expect(e.code).toBe("Unauthenticated");
+    expect(e.httpStatus).toBe(401);
+    expect(e.registryErrors[0]?.code).toBe("UNAUTHORIZED");
     expect(e.message).toContain("authentication failed");
     expect(e.message).toContain(`${fx.base}/token`);
     const b64 = Buffer.from(`${USER}:${wrong}`).toString("base64");
@@ -314,6 +317,7 @@ describe("Bearer token flow against a loopback registry", () => {
     // the host is known to want Bearer: the next request fails fast with the same clear error
     const again = (await auth.authorization(scope()).catch((x: unknown) => x)) as AuthError;
     expect(again).toBeInstanceOf(AuthError);
+    expect(errorCodeOf(again)).toBe("Unauthenticated");
     expect(again.message).not.toContain(wrong);
   });
 
@@ -485,6 +489,8 @@ echo "credentials not found in native keychain"; exit 1
     expect(await dc.get("token.io")).toEqual({ username: "", password: "", identityToken: "refresh-0" });
     const broken = (await dc.get("broken.io").catch((e: unknown) => e)) as Error;
     expect(broken).toBeInstanceOf(CredentialsError);
+    // a broken credential source on this machine: a precondition of authenticating is not met
+    expect(errorCodeOf(broken)).toBe("FailedPrecondition");
     expect(broken.message).toContain("docker-credential-broken");
     expect(broken.message).toContain("exit status 3");
     expect(broken.message).not.toContain("leaky-secret-output");

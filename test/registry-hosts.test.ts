@@ -7,6 +7,7 @@ import {
   defaultEndpoint,
   DefaultResolver,
   hostPaths,
+  HostsConfigError,
   HostsDirResolver,
   isLocalhost,
   parseGoDuration,
@@ -14,6 +15,7 @@ import {
   resolverFromConfig,
   resolverSettings,
 } from "../src/registry/hosts.js";
+import { errorCodeOf } from "../src/errors/errors.js";
 
 let root: string;
 
@@ -310,6 +312,9 @@ request_timeout_sec = -1
     const doc = await readTomlFile(join(root, "config.toml"));
     expect((await resolverFromConfig(doc).endpoints("docker.io"))[0]!.url).toBe("https://mirror.gcr.io");
     await put("bad.toml", "[resolver\n");
-    await expect(readTomlFile(join(root, "bad.toml"))).rejects.toThrow(/invalid TOML/);
+    const bad = await readTomlFile(join(root, "bad.toml")).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(HostsConfigError);
+    expect(errorCodeOf(bad)).toBe("InvalidArgument");
+    expect((bad as Error).message).toMatch(/invalid TOML/);
   });
 });

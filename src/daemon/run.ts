@@ -154,6 +154,9 @@ export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: Crede
     timeoutMs:
       cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
     connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,
+    // every registry operation (manifests, SOCI index, ztocs, spans, layers) gives up after
+    // `fetching_timeout_sec` with nothing arriving, as span fetches already did (§5.3)
+    deadlineMs: cfg.blob.fetchingTimeoutSec * 1000,
     // `max_retries = -1` disables retries (§5.3); left undefined it fell back to the client's default
     retries: cfg.blob.maxRetries < 0 ? 0 : Math.min(cfg.blob.maxRetries, 8),
     baseDelayMs: cfg.blob.minWaitMsec > 0 ? cfg.blob.minWaitMsec : undefined,

@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { FailedPreconditionError } from "../errors/errors.js";
 
 /** Credentials for one registry host. Secrets must never be logged or put in error messages. */
 export interface Credentials {
@@ -25,12 +26,13 @@ export interface Credentials {
  */
 export type CredentialsProvider = (host: string, scope?: { repository?: string }) => Promise<Credentials | undefined>;
 
-/** Raised for unusable config files or failing credential helpers; messages hold no secrets. */
-export class CredentialsError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "CredentialsError";
-  }
+/**
+ * This machine's credential sources are unusable (an unreadable or invalid docker config, a failing
+ * or hanging credential helper): a precondition of authenticating is not met. Messages hold no
+ * secrets.
+ */
+export class CredentialsError extends FailedPreconditionError {
+  override name = "CredentialsError";
 }
 
 /** Docker Hub's key in config.json. */
@@ -141,14 +143,10 @@ export class DockerConfigCredentials {
       throw new CredentialsError(`reading docker config ${p}: ${code ?? "error"}`);
     }
     if (!text.trim()) return undefined;
-    try {
-      const parsed = JSON.parse(text) as unknown;
-      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
-      return parsed as DockerConfigFile;
-    } catch {
-      // never echo the parser's message: it may quote file contents (secrets)
-      throw new CredentialsError(`docker config ${p} is not valid JSON`);
-    }
+    // never echo the parser's message: it may quote file contents (secrets)
+    const parsed = parseJsonObject(text);
+    if (!parsed || Array.isArray(parsed)) throw new CredentialsError(`docker config ${p} is not valid JSON`);
+    return parsed as DockerConfigFile;
   }
 
   private async fromHelper(helper: string, host: string): Promise<Credentials | undefined> {
@@ -258,14 +256,20 @@ export async function runCredentialHelper(
         if (msg.includes("credentials not found")) return resolve(undefined);
         return reject(new CredentialsError(`credential helper ${exe} failed (${signal ?? `exit status ${code}`})`));
       }
-      try {
-        const parsed = JSON.parse(out) as HelperOutput;
-        if (!parsed || typeof parsed !== "object") throw new Error();
-        resolve(parsed);
-      } catch {
-        reject(new CredentialsError(`credential helper ${exe} printed invalid JSON`));
-      }
+      const parsed = parseJsonObject(out);
+      if (parsed) resolve(parsed as HelperOutput);
+      else reject(new CredentialsError(`credential helper ${exe} printed invalid JSON`));
     });
     child.stdin.end(serverUrl);
   });
+}
+
+/** A JSON object, or undefined for anything else (the parser's message could quote a secret). */
+export function parseJsonObject(text: string): object | undefined {
+  try {
+    const j = JSON.parse(text) as unknown;
+    return j && typeof j === "object" ? j : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -12,10 +12,12 @@
 //
 // Secrets (passwords, identity tokens, bearer tokens) never appear in errors: messages are built from
 // the realm URL, status codes and registry error codes, then scrubbed of every known secret.
+import { UnauthenticatedError } from "../errors/errors.js";
 import type { AuthScope, Authorizer } from "./types.js";
 import { parseWwwAuthenticate, type Challenge } from "./auth-challenge.js";
 import {
   DockerConfigCredentials,
+  parseJsonObject,
   type Credentials,
   type CredentialsProvider,
   type DockerConfigOptions,
@@ -32,17 +34,19 @@ export {
   type DockerConfigOptions,
 } from "./auth-docker-config.js";
 
-/** Authorization failures (token service refused, unreachable, bad answer). No secrets inside. */
-export class AuthError extends Error {
-  /** HTTP status of the token service, when it answered. */
-  readonly status: number | undefined;
-  /** Registry error code from the token service's JSON body (e.g. "UNAUTHORIZED"), when given. */
-  readonly code: string | undefined;
+/**
+ * Authorization failures (token service refused, unreachable, bad answer). No secrets inside. The
+ * token service's HTTP status is `httpStatus`, the error code of its JSON body (e.g.
+ * "UNAUTHORIZED") the first of `registryErrors`.
+ */
+export class AuthError extends UnauthenticatedError {
+  override name = "AuthError";
   constructor(message: string, opts: { status?: number; code?: string; cause?: unknown } = {}) {
-    super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
-    this.name = "AuthError";
-    this.status = opts.status;
-    this.code = opts.code;
+    super(message, {
+      ...(opts.cause !== undefined ? { cause: opts.cause } : {}),
+      ...(opts.status !== undefined ? { httpStatus: opts.status } : {}),
+      ...(opts.code !== undefined ? { registryErrors: [{ code: opts.code }] } : {}),
+    });
   }
 }
 
@@ -308,7 +312,7 @@ export class RegistryAuthorizer implements Authorizer {
         body = await this.postOAuth(st, scopes, refresh);
       } catch (err) {
         // registries without the OAuth2 POST endpoint (404/405): fall back to GET
-        if (!(err instanceof AuthError) || (err.status !== 404 && err.status !== 405)) throw err;
+        if (!(err instanceof AuthError) || (err.httpStatus !== 404 && err.httpStatus !== 405)) throw err;
         body = await this.getToken(st, scopes, creds?.username || creds?.password ? creds : undefined);
       }
     } else {
@@ -400,13 +404,9 @@ export class RegistryAuthorizer implements Authorizer {
       const msg = `${what}: ${init.method} ${where}: ${res.status} ${res.statusText}${code ? ` (${code}${detail ? `: ${detail}` : ""})` : detail ? ` (${detail})` : ""}`;
       throw new AuthError(this.scrub(msg), { status: res.status, ...(code ? { code } : {}) });
     }
-    try {
-      const j = JSON.parse(text) as unknown;
-      if (!j || typeof j !== "object") throw new Error();
-      return j as TokenResponse;
-    } catch {
-      throw new AuthError(`token service ${where} returned invalid JSON`, { status: res.status });
-    }
+    const j = parseJsonObject(text);
+    if (!j) throw new AuthError(`token service ${where} returned invalid JSON`, { status: res.status });
+    return j as TokenResponse;
   }
 
   private scrub(msg: string): string {

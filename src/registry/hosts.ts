@@ -14,6 +14,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { isAbsolute, join, posix } from "node:path";
 import { parse as parseToml } from "smol-toml";
+import { InvalidArgumentError } from "../errors/errors.js";
 import type { HostResolver, RegistryEndpoint } from "./types.js";
 
 export type Capability = "pull" | "resolve" | "push";
@@ -29,25 +30,23 @@ export interface HostEndpoint extends RegistryEndpoint {
   clientCerts?: { cert: string; key: string }[];
   /** Header values as configured (arrays kept); `headers` joins them with ", ". */
   headerValues?: Record<string, string[]>;
-  /** hosts.toml `dial_timeout`, in ms. */
-  dialTimeoutMs?: number;
-  /** hosts.toml `proxy` URL. */
-  proxy?: string;
   /**
    * containerd tries `https://` on this (http) host first and falls back to plain HTTP on a TLS
    * handshake failure (localhost defaults, http hosts that also have TLS settings). Clients that do
    * not implement the fallback just use `url`.
    */
   httpsFirst?: boolean;
-  /** Snapshotter config `request_timeout_sec`: 0/undefined = client default, < 0 = no timeout. */
-  requestTimeoutSec?: number;
 }
 
-export class HostsConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "HostsConfigError";
-  }
+/** An unusable hosts directory or resolver configuration (bad TOML, bad values, unreadable files). */
+export class HostsConfigError extends InvalidArgumentError {
+  override name = "HostsConfigError";
+}
+
+function unreadable(path: string, err: unknown): HostsConfigError {
+  return new HostsConfigError(`reading ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+    cause: err,
+  });
 }
 
 /** containerd's IsLocalhost: "localhost" or a loopback IP, with or without a port. */
@@ -216,8 +215,23 @@ function parseHostSection(server: string, baseDir: string, cfg: TomlTable): Pars
   }
   if (typeof cfg.dial_timeout === "string" && cfg.dial_timeout)
     result.dialTimeoutMs = parseGoDuration(cfg.dial_timeout);
-  if (typeof cfg.proxy === "string" && cfg.proxy) result.proxy = cfg.proxy;
+  if (typeof cfg.proxy === "string" && cfg.proxy) result.proxy = parseProxy(cfg.proxy);
   return result;
+}
+
+/** An HTTP(S) proxy URL (`http://[user:pass@]host:port`); anything else is refused, not ignored. */
+function parseProxy(proxy: string): string {
+  let u: URL;
+  try {
+    u = new URL(proxy);
+  } catch {
+    throw new HostsConfigError(`invalid proxy ${JSON.stringify(proxy)}: not a URL`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new HostsConfigError(
+      `invalid proxy ${JSON.stringify(proxy)}: only http:// and https:// proxies are supported`,
+    );
+  return proxy;
 }
 
 /** Parses a hosts.toml text: `[host."…"]` entries in file order, then the root (`server`). */
@@ -255,7 +269,7 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
       .map((e) => e.name)
       .sort();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw unreadable(dir, err);
   }
   for (const n of names) {
     if (n.endsWith(".crt")) {
@@ -268,7 +282,7 @@ async function loadCertFiles(dir: string): Promise<ParsedHost[]> {
         () => true,
         (e: NodeJS.ErrnoException) => {
           if (e.code === "ENOENT") return false;
-          throw e;
+          throw unreadable(key, e);
         },
       );
       h.clientPairs ??= [];
@@ -371,7 +385,7 @@ export class HostsDirResolver implements HostResolver {
           await stat(p);
           return p;
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw unreadable(p, err);
         }
       }
     }
@@ -395,7 +409,7 @@ export class HostsDirResolver implements HostResolver {
       text = await readFile(file, "utf8");
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw unreadable(file, err);
     }
     if (text.length === 0) return loadCertFiles(dir);
     try {

@@ -67,18 +67,6 @@ export function formatReference(ref: ImageRef): string {
   return `${ref.host}/${ref.repository}${ref.tag !== undefined ? ":" + ref.tag : ""}${ref.digest !== undefined ? "@" + ref.digest : ""}`;
 }
 
-/** Docker's familiar short form (`busybox:latest`, `user/app:1`); other hosts stay canonical. */
-export function familiarReference(ref: ImageRef): string {
-  let name = `${ref.host}/${ref.repository}`;
-  if (ref.host === DEFAULT_REGISTRY) {
-    name =
-      ref.repository.startsWith("library/") && ref.repository.split("/").length === 2
-        ? ref.repository.slice("library/".length)
-        : ref.repository;
-  }
-  return `${name}${ref.tag !== undefined ? ":" + ref.tag : ""}${ref.digest !== undefined ? "@" + ref.digest : ""}`;
-}
-
 /** The same repository with another tag/digest (or none). */
 export function withReference(ref: ImageRef, what: { tag?: string; digest?: string }): ImageRef {
   return { host: ref.host, repository: ref.repository, ...what };

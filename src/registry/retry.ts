@@ -1,5 +1,6 @@
 // Retry policy: exponential backoff with full jitter on transient failures (5xx, 429, connection
 // resets, timeouts), honouring `Retry-After` (delta-seconds or HTTP date), with bounded attempts.
+import { isRetryableNetworkError } from "./errors.js";
 
 export interface RetryOptions {
   /** Retries after the first attempt (default 4). */
@@ -13,36 +14,6 @@ export interface RetryOptions {
 /** HTTP statuses worth retrying. */
 export function isRetryableStatus(status: number): boolean {
   return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505);
-}
-
-const RETRYABLE_CODES = new Set([
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "ECONNABORTED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EAI_AGAIN",
-  "ENETUNREACH",
-  "EHOSTUNREACH",
-  "UND_ERR_SOCKET",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "UND_ERR_HEADERS_TIMEOUT",
-  "UND_ERR_BODY_TIMEOUT",
-  "UND_ERR_CLOSED",
-  "UND_ERR_RES_CONTENT_LENGTH_MISMATCH",
-  "UND_ERR_REQ_RETRY",
-]);
-
-/** True for network-level failures (reset, refused, timeouts, truncated bodies). */
-export function isRetryableNetworkError(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && typeof e === "object" && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && RETRYABLE_CODES.has(code)) return true;
-    const name = (e as { name?: unknown }).name;
-    if (name === "TimeoutError" || name === "SocketError") return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
 }
 
 /** Parses `Retry-After` into ms: delta-seconds or an HTTP date; undefined if absent/invalid. */
@@ -80,7 +51,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Thrown inside a retried operation to ask for another attempt (with an optional server delay). */
+/**
+ * Thrown inside a retried operation to ask for another attempt (with an optional server delay).
+ * An internal signal between an attempt and its retry loop: the loop always throws `final` (a
+ * SociError) instead, so it never reaches a caller of the client.
+ */
 export class RetryableError extends Error {
   override name = "RetryableError";
   constructor(
@@ -93,7 +68,8 @@ export class RetryableError extends Error {
 
 /**
  * Runs `fn` until it succeeds, throws a non-retryable error, or attempts run out. Retryable:
- * `RetryableError` (its `final` error is thrown when attempts run out) and network errors.
+ * `RetryableError` (its `final` error is thrown when attempts run out) and network errors. Once
+ * `signal` aborted, its reason is thrown (a backoff sleep ends at once).
  */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
@@ -109,8 +85,9 @@ export async function withRetries<T>(
     try {
       return await fn(attempt);
     } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
       const retryable = (err instanceof RetryableError || isRetryableNetworkError(err)) && !opts.giveUp?.(err);
-      if (!retryable || attempt >= retries || opts.signal?.aborted) {
+      if (!retryable || attempt >= retries) {
         throw err instanceof RetryableError ? err.final : err;
       }
       const delay = backoffDelay(attempt + 1, opts, err instanceof RetryableError ? err.retryAfterMs : undefined);

@@ -56,6 +56,15 @@ export interface RegistryEndpoint {
   plainFallback?: boolean;
   /** Extra headers (hosts.toml `[header]`). */
   headers?: Record<string, string>;
+  /** TCP (and TLS) connect timeout for this endpoint, ms (hosts.toml `dial_timeout`). */
+  dialTimeoutMs?: number;
+  /** HTTP proxy requests to this endpoint go through (hosts.toml `proxy`), e.g. `http://proxy:3128`. */
+  proxy?: string;
+  /**
+   * How long a request to this endpoint waits for its response headers, and between body chunks
+   * (snapshotter config `request_timeout_sec`): 0/undefined = the client's default, < 0 = no limit.
+   */
+  requestTimeoutSec?: number;
 }
 
 /** Resolves a registry host to the endpoints to use for it. */

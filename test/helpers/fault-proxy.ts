@@ -1,6 +1,7 @@
 // A loopback HTTP proxy in front of a registry that injects faults for matching requests:
 // error statuses (500/429 with Retry-After), connections dropped after N response bytes or before
-// any response, flipped bytes in response bodies, and redirects to a second origin (another port).
+// any response, flipped bytes in response bodies, redirects to a second origin (another port), a
+// registry gone silent (before or during a response) and a slow body.
 // Every request is logged (method, path, Authorization, Range) so tests can check what was sent.
 
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -13,7 +14,14 @@ export type FaultAction =
   | { kind: "corrupt"; offset?: number }
   | { kind: "redirect" }
   /** Forward without the Range header (a server that ignores ranges answers 200 with the whole body). */
-  | { kind: "ignoreRange" };
+  | { kind: "ignoreRange" }
+  /**
+   * Go silent: no response at all (the connection stays open), or with `afterBytes` the headers and
+   * that many body bytes, then nothing more.
+   */
+  | { kind: "stall"; afterBytes?: number }
+  /** Forward the body slowly: `bytesPerTick` every `tickMs` (a slow link that keeps making progress). */
+  | { kind: "trickle"; bytesPerTick: number; tickMs: number };
 
 export interface FaultRule {
   method?: string;
@@ -93,6 +101,10 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
       });
       return;
     }
+    if (action?.kind === "stall" && action.afterBytes === undefined) {
+      req.resume(); // the request is read, never answered
+      return;
+    }
     if (action?.kind === "reset") {
       req.resume();
       req.socket.destroy();
@@ -114,7 +126,17 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       let seen = 0;
       const bodyFault = (ur.statusCode === 200 || ur.statusCode === 206) && req.method === "GET" ? action : undefined;
+      if (bodyFault?.kind === "trickle") {
+        trickle(ur, res, bodyFault.bytesPerTick, bodyFault.tickMs);
+        return;
+      }
       ur.on("data", (c: Buffer) => {
+        if (bodyFault?.kind === "stall") {
+          const room = Math.max(0, bodyFault.afterBytes! - seen);
+          seen += c.length;
+          if (room > 0) res.write(c.subarray(0, room));
+          return; // the rest is held back for good
+        }
         if (bodyFault?.kind === "drop") {
           const room = bodyFault.afterBytes - seen;
           if (room <= c.length) {
@@ -133,7 +155,9 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
         seen += c.length;
         res.write(c);
       });
-      ur.on("end", () => res.end());
+      ur.on("end", () => {
+        if (bodyFault?.kind !== "stall") res.end();
+      });
       ur.on("error", () => res.socket?.destroy());
     });
     up.on("error", () => res.socket?.destroy());
@@ -162,4 +186,29 @@ export async function startFaultProxy(upstream: string /* host:port */): Promise
       agent.destroy();
     },
   };
+}
+
+/** Writes the upstream body to `res` at `bytesPerTick` per `tickMs`. */
+function trickle(ur: IncomingMessage, res: ServerResponse, bytesPerTick: number, tickMs: number): void {
+  const queue: Buffer[] = [];
+  let ended = false;
+  ur.on("data", (c: Buffer) => queue.push(c));
+  ur.on("end", () => (ended = true));
+  ur.on("error", () => res.socket?.destroy());
+  const timer = setInterval(() => {
+    let budget = bytesPerTick;
+    while (budget > 0 && queue.length) {
+      const c = queue[0]!;
+      const n = Math.min(budget, c.length);
+      res.write(c.subarray(0, n));
+      if (n === c.length) queue.shift();
+      else queue[0] = c.subarray(n);
+      budget -= n;
+    }
+    if (ended && queue.length === 0) {
+      clearInterval(timer);
+      res.end();
+    }
+  }, tickMs);
+  res.on("close", () => clearInterval(timer));
 }
