@@ -6,9 +6,13 @@
 //   spancache/               decompressed spans per layer digest (reused across mounts)
 //   layers/<digest hex>/     layers without a ztoc, unpacked once (overlay whiteout form)
 //   mounts/<key>/            one mounted image: `state.json`, FUSE mountpoints `layers/<i>`, `empty/`
+//
+// `spancache/`, `layers/` and `mounts/` are kept 0700 whatever mode `root` has: they hold image
+// content (decompressed spans, unpacked files, setuid binaries among them) that only the overlay
+// at the mountpoint may show, with the image's own permissions.
 import { createHash } from "node:crypto";
 import { execFile } from "node:child_process";
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type { Descriptor, Platform } from "../formats/oci.js";
@@ -121,8 +125,15 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     log(`${e.message}: every layer is fetched and unpacked`);
   }
 
-  const spanCache = new SpanCache({ root: join(opts.root, "spancache") });
+  const spanCache = new SpanCache({
+    root: join(opts.root, "spancache"),
+    onFull: (err) =>
+      log(
+        `span cache ${join(opts.root, "spancache")} is full (${err.message}): it stops growing, reads go on from the registry`,
+      ),
+  });
   const state = mountStateDir(opts.root, mountpoint);
+  await privateDir(join(opts.root, "mounts"));
   await rm(state, { recursive: true, force: true });
   await mkdir(join(state, "empty"), { recursive: true });
   const lazy: { unmount(): Promise<void> }[] = [];
@@ -177,8 +188,8 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
           layers[i] = { digest: layer.digest, mode: "lazy", dir };
         } else {
           const dir = join(opts.root, "layers", parseDigest(layer.digest).hex);
+          await privateDir(join(opts.root, "layers"));
           if (!(await exists(dir))) {
-            await mkdir(join(opts.root, "layers"), { recursive: true });
             await unpackLayer(opts.client.blobStream(ref, layer.digest, { size: layer.size }), dir, {
               compression: isGzipLayer(layer.mediaType) ? "gzip" : "auto",
               digest: layer.digest,
@@ -244,6 +255,12 @@ function isGzipLayer(mt: string): boolean {
 function escapeLowerdir(dir: string): string {
   if (/[:,\\]/.test(dir)) throw new Error(`path ${dir} cannot be an overlay lowerdir (contains ':' ',' or '\\')`);
   return dir;
+}
+
+/** A directory only root may enter: created 0700, or narrowed to 0700 when it exists. */
+async function privateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
 }
 
 async function exists(p: string): Promise<boolean> {
