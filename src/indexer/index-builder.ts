@@ -52,6 +52,7 @@ import { zinfoOf } from "../formats/zinfo.js";
 import type { BlobSource } from "../store/blob-source.js";
 import { manifestForPlatform, type PlatformChoice, platformsFor } from "../store/image-manifests.js";
 import type { BuildPool } from "./pool.js";
+import { messageOf, withContext } from "../errors/errors.js";
 
 export interface BuildContext {
   /** Where the image's manifests, configs and layers are read from. */
@@ -113,18 +114,23 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
     }
   }
   const stream = verified(await ctx.source.createReadStream(layer.digest), layer);
-  const built = await ctx.pool.buildZtoc(
-    stream,
-    {
-      spanSize: opts.spanSize,
-      compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
-      buildToolIdentifier: opts.buildTool,
-    },
-    {
-      transfer: true, // file stream chunks are fresh buffers nobody else holds
-      onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size),
-    },
-  );
+  const built = await ctx.pool
+    .buildZtoc(
+      stream,
+      {
+        spanSize: opts.spanSize,
+        compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
+        buildToolIdentifier: opts.buildTool,
+      },
+      {
+        transfer: true, // file stream chunks are fresh buffers nobody else holds
+        onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size),
+      },
+    )
+    .catch((err: unknown) => {
+      // a truncated or corrupt layer: say which one (verified() already does)
+      throw messageOf(err).includes(layer.digest) ? err : withContext(err, `layer ${layer.digest}`);
+    });
   ctx.progress?.finish(layer.digest);
   await ctx.target.put(built.bytes, { digest: built.digest, size: built.bytes.length });
   ctx.db.put({
