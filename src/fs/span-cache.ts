@@ -49,8 +49,6 @@ interface Shared {
   prepareRoot(): Promise<void>;
   /** Reports a failed write (and a full disk's first one). */
   writeFailed(err: unknown): void;
-  /** A write succeeded: the disk has room again. */
-  wrote(): void;
 }
 
 const isNoSpace = (e: unknown) => {
@@ -137,9 +135,7 @@ export class SpanCache {
   readonly root: string;
   private readonly shared: Shared;
   private rootReady: Promise<void> | undefined;
-  private full = false;
   private toldFull = false;
-  private failures = 0;
 
   constructor(opts: SpanCacheOptions) {
     this.root = opts.root;
@@ -158,16 +154,11 @@ export class SpanCache {
       writeFailed: (e) => {
         const err = e instanceof Error ? e : new Error(String(e));
         const noSpace = isNoSpace(err);
-        this.failures++;
         opts.onWriteFailure?.(err, noSpace);
-        if (noSpace) this.full = true;
         if (noSpace && !this.toldFull) {
           this.toldFull = true;
           opts.onFull?.(err);
         }
-      },
-      wrote: () => {
-        this.full = false;
       },
     };
   }
@@ -186,16 +177,6 @@ export class SpanCache {
   /** Bytes held in memory. */
   get memoryBytes(): number {
     return this.shared.lru.size;
-  }
-
-  /** Cache writes that failed so far. */
-  get writeFailures(): number {
-    return this.failures;
-  }
-
-  /** True while the last write failed for lack of space. */
-  get isFull(): boolean {
-    return this.full;
   }
 }
 
@@ -358,7 +339,6 @@ export class LayerSpanCache {
   private async store(name: string, data: Uint8Array): Promise<void> {
     try {
       await this.write(name, data);
-      this.shared.wrote();
     } catch (e) {
       this.shared.writeFailed(e);
       throw e;
