@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { chmod, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -596,9 +596,40 @@ describe("soci ztoc", () => {
     expect(bad.stderr).toBe("soci: unknown content store type: nfs; must be one of [soci containerd]\n");
   });
 
-  it("creates a missing root (0700) and reports an empty database like bbolt", async () => {
+  it("read-only commands create nothing: a missing root is an error, an empty one an empty database", async () => {
     const fresh = join(newRoot(), "nested");
-    const r = await cli(["--root", fresh, "--content-store", "soci", "ztoc", "info", D.ztoc]);
+    const readOnly = [
+      ["ztoc", "info", D.ztoc],
+      ["ztoc", "list"],
+      ["ztoc", "get-file", D.ztoc, "a.txt"],
+      ["index", "list"],
+      ["index", "info", D.indexV1],
+      ["prefetch", "list"],
+      ["prefetch", "info", D.prefetch],
+    ];
+    for (const args of readOnly) {
+      const r = await cli(["--root", fresh, "--content-store", "soci", ...args]);
+      expect({ args, ...r, out: undefined }).toMatchObject({
+        args,
+        code: 1,
+        stdout: "",
+        stderr: `soci: root directory ${fresh} does not exist (nothing was created with this --root; give the one the SOCI artifacts are in)\n`,
+      });
+      await expect(stat(join(fresh, ".."))).rejects.toThrow(/ENOENT/);
+    }
+    // an existing empty root reads as an empty database (bbolt's messages) and stays empty
+    const empty = newRoot();
+    await mkdir(empty);
+    const info = await cli(["--root", empty, "--content-store", "soci", "ztoc", "info", D.ztoc]);
+    expect(info).toMatchObject({ code: 1, stderr: "soci: soci_artifacts not found\n" });
+    const list = await cli(["--root", empty, "--content-store", "soci", "index", "list", "-q"]);
+    expect(list).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect(await readdir(empty)).toEqual([]);
+  });
+
+  it("a command that writes creates a missing root (0700) and its database (0600), as the reference does", async () => {
+    const fresh = join(newRoot(), "nested");
+    const r = await cli(["--root", fresh, "--content-store", "soci", "index", "rm", D.indexV1]);
     expect(r).toMatchObject({ code: 1, stderr: "soci: soci_artifacts not found\n" });
     expect((await stat(fresh)).mode & 0o777).toBe(0o700);
     expect((await stat(join(fresh, "artifacts.db"))).mode & 0o777).toBe(0o600);

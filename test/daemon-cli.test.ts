@@ -142,7 +142,8 @@ describe("soci-snapshotter-grpc serving", () => {
     const metricsSock = join(dir, "metrics", "m.sock");
     const grpcSock = join(dir, "run", "soci.sock");
     const config = await tempConfig(
-      `metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n[kubeconfig_keychain]\nenable_keychain = true\n`,
+      `metrics_address = "${metricsSock}"\nmetrics_network = "unix"\n[kubeconfig_keychain]\nenable_keychain = true\n` +
+        "[background_fetch]\nsilence_perid_msec = 10\n",
     );
     const child = spawn("node", [BIN, "--root", join(dir, "root")], {
       env: {
@@ -195,6 +196,14 @@ describe("soci-snapshotter-grpc serving", () => {
     expect(lines.find((l) => l.msg === "soci-snapshotter-grpc successfully started")?.address).toBe(grpcSock);
     // a setting this daemon cannot honour is said so, not silently ignored
     expect(lines.find((l) => l.msg.startsWith("kubeconfig_keychain is not supported"))?.level).toBe("warning");
+    // … nor is a key it does not know (a typo), named in full
+    const unknown = lines.filter((l) => l.key === "background_fetch.silence_perid_msec");
+    expect(unknown).toHaveLength(1);
+    expect(unknown[0]).toMatchObject({
+      level: "warning",
+      msg: 'unknown key "background_fetch.silence_perid_msec" in config file ignored',
+      path: config,
+    });
     expect(msgs).toContain("Got interrupt");
     expect(msgs).toContain("Closing the snapshotter"); // debug level from SOCI_SNAPSHOTTER_LOG_LEVEL
     expect(msgs.at(-1)).toBe("Exiting");

@@ -290,6 +290,40 @@ insecure_skip_verify = false
     expect(c.http.maxRetries).toBe(4);
   });
 
+  it("names every unknown key by its dotted path, in tables, maps and arrays of tables", () => {
+    const unknown: string[] = [];
+    const c = parseConfig(
+      `
+no_such_key = "x"
+[background_fetch]
+silence_perid_msec = 10
+fetch_period_msec = 7
+[registry]
+config_path = ""
+[pull_modes.parallel_pull_unpack.decompress_streams.gzip]
+path = "/bin/unpigz"
+argz = ["-d"]
+[[resolver.host."docker.io".mirrors]]
+host = "m.example"
+timeout = 3
+`,
+      { onUnknownKey: (key) => unknown.push(key) },
+    );
+    expect(unknown).toEqual([
+      "no_such_key",
+      "background_fetch.silence_perid_msec",
+      "registry",
+      "pull_modes.parallel_pull_unpack.decompress_streams.gzip.argz",
+      'resolver.host."docker.io".mirrors[0].timeout',
+    ]);
+    // known keys around them still apply; an unknown key changes nothing
+    expect(c.backgroundFetch.fetchPeriodMsec).toBe(7);
+    expect(c.backgroundFetch.silencePeriodMsec).toBe(parseConfig("").backgroundFetch.silencePeriodMsec);
+    // no report for a file without unknown keys
+    parseConfig(defaultConfigText(), { onUnknownKey: (key) => unknown.push(`default: ${key}`) });
+    expect(unknown).toHaveLength(5);
+  });
+
   it("no_prometheus is read from the root key (and dumped as the shadowed FSConfig field, false)", () => {
     const c = parseConfig("no_prometheus = true");
     expect(c.noPrometheus).toBe(true);

@@ -74,6 +74,26 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+describe("a layer blob cut short", () => {
+  it("a read past the cut fails naming the layer; reads before it succeed", async () => {
+    const l = layer("gzip");
+    const cut = join(dir, "cut.tar.gz");
+    await writeFile(cut, (await readFile(l.path)).subarray(0, l.size >> 1));
+    const m = await SpanManager.open({
+      ztoc: l.ztoc,
+      digest: l.digest,
+      fetcher: fileFetcher(l, cut),
+      cache: new SpanCache({ root: join(dir, `c${roots++}`) }).layer(l.digest),
+      inflater: inThread,
+    });
+    expect(Buffer.from(await m.read(0, 1000)).equals(tarBytes.subarray(0, 1000))).toBe(true);
+    const end = l.ztoc.uncompressedArchiveSize;
+    await expect(m.read(end - 1000, end)).rejects.toThrow(
+      new RegExp(`^fetching span \\d+ of layer ${l.digest}: short read: 0 of \\d+ bytes at \\d+$`),
+    );
+  });
+});
+
 describe("configuration and checks", () => {
   it("max_span_verification_retries: default 0, negative means 3", () => {
     expect(verificationRetries(undefined)).toBe(0);

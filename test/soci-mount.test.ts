@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, link, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -217,6 +218,55 @@ describe("soci mount", () => {
     m.proc.kill("SIGTERM");
     expect(await exited(m.proc)).toBe(0);
     expect(await fuseMounts()).toHaveLength(0);
+  }, 60_000);
+
+  it("soci unmount finds a mount made with another --root from the mount table", async () => {
+    const mnt = join(dir, "mnt-other-root");
+    const unmount = (args: string[]) =>
+      run("node", [soci, ...args, "unmount", mnt]).then(
+        (r) => ({ code: 0, stderr: r.stderr }),
+        (e: { code: number; stderr: string }) => e,
+      );
+    // with the default root and with an unrelated one: the serving process stops, nothing is left
+    for (const args of [[], ["--root", join(dir, "elsewhere")]]) {
+      const m = await startMount([`${registry.host}/dst/img:soci`, mnt]);
+      expect(await fuseMounts()).toHaveLength(2);
+      expect(await unmount(args)).toMatchObject({ code: 0, stderr: "" });
+      expect(await exited(m.proc)).toBe(0);
+      expect(await fuseMounts()).toHaveLength(0);
+      expect(await mountsUnder(mnt)).toEqual([]);
+    }
+    // a killed `soci mount` leaves dead FUSE layers and the overlay: found and removed the same way
+    const m = await startMount([`${registry.host}/dst/img:soci`, mnt]);
+    m.proc.kill("SIGKILL");
+    await exited(m.proc);
+    expect(await fuseMounts()).toHaveLength(2);
+    expect(await unmount(["--root", join(dir, "elsewhere")])).toMatchObject({ code: 0, stderr: "" });
+    expect(await fuseMounts()).toHaveLength(0);
+    expect(await mountsUnder(mnt)).toEqual([]);
+    await expect(readdir(join(root, "mounts"))).resolves.toEqual([]);
+    expect(existsSync(join(dir, "elsewhere"))).toBe(false);
+  }, 120_000);
+
+  it("soci unmount refuses what soci mount did not mount, and leaves it mounted", async () => {
+    const other = join(dir, "not-soci");
+    await mkdir(other, { recursive: true });
+    const unmount = () =>
+      run("node", [soci, "--root", root, "unmount", other]).then(
+        () => ({ code: 0, stderr: "" }),
+        (e: { code: number; stderr: string }) => e,
+      );
+    expect(await unmount()).toMatchObject({ code: 1, stderr: `soci: ${other}: not a soci mount\n` });
+    await run("mount", ["-t", "tmpfs", "tmpfs", other]);
+    try {
+      expect(await unmount()).toMatchObject({
+        code: 1,
+        stderr: `soci: ${other} is mounted, but not by soci mount: no state for it under ${root} nor in the mount table\n`,
+      });
+      expect(await mountsUnder(other)).toEqual([other]);
+    } finally {
+      await run("umount", [other]);
+    }
   }, 60_000);
 
   it("an image without a SOCI index mounts with every layer local; a missing image fails clearly", async () => {

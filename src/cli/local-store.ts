@@ -10,13 +10,14 @@
 //   of a manifest or index blob, or a name recorded in its `index.json`
 //   (`org.opencontainers.image.ref.name`). Anything else is `image "<ref>": not found`, the error
 //   containerd's image service gives for an unknown image.
-import { mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { ContainerdClient } from "../containerd/client.js";
 import { ContainerdContentStore } from "../containerd/content-source.js";
 import { ArtifactsDb, type ArtifactEntry } from "../store/artifacts-db.js";
 import { ContentStore } from "../store/content-store.js";
-import { hasCode, NotFoundError } from "../errors/errors.js";
+import { FailedPreconditionError, hasCode, InvalidArgumentError, NotFoundError } from "../errors/errors.js";
 import { ArtifactNotFoundError, BlobNotFoundError } from "../store/errors.js";
 import { artifactsDbPath, contentStorePath, DEFAULT_SOCI_ROOT } from "../store/paths.js";
 import { isValidDigest } from "../store/digest.js";
@@ -68,7 +69,7 @@ export function globalFlags(cmd: Command): GlobalFlags {
 export function contentStoreType(flags: GlobalFlags): typeof CONTENT_STORE_SOCI | typeof CONTENT_STORE_CONTAINERD {
   const t = flags.contentStore === "" ? CONTENT_STORE_CONTAINERD : flags.contentStore;
   if (t !== CONTENT_STORE_SOCI && t !== CONTENT_STORE_CONTAINERD) {
-    throw new Error(
+    throw new InvalidArgumentError(
       `unknown content store type: ${t}; must be one of [${CONTENT_STORE_SOCI} ${CONTENT_STORE_CONTAINERD}]`,
     );
   }
@@ -98,16 +99,16 @@ const ALGORITHM_HEX: Record<string, number> = { sha256: 64, sha384: 96, sha512: 
 /** `digest.Parse`: the digest, or the go-digest error messages. */
 export function parseGoDigest(s: string): string {
   const i = s.indexOf(":");
-  if (i <= 0 || i + 1 === s.length) throw new Error("invalid checksum digest format");
+  if (i <= 0 || i + 1 === s.length) throw new InvalidArgumentError("invalid checksum digest format");
   const alg = s.slice(0, i);
   const encoded = s.slice(i + 1);
   const hexLen = ALGORITHM_HEX[alg];
   if (hexLen === undefined) {
-    if (!DIGEST_FORMAT_RE.test(s)) throw new Error("invalid checksum digest format");
-    throw new Error("unsupported digest algorithm");
+    if (!DIGEST_FORMAT_RE.test(s)) throw new InvalidArgumentError("invalid checksum digest format");
+    throw new InvalidArgumentError("unsupported digest algorithm");
   }
-  if (encoded.length !== hexLen) throw new Error("invalid checksum digest length");
-  if (!/^[a-f0-9]+$/.test(encoded)) throw new Error("invalid checksum digest format");
+  if (encoded.length !== hexLen) throw new InvalidArgumentError("invalid checksum digest length");
+  if (!/^[a-f0-9]+$/.test(encoded)) throw new InvalidArgumentError("invalid checksum digest format");
   return s;
 }
 
@@ -119,22 +120,46 @@ export class LocalStore {
   private content: ContentStore | undefined;
   private containerd: ContainerdClient | undefined;
 
-  private constructor(readonly flags: GlobalFlags) {}
+  private constructor(
+    readonly flags: GlobalFlags,
+    /** Create nothing: a missing database reads as empty, a missing content store is an error. */
+    private readonly readOnly: boolean,
+  ) {}
 
-  /** Creates the root directory (mode 0700) if it is missing, as the reference CLI's Before hook does. */
-  static async open(cmd: Command): Promise<LocalStore> {
+  /**
+   * Creates the root directory (mode 0700) if it is missing, as the reference CLI's Before hook
+   * does — except for a command that only reads (`readOnly`), which must not leave state behind:
+   * there a missing root is an error.
+   */
+  static async open(cmd: Command, opts: { readOnly?: boolean } = {}): Promise<LocalStore> {
     const flags = globalFlags(cmd);
-    await mkdir(flags.root, { recursive: true, mode: 0o700 });
-    return new LocalStore(flags);
+    const readOnly = opts.readOnly ?? false;
+    if (readOnly) {
+      const st = await stat(flags.root).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT")
+          throw new NotFoundError(
+            `root directory ${flags.root} does not exist (nothing was created with this --root; give the one the SOCI artifacts are in)`,
+          );
+        throw e;
+      });
+      if (!st.isDirectory()) throw new FailedPreconditionError(`root ${flags.root} is not a directory`);
+    } else {
+      await mkdir(flags.root, { recursive: true, mode: 0o700 });
+    }
+    return new LocalStore(flags, readOnly);
   }
 
   get root(): string {
     return this.flags.root;
   }
 
-  /** The artifacts database (opened, and created 0600 if needed, on first use). */
+  /**
+   * The artifacts database (opened, and created 0600 if needed, on first use). Read-only, a
+   * missing file is an empty database held in memory.
+   */
   get db(): ArtifactsDb {
-    this.dbHandle ??= ArtifactsDb.open(artifactsDbPath(this.flags.root));
+    const path = artifactsDbPath(this.flags.root);
+    this.dbHandle ??= ArtifactsDb.open(this.readOnly && !existsSync(path) ? ":memory:" : path);
     return this.dbHandle;
   }
 
@@ -168,7 +193,12 @@ export class LocalStore {
    */
   async contentStore(): Promise<ContentStore> {
     if (this.storeType === CONTENT_STORE_CONTAINERD) return (await this.cliContentStore()) as unknown as ContentStore;
-    if (!this.content) this.content = await ContentStore.open(this.contentStorePath());
+    if (!this.content) {
+      const path = this.contentStorePath();
+      if (this.readOnly && !existsSync(path))
+        throw new NotFoundError(`content store ${path} does not exist (nothing was created with this --root)`);
+      this.content = await ContentStore.open(path);
+    }
     return this.content;
   }
 
@@ -201,9 +231,13 @@ export class LocalStore {
   }
 }
 
-/** Runs `f` with the local store, closing the database afterwards. */
-export async function withLocalStore<T>(cmd: Command, f: (s: LocalStore) => Promise<T>): Promise<T> {
-  const s = await LocalStore.open(cmd);
+/** Runs `f` with the local store (`readOnly`: see LocalStore.open), closing the database afterwards. */
+export async function withLocalStore<T>(
+  cmd: Command,
+  f: (s: LocalStore) => Promise<T>,
+  opts: { readOnly?: boolean } = {},
+): Promise<T> {
+  const s = await LocalStore.open(cmd, opts);
   try {
     return await f(s);
   } finally {
@@ -334,7 +368,7 @@ export async function imageManifestFor(
 ): Promise<Descriptor | undefined> {
   if (isIndexType(target.mediaType)) {
     for (const m of parseIndex(await readContent(cs, target.digest)).manifests ?? []) {
-      if (!m.platform) throw new Error("manifest should have proper platform");
+      if (!m.platform) throw new InvalidArgumentError("manifest should have proper platform");
       if (matchPlatformStrict(platform, m.platform)) return m;
     }
     throw new NotFoundError("not found");

@@ -3,6 +3,7 @@
 import { Command, Option } from "commander";
 import { packageVersion } from "../version.js";
 import { reportAndExit } from "../errors/status.js";
+import { InvalidArgumentError } from "../errors/errors.js";
 import {
   DEFAULT_ADDRESS,
   DEFAULT_CONFIG_PATH,
@@ -51,13 +52,16 @@ const program = new Command(PROGRAM)
     try {
       level = parseLogLevel(opts.logLevel);
     } catch (e) {
-      throw new Error(`failed to prepare logger: ${(e as Error).message}`);
+      throw new InvalidArgumentError(`failed to prepare logger: ${(e as Error).message}`, { cause: e });
     }
     const logger = stderrLogger(level);
     logger.info("starting soci-snapshotter-grpc", { version: packageVersion(), revision: "" });
     let cfg: SnapshotterConfig;
     try {
-      cfg = await loadConfig(opts.config);
+      // go-toml ignores keys it does not know, and so do we; a typo in a key must not pass unnoticed
+      cfg = await loadConfig(opts.config, {
+        onUnknownKey: (key) => logger.warn(`unknown key "${key}" in config file ignored`, { key, path: opts.config }),
+      });
     } catch (e) {
       logger.withError(e).fatal((e as Error).message);
       process.exit(1);

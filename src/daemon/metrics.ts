@@ -21,6 +21,7 @@ import {
   type MetricValue,
 } from "prom-client";
 import type { SnapshotterConfig } from "./config/index.js";
+import { InvalidArgumentError, messageOf, SociError, UnavailableError, withContext } from "../errors/errors.js";
 
 /** Operations timed in milliseconds (`soci_fs_operation_duration_milliseconds`). */
 export const MS_OPERATIONS = [
@@ -114,6 +115,7 @@ export class SociMetrics {
   private readonly opCount: Counter<"layer" | "operation_type">;
   private readonly bytesServed: Gauge<"layer" | "operation_type">;
   private readonly imageOpCount: Gauge<"image" | "operation_type">;
+  private readonly cacheWriteFailures: Counter<"reason">;
   private readonly layers = new Map<string, LayerSizeSource>();
 
   /** `processMetrics`: also export the process/runtime collectors (as the Go daemon does). */
@@ -149,6 +151,14 @@ export class SociMetrics {
       name: "soci_fs_image_operation_count_key",
       help: "The count of FUSE operations per image. Broken down by operation type and image digest.",
       labelNames: ["image", "operation_type"],
+      registers,
+    });
+    // not a reference family: span cache writes that failed (a full disk: reason="no_space");
+    // reads go on without the cache, so this is the only sign of it besides one log line
+    this.cacheWriteFailures = new Counter({
+      name: "soci_fs_cache_write_failures_total",
+      help: "The count of span cache writes that failed. Broken down by reason (no_space, other).",
+      labelNames: ["reason"],
       registers,
     });
     const layers = this.layers;
@@ -188,6 +198,11 @@ export class SociMetrics {
   /** Counts a failed FUSE operation under its failure counter (unknown names: the "unknown" one). */
   countFuseFailure(layer: string, fuseOperation: string): void {
     this.countOperation(layer, FUSE_FAILURE_COUNTERS[fuseOperation] ?? "fuse_unknown_operation_failure_count");
+  }
+
+  /** A span cache write failed (`noSpace`: the disk or quota is full). */
+  countCacheWriteFailure(noSpace: boolean): void {
+    this.cacheWriteFailures.inc({ reason: noSpace ? "no_space" : "other" });
   }
 
   /** Bytes served by synchronous reads. */
@@ -292,9 +307,9 @@ export interface MetricsServer {
 /** Splits Go's `host:port` (`[v6]:port`, `:port` = every interface). */
 export function splitHostPort(address: string): { host: string | undefined; port: number } {
   const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!m) throw new Error(`address ${address}: missing port in address`);
+  if (!m) throw new InvalidArgumentError(`address ${address}: missing port in address`);
   const port = Number(m[3]);
-  if (port > 65535) throw new Error(`address ${address}: invalid port`);
+  if (port > 65535) throw new InvalidArgumentError(`address ${address}: invalid port`);
   const host = m[1] ?? m[2];
   return { host: host === "" ? undefined : host, port };
 }
@@ -342,7 +357,11 @@ export async function serveMetrics(
     return handle(server, a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
   } catch (e) {
     server.close();
-    throw new Error(`failed to get listener for metrics endpoint: ${e instanceof Error ? e.message : String(e)}`);
+    const context = "failed to get listener for metrics endpoint";
+    // a bad address keeps its class; a socket that cannot be bound (in use, no permission) is unavailable
+    throw e instanceof SociError
+      ? withContext(e, context)
+      : new UnavailableError(`${context}: ${messageOf(e)}`, { cause: e });
   }
 }
 

@@ -5,9 +5,14 @@
 // Mount options: `allow_other`, `fsname=soci`, `subtype=rawBridge` (so /proc/mounts shows
 // `soci <mnt> fuse.rawBridge`), `suid`, `use_ino` (libfuse otherwise invents inode numbers and
 // hardlinks would differ; fuse-native has no option for it, so `_fuseOptions()` is replaced),
-// `kernel_cache` (= FOPEN_KEEP_CACHE on every open, as the reference), and the attribute/entry/negative
-// timeouts. `default_permissions` is off by default like the reference (the kernel does no permission
-// checks; overlayfs above checks against the presented modes), and can be turned on.
+// `kernel_cache` (= FOPEN_KEEP_CACHE on every open, as the reference), the attribute/entry/negative
+// timeouts, and `default_permissions` with `ro`: the kernel checks every access against the modes,
+// owners and groups presented here, so a 0600 root file is refused to other users on the layer mount
+// itself, not only through an overlay above it (docs/snapshotter.md §4.2); `ro` makes the kernel
+// answer EROFS to writes and `access(W_OK)`, which no longer reach us. Right after mounting, the
+// root is stat'ed once: until the kernel asks for its attributes it holds the root as mode 0
+// (fusermount's `rootmode`), and an overlay stacked on it copies that and refuses every non-root
+// caller.
 //
 // What libfuse 2 / fuse-native cannot carry, and what that means here:
 // - times travel as milliseconds: mtimes are presented truncated to the millisecond (the TOC has
@@ -21,7 +26,7 @@
 import Fuse from "fuse-native";
 import { execFile } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import { readFile, statfs as statfsAsync, mkdir } from "node:fs/promises";
+import { readFile, statfs as statfsAsync, mkdir, stat } from "node:fs/promises";
 import { resolve as resolvePathname } from "node:path";
 import type { Ztoc } from "../formats/ztoc.js";
 import type { FileMetadata } from "../formats/toc.js";
@@ -87,7 +92,7 @@ export interface MountLayerOptions {
   opaqueXattr?: OpaqueXattr;
   /** Directory whose statfs(2) the mount reports (the reference: `<root>/soci`); zeros when absent. */
   statfsDir?: string;
-  /** Add `default_permissions` (kernel permission checks against the presented modes). Default off. */
+  /** Add `default_permissions` (kernel permission checks against the presented modes). Default on. */
   defaultPermissions?: boolean;
   /** Add `allow_other` (default on). */
   allowOther?: boolean;
@@ -539,7 +544,8 @@ export function layerMountOptions(
   if (opts.debug) o.push("debug");
   if (opts.allowOther ?? true) o.push("allow_other");
   o.push("fsname=soci", "subtype=rawBridge", "suid", "use_ino", "kernel_cache");
-  if (opts.defaultPermissions) o.push("default_permissions");
+  // with the kernel checking permissions, `access(W_OK)` no longer reaches us: `ro` makes it EROFS
+  if (opts.defaultPermissions ?? true) o.push("default_permissions", "ro");
   o.push(
     `attr_timeout=${opts.attrTimeout ?? 1}`,
     `entry_timeout=${opts.entryTimeout ?? 1}`,
@@ -623,6 +629,10 @@ export async function mountLayer(opts: MountLayerOptions): Promise<MountedLayer>
   await new Promise<void>((resolve, reject) => {
     fuse.mount((err) => (err ? reject(new Error(`mount ${mountpoint}: ${err.message}`)) : resolve()));
   });
+  // The kernel's root inode has mode 0 until its first GETATTR; an overlay mounted on top copies the
+  // root's attributes once, at its own mount, so fetch them now (answered by this event loop: the
+  // stat runs on libuv's threadpool).
+  await stat(mountpoint).catch(() => undefined);
 
   let unmounting: Promise<void> | undefined;
   return {

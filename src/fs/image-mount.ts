@@ -6,11 +6,22 @@
 //   spancache/               decompressed spans per layer digest (reused across mounts)
 //   layers/<digest hex>/     layers without a ztoc, unpacked once (overlay whiteout form)
 //   mounts/<key>/            one mounted image: `state.json`, FUSE mountpoints `layers/<i>`, `empty/`
+//
+// `spancache/`, `layers/` and `mounts/` are kept 0700 whatever mode `root` has: they hold image
+// content (decompressed spans, unpacked files, setuid binaries among them) that only the overlay
+// at the mountpoint may show, with the image's own permissions.
 import { createHash } from "node:crypto";
 import { execFile } from "node:child_process";
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
 import { promisify } from "node:util";
+import {
+  AlreadyExistsError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+} from "../errors/errors.js";
 import type { Descriptor, Platform } from "../formats/oci.js";
 import {
   isIndexType,
@@ -89,9 +100,11 @@ export interface MountStateFile {
 export async function mountImage(opts: MountImageOptions): Promise<MountedImage> {
   const log = opts.log ?? (() => undefined);
   const mountpoint = resolve(opts.mountpoint);
-  const running = await readMountState(opts.root, mountpoint);
+  const { state: running } = await locateMount(opts.root, mountpoint);
   if (running && isAlive(running.pid))
-    throw new Error(`${mountpoint} is already mounted by soci mount (pid ${running.pid}); run soci unmount first`);
+    throw new AlreadyExistsError(
+      `${mountpoint} is already mounted by soci mount (pid ${running.pid}); run soci unmount first`,
+    );
   const ref = parseReference(opts.ref);
   const store = await ContentStore.open(join(opts.root, "content"));
   const source = new RegistrySource(opts.client, ref);
@@ -105,7 +118,7 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
   const layerDescs = manifest.layers ?? [];
   const diffIds = await configDiffIds(source, manifest.config);
   if (diffIds.length !== layerDescs.length)
-    throw new Error(`image config lists ${diffIds.length} diff IDs for ${layerDescs.length} layers`);
+    throw new InvalidArgumentError(`image config lists ${diffIds.length} diff IDs for ${layerDescs.length} layers`);
 
   // A missing index still mounts the image (every layer local), as the snapshotter would defer.
   let ztocs = new Map<string, Descriptor>();
@@ -121,8 +134,15 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     log(`${e.message}: every layer is fetched and unpacked`);
   }
 
-  const spanCache = new SpanCache({ root: join(opts.root, "spancache") });
+  const spanCache = new SpanCache({
+    root: join(opts.root, "spancache"),
+    onFull: (err) =>
+      log(
+        `span cache ${join(opts.root, "spancache")} is full (${err.message}): it stops growing, reads go on from the registry`,
+      ),
+  });
   const state = mountStateDir(opts.root, mountpoint);
+  await privateDir(join(opts.root, "mounts"));
   await rm(state, { recursive: true, force: true });
   await mkdir(join(state, "empty"), { recursive: true });
   const lazy: { unmount(): Promise<void> }[] = [];
@@ -177,8 +197,8 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
           layers[i] = { digest: layer.digest, mode: "lazy", dir };
         } else {
           const dir = join(opts.root, "layers", parseDigest(layer.digest).hex);
+          await privateDir(join(opts.root, "layers"));
           if (!(await exists(dir))) {
-            await mkdir(join(opts.root, "layers"), { recursive: true });
             await unpackLayer(opts.client.blobStream(ref, layer.digest, { size: layer.size }), dir, {
               compression: isGzipLayer(layer.mediaType) ? "gzip" : "auto",
               digest: layer.digest,
@@ -242,8 +262,15 @@ function isGzipLayer(mt: string): boolean {
 
 /** overlayfs separates lowerdirs with ':' and treats ',' as an option separator. */
 function escapeLowerdir(dir: string): string {
-  if (/[:,\\]/.test(dir)) throw new Error(`path ${dir} cannot be an overlay lowerdir (contains ':' ',' or '\\')`);
+  if (/[:,\\]/.test(dir))
+    throw new InvalidArgumentError(`path ${dir} cannot be an overlay lowerdir (contains ':' ',' or '\\')`);
   return dir;
+}
+
+/** A directory only root may enter: created 0700, or narrowed to 0700 when it exists. */
+async function privateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -257,26 +284,101 @@ export type { ImageRef };
 
 /**
  * `soci unmount`: asks the serving `soci mount` process to stop (SIGTERM) and waits for it; when
- * that process is gone, removes whatever it left mounted.
+ * that process is gone, removes whatever it left mounted. The mount is found under `root`, or —
+ * when it was made with another `--root` — from the mount table (see the layout at the top: its
+ * overlay's bottom lowerdir and its FUSE layers sit under `<its root>/mounts/<key>/`). A mountpoint
+ * that is not a soci mount is an error and is left alone.
  */
 export async function unmountImage(root: string, mountpoint: string, timeoutMs = 30_000): Promise<void> {
   const mp = resolve(mountpoint);
-  const state = await readMountState(root, mp);
+  const found = await locateMount(root, mp);
+  const { state } = found;
   if (state && isAlive(state.pid)) {
     process.kill(state.pid, "SIGTERM");
     const deadline = Date.now() + timeoutMs;
     while (isAlive(state.pid)) {
-      if (Date.now() > deadline) throw new Error(`soci mount process ${state.pid} did not stop within ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new DeadlineExceededError(`soci mount process ${state.pid} did not stop within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
     }
     return;
   }
+  if (!state && found.layerMounts.length === 0) {
+    if (found.mounted)
+      throw new FailedPreconditionError(
+        `${mp} is mounted, but not by soci mount: no state for it under ${resolve(root)} nor in the mount table`,
+      );
+    throw new NotFoundError(`${mp}: not a soci mount`);
+  }
   // No live server: clean up by hand (a SIGKILLed `soci mount` leaves dead FUSE mounts behind).
-  const mounted = await mountsUnder(mp);
-  if (!state && mounted.length === 0) throw new Error(`${mp}: not a soci mount`);
   await unmountPath(mp).catch(() => undefined);
-  for (const l of state?.layers ?? []) if (l.mode === "lazy") await unmountPath(l.dir).catch(() => undefined);
-  await rm(mountStateDir(root, mp), { recursive: true, force: true });
+  const lazy = new Set(found.layerMounts);
+  for (const l of state?.layers ?? []) if (l.mode === "lazy") lazy.add(l.dir);
+  for (const dir of lazy) await unmountPath(dir).catch(() => undefined);
+  await rm(mountStateDir(found.root, mp), { recursive: true, force: true });
+}
+
+/** A `soci mount` at a mountpoint as found on disk and in the mount table. */
+interface LocatedMount {
+  /** The root its state is under (`root` as given, unless the mount table names another). */
+  root: string;
+  state: MountStateFile | undefined;
+  /** Its FUSE layer mounts still in the mount table. */
+  layerMounts: string[];
+  /** Something is mounted at the mountpoint. */
+  mounted: boolean;
+}
+
+/**
+ * Finds the mount at `mp`: its state under `root`, else the root the mount table shows — the
+ * overlay's bottom lowerdir `<root>/mounts/<key>/empty`, or FUSE layers at `<root>/mounts/<key>/layers/<i>`
+ * (`key` derives from the mountpoint, so only this mountpoint's entries match).
+ */
+async function locateMount(root: string, mp: string): Promise<LocatedMount> {
+  const key = basename(mountStateDir("/", mp));
+  const layerRe = new RegExp(`^(/.*)/mounts/${key}/layers/\\d+$`);
+  const emptyDir = `/mounts/${key}/empty`;
+  const roots = new Set<string>();
+  const layerMounts: string[] = [];
+  let mounted = false;
+  for (const m of await mountTable()) {
+    const layer = layerRe.exec(m.mountpoint);
+    if (layer) {
+      roots.add(layer[1]!);
+      layerMounts.push(m.mountpoint);
+    }
+    if (m.mountpoint !== mp) continue;
+    mounted = true;
+    if (m.fstype !== "overlay") continue;
+    const lower = /(?:^|,)lowerdir=([^,]*)/.exec(m.superOptions)?.[1]?.split(":") ?? [];
+    const bottom = lower[lower.length - 1] ?? "";
+    if (bottom.endsWith(emptyDir)) roots.add(bottom.slice(0, -emptyDir.length));
+  }
+  const given = resolve(root);
+  const givenState = await readMountState(given, mp);
+  let chosen = given;
+  if (!givenState) for (const r of roots) chosen = r;
+  const state = givenState ?? (chosen === given ? undefined : await readMountState(chosen, mp));
+  const under = `${chosen}/mounts/${key}/`;
+  return { root: chosen, state, layerMounts: layerMounts.filter((l) => l.startsWith(under)), mounted };
+}
+
+/** Every mount of this mount namespace: where, what type, and its superblock options. */
+async function mountTable(): Promise<{ mountpoint: string; fstype: string; superOptions: string }[]> {
+  const field = (f: string) =>
+    Buffer.from(
+      f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+      "latin1",
+    ).toString("utf8");
+  const out: { mountpoint: string; fstype: string; superOptions: string }[] = [];
+  for (const line of (await readFile("/proc/self/mountinfo", "latin1")).split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(" ");
+    const right = line.slice(sep + 3).split(" ");
+    out.push({ mountpoint: field(left[4] ?? ""), fstype: right[0] ?? "", superOptions: field(right[2] ?? "") });
+  }
+  return out;
 }
 
 function isAlive(pid: number): boolean {
@@ -286,17 +388,4 @@ function isAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
-}
-
-/** Mount points at or below `dir`, from /proc/self/mountinfo. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  const out: string[] = [];
-  for (const line of info.split("\n")) {
-    const mp = line.split(" ")[4];
-    if (mp === undefined) continue;
-    const p = mp.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (p === dir || p.startsWith(dir + "/")) out.push(p);
-  }
-  return out;
 }

@@ -120,7 +120,7 @@ export class ParallelPuller {
   /** Wipes what an earlier process left in `<root>/unpack` and starts the cleanup timer. */
   async start(): Promise<void> {
     await rm(this.unpackRoot, { recursive: true, force: true });
-    await mkdir(this.unpackRoot, { recursive: true });
+    await mkdir(this.unpackRoot, { recursive: true, mode: 0o700 }); // unpacked layers: root only
     this.timer = setInterval(() => {
       this.collect().catch((e: Error) => this.opts.logger?.warn("parallel pull: cleanup failed", { error: e.message }));
     }, this.opts.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS);

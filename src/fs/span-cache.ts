@@ -8,8 +8,13 @@
 // whole one; a torn, truncated or altered file fails its trailer check and is never served.
 // A file is checked whole once per process (or written by it); after that a read of part of an
 // uncompressed span reads only that part from disk, so spans need not stay in memory.
+//
+// The cache holds decompressed image content, whatever the image's file modes: its root is kept
+// 0700 and its files 0600, so only root reads them. A write that fails (a full disk: ENOSPC,
+// EDQUOT) leaves the span uncached and the read that produced it still answered; the owner hears of
+// every failure and, once, that the cache stopped growing.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { noteDroppedBuffers } from "../wasm/garbage.js";
 import { readAt, writeAt } from "./positioned-io.js";
@@ -25,7 +30,31 @@ export interface SpanCacheOptions {
   root: string;
   /** Bound of the in-memory LRU of uncompressed spans (default 256 MiB; 0 disables it). */
   memoryBytes?: number;
+  /** Told about every cache write that failed (`noSpace`: ENOSPC or EDQUOT). */
+  onWriteFailure?: (err: Error, noSpace: boolean) => void;
+  /**
+   * Told once, at the first write that fails for lack of space: the cache stops growing, reads go
+   * on from memory and the network. (Once per cache: a disk near full fails big spans and takes
+   * small files, and must not fill the log.)
+   */
+  onFull?: (err: Error) => void;
 }
+
+/** What every layer's cache shares. */
+interface Shared {
+  readonly lru: ByteLru;
+  /** Cache files (by path) whose trailer this process checked, or that it wrote. */
+  readonly checked: Set<string>;
+  /** Creates the cache root (0700, also when it existed with a wider mode). */
+  prepareRoot(): Promise<void>;
+  /** Reports a failed write (and a full disk's first one). */
+  writeFailed(err: unknown): void;
+}
+
+const isNoSpace = (e: unknown) => {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "ENOSPC" || code === "EDQUOT";
+};
 
 /** What a layer's cache directory holds (found when a layer is opened). */
 export interface CachedSpans {
@@ -104,13 +133,34 @@ class ByteLru {
 
 export class SpanCache {
   readonly root: string;
-  private readonly lru: ByteLru;
-  /** Cache files (by path) whose trailer this process checked, or that it wrote. */
-  private readonly checked = new Set<string>();
+  private readonly shared: Shared;
+  private rootReady: Promise<void> | undefined;
+  private toldFull = false;
 
   constructor(opts: SpanCacheOptions) {
     this.root = opts.root;
-    this.lru = new ByteLru(Math.max(0, opts.memoryBytes ?? DEFAULT_MEMORY_BYTES));
+    this.shared = {
+      lru: new ByteLru(Math.max(0, opts.memoryBytes ?? DEFAULT_MEMORY_BYTES)),
+      checked: new Set(),
+      prepareRoot: () => {
+        this.rootReady ??= mkdir(this.root, { recursive: true, mode: 0o700 })
+          .then(() => chmod(this.root, 0o700))
+          .catch((e: unknown) => {
+            this.rootReady = undefined;
+            throw e;
+          });
+        return this.rootReady;
+      },
+      writeFailed: (e) => {
+        const err = e instanceof Error ? e : new Error(String(e));
+        const noSpace = isNoSpace(err);
+        opts.onWriteFailure?.(err, noSpace);
+        if (noSpace && !this.toldFull) {
+          this.toldFull = true;
+          opts.onFull?.(err);
+        }
+      },
+    };
   }
 
   /** The cache of one layer, by its digest ("sha256:<hex>"). */
@@ -120,26 +170,30 @@ export class SpanCache {
     return new LayerSpanCache(
       join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`),
       `${digest}/`,
-      this.lru,
-      this.checked,
+      this.shared,
     );
   }
 
   /** Bytes held in memory. */
   get memoryBytes(): number {
-    return this.lru.size;
+    return this.shared.lru.size;
   }
 }
 
 export class LayerSpanCache {
   private ready: Promise<void> | undefined;
 
+  private readonly lru: ByteLru;
+  private readonly checked: Set<string>;
+
   constructor(
     readonly dir: string,
     private readonly key: string,
-    private readonly lru: ByteLru,
-    private readonly checked: Set<string>,
-  ) {}
+    private readonly shared: Shared,
+  ) {
+    this.lru = shared.lru;
+    this.checked = shared.checked;
+  }
 
   /** The uncompressed span if it is hot in memory (synchronous: the warm read path). */
   hot(span: number): Uint8Array | undefined {
@@ -283,7 +337,19 @@ export class LayerSpanCache {
   }
 
   private async store(name: string, data: Uint8Array): Promise<void> {
-    this.ready ??= mkdir(join(this.dir, "wip"), { recursive: true }).then(() => undefined);
+    try {
+      await this.write(name, data);
+    } catch (e) {
+      this.shared.writeFailed(e);
+      throw e;
+    }
+  }
+
+  private async write(name: string, data: Uint8Array): Promise<void> {
+    this.ready ??= this.shared
+      .prepareRoot()
+      .then(() => mkdir(join(this.dir, "wip"), { recursive: true, mode: 0o700 }))
+      .then(() => undefined);
     try {
       await this.ready;
     } catch (e) {
@@ -295,7 +361,7 @@ export class LayerSpanCache {
     this.checked.delete(path);
     try {
       // data then trailer: no second copy of a 4 MiB span just to append 40 bytes
-      const fh = await open(tmp, "w");
+      const fh = await open(tmp, "w", 0o600);
       try {
         await writeAt(fh, data, 0);
         await writeAt(fh, trailer(data), data.length);

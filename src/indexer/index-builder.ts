@@ -1,7 +1,7 @@
 // Builds SOCI indexes for an image read through a BlobReader, written through a BlobWriter: ztocs per layer (§3.3), the index
 // document (v1 `create` §3.4, v2 `convert` §3.5), prefetch artifacts (§3.7), and the artifacts DB
 // records (§4.3). Layers are indexed in parallel on the build pool, each streamed once.
-import { errorCodeOf, NotFoundError, SociError } from "../errors/errors.js";
+import { errorCodeOf, messageOf, NotFoundError, SociError, withContext } from "../errors/errors.js";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { selectLayer } from "../formats/layers.js";
 import {
@@ -119,17 +119,22 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
       return { layer, ztoc: { digest: known.digest, size: known.size, toc } };
     }
   }
-  const built = await ctx.pool.buildZtoc(
-    await ctx.source.createReadStream(layer.digest),
-    {
-      spanSize: opts.spanSize,
-      compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
-      buildToolIdentifier: opts.buildTool,
-      // the worker hashes the blob as it indexes it: a tampered or mislabelled blob fails the build
-      expect: { digest: layer.digest, size: layer.size },
-    },
-    { onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size) },
-  );
+  const built = await ctx.pool
+    .buildZtoc(
+      await ctx.source.createReadStream(layer.digest),
+      {
+        spanSize: opts.spanSize,
+        compression: sel.compression === "gzip" ? "gzip" : "uncompressed",
+        buildToolIdentifier: opts.buildTool,
+        // the worker hashes the blob as it indexes it: a tampered or mislabelled blob fails the build
+        expect: { digest: layer.digest, size: layer.size },
+      },
+      { onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size) },
+    )
+    .catch((err: unknown) => {
+      // a truncated or corrupt layer: say which one
+      throw messageOf(err).includes(layer.digest) ? err : withContext(err, `layer ${layer.digest}`);
+    });
   ctx.progress?.finish(layer.digest);
   await ctx.target.put(built.bytes, { digest: built.digest, size: built.bytes.length });
   ctx.db.put({

@@ -2,7 +2,7 @@
 // contents in `<root>/snapshots/<id>/{fs,work}`, mounts per overlay-mounts.ts, and the
 // RemotePreparer hook for labelled Prepares. Transport-free: service.ts maps gRPC onto it.
 import { chmodSync, lchownSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
-import { mkdir, stat } from "node:fs/promises";
+import { chmod, mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { removeOrphans } from "./cleanup.js";
 import { diskUsage } from "./disk-usage.js";
@@ -79,6 +79,8 @@ export class Snapshotter {
     let store: SnapshotStore | undefined;
     try {
       await mkdir(join(root, "snapshots"), { recursive: true, mode: 0o700 });
+      // above every FUSE mount and unpacked layer: only root may enter, whatever mode the root has
+      await chmod(join(root, "snapshots"), 0o700);
       if (!opts.skipOverlayCheck) await checkOverlaySupported(root, opts.userxattr ?? needsUserxattr());
       store = SnapshotStore.open(join(root, "metadata.db"));
       const s = new Snapshotter(opts, store, lock);

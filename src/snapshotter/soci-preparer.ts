@@ -69,6 +69,8 @@ export interface PreparerMetrics {
   countFuseFailure?(layer: string, fuseOperation: string): void;
   /** `soci_fs_image_operation_count_key`: an image's FUSE operations, emitted once after the wait. */
   addImageOperationCount?(image: string, op: string, count: number): void;
+  /** A span cache write failed (`noSpace`: ENOSPC/EDQUOT). */
+  countCacheWriteFailure?(noSpace: boolean): void;
 }
 
 export interface SociPreparerOptions {
@@ -171,7 +173,17 @@ export class SociPreparer implements RemotePreparer {
     this.localStore = opts.containerd ? undefined : ContentStore.open(join(opts.root, "content"));
     // no in-memory span LRU: reads of spans on disk read only the bytes asked for, and the page
     // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
-    this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
+    const spanRoot = join(opts.root, "soci", "spancache");
+    this.spanCache = new SpanCache({
+      root: spanRoot,
+      memoryBytes: 0,
+      onWriteFailure: (_err, noSpace) => opts.metrics?.countCacheWriteFailure?.(noSpace),
+      onFull: (err) =>
+        opts.logger.warn("span cache is full: it stops growing, reads go on from the registry", {
+          root: spanRoot,
+          error: err.message,
+        }),
+    });
     if (opts.parallel) {
       const puller = new ParallelPuller({
         ...opts.parallel,

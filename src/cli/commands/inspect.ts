@@ -26,7 +26,14 @@ import {
   walkArtifacts,
   withLocalStore,
 } from "../local-store.js";
-import { NotFoundError, UnimplementedError } from "../../errors/errors.js";
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  SociError,
+  UnimplementedError,
+  withContext,
+} from "../../errors/errors.js";
 import { formatSociTable } from "../tables.js";
 import type { ArtifactEntry } from "../../store/artifacts-db.js";
 import type { ContentStore } from "../../store/content-store.js";
@@ -71,10 +78,27 @@ class Output {
   }
 }
 
+/** Runs a command that changes the local store (`index rm`, `rebuild-db`); the root is created if missing. */
 async function run(cmd: Command, f: (s: LocalStore, out: Output) => Promise<void>): Promise<void> {
   const out = new Output();
   await withLocalStore(cmd, (s) => f(s, out));
   out.done();
+}
+
+/**
+ * Runs a command that only reads the local store: it creates nothing, and a missing `--root` is an
+ * error rather than a new empty store.
+ */
+async function read(cmd: Command, f: (s: LocalStore, out: Output) => Promise<void>): Promise<void> {
+  const out = new Output();
+  await withLocalStore(cmd, (s) => f(s, out), { readOnly: true });
+  out.done();
+}
+
+/** `err` with `context` in front, keeping its class (a failure without one stays Unknown). */
+function wrapped(err: unknown, context: string): SociError {
+  const e = withContext(err, context);
+  return e instanceof SociError ? e : new SociError("Unknown", e.message, { cause: err });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -196,10 +220,10 @@ async function manifestDigestsFor(
       desc = await imageManifestFor(cs, img, p);
     } catch (err) {
       if (wrapNotFound && err instanceof NotFoundError)
-        throw new Error(`image manifest for platform ${formatPlatform(p)}: ${err.message}`);
+        throw withContext(err, `image manifest for platform ${formatPlatform(p)}`);
       throw err;
     }
-    if (!desc) throw new Error(`${img.digest}: not an image manifest or index`);
+    if (!desc) throw new InvalidArgumentError(`${img.digest}: not an image manifest or index`);
     out.push(desc.digest);
   }
   return out;
@@ -216,7 +240,7 @@ function indexListCommand(): Command {
     .option("-q, --quiet", "only display the index digests", false)
     .option("-p, --platform <platform>", "filter indices to a specific platform (repeatable)", collect, [] as string[])
     .action(async (opts: { ref?: string; quiet: boolean; platform: string[] }, cmd: Command) =>
-      run(cmd, async (s, out) => {
+      read(cmd, async (s, out) => {
         const plats = opts.platform.map((p) => parsePlatform(p));
         let filter = (e: ArtifactEntry) => e.type === "soci_index";
         if (opts.ref) {
@@ -263,11 +287,11 @@ function indexInfoCommand(): Command {
     .description("display an index")
     .argument("[digest]", "SOCI index digest")
     .action(async (arg: string | undefined, _opts: unknown, cmd: Command) =>
-      run(cmd, async (s, out) => {
+      read(cmd, async (s, out) => {
         const digest = parseGoDigest(arg ?? "");
         const entry = getArtifactEntry(s.db, digest);
         if (entry.type === "soci_layer") {
-          throw new Error(
+          throw new InvalidArgumentError(
             'the provided digest is of ztoc not SOCI index. Use "soci ztoc info" command to get detailed info of ztoc',
           );
         }
@@ -280,7 +304,7 @@ function indexInfoCommand(): Command {
 
 /** `RemoveArtifactEntryByIndexDigest`. */
 function removeIndexEntry(s: LocalStore, digest: string): void {
-  if (s.db.all().length === 0) throw new Error("soci_artifacts not found");
+  if (s.db.all().length === 0) throw new NotFoundError("soci_artifacts not found");
   s.db.removeIndex(digest);
 }
 
@@ -296,13 +320,13 @@ function indexRemoveCommand(): Command {
     .action(async (digests: string[], opts: { ref?: string }, cmd: Command) =>
       run(cmd, async (s) => {
         if (digests.length > 0 && opts.ref)
-          throw new Error("please provide either index digests or image ref, but not both");
+          throw new InvalidArgumentError("please provide either index digests or image ref, but not both");
         let cs: ContentStore;
         try {
           cs = await s.contentStore();
         } catch (err) {
           if (err instanceof UnimplementedError) throw err;
-          throw new Error(`cannot create local content store: ${(err as Error).message}`, { cause: err });
+          throw wrapped(err, "cannot create local content store");
         }
         let toRemove = digests;
         if (opts.ref) {
@@ -343,7 +367,7 @@ function ztocListCommand(): Command {
     )
     .option("-q, --quiet", "only display the ztoc digests", false)
     .action(async (opts: { ztocDigest?: string; imageRef?: string; quiet: boolean }, cmd: Command) =>
-      run(cmd, async (s, out) => {
+      read(cmd, async (s, out) => {
         const want = opts.ztocDigest ?? "";
         let entries: ArtifactEntry[];
         if (!opts.imageRef) {
@@ -355,20 +379,18 @@ function ztocListCommand(): Command {
           try {
             platforms = await imagePlatforms(cs, img);
           } catch (err) {
-            throw new Error(`failed to get supported platforms for the image: ${(err as Error).message}`, {
-              cause: err,
-            });
+            throw wrapped(err, "failed to get supported platforms for the image");
           }
           const indexes: ArtifactEntry[] = [];
           try {
             const all = walkArtifacts(s.db);
             for (const p of platforms) {
               const desc = await imageManifestFor(cs, img, p);
-              if (!desc) throw new Error(`${img.digest}: not an image manifest or index`);
+              if (!desc) throw new InvalidArgumentError(`${img.digest}: not an image manifest or index`);
               indexes.push(...all.filter((e) => e.type === "soci_index" && e.ociDigest === desc.digest));
             }
           } catch (err) {
-            throw new Error(`failed to get soci indexes for the image: ${(err as Error).message}`, { cause: err });
+            throw wrapped(err, "failed to get soci indexes for the image");
           }
           const ztocDigests: string[] = [];
           for (const ix of indexes) {
@@ -377,9 +399,7 @@ function ztocListCommand(): Command {
             try {
               index = parseSociIndex(await cs.get(ix.digest));
             } catch (err) {
-              throw new Error(`failed to decode a soci index with digest ${ix.digest}: ${(err as Error).message}`, {
-                cause: err,
-              });
+              throw wrapped(err, `failed to decode a soci index with digest ${ix.digest}`);
             }
             for (const blob of index.blobs ?? [])
               if (blob.mediaType === SociLayerMediaType) ztocDigests.push(blob.digest);
@@ -390,15 +410,12 @@ function ztocListCommand(): Command {
             try {
               e = getArtifactEntry(s.db, d);
             } catch (err) {
-              throw new Error(
-                `failed to get ztoc from artifacts store (try running "soci rebuild-db" first): ${(err as Error).message}`,
-                { cause: err },
-              );
+              throw wrapped(err, 'failed to get ztoc from artifacts store (try running "soci rebuild-db" first)');
             }
             if (want === "" || want === e.digest) entries.push(e);
           }
           if (want !== "" && entries.length === 0)
-            throw new Error("the specified ztoc doesn't exist or is not associated with the specified image");
+            throw new NotFoundError("the specified ztoc doesn't exist or is not associated with the specified image");
         }
         if (opts.quiet) {
           for (const e of entries) out.print(`${e.digest}\n`);
@@ -419,11 +436,11 @@ function ztocInfoCommand(): Command {
     .description("get detailed info about a ztoc")
     .argument("[digest]", "ztoc digest")
     .action(async (arg: string | undefined, _opts: unknown, cmd: Command) =>
-      run(cmd, async (s, out) => {
+      read(cmd, async (s, out) => {
         const digest = parseGoDigest(arg ?? "");
         const entry = getArtifactEntry(s.db, digest);
         if (entry.type === "soci_index") {
-          throw new Error(
+          throw new InvalidArgumentError(
             "the provided digest belongs to a SOCI index. Use `soci index info` to get the detailed information about it",
           );
         }
@@ -438,7 +455,7 @@ async function readLayerRange(cs: ContentStore, layer: string, start: number, en
   for await (const c of await cs.createReadStream(layer, start, end)) chunks.push(c as Buffer);
   const data = Buffer.concat(chunks);
   if (data.length !== end - start)
-    throw new Error(`unexpected data size. read = ${data.length}, expected = ${end - start}`);
+    throw new FailedPreconditionError(`unexpected data size. read = ${data.length}, expected = ${end - start}`);
   return data;
 }
 
@@ -449,8 +466,9 @@ function ztocGetFileCommand(): Command {
     .argument("[args...]")
     .option("-o, --output <file>", "the file to write the extracted content. Defaults to stdout")
     .action(async (args: string[], opts: { output?: string }, cmd: Command) =>
-      run(cmd, async (s, out) => {
-        if (args.length !== 2) throw new Error("please provide both a ztoc digest and a filename to extract");
+      read(cmd, async (s, out) => {
+        if (args.length !== 2)
+          throw new InvalidArgumentError("please provide both a ztoc digest and a filename to extract");
         const ztocDigest = parseGoDigest(args[0]!);
         const file = args[1]!;
         const cs = await s.contentStore();
@@ -487,7 +505,7 @@ function prefetchListCommand(): Command {
     .description("list all prefetch artifacts in the local store")
     .option("--json", "output in JSON format", false)
     .action(async (opts: { json: boolean }, cmd: Command) =>
-      run(cmd, async (s, out) => {
+      read(cmd, async (s, out) => {
         const db = s.db;
         const cs = await s.contentStore();
         const rows: { digest: string; layer: string; spans: number; createdAt: string }[] = [];
@@ -529,11 +547,11 @@ function prefetchInfoCommand(): Command {
     .argument("[digest]", "prefetch artifact digest")
     .option("--json", "output raw JSON", false)
     .action(async (arg: string | undefined, opts: { json: boolean }, cmd: Command) =>
-      run(cmd, async (s, out) => {
+      read(cmd, async (s, out) => {
         const digest = parseGoDigest(arg ?? "");
         const entry = getArtifactEntry(s.db, digest);
         if (entry.type !== "soci_prefetch")
-          throw new Error(`the provided digest is not a prefetch artifact (type: ${entry.type})`);
+          throw new InvalidArgumentError(`the provided digest is not a prefetch artifact (type: ${entry.type})`);
         const artifact = parsePrefetchArtifact(await fetchBlob(await s.contentStore(), digest));
         const spans = artifact.prefetchSpans ?? [];
         out.print(`Digest:        ${digest}\n`);
@@ -571,10 +589,11 @@ export function prefetchCommand(): Command {
 
 /** Go `strconv.ParseInt(s, 10, 64)`. */
 function parseInt64(s: string): number {
-  if (!/^[+-]?[0-9]+$/.test(s)) throw new Error(`strconv.ParseInt: parsing ${JSON.stringify(s)}: invalid syntax`);
+  if (!/^[+-]?[0-9]+$/.test(s))
+    throw new InvalidArgumentError(`strconv.ParseInt: parsing ${JSON.stringify(s)}: invalid syntax`);
   const v = BigInt(s);
   if (v > MAX_DURATION || v < MIN_DURATION)
-    throw new Error(`strconv.ParseInt: parsing ${JSON.stringify(s)}: value out of range`);
+    throw new InvalidArgumentError(`strconv.ParseInt: parsing ${JSON.stringify(s)}: value out of range`);
   return Number(v);
 }
 
@@ -624,7 +643,7 @@ async function removeOldArtifacts(s: LocalStore, cs: ContentStore): Promise<void
     try {
       exists = await cs.exists(e.digest);
     } catch {
-      throw new Error(`${e.digest}: ${e.mediaType}: invalid digest`);
+      throw new InvalidArgumentError(`${e.digest}: ${e.mediaType}: invalid digest`);
     }
     if (!exists) gone.push(e.digest);
   }
@@ -667,10 +686,7 @@ async function addNewArtifacts(s: LocalStore, cs: ContentStore, blobsDir: string
         try {
           spanSize = parseInt64(annotation);
         } catch (err) {
-          throw new Error(
-            `failed to parse span size from annotations for layer  ${blob.digest}: ${(err as Error).message}`,
-            { cause: err },
-          );
+          throw wrapped(err, `failed to parse span size from annotations for layer  ${blob.digest}`);
         }
       }
       const layer = blob.annotations?.[IndexAnnotationImageLayerDigest] ?? "";
@@ -704,12 +720,12 @@ when using the containerd content store to clear the database of removed zTOCs.`
         try {
           await removeOldArtifacts(s, cs);
         } catch (err) {
-          throw new Error(`failed to remove old artifacts from db: ${(err as Error).message}`, { cause: err });
+          throw wrapped(err, "failed to remove old artifacts from db");
         }
         try {
           await addNewArtifacts(s, cs, blobsDir);
         } catch (err) {
-          throw new Error(`failed to add new artifacts to db: ${(err as Error).message}`, { cause: err });
+          throw wrapped(err, "failed to add new artifacts to db");
         }
       }),
     );

@@ -1,6 +1,7 @@
 // TOML document → config fields, with go-toml v2's decoding rules: keys match a field exactly, else
-// case-insensitively; unknown keys are ignored; a value of the wrong TOML type is an error naming
-// the key. Values land on top of what the target already holds (the defaults).
+// case-insensitively; unknown keys are ignored (and reported to the caller by their dotted name, so
+// a typo does not go unnoticed); a value of the wrong TOML type is an error naming the key. Values
+// land on top of what the target already holds (the defaults).
 
 import { parse, TomlDate, TomlError } from "smol-toml";
 import { ConfigError } from "./errors.js";
@@ -48,12 +49,25 @@ function findField(fields: Field[], key: string): Field | undefined {
   return fields.find((f) => f.key.toLowerCase() === lower);
 }
 
-/** Decodes `table` into `target` following `fields`; `path` names the table in messages. */
-export function decodeTable(table: Obj, fields: Field[], target: Obj, path: string): void {
+/**
+ * Decodes `table` into `target` following `fields`; `path` names the table in messages. Each key
+ * no field takes is skipped, as the reference does, and passed to `onUnknown` by its full name
+ * (`background_fetch.silence_perid_msec`).
+ */
+export function decodeTable(
+  table: Obj,
+  fields: Field[],
+  target: Obj,
+  path: string,
+  onUnknown: (key: string) => void = () => undefined,
+): void {
   for (const [key, value] of Object.entries(table)) {
     const field = findField(fields, key);
-    if (!field) continue; // unknown keys are ignored, as the reference does
     const at = join(path, key);
+    if (!field) {
+      onUnknown(at);
+      continue;
+    }
     const expect = (what: string): never => {
       throw new ConfigError(`${at}: expected ${what}, got ${describe(value)}`);
     };
@@ -75,7 +89,7 @@ export function decodeTable(table: Obj, fields: Field[], target: Obj, path: stri
       }
       case "table":
         if (!isTable(value)) expect("a table");
-        decodeTable(value as Obj, field.fields, target[field.prop] as Obj, at);
+        decodeTable(value as Obj, field.fields, target[field.prop] as Obj, at, onUnknown);
         break;
       case "map": {
         if (!isTable(value)) expect("a table");
@@ -84,7 +98,7 @@ export function decodeTable(table: Obj, fields: Field[], target: Obj, path: stri
           const entryPath = join(at, name);
           if (!isTable(entry)) throw new ConfigError(`${entryPath}: expected a table, got ${describe(entry)}`);
           const into = (map[name] as Obj | undefined) ?? field.make();
-          decodeTable(entry, field.entry, into, entryPath);
+          decodeTable(entry, field.entry, into, entryPath, onUnknown);
           map[name] = into;
         }
         target[field.prop] = map;
@@ -96,7 +110,7 @@ export function decodeTable(table: Obj, fields: Field[], target: Obj, path: stri
           const entryPath = `${at}[${i}]`;
           if (!isTable(entry)) throw new ConfigError(`${entryPath}: expected a table, got ${describe(entry)}`);
           const into = field.make();
-          decodeTable(entry, field.entry, into, entryPath);
+          decodeTable(entry, field.entry, into, entryPath, onUnknown);
           return into;
         });
         break;

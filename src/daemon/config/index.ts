@@ -34,10 +34,16 @@ export function defaultConfig(): SnapshotterConfig {
   return cfg;
 }
 
+/** What loading a configuration may tell besides the result. */
+export interface ConfigLoadOptions {
+  /** A key no setting takes (ignored), by its dotted name: `background_fetch.silence_perid_msec`. */
+  onUnknownKey?: (key: string) => void;
+}
+
 /** TOML text → configuration: defaults, then the file's values, then the fill passes, then checks. */
-export function parseConfig(text: string): SnapshotterConfig {
+export function parseConfig(text: string, opts: ConfigLoadOptions = {}): SnapshotterConfig {
   const cfg = defaultConfig();
-  decodeTable(parseToml(text), CONFIG_SCHEMA, cfg as unknown as Record<string, unknown>, "");
+  decodeTable(parseToml(text), CONFIG_SCHEMA, cfg as unknown as Record<string, unknown>, "", opts.onUnknownKey);
   fillZeroValues(cfg);
   validateConfig(cfg);
   return cfg;
@@ -47,7 +53,7 @@ export function parseConfig(text: string): SnapshotterConfig {
  * Reads the config file. A missing file at the default path means defaults; any other missing or
  * unreadable file is an error ("failed to open config file"); bad content is "failed to load".
  */
-export async function loadConfig(path: string | undefined): Promise<SnapshotterConfig> {
+export async function loadConfig(path: string | undefined, opts: ConfigLoadOptions = {}): Promise<SnapshotterConfig> {
   const file = path ?? DEFAULT_CONFIG_PATH;
   let text: string;
   try {
@@ -58,7 +64,7 @@ export async function loadConfig(path: string | undefined): Promise<SnapshotterC
     throw new ConfigError(`failed to open config file ${JSON.stringify(file)}: ${describeFsError(err)}`);
   }
   try {
-    return parseConfig(text);
+    return parseConfig(text, opts);
   } catch (e) {
     if (e instanceof ConfigError)
       throw new ConfigError(`failed to load config file ${JSON.stringify(file)}: ${e.message}`);
