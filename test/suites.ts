@@ -24,6 +24,7 @@ export const UNIT_TESTS = [
   "go-time.test.ts",
   "inflate-differential.test.ts",
   "inflate-errors.test.ts",
+  "inflate-stream.test.ts",
   "inflate-vectors.test.ts",
   "layer-indexer.test.ts",
   "layers.test.ts",
@@ -48,6 +49,7 @@ export const INTEGRATION_TESTS = [
   "cli-image-locations.test.ts", // registry
   "containerd-client.test.ts", // containerd
   "convert-remote.test.ts", // registry
+  "daemon-cache-full.test.ts", // a tmpfs under the daemon root, containerd, registry, FUSE
   "daemon-cli.test.ts", // the daemon's overlayfs check mounts: root
   "daemon-content-store.test.ts", // containerd, registry
   "daemon-cri-keychain.test.ts", // containerd's CRI, registry
@@ -56,6 +58,7 @@ export const INTEGRATION_TESTS = [
   "daemon-lazy-pull.test.ts", // containerd, registry, FUSE
   "daemon-parallel-pull.test.ts", // containerd, registry
   "daemon-pull-modes.test.ts", // containerd, registry, FUSE
+  "daemon-registry-timeout.test.ts", // containerd, registry behind a stalling proxy
   "daemon-restart.test.ts", // containerd, registry, FUSE
   "demo.test.ts", // the whole demo: apt, containerd, registry
   "docs.test.ts", // imports the CRI containerd helper (the config it writes is checked against the doc)
@@ -64,10 +67,13 @@ export const INTEGRATION_TESTS = [
   "fs-mount.test.ts", // FUSE
   "fs-parallel-pull.test.ts", // registry
   "fs-unpack-layer.test.ts", // overlay mounts and device nodes: root
+  "hostile-layers.test.ts", // registry, FUSE
   "package-install.test.ts", // npm pack + npm install -g from the npm registry
+  "permissions.test.ts", // useradd, FUSE, containerd
   "registry-auth-e2e.test.ts", // registry
   "registry-client.test.ts", // registry
   "registry-mirrors-tls.test.ts", // registry
+  "registry-transport.test.ts", // registry, proxies
   "snapshotter-containerd.test.ts", // containerd
   "snapshotter-service.test.ts", // overlay mounts: root
   "snapshotter-socket-activation.test.ts", // containerd
