@@ -10,10 +10,11 @@ import { DEFAULT_ADDRESS } from "./config/index.js";
 import type { JsonLogger } from "../log/json-logger.js";
 import { notifyReady } from "./sd-notify.js";
 import { serveMetrics, type MetricsServer, type SociMetrics } from "./metrics.js";
-import { SociPreparer } from "../snapshotter/soci-preparer.js";
-import { RegistryClient } from "../registry/client.js";
+import { SociPreparer, type SociPreparerOptions } from "../snapshotter/soci-preparer.js";
+import type { LayerMounter } from "../fs/lazy-layers.js";
+import type { RegistryClient } from "../registry/client.js";
 import { DockerConfigCredentials, RegistryAuthorizer, type CredentialsProvider } from "../registry/auth.js";
-import { resolverFromConfig } from "../registry/hosts.js";
+import { registryClientWith, type RegistrySettings } from "../registry/settings.js";
 import { InflatePool } from "../wasm/pool.js";
 import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 import { storeLayerBlob } from "../containerd/content-source.js";
@@ -66,10 +67,13 @@ export async function runDaemon(
   const cri = cfg.criKeychain.enableKeychain
     ? new CriImageService({ backend: cfg.criKeychain.imageServicePath, logger })
     : undefined;
-  const client = registryClientFor(cfg, cri?.credentials.provider);
+  const authorizer = daemonAuthorizer(cri?.credentials.provider);
+  const settings = registrySettingsFor(cfg);
+  const client = registryClientWith(settings, authorizer);
   // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
   const containerd = contentStoreClientFor(cfg);
   const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
+  metrics.collectLayersFrom(() => remote.layerMetrics());
   // everything but the server, after it stopped (or failed to start)
   const release = async (unmount = false) => {
     await remote.close({ unmount });
@@ -140,17 +144,28 @@ export async function runDaemon(
  * docker credentials, then the CRI keychain's (`criCredentials`) when it is enabled.
  */
 export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: CredentialsProvider): RegistryClient {
-  const hosts: Record<string, unknown> = {};
+  return registryClientWith(registrySettingsFor(cfg), daemonAuthorizer(criCredentials));
+}
+
+/** Docker config credentials, then the CRI keychain's when it is enabled. */
+function daemonAuthorizer(criCredentials?: CredentialsProvider): RegistryAuthorizer {
+  return new RegistryAuthorizer(
+    criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {},
+  );
+}
+
+/** `[resolver]` mirrors and the `[http]`/`[blob]` timeouts and retries, as data (the FUSE host gets them too). */
+export function registrySettingsFor(cfg: SnapshotterConfig): RegistrySettings {
+  const mirrors: RegistrySettings["mirrors"] = {};
   for (const [host, h] of Object.entries(cfg.resolver.host ?? {})) {
-    hosts[host] = {
-      mirrors: h.mirrors.map((m) => ({ host: m.host, insecure: m.insecure, request_timeout_sec: m.requestTimeoutSec })),
-    };
+    mirrors[host] = h.mirrors.map((m) => ({
+      host: m.host,
+      insecure: m.insecure,
+      request_timeout_sec: m.requestTimeoutSec,
+    }));
   }
-  return new RegistryClient({
-    authorizer: new RegistryAuthorizer(
-      criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {},
-    ),
-    hosts: resolverFromConfig({ host: hosts }),
+  return {
+    mirrors,
     timeoutMs:
       cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
     connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,
@@ -158,7 +173,7 @@ export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: Crede
     retries: cfg.blob.maxRetries < 0 ? 0 : Math.min(cfg.blob.maxRetries, 8),
     baseDelayMs: cfg.blob.minWaitMsec > 0 ? cfg.blob.minWaitMsec : undefined,
     maxDelayMs: cfg.blob.maxWaitMsec > 0 ? Math.min(cfg.blob.maxWaitMsec, 30_000) : undefined,
-  });
+  };
 }
 
 /**
@@ -181,6 +196,8 @@ export function sociPreparerFor(
     logger: JsonLogger;
     metrics: SociMetrics;
     containerd?: ContainerdClient;
+    mounter?: LayerMounter;
+    registryAccess?: SociPreparerOptions["registryAccess"];
   },
 ): SociPreparer {
   const bf = cfg.backgroundFetch;
