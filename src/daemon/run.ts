@@ -14,7 +14,9 @@ import { SociPreparer, type SociPreparerOptions } from "../snapshotter/soci-prep
 import type { LayerMounter } from "../fs/lazy-layers.js";
 import type { RegistryClient } from "../registry/client.js";
 import { DockerConfigCredentials, RegistryAuthorizer, type CredentialsProvider } from "../registry/auth.js";
-import { registryClientWith, type RegistrySettings } from "../registry/settings.js";
+import { credentialsFor, registryClientWith, type RegistrySettings } from "../registry/settings.js";
+import { FuseHostClient } from "../fuse-host/client.js";
+import { defaultHostAddress } from "../fuse-host/protocol.js";
 import { InflatePool } from "../wasm/pool.js";
 import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 import { storeLayerBlob } from "../containerd/content-source.js";
@@ -72,7 +74,27 @@ export async function runDaemon(
   const client = registryClientWith(settings, authorizer);
   // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
   const containerd = contentStoreClientFor(cfg);
-  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
+  // [fuse_manager] (§5.8): the layers live in the FUSE host, which outlives this process
+  const host = cfg.fuseManager.enable
+    ? fuseHostClientFor(cfg, flags.root, logger, metrics, () => {
+        server?.snapshotter
+          .repairRemote()
+          .catch((e: Error) => logger.error("failed to mount the layers again", { error: e.message }));
+      })
+    : undefined;
+  const remote = sociPreparerFor(cfg, flags.root, {
+    client,
+    pool,
+    logger,
+    metrics,
+    containerd,
+    ...(host
+      ? {
+          mounter: host,
+          registryAccess: async (ref) => ({ settings, credentials: await credentialsFor(settings, authorizer, ref) }),
+        }
+      : {}),
+  });
   metrics.collectLayersFrom(() => remote.layerMetrics());
   // everything but the server, after it stopped (or failed to start)
   const release = async (unmount = false) => {
@@ -132,7 +154,10 @@ export async function runDaemon(
   });
   logger.info(`Got ${signal === "SIGINT" ? "interrupt" : "terminated"}`);
   await metricsServer?.close();
-  const unmount = signal === "SIGINT"; // SIGTERM leaves FUSE mounts for the next start to repair
+  // SIGINT: stop for good, every layer unmounted. SIGTERM (a restart): the FUSE host keeps serving
+  // the layers; without one they die with this process, so they are unmounted cleanly (lazily where
+  // busy) and the next start mounts them again
+  const unmount = signal === "SIGINT" || !host;
   if (unmount) logger.debug("Closing the snapshotter");
   await server.close({ unmount });
   await release(unmount);
@@ -152,6 +177,34 @@ function daemonAuthorizer(criCredentials?: CredentialsProvider): RegistryAuthori
   return new RegistryAuthorizer(
     criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {},
   );
+}
+
+/** A FUSE host started by this daemon exits after this long with no layer and no daemon connected. */
+const HOST_IDLE_EXIT_SEC = 60;
+
+/** The client of the FUSE host that serves this root's layers (§5.8). */
+export function fuseHostClientFor(
+  cfg: SnapshotterConfig,
+  root: string,
+  logger: JsonLogger,
+  metrics: SociMetrics,
+  onHostLost: () => void,
+): FuseHostClient {
+  const fm = cfg.fuseManager;
+  metrics.enableFuseHostMetrics();
+  return new FuseHostClient({
+    root,
+    address: fm.address || defaultHostAddress(root),
+    start: fm.start,
+    ...(fm.path ? { executable: fm.path } : {}),
+    logLevel: logger.level,
+    idleExitSec: HOST_IDLE_EXIT_SEC,
+    logger,
+    // the host's lines are JSON lines already: they join this log as they are
+    relay: (line) => process.stderr.write(`${line}\n`),
+    onFailure: () => metrics.countFuseHostFailure(),
+    onHostLost,
+  });
 }
 
 /** `[resolver]` mirrors and the `[http]`/`[blob]` timeouts and retries, as data (the FUSE host gets them too). */

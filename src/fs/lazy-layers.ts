@@ -297,11 +297,21 @@ export class LazyLayers implements LayerMounter {
     }
   }
 
-  async check(mountpoint: string, opts: { validIntervalMs: number; timeoutMs: number }): Promise<void> {
+  /**
+   * `probe: false` skips the stat of the mount (in a child process), for a caller that did it
+   * from another process: a child of the serving process inherits its /dev/fuse descriptors
+   * (libfuse 2 opens them without O_CLOEXEC), and one stuck on a mount whose server died would
+   * keep that dead connection from failing fast.
+   */
+  async check(
+    mountpoint: string,
+    opts: { validIntervalMs: number; timeoutMs: number; probe?: boolean },
+  ): Promise<void> {
     const mp = resolve(mountpoint);
     const m = this.served.get(mp);
     if (!m) throw new NotFoundError(`${mp}: no layer is mounted here`);
-    const status = await mountStatus(mp);
+    const status =
+      opts.probe === false ? ((await mountsAt(mp)).length > 0 ? "alive" : "unmounted") : await mountStatus(mp);
     if (status !== "alive") throw new UnavailableError(`${mp}: layer mount is ${status}`);
     // fs.Check: a layer not yet fully local must still be reachable (a ranged GET of its first
     // byte unless a fetch succeeded within blob.valid_interval)
