@@ -59,9 +59,14 @@ function defaultNode(): { execPath: string; flags: string[] } {
   return { execPath: process.execPath, flags: HOST_NODE_FLAGS };
 }
 
-/** The environment a host runs with: ours, plus the malloc settings. */
+/**
+ * The environment a host runs with: ours, plus the malloc settings, minus systemd's hand-over to
+ * this process (its readiness socket, socket activation): a host telling the daemon's unit that it
+ * is ready would become that unit's main process.
+ */
 export function hostEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return { ...env, GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? HOST_GLIBC_TUNABLES };
+  const { NOTIFY_SOCKET: _n, LISTEN_PID: _p, LISTEN_FDS: _f, LISTEN_FDNAMES: _fn, ...rest } = env;
+  return { ...rest, GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? HOST_GLIBC_TUNABLES };
 }
 
 /** Whether systemd is the init system here (sd_booted). */
@@ -135,7 +140,7 @@ export async function startHost(mode: Exclude<StartMode, "none">, cmd: HostComma
 }
 
 /** A host as a detached process: its own session, output appended to `<root>/fuse-host/host.log`. */
-export async function spawnDetached(cmd: HostCommand, extraEnv: NodeJS.ProcessEnv = {}): Promise<Started> {
+export async function spawnDetached(cmd: HostCommand): Promise<Started> {
   await mkdir(hostDir(cmd.root), { recursive: true, mode: 0o700 });
   const logPath = hostLogFile(cmd.root);
   const size = await stat(logPath).then(
@@ -149,7 +154,7 @@ export async function spawnDetached(cmd: HostCommand, extraEnv: NodeJS.ProcessEn
     const child = spawn(bin!, args, {
       detached: true,
       stdio: ["ignore", out.fd, out.fd],
-      env: { ...hostEnv(), ...extraEnv },
+      env: hostEnv(),
     });
     const exited = new Promise<number | null>((resolve) => {
       child.once("exit", (code) => resolve(code));
@@ -164,11 +169,13 @@ export async function spawnDetached(cmd: HostCommand, extraEnv: NodeJS.ProcessEn
 
 /**
  * An upgrade (SIGHUP): the running host starts its successor from the executable path it was
- * started with (after a package upgrade, the new files), with `--takeover`, sharing its output.
+ * started with (after a package upgrade, the new files), with `--takeover`, sharing its output and
+ * its environment (under systemd the successor tells the host's unit it is the main process now).
  */
 export function spawnSuccessor(cmd: HostCommand): number | undefined {
   const [bin, ...args] = hostArgv({ ...cmd, takeover: true });
-  const child = spawn(bin!, args, { detached: true, stdio: ["ignore", "inherit", "inherit"], env: hostEnv() });
+  const env = { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? HOST_GLIBC_TUNABLES };
+  const child = spawn(bin!, args, { detached: true, stdio: ["ignore", "inherit", "inherit"], env });
   child.unref();
   return child.pid;
 }
