@@ -323,17 +323,28 @@ describe("the FUSE host keeps running containers' layers across daemon restarts"
     await nothingStray();
   }, 180_000);
 
-  it("SIGTERM of the daemon leaves the layers serving; after the restart another image is pulled lazily and runs", async () => {
+  it("SIGTERM of the daemon leaves the layers serving; the restarted daemon's new config reaches the host with its next mounts; another image is pulled lazily and runs", async () => {
+    const hosts = await fuseHostPids(root());
     await daemon!.stop("SIGTERM");
     expect(await daemon!.exited).toMatchObject({ code: 0 });
     expect(await fuseMounts()).toHaveLength(2);
     await reader.check("/a/f4");
+    // a setting only the host uses, changed across the restart: it comes with every mount
+    const config = await readFile(join(dir, "config.toml"), "utf8");
+    await writeFile(join(dir, "config.toml"), `${config}[fuse]\nlog_fuse_operations = true\n`);
     await startDaemon();
     await reader.check("/a/f5");
     await waitForSnapshotter((args) => ctd!.ctr(args));
     await rpull(images.b!);
     expect(await fuseMounts()).toHaveLength(3); // busybox is shared: only b's data layer is new
     expect(await runContainer(images.b!, "b-after-term", "sha256sum /b/f0")).toBe(`${expected.get("/b/f0")}  /b/f0\n`);
+    const ops = () =>
+      daemon!.lines("operation").filter((l) => l.msg === "FUSE operation" && l.operation === "file.Read");
+    await until("the new layer's reads are logged", async () => ops().some((l) => l.path === "/b/f0"));
+    // the layer mounted before the change keeps its settings; the host is the same process
+    expect(ops().some((l) => l.path === "/a/f5")).toBe(false);
+    expect(await fuseHostPids(root())).toEqual(hosts);
+    await writeFile(join(dir, "config.toml"), config);
     await nothingStray();
   }, 180_000);
 
@@ -374,6 +385,13 @@ describe("the FUSE host keeps running containers' layers across daemon restarts"
       await startDaemon();
       expect(daemon!.log()).not.toContain("restored remote snapshot");
       await until("the loop goes on", async () => (await lines()).length > before);
+      // and new containers start, of either image
+      const name = cycle % 2 === 0 ? "b" : "a";
+      const file = `/${name}/f${30 + cycle}`;
+      await waitForSnapshotter((args) => ctd!.ctr(args));
+      expect(await runContainer(images[name]!, `cycle-${cycle}`, `sha256sum ${file}`)).toBe(
+        `${expected.get(file)}  ${file}\n`,
+      );
     }
     await ctd!.ctr(["task", "kill", "-s", "SIGKILL", loop]);
     await until("the loop stops", async () => !(await running(loop)));

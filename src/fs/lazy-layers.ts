@@ -17,6 +17,7 @@ import { BackgroundFetcher, prefetchSpans } from "./background-fetcher.js";
 import { RegistryBlobFetcher } from "./blob-fetcher.js";
 import { mountLayer, mountsAt, mountStatus, unmountPath, type MountedLayer } from "./fuse-layer.js";
 import { createLayerReader, type LayerReader } from "./layer-reader.js";
+import { mountsUnder } from "./image-mount.js";
 import { decodeLayerZtoc } from "./soci-artifacts.js";
 import { SpanCache } from "./span-cache.js";
 import { ReadActivity } from "./span-manager.js";
@@ -130,7 +131,7 @@ export interface LazyLayersOptions {
   /** The client that fetches a layer's blob (the daemon's own, or one per settings in the host). */
   registryClient(access: RegistryAccess): RegistryClient;
   /** Only mountpoints below this directory are accepted (the daemon's `<root>`). */
-  mountRoot?: string;
+  mountRoot: string;
 }
 
 interface Served {
@@ -181,7 +182,7 @@ export class LazyLayers implements LayerMounter {
 
   async mount(req: LayerMountRequest): Promise<LayerMountTimes> {
     const mountpoint = resolve(req.mountpoint);
-    if (this.opts.mountRoot !== undefined && !mountpoint.startsWith(resolve(this.opts.mountRoot) + "/"))
+    if (!mountpoint.startsWith(resolve(this.opts.mountRoot) + "/"))
       throw new NotFoundError(`mountpoint ${mountpoint} is outside ${this.opts.mountRoot}`);
     const existing = this.served.get(mountpoint);
     if (existing) {
@@ -335,9 +336,11 @@ export class LazyLayers implements LayerMounter {
 
   /** Forgets layers whose mount is gone from the mount table (unmounted from outside); returns how many. */
   async prune(): Promise<number> {
+    if (this.served.size === 0) return 0;
+    const mounted = new Set(await mountsUnder(resolve(this.opts.mountRoot)));
     let n = 0;
     for (const [mp, m] of [...this.served]) {
-      if ((await mountsAt(mp)).length > 0) continue;
+      if (mounted.has(mp)) continue;
       if (this.served.get(mp) !== m) continue;
       this.served.delete(mp);
       m.reader.close();

@@ -186,7 +186,8 @@ export async function startFuseHost(opts: FuseHostOptions): Promise<FuseHost> {
     pool: opts.pool,
     logger: log,
     registryClient,
-    mountRoot: root,
+    // the daemon names mountpoints below the root as given to both (not its real path)
+    mountRoot: resolve(opts.root),
   });
 
   let retired = false;

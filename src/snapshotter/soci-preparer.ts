@@ -155,6 +155,7 @@ export class SociPreparer implements RemotePreparer {
         pool: opts.pool,
         logger: opts.logger,
         registryClient: () => opts.client,
+        mountRoot: opts.root,
       });
     if (opts.parallel) {
       const puller = new ParallelPuller({
