@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { cp, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -441,6 +441,10 @@ describe("the FUSE host's own upgrade", () => {
     process.kill(first!, "SIGHUP");
     await until("a successor serves", async () => (await fuseHostPids(root())).length === 2);
     const second = (await fuseHostPids(root())).find((p) => p !== first);
+    // it started as a child of the first host, whose FUSE connections it must not keep alive
+    const fds = await readdir(`/proc/${second}/fd`);
+    const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${second}/fd/${fd}`).catch(() => "")));
+    expect(targets).not.toContain("/dev/fuse");
     await until("the daemon follows the successor", async () =>
       daemon!.log().includes("the FUSE host retired; connecting to its successor"),
     );
@@ -479,6 +483,7 @@ describe("the FUSE host's own upgrade", () => {
     await startDaemon();
     expect(daemon!.log()).not.toContain("restored remote snapshot");
     await reader.check("/c/f4");
+    await waitForSnapshotter((args) => ctd!.ctr(args)); // containerd's removals below reach the daemon
 
     // the first host's layers go once no container and no image needs them: then it exits
     await reader.stop();
