@@ -43,5 +43,8 @@ export { findSociIndex, fetchSociIndex, fetchZtoc, NoIndexError } from "./fs/soc
 export { mountImage, unmountImage, type MountImageOptions, type MountedImage } from "./fs/image-mount.js";
 export { startSnapshotterServer, type SnapshotterServer, type RemotePreparer } from "./snapshotter/index.js";
 export { SociPreparer, type SociPreparerOptions } from "./snapshotter/soci-preparer.js";
+export { LazyLayers, type LayerMounter, type LayerMountRequest, type LayerSettings } from "./fs/lazy-layers.js";
+export { startFuseHost, type FuseHost, type FuseHostOptions } from "./fuse-host/server.js";
+export { FuseHostClient, type FuseHostClientOptions } from "./fuse-host/client.js";
 export { ContainerdClient } from "./containerd/client.js";
 export { pullImage } from "./pull/pull-image.js";

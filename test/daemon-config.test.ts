@@ -516,3 +516,31 @@ args = ["-d", "-c"]
     expect(parseConfig(dumpConfig(defaultConfig()))).toEqual(defaultConfig());
   });
 });
+
+describe("[fuse_manager] (ours: the FUSE host, docs/snapshotter.md §5.8)", () => {
+  it("defaults to the host on, its socket under the root, started as fits the system", () => {
+    expect(defaultConfig().fuseManager).toEqual({ enable: true, address: "", path: "", start: "auto" });
+  });
+
+  it("reads its keys; start must be one of the modes", () => {
+    const c = parseConfig(
+      '[fuse_manager]\nenable = false\naddress = "unix:///run/soci/host.sock"\npath = "/opt/soci/bin/soci-fuse-host.js"\nstart = "none"\n',
+    );
+    expect(c.fuseManager).toEqual({
+      enable: false,
+      address: "/run/soci/host.sock",
+      path: "/opt/soci/bin/soci-fuse-host.js",
+      start: "none",
+    });
+    for (const start of ["spawn", "systemd"])
+      expect(parseConfig(`[fuse_manager]\nstart = "${start}"`).fuseManager.start).toBe(start);
+    expect(() => parseConfig('[fuse_manager]\nstart = "fork"')).toThrow(/^fuse_manager\.start: invalid value "fork"/);
+    expect(() => parseConfig("[fuse_manager]\nenable = 1")).toThrow(/^fuse_manager\.enable: expected a boolean/);
+  });
+
+  it("is not printed by config dump, which stays the reference's layout", () => {
+    const text = dumpConfig(parseConfig('[fuse_manager]\nenable = false\nstart = "spawn"'));
+    expect(text).toBe(defaultConfigText());
+    expect(text).not.toContain("fuse_manager");
+  });
+});

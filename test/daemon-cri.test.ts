@@ -22,6 +22,7 @@ import {
   fuseMountsUnder,
   initLayout,
   spawnDaemon,
+  stopFuseHosts,
   unmountAllUnder,
   waitForSnapshotter,
   type SociDaemon,
@@ -190,9 +191,10 @@ describe("CRI ImageService pulls through the soci snapshotter", () => {
     expect(await fuseMounts()).toHaveLength(2);
   }, 120_000);
 
-  it("after a SIGKILL and a restart of the daemon the CRI-pulled layers are mounted again (from their cri.* labels)", async () => {
+  it("after a SIGKILL of the daemon and its FUSE host, a restart mounts the CRI-pulled layers again (from their cri.* labels)", async () => {
     const before = (await fuseMounts()).sort();
     await daemon!.stop("SIGKILL");
+    await stopFuseHosts(daemonRoot(), "SIGKILL"); // the layers must be mounted anew, not adopted
     daemon = spawnDaemon({ address: sock(), root: daemonRoot(), config: join(dir, "config.toml") });
     await daemon.ready;
     expect((await fuseMounts()).sort()).toEqual(before);

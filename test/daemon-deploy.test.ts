@@ -1,8 +1,11 @@
-// The operations files in deploy/: the systemd unit, the example daemon config and the containerd
-// snippet. They must parse, agree with each other and with the daemon's defaults, and be accepted
-// by the real programs: systemd-analyze verifies the unit, the daemon loads and serves with the
-// example config, and containerd (private root, CRI plugin on) loads the snippet and lists the
-// soci proxy plugin as ok, with its CRI plugin set up for lazy pulls.
+// The operations files in deploy/: the systemd units (daemon, socket, FUSE host), the example daemon
+// config and the containerd snippet. They must parse, agree with each other and with the daemon's
+// defaults, and be accepted by the real programs: systemd-analyze verifies the units, the daemon
+// loads and serves with the example config, and containerd (private root, CRI plugin on) loads the
+// snippet and lists the soci proxy plugin as ok, with its CRI plugin set up for lazy pulls. The
+// units' kill semantics are what keeps containers' layers alive across daemon restarts
+// (docs/snapshotter.md §5.8): checked key by key, as is the transient unit the daemon starts a
+// host in when the host's unit is not installed.
 import { afterAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -11,6 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse } from "smol-toml";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { systemdRunArgv, transientUnitName } from "../src/fuse-host/launch.js";
 import {
   DAEMON_BIN,
   spawnDaemon,
@@ -40,8 +44,7 @@ afterAll(async () => {
   }
 });
 
-/** `[Service]` keys of a unit file (last value wins, as systemd reads them). */
-/** The keys of a unit file's `[Service]` (or another) section. */
+/** The keys of a unit file's `[Service]` (or another) section (last value wins, as systemd reads them). */
 async function serviceKeys(path: string, want = "Service"): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   let section = "";
@@ -97,6 +100,78 @@ describe("deploy/", () => {
     const { stdout: help } = await run("node", [DAEMON_BIN, "--help"]);
     for (const v of [SOCKET, "/etc/soci-snapshotter-grpc/config.toml", "/var/lib/soci-snapshotter-grpc"])
       expect(help).toContain(v); // fd:// falls back to SOCKET
+  });
+
+  it("the FUSE host's unit: its own unit the daemon's restart never reaches, stopped as a whole, upgraded by reload", async () => {
+    const { stderr } = await run("systemd-analyze", [
+      "verify",
+      deploy("soci-fuse-host.service"),
+      deploy("soci-snapshotter-grpc.service"),
+      deploy("soci-snapshotter-grpc.socket"),
+    ]);
+    expect(stderr).toBe("");
+    const daemonUnit = await serviceKeys(deploy("soci-snapshotter-grpc.service"), "Unit");
+    const hostUnit = await serviceKeys(deploy("soci-fuse-host.service"), "Unit");
+    const host = await serviceKeys(deploy("soci-fuse-host.service"));
+    const daemonSvc = await serviceKeys(deploy("soci-snapshotter-grpc.service"));
+    // the daemon pulls the host in and starts after it, and nothing ties the host's life to the
+    // daemon's: a `systemctl restart soci-snapshotter-grpc` does not propagate to the host
+    expect(daemonUnit.Wants).toBe("soci-fuse-host.service");
+    expect(daemonUnit.After!.split(/\s+/)).toContain("soci-fuse-host.service");
+    for (const key of ["PartOf", "BindsTo", "Requisite", "PropagatesStopTo", "StopPropagatedFrom"]) {
+      expect(hostUnit[key], `host [Unit] ${key}`).toBeUndefined();
+      expect(daemonUnit[key], `daemon [Unit] ${key}`).toBeUndefined();
+    }
+    expect(daemonUnit.Requires).not.toContain("soci-fuse-host");
+    expect(daemonSvc.KillMode ?? "control-group").toBe("control-group"); // the daemon's cgroup holds only the daemon
+    // a stop reaches every host of the unit (the retired ones too), each unmounting its layers
+    expect(host.KillMode).toBe("control-group");
+    // an upgrade: SIGHUP, the successor becomes the main process through sd_notify
+    expect(host.ExecReload).toBe("/bin/kill -HUP $MAINPID");
+    expect([host.Type, host.NotifyAccess]).toEqual(["notify", "all"]);
+    expect(host.Restart).toBe("on-failure");
+    // the same node and memory settings as the daemon, the same root, never an idle exit
+    const argv = host.ExecStart!.split(/\s+/);
+    const daemonArgv = daemonSvc.ExecStart!.split(/\s+/);
+    expect(argv.slice(0, 4)).toEqual(daemonArgv.slice(0, 4));
+    expect(host.Environment).toBe(daemonSvc.Environment);
+    const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as {
+      name: string;
+      bin: Record<string, string>;
+    };
+    expect(argv[4]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-fuse-host"]!));
+    const flag = (a: string[], name: string) => a[a.indexOf(name) + 1];
+    expect(flag(argv, "--root")).toBe(flag(daemonArgv, "--root"));
+    expect(flag(argv, "--idle-exit-sec")).toBe("0");
+    // run directly, the host's executable gives node what the unit gives it
+    const hostBin = join(repo, pkg.bin["soci-fuse-host"]!);
+    expect((await readFile(hostBin, "utf8")).split("\n")[0]).toBe(
+      `#!/usr/bin/env -S ${host.Environment} node ${argv.slice(1, 4).join(" ")}`,
+    );
+    const { stdout: help } = await run("node", [hostBin, "--help"]);
+    expect(help).toContain("--takeover");
+  });
+
+  it("the transient unit a daemon starts a host in (no host unit installed) has the host unit's kill semantics", () => {
+    const argv = systemdRunArgv(
+      {
+        root: "/var/lib/soci-snapshotter-grpc",
+        address: "/var/lib/soci-snapshotter-grpc/fuse-host/host.sock",
+        logLevel: "info",
+        idleExitSec: 60,
+      },
+      { PATH: "/usr/bin" },
+    );
+    expect(argv[0]).toBe("systemd-run");
+    const props = argv.filter((a) => a.startsWith("--property=")).map((a) => a.slice("--property=".length));
+    expect(props).toEqual(expect.arrayContaining(["KillMode=control-group", "Type=notify", "NotifyAccess=all"]));
+    // its own unit, named after the root: not a scope of the daemon's unit
+    expect(argv).toContain(`--unit=${transientUnitName("/var/lib/soci-snapshotter-grpc")}`);
+    expect(argv).not.toContain("--scope");
+    const cmd = argv.slice(argv.indexOf("--") + 1);
+    expect(cmd.slice(1, 4)).toEqual(["--max-semi-space-size=2", "--expose-gc", "--optimize-for-size"]);
+    expect(cmd[4]).toMatch(/\/bin\/soci-fuse-host\.js$/);
+    expect(cmd.slice(5)).toEqual(expect.arrayContaining(["--root", "/var/lib/soci-snapshotter-grpc"]));
   });
 
   it("the example daemon config is the reference's defaults, spelled out, and the daemon accepts it", async () => {

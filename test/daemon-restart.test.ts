@@ -1,10 +1,14 @@
-// Restart and recovery of the snapshotter daemon (docs/snapshotter.md §5.1) and the reference's
-// TestRunMultipleContainers / TestRestartAfterSigint (§7), against containerd 1.6 with runc:
-// two SOCI-converted images sharing their two bottom layers, lazily pulled with ctr-remote through
-// a proxy that can take the registry away; several containers at once; the daemon killed with
-// SIGKILL while layers are mounted and restarted; a restart while the registry is unreachable
-// with `allow_invalid_mounts_on_restart` false (the reference refuses to start) and true (starts,
-// the layers report Unavailable); SIGINT unmounting everything.
+// Restart and recovery of the snapshotter daemon that serves its FUSE layers itself
+// (`[fuse_manager] enable = false`, as the reference; the FUSE host is daemon-fuse-host.test.ts):
+// docs/snapshotter.md §5.1 and the reference's TestRunMultipleContainers / TestRestartAfterSigint
+// (§7), against containerd 1.6 with runc: two SOCI-converted images sharing their two bottom
+// layers, lazily pulled with ctr-remote through a proxy that can take the registry away; several
+// containers at once; the daemon killed with SIGKILL while layers are mounted and restarted;
+// SIGTERM unmounting every layer cleanly (they die with the process) and the next start mounting
+// them again; a restart while the registry is unreachable with `allow_invalid_mounts_on_restart`
+// false (the reference refuses to start) and true (starts, the layers report Unavailable); SIGINT
+// unmounting everything. The daemon's root is a tmpfs, which can be unmounted at the end: nothing
+// is left mounted in it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -16,6 +20,7 @@ import { startRegistry, type RegistryServer } from "./helpers/registry-server.js
 import { startSwitchProxy, type SwitchProxy } from "./helpers/switch-proxy.js";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
 import {
+  deadMountsUnder,
   SOCI_BIN,
   addLayer,
   busyboxLayer,
@@ -135,7 +140,12 @@ beforeAll(async () => {
   imageA = `${proxy.host}/restart/a:soci`;
   imageB = `${proxy.host}/restart/b:soci`;
 
+  // a tmpfs root: at the end it unmounts only if the daemon left nothing mounted in it
+  await mkdir(daemonRoot(), { recursive: true });
+  await run("mount", ["-t", "tmpfs", "-o", "size=1g", "soci-restart-root", daemonRoot()]);
   const common = [
+    "[fuse_manager]",
+    "enable = false",
     "[background_fetch]",
     "disable = true",
     "[http]",
@@ -158,6 +168,7 @@ afterAll(async () => {
   await ctd?.stop().catch(() => undefined);
   await daemon?.stop("SIGINT").catch(() => undefined);
   await unmountAllUnder(dir);
+  await run("umount", ["-l", daemonRoot()]).catch(() => undefined);
   await proxy?.close().catch(() => undefined);
   await registry?.stop();
   await rm(dir, { recursive: true, force: true });
@@ -242,11 +253,25 @@ describe("daemon restart and recovery", () => {
     expect(await runContainer(imageB, "after-kill-b", scriptB)).toBe(expectedB());
 
     // the container that ran across the restart stops and is deleted normally (its own lazily
-    // loaded files went with the old mounts: a daemon restart breaks running containers' reads,
-    // as in the reference)
+    // loaded files went with the old mounts: without a FUSE host a daemon restart breaks running
+    // containers' reads, as in the reference)
     await ctd!.ctr(["task", "delete", "--force", running]);
     await ctd!.ctr(["containers", "delete", running]);
     expect(await fuseMounts()).toHaveLength(4);
+  }, 120_000);
+
+  it("SIGTERM unmounts every layer (they die with the daemon): no dead mounts are left, and the next start mounts them again", async () => {
+    const before = await fuseMounts();
+    expect(before).toHaveLength(4);
+    await daemon!.stop("SIGTERM");
+    expect(await daemon!.exited).toMatchObject({ code: 0 });
+    expect(await fuseMounts()).toEqual([]);
+    expect(await deadMountsUnder(daemonRoot())).toEqual([]);
+    // the metadata a restart needs is kept: the same layers come back at the same places
+    await startDaemon();
+    expect((await fuseMounts()).sort()).toEqual([...before].sort());
+    await waitForSnapshotter((args) => ctd!.ctr(args));
+    expect(await runContainer(imageA, "after-term-a", scriptA)).toBe(expectedA());
   }, 120_000);
 
   it("a second daemon on the same root refuses to start and leaves the first one's layers alone", async () => {
@@ -346,5 +371,7 @@ describe("daemon restart and recovery", () => {
     expect((await ctd!.ctr(["snapshots", "--snapshotter", "soci", "ls"])).stdout.trim().split("\n")).toHaveLength(1); // header only
     await daemon!.stop("SIGINT");
     expect(await daemon!.exited).toMatchObject({ code: 0 });
+    // nothing of the daemon's is mounted in its root any more: the tmpfs unmounts
+    await run("umount", [daemonRoot()]);
   }, 120_000);
 });

@@ -16,6 +16,7 @@ const LAYERS: string[][] = [
   ["store"],
   ["registry", "containerd"],
   ["indexer", "fs"],
+  ["fuse-host"],
   ["snapshotter", "pull"],
   ["cri"],
   ["daemon", "demo"],

@@ -19,6 +19,7 @@ export const UNIT_TESTS = [
   "extract-spans.test.ts",
   "fs-span-manager.test.ts",
   "fs-tree.test.ts",
+  "fuse-host.test.ts",
   "garbage.test.ts",
   "go-json.test.ts",
   "go-time.test.ts",
@@ -55,6 +56,7 @@ export const INTEGRATION_TESTS = [
   "daemon-cri-keychain.test.ts", // containerd's CRI, registry
   "daemon-cri.test.ts", // containerd's CRI, registry
   "daemon-deploy.test.ts", // containerd, systemd-style socket activation as root
+  "daemon-fuse-host.test.ts", // containerd, registry, FUSE, the FUSE host process
   "daemon-lazy-pull.test.ts", // containerd, registry, FUSE
   "daemon-parallel-pull.test.ts", // containerd, registry
   "daemon-pull-modes.test.ts", // containerd, registry, FUSE

@@ -22,6 +22,7 @@ import {
 } from "prom-client";
 import type { SnapshotterConfig } from "./config/index.js";
 import { InvalidArgumentError, messageOf, SociError, UnavailableError, withContext } from "../errors/errors.js";
+import type { LayerMetricsSnapshot } from "../fs/lazy-layers.js";
 
 /** Operations timed in milliseconds (`soci_fs_operation_duration_milliseconds`). */
 export const MS_OPERATIONS = [
@@ -104,6 +105,10 @@ export interface LayerSizeSource {
   fetchedSize(): number;
 }
 
+function sizeSource(l: { digest: string; size: number; fetchedSize: number }): LayerSizeSource {
+  return { digest: l.digest, size: () => l.size, fetchedSize: () => l.fetchedSize };
+}
+
 const MS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
 const US_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
@@ -117,6 +122,13 @@ export class SociMetrics {
   private readonly imageOpCount: Gauge<"image" | "operation_type">;
   private readonly cacheWriteFailures: Counter<"reason">;
   private readonly layers = new Map<string, LayerSizeSource>();
+  /** Where the served layers' metrics come from (this process's layers, or the FUSE host's). */
+  private layerSource: (() => Promise<LayerMetricsSnapshot[]>) | undefined;
+  /** The layers of the last snapshots, for the size counters. */
+  private servedLayers: LayerMetricsSnapshot["layers"] = [];
+  /** How much of each source's cumulative counts is already added, by source and series. */
+  private readonly applied = new Map<string, number>();
+  private hostFailures: Counter | undefined;
 
   /** `processMetrics`: also export the process/runtime collectors (as the Go daemon does). */
   constructor(opts: { processMetrics?: boolean } = {}) {
@@ -162,6 +174,7 @@ export class SociMetrics {
       registers,
     });
     const layers = this.layers;
+    const served = () => this.servedLayers;
     // Go emits these as const counters computed at scrape time from every mounted layer.
     const layerCounter = (name: string, help: string, read: (l: LayerSizeSource) => number) =>
       new Counter({
@@ -172,6 +185,8 @@ export class SociMetrics {
         collect(this: Counter<"digest" | "mountpoint">) {
           this.reset();
           for (const [mountpoint, l] of layers) this.inc({ digest: l.digest, mountpoint }, Math.max(0, read(l)));
+          for (const l of served())
+            this.inc({ digest: l.digest, mountpoint: l.mountpoint }, Math.max(0, read(sizeSource(l))));
         },
       });
     layerCounter("soci_fs_layer_fetched_size_bytes", "Total fetched size of the layer", (l) => l.fetchedSize());
@@ -229,8 +244,69 @@ export class SociMetrics {
     this.layers.delete(mountpoint);
   }
 
+  /**
+   * Reads the served layers' metrics from `source` at every scrape: layer sizes, FUSE failure
+   * counts and per-image operation counts (docs/snapshotter.md §5.8).
+   */
+  collectLayersFrom(source: () => Promise<LayerMetricsSnapshot[]>): void {
+    this.layerSource = source;
+  }
+
+  /** `soci_fuse_host_failures_total` from now on (the daemon runs its layers in a FUSE host). */
+  enableFuseHostMetrics(): void {
+    this.hostFailures ??= new Counter({
+      name: "soci_fuse_host_failures_total",
+      help: "The number of times the FUSE host serving the snapshotter's lazily loaded layers was found dead.",
+      registers: [this.registry],
+    });
+  }
+
+  /** The FUSE host died (its layers' mounts with it). */
+  countFuseHostFailure(): void {
+    this.enableFuseHostMetrics();
+    this.hostFailures!.inc();
+  }
+
+  /** Adds what each source counted since the last scrape; a source's counts only grow. */
+  private applySnapshots(snapshots: LayerMetricsSnapshot[]): void {
+    const add = (source: string, series: string, total: number, inc: (by: number) => void) => {
+      const key = `${source}\n${series}`;
+      const delta = total - (this.applied.get(key) ?? 0);
+      if (delta <= 0) return;
+      this.applied.set(key, total);
+      inc(delta);
+    };
+    this.servedLayers = snapshots.flatMap((s) => s.layers);
+    for (const s of snapshots) {
+      for (const f of s.fuseFailures)
+        add(s.source, `fuse\n${f.layer}\n${f.operation}`, f.count, (by) => {
+          this.opCount.inc(
+            opLabels(f.layer, FUSE_FAILURE_COUNTERS[f.operation] ?? "fuse_unknown_operation_failure_count"),
+            by,
+          );
+        });
+      add(s.source, "failure-state", s.failureStates, (by) => this.countOperation("", "fuse_failure_state", by));
+      for (const o of s.imageOperations)
+        add(s.source, `image\n${o.image}\n${o.operation}`, o.count, (by) => {
+          this.imageOpCount.inc({ image: o.image, operation_type: o.operation }, by);
+        });
+      for (const c of s.cacheWriteFailures ?? [])
+        add(s.source, `cache-write\n${c.reason}`, c.count, (by) =>
+          this.cacheWriteFailures.inc({ reason: c.reason }, by),
+        );
+    }
+  }
+
   /** The Prometheus text exposition, as Go's client writes it. */
   async exposition(): Promise<string> {
+    if (this.layerSource) {
+      try {
+        this.applySnapshots(await this.layerSource());
+      } catch {
+        // the layers' owner did not answer (a FUSE host being replaced): last scrape's layers go
+        this.servedLayers = [];
+      }
+    }
     const families = await this.registry.getMetricsAsJSON();
     families.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return families.map(renderFamily).join("");

@@ -10,10 +10,13 @@ import { DEFAULT_ADDRESS } from "./config/index.js";
 import type { JsonLogger } from "../log/json-logger.js";
 import { notifyReady } from "./sd-notify.js";
 import { serveMetrics, type MetricsServer, type SociMetrics } from "./metrics.js";
-import { SociPreparer } from "../snapshotter/soci-preparer.js";
-import { RegistryClient } from "../registry/client.js";
+import { SociPreparer, type SociPreparerOptions } from "../snapshotter/soci-preparer.js";
+import type { LayerMounter } from "../fs/lazy-layers.js";
+import type { RegistryClient } from "../registry/client.js";
 import { DockerConfigCredentials, RegistryAuthorizer, type CredentialsProvider } from "../registry/auth.js";
-import { resolverFromConfig } from "../registry/hosts.js";
+import { credentialsFor, registryClientWith, type RegistrySettings } from "../registry/settings.js";
+import { FuseHostClient } from "../fuse-host/client.js";
+import { defaultHostAddress } from "../fuse-host/protocol.js";
 import { InflatePool } from "../wasm/pool.js";
 import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 import { storeLayerBlob } from "../containerd/content-source.js";
@@ -66,10 +69,33 @@ export async function runDaemon(
   const cri = cfg.criKeychain.enableKeychain
     ? new CriImageService({ backend: cfg.criKeychain.imageServicePath, logger })
     : undefined;
-  const client = registryClientFor(cfg, cri?.credentials.provider);
+  const authorizer = daemonAuthorizer(cri?.credentials.provider);
+  const settings = registrySettingsFor(cfg);
+  const client = registryClientWith(settings, authorizer);
   // SOCI artifacts and, in parallel pull mode, downloaded layers go to containerd's content store
   const containerd = contentStoreClientFor(cfg);
-  const remote = sociPreparerFor(cfg, flags.root, { client, pool, logger, metrics, containerd });
+  // [fuse_manager] (§5.8): the layers live in the FUSE host, which outlives this process
+  const host = cfg.fuseManager.enable
+    ? fuseHostClientFor(cfg, flags.root, logger, metrics, () => {
+        server?.snapshotter
+          .repairRemote()
+          .catch((e: Error) => logger.error("failed to mount the layers again", { error: e.message }));
+      })
+    : undefined;
+  const remote = sociPreparerFor(cfg, flags.root, {
+    client,
+    pool,
+    logger,
+    metrics,
+    containerd,
+    ...(host
+      ? {
+          mounter: host,
+          registryAccess: async (ref) => ({ settings, credentials: await credentialsFor(settings, authorizer, ref) }),
+        }
+      : {}),
+  });
+  metrics.collectLayersFrom(() => remote.layerMetrics());
   // everything but the server, after it stopped (or failed to start)
   const release = async (unmount = false) => {
     await remote.close({ unmount });
@@ -128,7 +154,10 @@ export async function runDaemon(
   });
   logger.info(`Got ${signal === "SIGINT" ? "interrupt" : "terminated"}`);
   await metricsServer?.close();
-  const unmount = signal === "SIGINT"; // SIGTERM leaves FUSE mounts for the next start to repair
+  // SIGINT: stop for good, every layer unmounted. SIGTERM (a restart): the FUSE host keeps serving
+  // the layers; without one they die with this process, so they are unmounted cleanly (lazily where
+  // busy) and the next start mounts them again
+  const unmount = signal === "SIGINT" || !host;
   if (unmount) logger.debug("Closing the snapshotter");
   await server.close({ unmount });
   await release(unmount);
@@ -140,17 +169,56 @@ export async function runDaemon(
  * docker credentials, then the CRI keychain's (`criCredentials`) when it is enabled.
  */
 export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: CredentialsProvider): RegistryClient {
-  const hosts: Record<string, unknown> = {};
+  return registryClientWith(registrySettingsFor(cfg), daemonAuthorizer(criCredentials));
+}
+
+/** Docker config credentials, then the CRI keychain's when it is enabled. */
+function daemonAuthorizer(criCredentials?: CredentialsProvider): RegistryAuthorizer {
+  return new RegistryAuthorizer(
+    criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {},
+  );
+}
+
+/** A FUSE host started by this daemon exits after this long with no layer and no daemon connected. */
+const HOST_IDLE_EXIT_SEC = 60;
+
+/** The client of the FUSE host that serves this root's layers (§5.8). */
+export function fuseHostClientFor(
+  cfg: SnapshotterConfig,
+  root: string,
+  logger: JsonLogger,
+  metrics: SociMetrics,
+  onHostLost: () => void,
+): FuseHostClient {
+  const fm = cfg.fuseManager;
+  metrics.enableFuseHostMetrics();
+  return new FuseHostClient({
+    root,
+    address: fm.address || defaultHostAddress(root),
+    start: fm.start,
+    ...(fm.path ? { executable: fm.path } : {}),
+    logLevel: logger.level,
+    idleExitSec: HOST_IDLE_EXIT_SEC,
+    logger,
+    // the host's lines are JSON lines already: they join this log as they are
+    relay: (line) => process.stderr.write(`${line}\n`),
+    onFailure: () => metrics.countFuseHostFailure(),
+    onHostLost,
+  });
+}
+
+/** `[resolver]` mirrors and the `[http]`/`[blob]` timeouts and retries, as data (the FUSE host gets them too). */
+export function registrySettingsFor(cfg: SnapshotterConfig): RegistrySettings {
+  const mirrors: RegistrySettings["mirrors"] = {};
   for (const [host, h] of Object.entries(cfg.resolver.host ?? {})) {
-    hosts[host] = {
-      mirrors: h.mirrors.map((m) => ({ host: m.host, insecure: m.insecure, request_timeout_sec: m.requestTimeoutSec })),
-    };
+    mirrors[host] = h.mirrors.map((m) => ({
+      host: m.host,
+      insecure: m.insecure,
+      request_timeout_sec: m.requestTimeoutSec,
+    }));
   }
-  return new RegistryClient({
-    authorizer: new RegistryAuthorizer(
-      criCredentials ? { credentials: [new DockerConfigCredentials().provider, criCredentials] } : {},
-    ),
-    hosts: resolverFromConfig({ host: hosts }),
+  return {
+    mirrors,
     timeoutMs:
       cfg.http.responseHeaderTimeoutMsec > 0 ? Math.max(cfg.http.responseHeaderTimeoutMsec, 30_000) : undefined,
     connectTimeoutMs: cfg.http.dialTimeoutMsec > 0 ? cfg.http.dialTimeoutMsec : undefined,
@@ -161,7 +229,7 @@ export function registryClientFor(cfg: SnapshotterConfig, criCredentials?: Crede
     retries: cfg.blob.maxRetries < 0 ? 0 : Math.min(cfg.blob.maxRetries, 8),
     baseDelayMs: cfg.blob.minWaitMsec > 0 ? cfg.blob.minWaitMsec : undefined,
     maxDelayMs: cfg.blob.maxWaitMsec > 0 ? Math.min(cfg.blob.maxWaitMsec, 30_000) : undefined,
-  });
+  };
 }
 
 /**
@@ -184,6 +252,8 @@ export function sociPreparerFor(
     logger: JsonLogger;
     metrics: SociMetrics;
     containerd?: ContainerdClient;
+    mounter?: LayerMounter;
+    registryAccess?: SociPreparerOptions["registryAccess"];
   },
 ): SociPreparer {
   const bf = cfg.backgroundFetch;

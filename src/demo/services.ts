@@ -1,7 +1,7 @@
 // The services a lazy pull needs, each in a directory of its own and registered for cleanup:
 // Debian's `docker-registry` (Distribution 2.8), a private containerd (root, state, sockets in the
-// directory; CRI off; `proxy_plugins.soci` when asked) and our `soci-snapshotter-grpc` daemon.
-// Used by `soci demo` and by `bench/e2e.ts`.
+// directory; CRI off; `proxy_plugins.soci` when asked) and our `soci-snapshotter-grpc` daemon
+// (with the FUSE host it starts, docs/snapshotter.md §5.8). Used by `soci demo` and by `bench/e2e.ts`.
 import { CanceledError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../errors/errors.js";
 import { SetupError } from "./setup.js";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
@@ -11,6 +11,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { FuseHostConnection } from "../fuse-host/connection.js";
+import { defaultHostAddress } from "../fuse-host/protocol.js";
 import { type Cleanup, unmountUnder } from "./cleanup.js";
 
 const execFileP = promisify(execFile);
@@ -219,7 +221,10 @@ export interface Daemon {
   socket: string;
   root: string;
   log(): string;
-  /** Peak resident set (VmHWM) and CPU time (utime + stime) so far. */
+  /**
+   * Peak resident set (VmHWM) and CPU time (utime + stime) so far, of the daemon and the FUSE host
+   * serving its layers together (each one's peak, summed: an upper bound of their joint peak).
+   */
   usage(): Promise<{ peakRssBytes: number; cpuSeconds: number }>;
   stop(): Promise<void>;
 }
@@ -266,8 +271,22 @@ export async function startDaemon(
   };
   child.stdout!.on("data", onData);
   child.stderr!.on("data", onData);
+  // the FUSE host the daemon started (it outlives the daemon by design): asked once it serves
+  let host: number | undefined;
+  const hostPid = async () => {
+    if (host !== undefined) return host;
+    const c = new FuseHostConnection(defaultHostAddress(root));
+    host = await c.info(5_000).then(
+      (i) => i.pid,
+      () => undefined,
+    );
+    c.close();
+    return host;
+  };
   const stop = cleanup.add("soci-snapshotter-grpc", async () => {
+    const h = await hostPid();
     await stopProcess(child, "SIGINT");
+    if (h !== undefined) await stopPid(h);
     await unmountUnder(dir);
     await rm(dir, { recursive: true, force: true });
   });
@@ -280,5 +299,27 @@ export async function startDaemon(
     30_000,
     cleanup,
   );
-  return { pid: child.pid!, socket, root, log: () => out, usage: () => processUsage(child.pid!), stop };
+  const usage = async () => {
+    const d = await processUsage(child.pid!);
+    const h = await hostPid();
+    const u = h === undefined ? undefined : await processUsage(h).catch(() => undefined);
+    return u ? { peakRssBytes: d.peakRssBytes + u.peakRssBytes, cpuSeconds: d.cpuSeconds + u.cpuSeconds } : d;
+  };
+  return { pid: child.pid!, socket, root, log: () => out, usage, stop };
+}
+
+/** Stops a process that is not our child (SIGTERM, SIGKILL after `graceMs`). */
+async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  process.kill(pid, "SIGTERM");
+  for (const end = Date.now() + graceMs; alive() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+  if (alive()) process.kill(pid, "SIGKILL");
 }

@@ -25,6 +25,7 @@
 //   can only lower it), and with `kernel_cache` repeated reads are served from the page cache.
 import Fuse from "fuse-native";
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import { readFile, statfs as statfsAsync, mkdir, stat } from "node:fs/promises";
 import { resolve as resolvePathname } from "node:path";
@@ -660,8 +661,10 @@ function run(
   args: string[],
   timeoutMs: number,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  // C locale: callers read the error messages
+  const options = { timeout: timeoutMs, killSignal: "SIGKILL" as const, env: { ...process.env, LC_ALL: "C" } };
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
+    execFile(cmd, args, options, (err, stdout, stderr) => {
       const code = err
         ? typeof (err as { code?: unknown }).code === "number"
           ? (err as { code: number }).code
@@ -687,6 +690,19 @@ export interface MountInfo {
   source: string;
 }
 
+/** Mount points at or below `dir`, from /proc/self/mountinfo (never by stat, which could wait on us). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const root = resolvePathname(dir);
+  const out: string[] = [];
+  for (const line of (await readFile("/proc/self/mountinfo", "latin1")).split("\n")) {
+    const field = line.split(" ")[4];
+    if (field === undefined) continue;
+    const point = Buffer.from(unescapeMountField(field), "latin1").toString("utf8");
+    if (point === root || point.startsWith(`${root}/`)) out.push(point);
+  }
+  return out;
+}
+
 /** The mounts at `mountpoint` (innermost last), from /proc/self/mountinfo. */
 export async function mountsAt(mountpoint: string): Promise<MountInfo[]> {
   const mp = resolvePathname(mountpoint);
@@ -708,7 +724,7 @@ export async function mountsAt(mountpoint: string): Promise<MountInfo[]> {
 export type MountStatus = "alive" | "dead" | "unmounted";
 
 /**
- * Whether something is mounted at `mountpoint`, and whether it answers: a stat(2) of the mountpoint in
+ * Whether something is mounted at `mountpoint`, and whether it answers: a stat(2) below the mountpoint in
  * a child process (never in this process, whose event loop may be the one serving the mount) that
  * fails with ENOTCONN ("transport endpoint is not connected": the FUSE server is gone) or does not
  * finish within `timeoutMs` means dead.
@@ -716,8 +732,11 @@ export type MountStatus = "alive" | "dead" | "unmounted";
 export async function mountStatus(mountpoint: string, timeoutMs = 5_000): Promise<MountStatus> {
   const mounts = await mountsAt(mountpoint);
   if (mounts.length === 0) return "unmounted";
-  const r = await run("stat", ["-c", "%i", "--", resolvePathname(mountpoint)], timeoutMs);
-  if (r.code === 0) return "alive";
+  // a name that cannot exist: its lookup always reaches the server (the mountpoint's own attributes
+  // may come from the kernel's cache for a while after the server died)
+  const probe = `${resolvePathname(mountpoint)}/.soci-probe-${randomBytes(6).toString("hex")}`;
+  const r = await run("stat", ["-c", "%i", "--", probe], timeoutMs);
+  if (r.code === 0 || r.stderr.includes("No such file or directory")) return "alive";
   return "dead";
 }
 

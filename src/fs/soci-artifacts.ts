@@ -21,7 +21,8 @@ import { parsePrefetchArtifact, type PrefetchArtifact } from "../formats/prefetc
 import type { RegistryClient } from "../registry/client.js";
 import { NotFoundError } from "../registry/errors.js";
 import type { ImageRef } from "../registry/types.js";
-import { isValidDigest } from "../store/digest.js";
+import { DigestMismatchError, InvalidArgumentError } from "../errors/errors.js";
+import { digestOf, isValidDigest, parseDigest } from "../store/digest.js";
 import type { ArtifactStore, PutOptions } from "./artifact-store.js";
 
 /** The image has no usable SOCI index: the snapshotter defers it to containerd (§2.4). */
@@ -150,9 +151,30 @@ export async function fetchZtoc(
   desc: Descriptor,
   layer: Descriptor,
 ): Promise<LayerZtoc> {
-  const ztoc = decodeZtoc(await fetchArtifact(client, ref, store, desc, false));
+  return decodeLayerZtoc(desc, await fetchArtifactBlob(client, ref, store, desc), layer);
+}
+
+/** A blob artifact's bytes (a ztoc, a prefetch list): from the store, else fetched into it. */
+export function fetchArtifactBlob(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+): Promise<Uint8Array> {
+  return fetchArtifact(client, ref, store, desc, false);
+}
+
+/**
+ * A ztoc's bytes, checked against its descriptor's digest (they may have crossed a process
+ * boundary), decoded, and checked against the layer it claims to index.
+ */
+export function decodeLayerZtoc(desc: Descriptor, bytes: Uint8Array, layer: Descriptor): LayerZtoc {
+  const { algorithm } = parseDigest(desc.digest);
+  const actual = digestOf(bytes, algorithm);
+  if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, { what: "ztoc" });
+  const ztoc = decodeZtoc(bytes);
   if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
-    throw new Error(
+    throw new InvalidArgumentError(
       `ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,
     );
   }

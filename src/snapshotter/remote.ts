@@ -67,4 +67,9 @@ export interface RemotePreparer {
   removed?(labels: Labels): void;
   /** Tear down a remote mount (Cleanup of an orphan, close with unmount). */
   unmount?(mountpoint: string): Promise<void>;
+  /**
+   * Remote mounts that outlived the previous daemon and still serve (a FUSE host, §5.8): restore
+   * adopts them as they are instead of unmounting and mounting their layers again.
+   */
+  liveMounts?(): Promise<Set<string>>;
 }

@@ -387,17 +387,61 @@ export class Snapshotter {
   }
 
   /**
-   * Restore (§5.1): force-unmount whatever a previous run left mounted under `snapshots/`, then
-   * re-mount every remote snapshot through the remote preparer.
+   * Restore (§5.1): adopt the remote mounts that still serve (a FUSE host outlived the daemon,
+   * §5.8), force-unmount whatever else a previous run left mounted under `snapshots/`, then mount
+   * every other remote snapshot again through the remote preparer.
    */
   private async restore(allowInvalid: boolean): Promise<void> {
+    const live = (await this.remote?.liveMounts?.()) ?? new Set<string>();
+    const remote = new Map<string, SnapshotInfo & { id: string }>();
+    for (const { id, info } of this.store.all())
+      if (info.labels[LABEL_REMOTE] !== undefined) remote.set(fsDir(this.snapshotsDir, id), { ...info, id });
     for (const mp of await mountPointsUnder(this.snapshotsDir)) {
+      if (live.has(mp) && remote.has(mp)) continue;
+      if (live.has(mp)) {
+        // mounted for a Prepare the previous daemon never committed
+        this.log.debug("unmounting a layer no snapshot references", { mountpoint: mp });
+        await this.unmount(mp);
+        continue;
+      }
       this.log.debug("unmounting leftover mount", { mountpoint: mp });
       await forceUnmount(mp);
     }
-    for (const { id, info } of this.store.all()) {
-      if (info.labels[LABEL_REMOTE] === undefined) continue;
-      const mountpoint = fsDir(this.snapshotsDir, id);
+    await this.remountRemote(remote, live, allowInvalid);
+  }
+
+  /**
+   * Mounts again every remote snapshot whose layer no longer answers (the FUSE host that served
+   * it stopped or died, §5.8); the ones still served are left alone. Failures are logged: the
+   * snapshots concerned answer Unavailable.
+   */
+  async repairRemote(): Promise<void> {
+    const live = (await this.remote?.liveMounts?.()) ?? new Set<string>();
+    const remote = new Map<string, SnapshotInfo & { id: string }>();
+    for (const { id, info } of this.store.all())
+      if (info.labels[LABEL_REMOTE] !== undefined) remote.set(fsDir(this.snapshotsDir, id), { ...info, id });
+    const mounted = new Set(await mountPointsUnder(this.snapshotsDir));
+    for (const mp of remote.keys()) {
+      if (live.has(mp) || !mounted.has(mp)) continue;
+      this.log.debug("unmounting dead layer mount", { mountpoint: mp });
+      await forceUnmount(mp).catch((err: Error) =>
+        this.log.warn("failed to unmount", { mountpoint: mp, error: err.message }),
+      );
+    }
+    await this.remountRemote(remote, live, true);
+  }
+
+  private async remountRemote(
+    remote: Map<string, SnapshotInfo & { id: string }>,
+    live: Set<string>,
+    allowInvalid: boolean,
+  ): Promise<void> {
+    for (const [mountpoint, info] of remote) {
+      const id = info.id;
+      if (live.has(mountpoint)) {
+        this.log.info("adopted remote snapshot", { key: info.name, id });
+        continue;
+      }
       try {
         if (!this.remote?.restore) throw new UnimplementedError("no remote snapshot support in this snapshotter");
         await mkdir(mountpoint, { recursive: true, mode: 0o755 });

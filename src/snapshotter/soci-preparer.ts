@@ -9,29 +9,32 @@ import { isIndexType, parseIndex, parseManifest } from "../formats/oci.js";
 import { SociIndexArtifactTypeV2 } from "../formats/soci-index.js";
 import { RegistrySource } from "../registry/blob-source.js";
 import type { RegistryClient } from "../registry/client.js";
-import { parseReference } from "../registry/reference.js";
+import { formatReference, parseReference } from "../registry/reference.js";
 import type { ImageRef } from "../registry/types.js";
 import { ContentStore } from "../store/content-store.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { type ArtifactStore, openBatch } from "../fs/artifact-store.js";
 import { ContainerdArtifactStore } from "./containerd-artifact-store.js";
 import type { InflatePool } from "../wasm/pool.js";
-import { BackgroundFetcher, prefetchSpans } from "../fs/background-fetcher.js";
-import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
-import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/fuse-layer.js";
-import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
+import type { PrefetchSpan } from "../formats/prefetch.js";
+import { mountStatus } from "../fs/fuse-layer.js";
 import {
+  LazyLayers,
+  type LayerMetricsSnapshot,
+  type LayerMounter,
+  type LayerSettings,
+  type RegistryAccess,
+} from "../fs/lazy-layers.js";
+import {
+  fetchArtifactBlob,
   fetchPrefetch,
   fetchSociIndex,
-  fetchZtoc,
   findSociIndex,
   NoIndexError,
   storeArtifact,
   type DiscoveryOptions,
   type ResolvedIndex,
 } from "../fs/soci-artifacts.js";
-import { SpanCache } from "../fs/span-cache.js";
-import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
 import { ParallelPuller, type ParallelPullOptions } from "../fs/parallel-pull.js";
 import type { Labels } from "./snapshot-store.js";
@@ -52,30 +55,22 @@ export const LABEL_STARGZ_DIGEST = "containerd.io/snapshot/remote/stargz.digest"
 export const DEFER_NO_INDEX = "no valid SOCI index found; deferring to container runtime";
 export const DEFER_LOCAL_FAILED = "failed to prepare local snapshot; deferring to container runtime";
 
-/** `fuse_failure_state` counts FUSE failures at most once per this period. */
-const FUSE_FAILURE_STATE_PERIOD_MS = 5 * 60_000;
-
 /** The metric calls the preparer makes (the daemon's SociMetrics satisfies it). */
 export interface PreparerMetrics {
-  countOperation(
-    layer: string,
-    type: "fuse_mount_failure_count" | "local_mount_failure_count" | "fuse_failure_state",
-    by?: number,
-  ): void;
+  countOperation(layer: string, type: "fuse_mount_failure_count" | "local_mount_failure_count", by?: number): void;
   observeOperation(layer: string, type: "mount" | "fuse_mount" | "soci_index_fetch" | "ztoc_fetch", ms: number): void;
-  addLayer?(mountpoint: string, layer: { digest: string; size(): number; fetchedSize(): number }): void;
-  removeLayer?(mountpoint: string): void;
-  /** A FUSE operation of `layer` answered EIO (`fuse_<op>_failure_count`, layer = digest). */
-  countFuseFailure?(layer: string, fuseOperation: string): void;
-  /** `soci_fs_image_operation_count_key`: an image's FUSE operations, emitted once after the wait. */
-  addImageOperationCount?(image: string, op: string, count: number): void;
-  /** A span cache write failed (`noSpace`: ENOSPC/EDQUOT). */
-  countCacheWriteFailure?(noSpace: boolean): void;
 }
 
 export interface SociPreparerOptions {
   /** The daemon root: `<root>/content` (artifacts: the store `soci create` writes, docs/formats.md §4.1), `<root>/soci/spancache`, statfs of `<root>/soci`. */
   root: string;
+  /**
+   * Where lazy layers are mounted and served (docs/snapshotter.md §5.8): the FUSE host's client,
+   * or by default this process (a LazyLayers on `client` and `pool`).
+   */
+  mounter?: LayerMounter;
+  /** Registry settings and the credentials a repository needs, sent with every mount (the FUSE host fetches with them). */
+  registryAccess?(ref: ImageRef): Promise<RegistryAccess>;
   /**
    * `[content_store] type = "containerd"`: SOCI artifacts go to this containerd's content store, in
    * the namespace of each Prepare, instead of `<root>/content` (§3.3). The caller closes it.
@@ -138,52 +133,30 @@ interface ImageContext {
   index: Promise<ResolvedIndex>;
 }
 
-interface Mounted {
-  mount: MountedLayer;
-  reader: LayerReader;
-  fetcher: RegistryBlobFetcher;
-}
-
 export class SociPreparer implements RemotePreparer {
   /** `<root>/content`, opened unless artifacts go to containerd. */
   private readonly localStore: Promise<ContentStore> | undefined;
   /** containerd's content store per namespace (`[content_store] type = "containerd"`). */
   private readonly containerdStores = new Map<string, ContainerdArtifactStore>();
-  private readonly spanCache: SpanCache;
+  private readonly mounter: LayerMounter;
   private readonly images = new Map<string, Promise<ImageContext>>();
   /** stargz labels: (ref, layer) → the manifest holding the layer */
   private readonly manifests = new Map<string, Promise<Descriptor>>();
-  /** Layers that have had a FUSE operation fail (their first failure is logged as a warning). */
-  private readonly failedLayers = new Set<string>();
-  /** When `fuse_failure_state` was last incremented. */
-  private lastFuseFailureState = -Infinity;
-  private readonly mounted = new Map<string, Mounted>();
-  private readonly background: BackgroundFetcher | undefined;
-  /** On-demand reads waiting, daemon-wide: the background fetcher yields to them. */
-  private readonly activity = new ReadActivity();
-  /** Images with a mounted layer: the first mount of an image pauses background fetching. */
-  private readonly mountedImages = new Set<string>();
   /** Ztocs being fetched into the store ahead of their layer's Prepare, by storeKey + ztoc digest. */
   private readonly ztocFetches = new Map<string, Promise<void>>();
-  /** FUSE operations per image (manifest digest) until their counts are emitted. */
-  private readonly imageOps = new Map<string, Map<string, number>>();
   private readonly parallel: { mode: "primary" | "fallback"; puller: ParallelPuller; ready: Promise<void> } | undefined;
 
   constructor(private readonly opts: SociPreparerOptions) {
     this.localStore = opts.containerd ? undefined : ContentStore.open(join(opts.root, "content"));
-    // no in-memory span LRU: reads of spans on disk read only the bytes asked for, and the page
-    // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
-    const spanRoot = join(opts.root, "soci", "spancache");
-    this.spanCache = new SpanCache({
-      root: spanRoot,
-      memoryBytes: 0,
-      onWriteFailure: (_err, noSpace) => opts.metrics?.countCacheWriteFailure?.(noSpace),
-      onFull: (err) =>
-        opts.logger.warn("span cache is full: it stops growing, reads go on from the registry", {
-          root: spanRoot,
-          error: err.message,
-        }),
-    });
+    this.mounter =
+      opts.mounter ??
+      new LazyLayers({
+        dir: join(opts.root, "soci"),
+        pool: opts.pool,
+        logger: opts.logger,
+        registryClient: () => opts.client,
+        mountRoot: opts.root,
+      });
     if (opts.parallel) {
       const puller = new ParallelPuller({
         ...opts.parallel,
@@ -195,23 +168,22 @@ export class SociPreparer implements RemotePreparer {
       ready.catch(() => undefined); // reported by the first parallel pull
       this.parallel = { mode: opts.parallel.mode, puller, ready };
     }
-    if (opts.background) {
-      this.background = new BackgroundFetcher({
-        ...opts.background,
-        activity: this.activity,
-        onEvent: (e) => {
-          if (e.kind === "span-failed")
-            opts.logger.debug("background fetch of a span failed", {
-              layer: e.layer,
-              span: e.span,
-              error: e.error.message,
-            });
-        },
-      });
-      this.background
-        .start()
-        .catch((e: Error) => opts.logger.error("background fetcher stopped", { error: e.message }));
-    }
+  }
+
+  /** The settings each mount carries (the mounter may outlive this daemon and its config). */
+  private layerSettings(resolveTimeoutMs: number): LayerSettings {
+    const o = this.opts;
+    return {
+      maxSpanVerificationRetries: o.maxSpanVerificationRetries,
+      fetchTimeoutMs: o.fetchTimeoutMs,
+      disableVerification: o.disableVerification,
+      ...o.fuse,
+      logFuseOperations: o.logFuseOperations,
+      fuseMetricsEmitWaitMs: o.fuseMetricsEmitWaitMs,
+      prefetchConcurrency: o.prefetch?.concurrency,
+      background: o.background,
+      resolveTimeoutMs,
+    };
   }
 
   async prepare(req: RemotePrepareRequest): Promise<RemotePrepareResult> {
@@ -253,7 +225,6 @@ export class SociPreparer implements RemotePreparer {
     const ztocDesc = small ? undefined : index.ztocs.get(layer.digest);
     if (ztocDesc) {
       try {
-        if (!this.mountedImages.has(ctx.manifest.digest)) this.countImageOps(ctx.manifest.digest);
         await this.mountRemote(
           req.mountpoint,
           labels.ref,
@@ -263,10 +234,6 @@ export class SociPreparer implements RemotePreparer {
           ctx.manifest.digest,
           labels.namespace,
         );
-        if (!this.mountedImages.has(ctx.manifest.digest)) {
-          this.mountedImages.add(ctx.manifest.digest);
-          this.background?.pause();
-        }
         return { outcome: "remote", labels: { [LABEL_HAS_SOCI_INDEX_DIGEST]: "true" } };
       } catch (e) {
         log.warn("failed to prepare remote snapshot", {
@@ -275,7 +242,7 @@ export class SociPreparer implements RemotePreparer {
           error: (e as Error).message,
         });
         this.opts.metrics?.countOperation("", "fuse_mount_failure_count");
-        await unmountPath(req.mountpoint).catch(() => undefined);
+        await this.mounter.unmount(req.mountpoint).catch(() => undefined);
       }
     }
     try {
@@ -327,21 +294,10 @@ export class SociPreparer implements RemotePreparer {
   }
 
   async check(mountpoint: string): Promise<void> {
-    const m = this.mounted.get(mountpoint);
-    if (!m) throw new Error(`${mountpoint}: no layer is mounted here`);
-    const status = await mountStatus(mountpoint);
-    if (status !== "alive") throw new Error(`${mountpoint}: layer mount is ${status}`);
-    // fs.Check: a layer not yet fully local must still be reachable (a ranged GET of its first
-    // byte unless a fetch succeeded within blob.valid_interval)
-    if (m.reader.fullyLocal) return;
-    try {
-      await m.fetcher.check(
-        this.opts.blobValidIntervalMs ?? 60_000,
-        AbortSignal.timeout(this.opts.fetchTimeoutMs ?? 60_000),
-      );
-    } catch (e) {
-      throw new Error(`layer ${m.fetcher.digest} is not reachable: ${(e as Error).message}`, { cause: e });
-    }
+    await this.mounter.check(mountpoint, {
+      validIntervalMs: this.opts.blobValidIntervalMs ?? 60_000,
+      timeoutMs: this.opts.fetchTimeoutMs ?? 60_000,
+    });
   }
 
   async restore(req: RemoteRestoreRequest): Promise<void> {
@@ -365,22 +321,35 @@ export class SociPreparer implements RemotePreparer {
   }
 
   async unmount(mountpoint: string): Promise<void> {
-    const m = this.mounted.get(mountpoint);
-    this.mounted.delete(mountpoint);
-    this.opts.metrics?.removeLayer?.(mountpoint);
-    if (m) {
-      m.reader.close();
-      await m.mount.unmount();
-    } else {
-      await unmountPath(mountpoint);
-    }
+    await this.mounter.unmount(mountpoint);
   }
 
-  /** Unmounts every layer (daemon shutdown with SIGINT). */
+  /**
+   * The layer mounts that still serve (a FUSE host that outlived the daemon): the snapshotter
+   * adopts them instead of mounting their layers again.
+   */
+  async liveMounts(): Promise<Set<string>> {
+    const live = new Set<string>();
+    const served = await this.mounter.list();
+    for (let i = 0; i < served.length; i += 8) {
+      const batch = served.slice(i, i + 8);
+      const alive = await Promise.all(batch.map((l) => mountStatus(l.mountpoint).then((st) => st === "alive")));
+      batch.forEach((l, j) => {
+        if (alive[j]) live.add(l.mountpoint);
+      });
+    }
+    return live;
+  }
+
+  /** Metrics of whoever serves the layers (this process, or the FUSE host and its retired predecessors). */
+  layerMetrics(): Promise<LayerMetricsSnapshot[]> {
+    return this.mounter.metrics();
+  }
+
+  /** Stops background work; with `unmount` (the daemon stopping for good) every layer is taken down. */
   async close(opts: { unmount: boolean }): Promise<void> {
-    await this.background?.stop();
     await this.parallel?.puller.close();
-    if (opts.unmount) await Promise.all([...this.mounted.keys()].map((mp) => this.unmount(mp).catch(() => undefined)));
+    await this.mounter.close(opts);
   }
 
   private async mountRemote(
@@ -393,132 +362,61 @@ export class SociPreparer implements RemotePreparer {
     namespace: string,
   ): Promise<void> {
     const started = Date.now();
-    const timeoutMs = this.opts.mountTimeoutMs ?? 30_000;
+    const deadline = started + (this.opts.mountTimeoutMs ?? 30_000);
     const store = await this.storeFor(namespace);
-    const fetcher = new RegistryBlobFetcher(this.opts.client, ref, layer.digest, layer.size);
-    const resolveLayer = async () => {
+    // what this process resolves (the artifacts are in its store) is bounded by the mount timeout;
+    // the rest of it bounds the mounter's own set-up, so no layer is mounted after the Prepare gave up
+    const resolveArtifacts = async () => {
       const t = Date.now();
       await this.ztocFetches.get(this.storeKey(namespace) + ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
-      const z = await fetchZtoc(this.opts.client, ref, store, ztocDesc, layer);
+      const ztocBlob = await fetchArtifactBlob(this.opts.client, ref, store, ztocDesc);
       this.opts.metrics?.observeOperation(layer.digest, "ztoc_fetch", Date.now() - t);
-      const reader = await createLayerReader({
-        ztoc: z.ztoc,
-        digest: layer.digest,
-        fetcher,
-        cache: this.spanCache,
-        inflater: this.opts.pool,
-        maxSpanVerificationRetries: this.opts.maxSpanVerificationRetries,
-        fetchTimeoutMs: this.opts.fetchTimeoutMs,
-        disableVerification: this.opts.disableVerification,
-        activity: this.activity,
-        // `[background_fetch] disable = true`: nothing is fetched but what reads ask for (and the
-        // readahead of a sequential reader), so no whole-file fetch on a file's first read either
-        ...(this.opts.background ? {} : { fileAheadBytes: 0 }),
-      });
-      if (prefetch && this.opts.prefetch) await this.prefetchLayer(ref, store, prefetch, reader);
-      return { z, reader };
+      const spans =
+        prefetch && this.opts.prefetch ? await this.prefetchList(ref, store, prefetch, layer.digest) : undefined;
+      const registry = (await this.opts.registryAccess?.(ref)) ?? { settings: { mirrors: {} }, credentials: [] };
+      return { ztocBlob, spans, registry };
     };
     let timer: NodeJS.Timeout | undefined;
-    const { z, reader } = await Promise.race([
-      resolveLayer(),
+    const timeout = () => new Error(`timeout waiting for layer ${layer.digest} to resolve`);
+    const { ztocBlob, spans, registry } = await Promise.race([
+      resolveArtifacts(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timeout waiting for layer ${layer.digest} to resolve`)), timeoutMs);
+        timer = setTimeout(() => reject(timeout()), deadline - Date.now());
       }),
     ]).finally(() => clearTimeout(timer));
-    const t = Date.now();
-    let mount: MountedLayer;
-    try {
-      mount = await mountLayer({
-        mountpoint,
-        ztoc: z.ztoc,
-        digest: layer.digest,
-        reader,
-        disableXattrs: z.disableXattrs,
-        statfsDir: join(this.opts.root, "soci"),
-        onError: (op, path, err) => this.fuseFailed(layer.digest, op, path, err),
-        onOperation: (op, path) => this.fuseOperation(image, op, path),
-        ...this.opts.fuse,
-      });
-    } catch (e) {
-      reader.close();
-      throw e;
-    }
-    this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", Date.now() - t);
+    const left = deadline - Date.now();
+    if (left <= 0) throw timeout();
+    const times = await this.mounter.mount({
+      mountpoint,
+      imageRef: formatReference(ref),
+      image,
+      layer,
+      ztoc: ztocDesc,
+      ztocBlob,
+      ...(spans ? { prefetch: spans } : {}),
+      settings: this.layerSettings(left),
+      registry,
+    });
+    this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", times.fuseMountMs);
     this.opts.metrics?.observeOperation(layer.digest, "mount", Date.now() - started);
-    this.opts.logger.debug("layer mounted", {
-      layer: layer.digest,
-      "resolve-ms": t - started,
-      "fuse-mount-ms": Date.now() - t,
-    });
-    this.mounted.set(mountpoint, { mount, reader, fetcher });
-    this.opts.metrics?.addLayer?.(mountpoint, {
-      digest: layer.digest,
-      size: () => layer.size,
-      fetchedSize: () => reader.state().fetchedSize,
-    });
-    this.background?.add(reader.spans).catch(() => undefined);
   }
 
-  /**
-   * A failed FUSE operation (EIO to the kernel): its `fuse_*_failure_count` (layer = digest), the
-   * daemon-wide `fuse_failure_state` at most once per 5 minutes (fs/metrics/monitor's global
-   * listener), and a warning for a layer's first failure (debug after that).
-   */
-  /** Starts counting an image's FUSE operations; they are emitted once, after the configured wait (§4.2). */
-  private countImageOps(image: string): void {
-    if (this.imageOps.has(image) || !this.opts.metrics?.addImageOperationCount) return;
-    const counts = new Map<string, number>();
-    this.imageOps.set(image, counts);
-    setTimeout(() => {
-      this.imageOps.delete(image);
-      for (const [op, n] of counts) this.opts.metrics?.addImageOperationCount?.(image, op, n);
-    }, this.opts.fuseMetricsEmitWaitMs ?? 60_000).unref();
-  }
-
-  private fuseOperation(image: string, op: string, path: string): void {
-    const counts = this.imageOps.get(image);
-    if (counts) counts.set(op, (counts.get(op) ?? 0) + 1);
-    if (this.opts.logFuseOperations) this.opts.logger.debug("FUSE operation", { operation: op, path });
-  }
-
-  /** §4.6: the layer's prefetch artifact, resolved before the mount completes; failures only logged. */
-  private async prefetchLayer(
+  /** §4.6: the layer's prefetch artifact, from the store or the registry; failures only logged. */
+  private async prefetchList(
     ref: ImageRef,
     store: ArtifactStore,
     desc: Descriptor,
-    reader: LayerReader,
-  ): Promise<void> {
+    layer: string,
+  ): Promise<PrefetchSpan[] | undefined> {
     const log = this.opts.logger;
-    const layer = reader.spans.digest;
     try {
       log.info(`Loading prefetch artifact ${desc.digest}`, { layer });
       const spans = (await fetchPrefetch(this.opts.client, ref, store, desc)).prefetchSpans ?? [];
       log.info(`Successfully loaded prefetch artifact with ${spans.length} span ranges`, { layer });
-      const { resolved, errors } = await prefetchSpans(reader.spans, spans, {
-        concurrency: this.opts.prefetch?.concurrency ?? 4,
-      });
-      log.debug("prefetched spans", { layer, spans: resolved });
-      for (const e of errors) log.warn("failed to prefetch a span", { layer, error: e.message });
+      return spans;
     } catch (e) {
       log.warn("failed to prefetch layer", { layer, error: (e as Error).message });
-    }
-  }
-
-  private fuseFailed(digest: string, op: string, path: string, err: unknown): void {
-    const metrics = this.opts.metrics;
-    metrics?.countFuseFailure?.(digest, op);
-    const now = Date.now();
-    if (now - this.lastFuseFailureState >= FUSE_FAILURE_STATE_PERIOD_MS) {
-      this.lastFuseFailureState = now;
-      metrics?.countOperation("", "fuse_failure_state");
-    }
-    const first = !this.failedLayers.has(digest);
-    const fields = { layer: digest, operation: op, path, error: err instanceof Error ? err.message : String(err) };
-    if (first) {
-      this.failedLayers.add(digest);
-      this.opts.logger.warn("FUSE operation failed", fields);
-    } else {
-      this.opts.logger.debug("FUSE operation failed", fields);
+      return undefined;
     }
   }
 

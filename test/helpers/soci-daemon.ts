@@ -3,7 +3,7 @@
 // data layers). The daemon is a separate process, so the test may read its FUSE mounts.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cp, mkdir, readFile, rm, symlink } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rm, symlink } from "node:fs/promises";
 import { request } from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -32,10 +32,12 @@ export function spawnDaemon(opts: {
   config: string;
   logLevel?: string;
   env?: NodeJS.ProcessEnv;
+  /** another build's daemon executable (an upgrade) */
+  bin?: string;
 }): SociDaemon {
   let output = "";
   const proc = spawn(
-    DAEMON_BIN,
+    opts.bin ?? DAEMON_BIN,
     ["--address", opts.address, "--root", opts.root, "--config", opts.config, "--log-level", opts.logLevel ?? "debug"],
     {
       stdio: ["ignore", "pipe", "pipe"],
@@ -88,6 +90,51 @@ export async function fuseMountsUnder(root: string): Promise<string[]> {
     .split("\n")
     .filter((l) => l.includes(" fuse.rawBridge ") && l.includes(root))
     .map((l) => l.split(" ")[1]!);
+}
+
+/** Mount points under `dir` whose server is gone (stat fails: "transport endpoint is not connected"). */
+export async function deadMountsUnder(dir: string): Promise<string[]> {
+  const dead: string[] = [];
+  for (const m of await mountsUnder(dir)) {
+    // in a child: never stat a FUSE mount from a process that might serve it; a name that cannot
+    // exist, so that the lookup reaches the server (the mountpoint's attributes may be cached)
+    const ok = await run("stat", ["-c", "%i", `${m}/.probe-${randomBytes(6).toString("hex")}`], {
+      timeout: 10_000,
+      env: { ...process.env, LC_ALL: "C" },
+    }).then(
+      () => true,
+      (e: { stderr?: string }) => (e.stderr ?? "").includes("No such file or directory"),
+    );
+    if (!ok) dead.push(m);
+  }
+  return dead;
+}
+
+/** Every FUSE host process of `root` (docs/snapshotter.md §5.8), active or retired: by its command line's exact `--root`. */
+export async function fuseHostPids(root: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+    const i = argv.indexOf("--root");
+    if (argv.some((a) => a.endsWith("soci-fuse-host.js")) && i >= 0 && argv[i + 1] === root) pids.push(Number(pid));
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+/** Stops the FUSE hosts of `root` running now (SIGTERM: each unmounts its layers) and waits for them to exit. */
+export async function stopFuseHosts(root: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  const pids = await fuseHostPids(root);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // gone already
+    }
+  }
+  const left = async () => (await fuseHostPids(root)).filter((p) => pids.includes(p));
+  for (let i = 0; i < 200 && (await left()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of await left()) process.kill(pid, "SIGKILL");
 }
 
 /** Every mount point under `dir` (deepest first): for cleanup. */

@@ -93,6 +93,7 @@ export function zeroConfig(): SnapshotterConfig {
     criKeychain: { enableKeychain: false, imageServicePath: "" },
     resolver: { host: undefined, authClientTtlSec: 0, enableAuthClientSharing: false },
     snapshotter: { minLayerSize: 0, allowInvalidMountsOnRestart: false },
+    fuseManager: { enable: false, address: "", path: "", start: "" as never },
   };
 }
 
@@ -108,6 +109,7 @@ export function applyInitialDefaults(cfg: SnapshotterConfig): void {
   p.maxConcurrentUnpacksPerImage = 1;
   p.concurrentDownloadChunkSizeBytes = UNBOUNDED;
   cfg.directoryCache.direct = true;
+  cfg.fuseManager.enable = true;
 }
 
 /** The fill-zero passes, in the reference's order (root, service, fs, parallel). */
@@ -158,6 +160,9 @@ export function fillZeroValues(cfg: SnapshotterConfig): void {
   // parallel
   const p = cfg.pullModes.parallelPullUnpack;
   p.concurrentDownloadChunkSizeBytes = parseSize(p.concurrentDownloadChunkSize);
+  // ours
+  if ((cfg.fuseManager.start as string) === "") cfg.fuseManager.start = "auto";
+  cfg.fuseManager.address = trimSocketAddress(cfg.fuseManager.address);
 }
 
 export function trimSocketAddress(address: string): string {
@@ -225,6 +230,7 @@ export function validateConfig(cfg: SnapshotterConfig): void {
   oneOf("metadata_store", cfg.metadataStore, ["db", "db-multi"]);
   oneOf("background_fetch.drop_policy", cfg.backgroundFetch.dropPolicy, ["oldest", "newest"]);
   oneOf("content_store.type", cfg.contentStore.type, ["soci", "containerd"]);
+  oneOf("fuse_manager.start", cfg.fuseManager.start, ["auto", "spawn", "systemd", "none"]);
   for (const [key, get] of NON_NEGATIVE) {
     const v = get(cfg);
     if (v < 0) throw new ConfigError(`${key}: must not be negative, got ${v}`);

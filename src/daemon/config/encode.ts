@@ -71,7 +71,7 @@ function buildTable(fields: Field[], obj: Obj): Table {
         table.kvs.push([f.key, `[${(v as string[]).map(tomlString).join(", ")}]`]);
         break;
       case "table":
-        table.tables.push([f.key, buildTable(f.fields, v as Obj)]);
+        if (!f.notDumped) table.tables.push([f.key, buildTable(f.fields, v as Obj)]);
         break;
       case "map": {
         if (v === undefined) break; // a nil Go map is not written at all

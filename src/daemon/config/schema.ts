@@ -26,6 +26,8 @@ export interface TableField {
   key: string;
   prop: string;
   fields: Field[];
+  /** A table of ours, not the reference's: read from the file, never printed by `config dump`. */
+  notDumped?: true;
 }
 
 /** A table of named sub-tables (Go `map[string]Struct`); keys are dumped sorted. */
@@ -178,4 +180,14 @@ export const CONFIG_SCHEMA: Field[] = [
     i("min_layer_size", "minLayerSize"),
     b("allow_invalid_mounts_on_restart", "allowInvalidMountsOnRestart"),
   ]),
+  // ours (docs/snapshotter.md §5.8)
+  {
+    ...t("fuse_manager", "fuseManager", [
+      b("enable", "enable"),
+      s("address", "address"),
+      s("path", "path"),
+      s("start", "start"),
+    ]),
+    notDumped: true,
+  },
 ];

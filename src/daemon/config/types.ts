@@ -190,6 +190,23 @@ export interface SnapshotterSectionConfig {
   allowInvalidMountsOnRestart: boolean;
 }
 
+/**
+ * `[fuse_manager]` — ours, not the reference's (docs/snapshotter.md §5.8): the FUSE host that owns
+ * the layer mounts so that they outlive the daemon. Not printed by `config dump`.
+ */
+export interface FuseManagerConfig {
+  /** `enable` (true): mounts live in the FUSE host; false: in the daemon, as the reference. */
+  enable: boolean;
+  /** `address` ("" ⇒ `<root>/fuse-host/host.sock`) */
+  address: string;
+  /** `path` — the host executable ("" ⇒ this package's bin/soci-fuse-host.js) */
+  path: string;
+  /** `start` ("" ⇒ auto): auto | spawn | systemd | none */
+  start: FuseManagerStart;
+}
+
+export type FuseManagerStart = "auto" | "spawn" | "systemd" | "none";
+
 export type MetricsNetwork = "tcp" | "unix";
 export type MetadataStoreType = "db" | "db-multi";
 
@@ -239,4 +256,5 @@ export interface SnapshotterConfig {
   criKeychain: CriKeychainConfig;
   resolver: ResolverConfig;
   snapshotter: SnapshotterSectionConfig;
+  fuseManager: FuseManagerConfig;
 }
