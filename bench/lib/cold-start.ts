@@ -7,16 +7,19 @@
 //   stargz      `ctr-remote images rpull --plain-http --snapshotter stargz <img>:esgz` + `ctr run --snapshotter stargz`
 //   stargz-opt  the same on <img>:esgz-opt (`ctr-remote image optimize`: files the workload reads first, prefetched)
 // readAll() instead times pulling the whole image: containerd's pull + unpack against a lazy pull,
-// a mount of the image (`ctr images mount`) and `tar -cf - .` of it read to the end.
-import { type ChildProcess, spawn } from "node:child_process";
+// a mount of the image's snapshot and `tar -cf - .` of it read to the end.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { Cleanup } from "../../src/demo/cleanup.js";
 import { SOCI_BIN, startDaemon } from "../../src/demo/services.js";
 import type { ShapingProxy } from "../../src/demo/shaping-proxy.js";
 import { type BenchContainerd, startBenchContainerd } from "./containerd.js";
 import { dropPageCache, treeUsage } from "./proc.js";
 import { CTR_REMOTE_BIN, ESGZ_OPT_TAG, ESGZ_TAG, startStargzDaemon } from "./stargz.js";
+
+const run = promisify(execFile);
 
 export const MODES = ["overlayfs", "soci", "parallel", "stargz", "stargz-opt"] as const;
 export type Mode = (typeof MODES)[number];
@@ -198,7 +201,7 @@ export interface ReadAll {
   /** Pull start → the image is on disk (overlayfs) or its whole tree has been read (lazy modes). */
   seconds: number;
   pullSeconds: number;
-  /** Lazy modes: pull start → `ctr images mount` done. */
+  /** Lazy modes: pull start → the image's snapshot mounted. */
   mountSeconds?: number;
   /** Lazy modes: bytes of the tar stream (every file read to its end). */
   tarBytes?: number;
@@ -223,7 +226,7 @@ function tarBytes(dir: string): Promise<number> {
 
 /**
  * The whole image, from a registry with no shaping: overlayfs = containerd's pull (download +
- * unpack); lazy modes = their pull, `ctr images mount` of the image and a full `tar` read of the mount.
+ * unpack); lazy modes = their pull, a mount of the image's snapshot and a full `tar` read of it.
  */
 export async function readAll(mode: Mode, repo: string, ctx: RunContext): Promise<ReadAll> {
   const cleanup = new Cleanup();
@@ -236,10 +239,23 @@ export async function readAll(mode: Mode, repo: string, ctx: RunContext): Promis
     await pull(mode, ref, s);
     const t1 = performance.now();
     if (!s.snapshotter) return { mode, seconds: (t1 - t0) / 1000, pullSeconds: (t1 - t0) / 1000, pageCacheDropped };
+    // `ctr images mount` would unpack again (it wants the layer blobs in the content store, which a
+    // lazy pull leaves empty): mount the top of the pulled snapshot chain by hand instead
+    const sn = ["snapshots", "--snapshotter", s.snapshotter];
+    const rows = (await s.ctd.ctr([...sn, "ls"])).stdout
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/));
+    const parents = new Set(rows.map((r) => (r.length === 3 ? r[1] : "")));
+    const tops = rows.filter((r) => r.at(-1) === "Committed" && !parents.has(r[0]));
+    if (tops.length !== 1) throw new Error(`expected one top snapshot after the pull, got: ${JSON.stringify(rows)}`);
     const target = join(ctx.dir, "m");
     await mkdir(target, { recursive: true });
-    await s.ctd.ctr(["images", "mount", "--snapshotter", s.snapshotter, ref, target]);
-    cleanup.add("image mount", () => s.ctd.ctr(["images", "unmount", "--rm", target]).then(() => undefined));
+    await s.ctd.ctr([...sn, "prepare", "read-all", tops[0]![0]!]);
+    const mount = (await s.ctd.ctr([...sn, "mounts", target, "read-all"])).stdout.trim();
+    await run("sh", ["-c", mount]);
+    cleanup.add("read-all mount", () => run("umount", [target]).then(() => undefined));
     const t2 = performance.now();
     const n = await tarBytes(target);
     const t3 = performance.now();
