@@ -310,9 +310,10 @@ function report(saved: Saved): void {
   console.log(
     `link:    ${saved.link.bitsPerSecond / 1e6} Mbit/s, ${saved.link.rttMs} ms RTT (shaping proxy); soci span size ${saved.spanSize}; ${saved.runs} repetition(s), medians (min–max); ratios are medians of per-repetition ratios`,
   );
-  console.log(
-    `load:    1-minute load average ${fmt(saved.load.start, 1)} at the start, ${fmt(saved.load.end, 1)} at the end`,
-  );
+  if (saved.load)
+    console.log(
+      `load:    1-minute load average ${fmt(saved.load.start, 1)} at the start, ${fmt(saved.load.end, 1)} at the end`,
+    );
   for (const n of saved.notes) console.log(`note:    ${n}`);
   const dropped = results.flatMap((r) => r.runs).every((x) => x.pageCacheDropped);
   if (!dropped) console.log("note:    the page cache could not be dropped before some runs");
