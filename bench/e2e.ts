@@ -39,6 +39,7 @@ import { commandLine, fmt, machineInfo, mb, writeResults } from "./lib/report.js
 import { buildStargzDaemon, type StargzCopies, stargzCopies } from "./lib/stargz.js";
 import { barChartSvg } from "./lib/svg-chart.js";
 import { median } from "./lib/timing.js";
+import { InvalidArgumentError } from "../src/errors/errors.js";
 
 const run = promisify(execFile);
 const RUNS = envInt("SOCI_BENCH_RUNS", 5);
@@ -52,7 +53,8 @@ const list = (name: string, fallback: string): string[] =>
   (process.env[name] || fallback).split(",").filter((s) => s && s !== "none");
 const modes = (name: string, fallback: string): Mode[] =>
   list(name, fallback).map((m) => {
-    if (!(MODES as readonly string[]).includes(m)) throw new Error(`${name}: unknown mode ${m} (${MODES.join(", ")})`);
+    if (!(MODES as readonly string[]).includes(m))
+      throw new InvalidArgumentError(`${name}: unknown mode ${m} (${MODES.join(", ")})`);
     return m as Mode;
   });
 const WHICH = list("SOCI_BENCH_E2E_IMAGES", "small,numpy,numpy-slim,numpy-debian,data");
@@ -98,7 +100,7 @@ async function buildImage(name: string): Promise<BenchImage> {
   if (name === "numpy-slim") return numpySlimImage(log);
   if (name === "numpy-debian") return numpyDebianImage(log);
   if (name === "data") return dataImage(DATA_MB, log);
-  throw new Error(`unknown image ${name} (small, numpy, numpy-slim, numpy-debian, data)`);
+  throw new InvalidArgumentError(`unknown image ${name} (small, numpy, numpy-slim, numpy-debian, data)`);
 }
 
 async function main(): Promise<void> {

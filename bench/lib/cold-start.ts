@@ -18,6 +18,7 @@ import type { ShapingProxy } from "../../src/demo/shaping-proxy.js";
 import { type BenchContainerd, startBenchContainerd } from "./containerd.js";
 import { dropPageCache, treeUsage } from "./proc.js";
 import { CTR_REMOTE_BIN, ESGZ_OPT_TAG, ESGZ_TAG, startStargzDaemon } from "./stargz.js";
+import { DeadlineExceededError, FailedPreconditionError } from "../../src/errors/errors.js";
 
 const run = promisify(execFile);
 
@@ -84,7 +85,7 @@ async function startServices(mode: Mode, ctx: RunContext, cleanup: Cleanup): Pro
     return { ctd, snapshotter, daemon: { pid: d.pid, marker: d.root, log: d.log } };
   }
   if (snapshotter === "stargz") {
-    if (!ctx.stargzBin) throw new Error("stargz modes need the stargz daemon");
+    if (!ctx.stargzBin) throw new FailedPreconditionError("stargz modes need the stargz daemon");
     const d = await startStargzDaemon(ctx.stargzBin, join(ctx.dir, "g"), cleanup, [ctx.registry]);
     const ctd = await startBenchContainerd(join(ctx.dir, "c"), cleanup, { stargz: d.socket });
     return { ctd, snapshotter, daemon: { pid: d.pid, marker: d.dir, log: d.log } };
@@ -95,7 +96,9 @@ async function startServices(mode: Mode, ctx: RunContext, cleanup: Cleanup): Pro
 /** The pull command of `mode`; returns what it printed. */
 async function pull(mode: Mode, ref: string, s: Started): Promise<string> {
   const withLog = (e: Error) =>
-    new Error(`${e.message}${s.daemon ? `\ndaemon log:\n${s.daemon.log().slice(-4000)}` : ""}`, { cause: e });
+    new FailedPreconditionError(`${e.message}${s.daemon ? `\ndaemon log:\n${s.daemon.log().slice(-4000)}` : ""}`, {
+      cause: e,
+    });
   if (mode === "overlayfs") return (await s.ctd.ctr(["images", "pull", "--plain-http", ref])).stdout;
   if (s.snapshotter === "soci")
     return (await s.ctd.ctr(["image", "rpull", "--plain-http", ref], SOCI_BIN).catch((e) => Promise.reject(withLog(e))))
@@ -117,7 +120,10 @@ function whenPrinted(
   let err = "";
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${line}" within ${timeoutMs} ms: ${out}${err}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new DeadlineExceededError(`no "${line}" within ${timeoutMs} ms: ${out}${err}`)),
+      timeoutMs,
+    );
     child.stdout!.on("data", (d: Buffer) => {
       const at = performance.now();
       const had = out.split("\n").includes(line);
@@ -130,7 +136,7 @@ function whenPrinted(
     child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`the container exited ${code} before printing "${line}": ${out}${err}`));
+      reject(new FailedPreconditionError(`the container exited ${code} before printing "${line}": ${out}${err}`));
     });
   });
 }
@@ -168,12 +174,17 @@ export async function coldStart(
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     });
     const ready = await whenPrinted(child, "ready", timeoutMs).catch((e: Error) => {
-      throw new Error(`${e.message}${s.daemon ? `\ndaemon log:\n${s.daemon.log().slice(-4000)}` : ""}`);
+      throw new FailedPreconditionError(
+        `${e.message}${s.daemon ? `\ndaemon log:\n${s.daemon.log().slice(-4000)}` : ""}`,
+        {
+          cause: e,
+        },
+      );
     });
     const bytes = proxy.downstreamBytes();
     const usage = s.daemon ? await treeUsage(s.daemon.pid, s.daemon.marker) : undefined;
     const code = await ready.exited;
-    if (code !== 0) throw new Error(`ctr run exited ${code}`);
+    if (code !== 0) throw new FailedPreconditionError(`ctr run exited ${code}`);
     const summary = /provided by soci/.test(printed) ? printed.trim().split("\n").pop() : undefined;
     return {
       mode,
@@ -219,7 +230,7 @@ function tarBytes(dir: string): Promise<number> {
     tar.stderr!.on("data", (d: Buffer) => (err += d.toString()));
     tar.on("error", reject);
     tar.on("close", (code) =>
-      code === 0 ? resolve(n) : reject(new Error(`tar -C ${dir} exited ${code}: ${err.trim()}`)),
+      code === 0 ? resolve(n) : reject(new FailedPreconditionError(`tar -C ${dir} exited ${code}: ${err.trim()}`)),
     );
   });
 }
@@ -249,7 +260,8 @@ export async function readAll(mode: Mode, repo: string, ctx: RunContext): Promis
       .map((l) => l.trim().split(/\s+/));
     const parents = new Set(rows.map((r) => (r.length === 3 ? r[1] : "")));
     const tops = rows.filter((r) => r.at(-1) === "Committed" && !parents.has(r[0]));
-    if (tops.length !== 1) throw new Error(`expected one top snapshot after the pull, got: ${JSON.stringify(rows)}`);
+    if (tops.length !== 1)
+      throw new FailedPreconditionError(`expected one top snapshot after the pull, got: ${JSON.stringify(rows)}`);
     const target = join(ctx.dir, "m");
     await mkdir(target, { recursive: true });
     await s.ctd.ctr([...sn, "prepare", "read-all", tops[0]![0]!]);

@@ -7,6 +7,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { type Cleanup, unmountUnder } from "../../src/demo/cleanup.js";
 import { CONTAINERD_BIN, CTR_BIN, stopProcess } from "../../src/demo/services.js";
+import {
+  CanceledError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  UnavailableError,
+} from "../../src/errors/errors.js";
 
 const execFileP = promisify(execFile);
 
@@ -63,19 +69,19 @@ export async function startBenchContainerd(
       return await execFileP(bin, ["--address", socket, ...args], { maxBuffer: 64 << 20 });
     } catch (e) {
       const err = e as Error & { stderr?: string };
-      throw new Error(`${bin} ${args.join(" ")}: ${err.stderr?.trim() || err.message}`, { cause: e });
+      throw new FailedPreconditionError(`${bin} ${args.join(" ")}: ${err.stderr?.trim() || err.message}`, { cause: e });
     }
   };
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (cleanup.aborted) throw new Error("interrupted while starting containerd");
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`containerd exited:\n${out}`);
+    if (cleanup.aborted) throw new CanceledError("interrupted while starting containerd");
+    if (child.exitCode !== null || child.signalCode !== null) throw new UnavailableError(`containerd exited:\n${out}`);
     const up = await execFileP(CTR_BIN, ["--address", socket, "--timeout", "2s", "version"]).then(
       () => true,
       () => false,
     );
     if (up) break;
-    if (Date.now() > deadline) throw new Error(`containerd did not start within 30 s:\n${out}`);
+    if (Date.now() > deadline) throw new DeadlineExceededError(`containerd did not start within 30 s:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return {

@@ -27,6 +27,7 @@ import {
   type LayerSource,
 } from "../../src/demo/image.js";
 import { benchDir } from "./env.js";
+import { FailedPreconditionError } from "../../src/errors/errors.js";
 
 const run = promisify(execFile);
 
@@ -439,7 +440,8 @@ export function numpyDebianImage(log: (l: string) => void): Promise<BenchImage> 
       }
       await clearAptState();
       const check = await run("chroot", [rootfs, ...NUMPY_COMMAND]);
-      if (check.stdout.trim() !== "ready") throw new Error(`numpy-debian rootfs: ${check.stdout}${check.stderr}`);
+      if (check.stdout.trim() !== "ready")
+        throw new FailedPreconditionError(`numpy-debian rootfs: ${check.stdout}${check.stderr}`);
 
       const after = await signatures(rootfs);
       const changed = [...after]

@@ -13,6 +13,7 @@ import { stopProcess } from "../../src/demo/services.js";
 import { startBenchContainerd } from "./containerd.js";
 import type { BenchImage } from "./e2e-images.js";
 import { benchDir } from "./env.js";
+import { CanceledError, DeadlineExceededError, UnavailableError } from "../../src/errors/errors.js";
 
 const run = promisify(execFile);
 
@@ -103,9 +104,10 @@ export async function startStargzDaemon(
   });
   const deadline = Date.now() + 30_000;
   while (!out.includes("stargz-bench serving on")) {
-    if (cleanup.aborted) throw new Error("interrupted while starting the stargz daemon");
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`stargz daemon exited:\n${out}`);
-    if (Date.now() > deadline) throw new Error(`stargz daemon did not start within 30 s:\n${out}`);
+    if (cleanup.aborted) throw new CanceledError("interrupted while starting the stargz daemon");
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new UnavailableError(`stargz daemon exited:\n${out}`);
+    if (Date.now() > deadline) throw new DeadlineExceededError(`stargz daemon did not start within 30 s:\n${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return { pid: child.pid!, socket, dir, log: () => out, stop };
@@ -133,7 +135,7 @@ async function layerBytes(registry: string, repo: string, tag: string): Promise<
   const r = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, {
     headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
   });
-  if (!r.ok) throw new Error(`GET manifest ${repo}:${tag}: ${r.status}`);
+  if (!r.ok) throw new UnavailableError(`GET manifest ${repo}:${tag}: ${r.status}`);
   const m = (await r.json()) as { layers: Array<{ size: number }> };
   return m.layers.reduce((a, l) => a + l.size, 0);
 }
