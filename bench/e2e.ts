@@ -191,8 +191,9 @@ async function main(): Promise<void> {
       log(`  ${r.name} ${mode} run ${rep + 1}: FAILED: ${e.message.slice(0, 2000)}`);
     };
     for (let rep = 0; rep < RUNS; rep++) {
-      for (const name of WHICH) {
-        const img = images.get(name)!;
+      for (const which of WHICH) {
+        const img = images.get(which)!;
+        const name = img.name; // data → data-<MB>
         const r = results.get(name)!;
         for (const mode of rotate(runModes, rep)) {
           if (mode.startsWith("stargz") && !r.stargz) continue;
@@ -214,7 +215,8 @@ async function main(): Promise<void> {
       }
     }
     for (let rep = 0; rep < (READALL.length ? READALL_RUNS : 0); rep++) {
-      for (const name of READALL) {
+      for (const which of READALL) {
+        const name = images.get(which)!.name;
         const r = results.get(name)!;
         for (const mode of rotate(readAllModes, rep)) {
           if (mode.startsWith("stargz") && !r.stargz) continue;
