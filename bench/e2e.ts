@@ -183,11 +183,28 @@ async function main(): Promise<void> {
       });
     }
     const loadStart = loadavg()[0]!;
+    const date = new Date().toISOString();
+    const saved = (): Saved => ({
+      date,
+      commit,
+      command: commandLine(),
+      link: LINK,
+      spanSize: SPAN,
+      runs: RUNS,
+      modes: runModes,
+      readAllModes,
+      notes,
+      load: { start: loadStart, end: loadavg()[0]! },
+      results: [...results.values()],
+    });
+    // written after every run, so an interrupted benchmark can still be reported (SOCI_BENCH_E2E_REPORT)
+    const save = () => writeResults("e2e", saved());
     let n = 0;
     const ctx = (reg: string) => ({ registry: reg, stargzBin, dir: join(work, `r${n++}`), cleanup, log });
     const fail = (r: ImageResult, mode: Mode, rep: number, e: Error) => {
       failed++;
       r.failures.push({ mode, rep, error: e.message.slice(0, 2000) });
+      save();
       log(`  ${r.name} ${mode} run ${rep + 1}: FAILED: ${e.message.slice(0, 2000)}`);
     };
     for (let rep = 0; rep < RUNS; rep++) {
@@ -200,6 +217,7 @@ async function main(): Promise<void> {
           try {
             const res = await coldStart(mode, `bench/${name}`, img.command, proxy, ctx(proxy.host));
             r.runs.push({ ...res, rep });
+            save();
             log(
               `  ${name} ${mode} run ${rep + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
                 (res.daemonPeakRssBytes !== undefined
@@ -223,6 +241,7 @@ async function main(): Promise<void> {
           try {
             const res = await readAll(mode, `bench/${name}`, ctx(registry.host));
             r.readAll.push({ ...res, rep });
+            save();
             log(
               `  ${name} read-all ${mode} run ${rep + 1}: ${fmt(res.seconds, 2)} s (pull ${fmt(res.pullSeconds, 2)} s` +
                 (res.tarBytes !== undefined
@@ -237,21 +256,8 @@ async function main(): Promise<void> {
         }
       }
     }
-    const saved: Saved = {
-      date: new Date().toISOString(),
-      commit,
-      command: commandLine(),
-      link: LINK,
-      spanSize: SPAN,
-      runs: RUNS,
-      modes: runModes,
-      readAllModes,
-      notes,
-      load: { start: loadStart, end: loadavg()[0]! },
-      results: [...results.values()],
-    };
-    console.log(`results: ${writeResults("e2e", saved)}`);
-    report(saved);
+    console.log(`results: ${save()}`);
+    report(saved());
   } finally {
     await cleanup.run(log);
     offSignals();
