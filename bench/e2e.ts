@@ -1,93 +1,152 @@
-// End to end: time from the start of a pull to the container's "ready" line, containerd's default
-// overlayfs snapshotter against our SOCI snapshotter, for three images served by a real registry
-// behind a proxy modelling 100 Mbit/s and 20 ms RTT. Each run gets a fresh containerd (and daemon)
-// root, so nothing is cached between runs; the two modes alternate.
-//
-//   npm run bench:e2e        (npm run build && tsx bench/e2e.ts)
-//   SOCI_BENCH_E2E_REPORT=/var/tmp/soci-bench/e2e-results.json npx tsx bench/e2e.ts   (table + chart of a finished run)
-//   SOCI_BENCH_E2E_IMAGES=small,data SOCI_BENCH_E2E_DATA_MB=20 SOCI_BENCH_RUNS=1 npx tsx bench/e2e.ts   (a quick look)
-//
-// Images (bench/lib/e2e-images.ts, cached in /var/tmp/soci-bench/e2e): small (busybox), numpy
-// (Debian python3 + NumPy + SciPy), data (3 × 200 MiB files, the workload reads 4 KiB of each).
-// Each is pushed as <name>:latest and converted with `soci convert` (4 MiB spans) to <name>:soci;
-// overlayfs pulls :latest (what a user pulls today), soci pulls :soci.
+// End to end: time from the start of a pull to the container's "ready" line for containerd's
+// default overlayfs snapshotter, our SOCI snapshotter and stargz-snapshotter (eStargz and optimized
+// eStargz copies of the same images), all measured in one run against a real registry behind a proxy
+// modelling 100 Mbit/s and 20 ms RTT. Each run gets a fresh containerd (and daemon) root and a
+// dropped page cache; the modes take turns in a different order each repetition. A second part
+// reads whole images from the registry without shaping (lazy mount + `tar` of it, against
+// containerd's pull + unpack). Settings, all optional (bench/RESULTS.md has examples):
+//   SOCI_BENCH_RUNS                 repetitions (default 5); medians are over these
+//   SOCI_BENCH_E2E_IMAGES           small,numpy,numpy-slim,numpy-debian,data (default: all)
+//   SOCI_BENCH_E2E_MODES            overlayfs,soci,stargz,stargz-opt (default) and/or parallel
+//   SOCI_BENCH_E2E_READALL          images for the read-all part (default numpy-debian; `none` skips it)
+//   SOCI_BENCH_E2E_READALL_MODES    overlayfs,soci,stargz (default; also stargz-opt, parallel)
+//   SOCI_BENCH_E2E_READALL_RUNS     repetitions of the read-all part (default SOCI_BENCH_RUNS)
+//   SOCI_BENCH_E2E_DATA_MB, SOCI_BENCH_E2E_SPAN   data image file size (200), soci convert span (4 MiB)
+//   SOCI_BENCH_E2E_REPORT=<results json>          print the tables and redraw the chart of a finished run
+// Images: bench/lib/e2e-images.ts (built offline, cached in <bench dir>/e2e). Tags pushed per image:
+// :latest (overlayfs, parallel), :soci (`soci convert`), :esgz and :esgz-opt (bench/lib/stargz.ts).
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Cleanup } from "../src/demo/cleanup.js";
 import { pushLayout } from "../src/demo/image.js";
-import { pullToReady, type Mode, type PullToReadyResult } from "../src/demo/pull-to-ready.js";
 import { SOCI_BIN, startRegistry } from "../src/demo/services.js";
 import { startShapingProxy } from "../src/demo/shaping-proxy.js";
-import { dataImage, numpyImage, numpySlimImage, smallImage, type BenchImage } from "./lib/e2e-images.js";
+import { type ColdStart, coldStart, MODES, type Mode, type ReadAll, readAll } from "./lib/cold-start.js";
+import {
+  type BenchImage,
+  dataImage,
+  numpyDebianImage,
+  numpyImage,
+  numpySlimImage,
+  smallImage,
+} from "./lib/e2e-images.js";
 import { envInt } from "./lib/env.js";
-import { commandLine, fmt, machineInfo, mb, table, writeResults } from "./lib/report.js";
+import { commandLine, fmt, machineInfo, mb, writeResults } from "./lib/report.js";
+import { buildStargzDaemon, type StargzCopies, stargzCopies } from "./lib/stargz.js";
 import { barChartSvg } from "./lib/svg-chart.js";
 import { median } from "./lib/timing.js";
+import { InvalidArgumentError } from "../src/errors/errors.js";
 
 const run = promisify(execFile);
-const RUNS = envInt("SOCI_BENCH_RUNS", 3);
+const RUNS = envInt("SOCI_BENCH_RUNS", 5);
 const DATA_MB = envInt("SOCI_BENCH_E2E_DATA_MB", 200);
 const SPAN = envInt("SOCI_BENCH_E2E_SPAN", 4 << 20);
-const WHICH = (process.env.SOCI_BENCH_E2E_IMAGES || "small,numpy,numpy-slim,data").split(",");
 const LINK = { rttMs: 20, bitsPerSecond: 100e6 };
-/** Pull-to-ready targets by image (the data image is named data-<MB>). */
-const target = (name: string): number | undefined => (name === "numpy" ? 4 : name.startsWith("data") ? 20 : undefined);
 const RSS_TARGET = 150e6;
-// SOCI_BENCH_E2E_MODES=soci skips the overlayfs runs (for quick probes of the snapshotter alone);
-// `parallel` adds runs of the daemon in parallel pull mode on the unconverted image
-const MODES = (process.env.SOCI_BENCH_E2E_MODES || "overlayfs,soci,parallel").split(",").map((m) => {
-  if (m !== "overlayfs" && m !== "soci" && m !== "parallel")
-    throw new Error(`unknown mode ${m} (overlayfs, soci, parallel)`);
-  return m as Mode;
-});
+const READALL_TARGET = 1.25;
 
+const list = (name: string, fallback: string): string[] =>
+  (process.env[name] || fallback).split(",").filter((s) => s && s !== "none");
+const modes = (name: string, fallback: string): Mode[] =>
+  list(name, fallback).map((m) => {
+    if (!(MODES as readonly string[]).includes(m))
+      throw new InvalidArgumentError(`${name}: unknown mode ${m} (${MODES.join(", ")})`);
+    return m as Mode;
+  });
+const WHICH = list("SOCI_BENCH_E2E_IMAGES", "small,numpy,numpy-slim,numpy-debian,data");
+const READALL = list("SOCI_BENCH_E2E_READALL", "numpy-debian");
+const RUN_MODES = modes("SOCI_BENCH_E2E_MODES", "overlayfs,soci,stargz,stargz-opt");
+const READALL_MODES = modes("SOCI_BENCH_E2E_READALL_MODES", "overlayfs,soci,stargz");
+const READALL_RUNS = envInt("SOCI_BENCH_E2E_READALL_RUNS", RUNS);
+
+type Failure = { mode: Mode; rep: number; error: string };
 interface ImageResult {
   name: string;
   description: string;
   compressedBytes: number;
   uncompressedBytes: number;
   convertSeconds: number;
-  runs: PullToReadyResult[];
+  stargz?: StargzCopies;
+  runs: Array<ColdStart & { rep: number }>;
+  readAll: Array<ReadAll & { rep: number }>;
+  failures: Failure[];
+}
+interface Saved {
+  date: string;
+  commit: string;
+  command: string;
+  link: typeof LINK;
+  spanSize: number;
+  runs: number;
+  modes: Mode[];
+  readAllModes: Mode[];
+  notes: string[];
+  /** 1-minute load average when the runs started and when they ended (other work on the machine shows here). */
+  load: { start: number; end: number };
+  results: ImageResult[];
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
+/** `xs` rotated left by `n`: each mode leads one repetition in turn. */
+const rotate = <T>(xs: T[], n: number): T[] => xs.map((_, i) => xs[(i + n) % xs.length]!);
+
+async function buildImage(name: string): Promise<BenchImage> {
+  if (name === "small") return smallImage(log);
+  if (name === "numpy") return numpyImage(log);
+  if (name === "numpy-slim") return numpySlimImage(log);
+  if (name === "numpy-debian") return numpyDebianImage(log);
+  if (name === "data") return dataImage(DATA_MB, log);
+  throw new InvalidArgumentError(`unknown image ${name} (small, numpy, numpy-slim, numpy-debian, data)`);
+}
 
 async function main(): Promise<void> {
-  // SOCI_BENCH_E2E_REPORT=<results json>: print the table and redraw the chart of a finished run
   if (process.env.SOCI_BENCH_E2E_REPORT) {
-    const saved = JSON.parse(readFileSync(process.env.SOCI_BENCH_E2E_REPORT, "utf8")) as { results: ImageResult[] };
-    report(saved.results);
+    report(JSON.parse(readFileSync(process.env.SOCI_BENCH_E2E_REPORT, "utf8")) as Saved);
     return;
   }
-  const images: BenchImage[] = [];
-  for (const w of WHICH) {
-    if (w === "small") images.push(await smallImage(log));
-    else if (w === "numpy") images.push(await numpyImage(log));
-    else if (w === "numpy-slim") images.push(await numpySlimImage(log));
-    else if (w === "data") images.push(await dataImage(DATA_MB, log));
-    else throw new Error(`unknown image ${w} (small, numpy, numpy-slim, data)`);
+  const names = [...new Set([...WHICH, ...READALL])];
+  const images = new Map<string, BenchImage>();
+  for (const n of names) images.set(n, await buildImage(n));
+  const notes: string[] = [];
+  let runModes = RUN_MODES;
+  let readAllModes = READALL_MODES;
+  let stargzBin: string | undefined;
+  if ([...runModes, ...readAllModes].some((m) => m.startsWith("stargz"))) {
+    const b = await buildStargzDaemon(log);
+    if ("bin" in b) stargzBin = b.bin;
+    else {
+      notes.push(`stargz columns skipped: ${b.unavailable}`);
+      log(`e2e: ${notes.at(-1)}`);
+      runModes = runModes.filter((m) => !m.startsWith("stargz"));
+      readAllModes = readAllModes.filter((m) => !m.startsWith("stargz"));
+    }
   }
+  const commit = (
+    await run("git", ["describe", "--always", "--dirty"], { cwd: new URL("..", import.meta.url).pathname })
+  ).stdout.trim();
+
   const cleanup = new Cleanup();
   const offSignals = cleanup.onSignals(log);
   const work = await mkdtemp("/tmp/sbe-"); // short: containerd's socket path lives below it
   cleanup.final("work dir", () => rm(work, { recursive: true, force: true }));
+  let failed = 0;
   try {
     const registry = await startRegistry(join(work, "registry"), cleanup);
     const proxy = await startShapingProxy(registry.host, LINK);
     cleanup.add("proxy", () => proxy.stop());
-    const results: ImageResult[] = [];
-    for (const img of images) {
-      const src = `${registry.host}/bench/${img.name}:latest`;
-      await pushLayout(img.layout, img.tag, src);
+    const results = new Map<string, ImageResult>();
+    for (const img of images.values()) {
+      const repo = `bench/${img.name}`;
+      await pushLayout(img.layout, img.tag, `${registry.host}/${repo}:latest`);
       const t = performance.now();
       const minLayer = img.minLayerSize !== undefined ? ["--min-layer-size", String(img.minLayerSize)] : [];
       await run(
-        process.execPath,
+        SOCI_BIN,
         [
-          SOCI_BIN,
           "--root",
           join(work, "convert-root"),
           "convert",
@@ -95,166 +154,347 @@ async function main(): Promise<void> {
           "--span-size",
           String(SPAN),
           ...minLayer,
-          src,
-          `${registry.host}/bench/${img.name}:soci`,
+          `${registry.host}/${repo}:latest`,
+          `${registry.host}/${repo}:soci`,
         ],
         { maxBuffer: 16 << 20 },
       );
-      results.push({
+      const convertSeconds = (performance.now() - t) / 1000;
+      let stargz: StargzCopies | undefined;
+      if (stargzBin) {
+        try {
+          stargz = await stargzCopies(img, registry.host, work, cleanup, log);
+        } catch (e) {
+          if (cleanup.aborted) throw e;
+          notes.push(`${img.name}: no stargz runs, its eStargz copies failed: ${(e as Error).message.slice(0, 600)}`);
+          log(`e2e: ${notes.at(-1)}`);
+        }
+      }
+      results.set(img.name, {
         name: img.name,
         description: img.description,
         compressedBytes: img.layers.reduce((a, l) => a + l.gzSize, 0),
         uncompressedBytes: img.layers.reduce((a, l) => a + l.tarSize, 0),
-        convertSeconds: (performance.now() - t) / 1000,
+        convertSeconds,
+        ...(stargz ? { stargz } : {}),
         runs: [],
+        readAll: [],
+        failures: [],
       });
     }
+    const loadStart = loadavg()[0]!;
+    const date = new Date().toISOString();
+    const saved = (): Saved => ({
+      date,
+      commit,
+      command: commandLine(),
+      link: LINK,
+      spanSize: SPAN,
+      runs: RUNS,
+      modes: runModes,
+      readAllModes,
+      notes,
+      load: { start: loadStart, end: loadavg()[0]! },
+      results: [...results.values()],
+    });
+    // written after every run, so an interrupted benchmark can still be reported (SOCI_BENCH_E2E_REPORT)
+    const save = () => writeResults("e2e", saved());
     let n = 0;
-    for (let r = 0; r < RUNS; r++) {
-      for (const [i, img] of images.entries()) {
-        for (const mode of r % 2 ? [...MODES].reverse() : MODES) {
-          const ref = `${proxy.host}/bench/${img.name}:${mode === "soci" ? "soci" : "latest"}`; // parallel: no index needed
-          const res = await pullToReady({
-            mode,
-            ref,
-            proxy,
-            dir: join(work, `r${n++}`),
-            command: img.command,
-            cleanup,
-          });
-          log(
-            `  ${img.name} ${mode} run ${r + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
-              (res.daemonPeakRssBytes
-                ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS, ${fmt(res.daemonCpuSeconds!, 2)} s CPU`
-                : "") +
-              (res.pullSummary ? ` — ${res.pullSummary}` : ""),
-          );
-          results[i]!.runs.push(res);
+    const ctx = (reg: string) => ({ registry: reg, stargzBin, dir: join(work, `r${n++}`), cleanup, log });
+    const fail = (r: ImageResult, mode: Mode, rep: number, e: Error) => {
+      failed++;
+      r.failures.push({ mode, rep, error: e.message.slice(0, 2000) });
+      save();
+      log(`  ${r.name} ${mode} run ${rep + 1}: FAILED: ${e.message.slice(0, 2000)}`);
+    };
+    for (let rep = 0; rep < RUNS; rep++) {
+      for (const which of WHICH) {
+        const img = images.get(which)!;
+        const name = img.name; // data → data-<MB>
+        const r = results.get(name)!;
+        for (const mode of rotate(runModes, rep)) {
+          if (mode.startsWith("stargz") && !r.stargz) continue;
+          try {
+            const res = await coldStart(mode, `bench/${name}`, img.command, proxy, ctx(proxy.host));
+            r.runs.push({ ...res, rep });
+            save();
+            log(
+              `  ${name} ${mode} run ${rep + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
+                (res.daemonPeakRssBytes !== undefined
+                  ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS (${res.daemonProcesses} process(es)), ${fmt(res.daemonCpuSeconds!, 2)} s CPU`
+                  : "") +
+                (res.pullSummary ? ` — ${res.pullSummary}` : ""),
+            );
+          } catch (e) {
+            if (cleanup.aborted) throw e;
+            fail(r, mode, rep, e as Error);
+          }
         }
       }
     }
-    report(results);
+    for (let rep = 0; rep < (READALL.length ? READALL_RUNS : 0); rep++) {
+      for (const which of READALL) {
+        const name = images.get(which)!.name;
+        const r = results.get(name)!;
+        for (const mode of rotate(readAllModes, rep)) {
+          if (mode.startsWith("stargz") && !r.stargz) continue;
+          try {
+            const res = await readAll(mode, `bench/${name}`, ctx(registry.host));
+            r.readAll.push({ ...res, rep });
+            save();
+            log(
+              `  ${name} read-all ${mode} run ${rep + 1}: ${fmt(res.seconds, 2)} s (pull ${fmt(res.pullSeconds, 2)} s` +
+                (res.tarBytes !== undefined
+                  ? `, mounted ${fmt(res.mountSeconds!, 2)} s, tar ${mb(res.tarBytes)}`
+                  : "") +
+                ")",
+            );
+          } catch (e) {
+            if (cleanup.aborted) throw e;
+            fail(r, mode, rep, e as Error);
+          }
+        }
+      }
+    }
+    console.log(`results: ${save()}`);
+    report(saved());
   } finally {
     await cleanup.run(log);
     offSignals();
   }
+  if (failed) {
+    log(`e2e: ${failed} run(s) failed (listed above and in the results file)`);
+    process.exitCode = 1;
+  }
 }
 
-function report(results: ImageResult[]): void {
-  const med = (r: ImageResult, mode: Mode, f: (x: PullToReadyResult) => number) =>
-    median(r.runs.filter((x) => x.mode === mode).map(f));
-  const rows: string[][] = [];
-  const summary = results.map((r) => {
-    const o = med(r, "overlayfs", (x) => x.seconds);
-    const s = med(r, "soci", (x) => x.seconds);
-    const ob = med(r, "overlayfs", (x) => x.bytes);
-    const sb = med(r, "soci", (x) => x.bytes);
-    const rss = Math.max(...r.runs.filter((x) => x.mode === "soci").map((x) => x.daemonPeakRssBytes ?? 0));
-    const hasParallel = r.runs.some((x) => x.mode === "parallel");
-    const p = hasParallel ? med(r, "parallel", (x) => x.seconds) : undefined;
-    const pb = hasParallel ? med(r, "parallel", (x) => x.bytes) : undefined;
-    const cpu = med(r, "soci", (x) => x.daemonCpuSeconds ?? 0);
-    const spread = (mode: Mode) => {
-      const xs = r.runs.filter((x) => x.mode === mode).map((x) => x.seconds);
-      return xs.length > 1 ? ` (${fmt(Math.min(...xs), 2)}–${fmt(Math.max(...xs), 2)})` : "";
-    };
-    rows.push([
-      r.name,
-      `${mb(r.compressedBytes)} / ${mb(r.uncompressedBytes)}`,
-      `${fmt(o, 2)}${spread("overlayfs")}`,
-      `${fmt(s, 2)}${spread("soci")}`,
-      `${fmt(o / s, 2)}x`,
-      mb(ob),
-      mb(sb),
-      mb(rss),
-      fmt(cpu, 2),
-      ...(p !== undefined ? [`${fmt(p, 2)}${spread("parallel")}`, `${fmt(o / p, 2)}x`] : []),
-    ]);
-    return {
-      name: r.name,
-      description: r.description,
-      compressedBytes: r.compressedBytes,
-      uncompressedBytes: r.uncompressedBytes,
-      convertSeconds: r.convertSeconds,
-      overlaySeconds: o,
-      sociSeconds: s,
-      ratio: o / s,
-      overlayBytes: ob,
-      sociBytes: sb,
-      daemonPeakRssBytes: rss,
-      daemonCpuSeconds: cpu,
-      ...(p !== undefined ? { parallelSeconds: p, parallelBytes: pb! } : {}),
-    };
-  });
+const LABEL: Record<Mode, string> = {
+  overlayfs: "overlayfs",
+  soci: "soci",
+  parallel: "soci parallel",
+  stargz: "stargz",
+  "stargz-opt": "stargz optimized",
+};
+const COLOR: Record<Mode, string> = {
+  overlayfs: "#9aa5b1",
+  soci: "#2b7bb9",
+  parallel: "#e8a33d",
+  stargz: "#59a14f",
+  "stargz-opt": "#a0cb7c",
+};
+
+function report(saved: Saved): void {
+  const { results, modes: runModes } = saved;
+  const lazy = runModes.filter((m) => m !== "overlayfs");
+  const of = (r: ImageResult, mode: Mode) => r.runs.filter((x) => x.mode === mode);
+  const med = (r: ImageResult, mode: Mode, f: (x: ColdStart) => number): number | undefined => {
+    const xs = of(r, mode).map(f);
+    return xs.length ? median(xs) : undefined;
+  };
+  const cell = (r: ImageResult, mode: Mode, f: (x: ColdStart) => number) => {
+    const xs = of(r, mode).map(f);
+    if (!xs.length) return "—";
+    const spread = xs.length > 1 ? ` (${fmt(Math.min(...xs), 2)}–${fmt(Math.max(...xs), 2)})` : "";
+    return `${fmt(median(xs), 2)}${spread}`;
+  };
+  /** Median over the repetitions of a(rep) / b(rep): both modes measured in the same repetition. */
+  const ratio = (r: ImageResult, a: Mode, b: Mode, f: (x: ColdStart) => number = (x) => x.seconds) => {
+    const xs: number[] = [];
+    for (const x of of(r, a)) {
+      const y = r.runs.find((y) => y.mode === b && y.rep === x.rep);
+      if (y) xs.push(f(x) / f(y));
+    }
+    return xs.length ? median(xs) : undefined;
+  };
+  const x = (v: number | undefined) => (v === undefined ? "—" : `${fmt(v, 2)}×`);
+  const md = (header: string[], rows: string[][]) =>
+    [
+      `| ${header.join(" | ")} |`,
+      `| ${header.map((_, i) => (i ? "---:" : "---")).join(" | ")} |`,
+      ...rows.map((r) => `| ${r.join(" | ")} |`),
+    ].join("\n");
+
+  console.log(`date:    ${saved.date.slice(0, 16).replace("T", " ")} UTC, commit ${saved.commit}`);
+  console.log(`command: ${saved.command}`);
   console.log(`machine: ${JSON.stringify(machineInfo())}`);
-  console.log(`command: ${commandLine()}`);
   console.log(
-    `link:    ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT (shaping proxy); span size ${SPAN}; ${RUNS} run(s) per mode, medians (min–max)`,
+    `link:    ${saved.link.bitsPerSecond / 1e6} Mbit/s, ${saved.link.rttMs} ms RTT (shaping proxy); soci span size ${saved.spanSize}; ${saved.runs} repetition(s), medians (min–max); ratios are medians of per-repetition ratios`,
   );
-  console.log("");
-  const withParallel = summary.some((s) => s.parallelSeconds !== undefined);
+  if (saved.load)
+    console.log(
+      `load:    1-minute load average ${fmt(saved.load.start, 1)} at the start, ${fmt(saved.load.end, 1)} at the end`,
+    );
+  for (const n of saved.notes) console.log(`note:    ${n}`);
+  const dropped = results.flatMap((r) => r.runs).every((x) => x.pageCacheDropped);
+  if (!dropped) console.log("note:    the page cache could not be dropped before some runs");
+
+  console.log("\nPull → ready, seconds (ratios: the other mode's time ÷ soci's; > 1 means soci is faster)\n");
+  const vs = runModes.filter((m) => m !== "soci");
   console.log(
-    table(
-      [
-        "image",
-        "gzip / tar",
-        "overlayfs s",
-        "soci s",
-        "overlay ÷ soci",
-        "overlay fetched",
-        "soci fetched",
-        "daemon peak RSS",
-        "daemon CPU s",
-        ...(withParallel ? ["parallel pull s", "overlay ÷ parallel"] : []),
-      ],
-      rows,
+    md(
+      ["image", "gzip / tar", ...runModes.map((m) => LABEL[m]), ...vs.map((m) => `${LABEL[m]} ÷ soci`)],
+      results
+        .filter((r) => r.runs.length)
+        .map((r) => [
+          r.name,
+          `${mb(r.compressedBytes)} / ${mb(r.uncompressedBytes)}`,
+          ...runModes.map((m) => cell(r, m, (y) => y.seconds)),
+          ...vs.map((m) => x(ratio(r, m, "soci"))),
+        ]),
     ),
   );
-  const verdicts: string[] = [];
-  for (const s of summary) {
-    const t = target(s.name);
-    if (t !== undefined) verdicts.push(`${s.name} ≥ ${t}× → ${fmt(s.ratio, 2)}× ${s.ratio >= t ? "PASS" : "MISS"}`);
-  }
-  const rss = Math.max(...summary.map((s) => s.daemonPeakRssBytes));
-  verdicts.push(`daemon RSS ≤ ${mb(RSS_TARGET)} → ${mb(rss)} ${rss <= RSS_TARGET ? "PASS" : "MISS"}`);
-  console.log(`\ntargets: ${verdicts.join("; ")}`);
-  const path = writeResults("e2e", { link: LINK, spanSize: SPAN, runs: RUNS, dataMB: DATA_MB, summary, results });
-  console.log(`results: ${path}`);
+  console.log("\nPull only (until the layers are mounted, or downloaded and unpacked), seconds\n");
+  const lazyVs = lazy.filter((m) => m !== "soci");
+  console.log(
+    md(
+      ["image", ...runModes.map((m) => LABEL[m]), ...lazyVs.map((m) => `${LABEL[m]} ÷ soci`)],
+      results
+        .filter((r) => r.runs.length)
+        .map((r) => [
+          r.name,
+          ...runModes.map((m) => cell(r, m, (y) => y.pullSeconds)),
+          ...lazyVs.map((m) => x(ratio(r, m, "soci", (y) => y.pullSeconds))),
+        ]),
+    ),
+  );
+  console.log(
+    "\nMB fetched before ready (median) and the daemon's peak RSS (largest over the runs; sum over its processes)\n",
+  );
+  console.log(
+    md(
+      [
+        "image",
+        "image size: gzip / eStargz / optimized",
+        ...runModes.map((m) => `${LABEL[m]} fetched`),
+        ...lazy.map((m) => `${LABEL[m]} RSS`),
+        ...lazy.map((m) => `${LABEL[m]} CPU s`),
+      ],
+      results
+        .filter((r) => r.runs.length)
+        .map((r) => [
+          r.name,
+          `${mb(r.compressedBytes)} / ${r.stargz ? `${mb(r.stargz.esgzBytes)} / ${mb(r.stargz.optBytes)}` : "— / —"}`,
+          ...runModes.map((m) => {
+            const v = med(r, m, (y) => y.bytes);
+            return v === undefined ? "—" : mb(v);
+          }),
+          ...lazy.map((m) => {
+            const xs = of(r, m).map((y) => y.daemonPeakRssBytes ?? 0);
+            return xs.length ? mb(Math.max(...xs)) : "—";
+          }),
+          ...lazy.map((m) => {
+            const v = med(r, m, (y) => y.daemonCpuSeconds ?? 0);
+            return v === undefined ? "—" : fmt(v, 2);
+          }),
+        ]),
+    ),
+  );
 
+  const withReadAll = results.filter((r) => r.readAll.length);
+  const rmodes = saved.readAllModes;
+  const raMed = (r: ImageResult, mode: Mode, f: (y: ReadAll) => number) => {
+    const xs = r.readAll.filter((y) => y.mode === mode).map(f);
+    return xs.length ? median(xs) : undefined;
+  };
+  const raRatio = (r: ImageResult, mode: Mode) => {
+    const xs: number[] = [];
+    for (const y of r.readAll.filter((y) => y.mode === mode)) {
+      const o = r.readAll.find((z) => z.mode === "overlayfs" && z.rep === y.rep);
+      if (o) xs.push(y.seconds / o.seconds);
+    }
+    return xs.length ? median(xs) : undefined;
+  };
+  if (withReadAll.length) {
+    console.log(
+      "\nRead everything from a fast registry (loopback, no shaping), seconds: overlayfs = containerd's pull + unpack; lazy modes = pull, a mount of the image's snapshot, `tar -cf - .` of it to the end (pull / mounted at)\n",
+    );
+    const rl = rmodes.filter((m) => m !== "overlayfs");
+    console.log(
+      md(
+        ["image", "tar stream", ...rmodes.map((m) => LABEL[m]), ...rl.map((m) => `${LABEL[m]} ÷ overlayfs`)],
+        withReadAll.map((r) => [
+          r.name,
+          mb(Math.max(0, ...r.readAll.map((y) => y.tarBytes ?? 0))),
+          ...rmodes.map((m) => {
+            const v = raMed(r, m, (y) => y.seconds);
+            if (v === undefined) return "—";
+            const p = raMed(r, m, (y) => y.pullSeconds)!;
+            const mt = raMed(r, m, (y) => y.mountSeconds ?? Number.NaN);
+            return m === "overlayfs" ? fmt(v, 2) : `${fmt(v, 2)} (${fmt(p, 2)} / ${fmt(mt ?? 0, 2)})`;
+          }),
+          ...rl.map((m) => x(raRatio(r, m))),
+        ]),
+      ),
+    );
+  }
+
+  // the issue's targets, each against the modes measured in the same repetition
+  const verdict = (ok: boolean | undefined) => (ok === undefined ? "not measured" : ok ? "PASS" : "MISS");
+  const lines: string[] = [];
+  const measured = results.filter((r) => r.runs.length);
+  for (const r of measured) {
+    const checks: string[] = [];
+    const so = ratio(r, "overlayfs", "soci");
+    checks.push(
+      `overlayfs ÷ soci ${x(so)} ≥ ${r.name.startsWith("data") ? 20 : 1}× ${verdict(so === undefined ? undefined : so >= (r.name.startsWith("data") ? 20 : 1))}`,
+    );
+    const sg = ratio(r, "stargz", "soci");
+    checks.push(`pull → ready faster than stargz (${x(sg)}) ${verdict(sg === undefined ? undefined : sg > 1)}`);
+    if (r.name.startsWith("numpy")) {
+      const so2 = ratio(r, "stargz-opt", "soci");
+      checks.push(`faster than optimized stargz (${x(so2)}) ${verdict(so2 === undefined ? undefined : so2 > 1)}`);
+    }
+    const sp = ratio(r, "stargz", "soci", (y) => y.pullSeconds);
+    checks.push(`pull no slower than stargz's (${x(sp)}) ${verdict(sp === undefined ? undefined : sp >= 1)}`);
+    const rss = of(r, "soci").map((y) => y.daemonPeakRssBytes ?? 0);
+    if (rss.length)
+      checks.push(`RSS ${mb(Math.max(...rss))} ≤ ${mb(RSS_TARGET)} ${verdict(Math.max(...rss) <= RSS_TARGET)}`);
+    lines.push(`- ${r.name}: ${checks.join("; ")}`);
+  }
+  for (const r of withReadAll) {
+    const v = raRatio(r, "soci");
+    lines.push(
+      `- ${r.name} read-all: soci ÷ overlayfs ${x(v)} ≤ ${READALL_TARGET}× ${verdict(v === undefined ? undefined : v <= READALL_TARGET)}`,
+    );
+  }
+  console.log(`\nTargets (issue 16):\n${lines.join("\n")}`);
+  const failures = results.flatMap((r) => r.failures.map((f) => `${r.name} ${f.mode} run ${f.rep + 1}`));
+  if (failures.length) console.log(`\nFailed runs (left out of the medians): ${failures.join(", ")}`);
+
+  const shown = measured.filter((r) => runModes.some((m) => of(r, m).length));
   const svg = barChartSvg({
-    title: "Pull to ready: containerd overlayfs vs SOCI snapshotter",
-    subtitle: `registry behind ${LINK.bitsPerSecond / 1e6} Mbit/s, ${LINK.rttMs} ms RTT; fresh containerd per run; median of ${RUNS}; ${new Date().toISOString().slice(0, 10)}`,
-    series: [
-      { name: "overlayfs (ctr images pull + ctr run)", color: "#9aa5b1" },
-      { name: "soci (soci image rpull + ctr run --snapshotter soci)", color: "#2b7bb9" },
-      ...(withParallel
-        ? [{ name: "soci parallel pull mode (unconverted image, downloaded whole)", color: "#e8a33d" }]
-        : []),
-    ],
+    title: "Pull to ready: overlayfs, SOCI and stargz snapshotters",
+    subtitle: `registry behind ${saved.link.bitsPerSecond / 1e6} Mbit/s, ${saved.link.rttMs} ms RTT; fresh containerd per run; median of ${saved.runs}; ${saved.date.slice(0, 10)}, ${saved.commit}`,
+    series: runModes.map((m) => ({ name: LABEL[m], color: COLOR[m] })),
     panels: [
       {
         title: 'seconds from pull start to "ready" (lower is better)',
         unit: "s",
         digits: 2,
-        groups: summary.map((s) => ({
-          label: s.name,
-          note: s.ratio >= 1 ? `${fmt(s.ratio, 1)}× faster` : `${fmt(1 / s.ratio, 1)}× slower`,
-          values: [s.overlaySeconds, s.sociSeconds, ...(withParallel ? [s.parallelSeconds ?? 0] : [])],
-        })),
+        groups: shown.map((r) => {
+          const so = ratio(r, "overlayfs", "soci");
+          return {
+            label: r.name,
+            ...(so !== undefined
+              ? { note: so >= 1 ? `soci ${fmt(so, 1)}× faster` : `soci ${fmt(1 / so, 1)}× slower` }
+              : {}),
+            values: runModes.map((m) => med(r, m, (y) => y.seconds) ?? 0),
+          };
+        }),
       },
       {
         title: 'MB fetched from the registry before "ready"',
         unit: "MB",
-        groups: summary.map((s) => ({
-          label: s.name,
-          values: [s.overlayBytes / 1e6, s.sociBytes / 1e6, ...(withParallel ? [(s.parallelBytes ?? 0) / 1e6] : [])],
+        groups: shown.map((r) => ({
+          label: r.name,
+          values: runModes.map((m) => (med(r, m, (y) => y.bytes) ?? 0) / 1e6),
         })),
       },
     ],
   });
   const svgPath = new URL("./e2e.svg", import.meta.url).pathname;
   writeFileSync(svgPath, svg);
-  console.log(`chart:   ${svgPath}`);
+  console.log(`\nchart:   ${svgPath}`);
 }
 
 main().catch((err) => {

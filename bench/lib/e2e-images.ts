@@ -1,15 +1,21 @@
-// The three images of `bench/e2e.ts`, built offline and cached as OCI layouts under
-// <bench dir>/e2e/<name> (a `ready.json` beside the layout marks a finished build):
+// The images of `bench/e2e.ts`, built offline and cached as OCI layouts under
+// <bench dir>/e2e/<name> (a `ready.json` beside the layout marks a finished build). Every layer has a
+// tar entry for each parent directory of what it holds (as `docker build` writes them):
+// `ctr-remote image optimize` 0.12 refuses layers without them (`failed to sort tar entries`).
 //   small  busybox-static, `sh -c 'echo ready'`
 //   numpy  python3 + NumPy (+ SciPy, as a data-science image would carry) from Debian packages
 //          (`apt-get download`, `dpkg -x`, .pyc compiled in a chroot), busybox for /bin/sh;
 //          workload `python3 -c "import numpy; print('ready')"`; three layers (libraries,
 //          the Python standard library, dist-packages)
+//   numpy-slim  the same Python packages without the base system, three layers
+//   numpy-debian  `debootstrap --variant=minbase bookworm` (layer 1) + `apt-get install
+//          python3-numpy python3-scipy` in a chroot (layer 2: what the install added or changed,
+//          whiteouts for what it removed); the same workload
 //   data   busybox layer + one layer of 3 × N MB files; workload reads 4 KiB of each
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdir, readdir, rm, symlink, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import {
   sampleData,
@@ -21,6 +27,7 @@ import {
   type LayerSource,
 } from "../../src/demo/image.js";
 import { benchDir } from "./env.js";
+import { FailedPreconditionError } from "../../src/errors/errors.js";
 
 const run = promisify(execFile);
 
@@ -33,7 +40,12 @@ export interface BenchImage {
   /** `soci convert --min-layer-size` for this image (undefined: the default, 10 MiB). */
   minLayerSize?: number;
   description: string;
+  /** The layout format of the cache entry (LAYOUT_VERSION when it was built). */
+  version?: number;
 }
+
+/** Bumped when the layers change: 2 = explicit parent directory entries in every layer. */
+const LAYOUT_VERSION = 2;
 
 /** Debian bookworm packages of the NumPy image (python3 + numpy + scipy and their run-time libraries). */
 export const NUMPY_DEBS = [
@@ -83,11 +95,20 @@ async function cached(
 ): Promise<BenchImage> {
   const dir = join(benchDir(), "e2e", name);
   const marker = join(dir, "ready.json");
-  if (existsSync(marker)) return JSON.parse(readFileSync(marker, "utf8")) as BenchImage;
+  if (existsSync(marker)) {
+    const img = JSON.parse(readFileSync(marker, "utf8")) as BenchImage;
+    if (img.version === LAYOUT_VERSION) return img;
+  }
   log(`e2e: building the ${name} image in ${dir} (cached for later runs)…`);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const img: BenchImage = { name, layout: join(dir, "layout"), tag: "latest", ...(await build(dir)) };
+  const img: BenchImage = {
+    name,
+    layout: join(dir, "layout"),
+    tag: "latest",
+    ...(await build(dir)),
+    version: LAYOUT_VERSION,
+  };
   writeFileSync(marker, JSON.stringify(img, null, 2) + "\n");
   return img;
 }
@@ -249,6 +270,13 @@ async function walk(root: string): Promise<string[]> {
   return out.sort();
 }
 
+/** `paths` (`./`-prefixed) plus every parent directory of them below `.`, sorted: a layer listed with `--no-recursion` then carries its parents' entries. */
+function withParents(paths: string[]): string[] {
+  const all = new Set(paths);
+  for (const p of paths) for (let d = dirname(p); d !== "." && d !== "/"; d = dirname(d)) all.add(d);
+  return [...all].sort();
+}
+
 /** What the packages' maintainer scripts would do for python3 + numpy, then .pyc files (compiled in a chroot). */
 async function finishPythonRootfs(rootfs: string): Promise<void> {
   const lib = join(rootfs, "usr/lib/x86_64-linux-gnu");
@@ -289,7 +317,7 @@ export function numpyImage(log: (l: string) => void): Promise<BenchImage> {
       const added = (await walk(rootfs)).filter((p) => !base.has(p));
       const lists = [join(dir, "base-layer.list"), join(dir, "python-layer.list")];
       await writeFile(lists[0]!, ["."].concat([...base]).join("\n") + "\n");
-      await writeFile(lists[1]!, added.join("\n") + "\n");
+      await writeFile(lists[1]!, withParents(added).join("\n") + "\n");
       const layers = await layoutOf(
         dir,
         lists.map((l) => ({ dir: rootfs, paths: ["--no-recursion", "--verbatim-files-from", "-T", l] })),
@@ -332,6 +360,117 @@ export function numpySlimImage(log: (l: string) => void): Promise<BenchImage> {
         layers,
         description:
           "python3.11 + NumPy + SciPy and their libraries only (Debian packages, no base system), busybox /bin/sh; layers: libraries, stdlib, dist-packages",
+      };
+    },
+    log,
+  );
+}
+
+/** A path's identity for the before/after comparison of a chroot install (a rewritten file gets a new inode or ctime). */
+async function signatures(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const p of await walk(root)) {
+    const st = await lstat(join(root, p));
+    const target = st.isSymbolicLink() ? await readlink(join(root, p)) : "";
+    out.set(p, `${st.mode}:${st.uid}:${st.gid}:${st.size}:${st.ino}:${st.ctimeMs}:${target}`);
+  }
+  return out;
+}
+
+const CHROOT_APT = ["-o", "Acquire::Check-Valid-Until=false", "-o", "Acquire::Check-Date=false", "-q"];
+
+/**
+ * A Debian image as `FROM debian:bookworm` + `RUN apt-get install python3-numpy python3-scipy` builds
+ * it: `debootstrap --variant=minbase` (layer 1), then apt in a chroot; layer 2 holds what the install
+ * added or changed (with their parent directories) and a whiteout for each path it removed.
+ */
+export function numpyDebianImage(log: (l: string) => void): Promise<BenchImage> {
+  return cached(
+    "numpy-debian",
+    async (dir) => {
+      const rootfs = join(dir, "rootfs");
+      if (!existsSync("/usr/sbin/debootstrap")) {
+        log("e2e: apt-get install debootstrap");
+        await run("apt-get", ["install", "-y", "-q", "debootstrap"], { maxBuffer: 16 << 20 });
+      }
+      log("e2e: debootstrap --variant=minbase bookworm (a few minutes)");
+      await run("debootstrap", ["--variant=minbase", "bookworm", rootfs, "http://deb.debian.org/debian"], {
+        maxBuffer: 64 << 20,
+      });
+      // as Debian's container images ship it: no package lists or apt caches, an empty /dev, no resolv.conf
+      await run("chroot", [rootfs, "apt-get", "clean"]);
+      const clearAptState = async () => {
+        await rm(join(rootfs, "var/lib/apt/lists"), { recursive: true, force: true });
+        await mkdir(join(rootfs, "var/lib/apt/lists/partial"), { recursive: true });
+        for (const f of await readdir(join(rootfs, "var/cache/apt")))
+          if (f.endsWith(".bin")) await rm(join(rootfs, "var/cache/apt", f));
+        await rm(join(rootfs, "etc/resolv.conf"), { force: true });
+      };
+      await clearAptState();
+      for (const f of await readdir(join(rootfs, "dev"))) await rm(join(rootfs, "dev", f), { recursive: true });
+      // layer 1 is the tree as debootstrap left it, written before the install changes some of its files
+      const base = await writeLayer({ dir: rootfs }, join(dir, "layer0.tar.gz"));
+      const before = await signatures(rootfs);
+      // the install needs DNS, /proc and /dev; all three are gone again before the diff
+      await copyFile("/etc/resolv.conf", join(rootfs, "etc/resolv.conf"));
+      await run("mount", ["-t", "proc", "proc", join(rootfs, "proc")]);
+      await run("mount", ["--bind", "/dev", join(rootfs, "dev")]);
+      try {
+        const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" };
+        log("e2e: apt-get install python3-numpy python3-scipy in the chroot");
+        await run("chroot", [rootfs, "apt-get", ...CHROOT_APT, "update"], { env, maxBuffer: 64 << 20 });
+        await run(
+          "chroot",
+          [
+            rootfs,
+            "apt-get",
+            ...CHROOT_APT,
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "python3-numpy",
+            "python3-scipy",
+          ],
+          { env, maxBuffer: 64 << 20 },
+        );
+        await run("chroot", [rootfs, "apt-get", "clean"], { env });
+      } finally {
+        await run("umount", [join(rootfs, "dev")]);
+        await run("umount", [join(rootfs, "proc")]);
+      }
+      await clearAptState();
+      const check = await run("chroot", [rootfs, ...NUMPY_COMMAND]);
+      if (check.stdout.trim() !== "ready")
+        throw new FailedPreconditionError(`numpy-debian rootfs: ${check.stdout}${check.stderr}`);
+
+      const after = await signatures(rootfs);
+      const changed = [...after]
+        .filter(([p, sig]) => before.get(p) !== sig && p !== "./etc/resolv.conf")
+        .map(([p]) => p);
+      // a removed path whose parent survives gets a whiteout; under a removed directory the directory's covers it
+      const removed = [...before.keys()].filter((p) => !after.has(p) && after.has(dirname(p)));
+      for (const p of removed) {
+        const wh = join(dirname(p), `.wh.${basename(p)}`);
+        await writeFile(join(rootfs, wh), "");
+        changed.push(wh);
+      }
+      const list = join(dir, "install-layer.list");
+      await writeFile(list, withParents(changed).join("\n") + "\n");
+      const layers = [
+        base,
+        await writeLayer(
+          { dir: rootfs, paths: ["--no-recursion", "--verbatim-files-from", "-T", list] },
+          join(dir, "layer1.tar.gz"),
+        ),
+      ];
+      await writeImageLayout(join(dir, "layout"), layers, { cmd: NUMPY_COMMAND });
+      for (const l of layers) await rm(l.gzPath, { force: true });
+      await rm(rootfs, { recursive: true, force: true });
+      return {
+        command: NUMPY_COMMAND,
+        layers,
+        description:
+          "debootstrap --variant=minbase bookworm + `apt-get install --no-install-recommends python3-numpy python3-scipy` in a chroot (two layers), `python3 -c \"import numpy; print('ready')\"`",
       };
     },
     log,
