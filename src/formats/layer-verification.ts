@@ -244,7 +244,7 @@ export function buildLayerVerification(opts: {
   const zinfo = ztoc.subarray(offset, offset + length);
   const { skeleton, windows } = splitZinfo(zinfo, opts.zinfoKind);
   const windowDigests = new Uint8Array(32 * windows.length);
-  windows.forEach((w, k) => windowDigests.set(sha256(w), 32 * k));
+  for (const [k, w] of windows.entries()) windowDigests.set(sha256(w), 32 * k);
   return {
     layerDigest: opts.layerDigest,
     layerSize: opts.layerSize,
