@@ -13,8 +13,14 @@
 import { createHash } from "node:crypto";
 import { DigestMismatchError, InvalidArgumentError } from "../errors/errors.js";
 import { PACKED_CHECKPOINT_SIZE, ZINFO_HEADER_SIZE } from "./gzip-zinfo.js";
+import type { Descriptor } from "./oci.js";
+import { IndexAnnotationImageLayerDigest, type SociIndex } from "./soci-index.js";
 
 export const LayerVerificationMediaType = "application/vnd.soci-ts.layer-verification.v1";
+/** Chunk size `--chunk-verification` uses unless `--chunk-size` says otherwise. */
+export const DefaultVerificationChunkSize = 64 << 10;
+/** Span size `--chunk-verification` uses unless `--span-size` says otherwise (small spans are cheap with it). */
+export const DefaultVerificationSpanSize = 1 << 20;
 const MAGIC = new TextEncoder().encode("SOCIVRF1");
 const HEADER_SIZE = 8 + 32 + 8 + 32 + 8 + 8 + 8 + 32 + 1 + 4 + 4 + 4 + 4; // 153
 const WINDOW_SIZE = 32768;
@@ -219,6 +225,29 @@ export function tocPartRanges(
     [0, v.zinfoOffset],
     [v.zinfoOffset + v.zinfoLength, v.ztocSize],
   ];
+}
+
+// ------------------------------------------------------------------------------------------------
+// In the SOCI index
+
+/** The artifact's descriptor in a SOCI index: its media type and the layer-digest annotation. */
+export function layerVerificationDescriptor(digest: string, size: number, layerDigest: string): Descriptor {
+  return {
+    mediaType: LayerVerificationMediaType,
+    digest,
+    size,
+    annotations: { [IndexAnnotationImageLayerDigest]: layerDigest },
+  };
+}
+
+/** The artifacts of an index keyed by the layer they describe. */
+export function layerVerificationsByLayer(index: SociIndex): Map<string, Descriptor> {
+  const out = new Map<string, Descriptor>();
+  for (const d of index.blobs ?? []) {
+    const layer = d.annotations?.[IndexAnnotationImageLayerDigest];
+    if (d.mediaType === LayerVerificationMediaType && layer !== undefined) out.set(layer, d);
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -18,6 +18,15 @@ import {
 } from "../formats/soci-index.js";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { parsePrefetchArtifact, type PrefetchArtifact } from "../formats/prefetch.js";
+import {
+  decodeLayerVerification,
+  layerVerificationsByLayer,
+  tocPartRanges,
+  tocPartZtoc,
+  verifyTocPart,
+  type LayerVerification,
+} from "../formats/layer-verification.js";
+import { DigestMismatchError, FailedPreconditionError } from "../errors/errors.js";
 import type { RegistryClient } from "../registry/client.js";
 import { NotFoundError } from "../registry/errors.js";
 import type { ImageRef } from "../registry/types.js";
@@ -44,6 +53,8 @@ export interface ResolvedIndex {
   index: SociIndex;
   ztocs: Map<string, Descriptor>;
   prefetches: Map<string, Descriptor>;
+  /** Layer verification artifacts (docs/formats.md §9) by layer digest. */
+  verifications: Map<string, Descriptor>;
 }
 
 /** §3.2: which SOCI index serves `manifest` (descriptor of the image manifest, bytes if already fetched). */
@@ -132,6 +143,7 @@ export async function fetchSociIndex(
     index,
     ztocs: ztocsByLayer(index),
     prefetches: prefetchesByLayer(index),
+    verifications: layerVerificationsByLayer(index),
   };
 }
 
@@ -156,11 +168,7 @@ export async function fetchZtoc(
       `ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,
     );
   }
-  const flag = desc.annotations?.[IndexAnnotationDisableXAttrs];
-  const span = desc.annotations?.[IndexAnnotationSpanSize];
-  const out: LayerZtoc = { descriptor: desc, ztoc, disableXattrs: flag !== undefined && safeBool(flag) };
-  if (span !== undefined && /^\d+$/.test(span)) out.spanSize = Number(span);
-  return out;
+  return { ...ztocAnnotations(desc), ztoc };
 }
 
 export async function fetchPrefetch(
@@ -170,6 +178,71 @@ export async function fetchPrefetch(
   desc: Descriptor,
 ): Promise<PrefetchArtifact> {
   return parsePrefetchArtifact(await fetchArtifact(client, ref, store, desc, false));
+}
+
+/**
+ * A layer's verification artifact (docs/formats.md §9), digest-checked on the way in and checked
+ * to describe this layer and the ztoc the index lists for it.
+ */
+export async function fetchLayerVerification(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  desc: Descriptor,
+  layer: Descriptor,
+  ztocDesc: Descriptor,
+): Promise<LayerVerification> {
+  const v = decodeLayerVerification(await fetchArtifact(client, ref, store, desc, false));
+  if (v.layerDigest !== layer.digest || (layer.size > 0 && v.layerSize !== layer.size))
+    throw new FailedPreconditionError(
+      `layer verification artifact ${desc.digest} describes layer ${v.layerDigest} (${v.layerSize} bytes), not ${layer.digest}`,
+    );
+  if (v.ztocDigest !== ztocDesc.digest || (ztocDesc.size > 0 && v.ztocSize !== ztocDesc.size))
+    throw new FailedPreconditionError(
+      `layer verification artifact ${desc.digest} belongs to ztoc ${v.ztocDigest}, not ${ztocDesc.digest}`,
+    );
+  return v;
+}
+
+/**
+ * The ztoc of a layer read with chunk verification: the whole ztoc when the store has it, else
+ * only its TOC part (the ztoc without its checkpoints: two ranges in one request), checked against
+ * the artifact. `complete` says whether the checkpoint windows came with it.
+ */
+export async function fetchZtocTocPart(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  ztocDesc: Descriptor,
+  layer: Descriptor,
+  v: LayerVerification,
+): Promise<LayerZtoc & { complete: boolean }> {
+  if (await store.exists(ztocDesc.digest))
+    return { ...(await fetchZtoc(client, ref, store, ztocDesc, layer)), complete: true };
+  const [[a0, a1], [b0, b1]] = tocPartRanges(v);
+  const [head, tail] = (await client.fetchRanges(ref, ztocDesc.digest, [
+    { start: a0, end: a1 },
+    { start: b0, end: b1 },
+  ])) as [Uint8Array, Uint8Array];
+  if (head.length !== a1 - a0 || tail.length !== b1 - b0)
+    throw new DigestMismatchError(`${v.ztocSize} bytes`, "a short ztoc", { what: `ztoc ${ztocDesc.digest} TOC part` });
+  verifyTocPart(v, head, tail);
+  const ztoc = decodeZtoc(tocPartZtoc(v, head, tail));
+  if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
+    throw new FailedPreconditionError(
+      `ztoc ${ztocDesc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,
+    );
+  }
+  return { ...ztocAnnotations(ztocDesc), ztoc, complete: false };
+}
+
+/** What a ztoc descriptor's annotations say about its layer. */
+function ztocAnnotations(desc: Descriptor): Omit<LayerZtoc, "ztoc"> {
+  const flag = desc.annotations?.[IndexAnnotationDisableXAttrs];
+  const span = desc.annotations?.[IndexAnnotationSpanSize];
+  const out: Omit<LayerZtoc, "ztoc"> = { descriptor: desc, disableXattrs: flag !== undefined && safeBool(flag) };
+  if (span !== undefined && /^\d+$/.test(span)) out.spanSize = Number(span);
+  return out;
 }
 
 function safeBool(s: string): boolean {

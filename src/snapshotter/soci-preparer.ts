@@ -482,9 +482,7 @@ export class SociPreparer implements RemotePreparer {
       log.info(`Loading prefetch artifact ${desc.digest}`, { layer });
       const spans = (await fetchPrefetch(this.opts.client, ref, store, desc)).prefetchSpans ?? [];
       log.info(`Successfully loaded prefetch artifact with ${spans.length} span ranges`, { layer });
-      const { resolved, errors } = await prefetchSpans(reader.spans, spans, {
-        concurrency: this.opts.prefetch?.concurrency ?? 4,
-      });
+      const { resolved, errors } = await prefetchSpans(reader.spans, spans);
       log.debug("prefetched spans", { layer, spans: resolved });
       for (const e of errors) log.warn("failed to prefetch a span", { layer, error: e.message });
     } catch (e) {
