@@ -32,6 +32,7 @@ import { NotFoundError } from "../registry/errors.js";
 import type { ImageRef } from "../registry/types.js";
 import { isValidDigest } from "../store/digest.js";
 import type { ArtifactStore, PutOptions } from "./artifact-store.js";
+import { RegistryBlobFetcher, type BlobFetcher } from "./blob-fetcher.js";
 
 /** The image has no usable SOCI index: the snapshotter defers it to containerd (§2.4). */
 export class NoIndexError extends Error {
@@ -243,6 +244,39 @@ function ztocAnnotations(desc: Descriptor): Omit<LayerZtoc, "ztoc"> {
   const out: Omit<LayerZtoc, "ztoc"> = { descriptor: desc, disableXattrs: flag !== undefined && safeBool(flag) };
   if (span !== undefined && /^\d+$/.test(span)) out.spanSize = Number(span);
   return out;
+}
+
+/**
+ * What mounting an indexed layer lazily needs: its ztoc and — when the index lists a verification
+ * artifact for the layer and `chunkVerification` is on — the artifact, with the ztoc then fetched
+ * as its TOC part alone (its windows come per span, from `ztocFetcher`).
+ */
+export interface LayerArtifacts {
+  ztoc: LayerZtoc;
+  verification?: { artifact: LayerVerification; ztocFetcher?: BlobFetcher };
+}
+
+export async function fetchLayerArtifacts(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  layer: Descriptor,
+  index: Pick<ResolvedIndex, "ztocs" | "verifications">,
+  opts: { chunkVerification?: boolean } = {},
+): Promise<LayerArtifacts> {
+  const ztocDesc = index.ztocs.get(layer.digest);
+  if (!ztocDesc) throw new FailedPreconditionError(`layer ${layer.digest} has no ztoc`);
+  const desc = opts.chunkVerification === false ? undefined : index.verifications.get(layer.digest);
+  if (!desc) return { ztoc: await fetchZtoc(client, ref, store, ztocDesc, layer) };
+  const artifact = await fetchLayerVerification(client, ref, store, desc, layer, ztocDesc);
+  const ztoc = await fetchZtocTocPart(client, ref, store, ztocDesc, layer, artifact);
+  return {
+    ztoc,
+    verification: {
+      artifact,
+      ...(ztoc.complete ? {} : { ztocFetcher: new RegistryBlobFetcher(client, ref, ztocDesc.digest, ztocDesc.size) }),
+    },
+  };
 }
 
 function safeBool(s: string): boolean {

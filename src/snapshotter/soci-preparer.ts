@@ -21,15 +21,16 @@ import { RegistryBlobFetcher } from "../fs/blob-fetcher.js";
 import { mountLayer, mountStatus, unmountPath, type MountedLayer } from "../fs/fuse-layer.js";
 import { createLayerReader, type LayerReader } from "../fs/layer-reader.js";
 import {
+  fetchLayerArtifacts,
   fetchPrefetch,
   fetchSociIndex,
-  fetchZtoc,
   findSociIndex,
   NoIndexError,
-  storeArtifact,
   type DiscoveryOptions,
+  type LayerArtifacts,
   type ResolvedIndex,
 } from "../fs/soci-artifacts.js";
+import { Semaphore } from "../registry/semaphore.js";
 import { SpanCache } from "../fs/span-cache.js";
 import { ReadActivity } from "../fs/span-manager.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
@@ -101,8 +102,15 @@ export interface SociPreparerOptions {
   fuseMetricsEmitWaitMs?: number;
   /** `fuse.log_fuse_operations`: a debug line per FUSE operation. */
   logFuseOperations?: boolean;
-  /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored) and its concurrency. */
+  /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored). */
   prefetch?: { concurrency: number };
+  /**
+   * `[blob] chunk_verification` (default true): use a layer's verification artifact when the index
+   * lists one (docs/formats.md §9); false ignores it, as the reference does.
+   */
+  chunkVerification?: boolean;
+  /** Requests for span data in flight at once, daemon-wide (default 8). */
+  fetchConcurrency?: number;
   /**
    * `[pull_modes.parallel_pull_unpack]` (§6): "primary" downloads and unpacks every layer in
    * parallel instead of mounting it; "fallback" does so only for images without a SOCI index.
@@ -161,8 +169,10 @@ export class SociPreparer implements RemotePreparer {
   private readonly activity = new ReadActivity();
   /** Images with a mounted layer: the first mount of an image pauses background fetching. */
   private readonly mountedImages = new Set<string>();
-  /** Ztocs being fetched into the store ahead of their layer's Prepare, by storeKey + ztoc digest. */
-  private readonly ztocFetches = new Map<string, Promise<void>>();
+  /** What layers need to mount, fetched ahead of their Prepare, by storeKey + layer digest + ztoc digest. */
+  private readonly layerFetches = new Map<string, Promise<LayerArtifacts>>();
+  /** Bounds requests for span data daemon-wide. */
+  private readonly limiter: Semaphore;
   /** FUSE operations per image (manifest digest) until their counts are emitted. */
   private readonly imageOps = new Map<string, Map<string, number>>();
   private readonly parallel: { mode: "primary" | "fallback"; puller: ParallelPuller; ready: Promise<void> } | undefined;
@@ -172,6 +182,7 @@ export class SociPreparer implements RemotePreparer {
     // no in-memory span LRU: reads of spans on disk read only the bytes asked for, and the page
     // cache keeps them warm outside the daemon's resident memory (the daemon serves many layers)
     this.spanCache = new SpanCache({ root: join(opts.root, "soci", "spancache"), memoryBytes: 0 });
+    this.limiter = new Semaphore(opts.fetchConcurrency ?? 8);
     if (opts.parallel) {
       const puller = new ParallelPuller({
         ...opts.parallel,
@@ -246,7 +257,7 @@ export class SociPreparer implements RemotePreparer {
           req.mountpoint,
           labels.ref,
           layer,
-          ztocDesc,
+          index,
           index.prefetches.get(layer.digest),
           ctx.manifest.digest,
           labels.namespace,
@@ -341,15 +352,7 @@ export class SociPreparer implements RemotePreparer {
     const ztocDesc = layer && index.ztocs.get(layer.digest);
     if (!layer || !ztocDesc)
       throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
-    await this.mountRemote(
-      req.mountpoint,
-      labels.ref,
-      layer,
-      ztocDesc,
-      undefined,
-      ctx.manifest.digest,
-      labels.namespace,
-    );
+    await this.mountRemote(req.mountpoint, labels.ref, layer, index, undefined, ctx.manifest.digest, labels.namespace);
   }
 
   async unmount(mountpoint: string): Promise<void> {
@@ -375,7 +378,7 @@ export class SociPreparer implements RemotePreparer {
     mountpoint: string,
     ref: ImageRef,
     layer: Descriptor,
-    ztocDesc: Descriptor,
+    index: ResolvedIndex,
     prefetch: Descriptor | undefined,
     image: string,
     namespace: string,
@@ -386,24 +389,34 @@ export class SociPreparer implements RemotePreparer {
     const fetcher = new RegistryBlobFetcher(this.opts.client, ref, layer.digest, layer.size);
     const resolveLayer = async () => {
       const t = Date.now();
-      await this.ztocFetches.get(this.storeKey(namespace) + ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
-      const z = await fetchZtoc(this.opts.client, ref, store, ztocDesc, layer);
+      const key = this.layerKey(namespace, layer, index);
+      const ahead = this.layerFetches.get(key);
+      this.layerFetches.delete(key); // the mounted layer holds what it needs from here on
+      // fetched ahead (else, or when that failed, now)
+      const got =
+        (await ahead?.catch(() => undefined)) ??
+        (await fetchLayerArtifacts(this.opts.client, ref, store, layer, index, {
+          chunkVerification: this.opts.chunkVerification,
+        }));
+      const z = got.ztoc;
       this.opts.metrics?.observeOperation(layer.digest, "ztoc_fetch", Date.now() - t);
       const reader = await createLayerReader({
         ztoc: z.ztoc,
         digest: layer.digest,
+        ztocDigest: z.descriptor.digest,
         fetcher,
         cache: this.spanCache,
         inflater: this.opts.pool,
+        verification: got.verification,
         maxSpanVerificationRetries: this.opts.maxSpanVerificationRetries,
         fetchTimeoutMs: this.opts.fetchTimeoutMs,
         disableVerification: this.opts.disableVerification,
         activity: this.activity,
+        limiter: this.limiter,
         // `[background_fetch] disable = true`: nothing is fetched but what reads ask for (and the
         // readahead of a sequential reader), so no whole-file fetch on a file's first read either
         ...(this.opts.background ? {} : { fileAheadBytes: 0 }),
       });
-      if (prefetch && this.opts.prefetch) await this.prefetchLayer(ref, store, prefetch, reader);
       return { z, reader };
     };
     let timer: NodeJS.Timeout | undefined;
@@ -439,6 +452,8 @@ export class SociPreparer implements RemotePreparer {
       "fuse-mount-ms": Date.now() - t,
     });
     this.mounted.set(mountpoint, { mount, reader, fetcher });
+    // prefetch runs once the layer is mounted, not before: reads of listed spans join its fetches
+    if (prefetch && this.opts.prefetch) void this.prefetchLayer(ref, store, prefetch, reader);
     this.opts.metrics?.addLayer?.(mountpoint, {
       digest: layer.digest,
       size: () => layer.size,
@@ -527,11 +542,12 @@ export class SociPreparer implements RemotePreparer {
   }
 
   /**
-   * containerd prepares an image's layers one after another: fetching every remote layer's ztoc
-   * as soon as the index is known overlaps those fetches with each other and with the layers
-   * before them, instead of one round trip (and transfer) per Prepare.
+   * containerd prepares an image's layers one after another: fetching what every remote layer needs
+   * to mount (its ztoc, or its verification artifact and the ztoc's TOC part) as soon as the index is
+   * known overlaps those fetches with each other and with the layers before them, instead of one
+   * round trip (and transfer) per Prepare.
    */
-  private fetchZtocsAhead(
+  private fetchLayersAhead(
     ref: ImageRef,
     store: ArtifactStore,
     namespace: string,
@@ -539,17 +555,24 @@ export class SociPreparer implements RemotePreparer {
     index: ResolvedIndex,
   ): Promise<void> {
     const min = this.opts.minLayerSize ?? 0;
-    const started: Promise<void>[] = [];
+    const started: Promise<unknown>[] = [];
     for (const layer of layers) {
-      const desc = index.ztocs.get(layer.digest);
-      const key = this.storeKey(namespace) + (desc?.digest ?? "");
-      if (!desc || (min > 0 && layer.size < min) || this.ztocFetches.has(key)) continue;
-      const p = storeArtifact(this.opts.client, ref, store, desc).finally(() => this.ztocFetches.delete(key));
-      p.catch(() => undefined); // the layer's Prepare fetches again and reports
-      this.ztocFetches.set(key, p);
+      if (!index.ztocs.has(layer.digest) || (min > 0 && layer.size < min)) continue;
+      const key = this.layerKey(namespace, layer, index);
+      if (this.layerFetches.has(key)) continue;
+      const p = fetchLayerArtifacts(this.opts.client, ref, store, layer, index, {
+        chunkVerification: this.opts.chunkVerification,
+      });
+      p.catch(() => this.layerFetches.delete(key)); // the layer's Prepare fetches again and reports
+      this.layerFetches.set(key, p);
       started.push(p);
     }
     return Promise.allSettled(started).then(() => undefined);
+  }
+
+  /** Keys a layer's artifacts: the store, the layer and the ztoc the index names for it. */
+  private layerKey(namespace: string, layer: Descriptor, index: ResolvedIndex): string {
+    return `${this.storeKey(namespace)}${layer.digest}/${index.ztocs.get(layer.digest)?.digest ?? ""}`;
   }
 
   /** Where the artifacts of a Prepare in `namespace` are kept: `<root>/content`, or containerd's content store in that namespace. */
@@ -619,7 +642,7 @@ export class SociPreparer implements RemotePreparer {
               throw e;
             }
             this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
-            void this.fetchZtocsAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() =>
+            void this.fetchLayersAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() =>
               batch.done(),
             );
             return found;
