@@ -27,7 +27,7 @@ interface RecordFlags extends RegistryFlags {
 export function prefetchRecordCommand(): Command {
   const cmd = new Command("record")
     .description(
-      "mount an image lazily, run a command in it (chroot) and write the files it read as a --prefetch-files-json list",
+      "mount an image lazily, run a command in it (chroot; put it after --) and write the files it read as a --prefetch-files-json list",
     )
     .arguments("<ref> <output> [command...]")
     .option("--platform <platform>", "platform of a multi-platform image (default: this host's)")
