@@ -262,7 +262,7 @@ describe("lazy pull through containerd", () => {
       [
         `metrics_address = "${metricsSock()}"`,
         `metrics_network = "unix"`,
-        "fuse_metrics_emit_wait_duration_sec = 2",
+        "fuse_metrics_emit_wait_duration_sec = 5",
         "[background_fetch]",
         "disable = true",
         "[prefetch]",
@@ -293,7 +293,7 @@ describe("lazy pull through containerd", () => {
     ).toBe(true);
     // per-image operation counts appear once the emit wait has passed
     let text = "";
-    for (let i = 0; i < 50 && !text.includes("soci_fs_image_operation_count_key"); i++) {
+    for (let i = 0; i < 75 && !text.includes("soci_fs_image_operation_count_key"); i++) {
       await new Promise((r) => setTimeout(r, 200));
       text = await scrape();
     }
