@@ -1,10 +1,11 @@
-// `soci prefetch record`: mount an image lazily, run a workload in it, and write the files it read
-// as the JSON list `soci convert --prefetch-files-json` takes (docs/formats.md §3.7). With no
+// `soci prefetch record`: mount an image lazily, run a workload in it (chrooted into a writable
+// overlay over the mount, as a container would see it), and write the files it read
+// as the JSON list `soci convert --prefetch-files-json` takes (docs/formats.md §9.8). With no
 // workload command, it records until interrupted (run the workload against the mountpoint yourself).
 import { Command } from "commander";
 import { spawn } from "node:child_process";
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { addRegistryFlags, registryClient, type RegistryFlags } from "../registry-flags.js";
@@ -42,8 +43,8 @@ export function prefetchRecordCommand(): Command {
     const recorder = new PrefetchRecorder();
     const client = registryClient(flags);
     const pool = new InflatePool();
-    const temp = flags.mountpoint ? undefined : await mkdtemp(join(root, "record-"));
-    const mountpoint = flags.mountpoint ?? join(temp!, "rootfs");
+    const scratch = await mkdtemp(join(root, "record-"));
+    const mountpoint = flags.mountpoint ?? join(scratch, "image");
     const log = (line: string) => process.stderr.write(`${line}\n`);
     try {
       const mounted = await mountImage({
@@ -58,7 +59,7 @@ export function prefetchRecordCommand(): Command {
         onRead: (_layer, entry, offset, length) => recorder.record(entry, offset, length),
       });
       try {
-        if (command.length > 0) await runInImage(mounted.mountpoint, command);
+        if (command.length > 0) await runInImage(mounted.mountpoint, join(scratch, "run"), command);
         else await recordUntilInterrupted(mounted.mountpoint);
       } finally {
         await mounted.unmount();
@@ -66,7 +67,7 @@ export function prefetchRecordCommand(): Command {
     } finally {
       await pool.destroy();
       await client.close();
-      if (temp) await rm(temp, { recursive: true, force: true });
+      await rm(scratch, { recursive: true, force: true });
     }
     const { files, skipped } = recorder.prefetchList({
       minFraction: Number(flags.minFraction),
@@ -78,21 +79,31 @@ export function prefetchRecordCommand(): Command {
   });
 }
 
-/** Runs `command` chrooted into the mounted image, with /proc and /dev bound in where the image has them. */
-async function runInImage(rootfs: string, command: string[]): Promise<void> {
-  const bound: string[] = [];
+/**
+ * Runs `command` chrooted into the mounted image as a container would see it: a writable overlay (in
+ * `scratch`) over the read-only image, with /proc and /dev bound in.
+ */
+async function runInImage(image: string, scratch: string, command: string[]): Promise<void> {
+  const upper = join(scratch, "upper");
+  const work = join(scratch, "work");
+  const rootfs = join(scratch, "rootfs");
+  for (const d of [upper, work, rootfs]) await mkdir(d, { recursive: true });
+  const mounted: string[] = [];
   try {
+    await run("mount", [
+      "-t",
+      "overlay",
+      "overlay",
+      "-o",
+      `lowerdir=${image},upperdir=${upper},workdir=${work}`,
+      rootfs,
+    ]);
+    mounted.push(rootfs);
     for (const d of ["proc", "dev"]) {
       const target = join(rootfs, d);
-      if (
-        !(await stat(target).then(
-          (s) => s.isDirectory(),
-          () => false,
-        ))
-      )
-        continue;
-      await run("mount", ["--bind", `/${d}`, target]);
-      bound.push(target);
+      await mkdir(target, { recursive: true });
+      await run("mount", ["--rbind", `/${d}`, target]);
+      mounted.push(target);
     }
     const code = await new Promise<number | null>((resolve, reject) => {
       const child = spawn("chroot", [rootfs, ...command], {
@@ -104,7 +115,7 @@ async function runInImage(rootfs: string, command: string[]): Promise<void> {
     });
     if (code !== 0) throw new FailedPreconditionError(`the workload exited with status ${code}`);
   } finally {
-    for (const t of bound.reverse()) await run("umount", ["-l", t]).catch(() => undefined);
+    for (const t of mounted.reverse()) await run("umount", ["-l", t]).catch(() => undefined);
   }
 }
 
