@@ -448,6 +448,17 @@ describe("loading files", () => {
   });
 });
 
+describe("[blob] chunk_verification (ours)", () => {
+  it("defaults to true and stays out of the dump; false is read and dumped", () => {
+    expect(defaultConfig().blob.chunkVerification).toBe(true);
+    expect(dumpConfig(defaultConfig())).not.toContain("chunk_verification");
+    const off = parseConfig("[blob]\nchunk_verification = false\n");
+    expect(off.blob.chunkVerification).toBe(false);
+    expect(dumpConfig(off)).toContain("  chunk_verification = false\n");
+    expect(parseConfig(dumpConfig(off))).toEqual(off);
+  });
+});
+
 describe("config dump", () => {
   const rich = `
 max_concurrency = 7

@@ -111,7 +111,8 @@ describe("FUSE host", () => {
     const c = new FuseHostConnection(defaultHostAddress(root));
     c.relayLogs("info", () => undefined);
     await new Promise((r) => setTimeout(r, 5_000)); // two checks of the mount table
-    expect(await c.info()).toMatchObject({ layers: 0 });
+    // the features a daemon checks before it hands over layer verification artifacts
+    expect(await c.info()).toMatchObject({ layers: 0, features: ["layer-verification"] });
     c.close();
     expect(await h.done).toBe("no layer served and no daemon connected");
   });

@@ -28,6 +28,7 @@ export const UNIT_TESTS = [
   "inflate-stream.test.ts",
   "inflate-vectors.test.ts",
   "layer-indexer.test.ts",
+  "layer-verification.test.ts",
   "layers.test.ts",
   "pool.test.ts",
   "registry-auth.test.ts",
@@ -46,10 +47,12 @@ export const UNIT_TESTS = [
 
 /** Need root (overlay mounts, device nodes), a real registry, containerd, FUSE, or the npm registry. */
 export const INTEGRATION_TESTS = [
+  "chunk-verification-mount.test.ts", // registry, FUSE (soci mount)
   "cli-containerd.test.ts", // containerd
   "cli-image-locations.test.ts", // registry
   "containerd-client.test.ts", // containerd
   "convert-remote.test.ts", // registry
+  "daemon-chunk-verification.test.ts", // containerd, registry, FUSE, the FUSE host
   "daemon-cache-full.test.ts", // a tmpfs under the daemon root, containerd, registry, FUSE
   "daemon-cli.test.ts", // the daemon's overlayfs check mounts: root
   "daemon-content-store.test.ts", // containerd, registry
@@ -65,6 +68,7 @@ export const INTEGRATION_TESTS = [
   "demo.test.ts", // the whole demo: apt, containerd, registry
   "docs.test.ts", // imports the CRI containerd helper (the config it writes is checked against the doc)
   "fs-background-fetcher.test.ts", // registry
+  "fs-chunk-verification.test.ts", // registry
   "fs-layer-reader.test.ts", // registry
   "fs-mount.test.ts", // FUSE
   "fs-parallel-pull.test.ts", // registry

@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { DefaultMinLayerSize, DefaultSpanSize } from "../formats/soci-index.js";
+import { DefaultVerificationChunkSize, DefaultVerificationSpanSize } from "../formats/layer-verification.js";
 import { parsePlatform } from "../formats/platform.js";
 import type { BuildOptions } from "../indexer/index-builder.js";
 import type { PlatformChoice } from "../store/image-manifests.js";
@@ -30,7 +31,18 @@ export function addBuildFlags(cmd: Command): Command {
     .option("-p, --platform <platform>", "platform to index (repeatable)", collect, [] as string[])
     .option("--all-platforms", "index every platform of the image", false)
     .option("--prefetch-file <path>", "file to prefetch when the image is pulled (repeatable)", collect, [] as string[])
-    .addOption(new Option("--prefetch-files-json <path>", "JSON array of files to prefetch"));
+    .addOption(new Option("--prefetch-files-json <path>", "JSON array of files to prefetch"))
+    .option(
+      "--chunk-verification",
+      `also write a verification artifact per layer (chunk digests: lazy reads fetch and verify less than a span; the span size defaults to ${DefaultVerificationSpanSize} then)`,
+      false,
+    )
+    .option(
+      "--chunk-size <bytes>",
+      "chunk size of the verification artifact",
+      int64("chunk-size"),
+      DefaultVerificationChunkSize,
+    );
 }
 
 export interface BuildFlags {
@@ -42,9 +54,12 @@ export interface BuildFlags {
   allPlatforms: boolean;
   prefetchFile: string[];
   prefetchFilesJson?: string;
+  chunkVerification: boolean;
+  chunkSize: number;
 }
 
-export async function buildOptionsFrom(f: BuildFlags): Promise<BuildOptions & PlatformChoice> {
+/** The options of a build; `cmd` tells whether `--span-size` was given (`--chunk-verification` changes its default). */
+export async function buildOptionsFrom(f: BuildFlags, cmd?: Command): Promise<BuildOptions & PlatformChoice> {
   for (const o of f.optimizations) {
     if (o !== "xattr") throw new Error(`optimization ${o} is not a valid optimization [xattr]`);
   }
@@ -57,8 +72,11 @@ export async function buildOptionsFrom(f: BuildFlags): Promise<BuildOptions & Pl
     }
     prefetch.push(...list);
   }
+  const spanSize =
+    f.chunkVerification && cmd?.getOptionValueSource("spanSize") !== "cli" ? DefaultVerificationSpanSize : f.spanSize;
   return {
-    spanSize: f.spanSize,
+    spanSize,
+    ...(f.chunkVerification ? { verificationChunkSize: f.chunkSize } : {}),
     minLayerSize: f.minLayerSize,
     xattrOptimization: f.optimizations.includes("xattr"),
     force: f.force,

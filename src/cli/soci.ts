@@ -26,7 +26,13 @@ const commands: [string, () => Promise<Command[]>][] = [
   ["rebuild-db", async () => [(await import("./commands/inspect.js")).rebuildDbCommand()]],
   ["index", async () => [(await import("./commands/inspect.js")).indexCommand()]],
   ["ztoc", async () => [(await import("./commands/inspect.js")).ztocCommand()]],
-  ["prefetch", async () => [(await import("./commands/inspect.js")).prefetchCommand()]],
+  [
+    "prefetch",
+    async () => {
+      const cmd = (await import("./commands/inspect.js")).prefetchCommand();
+      return [cmd.addCommand((await import("./commands/prefetch-record.js")).prefetchRecordCommand())];
+    },
+  ],
   ["image", async () => [(await import("./commands/image.js")).imageCommand()]],
   ["mount", async () => [(await import("./commands/mount.js")).mountCommand()]],
   ["unmount", async () => [(await import("./commands/mount.js")).unmountCommand()]],

@@ -271,6 +271,7 @@ export function sociPreparerFor(
       negativeTimeout: cfg.fuse.negativeTimeout,
     },
     maxSpanVerificationRetries: cfg.blob.maxSpanVerificationRetries,
+    chunkVerification: cfg.blob.chunkVerification,
     fetchTimeoutMs: cfg.blob.fetchingTimeoutSec * 1000,
     blobValidIntervalMs: cfg.blob.validInterval * 1000, // 0 with check_always
     disableVerification: cfg.disableVerification,

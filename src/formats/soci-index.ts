@@ -236,6 +236,8 @@ export interface BuildSociIndexInput {
   subject?: Pick<Descriptor, "mediaType" | "digest" | "size"> | null;
   /** Default `AWS SOCI CLI v0.2`. */
   buildTool?: string;
+  /** Written after the prefetch descriptors (our own artifacts, e.g. docs/formats.md §9). */
+  extraBlobs?: readonly Descriptor[];
 }
 
 export interface BuiltSociIndex {
@@ -253,7 +255,11 @@ export interface BuiltSociIndex {
  * (`cannot write soci index: the Refers field is nil`).
  */
 export function buildSociIndex(input: BuildSociIndexInput): BuiltSociIndex {
-  const blobs = [...input.ztocs.map(ztocDescriptor), ...(input.prefetches ?? []).map(prefetchDescriptor)];
+  const blobs = [
+    ...input.ztocs.map(ztocDescriptor),
+    ...(input.prefetches ?? []).map(prefetchDescriptor),
+    ...(input.extraBlobs ?? []),
+  ];
   if (blobs.length === 0) throw new EmptyIndexError();
   const artifactType = artifactTypeOf(input.version);
   const index: SociIndex = {

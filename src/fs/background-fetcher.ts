@@ -229,12 +229,12 @@ export interface PrefetchResult {
 
 /**
  * Prefetch (§4.6): resolves every span of the inclusive ranges into the cache (uncompressed, as
- * an on-demand read would), `concurrency` at a time. Ids beyond the layer are reported as errors.
+ * an on-demand read would), all queued at once at low priority: the layer's fetch queue merges
+ * adjacent spans into requests and runs a few at a time. Ids beyond the layer are reported as errors.
  */
 export async function prefetchSpans(
   spans: SpanManager,
   ranges: readonly Pick<PrefetchSpan, "startSpan" | "endSpan">[],
-  opts: { concurrency?: number; signal?: AbortSignal } = {},
 ): Promise<PrefetchResult> {
   const ids = new Set<number>();
   const errors: Error[] = [];
@@ -255,19 +255,11 @@ export async function prefetchSpans(
     }
     for (let i = r.startSpan; i <= r.endSpan; i++) ids.add(i);
   }
-  const todo = [...ids].sort((a, b) => a - b);
+  const results = await Promise.allSettled(spans.prefetch([...ids].sort((a, b) => a - b)));
   let resolved = 0;
-  const worker = async () => {
-    for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
-      if (opts.signal?.aborted) return;
-      try {
-        await spans.uncompressed(i);
-        resolved++;
-      } catch (e) {
-        errors.push(e instanceof Error ? e : new Error(String(e)));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
+  for (const r of results) {
+    if (r.status === "fulfilled") resolved++;
+    else errors.push(r.reason instanceof Error ? r.reason : new Error(String(r.reason)));
+  }
   return { resolved, errors };
 }

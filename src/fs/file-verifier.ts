@@ -79,16 +79,24 @@ export class FileVerifier {
   }
 
   /** Resolves once `entry`'s header is verified; rejects on a mismatch (or a failed read, which is retried next time). */
-  verify(entry: FileMetadata): Promise<void> {
+  verify(entry: FileMetadata, retry = true): Promise<void> {
     if (this.isVerified(entry)) return Promise.resolve();
     const bad = this.bad.get(entry);
     if (bad) return Promise.reject(bad);
-    let p = this.pending.get(entry);
-    if (!p) {
-      p = this.check(entry).finally(() => this.pending.delete(entry));
-      this.pending.set(entry, p);
+    const joined = this.pending.get(entry);
+    if (joined) {
+      // a check started by an earlier read may fail on that read's deadline (a stalled registry)
+      // just after this read joined it: this read then checks again, on its own time, once
+      return retry ? joined.catch((e: unknown) => this.retryAfter(entry, e)) : joined;
     }
+    const p = this.check(entry).finally(() => this.pending.delete(entry));
+    this.pending.set(entry, p);
     return p;
+  }
+
+  private retryAfter(entry: FileMetadata, e: unknown): Promise<void> {
+    if (e instanceof FileVerificationError) throw e;
+    return this.verify(entry, false);
   }
 
   private async check(entry: FileMetadata): Promise<void> {

@@ -39,13 +39,16 @@ import { ContentStore } from "../store/content-store.js";
 import { parseDigest } from "../store/digest.js";
 import type { InflatePool } from "../wasm/pool.js";
 import {
+  fetchLayerArtifacts,
   fetchSociIndex,
-  fetchZtoc,
   findSociIndex,
   NoIndexError,
   type DiscoveryOptions,
-  type LayerZtoc,
+  type LayerArtifacts,
+  type ResolvedIndex,
 } from "./soci-artifacts.js";
+import type { FileMetadata } from "../formats/toc.js";
+import type { LayerFileReader } from "./types.js";
 import { mountLayer, unmountPath } from "./fuse-layer.js";
 import { createLayerReader } from "./layer-reader.js";
 import { SpanCache } from "./span-cache.js";
@@ -65,6 +68,10 @@ export interface MountImageOptions {
   discovery?: DiscoveryOptions;
   pool: InflatePool;
   log?(line: string): void;
+  /** Use layer verification artifacts the index lists (default true; docs/formats.md §9). */
+  chunkVerification?: boolean;
+  /** Told about every file read of a lazy layer (layer index in the manifest, entry, range): the prefetch recorder. */
+  onRead?(layer: number, entry: FileMetadata, offset: number, length: number): void;
 }
 
 export interface MountedLayerInfo {
@@ -121,14 +128,13 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     throw new InvalidArgumentError(`image config lists ${diffIds.length} diff IDs for ${layerDescs.length} layers`);
 
   // A missing index still mounts the image (every layer local), as the snapshotter would defer.
-  let ztocs = new Map<string, Descriptor>();
+  let index: ResolvedIndex | undefined;
   let sociIndex: Descriptor | undefined;
   try {
     const found = await findSociIndex(opts.client, ref, manifestDesc, opts.discovery, manifestBytes);
-    const resolved = await fetchSociIndex(opts.client, ref, store, found);
-    sociIndex = resolved.descriptor;
-    ztocs = resolved.ztocs;
-    log(`SOCI index ${sociIndex.digest}: ${ztocs.size} of ${layerDescs.length} layers indexed`);
+    index = await fetchSociIndex(opts.client, ref, store, found);
+    sociIndex = index.descriptor;
+    log(`SOCI index ${sociIndex.digest}: ${index.ztocs.size} of ${layerDescs.length} layers indexed`);
   } catch (e) {
     if (!(e instanceof NoIndexError)) throw e;
     log(`${e.message}: every layer is fetched and unpacked`);
@@ -161,25 +167,33 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     // Lazy layers mount immediately; local layers download in parallel with them.
     await Promise.all(
       layerDescs.map(async (layer, i) => {
-        const ztocDesc = ztocs.get(layer.digest);
-        let z: LayerZtoc | undefined;
+        const ztocDesc = index?.ztocs.get(layer.digest);
+        let got: LayerArtifacts | undefined;
         if (ztocDesc) {
           try {
-            z = await fetchZtoc(opts.client, ref, store, ztocDesc, layer);
+            got = await fetchLayerArtifacts(opts.client, ref, store, layer, index!, {
+              chunkVerification: opts.chunkVerification,
+            });
           } catch (e) {
             log(`layer ${layer.digest}: ztoc ${ztocDesc.digest} unusable (${(e as Error).message}); unpacking locally`);
           }
         }
-        if (z) {
+        if (got) {
+          const z = got.ztoc;
           const dir = join(state, "layers", String(i));
           await mkdir(dir, { recursive: true });
-          const reader = await createLayerReader({
+          const lazyReader = await createLayerReader({
             ztoc: z.ztoc,
             digest: layer.digest,
+            ztocDigest: z.descriptor.digest,
             fetcher: new RegistryBlobFetcher(opts.client, ref, layer.digest, layer.size),
             cache: spanCache,
             inflater: opts.pool,
+            verification: got.verification,
           });
+          const reader = opts.onRead
+            ? recording(lazyReader, (e, off, len) => opts.onRead!(i, e, off, len))
+            : lazyReader;
           try {
             const m = await mountLayer({
               mountpoint: dir,
@@ -189,9 +203,9 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
               disableXattrs: z.disableXattrs,
               statfsDir: opts.root,
             });
-            lazy.push({ unmount: () => m.unmount().finally(() => reader.close()) });
+            lazy.push({ unmount: () => m.unmount().finally(() => lazyReader.close()) });
           } catch (e) {
-            reader.close();
+            lazyReader.close();
             throw e;
           }
           layers[i] = { digest: layer.digest, mode: "lazy", dir };
@@ -238,6 +252,21 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
     sociIndex,
     layers,
     unmount: () => (done ??= unmountAll()),
+  };
+}
+
+/** A reader that tells `onRead` about each file read before serving it. */
+function recording(
+  reader: LayerFileReader,
+  onRead: (entry: FileMetadata, offset: number, length: number) => void,
+): LayerFileReader {
+  return {
+    read(entry, offset, length) {
+      onRead(entry, offset, length);
+      return reader.read(entry, offset, length);
+    },
+    state: () => reader.state(),
+    noteError: (err) => reader.noteError(err),
   };
 }
 

@@ -1,14 +1,17 @@
 // File contents of one lazily loaded layer: the LayerFileReader the FUSE layer calls. A read is
-// clamped to the file, checked once per file against its tar header (§4.4), and served from the
-// span manager — straight from memory when its spans are hot.
+// checked and clamped to the file here and handed whole to the span manager, which owns every
+// decision after that (hot or cold, what to fetch and how far ahead, verification).
 import type { Ztoc } from "../formats/ztoc.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { Zinfo } from "../formats/zinfo.js";
+import type { LayerVerification } from "../formats/layer-verification.js";
+import type { Semaphore } from "../registry/semaphore.js";
 import type { BlobFetcher } from "./blob-fetcher.js";
-import { FileVerifier } from "./file-verifier.js";
 import type { SpanCache } from "./span-cache.js";
 import { SpanManager, type ReadActivity, type SpanCounters, type SpanInflater } from "./span-manager.js";
 import type { LayerFileReader, LayerState } from "./types.js";
+
+export { DEFAULT_FILE_AHEAD_BYTES } from "./span-manager.js";
 
 export interface LayerReaderOptions {
   ztoc: Ztoc;
@@ -16,11 +19,15 @@ export interface LayerReaderOptions {
   zinfo?: Zinfo;
   /** Digest of the (compressed) layer blob. */
   digest: string;
+  /** Digest of the ztoc: spans of different ztocs of one layer are cached apart. */
+  ztocDigest?: string;
   fetcher: BlobFetcher;
   /** The daemon's span cache (this layer uses its `<digest>` directory). */
   cache: SpanCache;
   /** Inflates spans: the InflatePool. */
   inflater: SpanInflater;
+  /** Chunk verification (docs/formats.md §9): the verified artifact, and the ztoc blob for windows. */
+  verification?: { artifact: LayerVerification; ztocFetcher?: BlobFetcher };
   /** `blob.max_span_verification_retries` (default 0; negative ⇒ 3). */
   maxSpanVerificationRetries?: number;
   /** Longest a read may wait for the network (default 60 s); keep it below the FUSE timeout. */
@@ -29,37 +36,16 @@ export interface LayerReaderOptions {
   disableVerification?: boolean;
   /** Daemon-wide count of waiting on-demand reads (the background fetcher pauses on it). */
   activity?: ReadActivity;
-  /**
-   * Spans of a file fetched ahead of a sequential reader (default 2; 0 = off): the next span is on
-   * the wire while the reader consumes this one, instead of one round trip per span.
-   */
+  /** Daemon-wide bound on requests in flight. */
+  limiter?: Semaphore;
+  /** Spans of a file fetched ahead of a sequential reader (default 2; 0 = off). */
   readAheadSpans?: number;
-  /**
-   * Files up to this size get all their spans queued for fetching on their first read (default
-   * 64 MiB; 0 = off): a program that opens a shared library or a module reads most of it, in an
-   * order (page faults of an mmap) the sequential readahead does not see.
-   */
+  /** Files up to this size are fetched whole on their first read (default 64 MiB; 0 = off). */
   fileAheadBytes?: number;
 }
 
-export const DEFAULT_FILE_AHEAD_BYTES = 64 << 20;
-
 export class LayerReader implements LayerFileReader {
-  private readonly verifier: FileVerifier;
-  private lastError: string | undefined;
-  /** Where each file's last read ended: a read starting there is sequential. */
-  private readonly lastEnd = new WeakMap<FileMetadata, number>();
-  /** Files read at least once. */
-  private readonly touched = new WeakSet<FileMetadata>();
-
-  constructor(
-    readonly spans: SpanManager,
-    disableVerification = false,
-    private readonly readAheadSpans = 2,
-    private readonly fileAheadBytes = DEFAULT_FILE_AHEAD_BYTES,
-  ) {
-    this.verifier = new FileVerifier((a, b) => spans.read(a, b, false), disableVerification);
-  }
+  constructor(readonly spans: SpanManager) {}
 
   read(entry: FileMetadata, offset: number, length: number): Promise<Uint8Array> {
     const size = entry.uncompressedSize;
@@ -69,49 +55,8 @@ export class LayerReader implements LayerFileReader {
     if (offset >= size || length === 0) return Promise.resolve(new Uint8Array(0));
     const start = entry.uncompressedOffset + offset;
     const end = entry.uncompressedOffset + Math.min(size, offset + length);
-    const firstRead = !this.touched.has(entry);
-    this.touched.add(entry);
-    if (this.readAheadSpans > 0) this.readAhead(entry, start, end);
-    const bytes = this.readRange(entry, start, end);
-    // after this read's own spans are on their way
-    if (firstRead && size <= this.fileAheadBytes)
-      this.spans.fetchAhead(
-        this.spans.spanOf(entry.uncompressedOffset),
-        this.spans.spanOf(entry.uncompressedOffset + size - 1),
-      );
-    return bytes;
-  }
-
-  private readRange(entry: FileMetadata, start: number, end: number): Promise<Uint8Array> {
-    if (this.verifier.isVerified(entry)) {
-      const hot = this.spans.readHot(start, end);
-      if (hot) return Promise.resolve(hot);
-      return this.spans.read(start, end).catch((e: unknown) => Promise.reject(this.fail(e)));
-    }
-    // First read of the file: its header and the wanted bytes are fetched together (often the
-    // same span), so the read still ends within one fetch timeout; the bytes are handed out
-    // only once the header has matched.
-    return Promise.all([this.verifier.verify(entry), this.spans.read(start, end, false)]).then(
-      ([, bytes]) => {
-        this.spans.counters.bytesServed += bytes.length;
-        return bytes;
-      },
-      (e: unknown) => {
-        this.spans.counters.readErrors++;
-        return Promise.reject(this.fail(e));
-      },
-    );
-  }
-
-  /** A sequential reader of a file gets the file's next spans fetched ahead of it. */
-  private readAhead(entry: FileMetadata, start: number, end: number): void {
-    const sequential = this.lastEnd.get(entry) === start;
-    this.lastEnd.set(entry, end);
-    if (!sequential) return;
-    const fileEnd = entry.uncompressedOffset + entry.uncompressedSize;
-    const last = this.spans.spanOf(end - 1);
-    const fileLast = this.spans.spanOf(fileEnd - 1);
-    if (fileLast > last) this.spans.readAhead(last + 1, Math.min(fileLast, last + this.readAheadSpans));
+    // errors are recorded by the span manager (the layer's last error); no extra promise on the warm path
+    return this.spans.readFile(entry, start, end);
   }
 
   state(): LayerState {
@@ -120,7 +65,7 @@ export class LayerReader implements LayerFileReader {
       size: this.spans.ztoc.compressedArchiveSize,
       fetchedSize: this.spans.fetchedSize,
     };
-    const err = this.lastError ?? this.spans.lastError?.message;
+    const err = this.spans.lastError?.message;
     if (err !== undefined) s.error = err;
     return s;
   }
@@ -144,9 +89,7 @@ export class LayerReader implements LayerFileReader {
   }
 
   private fail(e: unknown): Error {
-    const err = e instanceof Error ? e : new Error(String(e));
-    this.lastError = err.message;
-    return err;
+    return this.spans.noteError(e);
   }
 }
 
@@ -157,16 +100,16 @@ export async function createLayerReader(opts: LayerReaderOptions): Promise<Layer
     zinfo: opts.zinfo,
     digest: opts.digest,
     fetcher: opts.fetcher,
-    cache: opts.cache.layer(opts.digest),
+    cache: opts.cache.layer(opts.digest, opts.ztocDigest),
     inflater: opts.inflater,
+    verification: opts.verification,
     maxSpanVerificationRetries: opts.maxSpanVerificationRetries,
     fetchTimeoutMs: opts.fetchTimeoutMs,
     activity: opts.activity,
+    limiter: opts.limiter,
+    disableVerification: opts.disableVerification,
+    readAheadSpans: opts.readAheadSpans,
+    fileAheadBytes: opts.fileAheadBytes,
   });
-  return new LayerReader(
-    spans,
-    opts.disableVerification,
-    opts.readAheadSpans ?? 2,
-    opts.fileAheadBytes ?? DEFAULT_FILE_AHEAD_BYTES,
-  );
+  return new LayerReader(spans);
 }

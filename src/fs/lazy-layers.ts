@@ -12,13 +12,14 @@ import type { Logger } from "../log/log.js";
 import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { HostCredentials, RegistrySettings } from "../registry/settings.js";
+import { Semaphore } from "../registry/semaphore.js";
 import type { InflatePool } from "../wasm/pool.js";
 import { BackgroundFetcher, prefetchSpans } from "./background-fetcher.js";
 import { RegistryBlobFetcher } from "./blob-fetcher.js";
 import { mountLayer, mountsAt, mountStatus, unmountPath, type MountedLayer } from "./fuse-layer.js";
 import { createLayerReader, type LayerReader } from "./layer-reader.js";
 import { mountsUnder } from "./fuse-layer.js";
-import { decodeLayerZtoc } from "./soci-artifacts.js";
+import { resolveLayerArtifacts } from "./soci-artifacts.js";
 import { SpanCache } from "./span-cache.js";
 import { ReadActivity } from "./span-manager.js";
 
@@ -46,8 +47,6 @@ export interface LayerSettings {
   logFuseOperations?: boolean;
   /** `fuse_metrics_emit_wait_duration_sec` × 1000: per-image FUSE operation counts are emitted this long after the image's first mount. */
   fuseMetricsEmitWaitMs?: number;
-  /** `[prefetch] max_concurrency` (the prefetch list itself comes with the request). */
-  prefetchConcurrency?: number;
   /** `[background_fetch]`; undefined ⇒ this layer is not fetched in the background (nor whole files ahead). */
   background?: BackgroundSettings;
   /** Longest the reader's set-up and prefetch may take before the mount is given up (`mount_timeout_sec`). */
@@ -70,8 +69,12 @@ export interface LayerMountRequest {
   layer: Descriptor;
   ztoc: Descriptor;
   /** The ztoc's bytes; checked against `ztoc.digest` before use. */
-  ztocBlob: Uint8Array;
-  /** §4.6: span ranges resolved before the mount completes. */
+  ztocBlob?: Uint8Array;
+  /** Instead of the whole ztoc: its TOC part, checked against `verification` (docs/formats.md §9). */
+  ztocTocPart?: { head: Uint8Array; tail: Uint8Array };
+  /** The layer verification artifact: reads are verified chunk by chunk, windows fetched per span. */
+  verification?: { descriptor: Descriptor; blob: Uint8Array };
+  /** §4.6: span ranges fetched as soon as the layer is mounted. */
   prefetch?: PrefetchSpan[];
   settings: LayerSettings;
   registry: RegistryAccess;
@@ -118,6 +121,8 @@ export interface LayerMounter {
   /** The layers served now (still in the mount table). */
   list(): Promise<ServedLayer[]>;
   metrics(): Promise<LayerMetricsSnapshot[]>;
+  /** Whether mounts may use a layer verification artifact (a FUSE host of an older build may not). */
+  supportsLayerVerification(): Promise<boolean>;
   /** Stops background work; with `unmount`, takes every layer down. */
   close(opts: { unmount: boolean }): Promise<void>;
 }
@@ -150,11 +155,14 @@ export class LazyLayers implements LayerMounter {
   private readonly pending = new Map<string, Promise<unknown>>();
   /** On-demand reads waiting, process-wide: the background fetcher yields to them. */
   private readonly activity = new ReadActivity();
+  /** Bounds requests for span data process-wide (each layer's fetch queue bounds its own). */
+  private readonly limiter = new Semaphore(8);
   private background: { fetcher: BackgroundFetcher; key: string } | undefined;
   /** Images with a mounted layer: the first mount of an image pauses background fetching. */
   private readonly mountedImages = new Set<string>();
   /** FUSE operations per image until their counts are emitted. */
   private readonly imageOps = new Map<string, Map<string, number>>();
+  private readonly imageOpTimers = new Map<string, NodeJS.Timeout>();
   private readonly emittedImageOps = new Map<string, number>();
   private readonly fuseFailures = new Map<string, number>();
   private failureStates = 0;
@@ -219,31 +227,30 @@ export class LazyLayers implements LayerMounter {
     const started = Date.now();
     const s = req.settings;
     const { layer, image } = req;
-    const z = decodeLayerZtoc(req.ztoc, req.ztocBlob, layer);
     const client = this.opts.registryClient(req.registry);
-    const fetcher = new RegistryBlobFetcher(client, parseReference(req.imageRef), layer.digest, layer.size);
+    const ref = parseReference(req.imageRef);
+    const artifacts = resolveLayerArtifacts(req, layer, (z) => new RegistryBlobFetcher(client, ref, z.digest, z.size));
+    const z = artifacts.ztoc;
+    const fetcher = new RegistryBlobFetcher(client, ref, layer.digest, layer.size);
     if (!this.mountedImages.has(image)) this.countImageOps(image, s.fuseMetricsEmitWaitMs ?? 60_000);
     const resolveLayer = async () => {
       const reader = await createLayerReader({
         ztoc: z.ztoc,
         digest: layer.digest,
+        ztocDigest: z.descriptor.digest,
         fetcher,
         cache: this.spanCache,
         inflater: this.opts.pool,
+        ...(artifacts.verification ? { verification: artifacts.verification } : {}),
         maxSpanVerificationRetries: s.maxSpanVerificationRetries,
         fetchTimeoutMs: s.fetchTimeoutMs,
         disableVerification: s.disableVerification,
         activity: this.activity,
+        limiter: this.limiter,
         // without background fetching nothing is fetched but what reads ask for (and the readahead
         // of a sequential reader), so no whole-file fetch on a file's first read either
         ...(s.background ? {} : { fileAheadBytes: 0 }),
       });
-      try {
-        if (req.prefetch?.length) await this.prefetch(reader, req.prefetch, s.prefetchConcurrency ?? 4);
-      } catch (e) {
-        reader.close();
-        throw e;
-      }
       return reader;
     };
     const timeoutMs = s.resolveTimeoutMs ?? 30_000;
@@ -294,6 +301,8 @@ export class LazyLayers implements LayerMounter {
       this.mountedImages.add(image);
       this.background?.fetcher.pause();
     }
+    // prefetch runs once the layer is mounted, not before: reads of listed spans join its fetches
+    if (req.prefetch?.length) void this.prefetch(reader, req.prefetch);
     if (s.background)
       this.backgroundFetcher(s.background)
         .add(reader.spans)
@@ -308,6 +317,7 @@ export class LazyLayers implements LayerMounter {
     this.served.delete(mp);
     if (m) {
       m.reader.close();
+      this.imageGone(m.image);
       await m.mount.unmount();
     } else {
       await unmountPath(mp);
@@ -365,6 +375,10 @@ export class LazyLayers implements LayerMounter {
       n++;
     }
     return n;
+  }
+
+  async supportsLayerVerification(): Promise<boolean> {
+    return true;
   }
 
   async metrics(): Promise<LayerMetricsSnapshot[]> {
@@ -442,9 +456,10 @@ export class LazyLayers implements LayerMounter {
   }
 
   /** §4.6: the layer's prefetch spans, resolved before the mount completes; failures only logged. */
-  private async prefetch(reader: LayerReader, spans: PrefetchSpan[], concurrency: number): Promise<void> {
+  /** A layer's prefetch list, handed to its fetch queue at once (it merges adjacent spans and bounds requests). */
+  private async prefetch(reader: LayerReader, spans: PrefetchSpan[]): Promise<void> {
     const layer = reader.spans.digest;
-    const { resolved, errors } = await prefetchSpans(reader.spans, spans, { concurrency });
+    const { resolved, errors } = await prefetchSpans(reader.spans, spans);
     this.logger.debug("prefetched spans", { layer, spans: resolved });
     for (const e of errors) this.logger.warn("failed to prefetch a span", { layer, error: e.message });
   }
@@ -454,13 +469,28 @@ export class LazyLayers implements LayerMounter {
     if (this.imageOps.has(image)) return;
     const counts = new Map<string, number>();
     this.imageOps.set(image, counts);
-    setTimeout(() => {
-      this.imageOps.delete(image);
-      for (const [op, n] of counts) {
-        const k = `${image}\n${op}`;
-        this.emittedImageOps.set(k, (this.emittedImageOps.get(k) ?? 0) + n);
-      }
-    }, waitMs).unref();
+    this.imageOpTimers.set(image, setTimeout(() => this.emitImageOps(image), waitMs).unref());
+  }
+
+  private emitImageOps(image: string): void {
+    const counts = this.imageOps.get(image);
+    clearTimeout(this.imageOpTimers.get(image));
+    this.imageOps.delete(image);
+    this.imageOpTimers.delete(image);
+    for (const [op, n] of counts ?? []) {
+      const k = `${image}\n${op}`;
+      this.emittedImageOps.set(k, (this.emittedImageOps.get(k) ?? 0) + n);
+    }
+  }
+
+  /**
+   * The image's last layer went: its counts so far are final and emitted now, and a later mount of
+   * it counts anew (with the wait the daemon asks for then: it may have restarted with another).
+   */
+  private imageGone(image: string): void {
+    for (const m of this.served.values()) if (m.image === image) return;
+    this.mountedImages.delete(image);
+    this.emitImageOps(image);
   }
 
   private fuseOperation(image: string, op: string, path: string, log: boolean): void {

@@ -18,12 +18,21 @@ import {
 } from "../formats/soci-index.js";
 import { decodeZtoc, type Ztoc } from "../formats/ztoc.js";
 import { parsePrefetchArtifact, type PrefetchArtifact } from "../formats/prefetch.js";
+import {
+  decodeLayerVerification,
+  layerVerificationsByLayer,
+  tocPartRanges,
+  tocPartZtoc,
+  verifyTocPart,
+  type LayerVerification,
+} from "../formats/layer-verification.js";
 import type { RegistryClient } from "../registry/client.js";
 import { NotFoundError } from "../registry/errors.js";
 import type { ImageRef } from "../registry/types.js";
-import { DigestMismatchError, InvalidArgumentError } from "../errors/errors.js";
+import { DigestMismatchError, FailedPreconditionError, InvalidArgumentError } from "../errors/errors.js";
 import { digestOf, isValidDigest, parseDigest } from "../store/digest.js";
 import type { ArtifactStore, PutOptions } from "./artifact-store.js";
+import { RegistryBlobFetcher, type BlobFetcher } from "./blob-fetcher.js";
 
 /** The image has no usable SOCI index: the snapshotter defers it to containerd (§2.4). */
 export class NoIndexError extends Error {
@@ -45,6 +54,8 @@ export interface ResolvedIndex {
   index: SociIndex;
   ztocs: Map<string, Descriptor>;
   prefetches: Map<string, Descriptor>;
+  /** Layer verification artifacts (docs/formats.md §9) by layer digest. */
+  verifications: Map<string, Descriptor>;
 }
 
 /** §3.2: which SOCI index serves `manifest` (descriptor of the image manifest, bytes if already fetched). */
@@ -133,6 +144,7 @@ export async function fetchSociIndex(
     index,
     ztocs: ztocsByLayer(index),
     prefetches: prefetchesByLayer(index),
+    verifications: layerVerificationsByLayer(index),
   };
 }
 
@@ -178,11 +190,7 @@ export function decodeLayerZtoc(desc: Descriptor, bytes: Uint8Array, layer: Desc
       `ztoc ${desc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,
     );
   }
-  const flag = desc.annotations?.[IndexAnnotationDisableXAttrs];
-  const span = desc.annotations?.[IndexAnnotationSpanSize];
-  const out: LayerZtoc = { descriptor: desc, ztoc, disableXattrs: flag !== undefined && safeBool(flag) };
-  if (span !== undefined && /^\d+$/.test(span)) out.spanSize = Number(span);
-  return out;
+  return { ...ztocAnnotations(desc), ztoc };
 }
 
 export async function fetchPrefetch(
@@ -192,6 +200,151 @@ export async function fetchPrefetch(
   desc: Descriptor,
 ): Promise<PrefetchArtifact> {
   return parsePrefetchArtifact(await fetchArtifact(client, ref, store, desc, false));
+}
+
+/**
+ * A layer verification artifact's bytes (docs/formats.md §9), checked against its descriptor's
+ * digest (they may have crossed a process boundary), decoded, and checked to describe this layer
+ * and the ztoc the index lists for it.
+ */
+export function decodeLayerArtifact(
+  desc: Descriptor,
+  bytes: Uint8Array,
+  layer: Descriptor,
+  ztocDesc: Descriptor,
+): LayerVerification {
+  const actual = digestOf(bytes, parseDigest(desc.digest).algorithm);
+  if (actual !== desc.digest)
+    throw new DigestMismatchError(desc.digest, actual, { what: "layer verification artifact" });
+  const v = decodeLayerVerification(bytes);
+  if (v.layerDigest !== layer.digest || (layer.size > 0 && v.layerSize !== layer.size))
+    throw new FailedPreconditionError(
+      `layer verification artifact ${desc.digest} describes layer ${v.layerDigest} (${v.layerSize} bytes), not ${layer.digest}`,
+    );
+  if (v.ztocDigest !== ztocDesc.digest || (ztocDesc.size > 0 && v.ztocSize !== ztocDesc.size))
+    throw new FailedPreconditionError(
+      `layer verification artifact ${desc.digest} belongs to ztoc ${v.ztocDigest}, not ${ztocDesc.digest}`,
+    );
+  return v;
+}
+
+/** A ztoc's TOC part (the ztoc without its checkpoint windows), checked against the artifact and decoded. */
+export function decodeZtocTocPart(
+  ztocDesc: Descriptor,
+  layer: Descriptor,
+  v: LayerVerification,
+  head: Uint8Array,
+  tail: Uint8Array,
+): LayerZtoc {
+  const [[a0, a1], [b0, b1]] = tocPartRanges(v);
+  if (head.length !== a1 - a0 || tail.length !== b1 - b0)
+    throw new DigestMismatchError(`${v.ztocSize} bytes`, "a short ztoc", { what: `ztoc ${ztocDesc.digest} TOC part` });
+  verifyTocPart(v, head, tail);
+  const ztoc = decodeZtoc(tocPartZtoc(v, head, tail));
+  if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
+    throw new FailedPreconditionError(
+      `ztoc ${ztocDesc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,
+    );
+  }
+  return { ...ztocAnnotations(ztocDesc), ztoc };
+}
+
+/** What a ztoc descriptor's annotations say about its layer. */
+function ztocAnnotations(desc: Descriptor): Omit<LayerZtoc, "ztoc"> {
+  const flag = desc.annotations?.[IndexAnnotationDisableXAttrs];
+  const span = desc.annotations?.[IndexAnnotationSpanSize];
+  const out: Omit<LayerZtoc, "ztoc"> = { descriptor: desc, disableXattrs: flag !== undefined && safeBool(flag) };
+  if (span !== undefined && /^\d+$/.test(span)) out.spanSize = Number(span);
+  return out;
+}
+
+/**
+ * The bytes mounting an indexed layer lazily needs, as fetched (and handed to whoever serves the
+ * layer, maybe across a process boundary, where `resolveLayerArtifacts` checks them again): the
+ * whole ztoc, or — when the index lists a verification artifact for the layer, `chunkVerification`
+ * is on and the ztoc is not in the store — the artifact and the ztoc's TOC part alone (its windows
+ * come per span).
+ */
+export interface LayerArtifactBytes {
+  ztoc: Descriptor;
+  /** The whole ztoc. */
+  ztocBlob?: Uint8Array;
+  /** The ztoc's TOC part: the two byte ranges `tocPartRanges` names. */
+  ztocTocPart?: { head: Uint8Array; tail: Uint8Array };
+  verification?: { descriptor: Descriptor; blob: Uint8Array };
+}
+
+export async function fetchLayerArtifactBytes(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  layer: Descriptor,
+  index: Pick<ResolvedIndex, "ztocs" | "verifications">,
+  opts: { chunkVerification?: boolean } = {},
+): Promise<LayerArtifactBytes> {
+  const ztocDesc = index.ztocs.get(layer.digest);
+  if (!ztocDesc) throw new FailedPreconditionError(`layer ${layer.digest} has no ztoc`);
+  const desc = opts.chunkVerification === false ? undefined : index.verifications.get(layer.digest);
+  if (!desc || (await store.exists(ztocDesc.digest))) {
+    const ztocBlob = await fetchArtifactBlob(client, ref, store, ztocDesc);
+    if (!desc) return { ztoc: ztocDesc, ztocBlob };
+    return {
+      ztoc: ztocDesc,
+      ztocBlob,
+      verification: { descriptor: desc, blob: await fetchArtifactBlob(client, ref, store, desc) },
+    };
+  }
+  const blob = await fetchArtifactBlob(client, ref, store, desc);
+  // checked here too: a bad artifact fails the Prepare before anything is handed over
+  const v = decodeLayerArtifact(desc, blob, layer, ztocDesc);
+  const [[a0, a1], [b0, b1]] = tocPartRanges(v);
+  const [head, tail] = (await client.fetchRanges(ref, ztocDesc.digest, [
+    { start: a0, end: a1 },
+    { start: b0, end: b1 },
+  ])) as [Uint8Array, Uint8Array];
+  return { ztoc: ztocDesc, ztocTocPart: { head, tail }, verification: { descriptor: desc, blob } };
+}
+
+/** A layer's ztoc and, with a verification artifact, the artifact and how to fetch the ztoc's windows. */
+export interface LayerArtifacts {
+  ztoc: LayerZtoc;
+  verification?: { artifact: LayerVerification; ztocFetcher?: BlobFetcher };
+}
+
+/**
+ * Checks and decodes what `fetchLayerArtifactBytes` fetched. `ztocFetcher` makes the fetcher of the
+ * ztoc's windows when only its TOC part came.
+ */
+export function resolveLayerArtifacts(
+  got: LayerArtifactBytes,
+  layer: Descriptor,
+  ztocFetcher: (ztoc: Descriptor) => BlobFetcher,
+): LayerArtifacts {
+  const v =
+    got.verification && decodeLayerArtifact(got.verification.descriptor, got.verification.blob, layer, got.ztoc);
+  if (got.ztocBlob) {
+    const ztoc = decodeLayerZtoc(got.ztoc, got.ztocBlob, layer);
+    return v ? { ztoc, verification: { artifact: v } } : { ztoc };
+  }
+  if (!v || !got.ztocTocPart)
+    throw new InvalidArgumentError(
+      `layer ${layer.digest}: neither its ztoc nor its TOC part and verification artifact`,
+    );
+  const ztoc = decodeZtocTocPart(got.ztoc, layer, v, got.ztocTocPart.head, got.ztocTocPart.tail);
+  return { ztoc, verification: { artifact: v, ztocFetcher: ztocFetcher(got.ztoc) } };
+}
+
+/** Fetches and resolves a layer's artifacts in one process (`soci mount`). */
+export async function fetchLayerArtifacts(
+  client: RegistryClient,
+  ref: ImageRef,
+  store: ArtifactStore,
+  layer: Descriptor,
+  index: Pick<ResolvedIndex, "ztocs" | "verifications">,
+  opts: { chunkVerification?: boolean } = {},
+): Promise<LayerArtifacts> {
+  const got = await fetchLayerArtifactBytes(client, ref, store, layer, index, opts);
+  return resolveLayerArtifacts(got, layer, (z) => new RegistryBlobFetcher(client, ref, z.digest, z.size));
 }
 
 function safeBool(s: string): boolean {

@@ -3,7 +3,9 @@
 // uncompressed spans bounded in bytes.
 //
 // On disk a span is `<id>` (uncompressed) or `<id>.z` (compressed, as fetched), the gzip header
-// bytes are `header`. Each file is the data followed by a 40-byte trailer: magic + sha256(data).
+// bytes are `header`; a span fetched only in part (chunk verification, docs/formats.md §9) is
+// `<id>.up` (its uncompressed prefix) with `<id>.zp` (what resuming it needs: its checkpoint
+// window and the verified compressed chunks so far). Each file is the data followed by a 40-byte trailer: magic + sha256(data).
 // Files are written under `wip/` and renamed into place, so a crash leaves either no file or a
 // whole one; a torn, truncated or altered file fails its trailer check and is never served.
 // A file is checked whole once per process (or written by it); after that a read of part of an
@@ -61,6 +63,8 @@ export interface CachedSpans {
   uncompressed: Set<number>;
   compressed: Set<number>;
   header: boolean;
+  /** Spans held in part: the data lengths of their `.up` and `.zp` files. */
+  partial: Map<number, { prefix: number; resume: number }>;
 }
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
@@ -163,15 +167,17 @@ export class SpanCache {
     };
   }
 
-  /** The cache of one layer, by its digest ("sha256:<hex>"). */
-  layer(digest: string): LayerSpanCache {
+  /**
+   * The cache of one layer, by its digest ("sha256:<hex>"); with `ztocDigest`, of the spans that
+   * ztoc defines (another ztoc of the layer may cut it into other spans).
+   */
+  layer(digest: string, ztocDigest?: string): LayerSpanCache {
     const m = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(digest);
     if (!m) throw new Error(`invalid layer digest ${JSON.stringify(digest)}`);
-    return new LayerSpanCache(
-      join(this.root, m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`),
-      `${digest}/`,
-      this.shared,
-    );
+    const z = ztocDigest === undefined ? undefined : /^sha256:([0-9a-f]{16})[0-9a-f]{48}$/.exec(ztocDigest)?.[1];
+    if (ztocDigest !== undefined && !z) throw new Error(`invalid ztoc digest ${JSON.stringify(ztocDigest)}`);
+    const name = (m[1] === "sha256" ? m[2]! : `${m[1]}-${m[2]}`) + (z ? `.${z}` : "");
+    return new LayerSpanCache(join(this.root, name), `${digest}/${z ?? ""}/`, this.shared);
   }
 
   /** Bytes held in memory. */
@@ -207,7 +213,7 @@ export class LayerSpanCache {
 
   /** Which spans the directory holds (an absent directory holds none). */
   async list(): Promise<CachedSpans> {
-    const found: CachedSpans = { uncompressed: new Set(), compressed: new Set(), header: false };
+    const found: CachedSpans = { uncompressed: new Set(), compressed: new Set(), header: false, partial: new Map() };
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -221,6 +227,12 @@ export class LayerSpanCache {
       const m = /^(\d+)(\.z)?$/.exec(n);
       if (m) (m[2] ? found.compressed : found.uncompressed).add(Number(m[1]));
       else if (n === "header") found.header = true;
+    }
+    for (const n of names) {
+      const m = /^(\d+)\.up$/.exec(n);
+      if (!m || !names.includes(`${m[1]}.zp`)) continue;
+      const [up, zp] = await Promise.all([this.dataSize(n), this.dataSize(`${m[1]}.zp`)]);
+      if (up !== undefined && zp !== undefined) found.partial.set(Number(m[1]), { prefix: up, resume: zp });
     }
     return found;
   }
@@ -256,12 +268,26 @@ export class LayerSpanCache {
   async readUncompressed(span: number, length: number, start: number, end: number): Promise<Uint8Array | undefined> {
     const h = this.hot(span);
     if (h) return h.subarray(start, end);
-    const path = join(this.dir, String(span));
-    if (!this.checked.has(path)) {
-      const whole = await this.loadUncompressed(span, length);
-      noteDroppedBuffers(length);
-      return whole?.subarray(start, end);
-    }
+    return this.readPart(String(span), start, end, () => this.loadUncompressed(span, length));
+  }
+
+  /**
+   * Bytes [start, end) of cache file `name`: once its trailer was checked in this process, only
+   * those bytes; else `whole()` (which checks it) and a slice of that.
+   */
+  private async readPart(
+    name: string,
+    start: number,
+    end: number,
+    whole: () => Promise<Uint8Array | undefined>,
+  ): Promise<Uint8Array | undefined> {
+    const path = join(this.dir, name);
+    const sliceOfWhole = async () => {
+      const data = await whole();
+      if (data) noteDroppedBuffers(data.length);
+      return data?.subarray(start, end);
+    };
+    if (!this.checked.has(path)) return sliceOfWhole();
     const out = Buffer.allocUnsafe(end - start);
     let got = 0;
     try {
@@ -276,7 +302,7 @@ export class LayerSpanCache {
     }
     if (got === out.length) return out;
     this.checked.delete(path); // removed or truncated behind our back: check it whole again
-    return this.loadUncompressed(span, length).then((d) => d?.subarray(start, end));
+    return sliceOfWhole();
   }
 
   /** Stores an uncompressed span (memory and disk) and drops its compressed form. */
@@ -303,6 +329,40 @@ export class LayerSpanCache {
 
   async storeHeader(bytes: Uint8Array): Promise<void> {
     await this.store("header", bytes);
+  }
+
+  /**
+   * Stores the uncompressed prefix of a span fetched in part, with what resuming it needs; the
+   * prefix is written last, so a found `.up` always has its `.zp`.
+   */
+  async storePartial(span: number, prefix: Uint8Array, resume: Uint8Array): Promise<void> {
+    await this.store(`${span}.zp`, resume);
+    await this.store(`${span}.up`, prefix);
+  }
+
+  /** Bytes [start, end) of a span's stored prefix of `length` bytes; undefined when absent or damaged. */
+  async readPartial(span: number, length: number, start: number, end: number): Promise<Uint8Array | undefined> {
+    return this.readPart(`${span}.up`, start, end, async () => {
+      const data = await this.load(`${span}.up`);
+      if (data === undefined || data.length !== length) return this.discard(`${span}.up`);
+      return data;
+    });
+  }
+
+  /** What resuming a partial span needs (checked against its trailer); undefined when absent or damaged. */
+  async loadResume(span: number): Promise<Uint8Array | undefined> {
+    return this.load(`${span}.zp`);
+  }
+
+  /** Drops a span's partial files. */
+  async removePartial(span: number): Promise<void> {
+    await Promise.all([this.discard(`${span}.up`), this.discard(`${span}.zp`)]);
+  }
+
+  /** Length of a cache file's data (without its trailer), or undefined. */
+  private async dataSize(name: string): Promise<number | undefined> {
+    const st = await stat(join(this.dir, name)).catch(() => undefined);
+    return st && st.size >= TRAILER ? st.size - TRAILER : undefined;
   }
 
   /** Forgets a span (memory and disk, both forms). */

@@ -86,6 +86,10 @@ export class FuseHostClient implements LayerMounter {
     return this.withHost((c) => c.list());
   }
 
+  async supportsLayerVerification(): Promise<boolean> {
+    return (await this.info()).features?.includes("layer-verification") ?? false;
+  }
+
   metrics(): Promise<LayerMetricsSnapshot[]> {
     return this.withHost((c) => c.metrics());
   }

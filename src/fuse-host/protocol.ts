@@ -82,6 +82,10 @@ export interface WireMountRequest {
   layer: WireDescriptor;
   ztoc: WireDescriptor;
   ztocBlob: Uint8Array;
+  ztocTocHead: Uint8Array;
+  ztocTocTail: Uint8Array;
+  verification: WireDescriptor | null;
+  verificationBlob: Uint8Array;
   prefetch: Array<{ startSpan: number; endSpan: number }>;
   settings: WireLayerSettings;
   registry: WireRegistrySettings;
@@ -96,7 +100,6 @@ interface WireLayerSettings {
   negativeTimeout: number;
   logFuseOperations: boolean;
   fuseMetricsEmitWaitMs: number;
-  prefetchConcurrency: number;
   background: BackgroundSettings | null;
   resolveTimeoutMs: number;
 }
@@ -138,7 +141,11 @@ export function mountRequestToWire(req: LayerMountRequest): WireMountRequest {
     image: req.image,
     layer: wireDescriptor(req.layer),
     ztoc: wireDescriptor(req.ztoc),
-    ztocBlob: req.ztocBlob,
+    ztocBlob: req.ztocBlob ?? new Uint8Array(0),
+    ztocTocHead: req.ztocTocPart?.head ?? new Uint8Array(0),
+    ztocTocTail: req.ztocTocPart?.tail ?? new Uint8Array(0),
+    verification: req.verification ? wireDescriptor(req.verification.descriptor) : null,
+    verificationBlob: req.verification?.blob ?? new Uint8Array(0),
     prefetch: (req.prefetch ?? []).map((p) => ({ startSpan: p.startSpan, endSpan: p.endSpan })),
     settings: {
       maxSpanVerificationRetries: s.maxSpanVerificationRetries ?? 0,
@@ -149,7 +156,6 @@ export function mountRequestToWire(req: LayerMountRequest): WireMountRequest {
       negativeTimeout: s.negativeTimeout ?? 0,
       logFuseOperations: s.logFuseOperations ?? false,
       fuseMetricsEmitWaitMs: s.fuseMetricsEmitWaitMs ?? 0,
-      prefetchConcurrency: s.prefetchConcurrency ?? 0,
       background: s.background ?? null,
       resolveTimeoutMs: s.resolveTimeoutMs ?? 0,
     },
@@ -191,7 +197,6 @@ export function mountRequestFromWire(w: WireMountRequest): LayerMountRequest {
     negativeTimeout: opt(s.negativeTimeout),
     logFuseOperations: s.logFuseOperations ?? false,
     fuseMetricsEmitWaitMs: opt(s.fuseMetricsEmitWaitMs),
-    prefetchConcurrency: opt(s.prefetchConcurrency),
     resolveTimeoutMs: opt(s.resolveTimeoutMs),
   };
   if (s.background) settings.background = s.background;
@@ -208,7 +213,18 @@ export function mountRequestFromWire(w: WireMountRequest): LayerMountRequest {
     image: w.image,
     layer: descriptor(w.layer, "layer"),
     ztoc: descriptor(w.ztoc, "ztoc"),
-    ztocBlob: w.ztocBlob,
+    ...(w.ztocBlob?.length ? { ztocBlob: w.ztocBlob } : {}),
+    ...(w.ztocTocHead?.length || w.ztocTocTail?.length
+      ? { ztocTocPart: { head: w.ztocTocHead ?? new Uint8Array(0), tail: w.ztocTocTail ?? new Uint8Array(0) } }
+      : {}),
+    ...(w.verification?.digest
+      ? {
+          verification: {
+            descriptor: descriptor(w.verification, "verification"),
+            blob: w.verificationBlob ?? new Uint8Array(0),
+          },
+        }
+      : {}),
     ...(w.prefetch?.length
       ? { prefetch: w.prefetch.map((p) => ({ startSpan: p.startSpan, endSpan: p.endSpan })) }
       : {}),
@@ -273,7 +289,13 @@ export function snapshotFromWire(w: WireSnapshot): LayerMetricsSnapshot {
   };
 }
 
+/** What this build's host understands beyond the first protocol version (InfoResponse.features). */
+export const HOST_FEATURES = ["layer-verification"] as const;
+export type HostFeature = (typeof HOST_FEATURES)[number];
+
 export interface HostInfo {
+  /** Absent from hosts older than the field: none. */
+  features?: string[];
   pid: number;
   version: string;
   root: string;

@@ -24,6 +24,7 @@ import { HandedCredentials, handedAuthorizer, registryClientWith, settingsKey } 
 import type { InflatePool } from "../wasm/pool.js";
 import { FuseHostConnection } from "./connection.js";
 import {
+  HOST_FEATURES,
   CHANNEL_OPTIONS,
   fuseHostService,
   mountRequestFromWire,
@@ -244,6 +245,7 @@ export async function startFuseHost(opts: FuseHostOptions): Promise<FuseHost> {
     executable: opts.executable,
     startedMs: started,
     layers: layers.size,
+    features: [...HOST_FEATURES],
   });
 
   const unary =

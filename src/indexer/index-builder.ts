@@ -51,6 +51,7 @@ import { zinfoOf } from "../formats/zinfo.js";
 import type { BlobReader, BlobWriter } from "../store/blobs.js";
 import { manifestForPlatform, type PlatformChoice, platformsFor } from "../store/image-manifests.js";
 import type { BuildPool } from "./pool.js";
+import { verificationArtifact } from "./verification-artifact.js";
 
 export interface BuildContext {
   /** Where the image's manifests, configs and layers are read from. */
@@ -79,11 +80,18 @@ export interface BuildOptions {
   prefetchFiles?: string[];
   /** Rebuild ztocs even when the DB has one for the layer and span size. */
   force?: boolean;
+  /**
+   * `--chunk-verification`: also write each indexed layer's verification artifact (docs/formats.md
+   * §9) with chunks of this size, listed in the index after the ztocs and prefetch artifacts.
+   */
+  verificationChunkSize?: number;
 }
 
 interface LayerResult {
   layer: Descriptor;
   ztoc?: { digest: string; size: number; toc: Ztoc };
+  /** The layer's verification artifact (with `verificationChunkSize`). */
+  verification?: Descriptor;
 }
 
 const text = (b: Uint8Array) => Buffer.from(b).toString("utf8");
@@ -111,7 +119,8 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
     if (sel.message) ctx.log(sel.message);
     return { layer };
   }
-  if (!opts.force) {
+  // the artifact needs the layer's chunk digests, i.e. a pass over the layer: no reuse then
+  if (!opts.force && opts.verificationChunkSize === undefined) {
     const known = ctx.db.findZtoc(layer.digest, opts.spanSize);
     if (known && (await ctx.target.exists(known.digest))) {
       const toc = decodeZtoc(await ctx.target.get(known.digest));
@@ -128,6 +137,7 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
         buildToolIdentifier: opts.buildTool,
         // the worker hashes the blob as it indexes it: a tampered or mislabelled blob fails the build
         expect: { digest: layer.digest, size: layer.size },
+        ...(opts.verificationChunkSize !== undefined ? { chunkSize: opts.verificationChunkSize } : {}),
       },
       { onProgress: (done) => ctx.progress?.update(layer.digest, done, layer.size) },
     )
@@ -147,7 +157,17 @@ async function ztocForLayer(ctx: BuildContext, layer: Descriptor, opts: BuildOpt
     spanSize: opts.spanSize,
   });
   ctx.log(`layer ${layer.digest} -> ztoc ${built.digest}`);
-  return { layer, ztoc: { digest: built.digest, size: built.bytes.length, toc: decodeZtoc(built.bytes) } };
+  const result: LayerResult = {
+    layer,
+    ztoc: { digest: built.digest, size: built.bytes.length, toc: decodeZtoc(built.bytes) },
+  };
+  if (built.chunks) {
+    const artifact = verificationArtifact(built.bytes, sel.compression === "gzip", layer, built.chunks);
+    await ctx.target.put(artifact.bytes, { digest: artifact.descriptor.digest, size: artifact.descriptor.size });
+    ctx.log(`layer ${layer.digest} -> verification artifact ${artifact.descriptor.digest}`);
+    result.verification = artifact.descriptor;
+  }
+  return result;
 }
 
 /** Prefetch artifacts for the requested files (§3.7): top layer first, first matching name wins. */
@@ -217,6 +237,7 @@ export async function buildIndexForManifest(
         ? { mediaType: manifestDesc.mediaType, digest: manifestDesc.digest, size: manifestDesc.size }
         : null,
     buildTool: opts.buildTool,
+    extraBlobs: layers.flatMap((l) => (l.verification ? [l.verification] : [])),
   });
   await ctx.target.put(EmptyConfigBytes, { digest: EmptyConfigDigest, size: EmptyConfigBytes.length });
   await ctx.target.putDescriptor(built.descriptor, built.bytes);

@@ -11,6 +11,8 @@ import { formatUtcTime } from "../formats/go-time.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { Zinfo } from "../formats/zinfo.js";
 import { SpanDigester } from "./span-digester.js";
+import { ChunkDigester } from "./chunk-digester.js";
+import type { LayerChunks } from "../formats/layer-verification.js";
 
 /** How the layer blob is compressed ("unknown" layers are read as plain tar, like the reference). */
 export type LayerCompression = "gzip" | "uncompressed";
@@ -24,6 +26,8 @@ export interface LayerIndexOptions {
    * tampered or mislabelled blob fails the build instead of being indexed).
    */
   expect?: { digest: string; size: number };
+  /** Also digest the compressed layer in chunks of this size (the layer verification artifact). */
+  chunkSize?: number;
 }
 
 export interface IndexedLayer {
@@ -32,6 +36,8 @@ export interface IndexedLayer {
   bytes: Uint8Array;
   digest: string;
   zinfo: Zinfo;
+  /** With `chunkSize`: the chunk digests and output ends. */
+  chunks?: LayerChunks;
 }
 
 // Consecutive entries often share their mtime (files of one package): the last rendering is kept.
@@ -84,6 +90,9 @@ export class LayerIndexer {
   private readonly gzip: CheckpointBuilder | undefined;
   private readonly layerHash: Hash | undefined;
   private size = 0;
+  private readonly chunker: ChunkDigester | undefined;
+  /** Uncompressed bytes produced so far (for the chunk output ends). */
+  private produced = 0;
 
   constructor(private readonly opts: LayerIndexOptions) {
     if (!Number.isInteger(opts.spanSize) || opts.spanSize < 0)
@@ -91,23 +100,30 @@ export class LayerIndexer {
     if (opts.compression === "gzip") {
       this.gzip = new CheckpointBuilder(opts.spanSize, {
         // the tar reader copies what it keeps (header blocks), so the decoder's view is enough
-        onData: (view) => this.tar.push(view),
+        onData: (view) => {
+          this.produced += view.length;
+          this.tar.push(view);
+        },
         onCheckpoint: (cp) => this.digester.startSpan(cp.in - (cp.bits !== 0 ? 1 : 0), cp.in),
       });
     } else if (opts.spanSize === 0) {
       throw new RangeError("span size must be positive for an uncompressed layer");
     }
     if (opts.expect) this.layerHash = createHash("sha256");
+    if (opts.chunkSize !== undefined) this.chunker = new ChunkDigester(opts.chunkSize);
   }
 
   /** The next bytes of the layer blob (the view may be reused by the caller once this returns). */
   push(chunk: Uint8Array): void {
     try {
-      this.pushChunk(chunk);
+      if (this.chunker) this.chunker.feed(chunk, (piece) => this.pushChunk(piece), this.outSoFar);
+      else this.pushChunk(chunk);
     } catch (err) {
       throw asBuildError(err);
     }
   }
+
+  private readonly outSoFar = () => (this.gzip ? this.produced : this.size);
 
   private pushChunk(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
@@ -170,7 +186,14 @@ export class LayerIndexer {
       checkpoints: zinfo.toBlob(),
     };
     const bytes = encodeZtoc(ztoc);
-    return { ztoc, bytes, digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`, zinfo };
+    const chunks = this.chunker?.finish(this.outSoFar());
+    return {
+      ztoc,
+      bytes,
+      digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+      zinfo,
+      ...(chunks ? { chunks } : {}),
+    };
   }
 
   /** Abandons the build. */

@@ -26,13 +26,13 @@ import {
   type RegistryAccess,
 } from "../fs/lazy-layers.js";
 import {
-  fetchArtifactBlob,
+  fetchLayerArtifactBytes,
   fetchPrefetch,
   fetchSociIndex,
   findSociIndex,
   NoIndexError,
-  storeArtifact,
   type DiscoveryOptions,
+  type LayerArtifactBytes,
   type ResolvedIndex,
 } from "../fs/soci-artifacts.js";
 import { unpackLayer } from "../fs/unpack-layer.js";
@@ -98,8 +98,15 @@ export interface SociPreparerOptions {
   fuseMetricsEmitWaitMs?: number;
   /** `fuse.log_fuse_operations`: a debug line per FUSE operation. */
   logFuseOperations?: boolean;
-  /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored) and its concurrency. */
+  /** `[prefetch] enable` (undefined ⇒ prefetch artifacts are ignored). */
   prefetch?: { concurrency: number };
+  /**
+   * `[blob] chunk_verification` (default true): use a layer's verification artifact when the index
+   * lists one (docs/formats.md §9); false ignores it, as the reference does.
+   */
+  chunkVerification?: boolean;
+  /** Requests for span data in flight at once, daemon-wide (default 8). */
+  fetchConcurrency?: number;
   /**
    * `[pull_modes.parallel_pull_unpack]` (§6): "primary" downloads and unpacks every layer in
    * parallel instead of mounting it; "fallback" does so only for images without a SOCI index.
@@ -142,8 +149,8 @@ export class SociPreparer implements RemotePreparer {
   private readonly images = new Map<string, Promise<ImageContext>>();
   /** stargz labels: (ref, layer) → the manifest holding the layer */
   private readonly manifests = new Map<string, Promise<Descriptor>>();
-  /** Ztocs being fetched into the store ahead of their layer's Prepare, by storeKey + ztoc digest. */
-  private readonly ztocFetches = new Map<string, Promise<void>>();
+  /** What layers need to mount, fetched ahead of their Prepare, by storeKey + layer digest + ztoc digest. */
+  private readonly layerFetches = new Map<string, Promise<LayerArtifactBytes>>();
   private readonly parallel: { mode: "primary" | "fallback"; puller: ParallelPuller; ready: Promise<void> } | undefined;
 
   constructor(private readonly opts: SociPreparerOptions) {
@@ -180,7 +187,6 @@ export class SociPreparer implements RemotePreparer {
       ...o.fuse,
       logFuseOperations: o.logFuseOperations,
       fuseMetricsEmitWaitMs: o.fuseMetricsEmitWaitMs,
-      prefetchConcurrency: o.prefetch?.concurrency,
       background: o.background,
       resolveTimeoutMs,
     };
@@ -229,7 +235,7 @@ export class SociPreparer implements RemotePreparer {
           req.mountpoint,
           labels.ref,
           layer,
-          ztocDesc,
+          index,
           index.prefetches.get(layer.digest),
           ctx.manifest.digest,
           labels.namespace,
@@ -309,15 +315,7 @@ export class SociPreparer implements RemotePreparer {
     const ztocDesc = layer && index.ztocs.get(layer.digest);
     if (!layer || !ztocDesc)
       throw new Error(`layer ${labels.layerDigest} has no ztoc in SOCI index ${index.descriptor.digest}`);
-    await this.mountRemote(
-      req.mountpoint,
-      labels.ref,
-      layer,
-      ztocDesc,
-      undefined,
-      ctx.manifest.digest,
-      labels.namespace,
-    );
+    await this.mountRemote(req.mountpoint, labels.ref, layer, index, undefined, ctx.manifest.digest, labels.namespace);
   }
 
   async unmount(mountpoint: string): Promise<void> {
@@ -356,7 +354,7 @@ export class SociPreparer implements RemotePreparer {
     mountpoint: string,
     ref: ImageRef,
     layer: Descriptor,
-    ztocDesc: Descriptor,
+    index: ResolvedIndex,
     prefetch: Descriptor | undefined,
     image: string,
     namespace: string,
@@ -368,17 +366,24 @@ export class SociPreparer implements RemotePreparer {
     // the rest of it bounds the mounter's own set-up, so no layer is mounted after the Prepare gave up
     const resolveArtifacts = async () => {
       const t = Date.now();
-      await this.ztocFetches.get(this.storeKey(namespace) + ztocDesc.digest)?.catch(() => undefined); // then it is in the store (or fetched again below)
-      const ztocBlob = await fetchArtifactBlob(this.opts.client, ref, store, ztocDesc);
+      const key = this.layerKey(namespace, layer, index);
+      const ahead = this.layerFetches.get(key);
+      this.layerFetches.delete(key); // the mounted layer holds what it needs from here on
+      // fetched ahead (else, or when that failed, now)
+      const artifacts =
+        (await ahead?.catch(() => undefined)) ??
+        (await fetchLayerArtifactBytes(this.opts.client, ref, store, layer, index, {
+          chunkVerification: await this.chunkVerification(),
+        }));
       this.opts.metrics?.observeOperation(layer.digest, "ztoc_fetch", Date.now() - t);
       const spans =
         prefetch && this.opts.prefetch ? await this.prefetchList(ref, store, prefetch, layer.digest) : undefined;
       const registry = (await this.opts.registryAccess?.(ref)) ?? { settings: { mirrors: {} }, credentials: [] };
-      return { ztocBlob, spans, registry };
+      return { artifacts, spans, registry };
     };
     let timer: NodeJS.Timeout | undefined;
     const timeout = () => new Error(`timeout waiting for layer ${layer.digest} to resolve`);
-    const { ztocBlob, spans, registry } = await Promise.race([
+    const { artifacts, spans, registry } = await Promise.race([
       resolveArtifacts(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(timeout()), deadline - Date.now());
@@ -391,8 +396,7 @@ export class SociPreparer implements RemotePreparer {
       imageRef: formatReference(ref),
       image,
       layer,
-      ztoc: ztocDesc,
-      ztocBlob,
+      ...artifacts,
       ...(spans ? { prefetch: spans } : {}),
       settings: this.layerSettings(left),
       registry,
@@ -439,11 +443,12 @@ export class SociPreparer implements RemotePreparer {
   }
 
   /**
-   * containerd prepares an image's layers one after another: fetching every remote layer's ztoc
-   * as soon as the index is known overlaps those fetches with each other and with the layers
-   * before them, instead of one round trip (and transfer) per Prepare.
+   * containerd prepares an image's layers one after another: fetching what every remote layer needs
+   * to mount (its ztoc, or its verification artifact and the ztoc's TOC part) as soon as the index is
+   * known overlaps those fetches with each other and with the layers before them, instead of one
+   * round trip (and transfer) per Prepare.
    */
-  private fetchZtocsAhead(
+  private fetchLayersAhead(
     ref: ImageRef,
     store: ArtifactStore,
     namespace: string,
@@ -451,17 +456,34 @@ export class SociPreparer implements RemotePreparer {
     index: ResolvedIndex,
   ): Promise<void> {
     const min = this.opts.minLayerSize ?? 0;
-    const started: Promise<void>[] = [];
+    const started: Promise<unknown>[] = [];
+    const chunkVerification = this.chunkVerification();
     for (const layer of layers) {
-      const desc = index.ztocs.get(layer.digest);
-      const key = this.storeKey(namespace) + (desc?.digest ?? "");
-      if (!desc || (min > 0 && layer.size < min) || this.ztocFetches.has(key)) continue;
-      const p = storeArtifact(this.opts.client, ref, store, desc).finally(() => this.ztocFetches.delete(key));
-      p.catch(() => undefined); // the layer's Prepare fetches again and reports
-      this.ztocFetches.set(key, p);
+      if (!index.ztocs.has(layer.digest) || (min > 0 && layer.size < min)) continue;
+      const key = this.layerKey(namespace, layer, index);
+      if (this.layerFetches.has(key)) continue;
+      const p = chunkVerification.then((on) =>
+        fetchLayerArtifactBytes(this.opts.client, ref, store, layer, index, { chunkVerification: on }),
+      );
+      p.catch(() => this.layerFetches.delete(key)); // the layer's Prepare fetches again and reports
+      this.layerFetches.set(key, p);
       started.push(p);
     }
     return Promise.allSettled(started).then(() => undefined);
+  }
+
+  /**
+   * `[blob] chunk_verification`, unless whoever serves the layers cannot use the artifacts (a FUSE
+   * host of an older build): then layers are mounted from their whole ztocs, as without artifacts.
+   */
+  private async chunkVerification(): Promise<boolean> {
+    if (this.opts.chunkVerification === false) return false;
+    return this.mounter.supportsLayerVerification().catch(() => false);
+  }
+
+  /** Keys a layer's artifacts: the store, the layer and the ztoc the index names for it. */
+  private layerKey(namespace: string, layer: Descriptor, index: ResolvedIndex): string {
+    return `${this.storeKey(namespace)}${layer.digest}/${index.ztocs.get(layer.digest)?.digest ?? ""}`;
   }
 
   /** Where the artifacts of a Prepare in `namespace` are kept: `<root>/content`, or containerd's content store in that namespace. */
@@ -531,7 +553,7 @@ export class SociPreparer implements RemotePreparer {
               throw e;
             }
             this.opts.metrics?.observeOperation("", "soci_index_fetch", Date.now() - t);
-            void this.fetchZtocsAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() =>
+            void this.fetchLayersAhead(labels.ref, batch.store, labels.namespace, m.layers ?? [], found).finally(() =>
               batch.done(),
             );
             return found;

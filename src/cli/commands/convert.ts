@@ -28,7 +28,7 @@ export function convertCommand(): Command {
       if (flags.format !== "oci-archive" && flags.format !== "oci-dir") {
         throw new Error(`invalid format ${flags.format}: expect oci-archive or oci-dir`);
       }
-      const opts = await buildOptionsFrom(flags);
+      const opts = await buildOptionsFrom(flags, self);
       const { log, progress } = terminalProgress();
       if (flags.standalone) {
         const desc = await convertStandalone(src, dst, {

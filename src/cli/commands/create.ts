@@ -26,12 +26,12 @@ export function createCommand(): Command {
     const globals = self.optsWithGlobals<{ root: string; contentStore: string }>();
     if (globals.contentStore === CONTENT_STORE_CONTAINERD) {
       // the image is one in containerd's image store; artifacts go to its content store
-      await createWithContainerd(self, ref, { ...(await buildOptionsFrom(flags)), ...terminalProgress() });
+      await createWithContainerd(self, ref, { ...(await buildOptionsFrom(flags, self)), ...terminalProgress() });
       return;
     }
     if (globals.contentStore !== "soci")
       throw new UnimplementedError(`--content-store ${globals.contentStore}: not yet implemented`);
-    const opts = await buildOptionsFrom(flags);
+    const opts = await buildOptionsFrom(flags, self);
     const { log, progress } = terminalProgress();
     const client = lazyRegistryClient(flags);
     try {

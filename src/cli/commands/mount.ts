@@ -10,6 +10,7 @@ interface MountFlags extends RegistryFlags {
   platform?: string;
   indexDigest?: string;
   sociV1: boolean;
+  chunkVerification: boolean;
 }
 
 export function mountCommand(): Command {
@@ -20,7 +21,8 @@ export function mountCommand(): Command {
     .arguments("<ref> <mountpoint>")
     .option("--platform <platform>", "platform of a multi-platform image (default: this host's)")
     .option("--index-digest <digest>", "use this SOCI index instead of discovering one")
-    .option("--soci-v1", "also look for SOCI index manifest v1 (referrers API / fallback tag)", false);
+    .option("--soci-v1", "also look for SOCI index manifest v1 (referrers API / fallback tag)", false)
+    .option("--no-chunk-verification", "ignore layer verification artifacts (fetch whole spans and ztocs)");
   addRegistryFlags(cmd);
   return cmd.action(async (ref: string, mountpoint: string, flags: MountFlags, self: Command) => {
     const { root } = self.optsWithGlobals<{ root: string }>();
@@ -37,6 +39,7 @@ export function mountCommand(): Command {
       log,
       platform: flags.platform ? parsePlatform(flags.platform) : undefined,
       discovery: { indexDigest: flags.indexDigest, v1: flags.sociV1, v2: true },
+      chunkVerification: flags.chunkVerification,
     }).catch(async (e: unknown) => {
       await pool.destroy();
       await client.close();

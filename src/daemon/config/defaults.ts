@@ -60,6 +60,7 @@ export function zeroConfig(): SnapshotterConfig {
       checkAlways: false,
       forceSingleRangeMode: false,
       maxSpanVerificationRetries: 0,
+      chunkVerification: true,
     },
     directoryCache: { maxLruCacheEntry: 0, maxCacheFds: 0, syncAdd: false, direct: false },
     fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0, logFuseOperations: false },

@@ -57,6 +57,7 @@ function buildTable(fields: Field[], obj: Obj): Table {
   const table: Table = { kvs: [], tables: [] };
   for (const f of fields) {
     const v = obj[f.prop];
+    if ("omitWhen" in f && f.omitWhen !== undefined && v === f.omitWhen) continue;
     switch (f.kind) {
       case "string":
         table.kvs.push([f.key, f.dumpAs ?? tomlString(v as string)]);

@@ -19,6 +19,11 @@ export interface ScalarField {
    * FSConfig's — never set, so always false — at FSConfig's position.
    */
   dumpAs?: string;
+  /**
+   * Keys of ours (not the reference's): `config dump` leaves the key out while it holds this
+   * value, so an unchanged configuration prints exactly what the reference prints.
+   */
+  omitWhen?: boolean | number | string;
 }
 
 export interface TableField {
@@ -118,6 +123,7 @@ export const CONFIG_SCHEMA: Field[] = [
     b("check_always", "checkAlways"),
     b("force_single_range_mode", "forceSingleRangeMode"),
     i("max_span_verification_retries", "maxSpanVerificationRetries"),
+    { kind: "bool", key: "chunk_verification", prop: "chunkVerification", omitWhen: true },
   ]),
   t("directory_cache", "directoryCache", [
     i("max_lru_cache_entry", "maxLruCacheEntry"),

@@ -36,6 +36,8 @@ export interface BlobConfig {
   forceSingleRangeMode: boolean;
   /** `max_span_verification_retries` — extra fetches after a span digest mismatch */
   maxSpanVerificationRetries: number;
+  /** `chunk_verification` (ours, default true): use layer verification artifacts (docs/formats.md §9) */
+  chunkVerification: boolean;
 }
 
 /** `[directory_cache]` */
