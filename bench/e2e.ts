@@ -1,23 +1,38 @@
 // End to end: time from the start of a pull to the container's "ready" line for containerd's
-// default overlayfs snapshotter, our SOCI snapshotter and stargz-snapshotter (eStargz and optimized
-// eStargz copies of the same images), all measured in one run against a real registry behind a proxy
-// modelling 100 Mbit/s and 20 ms RTT. Each run gets a fresh containerd (and daemon) root and a
-// dropped page cache; the modes take turns in a different order each repetition. A second part
-// reads whole images from the registry without shaping (lazy mount + `tar` of it, against
-// containerd's pull + unpack). Settings, all optional (bench/RESULTS.md has examples):
+// default overlayfs snapshotter, our SOCI snapshotter (default index; with layer verification
+// artifacts, docs/formats.md §9; with those and a recorded prefetch list) and stargz-snapshotter
+// (eStargz and optimized eStargz copies of the same images), all measured in one run against a real
+// registry behind a proxy modelling 100 Mbit/s and 20 ms RTT. Each run gets a fresh containerd (and
+// daemon) root and a dropped page cache; the modes take turns in a different order each repetition.
+// A second part reads whole images from the registry without shaping (lazy mount + `tar` of it,
+// against containerd's pull + unpack). Modes (bench/lib/cold-start.ts):
+//   overlayfs      containerd's pull + unpack of :latest
+//   soci           :soci, `soci convert --span-size $SOCI_BENCH_E2E_SPAN`
+//   soci-chunked   :soci-chunked, `soci convert --chunk-verification` (span and chunk size: the CLI's
+//                  defaults for that flag, unless SOCI_BENCH_CHUNKED_SPAN / _CHUNK say otherwise)
+//   soci-recorded  :soci-recorded, the same + `--prefetch-files-json <list>`, the list written by
+//                  `soci prefetch record` running the image's workload once against :soci-chunked on
+//                  the unshaped registry; daemon with `[prefetch] enable = true`
+//   stargz, stargz-opt  :esgz and :esgz-opt (bench/lib/stargz.ts) through stargz-snapshotter
+//   parallel       (only when asked for) our daemon in parallel pull mode on :latest
+// Settings, all optional (bench/RESULTS.md has examples):
 //   SOCI_BENCH_RUNS                 repetitions (default 5); medians are over these
-//   SOCI_BENCH_E2E_IMAGES           small,numpy,numpy-slim,numpy-debian,data (default: all)
-//   SOCI_BENCH_E2E_MODES            overlayfs,soci,stargz,stargz-opt (default) and/or parallel
+//   SOCI_BENCH_E2E_IMAGES           small,numpy,numpy-slim,numpy-debian,data (default: all; `none`: none)
+//   SOCI_BENCH_E2E_MODES            default overlayfs,soci,soci-chunked,soci-recorded,stargz,stargz-opt
 //   SOCI_BENCH_E2E_READALL          images for the read-all part (default numpy-debian; `none` skips it)
-//   SOCI_BENCH_E2E_READALL_MODES    overlayfs,soci,stargz (default; also stargz-opt, parallel)
+//   SOCI_BENCH_E2E_READALL_MODES    default overlayfs,soci,soci-chunked,stargz (any mode above)
 //   SOCI_BENCH_E2E_READALL_RUNS     repetitions of the read-all part (default SOCI_BENCH_RUNS)
 //   SOCI_BENCH_E2E_DATA_MB, SOCI_BENCH_E2E_SPAN   data image file size (200), soci convert span (4 MiB)
+//   SOCI_BENCH_CHUNKED_SPAN, SOCI_BENCH_CHUNKED_CHUNK  --span-size / --chunk-size of the soci-chunked
+//                                   and soci-recorded conversions (default: not passed)
 //   SOCI_BENCH_E2E_REPORT=<results json>          print the tables and redraw the chart of a finished run
-// Images: bench/lib/e2e-images.ts (built offline, cached in <bench dir>/e2e). Tags pushed per image:
-// :latest (overlayfs, parallel), :soci (`soci convert`), :esgz and :esgz-opt (bench/lib/stargz.ts).
+// The results file (<bench dir>/e2e-results.json, rewritten after every run) and the report carry
+// the commit and the command. The issue's two images, 3 repetitions:
+//   SOCI_BENCH_RUNS=3 SOCI_BENCH_E2E_IMAGES=numpy-debian,data npm run bench:e2e
+// Images: bench/lib/e2e-images.ts (built offline, cached in <bench dir>/e2e).
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -40,11 +55,15 @@ import { buildStargzDaemon, type StargzCopies, stargzCopies } from "./lib/stargz
 import { barChartSvg } from "./lib/svg-chart.js";
 import { median } from "./lib/timing.js";
 import { InvalidArgumentError } from "../src/errors/errors.js";
+import { DefaultVerificationChunkSize, DefaultVerificationSpanSize } from "../src/formats/layer-verification.js";
 
 const run = promisify(execFile);
 const RUNS = envInt("SOCI_BENCH_RUNS", 5);
 const DATA_MB = envInt("SOCI_BENCH_E2E_DATA_MB", 200);
 const SPAN = envInt("SOCI_BENCH_E2E_SPAN", 4 << 20);
+/** A positive integer from the environment, or undefined when unset. */
+const envOptInt = (name: string): number | undefined => (process.env[name] ? envInt(name, 1) : undefined);
+const CHUNKED = { spanSize: envOptInt("SOCI_BENCH_CHUNKED_SPAN"), chunkSize: envOptInt("SOCI_BENCH_CHUNKED_CHUNK") };
 const LINK = { rttMs: 20, bitsPerSecond: 100e6 };
 const RSS_TARGET = 150e6;
 const READALL_TARGET = 1.25;
@@ -59,17 +78,30 @@ const modes = (name: string, fallback: string): Mode[] =>
   });
 const WHICH = list("SOCI_BENCH_E2E_IMAGES", "small,numpy,numpy-slim,numpy-debian,data");
 const READALL = list("SOCI_BENCH_E2E_READALL", "numpy-debian");
-const RUN_MODES = modes("SOCI_BENCH_E2E_MODES", "overlayfs,soci,stargz,stargz-opt");
-const READALL_MODES = modes("SOCI_BENCH_E2E_READALL_MODES", "overlayfs,soci,stargz");
+const RUN_MODES = modes("SOCI_BENCH_E2E_MODES", "overlayfs,soci,soci-chunked,soci-recorded,stargz,stargz-opt");
+const READALL_MODES = modes("SOCI_BENCH_E2E_READALL_MODES", "overlayfs,soci,soci-chunked,stargz");
 const READALL_RUNS = envInt("SOCI_BENCH_E2E_READALL_RUNS", RUNS);
 
 type Failure = { mode: Mode; rep: number; error: string };
+/** The prefetch list of soci-recorded and how it was made. */
+interface Recorded {
+  /** `soci prefetch record` of the workload against :soci-chunked (loopback registry), seconds. */
+  recordSeconds: number;
+  /** Files in the list; files the workload read only in part and were left out. */
+  files: number;
+  notListed: number;
+  /** `soci convert --chunk-verification --prefetch-files-json`, seconds. */
+  convertSeconds: number;
+}
 interface ImageResult {
   name: string;
   description: string;
   compressedBytes: number;
   uncompressedBytes: number;
+  /** `soci convert` of :soci, seconds. */
   convertSeconds: number;
+  /** soci-chunked / soci-recorded (when either runs): `soci convert --chunk-verification`, seconds; the recording. */
+  chunked?: { convertSeconds: number; recorded?: Recorded };
   stargz?: StargzCopies;
   runs: Array<ColdStart & { rep: number }>;
   readAll: Array<ReadAll & { rep: number }>;
@@ -81,6 +113,8 @@ interface Saved {
   command: string;
   link: typeof LINK;
   spanSize: number;
+  /** --span-size / --chunk-size given to the soci-chunked and soci-recorded conversions (absent: the CLI's defaults). */
+  chunked?: { spanSize?: number; chunkSize?: number };
   runs: number;
   modes: Mode[];
   readAllModes: Mode[];
@@ -103,6 +137,59 @@ async function buildImage(name: string): Promise<BenchImage> {
   throw new InvalidArgumentError(`unknown image ${name} (small, numpy, numpy-slim, numpy-debian, data)`);
 }
 
+/** The --chunk-verification flags of soci-chunked and soci-recorded. */
+const chunkedFlags = (): string[] => [
+  "--chunk-verification",
+  ...(CHUNKED.spanSize !== undefined ? ["--span-size", String(CHUNKED.spanSize)] : []),
+  ...(CHUNKED.chunkSize !== undefined ? ["--chunk-size", String(CHUNKED.chunkSize)] : []),
+];
+
+/** Whether `r` has what `mode` pulls (the stargz copies and the recorded list may have failed to build). */
+const available = (r: ImageResult, mode: Mode): boolean =>
+  mode.startsWith("stargz")
+    ? r.stargz !== undefined
+    : mode === "soci-recorded"
+      ? r.chunked?.recorded !== undefined
+      : true;
+
+/**
+ * Pushes :soci-recorded: the image's workload run once by `soci prefetch record` against
+ * :soci-chunked (`ref` is the unshaped registry), and the files it read converted in as the prefetch list.
+ */
+async function recordedCopy(
+  img: BenchImage,
+  ref: string,
+  work: string,
+  convert: (root: string, tag: string, flags: string[]) => Promise<number>,
+): Promise<Recorded> {
+  const list = join(work, `${img.name}-prefetch.json`);
+  const t = performance.now();
+  const rec = await run(
+    SOCI_BIN,
+    [
+      "--root",
+      join(work, `record-${img.name}`),
+      "prefetch",
+      "record",
+      "--plain-http",
+      `${ref}:soci-chunked`,
+      list,
+      "--",
+      ...img.command,
+    ],
+    { maxBuffer: 64 << 20 },
+  );
+  const recordSeconds = (performance.now() - t) / 1000;
+  const files = (JSON.parse(await readFile(list, "utf8")) as string[]).length;
+  const notListed = rec.stderr.split("\n").filter((l) => l.startsWith("not listed")).length;
+  const convertSeconds = await convert(`convert-${img.name}-recorded`, "soci-recorded", [
+    ...chunkedFlags(),
+    "--prefetch-files-json",
+    list,
+  ]);
+  return { recordSeconds, files, notListed, convertSeconds };
+}
+
 async function main(): Promise<void> {
   if (process.env.SOCI_BENCH_E2E_REPORT) {
     report(JSON.parse(readFileSync(process.env.SOCI_BENCH_E2E_REPORT, "utf8")) as Saved);
@@ -112,6 +199,7 @@ async function main(): Promise<void> {
   const images = new Map<string, BenchImage>();
   for (const n of names) images.set(n, await buildImage(n));
   const notes: string[] = [];
+  const allModes = new Set([...RUN_MODES, ...READALL_MODES]);
   let runModes = RUN_MODES;
   let readAllModes = READALL_MODES;
   let stargzBin: string | undefined;
@@ -141,25 +229,46 @@ async function main(): Promise<void> {
     const results = new Map<string, ImageResult>();
     for (const img of images.values()) {
       const repo = `bench/${img.name}`;
-      await pushLayout(img.layout, img.tag, `${registry.host}/${repo}:latest`);
-      const t = performance.now();
+      const ref = `${registry.host}/${repo}`;
+      await pushLayout(img.layout, img.tag, `${ref}:latest`);
       const minLayer = img.minLayerSize !== undefined ? ["--min-layer-size", String(img.minLayerSize)] : [];
-      await run(
-        SOCI_BIN,
-        [
-          "--root",
-          join(work, "convert-root"),
-          "convert",
-          "--plain-http",
-          "--span-size",
-          String(SPAN),
-          ...minLayer,
-          `${registry.host}/${repo}:latest`,
-          `${registry.host}/${repo}:soci`,
-        ],
-        { maxBuffer: 16 << 20 },
-      );
-      const convertSeconds = (performance.now() - t) / 1000;
+      /** `soci convert` of :latest to :<tag>; seconds. */
+      const convert = async (root: string, tag: string, flags: string[]): Promise<number> => {
+        const t = performance.now();
+        await run(
+          SOCI_BIN,
+          [
+            "--root",
+            join(work, root),
+            "convert",
+            "--plain-http",
+            ...flags,
+            ...minLayer,
+            `${ref}:latest`,
+            `${ref}:${tag}`,
+          ],
+          { maxBuffer: 16 << 20 },
+        );
+        return (performance.now() - t) / 1000;
+      };
+      const convertSeconds = await convert("convert-root", "soci", ["--span-size", String(SPAN)]);
+      let chunked: ImageResult["chunked"];
+      if (allModes.has("soci-chunked") || allModes.has("soci-recorded")) {
+        // a root of its own: no blobs already fetched by the other conversions, so the times compare
+        chunked = { convertSeconds: await convert(`convert-${img.name}-chunked`, "soci-chunked", chunkedFlags()) };
+        if (allModes.has("soci-recorded")) {
+          try {
+            chunked.recorded = await recordedCopy(img, ref, work, convert);
+            log(
+              `e2e: ${img.name}: recorded ${chunked.recorded.files} files to prefetch (${chunked.recorded.notListed} read in part, not listed)`,
+            );
+          } catch (e) {
+            if (cleanup.aborted) throw e;
+            notes.push(`${img.name}: no soci-recorded runs, recording failed: ${(e as Error).message.slice(0, 600)}`);
+            log(`e2e: ${notes.at(-1)}`);
+          }
+        }
+      }
       let stargz: StargzCopies | undefined;
       if (stargzBin) {
         try {
@@ -176,6 +285,7 @@ async function main(): Promise<void> {
         compressedBytes: img.layers.reduce((a, l) => a + l.gzSize, 0),
         uncompressedBytes: img.layers.reduce((a, l) => a + l.tarSize, 0),
         convertSeconds,
+        ...(chunked ? { chunked } : {}),
         ...(stargz ? { stargz } : {}),
         runs: [],
         readAll: [],
@@ -190,6 +300,7 @@ async function main(): Promise<void> {
       command: commandLine(),
       link: LINK,
       spanSize: SPAN,
+      chunked: CHUNKED,
       runs: RUNS,
       modes: runModes,
       readAllModes,
@@ -213,7 +324,7 @@ async function main(): Promise<void> {
         const name = img.name; // data → data-<MB>
         const r = results.get(name)!;
         for (const mode of rotate(runModes, rep)) {
-          if (mode.startsWith("stargz") && !r.stargz) continue;
+          if (!available(r, mode)) continue;
           try {
             const res = await coldStart(mode, `bench/${name}`, img.command, proxy, ctx(proxy.host));
             r.runs.push({ ...res, rep });
@@ -237,7 +348,7 @@ async function main(): Promise<void> {
         const name = images.get(which)!.name;
         const r = results.get(name)!;
         for (const mode of rotate(readAllModes, rep)) {
-          if (mode.startsWith("stargz") && !r.stargz) continue;
+          if (!available(r, mode)) continue;
           try {
             const res = await readAll(mode, `bench/${name}`, ctx(registry.host));
             r.readAll.push({ ...res, rep });
@@ -271,6 +382,8 @@ async function main(): Promise<void> {
 const LABEL: Record<Mode, string> = {
   overlayfs: "overlayfs",
   soci: "soci",
+  "soci-chunked": "soci chunked",
+  "soci-recorded": "soci recorded",
   parallel: "soci parallel",
   stargz: "stargz",
   "stargz-opt": "stargz optimized",
@@ -278,6 +391,8 @@ const LABEL: Record<Mode, string> = {
 const COLOR: Record<Mode, string> = {
   overlayfs: "#9aa5b1",
   soci: "#2b7bb9",
+  "soci-chunked": "#7fb8e0",
+  "soci-recorded": "#15476e",
   parallel: "#e8a33d",
   stargz: "#59a14f",
   "stargz-opt": "#a0cb7c",
@@ -324,6 +439,19 @@ function report(saved: Saved): void {
     console.log(
       `load:    1-minute load average ${fmt(saved.load.start, 1)} at the start, ${fmt(saved.load.end, 1)} at the end`,
     );
+  const sizes = (v: number | undefined, fallback: number) =>
+    v === undefined ? `CLI default (${fallback})` : String(v);
+  if ([...runModes, ...saved.readAllModes].some((m) => m === "soci-chunked" || m === "soci-recorded"))
+    console.log(
+      `chunked: soci-chunked / soci-recorded converted with --chunk-verification, span size ${sizes(saved.chunked?.spanSize, DefaultVerificationSpanSize)}, chunk size ${sizes(saved.chunked?.chunkSize, DefaultVerificationChunkSize)}; soci-recorded daemon: [prefetch] enable = true`,
+    );
+  for (const r of results) {
+    const rec = r.chunked?.recorded;
+    if (rec)
+      console.log(
+        `record:  ${r.name}: prefetch list of ${rec.files} files (${rec.notListed} read in part, not listed), recorded in ${fmt(rec.recordSeconds, 1)} s`,
+      );
+  }
   for (const n of saved.notes) console.log(`note:    ${n}`);
   const dropped = results.flatMap((r) => r.runs).every((x) => x.pageCacheDropped);
   if (!dropped) console.log("note:    the page cache could not be dropped before some runs");

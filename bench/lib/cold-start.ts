@@ -3,6 +3,10 @@
 // clock runs from the start of the pull until the container prints its ready line.
 //   overlayfs   `ctr images pull --plain-http <img>:latest` + `ctr run` (containerd's default snapshotter)
 //   soci        `soci image rpull --plain-http <img>:soci` + `ctr run --snapshotter soci`
+//   soci-chunked  the same on <img>:soci-chunked (`soci convert --chunk-verification`: layer
+//               verification artifacts, docs/formats.md §9), daemon default config
+//   soci-recorded the same on <img>:soci-recorded (also `--prefetch-files-json` with the list
+//               `soci prefetch record` wrote for the image's workload), daemon `[prefetch] enable = true`
 //   parallel    the same daemon in parallel pull mode on <img>:latest (downloaded whole, unpacked while it streams)
 //   stargz      `ctr-remote images rpull --plain-http --snapshotter stargz <img>:esgz` + `ctr run --snapshotter stargz`
 //   stargz-opt  the same on <img>:esgz-opt (`ctr-remote image optimize`: files the workload reads first, prefetched)
@@ -22,15 +26,39 @@ import { DeadlineExceededError, FailedPreconditionError } from "../../src/errors
 
 const run = promisify(execFile);
 
-export const MODES = ["overlayfs", "soci", "parallel", "stargz", "stargz-opt"] as const;
+export const MODES = [
+  "overlayfs",
+  "soci",
+  "soci-chunked",
+  "soci-recorded",
+  "parallel",
+  "stargz",
+  "stargz-opt",
+] as const;
 export type Mode = (typeof MODES)[number];
 
-/** The daemon's config in parallel pull mode (the blobs are not kept: no content store to point at). */
-const PARALLEL_CONFIG = "[pull_modes.parallel_pull_unpack]\nenable = true\ndiscard_unpacked_layers = true\n";
+/** The tag each mode pulls (bench/e2e.ts pushes them). */
+const TAGS: Record<Mode, string> = {
+  overlayfs: "latest",
+  soci: "soci",
+  "soci-chunked": "soci-chunked",
+  "soci-recorded": "soci-recorded",
+  parallel: "latest",
+  stargz: ESGZ_TAG,
+  "stargz-opt": ESGZ_OPT_TAG,
+};
+export const tagOf = (mode: Mode): string => TAGS[mode];
 
-/** The tag each mode pulls. */
-export const tagOf = (mode: Mode): string =>
-  mode === "soci" ? "soci" : mode === "stargz" ? ESGZ_TAG : mode === "stargz-opt" ? ESGZ_OPT_TAG : "latest";
+/**
+ * What a mode adds to the soci daemon's config: parallel pull mode (the blobs are not kept: no
+ * content store to point at), or prefetching the files the index lists once a layer is mounted.
+ */
+const MODE_CONFIG: Partial<Record<Mode, string>> = {
+  parallel: "[pull_modes.parallel_pull_unpack]\nenable = true\ndiscard_unpacked_layers = true\n",
+  "soci-recorded": "[prefetch]\nenable = true\n",
+};
+const daemonConfigOf = (mode: Mode, base: string | undefined): string | undefined =>
+  MODE_CONFIG[mode] ? `${base ?? ""}\n${MODE_CONFIG[mode]}` : base;
 
 const snapshotterOf = (mode: Mode): string | undefined =>
   mode === "overlayfs" ? undefined : mode.startsWith("stargz") ? "stargz" : "soci";
@@ -45,7 +73,7 @@ export interface RunContext {
   /** The caller's cleanup: this run's own steps are registered there while it lasts (Ctrl-C). */
   cleanup: Cleanup;
   log: (l: string) => void;
-  /** soci daemon config (TOML). */
+  /** soci daemon config (TOML); a mode's own settings are appended (MODE_CONFIG). */
   daemonConfig?: string;
 }
 
@@ -79,7 +107,7 @@ async function startServices(mode: Mode, ctx: RunContext, cleanup: Cleanup): Pro
   const snapshotter = snapshotterOf(mode);
   if (snapshotter === "soci") {
     const d = await startDaemon(join(ctx.dir, "d"), cleanup, {
-      configToml: mode === "parallel" ? `${ctx.daemonConfig ?? ""}\n${PARALLEL_CONFIG}` : ctx.daemonConfig,
+      configToml: daemonConfigOf(mode, ctx.daemonConfig),
     });
     const ctd = await startBenchContainerd(join(ctx.dir, "c"), cleanup, { soci: d.socket });
     return { ctd, snapshotter, daemon: { pid: d.pid, marker: d.root, log: d.log } };
