@@ -18,6 +18,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { ReadHandles } from "./read-handles.js";
 import { noteDroppedBuffers } from "../wasm/garbage.js";
 import { readAt, writeAt } from "./positioned-io.js";
 
@@ -51,6 +52,8 @@ interface Shared {
   prepareRoot(): Promise<void>;
   /** Reports a failed write (and a full disk's first one). */
   writeFailed(err: unknown): void;
+  /** Read handles of cache files, kept open across reads. */
+  readonly handles: ReadHandles;
 }
 
 const isNoSpace = (e: unknown) => {
@@ -146,6 +149,7 @@ export class SpanCache {
     this.shared = {
       lru: new ByteLru(Math.max(0, opts.memoryBytes ?? DEFAULT_MEMORY_BYTES)),
       checked: new Set(),
+      handles: new ReadHandles(),
       prepareRoot: () => {
         this.rootReady ??= mkdir(this.root, { recursive: true, mode: 0o700 })
           .then(() => chmod(this.root, 0o700))
@@ -291,17 +295,13 @@ export class LayerSpanCache {
     const out = Buffer.allocUnsafe(end - start);
     let got = 0;
     try {
-      const fh = await open(path, "r");
-      try {
-        got = await readAt(fh, out, start);
-      } finally {
-        await fh.close();
-      }
+      got = await this.shared.handles.with(path, (fh) => readAt(fh, out, start));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     }
     if (got === out.length) return out;
     this.checked.delete(path); // removed or truncated behind our back: check it whole again
+    this.shared.handles.drop(path);
     return sliceOfWhole();
   }
 
@@ -376,6 +376,7 @@ export class LayerSpanCache {
     this.lru.deletePrefix(this.key);
     for (const p of [...this.checked]) if (p.startsWith(this.dir + "/")) this.checked.delete(p);
     this.ready = undefined;
+    this.shared.handles.dropUnder(this.dir);
     await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -392,6 +393,7 @@ export class LayerSpanCache {
   private async discard(name: string): Promise<undefined> {
     const path = join(this.dir, name);
     this.checked.delete(path);
+    this.shared.handles.drop(path);
     await unlink(path).catch(() => undefined);
     return undefined;
   }
@@ -429,6 +431,7 @@ export class LayerSpanCache {
         await fh.close();
       }
       await rename(tmp, path);
+      this.shared.handles.drop(path); // a handle of the file it replaced
       this.checked.add(path);
     } catch (e) {
       await unlink(tmp).catch(() => undefined);

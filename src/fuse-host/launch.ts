@@ -19,8 +19,8 @@ const execFileP = promisify(execFile);
 export type StartMode = "auto" | "spawn" | "systemd" | "none";
 
 /** What the bin's `#!` line gives node (see bin/soci-snapshotter-grpc.js): the daemon's memory settings. */
-export const HOST_NODE_FLAGS = ["--max-semi-space-size=2", "--expose-gc", "--optimize-for-size"];
-export const HOST_GLIBC_TUNABLES = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=32768";
+export const HOST_NODE_FLAGS = ["--max-semi-space-size=2", "--expose-gc"];
+export const HOST_GLIBC_TUNABLES = "glibc.malloc.arena_max=1";
 
 /** This package's host executable. */
 export function defaultHostExecutable(): string {
