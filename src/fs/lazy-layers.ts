@@ -16,9 +16,8 @@ import { Semaphore } from "../registry/semaphore.js";
 import type { InflatePool } from "../wasm/pool.js";
 import { BackgroundFetcher, prefetchSpans } from "./background-fetcher.js";
 import { RegistryBlobFetcher } from "./blob-fetcher.js";
-import { mountLayer, mountsAt, mountStatus, unmountPath, type MountedLayer } from "./fuse-layer.js";
+import { mountLayer, mountsAt, mountStatus, mountsUnder, unmountPath, type MountedLayer } from "./fuse-layer.js";
 import { createLayerReader, type LayerReader } from "./layer-reader.js";
-import { mountsUnder } from "./fuse-layer.js";
 import { resolveLayerArtifacts } from "./soci-artifacts.js";
 import { SpanCache } from "./span-cache.js";
 import { ReadActivity } from "./span-manager.js";
@@ -49,7 +48,7 @@ export interface LayerSettings {
   fuseMetricsEmitWaitMs?: number;
   /** `[background_fetch]`; undefined ⇒ this layer is not fetched in the background (nor whole files ahead). */
   background?: BackgroundSettings;
-  /** Longest the reader's set-up and prefetch may take before the mount is given up (`mount_timeout_sec`). */
+  /** Longest the reader's set-up may take before the mount is given up (`mount_timeout_sec`). */
   resolveTimeoutMs?: number;
 }
 
@@ -81,7 +80,7 @@ export interface LayerMountRequest {
 }
 
 export interface LayerMountTimes {
-  /** ztoc decode, reader set-up and prefetch */
+  /** artifact checks, ztoc decode and reader set-up (the prefetch runs after the mount) */
   resolveMs: number;
   /** the FUSE mount itself */
   fuseMountMs: number;
