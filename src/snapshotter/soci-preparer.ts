@@ -105,8 +105,6 @@ export interface SociPreparerOptions {
    * lists one (docs/formats.md §9); false ignores it, as the reference does.
    */
   chunkVerification?: boolean;
-  /** Requests for span data in flight at once, daemon-wide (default 8). */
-  fetchConcurrency?: number;
   /**
    * `[pull_modes.parallel_pull_unpack]` (§6): "primary" downloads and unpacks every layer in
    * parallel instead of mounting it; "fallback" does so only for images without a SOCI index.
