@@ -679,46 +679,53 @@ function run(
   });
 }
 
-/** Decodes the octal escapes (`\040` …) of /proc/self/mountinfo fields. */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+/** A /proc/self/mountinfo field: octal escapes (`\040` …) decoded, then UTF-8. */
+function mountField(s: string): string {
+  return Buffer.from(
+    s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+    "latin1",
+  ).toString("utf8");
 }
 
 export interface MountInfo {
   mountpoint: string;
   fstype: string;
   source: string;
+  /** The superblock's options (`default_permissions`, `allow_other` …). */
+  superOptions: string;
 }
 
-/** Mount points at or below `dir`, from /proc/self/mountinfo (never by stat, which could wait on us). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const root = resolvePathname(dir);
-  const out: string[] = [];
-  for (const line of (await readFile("/proc/self/mountinfo", "latin1")).split("\n")) {
-    const field = line.split(" ")[4];
-    if (field === undefined) continue;
-    const point = Buffer.from(unescapeMountField(field), "latin1").toString("utf8");
-    if (point === root || point.startsWith(`${root}/`)) out.push(point);
-  }
-  return out;
-}
-
-/** The mounts at `mountpoint` (innermost last), from /proc/self/mountinfo. */
-export async function mountsAt(mountpoint: string): Promise<MountInfo[]> {
-  const mp = resolvePathname(mountpoint);
-  const text = await readFile("/proc/self/mountinfo", "latin1");
+/**
+ * Every mount of this mount namespace, in mount order, from /proc/self/mountinfo (never by stat,
+ * which could wait on a mount this process serves).
+ */
+export async function mountTable(): Promise<MountInfo[]> {
   const out: MountInfo[] = [];
-  for (const line of text.split("\n")) {
-    if (!line) continue;
+  for (const line of (await readFile("/proc/self/mountinfo", "latin1")).split("\n")) {
     const sep = line.indexOf(" - ");
     if (sep < 0) continue;
     const left = line.slice(0, sep).split(" ");
     const right = line.slice(sep + 3).split(" ");
-    const point = Buffer.from(unescapeMountField(left[4] ?? ""), "latin1").toString("utf8");
-    if (point !== mp) continue;
-    out.push({ mountpoint: point, fstype: right[0] ?? "", source: unescapeMountField(right[1] ?? "") });
+    out.push({
+      mountpoint: mountField(left[4] ?? ""),
+      fstype: right[0] ?? "",
+      source: mountField(right[1] ?? ""),
+      superOptions: mountField(right[2] ?? ""),
+    });
   }
   return out;
+}
+
+/** Mount points at or below `dir`. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const root = resolvePathname(dir);
+  return (await mountTable()).map((m) => m.mountpoint).filter((p) => p === root || p.startsWith(`${root}/`));
+}
+
+/** The mounts at `mountpoint` (innermost last). */
+export async function mountsAt(mountpoint: string): Promise<MountInfo[]> {
+  const mp = resolvePathname(mountpoint);
+  return (await mountTable()).filter((m) => m.mountpoint === mp);
 }
 
 export type MountStatus = "alive" | "dead" | "unmounted";

@@ -49,11 +49,12 @@ import {
 } from "./soci-artifacts.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { LayerFileReader } from "./types.js";
-import { mountLayer, unmountPath } from "./fuse-layer.js";
+import { mountLayer, mountTable, unmountPath } from "./fuse-layer.js";
 import { createLayerReader } from "./layer-reader.js";
 import { SpanCache } from "./span-cache.js";
 import { RegistryBlobFetcher } from "./blob-fetcher.js";
 import { unpackLayer } from "./unpack-layer.js";
+import { isProcessAlive } from "./local-server.js";
 
 const run = promisify(execFile);
 
@@ -108,7 +109,7 @@ export async function mountImage(opts: MountImageOptions): Promise<MountedImage>
   const log = opts.log ?? (() => undefined);
   const mountpoint = resolve(opts.mountpoint);
   const { state: running } = await locateMount(opts.root, mountpoint);
-  if (running && isAlive(running.pid))
+  if (running && isProcessAlive(running.pid))
     throw new AlreadyExistsError(
       `${mountpoint} is already mounted by soci mount (pid ${running.pid}); run soci unmount first`,
     );
@@ -322,10 +323,10 @@ export async function unmountImage(root: string, mountpoint: string, timeoutMs =
   const mp = resolve(mountpoint);
   const found = await locateMount(root, mp);
   const { state } = found;
-  if (state && isAlive(state.pid)) {
+  if (state && isProcessAlive(state.pid)) {
     process.kill(state.pid, "SIGTERM");
     const deadline = Date.now() + timeoutMs;
-    while (isAlive(state.pid)) {
+    while (isProcessAlive(state.pid)) {
       if (Date.now() > deadline)
         throw new DeadlineExceededError(`soci mount process ${state.pid} did not stop within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
@@ -390,31 +391,4 @@ async function locateMount(root: string, mp: string): Promise<LocatedMount> {
   const state = givenState ?? (chosen === given ? undefined : await readMountState(chosen, mp));
   const under = `${chosen}/mounts/${key}/`;
   return { root: chosen, state, layerMounts: layerMounts.filter((l) => l.startsWith(under)), mounted };
-}
-
-/** Every mount of this mount namespace: where, what type, and its superblock options. */
-async function mountTable(): Promise<{ mountpoint: string; fstype: string; superOptions: string }[]> {
-  const field = (f: string) =>
-    Buffer.from(
-      f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
-      "latin1",
-    ).toString("utf8");
-  const out: { mountpoint: string; fstype: string; superOptions: string }[] = [];
-  for (const line of (await readFile("/proc/self/mountinfo", "latin1")).split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const left = line.slice(0, sep).split(" ");
-    const right = line.slice(sep + 3).split(" ");
-    out.push({ mountpoint: field(left[4] ?? ""), fstype: right[0] ?? "", superOptions: field(right[2] ?? "") });
-  }
-  return out;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

@@ -1,12 +1,6 @@
-// The daemon's side of the FUSE host (docs/snapshotter.md §5.8): a LayerMounter that asks the host
-// to mount, check and unmount layers, starting a host when none answers, relaying the host's log
-// lines into the daemon's log, and noticing when the host goes away: a retired host's successor
-// is simply reconnected to; a host that stopped or died has taken its mounts with it, so the
-// daemon is told to mount its layers again (and a death is counted).
-import { readFileSync } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { UnavailableError } from "../errors/errors.js";
-import { mountStatus, unmountPath } from "../fs/fuse-layer.js";
+import { mountStatus, mountsUnder, unmountPath } from "../fs/fuse-layer.js";
 import type {
   LayerMetricsSnapshot,
   LayerMounter,
@@ -14,11 +8,11 @@ import type {
   LayerMountTimes,
   ServedLayer,
 } from "../fs/lazy-layers.js";
-import { mountsUnder } from "../fs/fuse-layer.js";
 import type { Logger } from "../log/log.js";
 import { FuseHostConnection, type LogsEnd } from "./connection.js";
 import { startHost, type HostCommand, type Started, type StartMode } from "./launch.js";
 import type { HostInfo } from "./protocol.js";
+import { isProcessAlive } from "../fs/local-server.js";
 
 export interface FuseHostClientOptions {
   /** The daemon root the host serves. */
@@ -222,7 +216,7 @@ export class FuseHostClient implements LayerMounter {
     } else {
       // the stream may close a moment before the process is gone
       await waitForExit(info.pid, 1_000);
-      if (isAlive(info.pid)) {
+      if (isProcessAlive(info.pid)) {
         log.debug("lost the FUSE host's log stream; reconnecting", { pid: info.pid });
       } else {
         log.error("the FUSE host died: its layers no longer answer; they are mounted again", { pid: info.pid });
@@ -262,16 +256,5 @@ function sleep(ms: number): Promise<void> {
 }
 
 async function waitForExit(pid: number, ms: number): Promise<void> {
-  for (const end = Date.now() + ms; isAlive(pid) && Date.now() < end; ) await sleep(100);
-}
-
-/** The process runs (a zombie, killed but not yet reaped, does not). */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
+  for (const end = Date.now() + ms; isProcessAlive(pid) && Date.now() < end; ) await sleep(100);
 }

@@ -11,8 +11,7 @@
 // metrics, log lines) to it, so the daemon only ever talks to one socket.
 import * as grpc from "@grpc/grpc-js";
 import { createHash } from "node:crypto";
-import type { Stats } from "node:fs";
-import { chmod, lstat, mkdir, readdir, realpath, rm } from "node:fs/promises";
+import { chmod, mkdir, readdir, realpath, rm } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import { FailedPreconditionError, UnavailableError } from "../errors/errors.js";
@@ -34,6 +33,7 @@ import {
   type HostInfo,
   type WireMountRequest,
 } from "./protocol.js";
+import { isProcessAlive, removeStaleSocket } from "../fs/local-server.js";
 
 export interface FuseHostOptions {
   /** The daemon root it serves: `<root>/soci` (span cache, statfs), mountpoints below `<root>`. */
@@ -132,18 +132,6 @@ async function lockHost(realRoot: string): Promise<NetServer | undefined> {
   return server;
 }
 
-/** A socket left by a host that is gone blocks bind; anything that is not a socket is an error. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let st: Stats;
-  try {
-    st = await lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new FailedPreconditionError(`${path} exists and is not a socket`);
-  await rm(path, { force: true });
-}
-
 function bind(server: grpc.Server, path: string): Promise<void> {
   return new Promise<void>((ok, fail) =>
     server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? fail(err) : ok())),
@@ -224,7 +212,7 @@ export async function startFuseHost(opts: FuseHostOptions): Promise<FuseHost> {
         c.close();
         predecessors.delete(path);
         const pid = Number(/\d+/.exec(basename(name))![0]);
-        if (!isAlive(pid)) await rm(path, { force: true });
+        if (!isProcessAlive(pid)) await rm(path, { force: true });
       }
     }
     return out;
@@ -432,13 +420,4 @@ export async function startFuseHost(opts: FuseHostOptions): Promise<FuseHost> {
       await shutdown(true);
     },
   };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

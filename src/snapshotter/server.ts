@@ -2,8 +2,7 @@
 // §5.1): opens the snapshotter under `root`, removes a stale socket, binds, and closes everything
 // on request.
 import * as grpc from "@grpc/grpc-js";
-import type { Stats } from "node:fs";
-import { lstat, mkdir, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { FailedPreconditionError, messageOf } from "../errors/errors.js";
@@ -12,6 +11,7 @@ import { snapshotsService } from "./proto.js";
 import type { RemotePreparer } from "./remote.js";
 import { snapshotsServiceImpl } from "./service.js";
 import { Snapshotter } from "./snapshotter.js";
+import { removeStaleSocket } from "../fs/local-server.js";
 
 export interface SnapshotterServerOptions {
   /** unix socket path, e.g. /run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock */
@@ -121,18 +121,6 @@ export async function startSnapshotterServer(opts: SnapshotterServerOptions): Pr
       return closing;
     },
   };
-}
-
-/** A socket left by a previous run blocks bind; anything that is not a socket is an error. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let st: Stats;
-  try {
-    st = await lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new FailedPreconditionError(`${path} exists and is not a socket`);
-  await rm(path, { force: true });
 }
 
 /**
