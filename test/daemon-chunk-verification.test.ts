@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startFaultProxy, type FaultProxy } from "./helpers/fault-proxy.js";
-import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { runOnSoci, startContainerd, type Containerd } from "./helpers/containerd.js";
 import {
   addLayer,
   busyboxLayer,
@@ -76,21 +76,8 @@ async function resetDaemon(): Promise<void> {
   await rm(daemonRoot(), { recursive: true, force: true });
 }
 
-async function runContainer(image: string, id: string, script: string): Promise<string> {
-  const r = await ctd!.ctr([
-    "run",
-    "--rm",
-    "--snapshotter",
-    "soci",
-    "--runc-root",
-    join(dir, "runc"),
-    image,
-    id,
-    "/bin/sh",
-    "-c",
-    script,
-  ]);
-  return r.stdout;
+function runContainer(image: string, id: string, script: string): Promise<string> {
+  return runOnSoci(ctd!, { image, id, script, runcRoot: join(dir, "runc") });
 }
 
 const blobGets = (from: number) =>

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { FuseHostConnection } from "../src/fuse-host/connection.js";
-import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { runOnSoci, startContainerd, type Containerd } from "./helpers/containerd.js";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import {
   addLayer,
@@ -82,23 +82,8 @@ async function rpull(image: string): Promise<void> {
 }
 
 /** Runs a container to its end and returns its output. */
-async function runContainer(image: string, id: string, script: string): Promise<string> {
-  const r = await ctd!
-    .ctr([
-      "run",
-      "--rm",
-      "--snapshotter",
-      "soci",
-      "--runc-root",
-      join(dir, "runc"),
-      image,
-      cid(id),
-      "/bin/sh",
-      "-c",
-      script,
-    ])
-    .catch(withLog);
-  return r.stdout;
+function runContainer(image: string, id: string, script: string): Promise<string> {
+  return runOnSoci(ctd!, { image, id: cid(id), script, runcRoot: join(dir, "runc") }).catch(withLog);
 }
 
 /**

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
-import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { runOnSoci, startContainerd, type Containerd } from "./helpers/containerd.js";
 import {
   addLayer,
   busyboxLayer,
@@ -66,21 +66,8 @@ const logLines = (key: string) => daemon!.lines(key);
 const daemonLog = () => daemon?.log() ?? "";
 const waitForSoci = () => waitForSnapshotter((args) => ctd!.ctr(args));
 
-async function runContainer(id: string, script: string): Promise<string> {
-  const r = await ctd!.ctr([
-    "run",
-    "--rm",
-    "--snapshotter",
-    "soci",
-    "--runc-root",
-    join(dir, "runc"),
-    image,
-    id,
-    "/bin/sh",
-    "-c",
-    script,
-  ]);
-  return r.stdout;
+function runContainer(id: string, script: string): Promise<string> {
+  return runOnSoci(ctd!, { image, id, script, runcRoot: join(dir, "runc") });
 }
 
 const scrape = () => scrapeMetrics(metricsSock());

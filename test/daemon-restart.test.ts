@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startRegistry, type RegistryServer } from "./helpers/registry-server.js";
 import { startSwitchProxy, type SwitchProxy } from "./helpers/switch-proxy.js";
-import { startContainerd, type Containerd } from "./helpers/containerd.js";
+import { runOnSoci, startContainerd, type Containerd } from "./helpers/containerd.js";
 import {
   deadMountsUnder,
   SOCI_BIN,
@@ -62,24 +62,9 @@ const suffix = randomBytes(3).toString("hex");
 const cid = (name: string) => `${name}-${suffix}`;
 
 function runContainer(image: string, id: string, script: string): Promise<string> {
-  return ctd!
-    .ctr([
-      "run",
-      "--rm",
-      "--snapshotter",
-      "soci",
-      "--runc-root",
-      join(dir, "runc"),
-      image,
-      cid(id),
-      "/bin/sh",
-      "-c",
-      script,
-    ])
-    .then((r) => r.stdout)
-    .catch((e: Error) => {
-      throw new Error(`${e.message}\ndaemon log:\n${daemon?.log().slice(-4000)}`);
-    });
+  return runOnSoci(ctd!, { image, id: cid(id), script, runcRoot: join(dir, "runc") }).catch((e: Error) => {
+    throw new Error(`${e.message}\ndaemon log:\n${daemon?.log().slice(-4000)}`);
+  });
 }
 
 const scriptA = "sha256sum /shared/s.bin /a/a.bin; cat /shared/note /a/note";

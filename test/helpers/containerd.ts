@@ -157,3 +157,12 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   }
   return { address: `unix://${socket}`, socket, dir, root, state, configPath, log: () => output, ctr, stop };
 }
+
+/** `ctr run --rm` of a shell `script` in `image` on the soci snapshotter (runc state in `runcRoot`); its stdout. */
+export async function runOnSoci(
+  ctd: Containerd,
+  opts: { image: string; id: string; script: string; runcRoot: string },
+): Promise<string> {
+  const args = ["run", "--rm", "--snapshotter", "soci", "--runc-root", opts.runcRoot, opts.image, opts.id];
+  return (await ctd.ctr([...args, "/bin/sh", "-c", opts.script])).stdout;
+}
