@@ -22,7 +22,7 @@ import { startFaultProxy, type FaultProxy } from "./helpers/fault-proxy.js";
 import { startTokenServer, type TokenServer } from "./helpers/token-server.js";
 import { makeSigningCert } from "./helpers/tls-certs.js";
 import { pushTestImage, type PushedImage } from "./helpers/test-image.js";
-import { scrapeMetrics, waitForSnapshotter } from "./helpers/soci-daemon.js";
+import { scrapeMetrics, stopFuseHosts, waitForSnapshotter } from "./helpers/soci-daemon.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryAuthorizer } from "../src/registry/auth.js";
 import {
@@ -137,7 +137,10 @@ async function stopDaemon(): Promise<void> {
   if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = new Promise((r) => proc.once("exit", r));
   proc.kill("SIGINT");
+  // a daemon that does not stop within 20 s is killed: a stuck stop must not hang the suite
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   await exited;
+  clearTimeout(timer);
 }
 
 function configToml(extra = ""): string {
@@ -437,6 +440,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctd?.stop().catch(() => undefined);
   await stopDaemon().catch(() => undefined);
+  await stopFuseHosts(daemonRoot()).catch(() => undefined);
   for (const line of await fuseMounts().catch(() => []))
     await run("umount", ["-l", line.split(" ")[1]!]).catch(() => undefined);
   await proxy?.close();
