@@ -8,6 +8,7 @@ import { isAck, portSender, type AckMessage } from "../wasm/port-stream.js";
 import type { LayerIndexOptions } from "./layer-indexer.js";
 import type { ZtocTask, ZtocTaskResult } from "./worker.js";
 import { unwrap, type WorkerResult } from "../wasm/worker-result.js";
+import { workerExecArgv } from "../wasm/worker-argv.js";
 
 export function buildWorkerPath(): string {
   return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "indexer", "worker.js");
@@ -24,6 +25,7 @@ export class BuildPool {
       maxThreads: Math.max(1, opts.threads ?? availableParallelism()),
       idleTimeout: 30_000,
       concurrentTasksPerWorker: 1,
+      execArgv: workerExecArgv(),
     });
   }
 

@@ -9,6 +9,7 @@ import type { CheckpointState } from "./extract.js";
 import type { BuildMessage, WorkerTask } from "./worker.js";
 import { unwrap, type WorkerResult } from "./worker-result.js";
 import { isAck, portSender, type AckMessage } from "./port-stream.js";
+import { workerExecArgv } from "./worker-argv.js";
 
 /** The compiled worker (tests and tsx run from src/, the worker always from dist/). */
 export function workerPath(): string {
@@ -45,6 +46,7 @@ export class InflatePool {
       maxThreads: threads,
       idleTimeout: opts.idleTimeout ?? 30_000,
       concurrentTasksPerWorker: 1,
+      execArgv: workerExecArgv(),
       ...(opts.maxYoungGenerationSizeMb
         ? { resourceLimits: { maxYoungGenerationSizeMb: opts.maxYoungGenerationSizeMb } }
         : {}),
