@@ -168,6 +168,17 @@ async function main(): Promise<void> {
 
   const anchor = rows.find((r) => r.method.name === ANCHOR)?.m?.median;
   const ratio = (m?: Measurement) => (m && anchor ? m.median / anchor : undefined);
+  // The one-shot rows return one contiguous buffer as large as the tar; the stream rows return 1 MiB
+  // buffers that malloc recycles between runs. First touches of fresh memory are slow on some VMs
+  // (host page faults: ~3 ms per MB on the Firecracker machine of bench/RESULTS.md, 2026-12-08), a
+  // floor under every one-shot row that the stream rows do not pay: measured here and printed.
+  const floor = await measure("fresh buffer", corpus.tarSize, runs, () =>
+    Buffer.allocUnsafeSlow(corpus.tarSize).fill(1),
+  );
+  console.log(
+    `fresh memory: filling a new ${mb(corpus.tarSize)} buffer takes ${fmt(corpus.tarSize / 1e3 / floor.median)} ms ` +
+      `(${fmt(floor.median)} MB/s), paid by the one-shot rows (gunzipSync, fflate, pako, wasm gunzip) and not the stream rows`,
+  );
   console.log();
   console.log(
     table(
@@ -205,6 +216,7 @@ async function main(): Promise<void> {
     command,
     corpus: { tarBytes: corpus.tarSize, gzBytes: corpus.gzSize, files: corpus.files },
     runs,
+    freshBufferMBps: round(floor.median),
     spanSize: SPAN,
     chunkSize: CHUNK,
     unit: "MB/s of uncompressed output (10^6 bytes/s)",
