@@ -10,7 +10,7 @@ describe("worker threads' Node options", () => {
   const dir = mkdtempSync(join(tmpdir(), "worker-argv-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("drop module loader hooks (both spellings) and keep the other options", () => {
+  it("drop module loader hooks and V8 options, keep diagnostics and resolution options", () => {
     expect(
       workerExecArgv([
         "--import",
@@ -24,12 +24,16 @@ describe("worker threads' Node options", () => {
         "--experimental-loader=d",
         "--max-old-space-size=100",
         "--conditions=dev",
+        "-C",
+        "test",
+        "--enable-source-maps",
       ]),
-    ).toEqual(["--expose-gc", "--max-old-space-size=100", "--conditions=dev"]);
+    ).toEqual(["--conditions=dev", "-C", "test", "--enable-source-maps"]);
   });
 
   it("keep a hook the parent process was started with out of the pools' workers", () => {
-    // the hook records each thread it runs in; a process indexes a small layer on both pools
+    // the hook records each thread it runs in; a process started as the daemon is (V8 options,
+    // which a worker's execArgv must not repeat) indexes a small layer on both pools
     const marker = join(dir, "loaded");
     const hook = join(dir, "hook.mjs");
     writeFileSync(
@@ -50,7 +54,16 @@ describe("worker threads' Node options", () => {
       await inflate.gunzip(bytes);
       await build.destroy();
       await inflate.destroy();`;
-    execFileSync(process.execPath, ["--import", pathToFileURL(hook).href, "--input-type=module", "-e", script]);
+    execFileSync(process.execPath, [
+      "--max-semi-space-size=2",
+      "--expose-gc",
+      "--enable-source-maps",
+      "--import",
+      pathToFileURL(hook).href,
+      "--input-type=module",
+      "-e",
+      script,
+    ]);
     expect(readFileSync(marker, "utf8").trim().split("\n")).toEqual(["0"]);
   });
 });
