@@ -478,12 +478,12 @@ interface Request {
 /** READ resumes with the bytes (shorter only at end of stream); SKIP with the count skipped. */
 type Walk<T> = Generator<Request, T, Uint8Array | number>;
 
-function* read(n: number): Walk<Buffer> {
-  return (yield { op: READ, n }) as Buffer;
-}
-function* skip(n: number): Walk<number> {
-  return (yield { op: SKIP, n }) as number;
-}
+// The walk yields requests itself (`(yield read(n)) as Buffer`) rather than delegating to a
+// generator per request (`yield* read(n)`): a delegation per header block and per skip cost a
+// generator object each, and its desugaring made TurboFan's graph of next() so large that compiling
+// it took 0.25–0.6 s of a fresh worker's first layer (bench/RESULTS.md, 2026-12-08).
+const read = (n: number): Request => ({ op: READ, n });
+const skip = (n: number): Request => ({ op: SKIP, n });
 
 const align512 = (o: number) => (o % BLOCK > 0 ? o + BLOCK - (o % BLOCK) : o);
 
@@ -615,16 +615,16 @@ export class TarReader {
       longLink = "";
     for (;;) {
       // Discard the rest of the previous entry; running out of stream inside its padding is a clean end.
-      if (this.remaining > 0 && (yield* skip(this.remaining)) < this.remaining) throw errUnexpectedEOF();
+      if (this.remaining > 0 && ((yield skip(this.remaining)) as number) < this.remaining) throw errUnexpectedEOF();
       this.remaining = 0;
-      if (this.pad > 0 && (yield* skip(this.pad)) < this.pad) return null;
+      if (this.pad > 0 && ((yield skip(this.pad)) as number) < this.pad) return null;
       this.pad = 0;
 
-      const blk = yield* read(BLOCK);
+      const blk = (yield read(BLOCK)) as Buffer;
       if (blk.length === 0) return null;
       if (blk.length < BLOCK) throw errUnexpectedEOF();
       if (isZero(blk)) {
-        const blk2 = yield* read(BLOCK);
+        const blk2 = (yield read(BLOCK)) as Buffer;
         if (blk2.length === 0) return null;
         if (blk2.length < BLOCK) throw errUnexpectedEOF();
         if (isZero(blk2)) return null;
@@ -657,7 +657,7 @@ export class TarReader {
       if (h.typeflag === T_REGA) h.typeflag = h.name.endsWith("/") ? T_DIR : 0x30;
       this.handleRegularFile(h); // PAX may have changed the size
       if (h.typeflag === T_SPARSE) yield* this.readOldGNUSparseMap(h, blk);
-      else yield* this.readGNUSparsePAXHeaders(h);
+      else if (h.pax !== null) yield* this.readGNUSparsePAXHeaders(h); // no records: not sparse
       return h;
     }
   }
@@ -674,10 +674,10 @@ export class TarReader {
     const n = this.remaining;
     if (n > MAX_SPECIAL_FILE_SIZE) {
       // Go reads 1 MiB + 1 bytes before giving up; nothing of it needs keeping.
-      const got = yield* skip(MAX_SPECIAL_FILE_SIZE + 1);
+      const got = (yield skip(MAX_SPECIAL_FILE_SIZE + 1)) as number;
       throw got <= MAX_SPECIAL_FILE_SIZE ? errUnexpectedEOF() : errFieldTooLong();
     }
-    const body = n > 0 ? yield* read(n) : Buffer.alloc(0);
+    const body = n > 0 ? ((yield read(n)) as Buffer) : Buffer.alloc(0);
     if (body.length < n) throw errUnexpectedEOF();
     this.remaining = 0;
     return body;
@@ -686,7 +686,7 @@ export class TarReader {
   /** Go mustReadFull on the current entry's data. */
   private *readData(n: number): Walk<Buffer> {
     if (this.remaining < n) throw errUnexpectedEOF();
-    const b = yield* read(n);
+    const b = (yield read(n)) as Buffer;
     if (b.length < n) throw errUnexpectedEOF();
     this.remaining -= n;
     return b;
@@ -718,7 +718,7 @@ export class TarReader {
         check.add(offset, length);
       }
       if (b[isExtended]! === 0) break;
-      b = yield* read(BLOCK);
+      b = (yield read(BLOCK)) as Buffer;
       if (b.length < BLOCK) throw errUnexpectedEOF();
       [start, count, isExtended] = [0, 21, 504];
     }
