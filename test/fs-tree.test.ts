@@ -1,4 +1,5 @@
 // The layer tree built from a TOC (docs/snapshotter.md §4.1) and its presentation rules (§4.2), without FUSE.
+import { posix } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { EntryType, FileMetadata } from "../src/formats/toc.js";
 import {
@@ -133,6 +134,34 @@ describe("tree construction", () => {
     expect(cleanEntryName("./")).toBe("");
     const t = buildTree([fm("./usr//bin/", "dir"), fm("usr/bin/../lib/x", "reg")]);
     expect(names(node(t, "/usr"))).toEqual(["bin", "lib"]);
+  });
+
+  it("cleans every name as path.Clean('/' + name) would, common shapes and odd ones alike", () => {
+    // Go's path.Clean("/" + s) equals node's path.posix.normalize("/" + s) but for a trailing slash
+    const clean = (s: string) => posix.normalize(`/${s}`).replace(/\/+$/, "").slice(1);
+    const parts = ["", ".", "..", "...", ".a", "a.", "a", "bc", "/", "//", "./", "../"];
+    let checked = 0;
+    for (const a of parts)
+      for (const b of parts)
+        for (const c of parts) {
+          const name = `${a}/${b}${c}`;
+          for (const s of [name, `./${name}`, name.slice(1), `${name}/`]) {
+            expect(cleanEntryName(s), JSON.stringify(s)).toBe(clean(s));
+            checked++;
+          }
+        }
+    expect(checked).toBe(4 * parts.length ** 3);
+  });
+
+  it("gives later entries a new implicit directory once a file took the directory's name", () => {
+    const t = buildTree([
+      fm("a/", "dir"),
+      fm("a/x", "reg"),
+      fm("a", "reg"), // replaces the directory's name
+      fm("a/y", "reg"), // a new implicit directory
+      fm("a/z", "reg"),
+    ]);
+    expect(names(node(t, "/a"))).toEqual(["y", "z"]);
   });
 
   it("gives hardlinks the target's node and counts the names", () => {

@@ -190,7 +190,7 @@ afterAll(async () => {
 });
 
 describe("npm pack", () => {
-  it("ships exactly what runs: dist/ (JS + types of every source), the WASM, the protos, bin/, deploy/, docs/", async () => {
+  it("ships exactly what runs: dist/ (JS + types of every source), the WASM, the protos and their descriptors, bin/, deploy/, docs/", async () => {
     const files = await checkoutFiles();
     const under = (dir: string) => files.filter((f) => f.startsWith(`${dir}/`));
     const sources = under("src").filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"));
@@ -204,6 +204,7 @@ describe("npm pack", () => {
       "LICENSE",
       ...Object.values(PKG.bin).map((b) => relative(".", b)),
       "build/inflate.wasm",
+      ...["containerd", "cri-api", "fuse-host"].map((g) => `build/proto/${g}.json`),
       ...under("proto"),
       ...under("deploy"),
       ...under("docs"),
@@ -211,7 +212,7 @@ describe("npm pack", () => {
     ].sort();
     expect(packed).toEqual(expected);
     // the bits that are loaded by path at run time
-    for (const f of ["dist/wasm/worker.js", "dist/indexer/worker.js", "proto/cri-api.proto"])
+    for (const f of ["dist/wasm/worker.js", "dist/indexer/worker.js", "build/proto/cri-api.json"])
       expect(packed).toContain(f);
     expect(packed.filter((f) => /^(src|test|bench|assembly)\/|\.map$/.test(f))).toEqual([]);
   });

@@ -40,6 +40,7 @@ export const UNIT_TESTS = [
   "store-content.test.ts",
   "store-oci-layout.test.ts",
   "structure.test.ts",
+  "proto-descriptors.test.ts",
   "suites.test.ts",
   "tar.test.ts",
   "zinfo.test.ts",

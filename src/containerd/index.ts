@@ -20,4 +20,11 @@ export type { SnapshotInfo, SnapshotKind, SnapshotUsage } from "./snapshots.js";
 export type { Labels, Mount, ProtoDescriptor } from "./types.js";
 export { ContainerdContentStore } from "./content-source.js";
 export { GC_REF_CONTENT, GC_ROOT, SOCI_INDEX_IMAGE_LABEL, gcLabelsFor, sociIndexPlatformLabel } from "./gc-labels.js";
-export { containerdProtos, protoDir, PROTO_FILES, PROTO_OPTIONS } from "./proto.js";
+export {
+  containerdProtos,
+  grpcService,
+  protoDescriptorPath,
+  PROTO_OPTIONS,
+  type MessageOptions,
+  type ProtoGroup,
+} from "./proto.js";

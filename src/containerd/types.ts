@@ -1,4 +1,4 @@
-// Shapes shared by the containerd service wrappers (camelCase, as @grpc/proto-loader decodes them).
+// Shapes shared by the containerd service wrappers (camelCase, as containerd/proto.ts decodes them).
 
 export interface Timestamp {
   seconds: number;

@@ -15,7 +15,6 @@ export {
 } from "./image-service.js";
 export {
   imageService,
-  criProtoPath,
   IMAGE_SERVICE_METHODS,
   IMAGE_SERVICE_V1,
   IMAGE_SERVICE_V1ALPHA2,

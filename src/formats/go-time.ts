@@ -149,6 +149,39 @@ const textEncoder = new TextEncoder();
  * Accepts the text as a string (UTF-8 encoded first) or raw bytes.
  */
 export function parseGoTimeText(text: string | Uint8Array): GoTime | null {
+  const key = memoKey(text);
+  if (key === undefined) return parseGoTimeTextOnce(text);
+  let t = parsedTexts.get(key);
+  if (t === undefined) t = remember(parsedTexts, key, parseGoTimeTextOnce(text));
+  return t;
+}
+
+/*
+ * A layer's TOC repeats a few hundred distinct modification times over tens of thousands of
+ * entries, and mounting one parses each entry's time twice (canonical text, then the node's
+ * attributes): both are remembered per text. Results are frozen, since they are shared.
+ */
+const MEMO_LIMIT = 4096;
+const parsedTexts = new Map<string, GoTime | null>();
+const canonicalTexts = new Map<string, string>();
+
+function remember<V>(memo: Map<string, V>, key: string, value: V): V {
+  if (memo.size >= MEMO_LIMIT) memo.clear();
+  memo.set(key, value);
+  return value;
+}
+
+/**
+ * "s" + the text, or "b" + its bytes one char each (the two forms of one text parse alike only
+ * when it is ASCII); undefined when too long to be a time.
+ */
+function memoKey(text: string | Uint8Array): string | undefined {
+  if (text.length > 64) return undefined;
+  if (typeof text === "string") return `s${text}`;
+  return `b${String.fromCharCode.apply(null, text as unknown as number[])}`;
+}
+
+function parseGoTimeTextOnce(text: string | Uint8Array): GoTime | null {
   const s = typeof text === "string" ? textEncoder.encode(text) : text;
   if (s.length < 19) return null;
   let ok = true;
@@ -203,7 +236,7 @@ export function parseGoTimeText(text: string | Uint8Array): GoTime | null {
     if (sign === 0x2d) offset = -offset;
   }
   const unix = daysFromCivil(year, month, day) * SECONDS_PER_DAY + hour * 3600 + min * 60 + sec - offset;
-  return { sec: unix, nsec, offset };
+  return Object.freeze({ sec: unix, nsec, offset });
 }
 
 /**
@@ -211,7 +244,12 @@ export function parseGoTimeText(text: string | Uint8Array): GoTime | null {
  * the parsed time in its own offset, or the zero time's text when the text does not parse.
  */
 export function canonicalGoTimeText(text: string | Uint8Array): string {
-  const t = parseGoTimeText(text);
-  if (!t) return GO_ZERO_TIME_TEXT;
-  return formatGoTime(t.sec, t.nsec, t.offset);
+  const key = memoKey(text);
+  let out = key === undefined ? undefined : canonicalTexts.get(key);
+  if (out === undefined) {
+    const t = parseGoTimeTextOnce(text);
+    out = t ? formatGoTime(t.sec, t.nsec, t.offset) : GO_ZERO_TIME_TEXT;
+    if (key !== undefined) remember(canonicalTexts, key, out);
+  }
+  return out;
 }

@@ -427,8 +427,7 @@ export function verifyTocPart(v: LayerVerification, head: Uint8Array, tail: Uint
  * zero-filled and its vector length set to 0 (so the decoder sees no checkpoints and copies none).
  */
 export function tocPartZtoc(v: LayerVerification, head: Uint8Array, tail: Uint8Array): Uint8Array {
-  // a plain Uint8Array (the decoder's slices must be copies, not views of this buffer); the zero
-  // pages of the zinfo range are never touched
+  // the zero pages of the zinfo range are never touched
   const out = new Uint8Array(v.ztocSize);
   out.set(head, 0);
   out.set(tail, v.zinfoOffset + v.zinfoLength);

@@ -247,7 +247,11 @@ class FbReader {
   /** Work budget against aliasing bombs (many vector slots pointing at the same large table/string). */
   private budget: number;
 
-  constructor(readonly buf: Uint8Array) {
+  /** With `views`, byte fields are views of `buf` (the caller hands it over) instead of copies. */
+  constructor(
+    readonly buf: Uint8Array,
+    private readonly views = false,
+  ) {
     this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.budget = 8 * buf.length + (1 << 20);
   }
@@ -297,7 +301,11 @@ class FbReader {
     return (off + this.u32(off)) >>> 0;
   }
 
-  /** Table.ByteVector(off): a copy of the string/[ubyte] the uoffset at `off` points to. */
+  /**
+   * Table.ByteVector(off): the string/[ubyte] the uoffset at `off` points to: a copy, or a view of
+   * the buffer (tens of thousands of small copies cost more to allocate and collect than the rest
+   * of the decode).
+   */
   byteVector(off: number): Uint8Array {
     const at = (off + this.u32(off)) >>> 0;
     const start = (at + 4) >>> 0;
@@ -307,7 +315,7 @@ class FbReader {
       throw new ReadFault(`slice bounds out of range [${start}:${end}] with capacity ${this.buf.length}`);
     }
     this.charge(len + 1);
-    return this.buf.slice(start, end);
+    return this.views ? new Uint8Array(this.buf.buffer, this.buf.byteOffset + start, len) : this.buf.slice(start, end);
   }
 
   /** Table.Vector(o) for table at tablePos and field offset o: position of element 0. */
@@ -361,8 +369,20 @@ class FbReader {
 
 const utf8 = new TextDecoder("utf-8");
 
+/** Shared by the entries without PAX headers (never modified). */
+const NO_XATTRS = Object.freeze([]) as unknown as PaxRecord[];
+
+function readPaxHeaders(r: FbReader, pos: number): PaxRecord[] {
+  const byKey = new Map<string, PaxRecord>();
+  for (const x of r.tableVector(pos, 13)) {
+    const key = r.bytesField(x, 0);
+    const value = r.bytesField(x, 1);
+    byKey.set(latin1(key), { key, value });
+  }
+  return [...byKey.values()].sort((a, b) => compareBytes(a.key, b.key));
+}
+
 function readFileMetadata(r: FbReader, pos: number): FileMetadata {
-  const xattrs: PaxRecord[] = [];
   const name = r.bytesField(pos, 0);
   const type = utf8.decode(r.bytesField(pos, 1)) as EntryType;
   const uncompressedOffset = r.int64Field(pos, 2);
@@ -379,15 +399,8 @@ function readFileMetadata(r: FbReader, pos: number): FileMetadata {
   const modTime = canonicalGoTimeText(r.bytesField(pos, 10));
   const devmajor = r.int64Field(pos, 11);
   const devminor = r.int64Field(pos, 12);
-  // PAXHeaders map: a later duplicate key replaces an earlier one
-  const byKey = new Map<string, PaxRecord>();
-  for (const x of r.tableVector(pos, 13)) {
-    const key = r.bytesField(x, 0);
-    const value = r.bytesField(x, 1);
-    byKey.set(latin1(key), { key, value });
-  }
-  xattrs.push(...byKey.values());
-  xattrs.sort((a, b) => compareBytes(a.key, b.key));
+  // PAXHeaders map: a later duplicate key replaces an earlier one (most entries have none)
+  const xattrs = r.field(pos, 13) ? readPaxHeaders(r, pos) : NO_XATTRS;
   return {
     name,
     type,
@@ -410,13 +423,14 @@ function readFileMetadata(r: FbReader, pos: number): FileMetadata {
 /**
  * Parse a ztoc (`flatbufToZtoc`, ztoc_marshaler.go:56-162). Entries come back sorted by uncompressed
  * offset with tarHeaderOffset recomputed; overlapping entries ⇒ ZtocError("invalid toc entry"); anything
- * unreadable ⇒ ZtocError("cannot unmarshal ztoc: ...").
+ * unreadable ⇒ ZtocError("cannot unmarshal ztoc: ..."). With `owned` (the caller never touches
+ * `bytes` again), names and other byte fields are views of `bytes`, which they keep alive.
  */
-export function decodeZtoc(bytes: Uint8Array): Ztoc {
+export function decodeZtoc(bytes: Uint8Array, opts: { owned?: boolean } = {}): Ztoc {
   let r: FbReader;
   let result: Ztoc;
   try {
-    r = new FbReader(bytes);
+    r = new FbReader(bytes, opts.owned);
     const root = r.u32(0);
     const version = utf8.decode(r.bytesField(root, 0));
     const buildToolIdentifier = utf8.decode(r.bytesField(root, 1));

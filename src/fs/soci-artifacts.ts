@@ -240,7 +240,9 @@ export function decodeZtocTocPart(
   if (head.length !== a1 - a0 || tail.length !== b1 - b0)
     throw new DigestMismatchError(`${v.ztocSize} bytes`, "a short ztoc", { what: `ztoc ${ztocDesc.digest} TOC part` });
   verifyTocPart(v, head, tail);
-  const ztoc = decodeZtoc(tocPartZtoc(v, head, tail));
+  // the TOC part's buffer is ours: the entries' names can be views of it (its zero-filled zinfo
+  // range is never touched, so it costs no memory)
+  const ztoc = decodeZtoc(tocPartZtoc(v, head, tail), { owned: true });
   if (layer.size > 0 && ztoc.compressedArchiveSize !== layer.size) {
     throw new FailedPreconditionError(
       `ztoc ${ztocDesc.digest} describes ${ztoc.compressedArchiveSize} compressed bytes but layer ${layer.digest} has ${layer.size}`,

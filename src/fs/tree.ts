@@ -122,7 +122,12 @@ export function presentedName(bytes: Uint8Array): string {
  * dropped, `..` resolved (never above the root), no trailing slash. "" names the root.
  */
 export function cleanEntryName(name: Uint8Array | string): string {
-  const s = typeof name === "string" ? name : utf8.decode(name);
+  let s = typeof name === "string" ? name : utf8.decode(name);
+  // the common case (`./usr/lib/x`, `usr/lib/`): nothing to resolve once the `./` and the
+  // trailing slash are off
+  if (s.startsWith("./")) s = s.slice(2);
+  if (s.endsWith("/")) s = s.slice(0, -1);
+  if (!NEEDS_CLEANING.test(s)) return s;
   const out: string[] = [];
   for (const seg of s.split("/")) {
     if (seg === "" || seg === ".") continue;
@@ -131,6 +136,9 @@ export function cleanEntryName(name: Uint8Array | string): string {
   }
   return out.join("/");
 }
+
+/** An empty, `.` or `..` segment, or a leading or trailing slash. */
+const NEEDS_CLEANING = /(^|\/)\.{0,2}(\/|$)/;
 
 /** `path.Split` dir part without its trailing slash ("" for a top-level name). */
 function parentDir(clean: string): string {
@@ -226,9 +234,16 @@ export function buildTree(toc: readonly FileMetadata[]): LayerTree {
     return n;
   };
 
+  // tar lists a directory's entries together: the last parent looked up is remembered (and
+  // forgotten whenever a name is mapped anew, though only an entry of the parent's own name, whose
+  // lookup comes first, could change what it resolves to)
+  let lastDirName: string | undefined;
+  let lastDir: TreeNode | undefined;
+
   const setChild = (parent: TreeNode, base: string, node: TreeNode, hardlink: boolean): void => {
     if (base === ".") return; // the `./` quirk (see above)
     parent.children ??= new Map();
+    if (parent.children.has(base)) lastDir = undefined;
     parent.children.set(base, { node, hardlink });
   };
 
@@ -271,7 +286,14 @@ export function buildTree(toc: readonly FileMetadata[]): LayerTree {
       setAttrs(node, entry);
     }
     if (name === "") continue; // root: parent is itself (quirk child `.` not kept)
-    setChild(getOrCreateDir(parentDir(name)), baseName(name), node, isLink);
+    const dirName = parentDir(name);
+    let parent = lastDir !== undefined && lastDirName === dirName ? lastDir : undefined;
+    if (!parent) {
+      parent = getOrCreateDir(dirName);
+      lastDirName = dirName;
+      lastDir = parent;
+    }
+    setChild(parent, baseName(name), node, isLink);
   }
 
   for (const d of dirs) {

@@ -2,9 +2,8 @@
 // definition, where the sockets live, and the conversions between the library's types
 // (LayerMountRequest, LayerMetricsSnapshot) and the messages.
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { PROTO_OPTIONS, protoDir } from "../containerd/proto.js";
+import type * as grpc from "@grpc/grpc-js";
+import { grpcService } from "../containerd/proto.js";
 import { errorFromGrpcStatus, grpcStatusOf } from "../errors/status.js";
 import type { Descriptor } from "../formats/oci.js";
 import type {
@@ -40,17 +39,9 @@ export function retiredAddress(activeAddress: string, pid: number): string {
   return join(activeAddress, "..", `retired-${pid}.sock`);
 }
 
-let cached: grpc.ServiceClientConstructor | undefined;
-
 /** The FuseHost service (`.service` for a server; the constructor is a client). */
 export function fuseHostService(): grpc.ServiceClientConstructor {
-  if (cached) return cached;
-  const pkg = loadSync(join(protoDir(), "fuse-host.proto"), PROTO_OPTIONS);
-  const def = grpc.loadPackageDefinition(pkg) as unknown as {
-    soci: { fusehost: { v1: { FuseHost: grpc.ServiceClientConstructor } } };
-  };
-  cached = def.soci.fusehost.v1.FuseHost;
-  return cached;
+  return grpcService("fuse-host", "soci.fusehost.v1.FuseHost");
 }
 
 /** A failure as a gRPC status (its SociError code, else UNKNOWN). */

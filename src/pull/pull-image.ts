@@ -9,7 +9,7 @@ import type { ContainerdClient } from "../containerd/client.js";
 import { gcLabelsFor } from "../containerd/gc-labels.js";
 import { withLease } from "../containerd/leases.js";
 import type { Labels } from "../containerd/types.js";
-import { unpackImage, type UnpackLayer, type UnpackResult } from "./unpack.js";
+import { imageLayers, type UnpackLayer, type UnpackResult, unpackImageLayers } from "./unpack.js";
 import { resolvePull, type ResolvedPull } from "./resolve-pull.js";
 
 // docs/snapshotter.md §2.1
@@ -55,46 +55,56 @@ export async function pullImage(
   opts: PullOptions,
 ): Promise<PullResult> {
   const log = opts.log ?? (() => undefined);
-  const { ref, name, target, platform, manifestDesc, manifestBytes, manifest, configBytes, source } =
+  const { ref, name, target, manifestDesc, manifestBytes, manifest, configBytes, source } =
     typeof image === "string" ? await resolvePull(registry, image, opts.platform) : image;
   const layers = manifest.layers ?? [];
 
-  await withLease(ctd, async (leased) => {
-    // documents bottom-up so every GC reference points at content already present
+  // one lease holds the documents and the snapshots until the image and its GC labels do
+  const unpack = await withLease(ctd, async (leased) => {
+    // written side by side: under the lease nothing is collected before what references it exists
     const put = async (desc: Descriptor, bytes: Uint8Array) => {
       await leased.content.write(bytes, { digest: desc.digest, size: desc.size }, { labels: gcLabelsFor(bytes) });
     };
-    await put(manifest.config, configBytes);
-    await put(manifestDesc, manifestBytes);
-    if (target.digest !== manifestDesc.digest) await put(target, await source.get(target.digest, target.mediaType));
+    await Promise.all([
+      put(manifest.config, configBytes),
+      put(manifestDesc, manifestBytes),
+      target.digest !== manifestDesc.digest
+        ? source.get(target.digest, target.mediaType).then((bytes) => put(target, bytes))
+        : undefined,
+    ]);
     await leased.images.put({
       name,
       target: { mediaType: target.mediaType, digest: target.digest, size: target.size },
     });
-  });
-  log(`${name}: resolved ${target.digest}, manifest ${manifestDesc.digest}, ${layers.length} layers`);
-
-  const unpack = await unpackImage(ctd, name, opts.snapshotter, {
-    platform,
-    labels: (layer: UnpackLayer, i: number): Labels => {
-      const labels: Labels = {
-        [LABEL_CRI_IMAGE_REF]: name,
-        [LABEL_CRI_MANIFEST_DIGEST]: manifestDesc.digest,
-        [LABEL_CRI_LAYER_DIGEST]: layer.blob.digest,
-        [LABEL_CRI_IMAGE_LAYERS]: imageLayersLabel(layers, i),
-        [LABEL_SOCI_SIZE]: String(layer.blob.size),
-      };
-      if (opts.sociIndexDigest) labels[LABEL_SOCI_INDEX_DIGEST] = opts.sociIndexDigest;
-      return labels;
-    },
-    // only layers the snapshotter did not provide come here: download them into containerd
-    fetchBlob: async (layer, leased) => {
-      log(`${layer.blob.digest}: downloading (not provided by the snapshotter)`);
-      await leased.content.write(registry.blobStream(ref, layer.blob.digest, { size: layer.blob.size }), {
-        digest: layer.blob.digest,
-        size: layer.blob.size,
-      });
-    },
+    log(`${name}: resolved ${target.digest}, manifest ${manifestDesc.digest}, ${layers.length} layers`);
+    // the documents just written are not read back: their layers and diff IDs are known here
+    return unpackImageLayers(
+      leased,
+      opts.snapshotter,
+      manifest.config.digest,
+      imageLayers(name, manifest, configBytes),
+      {
+        labels: (layer: UnpackLayer, i: number): Labels => {
+          const labels: Labels = {
+            [LABEL_CRI_IMAGE_REF]: name,
+            [LABEL_CRI_MANIFEST_DIGEST]: manifestDesc.digest,
+            [LABEL_CRI_LAYER_DIGEST]: layer.blob.digest,
+            [LABEL_CRI_IMAGE_LAYERS]: imageLayersLabel(layers, i),
+            [LABEL_SOCI_SIZE]: String(layer.blob.size),
+          };
+          if (opts.sociIndexDigest) labels[LABEL_SOCI_INDEX_DIGEST] = opts.sociIndexDigest;
+          return labels;
+        },
+        // only layers the snapshotter did not provide come here: download them into containerd
+        fetchBlob: async (layer, client) => {
+          log(`${layer.blob.digest}: downloading (not provided by the snapshotter)`);
+          await client.content.write(registry.blobStream(ref, layer.blob.digest, { size: layer.blob.size }), {
+            digest: layer.blob.digest,
+            size: layer.blob.size,
+          });
+        },
+      },
+    );
   });
   for (const [i, l] of unpack.layers.entries()) log(`${layers[i]?.digest ?? l.chainId}: ${l.outcome}`);
   return { name, target, manifest: manifestDesc, unpack };

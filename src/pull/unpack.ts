@@ -7,11 +7,12 @@
 // Finally the image config is labelled `containerd.io/gc.ref.snapshot.<snapshotter>=<top chain>`
 // so containerd's GC keeps the snapshots with the image.
 import { createHash, randomBytes } from "node:crypto";
-import { parseManifest, type Descriptor, type Platform } from "../formats/oci.js";
+import { parseManifest, type Descriptor, type Manifest, type Platform } from "../formats/oci.js";
 import { defaultPlatform } from "../formats/platform.js";
 import { manifestForPlatform } from "../store/image-manifests.js";
 import type { ContainerdClient } from "../containerd/client.js";
 import { ContainerdContentStore } from "../containerd/content-source.js";
+import { withLease } from "../containerd/leases.js";
 import {
   AlreadyExistsError,
   DigestMismatchError,
@@ -143,6 +144,36 @@ interface ImageConfigRootfs {
   rootfs?: { diff_ids?: unknown };
 }
 
+/** The layers of `manifest` with the diff IDs its config lists (InvalidArgument when they do not match up). */
+export function imageLayers(what: string, manifest: Manifest, configBytes: Uint8Array): UnpackLayer[] {
+  const config = JSON.parse(Buffer.from(configBytes).toString("utf8")) as ImageConfigRootfs;
+  const diffIds = config.rootfs?.diff_ids;
+  const blobs = manifest.layers ?? [];
+  if (!Array.isArray(diffIds) || diffIds.length !== blobs.length || !diffIds.every((d) => typeof d === "string")) {
+    throw new InvalidArgumentError(
+      `image ${what}: config ${manifest.config.digest} has ${Array.isArray(diffIds) ? diffIds.length : "no"} diff IDs for ${blobs.length} layers`,
+    );
+  }
+  return blobs.map((blob, i) => ({ blob, diffId: diffIds[i] as string }));
+}
+
+/**
+ * Unpacks `layers` of an image whose config is `configDigest` into `snapshotter` under `client`'s
+ * lease, and labels the config so the snapshots live as long as the image.
+ */
+export async function unpackImageLayers(
+  client: ContainerdClient,
+  snapshotter: string,
+  configDigest: string,
+  layers: UnpackLayer[],
+  opts: UnpackOptions = {},
+): Promise<UnpackResult> {
+  const res = await unpackLayers(client, snapshotter, layers, opts);
+  if (layers.length > 0)
+    await client.content.setLabels(configDigest, { [`${GC_REF_SNAPSHOT}.${snapshotter}`]: res.chainId });
+  return res;
+}
+
 /**
  * Unpacks containerd image `name` (the manifest for `platform`, default: this host's) into
  * `snapshotter` and labels its config so the snapshots live as long as the image.
@@ -157,24 +188,6 @@ export async function unpackImage(
   const target = await source.resolveImage(name);
   const manifestDesc = await manifestForPlatform(source, target, opts.platform ?? defaultPlatform());
   const manifest = parseManifest(await source.get(manifestDesc.digest));
-  const config = JSON.parse(
-    Buffer.from(await source.get(manifest.config.digest)).toString("utf8"),
-  ) as ImageConfigRootfs;
-  const diffIds = config.rootfs?.diff_ids;
-  const blobs = manifest.layers ?? [];
-  if (!Array.isArray(diffIds) || diffIds.length !== blobs.length || !diffIds.every((d) => typeof d === "string")) {
-    throw new InvalidArgumentError(
-      `image ${name}: config ${manifest.config.digest} has ${Array.isArray(diffIds) ? diffIds.length : "no"} diff IDs for ${blobs.length} layers`,
-    );
-  }
-  const layers = blobs.map((blob, i) => ({ blob, diffId: diffIds[i] as string }));
-  const lease = await client.leases.create({ expiresInMs: 3600_000 });
-  try {
-    const res = await unpackLayers(client.withLease(lease.id), snapshotter, layers, opts);
-    if (layers.length > 0)
-      await client.content.setLabels(manifest.config.digest, { [`${GC_REF_SNAPSHOT}.${snapshotter}`]: res.chainId });
-    return res;
-  } finally {
-    await client.leases.delete(lease.id).catch(() => undefined);
-  }
+  const layers = imageLayers(name, manifest, await source.get(manifest.config.digest));
+  return withLease(client, (leased) => unpackImageLayers(leased, snapshotter, manifest.config.digest, layers, opts));
 }

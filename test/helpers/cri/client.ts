@@ -2,8 +2,8 @@
 // containerd's, where its CRI plugin serves it, or the snapshotter's, whose CRI keychain proxies it.
 // Uses the daemon's own copy of the cri-api proto (proto/cri-api.proto).
 import * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { criProtoPath } from "../../../src/cri/proto.js";
+import { grpcService } from "../../../src/containerd/proto.js";
+import { IMAGE_SERVICE_V1 } from "../../../src/cri/proto.js";
 import type { CriAuthConfig } from "../../../src/cri/credentials.js";
 
 export interface CriImage {
@@ -43,22 +43,9 @@ type Unary = (
   cb: (err: grpc.ServiceError | null, res: unknown) => void,
 ) => void;
 
-let ctor: grpc.ServiceClientConstructor | undefined;
-
 /** The runtime.v1.ImageService client constructor (snake_case fields, 64-bit integers as numbers). */
 export function imageServiceClient(): grpc.ServiceClientConstructor {
-  if (ctor) return ctor;
-  const pkg = loadSync(criProtoPath(), {
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-  });
-  const def = grpc.loadPackageDefinition(pkg) as unknown as {
-    runtime: { v1: { ImageService: grpc.ServiceClientConstructor } };
-  };
-  ctor = def.runtime.v1.ImageService;
-  return ctor;
+  return grpcService("cri-api", IMAGE_SERVICE_V1, { longs: Number, enums: String, defaults: true });
 }
 
 /** `socket`: a gRPC socket path. Calls time out after `timeoutMs` (default 120 s). */
