@@ -31,6 +31,7 @@ export const UNIT_TESTS = [
   "layer-verification.test.ts",
   "layers.test.ts",
   "pool.test.ts",
+  "worker-argv.test.ts",
   "read-handles.test.ts",
   "registry-auth.test.ts",
   "registry-hosts.test.ts",
