@@ -22,6 +22,7 @@ import {
   parseManifest,
 } from "../src/formats/oci.js";
 import { RegistryClient } from "../src/registry/client.js";
+import { Deadline } from "../src/registry/deadline.js";
 import { UnavailableError } from "../src/registry/errors.js";
 import { HostsDirResolver, hostDirectoryName, resolverFromConfig } from "../src/registry/hosts.js";
 import { startFaultProxy, type FaultProxy } from "./helpers/fault-proxy.js";
@@ -358,5 +359,24 @@ describe("operation deadlines", () => {
       (x: unknown) => x,
     )) as { stderr: string };
     expect(bad.stderr).toContain("not a duration");
+  });
+});
+
+describe("an operation's deadline", () => {
+  it("serves any number of requests at once without Node's listener-leak warning", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const deadline = new Deadline(10_000);
+      deadline.wait("GET blobs");
+      const pending = Array.from({ length: 32 }, (_, i) => deadline.race(new Promise((r) => setTimeout(r, 20, i))));
+      expect(await Promise.all(pending)).toHaveLength(32);
+      deadline.end();
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@
 // the allowance starts again whenever bytes move. Time the caller spends with a chunk (a stream's
 // consumer, the source of an upload) is not the registry's and does not count. When a wait runs
 // out, `signal` aborts with a DeadlineExceededError naming what was awaited and for how long.
+import { setMaxListeners } from "node:events";
 import { DeadlineExceededError } from "../errors/errors.js";
 
 export class Deadline {
@@ -16,7 +17,12 @@ export class Deadline {
   private bytes = 0;
 
   /** `ms` ≤ 0 or undefined: no deadline (`signal` never aborts). */
-  constructor(readonly ms: number | undefined) {}
+  constructor(readonly ms: number | undefined) {
+    // every request of the operation (parallel blob uploads, range fetches, retries) listens on this
+    // signal until it completes: more than Node's 10 at once is normal here, not a leak, and ends
+    // with the operation
+    setMaxListeners(0, this.controller.signal);
+  }
 
   get signal(): AbortSignal {
     return this.controller.signal;
