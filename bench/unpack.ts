@@ -10,27 +10,14 @@
 // disk in 1 MiB chunks; tar reads the same file. Each run unpacks into a fresh directory (removed
 // untimed, after a sync); the ratio is tar's time over ours (≥ 1: we are faster).
 import { execFileSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { createReadStream, mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { unpackLayer } from "../src/fs/unpack-layer.js";
-import { buildRealisticTree, gnuTar } from "../test/helpers/unpack-fixtures.js";
 import { ensureCorpus } from "./lib/corpus.js";
 import { benchDir, benchRuns } from "./lib/env.js";
 import { median } from "./lib/timing.js";
+import { fixtureLayer } from "./lib/unpack-layers.js";
 import { commandLine, fmt, machineInfo, mb, table, writeResults } from "./lib/report.js";
-
-async function fixtureLayer(): Promise<string> {
-  const dir = join(benchDir(), "unpack-fixture");
-  const gz = join(dir, "layer.tar.gz");
-  if (existsSync(gz)) return gz;
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(join(dir, "src"), { recursive: true });
-  await buildRealisticTree(join(dir, "src"));
-  await gnuTar(join(dir, "src"), join(dir, "layer.tar"));
-  execFileSync("sh", ["-c", `gzip -6 -n -c '${dir}/layer.tar' > '${gz}.tmp' && mv '${gz}.tmp' '${gz}'`]);
-  rmSync(join(dir, "src"), { recursive: true, force: true });
-  return gz;
-}
 
 const fresh = (d: string) => {
   rmSync(d, { recursive: true, force: true });

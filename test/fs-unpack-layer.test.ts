@@ -605,6 +605,34 @@ describe("unpackLayers", () => {
   });
 });
 
+// What a first unpack in a fresh process (a daemon's first pull) waits for: warmUnpacker() parks
+// the I/O thread ahead of it, so that unpack starts no thread of its own.
+test("warmUnpacker: the first unpack of a process reuses the parked I/O thread", async () => {
+  const layerFile = join(work, "small.tar");
+  const threadsStarted = async (warm: boolean) => {
+    const out = join(work, `warm-${warm}`);
+    const script = `
+      import { readdirSync } from "node:fs";
+      import { readFile } from "node:fs/promises";
+      import { unpackLayer, warmUnpacker } from ${JSON.stringify(join(process.cwd(), "src/fs/unpack-layer.ts"))};
+      const threads = () => readdirSync("/proc/self/task").length;
+      const layer = await readFile(${JSON.stringify(layerFile)}); // libuv's pool threads start here
+      if (${warm}) await warmUnpacker();
+      const before = threads();
+      await unpackLayer([layer], ${JSON.stringify(out)});
+      console.log(threads() - before);`;
+    // a file, not -e: the I/O thread inherits the process's flags, and --input-type would fail it
+    const scriptFile = join(work, `warm-${warm}.mts`);
+    await writeFile(scriptFile, script);
+    const { stdout } = await run(process.execPath, ["--import", "tsx", scriptFile], { cwd: process.cwd() });
+    expect((await readdir(join(out, "usr/bin"))).sort()).toEqual((await readdir(join(work, "ref/usr/bin"))).sort());
+    await rm(out, { recursive: true, force: true });
+    return Number(stdout.trim());
+  };
+  expect(await threadsStarted(false)).toBeGreaterThan(0); // the I/O thread, started on the unpack's clock
+  expect(await threadsStarted(true)).toBe(0);
+});
+
 test("throughput vs tar -xzf (logged, not asserted)", async () => {
   const t0 = performance.now();
   await unpackLayer(fileStream(gzPath, 1 << 20), join(work, "speed", "ours"), { diffId: sha256(tarBytes) });

@@ -21,6 +21,7 @@ import { InflatePool } from "../wasm/pool.js";
 import { ContainerdClient, socketPath as containerdSocketPath } from "../containerd/client.js";
 import { storeLayerBlob } from "../containerd/content-source.js";
 import { fileChunks } from "../fs/parallel-pull.js";
+import { warmUnpacker } from "../fs/unpack-layer.js";
 import { CriImageService } from "../cri/image-service.js";
 
 export interface DaemonFlags {
@@ -129,6 +130,8 @@ export async function runDaemon(
     await release();
     throw e;
   }
+  // layers below the minimum size are unpacked here during pulls: not on the first one's clock
+  void warmUnpacker();
   if (cfg.debugAddress !== "")
     logger.warn("debug_address is set but this daemon has no debug endpoint", { address: cfg.debugAddress });
   if (cfg.kubeconfigKeychain.enableKeychain) {

@@ -9,6 +9,8 @@
 import { chmod, lchown, lstat, mkdir, mkdtemp, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { TarError } from "../formats/tar.js";
+import { Inflater } from "../wasm/inflater.js";
+import { prestartIoThread } from "./fs-batch.js";
 import { LayerDecodeError, LayerDecoder, type Compression } from "./layer-decoder.js";
 import { TarApplier } from "./tar-applier.js";
 import { LayerEntryError, TreeWriter } from "./tree-writer.js";
@@ -193,6 +195,20 @@ async function emptyTarget(dir: string): Promise<{ uid: number; gid: number; mod
   if (!st.isDirectory()) throw new Error(`${dir} exists and is not a directory`);
   if ((await readdir(dir)).length > 0) throw new Error(`${dir} exists and is not empty`);
   return { uid: st.uid, gid: st.gid, mode: st.mode };
+}
+
+/**
+ * Readies what the first unpack of a process would otherwise set up on its own path: the I/O
+ * thread (started and parked) and one WebAssembly inflater instance. Daemons call it when they
+ * start, so that a layer unpacked during a pull does not wait for them. Never fails.
+ */
+export async function warmUnpacker(): Promise<void> {
+  try {
+    Inflater.gzip(null, true).release(); // back to the free list, instantiated
+  } catch {
+    // the unpack will report it
+  }
+  await prestartIoThread();
 }
 
 /**
