@@ -43,9 +43,14 @@ export async function sociChild(args: string[], env: Record<string, string> = {}
 
 type Write = typeof process.stdout.write;
 
-/** Replaces `stream.write` with one that appends to `chunks`; returns the function that restores it. */
+/**
+ * Replaces `stream.write` with one that appends to `chunks`, and makes the stream no terminal (as a
+ * child's pipe is: no progress lines); returns the function that restores both.
+ */
 function capture(stream: NodeJS.WriteStream, chunks: Buffer[]): () => void {
   const original = stream.write;
+  const ownIsTTY = Object.getOwnPropertyDescriptor(stream, "isTTY");
+  Object.defineProperty(stream, "isTTY", { value: false, configurable: true, writable: true });
   const write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
     const encoding = typeof rest[0] === "string" ? (rest[0] as BufferEncoding) : undefined;
     chunks.push(typeof chunk === "string" ? Buffer.from(chunk, encoding) : Buffer.from(chunk));
@@ -56,6 +61,8 @@ function capture(stream: NodeJS.WriteStream, chunks: Buffer[]): () => void {
   stream.write = write as Write;
   return () => {
     stream.write = original;
+    if (ownIsTTY) Object.defineProperty(stream, "isTTY", ownIsTTY);
+    else delete (stream as { isTTY?: boolean }).isTTY;
   };
 }
 
