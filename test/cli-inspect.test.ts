@@ -1,8 +1,6 @@
 // soci index|ztoc|prefetch inspection commands and rebuild-db, run as child processes against a
 // temporary root populated with the golden vectors; plus the Go text/tabwriter emulation.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,29 +20,13 @@ import {
 } from "../src/cli/tables.js";
 import { createdAgo, goDuration, roundDuration } from "../src/cli/commands/inspect.js";
 import { parseGoDigest } from "../src/cli/local-store.js";
+import { sociChild, sociInProcess } from "./helpers/soci-cli.js";
 
-const run = promisify(execFile);
-const soci = new URL("../bin/soci.js", import.meta.url).pathname;
 const V = new URL("./vectors/", import.meta.url).pathname;
 
-async function cli(args: string[], env: Record<string, string> = {}) {
-  try {
-    const r = await run("node", [soci, ...args], {
-      maxBuffer: 64 << 20,
-      encoding: "buffer",
-      env: { ...process.env, ...env },
-    });
-    return { code: 0, out: r.stdout, stdout: r.stdout.toString("utf8"), stderr: r.stderr.toString("utf8") };
-  } catch (e) {
-    const err = e as { code: number; stdout: Buffer; stderr: Buffer };
-    return {
-      code: err.code,
-      out: err.stdout,
-      stdout: err.stdout.toString("utf8"),
-      stderr: err.stderr.toString("utf8"),
-    };
-  }
-}
+// Commands run in this process (helpers/soci-cli.ts); the tests marked "child process" spawn
+// bin/soci.js to prove its wiring: exit statuses, stderr, binary stdout, the environment (TZ).
+const cli = sociInProcess;
 
 // ------------------------------------------------------------------------------------------------
 // Fixtures: the golden vectors (docs/formats.md §7.2)
@@ -149,6 +131,8 @@ const prefetchEntry: ArtifactEntryInput = {
 let root = "";
 const soc = (args: string[], env: Record<string, string> = {}) =>
   cli(["--root", root, "--content-store", "soci", ...args], env);
+const socChild = (args: string[], env: Record<string, string> = {}) =>
+  sociChild(["--root", root, "--content-store", "soci", ...args], env);
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), "soci-inspect-"));
@@ -490,15 +474,15 @@ describe("Go helpers", () => {
 // ztoc
 
 describe("soci ztoc", () => {
-  it("info prints exactly the reference's output (V1)", async () => {
-    const r = await soc(["ztoc", "info", D.ztoc]);
+  it("info prints exactly the reference's output (V1) (child process)", async () => {
+    const r = await socChild(["ztoc", "info", D.ztoc]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(readFileSync(join(V, "za4096.info.json"), "utf8"));
   });
 
-  it("info refuses an index digest, unknown digests and bad digests", async () => {
-    const ix = await soc(["ztoc", "info", D.indexV1]);
+  it("info refuses an index digest (child process), unknown digests and bad digests", async () => {
+    const ix = await socChild(["ztoc", "info", D.indexV1]);
     expect(ix).toMatchObject({
       code: 1,
       stdout: "",
@@ -514,9 +498,9 @@ describe("soci ztoc", () => {
     expect((await soc(["ztoc", "info"])).stderr).toBe("soci: invalid checksum digest format\n");
   });
 
-  it("get-file prints the file plus a newline; hard links are followed, multi-span files extracted", async () => {
+  it("get-file prints the file plus a newline (child process); hard links are followed, multi-span files extracted", async () => {
     const hello = LAYER_TAR.subarray(1024, 1024 + 3000);
-    const r = await soc(["ztoc", "get-file", D.ztoc, "app/hello.txt"]);
+    const r = await socChild(["ztoc", "get-file", D.ztoc, "app/hello.txt"]);
     expect(r.stderr).toBe("");
     expect(r.out.equals(Buffer.concat([hello, Buffer.from("\n")]))).toBe(true);
     const hard = await soc(["ztoc", "get-file", D.ztoc, "app/hardlink"]);
@@ -578,8 +562,8 @@ describe("soci ztoc", () => {
     expect(unknown).toMatchObject({ code: 1, stderr: 'soci: image "docker.io/library/busybox:latest": not found\n' });
   });
 
-  it("the containerd content store needs a reachable containerd; unknown stores are refused", async () => {
-    const r = await cli([
+  it("the containerd content store needs a reachable containerd (child process); unknown stores are refused", async () => {
+    const r = await sociChild([
       "--root",
       root,
       "--content-store",
@@ -764,7 +748,7 @@ describe("soci prefetch", () => {
         '    "CreatedAt": "2024-01-02T03:04:05.5Z"\n' +
         "  }\n]\n",
     );
-    const la = await soc(["prefetch", "ls", "--json"], { TZ: "America/Los_Angeles" });
+    const la = await socChild(["prefetch", "ls", "--json"], { TZ: "America/Los_Angeles" }); // TZ reaches the child
     expect(la.stdout).toContain('"CreatedAt": "2024-01-01T19:04:05.5-08:00"');
     const empty = newRoot();
     await populate(empty, [], [ztocEntry]);

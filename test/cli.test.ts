@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { readFileSync } from "node:fs";
@@ -19,44 +19,50 @@ async function cli(bin: string, args: string[]) {
 }
 
 describe("executables", () => {
+  // child processes run side by side; `soci --help` is read by two tests
+  const soci: { help: ReturnType<typeof cli> } = { help: Promise.resolve({ code: -1, stdout: "", stderr: "" }) };
+  beforeAll(() => {
+    soci.help = cli("soci", ["--help"]);
+  });
+
   for (const bin of ["soci", "soci-snapshotter-grpc"]) {
     it(`${bin} answers --version and --help`, async () => {
-      const v = await cli(bin, ["--version"]);
+      const [v, h] = await Promise.all([cli(bin, ["--version"]), bin === "soci" ? soci.help : cli(bin, ["--help"])]);
       expect(v.code).toBe(0);
       expect(v.stdout.trim()).toBe(`${bin} version ${version}`);
-      const h = await cli(bin, ["--help"]);
       expect(h.code).toBe(0);
       expect(h.stdout).toContain(`Usage: ${bin}`);
     });
   }
 
   it("soci lists the reference's commands", async () => {
-    const h = await cli("soci", ["--help"]);
+    const h = await soci.help;
     for (const c of ["create", "convert", "push", "rebuild-db", "index", "ztoc", "prefetch", "mount"])
       expect(h.stdout).toContain(c);
   });
 
   it("soci mount of an unreachable registry fails clearly; the daemon prints its default config", async () => {
-    const r = await cli("soci", [
-      "--root",
-      "/tmp/soci-cli-test-root",
-      "mount",
-      "--plain-http",
-      "127.0.0.1:1/x:y",
-      "/tmp/soci-cli-test-mnt",
+    const [r, d] = await Promise.all([
+      cli("soci", [
+        "--root",
+        "/tmp/soci-cli-test-root",
+        "mount",
+        "--plain-http",
+        "127.0.0.1:1/x:y",
+        "/tmp/soci-cli-test-mnt",
+      ]),
+      cli("soci-snapshotter-grpc", ["config", "default"]),
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^soci: .*127\.0\.0\.1:1/);
-    const d = await cli("soci-snapshotter-grpc", ["config", "default"]);
     expect(d.code).toBe(0);
     expect(d.stdout).toMatch(/^http_cache_type = ''\n/);
   });
 
   it("soci demo describes its options and refuses a bad size (the full run is test/demo.test.ts)", async () => {
-    const h = await cli("soci", ["demo", "--help"]);
+    const [h, bad] = await Promise.all([cli("soci", ["demo", "--help"]), cli("soci", ["demo", "--size-mb", "0"])]);
     expect(h.stdout).toContain("--size-mb");
     expect(h.stdout).toContain("--no-install");
-    const bad = await cli("soci", ["demo", "--size-mb", "0"]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/must be a positive number/);
   });

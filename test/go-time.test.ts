@@ -101,11 +101,12 @@ describe("local zone", () => {
   });
 
   it("honours TZ in a fresh process", () => {
+    // the built module (`pretest:unit` builds dist/): plain node starts faster than through tsx
     const code = `
-      import("${new URL("../src/formats/go-time.ts", import.meta.url).href}").then((m) => {
+      import("${new URL("../dist/formats/go-time.js", import.meta.url).href}").then((m) => {
         process.stdout.write(m.formatTarTime(1700000000) + " " + m.formatTarTime(1700000000, 123456789));
       });`;
-    const out = execFileSync(process.execPath, ["--import", "tsx", "-e", code], {
+    const out = execFileSync(process.execPath, ["-e", code], {
       env: { ...process.env, TZ: "America/Los_Angeles" },
       cwd: new URL("..", import.meta.url).pathname,
       encoding: "utf8",

@@ -101,9 +101,13 @@ export function exitStatusOf(err: unknown): number {
   return errorCodeOf(err) === "Canceled" ? 130 : 1;
 }
 
-/** How the CLI and the daemon end on a failure: `<program>: <message>` on stderr, then the exit status. */
+/** The line the CLI and the daemon print on stderr for a failure: `<program>: <message>`. */
+export function failureLine(program: string, err: unknown): string {
+  return `${program}: ${err instanceof Error ? err.message : String(err)}\n`;
+}
+
+/** How the CLI and the daemon end on a failure: the failure line on stderr, then the exit status. */
 export function reportAndExit(program: string, err: unknown): never {
-  const msg = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`${program}: ${msg}\n`);
+  process.stderr.write(failureLine(program, err));
   process.exit(exitStatusOf(err));
 }

@@ -204,6 +204,12 @@ export function u8(b: Buffer | Uint8Array): Uint8Array {
 
 /** Byte-exact equality with a useful failure message (first difference) instead of a huge diff. */
 export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
+  // memcmp first; the byte loop below only runs to describe a difference
+  if (
+    actual.length === expected.length &&
+    Buffer.from(actual.buffer, actual.byteOffset, actual.length).equals(expected)
+  )
+    return "equal";
   if (actual.length !== expected.length) {
     let i = 0;
     const n = Math.min(actual.length, expected.length);
