@@ -473,9 +473,8 @@ describe("decodeZtoc", () => {
     b.startObject(6);
     b.addFieldOffset(4, toc, 0);
     b.finish(b.endObject());
-    const t0 = Date.now();
-    expect(() => decodeZtoc(b.asUint8Array().slice())).toThrow(/^cannot unmarshal ztoc: /);
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // the decoder's work budget stops it (without it: 400 million PAX records), not a clock
+    expect(() => decodeZtoc(b.asUint8Array().slice())).toThrow(/^cannot unmarshal ztoc: .*too many aliased elements/);
   });
 });
 
