@@ -361,7 +361,39 @@ class FbReader {
 
 const utf8 = new TextDecoder("utf-8");
 
-function readFileMetadata(r: FbReader, pos: number): FileMetadata {
+/**
+ * Values many entries of a ztoc repeat (owner names, mtimes), shared by the entries of one decode:
+ * a layer server keeps every entry of its layers, and one small view per field per entry (each
+ * also keeping the whole ztoc buffer reachable) is most of what an entry costs.
+ */
+class Interned {
+  private readonly names = new Map<string, Uint8Array>();
+  private readonly times = new Map<string, string>();
+
+  /** A copy of short `bytes` shared with equal ones. */
+  bytes(b: Uint8Array): Uint8Array {
+    if (b.length === 0 || b.length > 64) return b;
+    const key = latin1(b);
+    let v = this.names.get(key);
+    if (!v) {
+      v = new Uint8Array(b);
+      this.names.set(key, v);
+    }
+    return v;
+  }
+
+  modTime(raw: Uint8Array): string {
+    const key = latin1(raw);
+    let v = this.times.get(key);
+    if (v === undefined) {
+      v = canonicalGoTimeText(raw);
+      this.times.set(key, v);
+    }
+    return v;
+  }
+}
+
+function readFileMetadata(r: FbReader, pos: number, intern: Interned): FileMetadata {
   const xattrs: PaxRecord[] = [];
   const name = r.bytesField(pos, 0);
   const type = utf8.decode(r.bytesField(pos, 1)) as EntryType;
@@ -373,10 +405,10 @@ function readFileMetadata(r: FbReader, pos: number): FileMetadata {
   const uid = uidO ? r.u32((uidO + pos) >>> 0) : 0;
   const gidO = r.field(pos, 7);
   const gid = gidO ? r.u32((gidO + pos) >>> 0) : 0;
-  const uname = r.bytesField(pos, 8);
-  const gname = r.bytesField(pos, 9);
+  const uname = intern.bytes(r.bytesField(pos, 8));
+  const gname = intern.bytes(r.bytesField(pos, 9));
   // time.UnmarshalText with the error ignored: unparsable ⇒ zero time
-  const modTime = canonicalGoTimeText(r.bytesField(pos, 10));
+  const modTime = intern.modTime(r.bytesField(pos, 10));
   const devmajor = r.int64Field(pos, 11);
   const devminor = r.int64Field(pos, 12);
   // PAXHeaders map: a later duplicate key replaces an earlier one
@@ -384,7 +416,7 @@ function readFileMetadata(r: FbReader, pos: number): FileMetadata {
   for (const x of r.tableVector(pos, 13)) {
     const key = r.bytesField(x, 0);
     const value = r.bytesField(x, 1);
-    byKey.set(latin1(key), { key, value });
+    byKey.set(latin1(key), { key: intern.bytes(key), value });
   }
   xattrs.push(...byKey.values());
   xattrs.sort((a, b) => compareBytes(a.key, b.key));
@@ -425,7 +457,8 @@ export function decodeZtoc(bytes: Uint8Array): Ztoc {
 
     const tocPos = r.tableField(root, 4);
     if (tocPos === null) throw new ReadFault("invalid memory address or nil pointer dereference (no toc)");
-    const toc = r.tableVector(tocPos, 0).map((p) => readFileMetadata(r, p));
+    const intern = new Interned();
+    const toc = r.tableVector(tocPos, 0).map((p) => readFileMetadata(r, p, intern));
     sortByOffset(toc);
     let nextTarHeader = 0;
     for (const e of toc) {
