@@ -32,6 +32,7 @@ import { resolve as resolvePathname } from "node:path";
 import type { Ztoc } from "../formats/ztoc.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { LayerFileReader } from "./types.js";
+import { noteYoungGarbage } from "../wasm/garbage.js";
 import {
   buildTree,
   DEFAULT_OPAQUE_XATTR,
@@ -402,6 +403,7 @@ class LayerFs {
           return;
         }
         buf.set(data);
+        noteYoungGarbage(data.length);
         signal(want, 0, buf.buffer);
       },
       (err: unknown) => {
