@@ -741,6 +741,9 @@ export class SpanManager {
       return await this.produceHeld(i, target, ticket);
     } finally {
       release?.();
+      // the inflated span is dropped once the reads waiting for it have taken their bytes (their
+      // continuations run before the next turn of the event loop): counted then, not while in use
+      setImmediate(noteDroppedBuffers, this.spanLength(i));
     }
   }
 
@@ -1075,7 +1078,7 @@ export class SpanManager {
       try {
         data = await this.inflater.extract(comp, cp, this.uStart[i]!, len);
         // the compressed bytes (and their copy sent to the worker) are garbage now
-        noteDroppedBuffers(comp.length * 2 + len);
+        noteDroppedBuffers(comp.length * 2);
       } catch (e) {
         const msg = (e as Error)?.message ?? String(e);
         const Short = e instanceof InflateError && e.code === E_TRUNCATED ? InflateShortError : SpanError;
