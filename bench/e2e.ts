@@ -125,6 +125,13 @@ interface Saved {
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
+/** Each process's peak RSS, e.g. "soci-snapshotter-grpc 104.6 MB + soci-fuse-host 211.8 MB". */
+const byProcess = (m: Record<string, number> | undefined): string =>
+  m
+    ? Object.entries(m)
+        .map(([name, bytes]) => `${name} ${mb(bytes)}`)
+        .join(" + ")
+    : "";
 /** `xs` rotated left by `n`: each mode leads one repetition in turn. */
 const rotate = <T>(xs: T[], n: number): T[] => xs.map((_, i) => xs[(i + n) % xs.length]!);
 
@@ -332,7 +339,7 @@ async function main(): Promise<void> {
             log(
               `  ${name} ${mode} run ${rep + 1}: ${fmt(res.seconds, 2)} s to ready (pull ${fmt(res.pullSeconds, 2)} s), ${mb(res.bytes)} fetched` +
                 (res.daemonPeakRssBytes !== undefined
-                  ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS (${res.daemonProcesses} process(es)), ${fmt(res.daemonCpuSeconds!, 2)} s CPU`
+                  ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS (${byProcess(res.daemonRssByProcess)}), ${fmt(res.daemonCpuSeconds!, 2)} s CPU`
                   : "") +
                 (res.pullSummary ? ` — ${res.pullSummary}` : ""),
             );
@@ -358,7 +365,10 @@ async function main(): Promise<void> {
                 (res.tarBytes !== undefined
                   ? `, mounted ${fmt(res.mountSeconds!, 2)} s, tar ${mb(res.tarBytes)}`
                   : "") +
-                ")",
+                ")" +
+                (res.daemonPeakRssBytes !== undefined
+                  ? `, daemon ${mb(res.daemonPeakRssBytes)} peak RSS (${byProcess(res.daemonRssByProcess)}), ${fmt(res.daemonCpuSeconds!, 2)} s CPU`
+                  : ""),
             );
           } catch (e) {
             if (cleanup.aborted) throw e;

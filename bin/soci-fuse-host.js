@@ -1,4 +1,4 @@
-#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.arena_max=1 node --max-semi-space-size=2 --expose-gc
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.arena_max=1 node --max-semi-space-size=2 --expose-gc --no-wasm-loop-unrolling --turbo-force-mid-tier-regalloc
 // The FUSE host's memory settings are the daemon's (see bin/soci-snapshotter-grpc.js): it serves
 // the layers' spans, so it has the same short-lived buffers; the units in deploy/ spell them out.
 // FUSE requests are answered on this process's event loop while libuv's threadpool does the file

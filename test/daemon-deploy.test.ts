@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse } from "smol-toml";
 import { startContainerd, type Containerd } from "./helpers/containerd.js";
-import { systemdRunArgv, transientUnitName } from "../src/fuse-host/launch.js";
+import { HOST_NODE_FLAGS, systemdRunArgv, transientUnitName } from "../src/fuse-host/launch.js";
 import {
   DAEMON_BIN,
   spawnDaemon,
@@ -81,12 +81,12 @@ describe("deploy/", () => {
       bin: Record<string, string>;
     };
     // node with the daemon's memory settings, the ones the executable's `#!` line gives it
-    expect(argv.slice(0, 3)).toEqual(["/usr/bin/node", "--max-semi-space-size=2", "--expose-gc"]);
+    expect(argv.slice(0, 5)).toEqual(["/usr/bin/node", ...HOST_NODE_FLAGS]);
     expect(svc.Environment).toMatch(/^GLIBC_TUNABLES=\S+$/);
     expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(
-      `#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 3).join(" ")}`,
+      `#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 5).join(" ")}`,
     );
-    expect(argv[3]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
+    expect(argv[5]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
     const flag = (name: string) => argv[argv.indexOf(name) + 1];
     expect(flag("--address")).toBe("fd://"); // socket activation
     expect(flag("--config")).toBe("/etc/soci-snapshotter-grpc/config.toml");
@@ -128,20 +128,20 @@ describe("deploy/", () => {
     // the same node and memory settings as the daemon, the same root, never an idle exit
     const argv = host.ExecStart!.split(/\s+/);
     const daemonArgv = daemonSvc.ExecStart!.split(/\s+/);
-    expect(argv.slice(0, 3)).toEqual(daemonArgv.slice(0, 3));
+    expect(argv.slice(0, 5)).toEqual(daemonArgv.slice(0, 5));
     expect(host.Environment).toBe(daemonSvc.Environment);
     const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as {
       name: string;
       bin: Record<string, string>;
     };
-    expect(argv[3]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-fuse-host"]!));
+    expect(argv[5]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-fuse-host"]!));
     const flag = (a: string[], name: string) => a[a.indexOf(name) + 1];
     expect(flag(argv, "--root")).toBe(flag(daemonArgv, "--root"));
     expect(flag(argv, "--idle-exit-sec")).toBe("0");
     // run directly, the host's executable gives node what the unit gives it
     const hostBin = join(repo, pkg.bin["soci-fuse-host"]!);
     expect((await readFile(hostBin, "utf8")).split("\n")[0]).toBe(
-      `#!/usr/bin/env -S ${host.Environment} node ${argv.slice(1, 3).join(" ")}`,
+      `#!/usr/bin/env -S ${host.Environment} node ${argv.slice(1, 5).join(" ")}`,
     );
     const { stdout: help } = await run("node", [hostBin, "--help"]);
     expect(help).toContain("--takeover");
@@ -164,9 +164,9 @@ describe("deploy/", () => {
     expect(argv).toContain(`--unit=${transientUnitName("/var/lib/soci-snapshotter-grpc")}`);
     expect(argv).not.toContain("--scope");
     const cmd = argv.slice(argv.indexOf("--") + 1);
-    expect(cmd.slice(1, 3)).toEqual(["--max-semi-space-size=2", "--expose-gc"]);
-    expect(cmd[3]).toMatch(/\/bin\/soci-fuse-host\.js$/);
-    expect(cmd.slice(3)).toEqual(expect.arrayContaining(["--root", "/var/lib/soci-snapshotter-grpc"]));
+    expect(cmd.slice(1, 5)).toEqual(HOST_NODE_FLAGS);
+    expect(cmd[5]).toMatch(/\/bin\/soci-fuse-host\.js$/);
+    expect(cmd.slice(5)).toEqual(expect.arrayContaining(["--root", "/var/lib/soci-snapshotter-grpc"]));
   });
 
   it("the example daemon config is the reference's defaults, spelled out, and the daemon accepts it", async () => {

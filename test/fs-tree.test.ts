@@ -30,6 +30,9 @@ import {
   type TreeNode,
 } from "../src/fs/tree.js";
 import { GO_ZERO_TIME_UNIX } from "../src/formats/go-time.js";
+import type { Ztoc } from "../src/formats/ztoc.js";
+import { FS_CACHE_ENTRIES, LayerFs, statArray } from "../src/fs/fuse-layer.js";
+import type { LayerFileReader } from "../src/fs/types.js";
 
 const enc = new TextEncoder();
 const bytes = (s: string | Uint8Array) => (typeof s === "string" ? enc.encode(s) : s);
@@ -408,5 +411,43 @@ describe("state file", () => {
       '{"digest":"d","size":1000000000000,"fetchedSize":1,"fetchedPercent":1e-10}\n',
     );
     expect(() => stateJson({ digest: "d", size: 0, fetchedSize: 0 })).toThrow(/unsupported value/);
+  });
+});
+
+describe("a mounted layer's lookup caches", () => {
+  it("stay within their bound while every file of a large tree is looked up, listed and stat'ed, with right answers", () => {
+    const dirs = 40;
+    const perDir = Math.ceil((FS_CACHE_ENTRIES * 3) / dirs);
+    const entries = [];
+    for (let d = 0; d < dirs; d++) {
+      entries.push(fm(`d${d}/`, "dir"));
+      for (let f = 0; f < perDir; f++) entries.push(fm(`d${d}/f${f}`, "reg", { uncompressedSize: d * 100_000 + f }));
+    }
+    const tree = buildTree(entries);
+    const unused = new Proxy({} as LayerFileReader, {
+      get: (_t, key) => {
+        throw new Error(`the reader is not used by lookups (${String(key)})`);
+      },
+    });
+    const fs = new LayerFs({
+      mountpoint: "/unused",
+      ztoc: { toc: entries } as Ztoc,
+      digest: "sha256:x",
+      reader: unused,
+      tree,
+    });
+    for (let d = 0; d < dirs; d++) {
+      const [err, names] = fs.readdir(`/d${d}`);
+      expect(err).toBe(0);
+      expect(names.length).toBe(perDir + 2);
+      for (let f = 0; f < perDir; f++) {
+        const r = fs.resolve(`/d${d}/f${f}`);
+        expect(r?.kind).toBe("node");
+        const st = fs.stat(r!);
+        expect(Array.from(st)).toEqual(Array.from(statArray(nodeAttr(node(tree, `d${d}/f${f}`)))));
+      }
+      expect(fs.cachedEntries).toBeLessThanOrEqual(3 * FS_CACHE_ENTRIES);
+    }
+    expect(fs.cachedEntries).toBeGreaterThan(0);
   });
 });

@@ -22,10 +22,23 @@ await new Promise((r) => setTimeout(r, 50));
 console.log(process.memoryUsage().arrayBuffers / 1e6);
 `;
 
-const heldMB = async (flags: string[]) =>
+// Drops 400 read answers of 128 KiB each (50 MiB), noting each as young garbage; prints the MB held after.
+const reads = `
+const { noteYoungGarbage } = await import(${JSON.stringify(garbage)});
+for (let i = 0; i < 400; i++) {
+  const answer = new Uint8Array(128 << 10);
+  answer[i % 1000] = 1;
+  noteYoungGarbage(answer.length);
+  await new Promise((r) => setImmediate(r));
+}
+await new Promise((r) => setTimeout(r, 50));
+console.log(process.memoryUsage().arrayBuffers / 1e6);
+`;
+
+const heldMB = async (flags: string[], code = script) =>
   Number(
     (
-      await run(process.execPath, [...flags, "--max-semi-space-size=2", "--input-type=module", "-e", script])
+      await run(process.execPath, [...flags, "--max-semi-space-size=2", "--input-type=module", "-e", code])
     ).stdout.trim(),
   );
 
@@ -34,6 +47,13 @@ describe("collections after dropped span buffers", () => {
     const collected = await heldMB(["--expose-gc"]);
     const left = await heldMB([]);
     expect(collected).toBeLessThanOrEqual(12); // budget 8 MiB + the last buffer
+    expect(left).toBeGreaterThan(collected + 4);
+  });
+
+  it("read answers noted as young garbage are freed by scavenges every 8 MiB; without --expose-gc they pile up", async () => {
+    const collected = await heldMB(["--expose-gc"], reads);
+    const left = await heldMB([], reads);
+    expect(collected).toBeLessThanOrEqual(10);
     expect(left).toBeGreaterThan(collected + 4);
   });
 });

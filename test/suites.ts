@@ -18,6 +18,7 @@ export const UNIT_TESTS = [
   "errors.test.ts",
   "extract-spans.test.ts",
   "fs-span-manager.test.ts",
+  "fs-span-budget.test.ts",
   "fs-tree.test.ts",
   "fuse-host.test.ts",
   "garbage.test.ts",

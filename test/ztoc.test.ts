@@ -214,6 +214,23 @@ describe("encodeZtoc reproduces the reference bytes", () => {
 });
 
 describe("decodeZtoc", () => {
+  it("entries share their repeated owner names instead of each keeping a view of the ztoc", () => {
+    const bytes = vec("za4096.ztoc");
+    const z = decodeZtoc(bytes);
+    const owned = z.toc.filter((e) => e.uname.length > 0);
+    expect(owned.length).toBeGreaterThan(1);
+    const first = new Map<string, Uint8Array>();
+    for (const e of owned) {
+      const key = Buffer.from(e.uname).toString("latin1");
+      const seen = first.get(key);
+      if (seen) expect(e.uname).toBe(seen);
+      else first.set(key, e.uname);
+      expect(e.uname.buffer).not.toBe(bytes.buffer);
+      expect(e.gname.buffer).not.toBe(bytes.buffer);
+    }
+    expect(first.size).toBeLessThan(owned.length);
+  });
+
   for (const v of VECTORS) {
     it(`reads ${v.ztoc} back to the same model and bytes`, () => {
       const bytes = vec(v.ztoc);

@@ -88,6 +88,8 @@ export interface ColdStart {
   /** Lazy modes: the daemon's process tree at ready (see bench/lib/proc.ts). */
   daemonPeakRssBytes?: number;
   daemonMaxProcessRssBytes?: number;
+  /** Peak RSS of each of the daemon's processes, by program. */
+  daemonRssByProcess?: Record<string, number>;
   daemonProcesses?: number;
   daemonCpuSeconds?: number;
   pageCacheDropped: boolean;
@@ -223,6 +225,7 @@ export async function coldStart(
         ? {
             daemonPeakRssBytes: usage.peakRssBytes,
             daemonMaxProcessRssBytes: usage.maxProcessPeakRssBytes,
+            daemonRssByProcess: usage.byProcess,
             daemonProcesses: usage.processes,
             daemonCpuSeconds: usage.cpuSeconds,
           }
@@ -245,6 +248,9 @@ export interface ReadAll {
   /** Lazy modes: bytes of the tar stream (every file read to its end). */
   tarBytes?: number;
   daemonPeakRssBytes?: number;
+  /** Peak RSS of each of the daemon's processes, by program; CPU seconds of them all. */
+  daemonRssByProcess?: Record<string, number>;
+  daemonCpuSeconds?: number;
   pageCacheDropped: boolean;
 }
 
@@ -306,7 +312,13 @@ export async function readAll(mode: Mode, repo: string, ctx: RunContext): Promis
       pullSeconds: (t1 - t0) / 1000,
       mountSeconds: (t2 - t0) / 1000,
       tarBytes: n,
-      ...(usage ? { daemonPeakRssBytes: usage.peakRssBytes } : {}),
+      ...(usage
+        ? {
+            daemonPeakRssBytes: usage.peakRssBytes,
+            daemonRssByProcess: usage.byProcess,
+            daemonCpuSeconds: usage.cpuSeconds,
+          }
+        : {}),
       pageCacheDropped,
     };
   } finally {

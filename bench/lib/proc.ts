@@ -17,6 +17,15 @@ export interface TreeUsage {
   cpuSeconds: number;
   /** How many processes were counted. */
   processes: number;
+  /** Each process's peak RSS by its program (`soci-snapshotter-grpc`, `soci-fuse-host`, …). */
+  byProcess: Record<string, number>;
+}
+
+/** The program a node process runs (its script's name without `.js`), else the executable's name. */
+function programOf(cmdline: string): string {
+  const words = cmdline.trim().split(" ");
+  const script = words.find((w) => /\.[cm]?js$/.test(w));
+  return (script ?? words[0] ?? "?").replace(/^.*\//, "").replace(/\.[cm]?js$/, "");
 }
 
 async function statOf(pid: number): Promise<{ ppid: number; cmdline: string } | undefined> {
@@ -55,10 +64,13 @@ export async function processTree(root: number, marker?: string): Promise<number
 
 /** Peak RSS and CPU of the process tree of `root` (see processTree). */
 export async function treeUsage(root: number, marker?: string): Promise<TreeUsage> {
-  const out: TreeUsage = { peakRssBytes: 0, maxProcessPeakRssBytes: 0, cpuSeconds: 0, processes: 0 };
+  const out: TreeUsage = { peakRssBytes: 0, maxProcessPeakRssBytes: 0, cpuSeconds: 0, processes: 0, byProcess: {} };
   for (const pid of await processTree(root, marker)) {
     const u = await processUsage(pid).catch(() => undefined);
     if (!u) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    const name = programOf(cmdline.replace(/\0/g, " "));
+    out.byProcess[name] = Math.max(out.byProcess[name] ?? 0, u.peakRssBytes);
     out.peakRssBytes += u.peakRssBytes;
     out.maxProcessPeakRssBytes = Math.max(out.maxProcessPeakRssBytes, u.peakRssBytes);
     out.cpuSeconds += u.cpuSeconds;

@@ -369,20 +369,52 @@ class FbReader {
 
 const utf8 = new TextDecoder("utf-8");
 
+/**
+ * Values many entries of a ztoc repeat (owner names, mtimes), shared by the entries of one decode:
+ * a layer server keeps every entry of its layers, and one small view per field per entry (each
+ * also keeping the whole ztoc buffer reachable) is most of what an entry costs.
+ */
+class Interned {
+  private readonly names = new Map<string, Uint8Array>();
+  private readonly times = new Map<string, string>();
+
+  /** A copy of short `bytes` shared with equal ones. */
+  bytes(b: Uint8Array): Uint8Array {
+    if (b.length === 0 || b.length > 64) return b;
+    const key = latin1(b);
+    let v = this.names.get(key);
+    if (!v) {
+      v = new Uint8Array(b);
+      this.names.set(key, v);
+    }
+    return v;
+  }
+
+  modTime(raw: Uint8Array): string {
+    const key = latin1(raw);
+    let v = this.times.get(key);
+    if (v === undefined) {
+      v = canonicalGoTimeText(raw);
+      this.times.set(key, v);
+    }
+    return v;
+  }
+}
+
 /** Shared by the entries without PAX headers (never modified). */
 const NO_XATTRS = Object.freeze([]) as unknown as PaxRecord[];
 
-function readPaxHeaders(r: FbReader, pos: number): PaxRecord[] {
+function readPaxHeaders(r: FbReader, pos: number, intern: Interned): PaxRecord[] {
   const byKey = new Map<string, PaxRecord>();
   for (const x of r.tableVector(pos, 13)) {
     const key = r.bytesField(x, 0);
     const value = r.bytesField(x, 1);
-    byKey.set(latin1(key), { key, value });
+    byKey.set(latin1(key), { key: intern.bytes(key), value });
   }
   return [...byKey.values()].sort((a, b) => compareBytes(a.key, b.key));
 }
 
-function readFileMetadata(r: FbReader, pos: number): FileMetadata {
+function readFileMetadata(r: FbReader, pos: number, intern: Interned): FileMetadata {
   const name = r.bytesField(pos, 0);
   const type = utf8.decode(r.bytesField(pos, 1)) as EntryType;
   const uncompressedOffset = r.int64Field(pos, 2);
@@ -393,14 +425,14 @@ function readFileMetadata(r: FbReader, pos: number): FileMetadata {
   const uid = uidO ? r.u32((uidO + pos) >>> 0) : 0;
   const gidO = r.field(pos, 7);
   const gid = gidO ? r.u32((gidO + pos) >>> 0) : 0;
-  const uname = r.bytesField(pos, 8);
-  const gname = r.bytesField(pos, 9);
+  const uname = intern.bytes(r.bytesField(pos, 8));
+  const gname = intern.bytes(r.bytesField(pos, 9));
   // time.UnmarshalText with the error ignored: unparsable ⇒ zero time
-  const modTime = canonicalGoTimeText(r.bytesField(pos, 10));
+  const modTime = intern.modTime(r.bytesField(pos, 10));
   const devmajor = r.int64Field(pos, 11);
   const devminor = r.int64Field(pos, 12);
   // PAXHeaders map: a later duplicate key replaces an earlier one (most entries have none)
-  const xattrs = r.field(pos, 13) ? readPaxHeaders(r, pos) : NO_XATTRS;
+  const xattrs = r.field(pos, 13) ? readPaxHeaders(r, pos, intern) : NO_XATTRS;
   return {
     name,
     type,
@@ -439,7 +471,8 @@ export function decodeZtoc(bytes: Uint8Array, opts: { owned?: boolean } = {}): Z
 
     const tocPos = r.tableField(root, 4);
     if (tocPos === null) throw new ReadFault("invalid memory address or nil pointer dereference (no toc)");
-    const toc = r.tableVector(tocPos, 0).map((p) => readFileMetadata(r, p));
+    const intern = new Interned();
+    const toc = r.tableVector(tocPos, 0).map((p) => readFileMetadata(r, p, intern));
     sortByOffset(toc);
     let nextTarHeader = 0;
     for (const e of toc) {

@@ -32,6 +32,7 @@ import { resolve as resolvePathname } from "node:path";
 import type { Ztoc } from "../formats/ztoc.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { LayerFileReader } from "./types.js";
+import { noteYoungGarbage } from "../wasm/garbage.js";
 import {
   buildTree,
   DEFAULT_OPAQUE_XATTR,
@@ -128,7 +129,7 @@ export interface MountedLayer {
 // fuse-native plumbing
 
 /** fuse-native's stat transport: 18 uint32 (see fuse-native.c populate_stat). */
-function statArray(a: Attr): Uint32Array {
+export function statArray(a: Attr): Uint32Array {
   const s = new Uint32Array(18);
   s[0] = a.mode;
   s[1] = a.uid;
@@ -163,7 +164,11 @@ const clampU32 = (n: number) => (n > 0xffffffff ? 0xffffffff : n < 0 ? 0 : Math.
 type Handle = { kind: "file"; entry: FileMetadata } | { kind: "stat" };
 
 /** The JS side of one mount. */
-class LayerFs {
+/** Bound of each of a mounted layer's lookup caches (paths, attributes, directory entries). */
+export const FS_CACHE_ENTRIES = 8192;
+
+/** A layer's file system operations (exported for tests; `mountLayer` serves it over FUSE). */
+export class LayerFs {
   readonly tree: LayerTree;
   readonly statFileName: string;
   private readonly reader: LayerFileReader;
@@ -174,9 +179,13 @@ class LayerFs {
   private readonly statfsDir: string | undefined;
   /** Positive path resolutions (the tree is immutable); cleared when it grows too large. */
   private readonly paths = new Map<string, Resolved>();
-  private readonly nodeStats = new WeakMap<TreeNode, Uint32Array>();
-  private readonly whiteoutStats = new WeakMap<TreeNode, Uint32Array>();
+  // Each cache is bounded by entries (cleared when full): per file they cost more than the tree
+  // itself, and reading a whole image would otherwise keep one of each for every file.
+  private readonly nodeStats = new Map<TreeNode, Uint32Array>();
+  private readonly whiteoutStats = new Map<TreeNode, Uint32Array>();
   private readonly dirCache = new Map<string, [string[], Uint32Array[]]>();
+  /** Directory entries held by `dirCache`. */
+  private dirCacheEntries = 0;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   private readonly stateDirStat = statArray(stateDirAttr());
@@ -213,7 +222,7 @@ class LayerFs {
     if (hit) return hit;
     const r = resolvePath(this.tree, path, this.statFileName);
     if (r) {
-      if (this.paths.size >= 200_000) this.paths.clear();
+      if (this.paths.size >= FS_CACHE_ENTRIES) this.paths.clear();
       this.paths.set(path, r);
     }
     return r;
@@ -229,6 +238,7 @@ class LayerFs {
         let s = this.nodeStats.get(r.node);
         if (!s) {
           s = statArray(nodeAttr(r.node));
+          if (this.nodeStats.size >= FS_CACHE_ENTRIES) this.nodeStats.clear();
           this.nodeStats.set(r.node, s);
         }
         return s;
@@ -237,6 +247,7 @@ class LayerFs {
         let s = this.whiteoutStats.get(r.node);
         if (!s) {
           s = statArray(whiteoutAttr(r.node));
+          if (this.whiteoutStats.size >= FS_CACHE_ENTRIES) this.whiteoutStats.clear();
           this.whiteoutStats.set(r.node, s);
         }
         return s;
@@ -295,12 +306,21 @@ class LayerFs {
       } else {
         return [ENOTDIR, [], []];
       }
-      if (this.dirCache.size >= 10_000) this.dirCache.clear();
+      if (this.dirCacheEntries + names.length > FS_CACHE_ENTRIES) {
+        this.dirCache.clear();
+        this.dirCacheEntries = 0;
+      }
       this.dirCache.set(path, [names, stats]);
+      this.dirCacheEntries += names.length;
       return [0, names, stats];
     } catch (err) {
       return [this.fail("node.Readdir", path, err), [], []];
     }
+  }
+
+  /** Entries held by the lookup caches (for tests). */
+  get cachedEntries(): number {
+    return this.paths.size + this.nodeStats.size + this.whiteoutStats.size + this.dirCacheEntries;
   }
 
   private dirIno(path: string): number {
@@ -402,6 +422,7 @@ class LayerFs {
           return;
         }
         buf.set(data);
+        noteYoungGarbage(data.length);
         signal(want, 0, buf.buffer);
       },
       (err: unknown) => {

@@ -5,6 +5,7 @@ import type { Ztoc } from "../formats/ztoc.js";
 import type { FileMetadata } from "../formats/toc.js";
 import type { Zinfo } from "../formats/zinfo.js";
 import type { LayerVerification } from "../formats/layer-verification.js";
+import type { SpanBudget } from "./span-budget.js";
 import type { Semaphore } from "../registry/semaphore.js";
 import type { BlobFetcher } from "./blob-fetcher.js";
 import type { SpanCache } from "./span-cache.js";
@@ -38,6 +39,8 @@ export interface LayerReaderOptions {
   activity?: ReadActivity;
   /** Daemon-wide bound on requests in flight. */
   limiter?: Semaphore;
+  /** Process-wide bound on the bytes of spans being produced (span-budget.ts). */
+  budget?: SpanBudget;
   /** Spans of a file fetched ahead of a sequential reader (default 2; 0 = off). */
   readAheadSpans?: number;
   /** Files up to this size are fetched whole on their first read (default 64 MiB; 0 = off). */
@@ -107,6 +110,7 @@ export async function createLayerReader(opts: LayerReaderOptions): Promise<Layer
     fetchTimeoutMs: opts.fetchTimeoutMs,
     activity: opts.activity,
     limiter: opts.limiter,
+    budget: opts.budget,
     disableVerification: opts.disableVerification,
     readAheadSpans: opts.readAheadSpans,
     fileAheadBytes: opts.fileAheadBytes,

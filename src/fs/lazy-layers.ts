@@ -13,6 +13,7 @@ import type { RegistryClient } from "../registry/client.js";
 import { parseReference } from "../registry/reference.js";
 import type { HostCredentials, RegistrySettings } from "../registry/settings.js";
 import { Semaphore } from "../registry/semaphore.js";
+import { SpanBudget } from "./span-budget.js";
 import type { InflatePool } from "../wasm/pool.js";
 import { BackgroundFetcher, prefetchSpans } from "./background-fetcher.js";
 import { RegistryBlobFetcher } from "./blob-fetcher.js";
@@ -156,6 +157,8 @@ export class LazyLayers implements LayerMounter {
   private readonly activity = new ReadActivity();
   /** Bounds requests for span data process-wide (each layer's fetch queue bounds its own). */
   private readonly limiter = new Semaphore(8);
+  /** Bounds the bytes of spans being produced process-wide: the resident memory serving takes. */
+  private readonly budget = new SpanBudget();
   private background: { fetcher: BackgroundFetcher; key: string } | undefined;
   /** Images with a mounted layer: the first mount of an image pauses background fetching. */
   private readonly mountedImages = new Set<string>();
@@ -246,6 +249,7 @@ export class LazyLayers implements LayerMounter {
         disableVerification: s.disableVerification,
         activity: this.activity,
         limiter: this.limiter,
+        budget: this.budget,
         // without background fetching nothing is fetched but what reads ask for (and the readahead
         // of a sequential reader), so no whole-file fetch on a file's first read either
         ...(s.background ? {} : { fileAheadBytes: 0 }),

@@ -35,6 +35,7 @@ import type { Semaphore } from "../registry/semaphore.js";
 import { raceSignal, type BlobFetcher, type ByteRange } from "./blob-fetcher.js";
 import { FetchQueue, type FetchPriority, type FetchTicket } from "./fetch-queue.js";
 import { FileVerifier } from "./file-verifier.js";
+import type { SpanBudget } from "./span-budget.js";
 import type { LayerSpanCache } from "./span-cache.js";
 
 /**
@@ -91,6 +92,8 @@ export interface SpanManagerOptions {
   fetchConcurrency?: number;
   /** Daemon-wide bound on requests in flight. */
   limiter?: Semaphore;
+  /** Process-wide bound on the bytes of spans being produced at once (see span-budget.ts). */
+  budget?: SpanBudget;
   /** `fuse.disable_verification`: skip the per-file tar header check (§4.4). */
   disableVerification?: boolean;
   /**
@@ -249,6 +252,7 @@ export class SpanManager {
   private readonly retries: number;
   private readonly timeoutMs: number;
   private readonly activity: ReadActivity | undefined;
+  private readonly budget: SpanBudget | undefined;
   private readonly queue: FetchQueue;
   private readonly chunked: Chunked | undefined;
   private readonly verifier: FileVerifier;
@@ -292,6 +296,7 @@ export class SpanManager {
     this.retries = verificationRetries(opts.maxSpanVerificationRetries);
     this.timeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
     this.activity = opts.activity;
+    this.budget = opts.budget;
     this.readAheadSpans = opts.readAheadSpans ?? 2;
     this.fileAheadBytes = opts.fileAheadBytes ?? DEFAULT_FILE_AHEAD_BYTES;
     const queueOpts = {
@@ -729,6 +734,21 @@ export class SpanManager {
 
   private async produce(i: number, target: number, ticket: FetchTicket): Promise<Uint8Array | undefined> {
     if (this.avail[i]! >= target) return undefined;
+    // the span's compressed bytes, their copy on the way to the worker and the inflated span
+    const cost = 2 * (this.cEnd[i]! - this.cStart[i]!) + this.spanLength(i);
+    const release = await this.budget?.acquire(cost, ticket);
+    try {
+      return await this.produceHeld(i, target, ticket);
+    } finally {
+      release?.();
+      // the inflated span is dropped once the reads waiting for it have taken their bytes (their
+      // continuations run before the next turn of the event loop): counted then, not while in use
+      setImmediate(noteDroppedBuffers, this.spanLength(i));
+    }
+  }
+
+  private async produceHeld(i: number, target: number, ticket: FetchTicket): Promise<Uint8Array | undefined> {
+    if (this.avail[i]! >= target) return undefined;
     if (this.states[i] === "fetched") {
       const comp = await this.cache.loadCompressed(i, this.ztoc.spanDigests[i]!);
       if (comp)
@@ -985,8 +1005,11 @@ export class SpanManager {
       await op.promise;
       if (this.states[i] === "uncompressed") return;
     }
+    const ticket: FetchTicket = { priority: 2 };
+    const release = await this.budget?.acquire(this.cEnd[i]! - this.cStart[i]!, ticket);
     try {
-      const comp = await this.withDeadline(this.compressed(i, { priority: 2 }), `fetching span ${i}`);
+      if (this.state(i) === "uncompressed" || this.state(i) === "fetched") return;
+      const comp = await this.withDeadline(this.compressed(i, ticket), `fetching span ${i}`);
       // an on-demand read may have finished the span meanwhile
       if (this.state(i) === "uncompressed" || this.state(i) === "fetched") return;
       await this.cache.storeCompressed(i, comp);
@@ -994,6 +1017,8 @@ export class SpanManager {
       if (now !== "uncompressed" && now !== "requested") this.moveSpan(i, "fetched");
     } catch (e) {
       throw this.noteError(e);
+    } finally {
+      release?.();
     }
   }
 
@@ -1053,7 +1078,7 @@ export class SpanManager {
       try {
         data = await this.inflater.extract(comp, cp, this.uStart[i]!, len);
         // the compressed bytes (and their copy sent to the worker) are garbage now
-        noteDroppedBuffers(comp.length * 2 + len);
+        noteDroppedBuffers(comp.length * 2);
       } catch (e) {
         const msg = (e as Error)?.message ?? String(e);
         const Short = e instanceof InflateError && e.code === E_TRUNCATED ? InflateShortError : SpanError;

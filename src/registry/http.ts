@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Dispatcher } from "undici";
 import type { Deadline } from "./deadline.js";
 import { InvalidArgumentError } from "./errors.js";
+import { noteDroppedBuffers } from "../wasm/garbage.js";
 
 export interface Response {
   status: number;
@@ -57,8 +58,10 @@ export async function readAll(
       body.destroy();
       throw new InvalidArgumentError(`${opts.what ?? "response"} larger than ${limit} bytes`);
     }
-    if (out && n + c.length <= out.length) out.set(c, n);
-    else {
+    if (out && n + c.length <= out.length) {
+      out.set(c, n);
+      noteDroppedBuffers(c.length); // the chunk is garbage now: a large body must not pile them up
+    } else {
       if (out) chunks.push(out.subarray(0, n)); // longer than announced: collect the rest
       out = undefined;
       chunks.push(new Uint8Array(c.buffer, c.byteOffset, c.length));

@@ -16,6 +16,7 @@ import type { ContainerdClient } from "../containerd/client.js";
 import { type ArtifactStore, openBatch } from "../fs/artifact-store.js";
 import { ContainerdArtifactStore } from "./containerd-artifact-store.js";
 import type { InflatePool } from "../wasm/pool.js";
+import { noteDroppedBuffers } from "../wasm/garbage.js";
 import type { PrefetchSpan } from "../formats/prefetch.js";
 import { mountStatus } from "../fs/fuse-layer.js";
 import {
@@ -399,6 +400,9 @@ export class SociPreparer implements RemotePreparer {
       settings: this.layerSettings(left),
       registry,
     });
+    // handed over (to a FUSE host, or kept decoded by this process): the fetched bytes and their
+    // serialized copies are garbage, and an idle daemon would not collect them for a long while
+    noteDroppedBuffers(artifactBytes(artifacts));
     this.opts.metrics?.observeOperation(layer.digest, "fuse_mount", times.fuseMountMs);
     this.opts.metrics?.observeOperation(layer.digest, "mount", Date.now() - started);
   }
@@ -601,4 +605,13 @@ async function manifestHoldingLayer(
     if ((m.layers ?? []).some((l) => l.digest === layerDigest)) return c;
   }
   throw new NoIndexError(`no manifest of ${ref.host}/${ref.repository} holds layer ${layerDigest}`);
+}
+
+/** Bytes of a layer's fetched artifacts. */
+function artifactBytes(a: LayerArtifactBytes): number {
+  return (
+    (a.ztocBlob?.length ?? 0) +
+    (a.ztocTocPart ? a.ztocTocPart.head.length + a.ztocTocPart.tail.length : 0) +
+    (a.verification?.blob.length ?? 0)
+  );
 }

@@ -25,6 +25,22 @@ export function noteDroppedBuffers(bytes: number): void {
   gc({ type: ++collections % MAJOR_EVERY === 0 ? "major" : "minor" });
 }
 
+let youngSince = 0;
+
+/**
+ * Counts `bytes` of buffers that die young: made and dropped within one request (a FUSE read's
+ * answer, copied into the kernel's buffer). A scavenge frees them, so enough of them trigger only
+ * that: reading a whole image through FUSE would otherwise pile tens of MB of answers up between
+ * V8's own collections, and a full collection per few MB read would cost time.
+ */
+export function noteYoungGarbage(bytes: number): void {
+  if (!gc) return;
+  youngSince += bytes;
+  if (youngSince < BUDGET) return;
+  youngSince = 0;
+  gc({ type: "minor" });
+}
+
 /**
  * A scavenge now (where gc is exposed): the inflate worker calls it before each span, so the
  * previous span's input (moved to it, dead once inflated) never piles up there.
