@@ -81,12 +81,14 @@ describe("deploy/", () => {
       bin: Record<string, string>;
     };
     // node with the daemon's memory settings, the ones the executable's `#!` line gives it
-    expect(argv.slice(0, 5)).toEqual(["/usr/bin/node", ...HOST_NODE_FLAGS]);
+    expect(argv.slice(0, 1 + HOST_NODE_FLAGS.length)).toEqual(["/usr/bin/node", ...HOST_NODE_FLAGS]);
     expect(svc.Environment).toMatch(/^GLIBC_TUNABLES=\S+$/);
     expect((await readFile(DAEMON_BIN, "utf8")).split("\n")[0]).toBe(
-      `#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 5).join(" ")}`,
+      `#!/usr/bin/env -S ${svc.Environment} node ${argv.slice(1, 1 + HOST_NODE_FLAGS.length).join(" ")}`,
     );
-    expect(argv[5]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!));
+    expect(argv[1 + HOST_NODE_FLAGS.length]).toBe(
+      join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-snapshotter-grpc"]!),
+    );
     const flag = (name: string) => argv[argv.indexOf(name) + 1];
     expect(flag("--address")).toBe("fd://"); // socket activation
     expect(flag("--config")).toBe("/etc/soci-snapshotter-grpc/config.toml");
@@ -128,20 +130,20 @@ describe("deploy/", () => {
     // the same node and memory settings as the daemon, the same root, never an idle exit
     const argv = host.ExecStart!.split(/\s+/);
     const daemonArgv = daemonSvc.ExecStart!.split(/\s+/);
-    expect(argv.slice(0, 5)).toEqual(daemonArgv.slice(0, 5));
+    expect(argv.slice(0, 1 + HOST_NODE_FLAGS.length)).toEqual(daemonArgv.slice(0, 1 + HOST_NODE_FLAGS.length));
     expect(host.Environment).toBe(daemonSvc.Environment);
     const pkg = JSON.parse(await readFile(join(repo, "package.json"), "utf8")) as {
       name: string;
       bin: Record<string, string>;
     };
-    expect(argv[5]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-fuse-host"]!));
+    expect(argv[1 + HOST_NODE_FLAGS.length]).toBe(join("/usr/lib/node_modules", pkg.name, pkg.bin["soci-fuse-host"]!));
     const flag = (a: string[], name: string) => a[a.indexOf(name) + 1];
     expect(flag(argv, "--root")).toBe(flag(daemonArgv, "--root"));
     expect(flag(argv, "--idle-exit-sec")).toBe("0");
     // run directly, the host's executable gives node what the unit gives it
     const hostBin = join(repo, pkg.bin["soci-fuse-host"]!);
     expect((await readFile(hostBin, "utf8")).split("\n")[0]).toBe(
-      `#!/usr/bin/env -S ${host.Environment} node ${argv.slice(1, 5).join(" ")}`,
+      `#!/usr/bin/env -S ${host.Environment} node ${argv.slice(1, 1 + HOST_NODE_FLAGS.length).join(" ")}`,
     );
     const { stdout: help } = await run("node", [hostBin, "--help"]);
     expect(help).toContain("--takeover");
@@ -164,9 +166,11 @@ describe("deploy/", () => {
     expect(argv).toContain(`--unit=${transientUnitName("/var/lib/soci-snapshotter-grpc")}`);
     expect(argv).not.toContain("--scope");
     const cmd = argv.slice(argv.indexOf("--") + 1);
-    expect(cmd.slice(1, 5)).toEqual(HOST_NODE_FLAGS);
-    expect(cmd[5]).toMatch(/\/bin\/soci-fuse-host\.js$/);
-    expect(cmd.slice(5)).toEqual(expect.arrayContaining(["--root", "/var/lib/soci-snapshotter-grpc"]));
+    expect(cmd.slice(1, 1 + HOST_NODE_FLAGS.length)).toEqual(HOST_NODE_FLAGS);
+    expect(cmd[1 + HOST_NODE_FLAGS.length]).toMatch(/\/bin\/soci-fuse-host\.js$/);
+    expect(cmd.slice(1 + HOST_NODE_FLAGS.length)).toEqual(
+      expect.arrayContaining(["--root", "/var/lib/soci-snapshotter-grpc"]),
+    );
   });
 
   it("the example daemon config is the reference's defaults, spelled out, and the daemon accepts it", async () => {

@@ -19,12 +19,7 @@ const execFileP = promisify(execFile);
 export type StartMode = "auto" | "spawn" | "systemd" | "none";
 
 /** What the bin's `#!` line gives node (see bin/soci-snapshotter-grpc.js): the daemon's memory settings. */
-export const HOST_NODE_FLAGS = [
-  "--max-semi-space-size=2",
-  "--expose-gc",
-  "--no-wasm-loop-unrolling",
-  "--turbo-force-mid-tier-regalloc",
-];
+export const HOST_NODE_FLAGS = ["--max-semi-space-size=2", "--expose-gc"];
 export const HOST_GLIBC_TUNABLES = "glibc.malloc.arena_max=1";
 
 /** This package's host executable. */
