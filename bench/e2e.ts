@@ -570,25 +570,28 @@ function report(saved: Saved): void {
   const verdict = (ok: boolean | undefined) => (ok === undefined ? "not measured" : ok ? "PASS" : "MISS");
   const lines: string[] = [];
   const measured = results.filter((r) => r.runs.length);
-  for (const r of measured) {
-    const checks: string[] = [];
-    const so = ratio(r, "overlayfs", "soci");
-    checks.push(
-      `overlayfs ÷ soci ${x(so)} ≥ ${r.name.startsWith("data") ? 20 : 1}× ${verdict(so === undefined ? undefined : so >= (r.name.startsWith("data") ? 20 : 1))}`,
-    );
-    const sg = ratio(r, "stargz", "soci");
-    checks.push(`pull → ready faster than stargz (${x(sg)}) ${verdict(sg === undefined ? undefined : sg > 1)}`);
-    if (r.name.startsWith("numpy")) {
-      const so2 = ratio(r, "stargz-opt", "soci");
-      checks.push(`faster than optimized stargz (${x(so2)}) ${verdict(so2 === undefined ? undefined : so2 > 1)}`);
-    }
-    const sp = ratio(r, "stargz", "soci", (y) => y.pullSeconds);
-    checks.push(`pull no slower than stargz's (${x(sp)}) ${verdict(sp === undefined ? undefined : sp >= 1)}`);
-    const rss = of(r, "soci").map((y) => y.daemonPeakRssBytes ?? 0);
-    if (rss.length)
+  const SOCI_MODES: Mode[] = ["soci", "soci-chunked", "soci-recorded"];
+  // every SOCI mode is the product (the verification artifact and the recorded prefetch are flags of
+  // `soci convert` and the daemon), so each is held to the targets
+  for (const r of measured)
+    for (const m of SOCI_MODES) {
+      if (!of(r, m).length) continue;
+      const checks: string[] = [];
+      const so = ratio(r, "overlayfs", m);
+      const want = r.name.startsWith("data") ? 20 : 1;
+      checks.push(`overlayfs ÷ ${m} ${x(so)} ≥ ${want}× ${verdict(so === undefined ? undefined : so >= want)}`);
+      const sg = ratio(r, "stargz", m);
+      checks.push(`pull → ready faster than stargz (${x(sg)}) ${verdict(sg === undefined ? undefined : sg > 1)}`);
+      if (r.name.startsWith("numpy")) {
+        const so2 = ratio(r, "stargz-opt", m);
+        checks.push(`faster than optimized stargz (${x(so2)}) ${verdict(so2 === undefined ? undefined : so2 > 1)}`);
+      }
+      const sp = ratio(r, "stargz", m, (y) => y.pullSeconds);
+      checks.push(`pull no slower than stargz's (${x(sp)}) ${verdict(sp === undefined ? undefined : sp >= 1)}`);
+      const rss = of(r, m).map((y) => y.daemonPeakRssBytes ?? 0);
       checks.push(`RSS ${mb(Math.max(...rss))} ≤ ${mb(RSS_TARGET)} ${verdict(Math.max(...rss) <= RSS_TARGET)}`);
-    lines.push(`- ${r.name}: ${checks.join("; ")}`);
-  }
+      lines.push(`- ${r.name}, ${m}: ${checks.join("; ")}`);
+    }
   for (const r of withReadAll) {
     const v = raRatio(r, "soci");
     lines.push(
