@@ -163,11 +163,10 @@ const clampU32 = (n: number) => (n > 0xffffffff ? 0xffffffff : n < 0 ? 0 : Math.
 
 type Handle = { kind: "file"; entry: FileMetadata } | { kind: "stat" };
 
-/** The JS side of one mount. */
 /** Bound of each of a mounted layer's lookup caches (paths, attributes, directory entries). */
 export const FS_CACHE_ENTRIES = 8192;
 
-/** A layer's file system operations (exported for tests; `mountLayer` serves it over FUSE). */
+/** The JS side of one mount: a layer's file system operations (exported for tests; `mountLayer` serves it over FUSE). */
 export class LayerFs {
   readonly tree: LayerTree;
   readonly statFileName: string;
