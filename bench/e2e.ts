@@ -318,7 +318,15 @@ async function main(): Promise<void> {
     // written after every run, so an interrupted benchmark can still be reported (SOCI_BENCH_E2E_REPORT)
     const save = () => writeResults("e2e", saved());
     let n = 0;
-    const ctx = (reg: string) => ({ registry: reg, stargzBin, dir: join(work, `r${n++}`), cleanup, log });
+    const daemonConfig = process.env.SOCI_BENCH_DAEMON_CONFIG;
+    const ctx = (reg: string) => ({
+      registry: reg,
+      stargzBin,
+      dir: join(work, `r${n++}`),
+      cleanup,
+      log,
+      ...(daemonConfig ? { daemonConfig } : {}),
+    });
     const fail = (r: ImageResult, mode: Mode, rep: number, e: Error) => {
       failed++;
       r.failures.push({ mode, rep, error: e.message.slice(0, 2000) });
