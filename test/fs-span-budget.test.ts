@@ -1,10 +1,8 @@
 // The span budget: the bytes of spans being produced at once stay within a bound, however many
 // spans readers and prefetch ask for, and waiting work is admitted most urgent first.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildTestLayers, type TestLayers } from "./helpers/span-layers.js";
+import { setUpTestLayers, tearDownTestLayers, type TestLayers } from "./helpers/span-layers.js";
 import { FileBlobFetcher } from "../src/fs/blob-fetcher.js";
 import { SpanBudget } from "../src/fs/span-budget.js";
 import { SpanCache } from "../src/fs/span-cache.js";
@@ -17,15 +15,10 @@ let tarBytes: Buffer;
 const fetchers: FileBlobFetcher[] = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "soci-span-budget-"));
-  fx = await buildTestLayers(dir);
-  tarBytes = await readFile(join(dir, "layer.tar"));
+  ({ dir, fx, tarBytes } = await setUpTestLayers("soci-span-budget-"));
 }, 120_000);
 
-afterAll(async () => {
-  await Promise.all(fetchers.map((f) => f.close()));
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => tearDownTestLayers(dir, fetchers));
 
 /** An inflater that takes a few ms per span and records how many spans it holds at once. */
 function slowInflater() {

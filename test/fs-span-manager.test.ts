@@ -2,11 +2,17 @@
 // states, verification and refetch limits, gzip header checks, ztoc consistency checks, cache
 // file formats and damage, the memory bound, and reads when the disk cache cannot be written.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtemp, readFile, readdir, rm, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, readdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { buildTestLayers, entryOf, sha256, type TestLayer, type TestLayers } from "./helpers/span-layers.js";
+import {
+  setUpTestLayers,
+  tearDownTestLayers,
+  entryOf,
+  sha256,
+  type TestLayer,
+  type TestLayers,
+} from "./helpers/span-layers.js";
 import { coalesce, FileBlobFetcher, type BlobFetcher, type ByteRange } from "../src/fs/blob-fetcher.js";
 import { SpanCache } from "../src/fs/span-cache.js";
 import {
@@ -64,15 +70,10 @@ const layer = (n: TestLayer["name"]) => fx.layers.find((l) => l.name === n)!;
 let tarBytes: Buffer;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "soci-fs-spans-"));
-  fx = await buildTestLayers(dir);
-  tarBytes = await readFile(join(dir, "layer.tar"));
+  ({ dir, fx, tarBytes } = await setUpTestLayers("soci-fs-spans-"));
 }, 120_000);
 
-afterAll(async () => {
-  await Promise.all(fetchers.map((f) => f.close()));
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => tearDownTestLayers(dir, fetchers));
 
 describe("a layer blob cut short", () => {
   it("a read past the cut fails naming the layer; reads before it succeed", async () => {

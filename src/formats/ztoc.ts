@@ -370,13 +370,13 @@ class FbReader {
 const utf8 = new TextDecoder("utf-8");
 
 /**
- * Values many entries of a ztoc repeat (owner names, mtimes), shared by the entries of one decode:
+ * Values many entries of a ztoc repeat (owner names, PAX keys), shared by the entries of one decode:
  * a layer server keeps every entry of its layers, and one small view per field per entry (each
- * also keeping the whole ztoc buffer reachable) is most of what an entry costs.
+ * also keeping the whole ztoc buffer reachable) is most of what an entry costs. (Modification
+ * times are shared by canonicalGoTimeText, which remembers each distinct text.)
  */
 class Interned {
   private readonly names = new Map<string, Uint8Array>();
-  private readonly times = new Map<string, string>();
 
   /** A copy of short `bytes` shared with equal ones. */
   bytes(b: Uint8Array): Uint8Array {
@@ -386,16 +386,6 @@ class Interned {
     if (!v) {
       v = new Uint8Array(b);
       this.names.set(key, v);
-    }
-    return v;
-  }
-
-  modTime(raw: Uint8Array): string {
-    const key = latin1(raw);
-    let v = this.times.get(key);
-    if (v === undefined) {
-      v = canonicalGoTimeText(raw);
-      this.times.set(key, v);
     }
     return v;
   }
@@ -428,7 +418,7 @@ function readFileMetadata(r: FbReader, pos: number, intern: Interned): FileMetad
   const uname = intern.bytes(r.bytesField(pos, 8));
   const gname = intern.bytes(r.bytesField(pos, 9));
   // time.UnmarshalText with the error ignored: unparsable ⇒ zero time
-  const modTime = intern.modTime(r.bytesField(pos, 10));
+  const modTime = canonicalGoTimeText(r.bytesField(pos, 10));
   const devmajor = r.int64Field(pos, 11);
   const devminor = r.int64Field(pos, 12);
   // PAXHeaders map: a later duplicate key replaces an earlier one (most entries have none)

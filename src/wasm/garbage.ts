@@ -10,22 +10,27 @@ const gc = (globalThis as { gc?: (opts?: { type: "minor" | "major" }) => void })
 const BUDGET = 8 << 20;
 /** Every this many collections is a full one. */
 const MAJOR_EVERY = 3;
-let since = 0;
+const dropped = { bytes: 0 };
 let collections = 0;
+
+/** Adds `bytes` to `counter`: true (and the counter starts again) once BUDGET bytes were counted. */
+function budgetSpent(counter: { bytes: number }, bytes: number): boolean {
+  counter.bytes += bytes;
+  if (counter.bytes < BUDGET) return false;
+  counter.bytes = 0;
+  return true;
+}
 
 /** Counts `bytes` of large buffers that are (about to be) dropped; collects once enough were. */
 export function noteDroppedBuffers(bytes: number): void {
-  if (!gc) return;
-  since += bytes;
-  if (since < BUDGET) return;
-  since = 0;
+  if (!gc || !budgetSpent(dropped, bytes)) return;
   // a scavenge (well under a millisecond) frees the buffers that died young; those in use across
   // two scavenges (a span waiting for the network, a read in flight) were promoted and need a
   // full collection now and then — without one their memory waits for V8's external-memory limit
   gc({ type: ++collections % MAJOR_EVERY === 0 ? "major" : "minor" });
 }
 
-let youngSince = 0;
+const young = { bytes: 0 };
 
 /**
  * Counts `bytes` of buffers that die young: made and dropped within one request (a FUSE read's
@@ -34,11 +39,7 @@ let youngSince = 0;
  * V8's own collections, and a full collection per few MB read would cost time.
  */
 export function noteYoungGarbage(bytes: number): void {
-  if (!gc) return;
-  youngSince += bytes;
-  if (youngSince < BUDGET) return;
-  youngSince = 0;
-  gc({ type: "minor" });
+  if (gc && budgetSpent(young, bytes)) gc({ type: "minor" });
 }
 
 /**

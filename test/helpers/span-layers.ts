@@ -5,7 +5,8 @@
 // own extraction as ground truth.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, readFile, symlink, link, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink, link, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { LayerIndexer, type LayerCompression } from "../../src/indexer/layer-indexer.js";
@@ -137,4 +138,17 @@ export function entryOf(ztoc: Ztoc, name: string): FileMetadata {
   const e = ztoc.toc.find((m) => nameOf(m) === name);
   if (!e) throw new Error(`no entry ${name}`);
   return e;
+}
+
+/** A test file's layers: built in a new temporary directory, with the plain tar's bytes. */
+export async function setUpTestLayers(prefix: string): Promise<{ dir: string; fx: TestLayers; tarBytes: Buffer }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const fx = await buildTestLayers(dir);
+  return { dir, fx, tarBytes: await readFile(join(dir, "layer.tar")) };
+}
+
+/** Closes the test file's fetchers and removes its directory (if it was made). */
+export async function tearDownTestLayers(dir: string, fetchers: { close(): Promise<void> }[]): Promise<void> {
+  await Promise.all(fetchers.map((f) => f.close()));
+  if (dir) await rm(dir, { recursive: true, force: true });
 }
